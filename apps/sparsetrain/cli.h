@@ -1,0 +1,49 @@
+// The command-line skeleton shared by every command: the global flags (STYLE.md "Command line"),
+// the registry that maps a CLI11 subcommand to the function that runs it, and what that function
+// receives. Each command group lives in its own file (`*_command.cpp`) with an options struct,
+// a setup function that declares flags, and a run function; no algorithms live in apps/.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "common/run_record.h"
+
+namespace sparsetrain::cli {
+
+// Flags every command accepts, before or after the subcommand name.
+struct GlobalOptions {
+  std::uint64_t seed = 0;        // --seed: every random choice derives from it
+  std::string out;               // --out: run record path, '-' = stdout, empty = none
+  std::string jsonl;             // --jsonl: event stream path, '-' = stdout
+  std::string log_level = "info";
+  std::string progress = "auto";
+  bool dry_run = false;          // validate and print the plan, do no work
+};
+
+// What a command's run function gets: the global flags and the record it fills (metrics, timings).
+struct CommandContext {
+  const GlobalOptions& global;
+  common::RunRecord& record;
+};
+
+using CommandFn = std::function<void(CommandContext&)>;
+
+// Marks `command` as runnable: when it is the deepest subcommand on the command line, main calls
+// `run` after parsing. Groups (teddy, fuyou, graph) have no run function of their own.
+void set_command_runner(CLI::App* command, CommandFn run);
+// The runner registered for `command`, or nullptr.
+const CommandFn* find_command_runner(const CLI::App* command);
+
+// Option names that are output plumbing, not configuration: they go to the record's "run" block.
+bool is_plumbing_option(const std::string& name);
+
+// Command groups; each adds its subcommands to `app`.
+void add_env_command(CLI::App& app);
+void add_graph_commands(CLI::App& app);
+void add_teddy_commands(CLI::App& app);
+void add_fuyou_commands(CLI::App& app);
+
+}  // namespace sparsetrain::cli

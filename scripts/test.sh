@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Sets up if needed, builds, and runs every test (CTest: unit, cli, data; gpu tests skip without CUDA).
+#   scripts/test.sh [PRESET] [ctest args...]     e.g. scripts/test.sh asan   or   scripts/test.sh default -L unit
+set -euo pipefail
+source "$(dirname "$0")/common.sh"
+preset=${1:-default}
+[ $# -gt 0 ] && shift
+"$ROOT/scripts/setup.sh" "$preset"
+cd "$ROOT"
+ctest --preset "$preset" -j"$JOBS" "$@"
