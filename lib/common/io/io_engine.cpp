@@ -147,7 +147,7 @@ FileId IoEngine::add_file(const std::string& path, OpenMode mode) {
     }
     direct = false;
     fd = ::open(path.c_str(), flags, 0644);
-    if (fd >= 0) {
+    if (fd >= 0 && !g_warned_direct.load()) {  // create() already said so otherwise
       warn_once(g_warned_buffered, cat("the filesystem of '", path,
                                        "' rejects O_DIRECT; using buffered I/O (slower, uses page cache)"));
     }
