@@ -100,7 +100,8 @@ PhaseResult run_phase(io::IoEngine& engine, const std::vector<Stream>& streams,
   result.seconds = timer.seconds();
   result.cpu_s_per_gb = (cpu_seconds() - cpu0) / (static_cast<double>(total) / 1e9);
   for (std::size_t s = 0; s < streams.size(); ++s) {
-    result.streams[s].gbps = static_cast<double>(streams[s].bytes / block * block) / 1e9 / result.streams[s].seconds;
+    result.streams[s].gbps =
+        static_cast<double>(streams[s].bytes / block * block) / 1e9 / result.streams[s].seconds;
   }
   return result;
 }
@@ -118,12 +119,15 @@ void run_bench_io(const BenchIoOptions& options, CommandContext& context) {
   io_options.block_bytes = common::parse_bytes(options.block);
   io_options.queue_depth = options.qd;
   io_options.backend = io::parse_io_backend(options.backend);
-  const std::uint64_t size = common::parse_bytes(options.size) / io_options.block_bytes * io_options.block_bytes;
+  const std::uint64_t size =
+      common::parse_bytes(options.size) / io_options.block_bytes * io_options.block_bytes;
   if (size == 0) {
-    throw common::UsageError(cat("--size ", options.size, " is smaller than one block (", options.block, ")"),
-                             "pass --size of at least --block, e.g. --size 1GiB");
+    throw common::UsageError(
+        cat("--size ", options.size, " is smaller than one block (", options.block, ")"),
+        "pass --size of at least --block, e.g. --size 1GiB");
   }
-  if (options.dirs.empty()) throw common::UsageError("no --ssd directories given", "pass --ssd DIR[,DIR...]");
+  if (options.dirs.empty())
+    throw common::UsageError("no --ssd directories given", "pass --ssd DIR[,DIR...]");
   auto engine = io::IoEngine::create(io_options, options.dirs);
   const std::size_t n = options.dirs.size();
 
@@ -144,7 +148,8 @@ void run_bench_io(const BenchIoOptions& options, CommandContext& context) {
   {
     auto t = context.record.timings().scope("prepare");
     for (std::size_t d = 0; d < n; ++d) {
-      const std::string path = options.dirs[d] + "/.sparsetrain-bench-io." + std::to_string(::getpid()) + ".dat";
+      const std::string path =
+          options.dirs[d] + "/.sparsetrain-bench-io." + std::to_string(::getpid()) + ".dat";
       files.push_back(engine->open_file(path, io::OpenMode::kCreate));
       scratch.paths.push_back(path);
       direct = direct && engine->is_direct(files.back());
@@ -165,12 +170,15 @@ void run_bench_io(const BenchIoOptions& options, CommandContext& context) {
 
   auto phase_json = [](const PhaseResult& r, const std::vector<const char*>& names) {
     nlohmann::json j = {{"seconds", r.seconds}, {"cpu_s_per_gb", r.cpu_s_per_gb}};
-    for (std::size_t s = 0; s < names.size(); ++s) j[std::string(names[s]) + "_gbps"] = r.streams[s].gbps;
+    for (std::size_t s = 0; s < names.size(); ++s)
+      j[std::string(names[s]) + "_gbps"] = r.streams[s].gbps;
     return j;
   };
-  auto report = [](const std::string& label, const PhaseResult& r, const std::vector<const char*>& names) {
+  auto report = [](const std::string& label, const PhaseResult& r,
+                   const std::vector<const char*>& names) {
     std::cout << label;
-    for (std::size_t s = 0; s < names.size(); ++s) std::cout << "  " << names[s] << " " << r.streams[s].gbps << " GB/s";
+    for (std::size_t s = 0; s < names.size(); ++s)
+      std::cout << "  " << names[s] << " " << r.streams[s].gbps << " GB/s";
     std::cout << "  (cpu " << r.cpu_s_per_gb << " s/GB)\n";
   };
   std::cout.precision(3);
@@ -188,8 +196,10 @@ void run_bench_io(const BenchIoOptions& options, CommandContext& context) {
     report(label + " read      ", r, {"read"});
     j["read"] = phase_json(r, {"read"});
     const std::uint64_t half = size / 2 / io_options.block_bytes * io_options.block_bytes;
-    PhaseResult rw = run_phase(*engine, {{io::IoOp::kRead, target, 0, half * target.size()},
-                                          {io::IoOp::kWrite, target, half, half * target.size()}}, buffers);
+    PhaseResult rw = run_phase(*engine,
+                               {{io::IoOp::kRead, target, 0, half * target.size()},
+                                {io::IoOp::kWrite, target, half, half * target.size()}},
+                               buffers);
     report(label + " read+write", rw, {"read", "write"});
     j["read_write"] = phase_json(rw, {"read", "write"});
     return j;
@@ -222,12 +232,14 @@ void run_store_verify(const std::vector<std::string>& dirs, CommandContext& cont
   m["problems"] = report.problems;
   for (const std::string& p : report.problems) common::log_error(p);
   std::cout << "store " << dirs[0] << " version " << report.store_version << ": " << report.tensors
-            << " tensors, " << report.extents << " extents, " << common::format_bytes(static_cast<double>(report.bytes))
-            << " checked, " << report.problems.size() << " bad\n";
+            << " tensors, " << report.extents << " extents, "
+            << common::format_bytes(static_cast<double>(report.bytes)) << " checked, "
+            << report.problems.size() << " bad\n";
   if (!report.ok()) {
-    throw common::RunError(cat("tensor store in '", dirs[0], "' failed verification: ", report.problems.size(),
-                               " extent(s) with bad checksums (listed above)"),
-                           "the data on disk is corrupt; restore the store from a checkpoint");
+    throw common::RunError(
+        cat("tensor store in '", dirs[0], "' failed verification: ", report.problems.size(),
+            " extent(s) with bad checksums (listed above)"),
+        "the data on disk is corrupt; restore the store from a checkpoint");
   }
 }
 
@@ -235,25 +247,36 @@ void run_store_verify(const std::vector<std::string>& dirs, CommandContext& cont
 
 void add_fuyou_io_commands(CLI::App& fuyou) {
   auto options = std::make_shared<BenchIoOptions>();
-  CLI::App* bench = fuyou.add_subcommand("bench-io", "Measure SSD bandwidth through the I/O engine, per directory and striped");
+  CLI::App* bench = fuyou.add_subcommand(
+      "bench-io", "Measure SSD bandwidth through the I/O engine, per directory and striped");
   bench->add_option("--ssd", options->dirs, "Directories to test, comma-separated (one file each)")
-      ->required()->delimiter(',')->check(CLI::ExistingDirectory);
-  bench->add_option("--size", options->size, "Bytes per directory and phase, e.g. 8GiB")->capture_default_str();
-  bench->add_option("--block", options->block, "Bytes per I/O (multiple of 4KiB)")->capture_default_str();
-  bench->add_option("--qd", options->qd, "I/Os in flight")->capture_default_str()->check(CLI::Range(1, 4096));
+      ->required()
+      ->delimiter(',')
+      ->check(CLI::ExistingDirectory);
+  bench->add_option("--size", options->size, "Bytes per directory and phase, e.g. 8GiB")
+      ->capture_default_str();
+  bench->add_option("--block", options->block, "Bytes per I/O (multiple of 4KiB)")
+      ->capture_default_str();
+  bench->add_option("--qd", options->qd, "I/Os in flight")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 4096));
   bench->add_option("--backend", options->backend, "I/O backend")
-      ->capture_default_str()->check(CLI::IsMember({"auto", "uring", "threads"}));
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "uring", "threads"}));
   bench->footer(
       "Examples:\n"
       "  sparsetrain fuyou bench-io --ssd /mnt/nvme0 --size 4GiB\n"
-      "  sparsetrain fuyou bench-io --ssd /mnt/a,/mnt/b --size 8GiB --block 1MiB --qd 32 --out profile.json");
-  set_command_runner(bench, [options](CommandContext& context) { run_bench_io(*options, context); });
+      "  sparsetrain fuyou bench-io --ssd /mnt/a,/mnt/b --size 8GiB --block 1MiB --qd 32 --out "
+      "profile.json");
+  set_command_runner(bench,
+                     [options](CommandContext& context) { run_bench_io(*options, context); });
 
   CLI::App* store = fuyou.add_subcommand("store", "Inspect an SSD tensor store");
   auto dirs = std::make_shared<std::vector<std::string>>();
   CLI::App* verify = store->add_subcommand("verify", "Check every committed extent's CRC-32C");
   verify->add_option("dirs", *dirs, "The store's directories, in creation order")
-      ->required()->check(CLI::ExistingDirectory);
+      ->required()
+      ->check(CLI::ExistingDirectory);
   verify->footer(
       "Examples:\n"
       "  sparsetrain fuyou store verify /mnt/nvme0/store\n"

@@ -33,7 +33,7 @@ const Tables& tables() {
 
 #if defined(__x86_64__)
 __attribute__((target("sse4.2"))) std::uint32_t crc32c_sse42(const unsigned char* p, std::size_t n,
-                                                              std::uint32_t crc) {
+                                                             std::uint32_t crc) {
   std::uint64_t c = crc;
   while (n > 0 && (reinterpret_cast<std::uintptr_t>(p) & 7u) != 0) {
     c = _mm_crc32_u8(static_cast<std::uint32_t>(c), *p++);

@@ -31,23 +31,26 @@ struct DTypeRow {
   const char* name;
   std::size_t size;
 };
-constexpr DTypeRow kDTypes[] = {
-    {StoreDType::kF32, "F32", 4},  {StoreDType::kF16, "F16", 2}, {StoreDType::kBF16, "BF16", 2},
-    {StoreDType::kF64, "F64", 8},  {StoreDType::kI64, "I64", 8}, {StoreDType::kI32, "I32", 4},
-    {StoreDType::kI16, "I16", 2},  {StoreDType::kI8, "I8", 1},   {StoreDType::kU8, "U8", 1},
-    {StoreDType::kBool, "BOOL", 1}};
+constexpr DTypeRow kDTypes[] = {{StoreDType::kF32, "F32", 4},   {StoreDType::kF16, "F16", 2},
+                                {StoreDType::kBF16, "BF16", 2}, {StoreDType::kF64, "F64", 8},
+                                {StoreDType::kI64, "I64", 8},   {StoreDType::kI32, "I32", 4},
+                                {StoreDType::kI16, "I16", 2},   {StoreDType::kI8, "I8", 1},
+                                {StoreDType::kU8, "U8", 1},     {StoreDType::kBool, "BOOL", 1}};
 
 std::string data_file_name(std::size_t index) { return cat("sparsetrain-store.", index, ".dat"); }
 
 std::uint64_t align_down(std::uint64_t x) { return x / io::kIoAlignment * io::kIoAlignment; }
-bool aligned_ptr(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % io::kIoAlignment == 0; }
+bool aligned_ptr(const void* p) {
+  return reinterpret_cast<std::uintptr_t>(p) % io::kIoAlignment == 0;
+}
 
 // CRC-32C of `bytes` zero bytes (extents that were reserved and never written read as zeros).
 std::uint32_t zero_crc(std::uint64_t bytes) {
   static const std::vector<std::byte> zeros(std::size_t{1} << 20);
   std::uint32_t crc = 0;
   for (std::uint64_t done = 0; done < bytes;) {
-    const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(zeros.size(), bytes - done));
+    const std::size_t n =
+        static_cast<std::size_t>(std::min<std::uint64_t>(zeros.size(), bytes - done));
     crc = crc32c(zeros.data(), n, crc);
     done += n;
   }
@@ -65,7 +68,8 @@ const char* store_dtype_name(StoreDType dtype) {
 StoreDType parse_store_dtype(std::string_view name) {
   for (const DTypeRow& row : kDTypes)
     if (name == row.name) return row.dtype;
-  throw UsageError(cat("unknown dtype '", name, "'"), "use F32, F16, BF16, F64, I64, I32, I16, I8, U8 or BOOL");
+  throw UsageError(cat("unknown dtype '", name, "'"),
+                   "use F32, F16, BF16, F64, I64, I32, I16, I8, U8 or BOOL");
 }
 
 std::size_t store_dtype_size(StoreDType dtype) {
@@ -82,8 +86,8 @@ struct TensorStore::Tensor {
   std::vector<std::uint64_t> base;  // per dir: byte offset of this tensor's region
   std::vector<std::uint8_t> slot;   // per extent, staged
   std::vector<std::uint8_t> committed_slot;
-  std::vector<std::uint32_t> crc;   // per extent, of its logical bytes (staged)
-  bool dirty = false;               // changed since the last commit
+  std::vector<std::uint32_t> crc;  // per extent, of its logical bytes (staged)
+  bool dirty = false;              // changed since the last commit
 };
 
 // Writes in flight with the bounce buffers they read from.
@@ -113,10 +117,12 @@ TensorStore::TensorStore(std::vector<std::string> dirs, StoreOptions options)
   for (const std::string& dir : dirs_) {
     struct stat st {};
     if (::stat(dir.c_str(), &st) != 0) {
-      common::throw_path_error("cannot use store directory", dir, errno, "create it, or pass --ssd an existing directory");
+      common::throw_path_error("cannot use store directory", dir, errno,
+                               "create it, or pass --ssd an existing directory");
     }
     if (!S_ISDIR(st.st_mode)) {
-      common::throw_path_error("cannot use store directory", dir, ENOTDIR, "pass --ssd a directory");
+      common::throw_path_error("cannot use store directory", dir, ENOTDIR,
+                               "pass --ssd a directory");
     }
   }
   engine_ = io::IoEngine::create(options_.io, dirs_);
@@ -136,12 +142,14 @@ void TensorStore::open_files(bool create) {
       throw RunError(cat("store data file '", path, "' is missing"),
                      "pass --ssd the directories in the order the store was created with");
     }
-    files_.push_back(engine_->open_file(path, create ? io::OpenMode::kCreate : io::OpenMode::kReadWrite));
+    files_.push_back(
+        engine_->open_file(path, create ? io::OpenMode::kCreate : io::OpenMode::kReadWrite));
     direct_.push_back(engine_->is_direct(files_.back()));
   }
 }
 
-std::unique_ptr<TensorStore> TensorStore::create(const std::vector<std::string>& dirs, StoreOptions options) {
+std::unique_ptr<TensorStore> TensorStore::create(const std::vector<std::string>& dirs,
+                                                 StoreOptions options) {
   std::unique_ptr<TensorStore> store(new TensorStore(dirs, options));
   if (::access(store->manifest_path().c_str(), F_OK) == 0) {
     throw UsageError(cat("a tensor store already exists in '", dirs[0], "'"),
@@ -154,12 +162,14 @@ std::unique_ptr<TensorStore> TensorStore::create(const std::vector<std::string>&
   return store;
 }
 
-std::unique_ptr<TensorStore> TensorStore::open(const std::vector<std::string>& dirs, StoreOptions options) {
+std::unique_ptr<TensorStore> TensorStore::open(const std::vector<std::string>& dirs,
+                                               StoreOptions options) {
   std::unique_ptr<TensorStore> store(new TensorStore(dirs, options));
   const std::string path = store->manifest_path();
   if (::access(path.c_str(), F_OK) != 0) {
     throw UsageError(cat("no tensor store in '", dirs[0], "' (no ", kManifestName, ")"),
-                     "pass --ssd the directories of an existing store, first directory first");
+                     "give the directories of an existing store (--ssd or the command line), first "
+                     "directory first");
   }
   store->committed_manifest_ = common::read_file(path);
   store->load_manifest();
@@ -167,8 +177,8 @@ std::unique_ptr<TensorStore> TensorStore::open(const std::vector<std::string>& d
   for (std::size_t i = 0; i < dirs.size(); ++i) {
     const std::uint64_t size = store->engine_->file_size(store->files_[i]);
     if (size < store->file_bytes_[i]) {
-      throw RunError(cat("store data file '", store->engine_->path(store->files_[i]), "' has ", size,
-                         " bytes but the manifest needs ", store->file_bytes_[i]),
+      throw RunError(cat("store data file '", store->engine_->path(store->files_[i]), "' has ",
+                         size, " bytes but the manifest needs ", store->file_bytes_[i]),
                      "the file was truncated or replaced; restore it or recreate the store");
     }
   }
@@ -190,7 +200,8 @@ void TensorStore::load_manifest() {
   }
   try {
     if (m.at("format") != kFormat) throw bad("not a sparsetrain tensor store");
-    if (m.at("format_version").get<int>() != kFormatVersion) throw bad("unsupported format_version");
+    if (m.at("format_version").get<int>() != kFormatVersion)
+      throw bad("unsupported format_version");
     if (m.at("checksum") != "crc32c") throw bad("unknown checksum");
     const auto& files = m.at("files");
     if (files.size() != dirs_.size()) {
@@ -199,7 +210,8 @@ void TensorStore::load_manifest() {
                        cat("pass all of them, in order: ", m.at("dirs").dump()));
     }
     extent_bytes_ = m.at("extent_bytes").get<std::uint64_t>();
-    if (extent_bytes_ == 0 || extent_bytes_ % io::kIoAlignment != 0) throw bad("extent_bytes not a multiple of 4096");
+    if (extent_bytes_ == 0 || extent_bytes_ % io::kIoAlignment != 0)
+      throw bad("extent_bytes not a multiple of 4096");
     version_ = m.at("version").get<std::uint64_t>();
     file_bytes_.clear();
     for (const auto& f : files) file_bytes_.push_back(f.at("bytes").get<std::uint64_t>());
@@ -222,12 +234,14 @@ void TensorStore::load_manifest() {
         numel *= static_cast<std::uint64_t>(d);
       }
       const std::uint64_t n_extents = (tensor->info.bytes + extent_bytes_ - 1) / extent_bytes_;
-      if (numel * store_dtype_size(tensor->info.dtype) != tensor->info.bytes || tensor->first_dir >= n_dirs ||
-          tensor->base.size() != n_dirs || slots.size() != n_extents || tensor->crc.size() != n_extents) {
+      if (numel * store_dtype_size(tensor->info.dtype) != tensor->info.bytes ||
+          tensor->first_dir >= n_dirs || tensor->base.size() != n_dirs ||
+          slots.size() != n_extents || tensor->crc.size() != n_extents) {
         throw bad(cat("tensor '", tensor->info.name, "' has an inconsistent layout"));
       }
       for (std::size_t d = 0; d < n_dirs; ++d) {
-        const std::uint64_t local = (n_extents + n_dirs - (d + n_dirs - tensor->first_dir) % n_dirs - 1) / n_dirs;
+        const std::uint64_t local =
+            (n_extents + n_dirs - (d + n_dirs - tensor->first_dir) % n_dirs - 1) / n_dirs;
         if (tensor->base[d] + local * 2 * extent_bytes_ > file_bytes_[d]) {
           throw bad(cat("tensor '", tensor->info.name, "' lies beyond its data file"));
         }
@@ -254,13 +268,24 @@ std::string TensorStore::manifest_json() const {
   for (const auto& t : tensors_) {
     std::string slots;
     for (std::uint8_t s : t->slot) slots.push_back(static_cast<char>('0' + s));
-    tensors.push_back({{"name", t->info.name}, {"dtype", store_dtype_name(t->info.dtype)},
-                       {"shape", t->info.shape}, {"bytes", t->info.bytes}, {"version", t->info.version},
-                       {"first_dir", t->first_dir}, {"base", t->base}, {"slots", slots}, {"crc", t->crc}});
+    tensors.push_back({{"name", t->info.name},
+                       {"dtype", store_dtype_name(t->info.dtype)},
+                       {"shape", t->info.shape},
+                       {"bytes", t->info.bytes},
+                       {"version", t->info.version},
+                       {"first_dir", t->first_dir},
+                       {"base", t->base},
+                       {"slots", slots},
+                       {"crc", t->crc}});
   }
-  nlohmann::json m = {{"format", kFormat}, {"format_version", kFormatVersion}, {"version", version_},
-                      {"checksum", "crc32c"}, {"extent_bytes", extent_bytes_}, {"dirs", dirs_},
-                      {"files", files}, {"tensors", tensors}};
+  nlohmann::json m = {{"format", kFormat},
+                      {"format_version", kFormatVersion},
+                      {"version", version_},
+                      {"checksum", "crc32c"},
+                      {"extent_bytes", extent_bytes_},
+                      {"dirs", dirs_},
+                      {"files", files},
+                      {"tensors", tensors}};
   return m.dump(1) + "\n";
 }
 
@@ -290,7 +315,8 @@ TensorInfo TensorStore::info(const std::string& name) const {
   throw UsageError(cat("no tensor '", name, "' in the store in '", dirs_[0], "'"));
 }
 
-void TensorStore::define(const std::string& name, StoreDType dtype, std::vector<std::int64_t> shape) {
+void TensorStore::define(const std::string& name, StoreDType dtype,
+                         std::vector<std::int64_t> shape) {
   if (name.empty()) throw UsageError("tensor names must not be empty");
   std::uint64_t numel = 1;
   for (std::int64_t d : shape) {
@@ -299,7 +325,8 @@ void TensorStore::define(const std::string& name, StoreDType dtype, std::vector<
   }
   std::lock_guard<std::mutex> lock(mutex_);
   for (const auto& t : tensors_)
-    if (t->info.name == name) throw UsageError(cat("tensor '", name, "' already exists in the store"));
+    if (t->info.name == name)
+      throw UsageError(cat("tensor '", name, "' already exists in the store"));
   auto tensor = std::make_shared<Tensor>();
   tensor->info = TensorInfo{name, dtype, std::move(shape), numel * store_dtype_size(dtype), 0};
   const std::size_t n_dirs = dirs_.size();
@@ -307,7 +334,8 @@ void TensorStore::define(const std::string& name, StoreDType dtype, std::vector<
   tensor->first_dir = static_cast<unsigned>(tensors_.size() % n_dirs);  // spread small tensors
   std::vector<std::uint64_t> grow(n_dirs, 0);
   for (std::size_t d = 0; d < n_dirs; ++d) {
-    const std::uint64_t local = (n_extents + n_dirs - (d + n_dirs - tensor->first_dir) % n_dirs - 1) / n_dirs;
+    const std::uint64_t local =
+        (n_extents + n_dirs - (d + n_dirs - tensor->first_dir) % n_dirs - 1) / n_dirs;
     tensor->base.push_back(file_bytes_[d]);
     grow[d] = local * 2 * extent_bytes_;
   }
@@ -328,9 +356,9 @@ void TensorStore::define(const std::string& name, StoreDType dtype, std::vector<
 namespace {
 
 // Where extent k of `t` is, in slot `slot`.
-ExtentPlace place_extent(const std::vector<std::uint64_t>& base, unsigned first_dir, std::size_t n_dirs,
-                         std::uint64_t extent_bytes, std::uint64_t tensor_bytes, std::uint64_t k,
-                         unsigned slot) {
+ExtentPlace place_extent(const std::vector<std::uint64_t>& base, unsigned first_dir,
+                         std::size_t n_dirs, std::uint64_t extent_bytes, std::uint64_t tensor_bytes,
+                         std::uint64_t k, unsigned slot) {
   const unsigned dir = static_cast<unsigned>((first_dir + k) % n_dirs);
   const std::uint64_t local = k / n_dirs;
   return ExtentPlace{dir, base[dir] + (local * 2 + slot) * extent_bytes, k * extent_bytes,
@@ -340,18 +368,18 @@ ExtentPlace place_extent(const std::vector<std::uint64_t>& base, unsigned first_
 void check_range(const TensorInfo& info, std::uint64_t offset, std::uint64_t& bytes) {
   if (bytes == TensorStore::kWhole) bytes = offset <= info.bytes ? info.bytes - offset : 0;
   if (offset > info.bytes || bytes > info.bytes - offset) {
-    throw UsageError(cat("range [", offset, ", ", offset + bytes, ") is outside tensor '", info.name,
-                         "' of ", info.bytes, " bytes"));
+    throw UsageError(cat("range [", offset, ", ", offset + bytes, ") is outside tensor '",
+                         info.name, "' of ", info.bytes, " bytes"));
   }
 }
 
 }  // namespace
 
-std::shared_future<void> TensorStore::write(const std::string& name, const void* src, std::uint64_t offset,
-                                            std::uint64_t bytes) {
+std::shared_future<void> TensorStore::write(const std::string& name, const void* src,
+                                            std::uint64_t offset, std::uint64_t bytes) {
   auto pending = std::make_shared<Pending>();
   std::vector<io::IoRequest> requests;
-  std::vector<io::IoRequest> rmw_reads;     // current content of partly written extents
+  std::vector<io::IoRequest> rmw_reads;  // current content of partly written extents
   struct Patch {
     io::AlignedBuffer* buffer;
     std::uint64_t in_extent;  // where the new bytes go in the extent
@@ -376,10 +404,10 @@ std::shared_future<void> TensorStore::write(const std::string& name, const void*
     for (std::uint64_t k = first; k <= last; ++k) {
       const std::uint8_t current = tensor->slot[k];
       const std::uint8_t target = current == tensor->committed_slot[k] ? 1 - current : current;
-      const ExtentPlace from = place_extent(tensor->base, tensor->first_dir, dirs_.size(), extent_bytes_,
-                                            tensor->info.bytes, k, current);
-      const ExtentPlace to = place_extent(tensor->base, tensor->first_dir, dirs_.size(), extent_bytes_,
-                                          tensor->info.bytes, k, target);
+      const ExtentPlace from = place_extent(tensor->base, tensor->first_dir, dirs_.size(),
+                                            extent_bytes_, tensor->info.bytes, k, current);
+      const ExtentPlace to = place_extent(tensor->base, tensor->first_dir, dirs_.size(),
+                                          extent_bytes_, tensor->info.bytes, k, target);
       const io::FileId file = files_[to.dir];
       const std::uint64_t lo = std::max(offset, to.begin);
       const std::uint64_t hi = std::min(offset + bytes, to.begin + to.bytes);
@@ -389,7 +417,9 @@ std::shared_future<void> TensorStore::write(const std::string& name, const void*
         // Whole extent straight from the caller's buffer; a tail under 4096 B goes via a bounce.
         tensor->crc[k] = crc32c(piece, to.bytes);
         const std::uint64_t body = direct_[to.dir] ? align_down(to.bytes) : to.bytes;
-        if (body > 0) requests.push_back({io::IoOp::kWrite, file, to.offset, const_cast<std::byte*>(piece), body});
+        if (body > 0)
+          requests.push_back(
+              {io::IoOp::kWrite, file, to.offset, const_cast<std::byte*>(piece), body});
         if (body < to.bytes) {
           io::AlignedBuffer& tail = pending->buffers.emplace_back(io::kIoAlignment, /*pin=*/false);
           std::memcpy(tail.data(), piece + body, to.bytes - body);
@@ -401,7 +431,8 @@ std::shared_future<void> TensorStore::write(const std::string& name, const void*
       io::AlignedBuffer& bounce = pending->buffers.emplace_back(to.bytes, /*pin=*/false);
       const std::size_t io_bytes = direct_[to.dir] ? bounce.size() : to.bytes;
       if (lo != to.begin || hi != to.begin + to.bytes) {
-        rmw_reads.push_back({io::IoOp::kRead, files_[from.dir], from.offset, bounce.data(), io_bytes});
+        rmw_reads.push_back(
+            {io::IoOp::kRead, files_[from.dir], from.offset, bounce.data(), io_bytes});
       }
       patches.push_back({&bounce, lo - to.begin, piece, hi - lo, to.bytes, &tensor->crc[k]});
       requests.push_back({io::IoOp::kWrite, file, to.offset, bounce.data(), io_bytes});
@@ -455,8 +486,8 @@ std::shared_future<void> TensorStore::read(const std::string& name, void* dst, s
     const std::uint64_t last = (offset + bytes - 1) / extent_bytes_;
     copies.reserve(static_cast<std::size_t>(last - first + 1) * 2);
     for (std::uint64_t k = first; k <= last; ++k) {
-      const ExtentPlace at = place_extent(tensor->base, tensor->first_dir, dirs_.size(), extent_bytes_,
-                                          tensor->info.bytes, k, tensor->slot[k]);
+      const ExtentPlace at = place_extent(tensor->base, tensor->first_dir, dirs_.size(),
+                                          extent_bytes_, tensor->info.bytes, k, tensor->slot[k]);
       if (verify) checks.push_back({k, at, tensor->crc[k]});
       const io::FileId file = files_[at.dir];
       const std::uint64_t lo = std::max(offset, at.begin) - at.begin;  // within the extent
@@ -476,7 +507,8 @@ std::shared_future<void> TensorStore::read(const std::string& name, void* dst, s
         const std::uint64_t span_hi = io::align_up(hi);
         Copy& c = copies.emplace_back(Copy{io::AlignedBuffer(span_hi - span_lo, /*pin=*/false),
                                            lo + body - span_lo, piece + body, hi - lo - body});
-        bounce_reads.push_back({io::IoOp::kRead, file, at.offset + span_lo, c.buffer.data(), c.buffer.size()});
+        bounce_reads.push_back(
+            {io::IoOp::kRead, file, at.offset + span_lo, c.buffer.data(), c.buffer.size()});
       }
     }
     tensor_name = tensor->info.name;
@@ -500,10 +532,11 @@ std::shared_future<void> TensorStore::read(const std::string& name, void* dst, s
       crc = crc32c(whole.data(), c.place.bytes);
     }
     if (crc != c.crc) {
-      throw RunError(cat("checksum mismatch in tensor '", tensor_name, "' extent ", c.k, " (bytes ",
-                         c.place.begin, "..", c.place.begin + c.place.bytes, " in '", dirs_[c.place.dir],
-                         "'): stored ", c.crc, ", read ", crc),
-                     "the data on disk is corrupt; run `sparsetrain fuyou store verify` on the store");
+      throw RunError(
+          cat("checksum mismatch in tensor '", tensor_name, "' extent ", c.k, " (bytes ",
+              c.place.begin, "..", c.place.begin + c.place.bytes, " in '", dirs_[c.place.dir],
+              "'): stored ", c.crc, ", read ", crc),
+          "the data on disk is corrupt; run `sparsetrain fuyou store verify` on the store");
     }
   }
   return done;
@@ -588,8 +621,8 @@ VerifyReport TensorStore::verify() {
       std::vector<io::IoRequest> reads;
       std::vector<ExtentPlace> places;
       for (std::uint64_t k = k0; k < std::min<std::uint64_t>(n, k0 + kBatch); ++k) {
-        const ExtentPlace at = place_extent(t->base, t->first_dir, dirs_.size(), extent_bytes_, t->info.bytes,
-                                            k, t->committed_slot[k]);
+        const ExtentPlace at = place_extent(t->base, t->first_dir, dirs_.size(), extent_bytes_,
+                                            t->info.bytes, k, t->committed_slot[k]);
         places.push_back(at);
         io::AlignedBuffer& b = buffers[k - k0];
         reads.push_back({io::IoOp::kRead, files_[at.dir], at.offset, b.data(),
@@ -607,9 +640,10 @@ VerifyReport TensorStore::verify() {
         ++report.extents;
         report.bytes += places[j].bytes;
         if (crc != t->crc[k]) {
-          report.problems.push_back(cat("tensor '", t->info.name, "' extent ", k, " (bytes ", places[j].begin,
-                                        "..", places[j].begin + places[j].bytes, ", in '", dirs_[places[j].dir],
-                                        "'): checksum mismatch (manifest ", t->crc[k], ", data ", crc, ")"));
+          report.problems.push_back(
+              cat("tensor '", t->info.name, "' extent ", k, " (bytes ", places[j].begin, "..",
+                  places[j].begin + places[j].bytes, ", in '", dirs_[places[j].dir],
+                  "'): checksum mismatch (manifest ", t->crc[k], ", data ", crc, ")"));
         }
       }
     }

@@ -17,8 +17,9 @@ using sparsetrain::test::TempDir;
 TEST_CASE("bench-io on a small size exits 0 and records read and write bandwidth per directory") {
   TempDir root;
   const std::string out = root.path() + "/profile.json";
-  const auto r = run_process(SPARSETRAIN_BINARY, {"fuyou", "bench-io", "--ssd", root.sub("a") + "," + root.sub("b"),
-                                                  "--size", "8MiB", "--block", "256KiB", "--qd", "8", "--out", out});
+  const auto r = run_process(SPARSETRAIN_BINARY,
+                             {"fuyou", "bench-io", "--ssd", root.sub("a") + "," + root.sub("b"),
+                              "--size", "8MiB", "--block", "256KiB", "--qd", "8", "--out", out});
   INFO(r.err);
   REQUIRE(r.exit_code == 0);
   const auto record = nlohmann::json::parse(sparsetrain::common::read_file(out));
@@ -34,9 +35,11 @@ TEST_CASE("bench-io on a small size exits 0 and records read and write bandwidth
 
 TEST_CASE("bench-io with a missing directory or a bad block size is a usage error (exit 2)") {
   TempDir root;
-  auto r = run_process(SPARSETRAIN_BINARY, {"fuyou", "bench-io", "--ssd", root.path() + "/missing", "--size", "1MiB"});
+  auto r = run_process(SPARSETRAIN_BINARY,
+                       {"fuyou", "bench-io", "--ssd", root.path() + "/missing", "--size", "1MiB"});
   CHECK(r.exit_code == 2);
-  r = run_process(SPARSETRAIN_BINARY, {"fuyou", "bench-io", "--ssd", root.path(), "--size", "1MiB", "--block", "1000"});
+  r = run_process(SPARSETRAIN_BINARY,
+                  {"fuyou", "bench-io", "--ssd", root.path(), "--size", "1MiB", "--block", "1000"});
   CHECK(r.exit_code == 2);
   CHECK(r.err.find("multiple of 4096") != std::string::npos);
 }
@@ -57,7 +60,8 @@ TEST_CASE("store verify passes a good store (exit 0) and fails a corrupted one (
   CHECK(r.exit_code == 0);
   CHECK(r.out.find("0 bad") != std::string::npos);
   {
-    std::fstream f(dir + "/sparsetrain-store.0.dat", std::ios::in | std::ios::out | std::ios::binary);
+    std::fstream f(dir + "/sparsetrain-store.0.dat",
+                   std::ios::in | std::ios::out | std::ios::binary);
     f.seekp(4 * 1024 * 1024 + 17);  // slot 1 of extent 0: where the first write went
     f.put('\x7f');
   }

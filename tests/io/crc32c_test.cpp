@@ -1,11 +1,12 @@
 // CRC-32C against its published check value and the hardware path against the table path.
+#include "fuyou/crc32c.h"
+
 #include <doctest/doctest.h>
 
 #include <cstring>
 #include <string>
 #include <vector>
 
-#include "fuyou/crc32c.h"
 #include "io_test_util.h"
 
 using sparsetrain::fuyou::crc32c;
@@ -32,7 +33,8 @@ TEST_CASE("crc32c gives the same value in pieces, at odd offsets, by both implem
       const std::uint32_t whole = crc32c(data.data() + start, len);
       CHECK(whole == crc32c_portable(data.data() + start, len));
       const std::size_t half = len / 3;
-      CHECK(whole == crc32c(data.data() + start + half, len - half, crc32c(data.data() + start, half)));
+      CHECK(whole ==
+            crc32c(data.data() + start + half, len - half, crc32c(data.data() + start, half)));
     }
   }
 }

@@ -110,7 +110,8 @@ TEST_CASE("registered buffers are used as fixed buffers by the io_uring backend"
   CHECK(std::memcmp(buf.data(), in.data(), buf.size()) == 0);
   if (engine->backend() == io::IoBackend::kUring) {
     CHECK(registered);
-    CHECK(engine->stats().fixed_buffer_blocks == 4);  // the write's 4 blocks; `in` is not registered
+    CHECK(engine->stats().fixed_buffer_blocks ==
+          4);  // the write's 4 blocks; `in` is not registered
   } else {
     CHECK_FALSE(registered);
   }
@@ -122,9 +123,12 @@ TEST_CASE("an unaligned O_DIRECT request is refused before any I/O with a usage 
   auto engine = io::IoEngine::create(small_options(), {dir.path()});
   const io::FileId f = engine->open_file(dir.path() + "/data", io::OpenMode::kCreate);
   io::AlignedBuffer buf(8192);
-  CHECK_THROWS_AS(engine->submit({{io::IoOp::kWrite, f, 100, buf.data(), 4096}}), sparsetrain::common::UsageError);
-  CHECK_THROWS_AS(engine->submit({{io::IoOp::kWrite, f, 0, buf.data(), 4095}}), sparsetrain::common::UsageError);
-  CHECK_THROWS_AS(engine->submit({{io::IoOp::kWrite, f, 0, buf.data() + 1, 4096}}), sparsetrain::common::UsageError);
+  CHECK_THROWS_AS(engine->submit({{io::IoOp::kWrite, f, 100, buf.data(), 4096}}),
+                  sparsetrain::common::UsageError);
+  CHECK_THROWS_AS(engine->submit({{io::IoOp::kWrite, f, 0, buf.data(), 4095}}),
+                  sparsetrain::common::UsageError);
+  CHECK_THROWS_AS(engine->submit({{io::IoOp::kWrite, f, 0, buf.data() + 1, 4096}}),
+                  sparsetrain::common::UsageError);
   CHECK(engine->stats().blocks == 0);
 }
 
@@ -142,6 +146,10 @@ TEST_CASE("reading past the end of a file fails with an IoError naming the path"
     CHECK(e.path() == path);
     CHECK(std::string(e.what()).find(path) != std::string::npos);
   }
+  // One block across EOF: the read returns 4096 bytes (short, requeued), then 0 (the error).
+  const std::uint64_t before = engine->stats().requeued;
+  CHECK_THROWS_AS(engine->run({{io::IoOp::kRead, f, 0, buf.data(), 64 * 1024}}), io::IoError);
+  CHECK(engine->stats().requeued == before + 1);
   // The engine stays usable after a failed batch.
   engine->run({{io::IoOp::kRead, f, 0, buf.data(), 4096}});
 }

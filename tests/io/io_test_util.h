@@ -42,7 +42,8 @@ inline std::uint64_t splitmix64(std::uint64_t x) {
 }
 
 // Byte i of pattern `seed`: byte (i % 8) of splitmix64(i / 8 + seed * 2^40).
-inline void fill_pattern(void* dst, std::size_t bytes, std::uint64_t seed, std::uint64_t start = 0) {
+inline void fill_pattern(void* dst, std::size_t bytes, std::uint64_t seed,
+                         std::uint64_t start = 0) {
   auto* out = static_cast<unsigned char*>(dst);
   for (std::size_t i = 0; i < bytes; ++i) {
     const std::uint64_t pos = start + i;

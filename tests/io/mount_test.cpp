@@ -31,8 +31,10 @@ namespace {
 class TmpfsMount {
  public:
   explicit TmpfsMount(const char* options, unsigned long flags = 0, const char* type = "tmpfs") {
-    if (::mount(type, dir_.path().c_str(), type, flags, options) == 0) mounted_ = true;
-    else error_ = std::strerror(errno);
+    if (::mount(type, dir_.path().c_str(), type, flags, options) == 0)
+      mounted_ = true;
+    else
+      error_ = std::strerror(errno);
   }
   ~TmpfsMount() {
     if (mounted_) ::umount2(dir_.path().c_str(), MNT_DETACH);
@@ -55,7 +57,8 @@ StoreOptions small() {
 
 }  // namespace
 
-TEST_CASE("a full disk fails define and commit with ENOSPC and the store stays at its last version") {
+TEST_CASE(
+    "a full disk fails define and commit with ENOSPC and the store stays at its last version") {
   TmpfsMount fs("size=2m");
   REQUIRE(fs.ok());
   const std::vector<std::string> dirs = {fs.path()};
@@ -87,7 +90,8 @@ TEST_CASE("a full disk fails define and commit with ENOSPC and the store stays a
     }
   }
   store->write("a", v2.data()).get();
-  CHECK_THROWS_WITH_AS(store->commit(), doctest::Contains("No space left"), sparsetrain::common::RunError);
+  CHECK_THROWS_WITH_AS(store->commit(), doctest::Contains("No space left"),
+                       sparsetrain::common::RunError);
   CHECK(store->version() == 1);
   store.reset();
   auto reopened = TensorStore::open(dirs, small());
@@ -111,13 +115,16 @@ TEST_CASE("a read-only directory gives a one-line usage error naming the path") 
   }
 }
 
-TEST_CASE("on ramfs (no O_DIRECT) auto picks the fallback with buffered I/O, and require_direct refuses") {
+TEST_CASE(
+    "on ramfs (no O_DIRECT) auto picks the fallback with buffered I/O, and require_direct "
+    "refuses") {
   TmpfsMount fs("", 0, "ramfs");
   REQUIRE(fs.ok());
   io::IoOptions options;
   options.backend = io::IoBackend::kAuto;
   auto engine = io::IoEngine::create(options, {fs.path()});
-  if (io::io_backend_from_env() == io::IoBackend::kAuto) CHECK(engine->backend() == io::IoBackend::kThreads);
+  if (io::io_backend_from_env() == io::IoBackend::kAuto)
+    CHECK(engine->backend() == io::IoBackend::kThreads);
   const io::FileId f = engine->open_file(fs.path() + "/data", io::OpenMode::kCreate);
   CHECK_FALSE(engine->is_direct(f));
   std::vector<unsigned char> out(10001), in(10001);  // any size, any alignment when buffered

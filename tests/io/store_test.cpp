@@ -41,7 +41,8 @@ std::vector<std::string> two_dirs(const TempDir& root) { return {root.sub("a"), 
 
 }  // namespace
 
-TEST_CASE("tensors of awkward sizes and several dtypes round-trip byte for byte over 2 directories") {
+TEST_CASE(
+    "tensors of awkward sizes and several dtypes round-trip byte for byte over 2 directories") {
   TempDir root;
   const auto dirs = two_dirs(root);
   struct Spec {
@@ -56,8 +57,8 @@ TEST_CASE("tensors of awkward sizes and several dtypes round-trip byte for byte 
       {"page_plus_one", StoreDType::kU8, {4097}, 4097},
       {"f32_matrix", StoreDType::kF32, {3, 5}, 60},
       {"bf16_vector", StoreDType::kBF16, {40001}, 80002},
-      {"i64_extents", StoreDType::kI64, {3, 8192}, 196608},   // exactly 3 extents
-      {"f16_odd", StoreDType::kF16, {65536 + 3}, 131078},     // 2 extents + 6 bytes
+      {"i64_extents", StoreDType::kI64, {3, 8192}, 196608},  // exactly 3 extents
+      {"f16_odd", StoreDType::kF16, {65536 + 3}, 131078},    // 2 extents + 6 bytes
       {"bool_scalar", StoreDType::kBool, {}, 1},
       {"empty", StoreDType::kF64, {0, 4}, 0},
   };
@@ -105,7 +106,8 @@ TEST_CASE("a tensor of 1 GiB + 1 byte round-trips (write, commit, reopen, read)"
   io::AlignedBuffer got(bytes);
   store->read("big", got.data()).get();
   CHECK(std::memcmp(got.data(), data.data(), bytes) == 0);
-  CHECK(static_cast<unsigned char>(got.data()[bytes - 1]) == static_cast<unsigned char>(data.data()[bytes - 1]));
+  CHECK(static_cast<unsigned char>(got.data()[bytes - 1]) ==
+        static_cast<unsigned char>(data.data()[bytes - 1]));
   // Range read of the very last byte and of a span crossing an extent boundary (4 MiB extents).
   unsigned char last = 0;
   store->read("big", &last, bytes - 1, 1).get();
@@ -227,7 +229,8 @@ TEST_CASE("damaged or mismatched stores are refused with clear errors") {
   CHECK_THROWS_AS(TensorStore::open({root.path() + "/missing"}), sparsetrain::common::UsageError);
   // A truncated data file.
   REQUIRE(::truncate((dirs[1] + "/sparsetrain-store.1.dat").c_str(), 4096) == 0);
-  CHECK_THROWS_WITH_AS(TensorStore::open(dirs, small_extents()), doctest::Contains("has 4096 bytes but the manifest needs"),
+  CHECK_THROWS_WITH_AS(TensorStore::open(dirs, small_extents()),
+                       doctest::Contains("has 4096 bytes but the manifest needs"),
                        sparsetrain::common::RunError);
   // A manifest that is not JSON.
   sparsetrain::common::write_file_atomic(dirs[0] + "/sparsetrain-store.json", "{ not json");
@@ -241,7 +244,8 @@ TEST_CASE("concurrent readers and writers on different tensors see their own byt
   auto store = TensorStore::create(dirs, small_extents());
   constexpr int kThreads = 4;
   const std::uint64_t bytes = 3 * 64 * 1024 + 100;
-  for (int t = 0; t < kThreads; ++t) store->define("t" + std::to_string(t), StoreDType::kU8, {static_cast<std::int64_t>(bytes)});
+  for (int t = 0; t < kThreads; ++t)
+    store->define("t" + std::to_string(t), StoreDType::kU8, {static_cast<std::int64_t>(bytes)});
   store->commit();
   std::vector<int> ok(kThreads, 0);
   std::vector<std::thread> threads;
@@ -280,7 +284,8 @@ TEST_CASE("a writer killed with SIGKILL mid-update leaves the store at its previ
     ::close(pipe_fds[0]);
     try {
       auto store = TensorStore::create(dirs, small_extents());
-      for (int t = 0; t < kTensors; ++t) store->define("p" + std::to_string(t), StoreDType::kU8, {static_cast<std::int64_t>(bytes)});
+      for (int t = 0; t < kTensors; ++t)
+        store->define("p" + std::to_string(t), StoreDType::kU8, {static_cast<std::int64_t>(bytes)});
       io::AlignedBuffer data(bytes);
       for (std::uint64_t v = 1;; ++v) {
         for (int t = 0; t < kTensors; ++t) {
@@ -289,7 +294,10 @@ TEST_CASE("a writer killed with SIGKILL mid-update leaves the store at its previ
             const char c = 'w';
             if (t == 1) (void)!::write(pipe_fds[1], &c, 1);
             for (std::uint64_t off = 0; off < bytes; off += 64 * 1024) {
-              store->write("p" + std::to_string(t), data.data() + off, off, std::min<std::uint64_t>(64 * 1024, bytes - off)).get();
+              store
+                  ->write("p" + std::to_string(t), data.data() + off, off,
+                          std::min<std::uint64_t>(64 * 1024, bytes - off))
+                  .get();
             }
           } else {
             store->write("p" + std::to_string(t), data.data()).get();

@@ -33,9 +33,12 @@ bool cuda_device_present() {
 
 const char* pin_kind_name(PinKind kind) {
   switch (kind) {
-    case PinKind::kCuda: return "cuda";
-    case PinKind::kMlock: return "mlock";
-    case PinKind::kNone: break;
+    case PinKind::kCuda:
+      return "cuda";
+    case PinKind::kMlock:
+      return "mlock";
+    case PinKind::kNone:
+      break;
   }
   return "none";
 }
@@ -51,7 +54,8 @@ AlignedBuffer::AlignedBuffer(std::size_t bytes, bool pin) {
   std::memset(data_, 0, size_);
   if (!pin) return;
 #ifdef SPARSETRAIN_HAVE_CUDA
-  if (cuda_device_present() && cudaHostRegister(data_, size_, cudaHostRegisterDefault) == cudaSuccess) {
+  if (cuda_device_present() &&
+      cudaHostRegister(data_, size_, cudaHostRegisterDefault) == cudaSuccess) {
     pin_ = PinKind::kCuda;
     return;
   }

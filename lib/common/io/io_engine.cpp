@@ -28,10 +28,14 @@ std::atomic<bool> g_warned_buffered{false};
 
 std::string io_hint(int err) {
   switch (err) {
-    case ENOSPC: return "free space on that disk, or pass --ssd a directory on a larger one";
-    case EIO: return "the disk reported an I/O error: check `dmesg` and the device's health";
-    case EINVAL: return "O_DIRECT needs 4096-aligned offsets, lengths and buffers";
-    default: return {};
+    case ENOSPC:
+      return "free space on that disk, or pass --ssd a directory on a larger one";
+    case EIO:
+      return "the disk reported an I/O error: check `dmesg` and the device's health";
+    case EINVAL:
+      return "O_DIRECT needs 4096-aligned offsets, lengths and buffers";
+    default:
+      return {};
   }
 }
 
@@ -46,9 +50,12 @@ IoBackend parse_io_backend(std::string_view name) {
 
 const char* io_backend_name(IoBackend backend) {
   switch (backend) {
-    case IoBackend::kUring: return "uring";
-    case IoBackend::kThreads: return "threads";
-    case IoBackend::kAuto: break;
+    case IoBackend::kUring:
+      return "uring";
+    case IoBackend::kThreads:
+      return "threads";
+    case IoBackend::kAuto:
+      break;
   }
   return "auto";
 }
@@ -67,8 +74,10 @@ BlockOutcome settle_block(IoBlock& block, long res, IoCounters& counters) {
   }
   if (res > 0) {
     block.done += static_cast<std::size_t>(res);
-    if (req.op == IoOp::kRead) counters.bytes_read.fetch_add(res, std::memory_order_relaxed);
-    else counters.bytes_written.fetch_add(res, std::memory_order_relaxed);
+    if (req.op == IoOp::kRead)
+      counters.bytes_read.fetch_add(res, std::memory_order_relaxed);
+    else
+      counters.bytes_written.fetch_add(res, std::memory_order_relaxed);
     if (block.done < block.bytes) {
       counters.requeued.fetch_add(1, std::memory_order_relaxed);
       return BlockOutcome::kRequeue;
@@ -82,19 +91,22 @@ BlockOutcome settle_block(IoBlock& block, long res, IoCounters& counters) {
     const int err = res == 0 ? (req.op == IoOp::kRead ? ENODATA : ENOSPC) : static_cast<int>(-res);
     std::string message =
         res == 0 && req.op == IoOp::kRead
-            ? cat("unexpected end of file reading '", file.path, "' at byte ", block.offset(),
-                  " (", block.remaining(), " bytes missing)")
+            ? cat("unexpected end of file reading '", file.path, "' at byte ", block.offset(), " (",
+                  block.remaining(), " bytes missing)")
             : cat(verb, " '", file.path, "' at byte ", block.offset(), ": ", std::strerror(err));
-    std::string hint = res == 0 && req.op == IoOp::kRead
-                           ? "the file is shorter than its manifest says: it was truncated or replaced"
-                           : io_hint(err);
+    std::string hint =
+        res == 0 && req.op == IoOp::kRead
+            ? "the file is shorter than its manifest says: it was truncated or replaced"
+            : io_hint(err);
     job.failed = true;
-    job.error = std::make_exception_ptr(IoError(std::move(message), std::move(hint), err, file.path));
+    job.error =
+        std::make_exception_ptr(IoError(std::move(message), std::move(hint), err, file.path));
   }
   return BlockOutcome::kDone;
 }
 
-std::unique_ptr<IoEngine> IoEngine::create(IoOptions options, const std::vector<std::string>& dirs) {
+std::unique_ptr<IoEngine> IoEngine::create(IoOptions options,
+                                           const std::vector<std::string>& dirs) {
   if (options.block_bytes == 0 || options.block_bytes % kIoAlignment != 0) {
     throw UsageError(cat("I/O block size ", options.block_bytes, " is not a multiple of 4096"),
                      "pass --block as a multiple of 4KiB, e.g. 1MiB");
@@ -113,8 +125,9 @@ std::unique_ptr<IoEngine> IoEngine::create(IoOptions options, const std::vector<
       if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) continue;  // open_file reports it
       const ProbeResult direct = probe_o_direct(dir);
       if (!direct.ok && direct.err == EINVAL) {
-        warn_once(g_warned_direct, cat("the filesystem of '", dir, "' rejects O_DIRECT (", direct.detail,
-                                       "); using the pread/pwrite fallback with buffered I/O"));
+        warn_once(g_warned_direct,
+                  cat("the filesystem of '", dir, "' rejects O_DIRECT (", direct.detail,
+                      "); using the pread/pwrite fallback with buffered I/O"));
         backend = IoBackend::kThreads;
         break;
       }
@@ -134,31 +147,39 @@ std::unique_ptr<IoEngine> IoEngine::create(IoOptions options, const std::vector<
 FileId IoEngine::add_file(const std::string& path, OpenMode mode) {
   int flags = O_CLOEXEC;
   switch (mode) {
-    case OpenMode::kRead: flags |= O_RDONLY; break;
-    case OpenMode::kReadWrite: flags |= O_RDWR; break;
-    case OpenMode::kCreate: flags |= O_RDWR | O_CREAT; break;
+    case OpenMode::kRead:
+      flags |= O_RDONLY;
+      break;
+    case OpenMode::kReadWrite:
+      flags |= O_RDWR;
+      break;
+    case OpenMode::kCreate:
+      flags |= O_RDWR | O_CREAT;
+      break;
   }
   bool direct = true;
   int fd = ::open(path.c_str(), flags | O_DIRECT, 0644);
   if (fd < 0 && errno == EINVAL) {
     if (options_.require_direct) {
-      throw EnvironmentError(cat("cannot open '", path, "' with O_DIRECT: the filesystem does not support it"),
-                             "put the store on a disk filesystem (ext4, xfs), not tmpfs or overlay");
+      throw EnvironmentError(
+          cat("cannot open '", path, "' with O_DIRECT: the filesystem does not support it"),
+          "put the store on a disk filesystem (ext4, xfs), not tmpfs or overlay");
     }
     direct = false;
     fd = ::open(path.c_str(), flags, 0644);
     if (fd >= 0 && !g_warned_direct.load()) {  // create() already said so otherwise
-      warn_once(g_warned_buffered, cat("the filesystem of '", path,
-                                       "' rejects O_DIRECT; using buffered I/O (slower, uses page cache)"));
+      warn_once(g_warned_buffered,
+                cat("the filesystem of '", path,
+                    "' rejects O_DIRECT; using buffered I/O (slower, uses page cache)"));
     }
   }
   if (fd < 0) {
     const int err = errno;
-    throw_path_error("cannot open", path, err,
-                     err == ENOENT ? "check that the directory exists (pass --ssd existing directories)"
-                     : err == EACCES || err == EPERM || err == EROFS
-                         ? "pass --ssd a writable directory"
-                         : "");
+    throw_path_error(
+        "cannot open", path, err,
+        err == ENOENT ? "check that the directory exists (pass --ssd existing directories)"
+        : err == EACCES || err == EPERM || err == EROFS ? "pass --ssd a writable directory"
+                                                        : "");
   }
   std::lock_guard<std::mutex> lock(files_mutex_);
   for (std::size_t i = 0; i < files_.size(); ++i) {
@@ -201,7 +222,8 @@ void IoEngine::sync(FileId file) {
   const FileEntry entry = file_entry(file);
   if (::fdatasync(entry.fd) != 0) {
     const int err = errno;
-    throw IoError(cat("cannot sync '", entry.path, "': ", std::strerror(err)), io_hint(err), err, entry.path);
+    throw IoError(cat("cannot sync '", entry.path, "': ", std::strerror(err)), io_hint(err), err,
+                  entry.path);
   }
 }
 
@@ -216,7 +238,8 @@ void IoEngine::allocate(FileId file, std::uint64_t offset, std::uint64_t bytes) 
     if (::fstat(entry.fd, &st) == 0 && static_cast<std::uint64_t>(st.st_size) < offset + bytes &&
         ::ftruncate(entry.fd, static_cast<off_t>(offset + bytes)) != 0) {
       const int err = errno;
-      throw IoError(cat("cannot extend '", entry.path, "': ", std::strerror(err)), io_hint(err), err, entry.path);
+      throw IoError(cat("cannot extend '", entry.path, "': ", std::strerror(err)), io_hint(err),
+                    err, entry.path);
     }
     return;
   }

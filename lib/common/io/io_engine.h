@@ -2,8 +2,8 @@
 //
 // Callers submit batches of read/write requests (file, byte offset, buffer, length) and get a
 // std::future that completes when every byte has moved, or rethrows the first failure as an IoError
-// carrying errno and path. The engine splits requests into blocks of at most `block_bytes`, keeps up
-// to `queue_depth` blocks in flight, serves concurrent batches round-robin, requeues short
+// carrying errno and path. The engine splits requests into blocks of at most `block_bytes`, keeps
+// up to `queue_depth` blocks in flight, serves concurrent batches round-robin, requeues short
 // reads/writes and -EAGAIN/-EINTR, and is safe to call from many threads.
 //
 // Two backends:
@@ -12,9 +12,9 @@
 //  - kThreads: pread/pwrite on a small thread pool. Chosen automatically, with one warning per
 //    process, where io_uring is refused (seccomp, old kernel) or a directory's filesystem rejects
 //    O_DIRECT (tmpfs); selectable with IoOptions::backend or SPARSETRAIN_IO_BACKEND=threads.
-// Files are opened with O_DIRECT when their filesystem accepts it. For O_DIRECT files every request's
-// offset, length and buffer address must be multiples of kIoAlignment (4096); buffered files take
-// any. Not a cache, not a scheduler across processes, and no torch here.
+// Files are opened with O_DIRECT when their filesystem accepts it. For O_DIRECT files every
+// request's offset, length and buffer address must be multiples of kIoAlignment (4096); buffered
+// files take any. Not a cache, not a scheduler across processes, and no torch here.
 #pragma once
 
 #include <atomic>
@@ -39,7 +39,7 @@ const char* io_backend_name(IoBackend backend);
 IoBackend io_backend_from_env();
 
 struct IoOptions {
-  IoBackend backend = IoBackend::kAuto;  // kAuto also consults SPARSETRAIN_IO_BACKEND
+  IoBackend backend = IoBackend::kAuto;            // kAuto also consults SPARSETRAIN_IO_BACKEND
   std::size_t block_bytes = std::size_t{1} << 20;  // largest single I/O; multiple of 4096
   unsigned queue_depth = 32;                       // blocks in flight (ring entries)
   unsigned threads = 4;                            // kThreads: worker threads
@@ -77,8 +77,8 @@ struct IoJob;  // a submitted batch (io_job.h, internal)
 struct IoStats {
   std::uint64_t bytes_read = 0;
   std::uint64_t bytes_written = 0;
-  std::uint64_t blocks = 0;    // block I/Os completed
-  std::uint64_t requeued = 0;  // short transfers and -EAGAIN/-EINTR resubmitted
+  std::uint64_t blocks = 0;               // block I/Os completed
+  std::uint64_t requeued = 0;             // short transfers and -EAGAIN/-EINTR resubmitted
   std::uint64_t fixed_buffer_blocks = 0;  // kUring: blocks that used a registered buffer
 };
 
@@ -96,7 +96,8 @@ class IoEngine {
   // Picks the backend (see above). `dirs` are the directories the caller will use: with kAuto,
   // any whose filesystem rejects O_DIRECT selects kThreads. Throws EnvironmentError when kUring is
   // asked for explicitly and io_uring is refused.
-  static std::unique_ptr<IoEngine> create(IoOptions options, const std::vector<std::string>& dirs = {});
+  static std::unique_ptr<IoEngine> create(IoOptions options,
+                                          const std::vector<std::string>& dirs = {});
   virtual ~IoEngine() = default;
 
   IoBackend backend() const { return backend_; }

@@ -25,7 +25,7 @@ struct IoJob {
   std::vector<IoRequest> requests;
   std::vector<File> files;  // the distinct files the requests touch
   std::size_t next_request = 0;
-  std::uint64_t next_pos = 0;  // bytes into requests[next_request] not yet carved
+  std::uint64_t next_pos = 0;   // bytes into requests[next_request] not yet carved
   std::size_t outstanding = 0;  // blocks carved and not yet settled
   bool failed = false;
   bool resolved = false;
@@ -47,8 +47,10 @@ struct IoJob {
   }
   // Fulfils the promise; once, after claim_resolution() returned true, outside any lock.
   void resolve() {
-    if (error) done.set_exception(error);
-    else done.set_value();
+    if (error)
+      done.set_exception(error);
+    else
+      done.set_value();
   }
 };
 
@@ -56,9 +58,9 @@ struct IoJob {
 struct IoBlock {
   std::shared_ptr<IoJob> job;
   std::size_t request = 0;
-  std::uint64_t pos = 0;    // bytes into the request where this block starts
-  std::size_t bytes = 0;    // block length
-  std::size_t done = 0;     // bytes already moved (short transfers)
+  std::uint64_t pos = 0;  // bytes into the request where this block starts
+  std::size_t bytes = 0;  // block length
+  std::size_t done = 0;   // bytes already moved (short transfers)
   int fd = -1;
   const IoRequest& req() const { return job->requests[request]; }
   std::byte* buffer() const { return static_cast<std::byte*>(req().buffer) + pos + done; }
@@ -73,7 +75,8 @@ inline IoBlock carve_block(const std::shared_ptr<IoJob>& job, std::size_t block_
   block.request = job->next_request;
   block.pos = job->next_pos;
   const IoRequest& req = job->requests[job->next_request];
-  block.bytes = static_cast<std::size_t>(std::min<std::uint64_t>(block_bytes, req.bytes - job->next_pos));
+  block.bytes =
+      static_cast<std::size_t>(std::min<std::uint64_t>(block_bytes, req.bytes - job->next_pos));
   block.fd = job->file(req.file).fd;
   job->next_pos += block.bytes;
   if (job->next_pos >= req.bytes) {

@@ -38,7 +38,8 @@ ProbeResult probe_o_direct(const std::string& dir) {
     ::close(fd);
     result = n == static_cast<ssize_t>(kBlock)
                  ? ProbeResult{true, "4 KiB O_DIRECT write succeeded"}
-                 : ProbeResult{false, std::string("O_DIRECT write: ") + std::strerror(write_err), write_err};
+                 : ProbeResult{false, std::string("O_DIRECT write: ") + std::strerror(write_err),
+                               write_err};
   }
   ::unlink(path.c_str());
   return result;

@@ -69,8 +69,10 @@ class ThreadsEngine final : public IoEngine {
       BlockOutcome outcome = BlockOutcome::kRequeue;
       while (outcome == BlockOutcome::kRequeue) {
         const bool read = block.req().op == IoOp::kRead;
-        ssize_t n = read ? ::pread(block.fd, block.buffer(), block.remaining(), static_cast<off_t>(block.offset()))
-                         : ::pwrite(block.fd, block.buffer(), block.remaining(), static_cast<off_t>(block.offset()));
+        ssize_t n = read ? ::pread(block.fd, block.buffer(), block.remaining(),
+                                   static_cast<off_t>(block.offset()))
+                         : ::pwrite(block.fd, block.buffer(), block.remaining(),
+                                    static_cast<off_t>(block.offset()));
         const long res = n < 0 ? -static_cast<long>(errno) : static_cast<long>(n);
         std::lock_guard<std::mutex> lock(mutex_);
         if (block.job->failed && res >= 0) {  // its job is lost: stop early

@@ -19,8 +19,8 @@ namespace sparsetrain::common::io {
 
 namespace {
 
-constexpr unsigned kMaxFiles = 256;    // fixed-file table slots (FileIds beyond use plain fds)
-constexpr unsigned kMaxBuffers = 64;   // fixed-buffer table slots
+constexpr unsigned kMaxFiles = 256;   // fixed-file table slots (FileIds beyond use plain fds)
+constexpr unsigned kMaxBuffers = 64;  // fixed-buffer table slots
 constexpr std::size_t kMaxBufferChunk = std::size_t{1} << 30;  // the kernel's limit per iovec
 
 class UringEngine final : public IoEngine {
@@ -121,24 +121,30 @@ class UringEngine final : public IoEngine {
     std::lock_guard<std::mutex> lock(buffers_mutex_);
     for (unsigned slot = 0; slot < kMaxBuffers; ++slot) {
       const FixedBuffer& b = buffers_[slot];
-      if (b.base != nullptr && p >= b.base && p + n <= b.base + b.bytes) return static_cast<int>(slot);
+      if (b.base != nullptr && p >= b.base && p + n <= b.base + b.bytes)
+        return static_cast<int>(slot);
     }
     return -1;
   }
 
   void prepare(io_uring_sqe* sqe, IoBlock* block) {
     const IoRequest& req = block->req();
-    const bool fixed_file = req.file < static_cast<FileId>(kMaxFiles) && fixed_file_[req.file].load();
+    const bool fixed_file =
+        req.file < static_cast<FileId>(kMaxFiles) && fixed_file_[req.file].load();
     const int fd = fixed_file ? req.file : block->fd;
     const auto len = static_cast<unsigned>(block->remaining());
     const int slot = buffers_fixed_ ? find_fixed_buffer(block->buffer(), len) : -1;
     if (slot >= 0) counters_.fixed_buffer_blocks.fetch_add(1, std::memory_order_relaxed);
     if (req.op == IoOp::kRead) {
-      if (slot >= 0) io_uring_prep_read_fixed(sqe, fd, block->buffer(), len, block->offset(), slot);
-      else io_uring_prep_read(sqe, fd, block->buffer(), len, block->offset());
+      if (slot >= 0)
+        io_uring_prep_read_fixed(sqe, fd, block->buffer(), len, block->offset(), slot);
+      else
+        io_uring_prep_read(sqe, fd, block->buffer(), len, block->offset());
     } else {
-      if (slot >= 0) io_uring_prep_write_fixed(sqe, fd, block->buffer(), len, block->offset(), slot);
-      else io_uring_prep_write(sqe, fd, block->buffer(), len, block->offset());
+      if (slot >= 0)
+        io_uring_prep_write_fixed(sqe, fd, block->buffer(), len, block->offset(), slot);
+      else
+        io_uring_prep_write(sqe, fd, block->buffer(), len, block->offset());
     }
     if (fixed_file) sqe->flags |= IOSQE_FIXED_FILE;
     io_uring_sqe_set_data(sqe, block);
