@@ -179,3 +179,18 @@ TEST_CASE("the backend can be chosen explicitly and bad engine options are usage
   o.queue_depth = 0;
   CHECK_THROWS_AS(io::IoEngine::create(o), sparsetrain::common::UsageError);
 }
+
+TEST_CASE(
+    "aligned buffers are page-aligned, zero-filled and rounded up; large ones 2 MiB-aligned") {
+  io::AlignedBuffer small(1);
+  CHECK(reinterpret_cast<std::uintptr_t>(small.data()) % io::kIoAlignment == 0);
+  CHECK(small.size() == 4096);
+  CHECK(small.data()[4095] == std::byte{0});
+  io::AlignedBuffer large((3u << 20) + 5);
+  CHECK(reinterpret_cast<std::uintptr_t>(large.data()) % (2u << 20) == 0);
+  CHECK(large.size() == (4u << 20));
+  CHECK(large.data()[(3u << 20) + 4] == std::byte{0});
+  io::AlignedBuffer moved = std::move(large);
+  CHECK(large.data() == nullptr);
+  CHECK(moved.size() == (4u << 20));
+}
