@@ -2,7 +2,8 @@
 //  - bench-io measures what the disks behind --ssd deliver through our I/O engine (O_DIRECT,
 //    io_uring, --block × --qd): sequential write and read, and read+write at once, per directory
 //    and striped across all of them, with CPU seconds per GB moved. Its --out record feeds the
-//    planner's cost model. It writes --size bytes per directory into a scratch file it removes.
+//    planner's cost model. It writes --size bytes per directory into scratch files it removes
+//    (twice that with several directories: the striped phases get fresh files of their own).
 //  - store verify reads every committed extent of a tensor store and checks its CRC-32C.
 #include <sys/resource.h>
 #include <unistd.h>
@@ -143,20 +144,27 @@ void run_bench_io(const BenchIoOptions& options, CommandContext& context) {
   }
 
   ScratchFiles scratch;
-  std::vector<io::FileId> files;
   bool direct = true;
-  {
+  // Fresh, preallocated files for each target (per directory, then striped), so every write phase
+  // fills unwritten extents: overwriting blocks a previous phase wrote is cheaper on ext4 and would
+  // flatter whichever target came second.
+  auto make_files = [&](const std::string& tag) {
     auto t = context.record.timings().scope("prepare");
+    std::vector<io::FileId> made;
     for (std::size_t d = 0; d < n; ++d) {
       const std::string path =
-          options.dirs[d] + "/.sparsetrain-bench-io." + std::to_string(::getpid()) + ".dat";
-      files.push_back(engine->open_file(path, io::OpenMode::kCreate));
+          options.dirs[d] + "/.sparsetrain-bench-io." + std::to_string(::getpid()) + tag + ".dat";
+      made.push_back(engine->open_file(path, io::OpenMode::kCreate));
       scratch.paths.push_back(path);
-      direct = direct && engine->is_direct(files.back());
+      direct = direct && engine->is_direct(made.back());
       // Room for the whole size in each file (concurrent phases use two halves).
-      engine->allocate(files.back(), 0, size);
+      engine->allocate(made.back(), 0, size);
     }
-  }
+    return made;
+  };
+  const std::vector<io::FileId> files = make_files("");
+  const std::vector<io::FileId> striped_files =
+      n > 1 ? make_files(".striped") : std::vector<io::FileId>{};
   m["o_direct"] = direct;
   std::vector<io::AlignedBuffer> buffers;
   for (int s = 0; s < 2; ++s) {
@@ -211,7 +219,7 @@ void run_bench_io(const BenchIoOptions& options, CommandContext& context) {
     per_dir.push_back(std::move(j));
   }
   m["per_dir"] = std::move(per_dir);
-  if (n > 1) m["striped"] = run_target("striped", files);
+  if (n > 1) m["striped"] = run_target("striped", striped_files);
   const io::IoStats stats = engine->stats();
   m["requeued"] = stats.requeued;
   m["fixed_buffer_blocks"] = stats.fixed_buffer_blocks;
