@@ -30,8 +30,9 @@ using common::cat;
 
 struct BenchIoOptions {
   std::vector<std::string> dirs;
-  std::string size = "8GiB";   // bytes per directory and phase
-  std::string block = "1MiB";  // bytes per I/O
+  std::string size = "8GiB";    // bytes per directory and phase
+  std::string block = "1MiB";   // bytes per I/O
+  std::string stripe = "4MiB";  // striping unit: the tensor store's default extent
   unsigned qd = 32;
   std::string backend = "auto";
 };
@@ -47,8 +48,9 @@ double cpu_seconds() {
 struct Stream {
   io::IoOp op;
   std::vector<io::FileId> files;
-  std::uint64_t offset;  // in each file
-  std::uint64_t bytes;   // in total
+  std::uint64_t offset;             // in each file
+  std::uint64_t bytes;              // in total
+  std::uint64_t stripe_blocks = 1;  // consecutive blocks per file before moving to the next
 };
 
 struct StreamResult {
@@ -74,8 +76,10 @@ PhaseResult run_phase(io::IoEngine& engine, const std::vector<Stream>& streams,
     const Stream& st = streams[s];
     const std::uint64_t blocks = st.bytes / block;
     const std::size_t n = st.files.size();
+    const std::uint64_t u = st.stripe_blocks;
     for (std::uint64_t i = 0; i < blocks; ++i) {
-      batches[s].push_back({st.op, st.files[i % n], st.offset + (i / n) * block,
+      const std::uint64_t unit = i / u;  // stripe unit i falls in; unit k lives in file k % n
+      batches[s].push_back({st.op, st.files[unit % n], st.offset + ((unit / n) * u + i % u) * block,
                             buffers[s].data() + (i % slots) * block, block});
     }
     total += blocks * block;
@@ -120,11 +124,22 @@ void run_bench_io(const BenchIoOptions& options, CommandContext& context) {
   io_options.block_bytes = common::parse_bytes(options.block);
   io_options.queue_depth = options.qd;
   io_options.backend = io::parse_io_backend(options.backend);
-  const std::uint64_t size =
-      common::parse_bytes(options.size) / io_options.block_bytes * io_options.block_bytes;
+  const std::uint64_t block = io_options.block_bytes;
+  std::uint64_t stripe = common::parse_bytes(options.stripe) / block * block;
+  if (stripe == 0) {
+    throw common::UsageError(
+        cat("--stripe ", options.stripe, " is smaller than --block ", options.block),
+        "pass --stripe a multiple of --block, e.g. 4MiB");
+  }
+  // Each file holds whole stripe units, and the read+write phase splits it into two halves of
+  // whole units: size = 2 * half, half a multiple of the unit (shrunk for small sizes).
+  std::uint64_t half = common::parse_bytes(options.size) / 2 / block * block;
+  stripe = std::max<std::uint64_t>(block, std::min(stripe, half));
+  half = half / stripe * stripe;
+  const std::uint64_t size = 2 * half;
   if (size == 0) {
     throw common::UsageError(
-        cat("--size ", options.size, " is smaller than one block (", options.block, ")"),
+        cat("--size ", options.size, " is smaller than two blocks (", options.block, ")"),
         "pass --size of at least --block, e.g. --size 1GiB");
   }
   if (options.dirs.empty())
@@ -137,6 +152,7 @@ void run_bench_io(const BenchIoOptions& options, CommandContext& context) {
   m["size_bytes_per_dir"] = size;
   m["block_bytes"] = io_options.block_bytes;
   m["queue_depth"] = io_options.queue_depth;
+  m["stripe_bytes"] = stripe;
   if (context.global.dry_run) {
     std::cout << "bench-io would write and read " << common::format_bytes(static_cast<double>(size))
               << " per phase in each of " << n << " directories\n";
@@ -182,8 +198,11 @@ void run_bench_io(const BenchIoOptions& options, CommandContext& context) {
       j[std::string(names[s]) + "_gbps"] = r.streams[s].gbps;
     return j;
   };
-  auto report = [](const std::string& label, const PhaseResult& r,
-                   const std::vector<const char*>& names) {
+  // The table goes to stdout unless the run record does (--out -): stdout stays clean for data.
+  const bool table = context.global.out != "-";
+  auto report = [table](const std::string& label, const PhaseResult& r,
+                        const std::vector<const char*>& names) {
+    if (!table) return;
     std::cout << label;
     for (std::size_t s = 0; s < names.size(); ++s)
       std::cout << "  " << names[s] << " " << r.streams[s].gbps << " GB/s";
@@ -197,16 +216,16 @@ void run_bench_io(const BenchIoOptions& options, CommandContext& context) {
     auto t = context.record.timings().scope(label);
     const std::uint64_t total = size * target.size();
     nlohmann::json j;
-    PhaseResult w = run_phase(*engine, {{io::IoOp::kWrite, target, 0, total}}, buffers);
+    const std::uint64_t u = stripe / block;
+    PhaseResult w = run_phase(*engine, {{io::IoOp::kWrite, target, 0, total, u}}, buffers);
     report(label + " write     ", w, {"write"});
     j["write"] = phase_json(w, {"write"});
-    PhaseResult r = run_phase(*engine, {{io::IoOp::kRead, target, 0, total}}, buffers);
+    PhaseResult r = run_phase(*engine, {{io::IoOp::kRead, target, 0, total, u}}, buffers);
     report(label + " read      ", r, {"read"});
     j["read"] = phase_json(r, {"read"});
-    const std::uint64_t half = size / 2 / io_options.block_bytes * io_options.block_bytes;
     PhaseResult rw = run_phase(*engine,
-                               {{io::IoOp::kRead, target, 0, half * target.size()},
-                                {io::IoOp::kWrite, target, half, half * target.size()}},
+                               {{io::IoOp::kRead, target, 0, half * target.size(), u},
+                                {io::IoOp::kWrite, target, half, half * target.size(), u}},
                                buffers);
     report(label + " read+write", rw, {"read", "write"});
     j["read_write"] = phase_json(rw, {"read", "write"});
@@ -264,6 +283,10 @@ void add_fuyou_io_commands(CLI::App& fuyou) {
   bench->add_option("--size", options->size, "Bytes per directory and phase, e.g. 8GiB")
       ->capture_default_str();
   bench->add_option("--block", options->block, "Bytes per I/O (multiple of 4KiB)")
+      ->capture_default_str();
+  bench
+      ->add_option("--stripe", options->stripe,
+                   "Striping unit across directories (the store's extent)")
       ->capture_default_str();
   bench->add_option("--qd", options->qd, "I/Os in flight")
       ->capture_default_str()
