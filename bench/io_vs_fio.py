@@ -7,7 +7,8 @@ ratios. Never fails on slow numbers (a benchmark, not a test).
 Per repeat (tool order alternates): fio writes then reads its file; `sparsetrain fuyou bench-io`
 writes then reads its own; then, pairing on the very same bytes, build/bench/io_engine_bench and
 fio read fio's file back to back (each first in turn) (the disk here is a noisy virtual disk: paired ratios are the
-fairest read figure). Striping: bench-io over 2 directories with half the size each vs 1 directory.
+fairest read figure). Striping: bench-io over 2 directories with half the size each (4 MiB stripe unit, fresh files)
+vs 1 directory, the same total bytes.
 
   bench/io_vs_fio.py --dir /tmp/iobench --size 2GiB --block 1MiB --qd 32 --repeat 3
 """
