@@ -3,6 +3,7 @@
 //                 prune the lowest-scoring pairs to one graph sparsity or the papers' 20 nested levels
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 
 #include "cli.h"
@@ -69,6 +70,21 @@ std::string level_dir(const std::string& base, std::size_t i, std::size_t count)
   return base + name;
 }
 
+// Fails before any work when an output would be refused later; creates the parent of level dirs.
+void prepare_output(const PruneOptions& o, std::size_t levels) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const std::string first = level_dir(o.out_graph, 0, levels);
+  if (!o.overwrite && fs::exists(first, ec)) {
+    throw common::UsageError("output graph directory '" + first + "' already exists",
+                             "pass --overwrite to replace it, or choose another --out-graph");
+  }
+  if (levels > 1 && !fs::is_directory(o.out_graph, ec) && !fs::create_directories(o.out_graph, ec)) {
+    throw common::UsageError("cannot create '" + o.out_graph + "': " + ec.message(),
+                             "choose a writable --out-graph");
+  }
+}
+
 void run_prune(const PruneOptions& o, CommandContext& ctx) {
   const std::vector<double> levels = requested_levels(o);
   const auto scorer = teddy::make_edge_scorer(o.scorer, ctx.global.seed);
@@ -78,6 +94,7 @@ void run_prune(const PruneOptions& o, CommandContext& ctx) {
               << (o.out_graph.empty() ? "" : ", writing '" + o.out_graph + "'") << "\n";
     return;
   }
+  if (!o.out_graph.empty()) prepare_output(o, levels.size());
   const std::uint64_t rss_before = common::peak_rss_bytes();
   teddy::LoadReport load;
   teddy::Graph g = [&] {
