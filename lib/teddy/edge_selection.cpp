@@ -78,8 +78,11 @@ EdgeLevels select_pruned_edges(const std::vector<float>& scores, const std::vect
   out.sparsities = sparsities;
   out.level.assign(scores.size(), 0);
 
-  // 1. keys and a per-thread 16-bit histogram of their top bits.
-  std::vector<std::uint64_t> keys(scores.size());
+  // 1. a per-thread 16-bit histogram of the keys' top bits. Keys are recomputed from the scores in
+  // every pass instead of being stored: 8 bytes per edge less at peak.
+  const auto key_of = [&scores](std::size_t e) {
+    return edge_selection_key(scores[e], static_cast<std::uint32_t>(e));
+  };
   const int threads = thread_count();
   std::vector<std::uint64_t> hist(kBuckets * static_cast<std::size_t>(threads), 0);
   std::uint64_t prunable = 0;
@@ -96,7 +99,6 @@ EdgeLevels select_pruned_edges(const std::vector<float>& scores, const std::vect
       const float s = scores[static_cast<std::size_t>(e)];
       nan_scores += std::isnan(s) ? 1 : 0;
       const std::uint64_t key = edge_selection_key(s, static_cast<std::uint32_t>(e));
-      keys[static_cast<std::size_t>(e)] = key;
       ++h[key >> (64 - kBucketBits)];
       prunable += std::isfinite(s) ? 1 : 0;
     }
@@ -129,7 +131,8 @@ EdgeLevels select_pruned_edges(const std::vector<float>& scores, const std::vect
   for (std::size_t j = 0; j < needed_buckets.size(); ++j) {
     gathered[j].reserve(start[needed_buckets[j] + 1] - start[needed_buckets[j]]);
   }
-  for (std::uint64_t key : keys) {
+  for (std::size_t e = 0; e < scores.size(); ++e) {
+    const std::uint64_t key = key_of(e);
     const std::int32_t slot = slot_of_bucket[key >> (64 - kBucketBits)];
     if (slot >= 0) gathered[static_cast<std::size_t>(slot)].push_back(key);
   }
@@ -147,7 +150,7 @@ EdgeLevels select_pruned_edges(const std::vector<float>& scores, const std::vect
   // 3. level of each edge: the first level whose threshold exceeds its key.
 #pragma omp parallel for schedule(static)
   for (std::int64_t e = 0; e < m; ++e) {
-    const std::uint64_t key = keys[static_cast<std::size_t>(e)];
+    const std::uint64_t key = key_of(static_cast<std::size_t>(e));
     const auto first = std::upper_bound(threshold.begin(), threshold.end(), key);
     // thresholds ascend with the level, so every level from `first` on prunes this edge
     if (first != threshold.end()) {

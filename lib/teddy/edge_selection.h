@@ -11,7 +11,8 @@
 //
 // Cost: O(m) — a parallel 16-bit radix histogram of the keys, one gather of the buckets that hold
 // the thresholds, std::nth_element inside them, then one parallel pass assigning levels.
-// Memory: 8 bytes per edge of keys + 1 byte per edge of levels.
+// Memory: 1 byte per edge of levels (keys are recomputed from the scores in each pass) plus the
+// buckets that hold the thresholds.
 #pragma once
 
 #include <cstdint>

@@ -262,6 +262,21 @@ Graph load_graph(const std::string& dir, const LoadOptions& options, LoadReport*
   return g;
 }
 
+std::uint32_t infer_node_count(const std::vector<Edge>& pairs, const std::string& source) {
+  std::uint64_t n = 0;
+  for (const Edge& e : pairs) n = std::max<std::uint64_t>(n, std::uint64_t{std::max(e.src, e.dst)} + 1);
+  // Memory is proportional to the node count: refuse ids far sparser than any real graph, which
+  // are almost always a typo or a hashed id space (8 bytes per node before a single edge is kept).
+  const std::uint64_t limit = 64 * std::uint64_t{pairs.size()} + (std::uint64_t{1} << 20);
+  if (n > limit) {
+    throw common::UsageError("'" + source + "': node id " + std::to_string(n - 1) + " is far beyond what " +
+                                 std::to_string(pairs.size()) + " edges need (more than 64 ids per edge)",
+                             "renumber the nodes 0..N-1, or store the graph in the OGB layout with "
+                             "raw/num-node-list.csv.gz");
+  }
+  return static_cast<std::uint32_t>(n);
+}
+
 Graph load_edge_list(const std::string& path, const LoadOptions& options, std::uint32_t num_nodes,
                      LoadReport* report) {
   LoadReport local;
@@ -271,10 +286,7 @@ Graph load_edge_list(const std::string& path, const LoadOptions& options, std::u
   std::vector<Edge> pairs = read_edge_file(path, /*whitespace=*/true, num_nodes, 0, rep);
   rep.parse_seconds = timer.seconds();
   timer.reset();
-  std::uint32_t n = num_nodes;
-  if (n == 0) {
-    for (const Edge& e : pairs) n = std::max(n, std::max(e.src, e.dst) + 1);
-  }
+  const std::uint32_t n = num_nodes > 0 ? num_nodes : infer_node_count(pairs, path);
   BuildOptions build = options.build;
   build.source = path;
   if (options.directed_input) build.duplicates = DuplicatePolicy::kMerge;

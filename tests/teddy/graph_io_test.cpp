@@ -213,3 +213,10 @@ TEST_CASE("the shared Planetoid graphs load with their published counts") {
     CHECK(g.splits.at("public").test.size() == 1000);
   }
 }
+
+TEST_CASE("an edge list whose ids are far sparser than its edges is refused before allocating") {
+  const auto pairs = teddy::parse_edge_text("0 1\n1 4000000000\n", true, "t", 0);
+  CHECK_THROWS_WITH_AS(teddy::infer_node_count(pairs, "t.txt"), doctest::Contains("far beyond"),
+                       common::UsageError);
+  CHECK(teddy::infer_node_count(teddy::parse_edge_text("0 1\n1 7\n", true, "t", 0), "t") == 8);
+}
