@@ -105,7 +105,7 @@ struct GenerateOptions {
   std::uint32_t feature_dim = 1433;
   double homophily = 0.81;
   double signal = 1.0;
-  int gzip_level = 6;
+  int gzip_level = 1;
 };
 
 void run_generate(const GenerateOptions& o, CommandContext& ctx) {

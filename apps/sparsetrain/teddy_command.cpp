@@ -30,7 +30,7 @@ struct PruneOptions {
   std::string duplicates = "merge";
   std::string self_loops = "keep";
   bool directed = false;
-  int gzip_level = 6;
+  int gzip_level = 1;
 };
 
 teddy::LoadOptions load_options(const PruneOptions& o) {
