@@ -76,7 +76,8 @@ double median(std::vector<double> v) {
 std::vector<std::uint64_t> parse_list(const std::string& text) {
   std::vector<std::uint64_t> out;
   std::stringstream s(text);
-  for (std::string item; std::getline(s, item, ',');) out.push_back(static_cast<std::uint64_t>(std::stod(item)));
+  for (std::string item; std::getline(s, item, ',');)
+    out.push_back(static_cast<std::uint64_t>(std::stod(item)));
   return out;
 }
 
@@ -92,10 +93,14 @@ int main(int argc, char** argv) {
   std::string dir = "/tmp";
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i];
-    if (flag == "--edges") sizes = parse_list(argv[i + 1]);
-    else if (flag == "--repeats") repeats = std::stoi(argv[i + 1]);
-    else if (flag == "--gzip-level") gzip_level = std::stoi(argv[i + 1]);
-    else if (flag == "--dir") dir = argv[i + 1];
+    if (flag == "--edges")
+      sizes = parse_list(argv[i + 1]);
+    else if (flag == "--repeats")
+      repeats = std::stoi(argv[i + 1]);
+    else if (flag == "--gzip-level")
+      gzip_level = std::stoi(argv[i + 1]);
+    else if (flag == "--dir")
+      dir = argv[i + 1];
     else {
       std::cerr << "unknown flag " << flag << "\n";
       return 2;
@@ -107,20 +112,26 @@ int main(int argc, char** argv) {
 #ifdef _OPENMP
   threads = omp_get_max_threads();
 #endif
-  nlohmann::json doc = {
-      {"benchmark", "teddy_prune"},
-      {"commit", build.git_commit},
-      {"build_type", build.build_type},
-      {"compiler", build.compiler},
-      {"hardware", {{"cpu", cpu.model}, {"logical_cores", cpu.logical_cores},
-                    {"memory_bytes", st::common::total_memory_bytes()}}},
-      {"parameters", {{"edges", sizes}, {"repeats", repeats}, {"gzip_level", gzip_level},
-                      {"threads", threads}, {"generator", "R-MAT a=0.57 b=c=0.19, nodes = edges/8 -> 2^k"},
-                      {"scorer", "teddy"}}},
-      {"results", nlohmann::json::array()}};
+  nlohmann::json doc = {{"benchmark", "teddy_prune"},
+                        {"commit", build.git_commit},
+                        {"build_type", build.build_type},
+                        {"compiler", build.compiler},
+                        {"hardware",
+                         {{"cpu", cpu.model},
+                          {"logical_cores", cpu.logical_cores},
+                          {"memory_bytes", st::common::total_memory_bytes()}}},
+                        {"parameters",
+                         {{"edges", sizes},
+                          {"repeats", repeats},
+                          {"gzip_level", gzip_level},
+                          {"threads", threads},
+                          {"generator", "R-MAT a=0.57 b=c=0.19, nodes = edges/8 -> 2^k"},
+                          {"scorer", "teddy"}}},
+                        {"results", nlohmann::json::array()}};
 
   for (std::uint64_t m : sizes) {
-    const std::string gdir = dir + "/teddy-bench-" + std::to_string(m) + "-" + std::to_string(::getpid());
+    const std::string gdir =
+        dir + "/teddy-bench-" + std::to_string(m) + "-" + std::to_string(::getpid());
     nlohmann::json r = {{"edges", m}};
     st::common::Timer t;
     {
@@ -183,7 +194,8 @@ int main(int argc, char** argv) {
       select20_s.push_back(t.seconds());
       select20_cpu_s.push_back(cpu_seconds() - c0);
       const std::uint64_t peak = st::common::peak_rss_bytes();
-      if (reset) bytes_per_edge.push_back(static_cast<double>(peak - rss0) / static_cast<double>(m));
+      if (reset)
+        bytes_per_edge.push_back(static_cast<double>(peak - rss0) / static_cast<double>(m));
       r["graph_structure_bytes"] = g.structure_bytes();
     }
     std::filesystem::remove_all(gdir);

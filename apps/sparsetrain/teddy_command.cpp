@@ -1,6 +1,7 @@
 // `sparsetrain teddy …`: graph lottery tickets — one-shot edge pruning and sparse GNN training.
 //   teddy prune   score every undirected edge once (TEDDY's degree statistics, or a baseline) and
-//                 prune the lowest-scoring pairs to one graph sparsity or the papers' 20 nested levels
+//                 prune the lowest-scoring pairs to one graph sparsity or the papers' 20 nested
+//                 levels
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -54,7 +55,8 @@ std::vector<double> requested_levels(const PruneOptions& o) {
     return teddy::paper_graph_sparsities();
   }
   if (o.sparsities.empty()) {
-    throw common::UsageError("no target sparsity", "pass --graph-sparsity S (e.g. 0.3) or --levels paper");
+    throw common::UsageError("no target sparsity",
+                             "pass --graph-sparsity S (e.g. 0.3) or --levels paper");
   }
   std::vector<double> s = o.sparsities;
   for (double x : s) teddy::pruned_edge_count(x, 0, 0);  // validates the range
@@ -79,7 +81,8 @@ void prepare_output(const PruneOptions& o, std::size_t levels) {
     throw common::UsageError("output graph directory '" + first + "' already exists",
                              "pass --overwrite to replace it, or choose another --out-graph");
   }
-  if (levels > 1 && !fs::is_directory(o.out_graph, ec) && !fs::create_directories(o.out_graph, ec)) {
+  if (levels > 1 && !fs::is_directory(o.out_graph, ec) &&
+      !fs::create_directories(o.out_graph, ec)) {
     throw common::UsageError("cannot create '" + o.out_graph + "': " + ec.message(),
                              "choose a writable --out-graph");
   }
@@ -136,8 +139,9 @@ void run_prune(const PruneOptions& o, CommandContext& ctx) {
       auto t = ctx.record.timings().scope("stats");
       after = teddy::compute_graph_stats(pruned);
     }
-    const double achieved =
-        g.num_edges() ? static_cast<double>(selection.counts[i]) / static_cast<double>(g.num_edges()) : 0.0;
+    const double achieved = g.num_edges() ? static_cast<double>(selection.counts[i]) /
+                                                static_cast<double>(g.num_edges())
+                                          : 0.0;
     nlohmann::json level = {{"level", i + 1},
                             {"graph_sparsity", levels[i]},
                             {"edges_pruned", selection.counts[i]},
@@ -154,14 +158,15 @@ void run_prune(const PruneOptions& o, CommandContext& ctx) {
       bytes_written += save.bytes_written;
       if (levels.size() > 1) level["dir"] = level_dir("", i, levels.size()).substr(1);
     }
-    std::printf("level %2zu  sparsity %.4f  edges %llu -> %llu (achieved %.4f)  components %llu -> %llu  "
-                "isolated %llu -> %llu\n",
-                i + 1, levels[i], static_cast<unsigned long long>(g.num_edges()),
-                static_cast<unsigned long long>(pruned.num_edges()), achieved,
-                static_cast<unsigned long long>(before.connected_components),
-                static_cast<unsigned long long>(after.connected_components),
-                static_cast<unsigned long long>(before.isolated_nodes),
-                static_cast<unsigned long long>(after.isolated_nodes));
+    std::printf(
+        "level %2zu  sparsity %.4f  edges %llu -> %llu (achieved %.4f)  components %llu -> %llu  "
+        "isolated %llu -> %llu\n",
+        i + 1, levels[i], static_cast<unsigned long long>(g.num_edges()),
+        static_cast<unsigned long long>(pruned.num_edges()), achieved,
+        static_cast<unsigned long long>(before.connected_components),
+        static_cast<unsigned long long>(after.connected_components),
+        static_cast<unsigned long long>(before.isolated_nodes),
+        static_cast<unsigned long long>(after.isolated_nodes));
     out_levels.push_back(std::move(level));
   }
   if (levels.size() == 1) {
@@ -176,13 +181,15 @@ void run_prune(const PruneOptions& o, CommandContext& ctx) {
   ctx.record.run_extra()["bytes_read"] = load.bytes_read;
   ctx.record.run_extra()["peak_rss_growth_bytes"] = peak - rss_before;
   ctx.record.run_extra()["bytes_per_edge"] =
-      g.num_edges() ? static_cast<double>(peak - rss_before) / static_cast<double>(g.num_edges()) : 0.0;
+      g.num_edges() ? static_cast<double>(peak - rss_before) / static_cast<double>(g.num_edges())
+                    : 0.0;
 }
 
 }  // namespace
 
 void add_teddy_commands(CLI::App& app) {
-  CLI::App* teddy = app.add_subcommand("teddy", "Graph lottery tickets: TEDDY edge pruning and sparse GNN training");
+  CLI::App* teddy = app.add_subcommand(
+      "teddy", "Graph lottery tickets: TEDDY edge pruning and sparse GNN training");
   teddy->configurable();
 
   auto o = std::make_shared<PruneOptions>();
@@ -193,28 +200,37 @@ void add_teddy_commands(CLI::App& app) {
                 "Fraction of undirected edges to prune (repeatable: nested levels from one score)");
   p->add_option("--levels", o->levels, "paper: the 20 nested levels 1 - 0.95^k, k = 1..20")
       ->check(CLI::IsMember({"paper"}));
-  p->add_option("--scorer", o->scorer,
-                "teddy: official TEDDY degree statistic; degree: 1/(d_i d_j); random: seeded uniform")
+  p->add_option(
+       "--scorer", o->scorer,
+       "teddy: official TEDDY degree statistic; degree: 1/(d_i d_j); random: seeded uniform")
       ->check(CLI::IsMember(teddy::edge_scorer_names()));
-  p->add_option("--out-graph", o->out_graph,
-                "Write the pruned graph here (OGB raw layout, features/labels/splits carried over);\n"
-                "with several levels, one subdirectory level-KK per level");
+  p->add_option(
+      "--out-graph", o->out_graph,
+      "Write the pruned graph here (OGB raw layout, features/labels/splits carried over);\n"
+      "with several levels, one subdirectory level-KK per level");
   p->add_flag("--overwrite", o->overwrite, "Replace existing output graph directories");
-  p->add_option("--duplicates", o->duplicates, "Repeated input pairs: merge (keep the first), keep, error")
+  p->add_option("--duplicates", o->duplicates,
+                "Repeated input pairs: merge (keep the first), keep, error")
       ->check(CLI::IsMember({"merge", "keep", "error"}));
   p->add_option("--self-loops", o->self_loops, "Input self loops: keep (never pruned), drop, error")
       ->check(CLI::IsMember({"keep", "drop", "error"}));
   p->add_flag("--directed", o->directed, "The edge file lists both directions of each edge");
-  p->add_option("--gzip-level", o->gzip_level, "gzip level of the written files (1 fast .. 9 small)")
+  p->add_option("--gzip-level", o->gzip_level,
+                "gzip level of the written files (1 fast .. 9 small)")
       ->check(CLI::Range(1, 9));
   p->footer(
-      "Selection: k = floor(S * m) undirected pairs (m counts self loops, as the official code counts\n"
-      "nnz) with the lowest scores are pruned, whole pairs at a time. Ties: score compared as float32,\n"
-      "then the lower edge id (input line order) is pruned first. Self loops are never pruned. Levels\n"
+      "Selection: k = floor(S * m) undirected pairs (m counts self loops, as the official code "
+      "counts\n"
+      "nnz) with the lowest scores are pruned, whole pairs at a time. Ties: score compared as "
+      "float32,\n"
+      "then the lower edge id (input line order) is pruned first. Self loops are never pruned. "
+      "Levels\n"
       "are prefixes of one order, so their masks are nested.\n\n"
       "Examples:\n"
-      "  sparsetrain teddy prune --graph ../shared/data/cora --graph-sparsity 0.3 --out-graph cora-s30 --out run.json\n"
-      "  sparsetrain teddy prune --graph ../shared/data/citeseer --levels paper --out-graph citeseer-levels");
+      "  sparsetrain teddy prune --graph ../shared/data/cora --graph-sparsity 0.3 --out-graph "
+      "cora-s30 --out run.json\n"
+      "  sparsetrain teddy prune --graph ../shared/data/citeseer --levels paper --out-graph "
+      "citeseer-levels");
   set_command_runner(p, [o](CommandContext& ctx) { run_prune(*o, ctx); });
 }
 

@@ -23,7 +23,8 @@ class TeddyScorer final : public EdgeScorer {
     for (std::int64_t e = 0; e < m; ++e) {
       const Edge edge = g.edges[static_cast<std::size_t>(e)];
       s[static_cast<std::size_t>(e)] =
-          edge.src == edge.dst ? kNeverPrune : static_cast<float>(factor[edge.src] * factor[edge.dst]);
+          edge.src == edge.dst ? kNeverPrune
+                               : static_cast<float>(factor[edge.src] * factor[edge.dst]);
     }
     return s;
   }
@@ -39,9 +40,10 @@ class DegreeScorer final : public EdgeScorer {
     for (std::int64_t e = 0; e < m; ++e) {
       const Edge edge = g.edges[static_cast<std::size_t>(e)];
       s[static_cast<std::size_t>(e)] =
-          edge.src == edge.dst ? kNeverPrune
-                               : static_cast<float>(1.0 / (static_cast<double>(g.degree(edge.src)) *
-                                                           static_cast<double>(g.degree(edge.dst))));
+          edge.src == edge.dst
+              ? kNeverPrune
+              : static_cast<float>(1.0 / (static_cast<double>(g.degree(edge.src)) *
+                                          static_cast<double>(g.degree(edge.dst))));
     }
     return s;
   }
@@ -67,8 +69,10 @@ class RandomScorer final : public EdgeScorer {
     for (std::int64_t e = 0; e < m; ++e) {
       const Edge edge = g.edges[static_cast<std::size_t>(e)];
       // 24 random bits -> exactly representable float in [0, 1)
-      const auto bits = static_cast<std::uint32_t>(mix64(key + static_cast<std::uint64_t>(e)) >> 40);
-      s[static_cast<std::size_t>(e)] = edge.src == edge.dst ? kNeverPrune : static_cast<float>(bits) * 0x1p-24f;
+      const auto bits =
+          static_cast<std::uint32_t>(mix64(key + static_cast<std::uint64_t>(e)) >> 40);
+      s[static_cast<std::size_t>(e)] =
+          edge.src == edge.dst ? kNeverPrune : static_cast<float>(bits) * 0x1p-24f;
     }
     return s;
   }

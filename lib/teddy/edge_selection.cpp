@@ -45,7 +45,8 @@ std::vector<double> paper_graph_sparsities() {
   return s;
 }
 
-std::uint64_t pruned_edge_count(double sparsity, std::uint64_t num_edges, std::uint64_t num_prunable) {
+std::uint64_t pruned_edge_count(double sparsity, std::uint64_t num_edges,
+                                std::uint64_t num_prunable) {
   if (!(sparsity >= 0.0 && sparsity <= 1.0)) {
     throw common::UsageError("graph sparsity " + std::to_string(sparsity) + " is outside [0, 1]",
                              "pass a fraction of edges to prune, e.g. --graph-sparsity 0.3");
@@ -62,14 +63,16 @@ std::vector<std::uint8_t> EdgeLevels::keep_mask(std::size_t i) const {
   return keep;
 }
 
-EdgeLevels select_pruned_edges(const std::vector<float>& scores, const std::vector<double>& sparsities) {
+EdgeLevels select_pruned_edges(const std::vector<float>& scores,
+                               const std::vector<double>& sparsities) {
   if (sparsities.empty() || sparsities.size() > 255) {
     throw common::UsageError("between 1 and 255 sparsity levels are needed, got " +
                              std::to_string(sparsities.size()));
   }
   for (std::size_t i = 1; i < sparsities.size(); ++i) {
     if (!(sparsities[i] > sparsities[i - 1])) {
-      throw common::UsageError("sparsity levels must increase strictly", "sort the list and drop repeats");
+      throw common::UsageError("sparsity levels must increase strictly",
+                               "sort the list and drop repeats");
     }
   }
   ST_ASSERT(scores.size() < UINT32_MAX, "edge ids are 32-bit");
@@ -155,7 +158,8 @@ EdgeLevels select_pruned_edges(const std::vector<float>& scores, const std::vect
     // thresholds ascend with the level, so every level from `first` on prunes this edge
     if (first != threshold.end()) {
       const std::size_t i = static_cast<std::size_t>(first - threshold.begin());
-      if (out.counts[i] > 0) out.level[static_cast<std::size_t>(e)] = static_cast<std::uint8_t>(i + 1);
+      if (out.counts[i] > 0)
+        out.level[static_cast<std::size_t>(e)] = static_cast<std::uint8_t>(i + 1);
     }
   }
   return out;

@@ -24,11 +24,12 @@ namespace sparsetrain::teddy {
 std::vector<double> paper_graph_sparsities();
 
 // k = floor(s · num_edges), capped at num_prunable. Throws UsageError unless 0 <= s <= 1.
-std::uint64_t pruned_edge_count(double sparsity, std::uint64_t num_edges, std::uint64_t num_prunable);
+std::uint64_t pruned_edge_count(double sparsity, std::uint64_t num_edges,
+                                std::uint64_t num_prunable);
 
 struct EdgeLevels {
-  std::vector<double> sparsities;      // [L] requested, ascending
-  std::vector<std::uint64_t> counts;   // [L] edges pruned at each level (cumulative)
+  std::vector<double> sparsities;     // [L] requested, ascending
+  std::vector<std::uint64_t> counts;  // [L] edges pruned at each level (cumulative)
   // [num_edges]: 1-based index of the first level at which the edge is pruned; 0 = never pruned.
   std::vector<std::uint8_t> level;
 
@@ -38,7 +39,8 @@ struct EdgeLevels {
 
 // scores: [m] (finite, or +inf for never). sparsities: ascending, at most 255 of them. Throws
 // UsageError for an unsorted or out-of-range list.
-EdgeLevels select_pruned_edges(const std::vector<float>& scores, const std::vector<double>& sparsities);
+EdgeLevels select_pruned_edges(const std::vector<float>& scores,
+                               const std::vector<double>& sparsities);
 
 // The selection key of one edge (exposed for tests and the reference check).
 std::uint64_t edge_selection_key(float score, std::uint32_t edge_id);

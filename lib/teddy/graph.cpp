@@ -16,8 +16,10 @@ void fill_csr(Graph& g) {
   g.num_self_loops = 0;
   for (const Edge& e : g.edges) {
     ++g.offsets[e.src + 1];
-    if (e.src != e.dst) ++g.offsets[e.dst + 1];
-    else ++g.num_self_loops;
+    if (e.src != e.dst)
+      ++g.offsets[e.dst + 1];
+    else
+      ++g.num_self_loops;
   }
   for (std::uint32_t v = 0; v < n; ++v) g.offsets[v + 1] += g.offsets[v];
   const std::uint64_t entries = g.offsets[n];
@@ -91,8 +93,8 @@ Graph build_graph(std::uint32_t num_nodes, std::vector<Edge> pairs, const BuildO
     if (e.src > e.dst) std::swap(e.src, e.dst);
     if (e.src == e.dst) {
       if (options.self_loops == SelfLoopPolicy::kError) {
-        throw common::UsageError(options.source + ": edge " + std::to_string(i) + " is a self loop on node " +
-                                     std::to_string(e.src),
+        throw common::UsageError(options.source + ": edge " + std::to_string(i) +
+                                     " is a self loop on node " + std::to_string(e.src),
                                  "pass --self-loops keep or drop");
       }
       if (options.self_loops == SelfLoopPolicy::kDrop) {
@@ -115,9 +117,9 @@ Graph build_graph(std::uint32_t num_nodes, std::vector<Edge> pairs, const BuildO
   if (dups == 0) return g;
   if (options.duplicates == DuplicatePolicy::kError) {
     const auto first = static_cast<std::size_t>(std::find(dup.begin(), dup.end(), 1) - dup.begin());
-    throw common::UsageError(options.source + ": edge {" + std::to_string(g.edges[first].src) + ", " +
-                                 std::to_string(g.edges[first].dst) + "} appears more than once (" +
-                                 std::to_string(dups) + " repeats)",
+    throw common::UsageError(options.source + ": edge {" + std::to_string(g.edges[first].src) +
+                                 ", " + std::to_string(g.edges[first].dst) +
+                                 "} appears more than once (" + std::to_string(dups) + " repeats)",
                              "pass --duplicates merge to keep the first of each");
   }
   rep.duplicates_merged = dups;

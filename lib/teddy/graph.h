@@ -31,12 +31,12 @@ struct NodeSplit {
 };
 
 enum class DuplicatePolicy { kMerge, kKeep, kError };  // repeated {u, v} pairs
-enum class SelfLoopPolicy { kKeep, kDrop, kError };     // {v, v} entries
+enum class SelfLoopPolicy { kKeep, kDrop, kError };    // {v, v} entries
 
 struct BuildOptions {
   DuplicatePolicy duplicates = DuplicatePolicy::kMerge;
   SelfLoopPolicy self_loops = SelfLoopPolicy::kKeep;  // the official TEDDY loader keeps them
-  std::string source = "graph";  // names the input in error messages
+  std::string source = "graph";                       // names the input in error messages
 };
 
 // What building changed about the input: the caller reports it.
@@ -55,8 +55,8 @@ struct Graph {
   std::uint64_t num_self_loops = 0;
 
   std::uint32_t feature_dim = 0;
-  std::vector<float> features;        // [num_nodes, feature_dim] row-major; empty when absent
-  std::vector<std::int64_t> labels;   // [num_nodes]; empty when absent
+  std::vector<float> features;       // [num_nodes, feature_dim] row-major; empty when absent
+  std::vector<std::int64_t> labels;  // [num_nodes]; empty when absent
   std::map<std::string, NodeSplit> splits;
 
   std::uint64_t num_edges() const { return edges.size(); }

@@ -29,7 +29,8 @@ void add_public_split(Graph& g, std::uint32_t classes) {
   const std::uint32_t n = g.num_nodes;
   std::vector<std::uint8_t> used(n, 0);
   const bool planetoid = n >= std::uint64_t{20} * classes + 1500;
-  const std::uint32_t per_class = planetoid ? 20 : std::max<std::uint32_t>(1, n / 20 / std::max(1u, classes));
+  const std::uint32_t per_class =
+      planetoid ? 20 : std::max<std::uint32_t>(1, n / 20 / std::max(1u, classes));
   const std::uint32_t valid = planetoid ? 500 : n * 18 / 100;
   const std::uint32_t test = planetoid ? 1000 : n * 37 / 100;
   std::vector<std::uint32_t> taken(classes, 0);
@@ -79,8 +80,9 @@ Graph generate_csbm(const CsbmOptions& o) {
   }
   const double max_pairs = 0.5 * static_cast<double>(o.nodes) * (o.nodes - 1);
   if (static_cast<double>(o.edges) > 0.5 * max_pairs) {
-    throw common::UsageError("csbm: " + std::to_string(o.edges) + " edges is more than half of all node pairs",
-                             "lower --edges; the generator samples sparse graphs");
+    throw common::UsageError(
+        "csbm: " + std::to_string(o.edges) + " edges is more than half of all node pairs",
+        "lower --edges; the generator samples sparse graphs");
   }
   if (!(o.homophily >= 0 && o.homophily <= 1)) {
     throw common::UsageError("--homophily must lie in [0, 1]");
@@ -91,9 +93,11 @@ Graph generate_csbm(const CsbmOptions& o) {
   // Balanced labels in a seeded random order.
   g.labels.resize(o.nodes);
   for (std::uint32_t v = 0; v < o.nodes; ++v) g.labels[v] = v % o.classes;
-  for (std::uint32_t v = o.nodes - 1; v > 0; --v) std::swap(g.labels[v], g.labels[rng.below(v + 1)]);
+  for (std::uint32_t v = o.nodes - 1; v > 0; --v)
+    std::swap(g.labels[v], g.labels[rng.below(v + 1)]);
   std::vector<std::vector<std::uint32_t>> members(o.classes);
-  for (std::uint32_t v = 0; v < o.nodes; ++v) members[static_cast<std::size_t>(g.labels[v])].push_back(v);
+  for (std::uint32_t v = 0; v < o.nodes; ++v)
+    members[static_cast<std::size_t>(g.labels[v])].push_back(v);
 
   std::unordered_set<std::uint64_t> seen;
   seen.reserve(o.edges * 2);
@@ -127,9 +131,11 @@ Graph generate_csbm(const CsbmOptions& o) {
     structure.feature_dim = o.feature_dim;
     structure.features.resize(std::size_t{o.nodes} * o.feature_dim);
     for (std::uint32_t v = 0; v < o.nodes; ++v) {
-      const double* mu = means.data() + static_cast<std::size_t>(structure.labels[v]) * o.feature_dim;
+      const double* mu =
+          means.data() + static_cast<std::size_t>(structure.labels[v]) * o.feature_dim;
       float* x = structure.features.data() + std::size_t{v} * o.feature_dim;
-      for (std::uint32_t j = 0; j < o.feature_dim; ++j) x[j] = static_cast<float>(mu[j] + scale * rng.normal());
+      for (std::uint32_t j = 0; j < o.feature_dim; ++j)
+        x[j] = static_cast<float>(mu[j] + scale * rng.normal());
     }
   }
   add_public_split(structure, o.classes);
@@ -156,7 +162,8 @@ Graph generate_power_law(const PowerLawOptions& o) {
   constexpr std::uint64_t kChunk = std::uint64_t{1} << 20;
   std::vector<std::uint64_t> keys;
   for (std::uint64_t round = 0; keys.size() < o.edges; ++round) {
-    if (round > 64) throw common::RunError("powerlaw: could not reach the edge count (graph too dense)");
+    if (round > 64)
+      throw common::RunError("powerlaw: could not reach the edge count (graph too dense)");
     const std::uint64_t want = (o.edges - keys.size()) + (o.edges - keys.size()) / 8 + 1024;
     const std::uint64_t chunks = (want + kChunk - 1) / kChunk;
     const std::size_t base = keys.size();

@@ -21,18 +21,18 @@
 namespace sparsetrain::teddy {
 
 struct CsbmOptions {
-  std::uint32_t nodes = 2708;      // Cora
-  std::uint64_t edges = 5278;      // undirected, Cora
+  std::uint32_t nodes = 2708;  // Cora
+  std::uint64_t edges = 5278;  // undirected, Cora
   std::uint32_t classes = 7;
   std::uint32_t feature_dim = 1433;
-  double homophily = 0.81;         // Cora's edge homophily
-  double signal = 1.0;             // norm of the class means relative to the noise
+  double homophily = 0.81;  // Cora's edge homophily
+  double signal = 1.0;      // norm of the class means relative to the noise
   std::uint64_t seed = 0;
 };
 
 struct PowerLawOptions {
-  std::uint64_t edges = 1000000;   // undirected, exact
-  std::uint32_t nodes = 0;         // 0: edges / 8 (average degree 16), rounded up to a power of 2
+  std::uint64_t edges = 1000000;  // undirected, exact
+  std::uint32_t nodes = 0;        // 0: edges / 8 (average degree 16), rounded up to a power of 2
   std::uint64_t seed = 0;
 };
 

@@ -58,9 +58,10 @@ bool parse_edge_line(std::string_view line, bool whitespace, std::uint32_t num_n
     fail_at(where(), "not a pair of non-negative integers: " + show(line));
   }
   if (a > max_id || b > max_id) {
-    fail_at(where(), "node id " + std::to_string(std::max(a, b)) +
-                         (num_nodes > 0 ? " is out of range (node count " + std::to_string(num_nodes) + ")"
-                                        : " exceeds the 32-bit node ids"),
+    fail_at(where(),
+            "node id " + std::to_string(std::max(a, b)) +
+                (num_nodes > 0 ? " is out of range (node count " + std::to_string(num_nodes) + ")"
+                               : " exceeds the 32-bit node ids"),
             "node ids are 0-based and must be below the node count");
   }
   out.push_back(Edge{static_cast<std::uint32_t>(a), static_cast<std::uint32_t>(b)});
@@ -84,7 +85,8 @@ std::vector<Edge> read_edge_file(const std::string& path, bool whitespace, std::
 // A file of one integer per line, exactly `rows` lines (rows = 0: any count).
 template <typename T>
 std::vector<T> read_int_column(const std::string& path, std::uint64_t rows, std::int64_t min_value,
-                               std::int64_t max_value, const std::string& what, LoadReport& report) {
+                               std::int64_t max_value, const std::string& what,
+                               LoadReport& report) {
   TextFileReader reader(path);
   std::vector<T> values;
   if (rows > 0) values.reserve(rows);
@@ -102,21 +104,23 @@ std::vector<T> read_int_column(const std::string& path, std::uint64_t rows, std:
     }
     if (v < min_value || v > max_value) {
       fail_at(reader.where(), what + " " + std::to_string(v) + " is out of range [" +
-                                  std::to_string(min_value) + ", " + std::to_string(max_value) + "]");
+                                  std::to_string(min_value) + ", " + std::to_string(max_value) +
+                                  "]");
     }
     values.push_back(static_cast<T>(v));
   }
   report.bytes_read += reader.file_bytes();
   if (rows > 0 && values.size() != rows) {
-    fail_at(path, "has " + std::to_string(values.size()) + " rows, expected " + std::to_string(rows) +
-                      " (one per node)",
+    fail_at(path,
+            "has " + std::to_string(values.size()) + " rows, expected " + std::to_string(rows) +
+                " (one per node)",
             "the file does not belong to this graph's num-node-list.csv.gz");
   }
   return values;
 }
 
-std::uint64_t read_single_count(const std::string& path, std::int64_t max_value, const std::string& what,
-                                LoadReport& report) {
+std::uint64_t read_single_count(const std::string& path, std::int64_t max_value,
+                                const std::string& what, LoadReport& report) {
   const auto v = read_int_column<std::int64_t>(path, 0, 0, max_value, what, report);
   if (v.size() != 1) {
     fail_at(path, "expected exactly one line (" + what + "), got " + std::to_string(v.size()));
@@ -137,7 +141,8 @@ void read_features(const std::string& path, Graph& g, LoadReport& report) {
       g.features.resize(std::uint64_t{g.num_nodes} * dim);
     }
     if (row >= g.num_nodes) {
-      fail_at(reader.where(), "more feature rows than the " + std::to_string(g.num_nodes) + " nodes",
+      fail_at(reader.where(),
+              "more feature rows than the " + std::to_string(g.num_nodes) + " nodes",
               "the file does not belong to this graph's num-node-list.csv.gz");
     }
     LineCursor cur(line, false);
@@ -147,23 +152,24 @@ void read_features(const std::string& path, Graph& g, LoadReport& report) {
         LineCursor count(line, false);
         const std::size_t fields = count.count_fields();
         if (fields != g.feature_dim) {
-          fail_at(reader.where(), "expected " + std::to_string(g.feature_dim) + " feature columns, got " +
-                                      std::to_string(fields));
+          fail_at(reader.where(), "expected " + std::to_string(g.feature_dim) +
+                                      " feature columns, got " + std::to_string(fields));
         }
         fail_at(reader.where(), "column " + std::to_string(j + 1) + " is not a finite number");
       }
     }
     if (!cur.at_end()) {
       LineCursor count(line, false);
-      fail_at(reader.where(), "expected " + std::to_string(g.feature_dim) + " feature columns, got " +
-                                  std::to_string(count.count_fields()));
+      fail_at(reader.where(), "expected " + std::to_string(g.feature_dim) +
+                                  " feature columns, got " + std::to_string(count.count_fields()));
     }
     ++row;
   }
   report.bytes_read += reader.file_bytes();
   if (row != g.num_nodes) {
-    fail_at(path, "has " + std::to_string(row) + " feature rows, expected " + std::to_string(g.num_nodes) +
-                      " (one per node)",
+    fail_at(path,
+            "has " + std::to_string(row) + " feature rows, expected " +
+                std::to_string(g.num_nodes) + " (one per node)",
             "the file does not belong to this graph's num-node-list.csv.gz");
   }
 }
@@ -227,22 +233,24 @@ Graph load_graph(const std::string& dir, const LoadOptions& options, LoadReport*
   const std::string raw = dir + "/raw/";
   for (const char* required : {"edge.csv.gz", "num-node-list.csv.gz"}) {
     if (!exists(raw + required)) {
-      throw common::UsageError("'" + raw + required + "' is missing",
-                               "a graph directory needs raw/edge.csv.gz and raw/num-node-list.csv.gz");
+      throw common::UsageError(
+          "'" + raw + required + "' is missing",
+          "a graph directory needs raw/edge.csv.gz and raw/num-node-list.csv.gz");
     }
   }
-  const std::uint64_t n = read_single_count(raw + "num-node-list.csv.gz", UINT32_MAX - 1, "node count", rep);
+  const std::uint64_t n =
+      read_single_count(raw + "num-node-list.csv.gz", UINT32_MAX - 1, "node count", rep);
   std::uint64_t expected_lines = 0;
   if (exists(raw + "num-edge-list.csv.gz")) {
     expected_lines = read_single_count(raw + "num-edge-list.csv.gz", INT64_MAX, "edge count", rep);
   }
   common::Timer timer;
-  std::vector<Edge> pairs =
-      read_edge_file(raw + "edge.csv.gz", /*whitespace=*/false, static_cast<std::uint32_t>(n),
-                     expected_lines, rep);
+  std::vector<Edge> pairs = read_edge_file(raw + "edge.csv.gz", /*whitespace=*/false,
+                                           static_cast<std::uint32_t>(n), expected_lines, rep);
   if (expected_lines > 0 && pairs.size() != expected_lines) {
-    fail_at(raw + "edge.csv.gz", "has " + std::to_string(pairs.size()) + " edge lines but num-edge-list.csv.gz says " +
-                                     std::to_string(expected_lines),
+    fail_at(raw + "edge.csv.gz",
+            "has " + std::to_string(pairs.size()) + " edge lines but num-edge-list.csv.gz says " +
+                std::to_string(expected_lines),
             "the files do not belong together; regenerate the directory");
   }
   rep.parse_seconds = timer.seconds();
@@ -253,9 +261,11 @@ Graph load_graph(const std::string& dir, const LoadOptions& options, LoadReport*
   Graph g = build_graph(static_cast<std::uint32_t>(n), std::move(pairs), build, &rep.build);
   rep.build_seconds = timer.seconds();
   timer.reset();
-  if (options.load_features && exists(raw + "node-feat.csv.gz")) read_features(raw + "node-feat.csv.gz", g, rep);
+  if (options.load_features && exists(raw + "node-feat.csv.gz"))
+    read_features(raw + "node-feat.csv.gz", g, rep);
   if (exists(raw + "node-label.csv.gz")) {
-    g.labels = read_int_column<std::int64_t>(raw + "node-label.csv.gz", n, 0, INT32_MAX, "class label", rep);
+    g.labels = read_int_column<std::int64_t>(raw + "node-label.csv.gz", n, 0, INT32_MAX,
+                                             "class label", rep);
   }
   read_splits(dir, g, rep);
   rep.node_data_seconds = timer.seconds();
@@ -264,13 +274,15 @@ Graph load_graph(const std::string& dir, const LoadOptions& options, LoadReport*
 
 std::uint32_t infer_node_count(const std::vector<Edge>& pairs, const std::string& source) {
   std::uint64_t n = 0;
-  for (const Edge& e : pairs) n = std::max<std::uint64_t>(n, std::uint64_t{std::max(e.src, e.dst)} + 1);
+  for (const Edge& e : pairs)
+    n = std::max<std::uint64_t>(n, std::uint64_t{std::max(e.src, e.dst)} + 1);
   // Memory is proportional to the node count: refuse ids far sparser than any real graph, which
   // are almost always a typo or a hashed id space (8 bytes per node before a single edge is kept).
   const std::uint64_t limit = 64 * std::uint64_t{pairs.size()} + (std::uint64_t{1} << 20);
   if (n > limit) {
-    throw common::UsageError("'" + source + "': node id " + std::to_string(n - 1) + " is far beyond what " +
-                                 std::to_string(pairs.size()) + " edges need (more than 64 ids per edge)",
+    throw common::UsageError("'" + source + "': node id " + std::to_string(n - 1) +
+                                 " is far beyond what " + std::to_string(pairs.size()) +
+                                 " edges need (more than 64 ids per edge)",
                              "renumber the nodes 0..N-1, or store the graph in the OGB layout with "
                              "raw/num-node-list.csv.gz");
   }
@@ -307,10 +319,11 @@ Graph load_graph_any(const std::string& path, const LoadOptions& options, LoadRe
 
 void require_features(const Graph& graph, const std::string& source, const std::string& command) {
   if (!graph.has_features()) {
-    throw common::UsageError("graph '" + source + "' has no node features (raw/node-feat.csv.gz), which " +
-                                 command + " needs",
-                             "add raw/node-feat.csv.gz (see ../shared/data/README.md for PubMed) or use "
-                             "a graph with features");
+    throw common::UsageError(
+        "graph '" + source + "' has no node features (raw/node-feat.csv.gz), which " + command +
+            " needs",
+        "add raw/node-feat.csv.gz (see ../shared/data/README.md for PubMed) or use "
+        "a graph with features");
   }
 }
 
@@ -347,7 +360,8 @@ std::vector<std::uint64_t> widen(const std::vector<T>& v) {
 
 }  // namespace
 
-void save_graph(const Graph& graph, const std::string& dir, const SaveOptions& options, SaveReport* report) {
+void save_graph(const Graph& graph, const std::string& dir, const SaveOptions& options,
+                SaveReport* report) {
   SaveReport local;
   SaveReport& rep = report ? *report : local;
   rep = SaveReport{};
@@ -358,8 +372,9 @@ void save_graph(const Graph& graph, const std::string& dir, const SaveOptions& o
     const bool is_graph = fs::exists(target / "raw" / "num-node-list.csv.gz", ec);
     if (!options.overwrite || !is_graph) {
       throw common::UsageError("output graph directory '" + dir + "' already exists",
-                               is_graph ? "pass --overwrite to replace it, or choose another directory"
-                                        : "choose a new directory (it is not a graph directory)");
+                               is_graph
+                                   ? "pass --overwrite to replace it, or choose another directory"
+                                   : "choose a new directory (it is not a graph directory)");
     }
   }
   const fs::path parent = target.has_parent_path() ? target.parent_path() : fs::path(".");

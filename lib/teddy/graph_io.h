@@ -44,22 +44,24 @@ Graph load_graph(const std::string& dir, const LoadOptions& options, LoadReport*
 // Loads a plain edge list: "src dst" or "src,dst" per line, '#' comments and blank lines skipped,
 // any further columns rejected. gzip or plain text. The node count is infer_node_count() unless
 // `num_nodes` > 0 is given (then larger ids are an error).
-Graph load_edge_list(const std::string& path, const LoadOptions& options, std::uint32_t num_nodes = 0,
-                     LoadReport* report = nullptr);
+Graph load_edge_list(const std::string& path, const LoadOptions& options,
+                     std::uint32_t num_nodes = 0, LoadReport* report = nullptr);
 
 // max id + 1 over `pairs`; throws UsageError naming `source` when ids are far sparser than the
 // edges (more than 64 ids per edge beyond 2^20), which would cost memory for nothing.
 std::uint32_t infer_node_count(const std::vector<Edge>& pairs, const std::string& source);
 
 // A directory is loaded as OGB raw, a file as an edge list.
-Graph load_graph_any(const std::string& path, const LoadOptions& options, LoadReport* report = nullptr);
+Graph load_graph_any(const std::string& path, const LoadOptions& options,
+                     LoadReport* report = nullptr);
 
 // Throws UsageError when the graph has no node features (e.g. PubMed in ../shared/data).
 void require_features(const Graph& graph, const std::string& source, const std::string& command);
 
 struct SaveOptions {
-  int gzip_level = 6;       // 1 for speed on very large graphs
-  bool overwrite = false;   // replace an existing graph directory (one with raw/num-node-list.csv.gz)
+  int gzip_level = 6;  // 1 for speed on very large graphs
+  bool overwrite =
+      false;  // replace an existing graph directory (one with raw/num-node-list.csv.gz)
 };
 
 struct SaveReport {

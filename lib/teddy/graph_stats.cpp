@@ -2,8 +2,8 @@
 #include "teddy/graph_stats.h"
 
 #include <algorithm>
-#include <cmath>
 #include <boost/pending/disjoint_sets.hpp>
+#include <cmath>
 #include <vector>
 
 namespace sparsetrain::teddy {
@@ -15,7 +15,8 @@ GraphStats compute_graph_stats(const Graph& g) {
   s.num_self_loops = g.num_self_loops;
   s.feature_dim = g.feature_dim;
   s.structure_bytes = g.structure_bytes();
-  for (std::int64_t label : g.labels) s.num_classes = std::max<std::uint64_t>(s.num_classes, static_cast<std::uint64_t>(label) + 1);
+  for (std::int64_t label : g.labels)
+    s.num_classes = std::max<std::uint64_t>(s.num_classes, static_cast<std::uint64_t>(label) + 1);
   if (g.num_nodes == 0) return s;
 
   std::vector<std::uint32_t> rank(g.num_nodes, 0);
@@ -43,10 +44,13 @@ GraphStats compute_graph_stats(const Graph& g) {
   s.degree_min = *lo;
   s.degree_max = *hi;
   const std::size_t mid = (degrees.size() - 1) / 2;
-  std::nth_element(degrees.begin(), degrees.begin() + static_cast<std::ptrdiff_t>(mid), degrees.end());
+  std::nth_element(degrees.begin(), degrees.begin() + static_cast<std::ptrdiff_t>(mid),
+                   degrees.end());
   s.degree_median = degrees[mid];
-  const auto p99 = static_cast<std::size_t>(std::ceil(0.99 * static_cast<double>(degrees.size()))) - 1;
-  std::nth_element(degrees.begin(), degrees.begin() + static_cast<std::ptrdiff_t>(p99), degrees.end());
+  const auto p99 =
+      static_cast<std::size_t>(std::ceil(0.99 * static_cast<double>(degrees.size()))) - 1;
+  std::nth_element(degrees.begin(), degrees.begin() + static_cast<std::ptrdiff_t>(p99),
+                   degrees.end());
   s.degree_p99 = degrees[p99];
   return s;
 }
@@ -58,8 +62,12 @@ nlohmann::json to_json(const GraphStats& s) {
           {"connected_components", s.connected_components},
           {"largest_component_nodes", s.largest_component},
           {"isolated_nodes", s.isolated_nodes},
-          {"degree", {{"min", s.degree_min}, {"max", s.degree_max}, {"mean", s.degree_mean},
-                      {"median", s.degree_median}, {"p99", s.degree_p99}}},
+          {"degree",
+           {{"min", s.degree_min},
+            {"max", s.degree_max},
+            {"mean", s.degree_mean},
+            {"median", s.degree_median},
+            {"p99", s.degree_p99}}},
           {"feature_dim", s.feature_dim},
           {"classes", s.num_classes},
           {"structure_bytes", s.structure_bytes}};

@@ -167,9 +167,9 @@ bool TextFileReader::refill() {
   std::string err;
   if (!inflater_->pop(chunk, err)) {
     if (!err.empty()) {
-      throw common::UsageError("'" + path_ + "' after line " + std::to_string(line_number_) +
-                                   ": " + err,
-                               "the file is damaged; fetch or regenerate it");
+      throw common::UsageError(
+          "'" + path_ + "' after line " + std::to_string(line_number_) + ": " + err,
+          "the file is damaged; fetch or regenerate it");
     }
     eof_ = true;
     return false;
@@ -220,10 +220,11 @@ std::string gunzip_buffer(std::string_view compressed, const std::string& name) 
     if (ret == Z_STREAM_END) break;
     if (ret != Z_OK || (z.avail_in == 0 && z.avail_out != 0)) {
       inflateEnd(&z);
-      throw common::UsageError("'" + name + "': " +
-                               (ret == Z_OK || ret == Z_BUF_ERROR ? std::string("truncated gzip stream")
-                                                                  : std::string("corrupt gzip data")),
-                               "the file is damaged; fetch or regenerate it");
+      throw common::UsageError(
+          "'" + name + "': " +
+              (ret == Z_OK || ret == Z_BUF_ERROR ? std::string("truncated gzip stream")
+                                                 : std::string("corrupt gzip data")),
+          "the file is damaged; fetch or regenerate it");
     }
   }
   inflateEnd(&z);
@@ -233,7 +234,8 @@ std::string gunzip_buffer(std::string_view compressed, const std::string& name) 
 GzipWriter::GzipWriter(std::string path, int level) : path_(std::move(path)) {
   file_ = std::fopen(path_.c_str(), "wb");
   if (!file_) common::throw_path_error("cannot create", path_, errno);
-  // windowBits 16+15: gzip wrapper; zlib writes mtime 0, no name, OS 3 — bytes depend on content only.
+  // windowBits 16+15: gzip wrapper; zlib writes mtime 0, no name, OS 3 — bytes depend on content
+  // only.
   if (deflateInit2(&stream_, level, Z_DEFLATED, 16 + 15, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
     std::fclose(file_);
     file_ = nullptr;

@@ -41,8 +41,8 @@ class TextFileReader {
   struct Inflater;
   std::string path_;
   std::unique_ptr<Inflater> inflater_;
-  std::string buffer_;       // current chunk plus the carried-over partial line
-  std::size_t pos_ = 0;      // start of the next line in buffer_
+  std::string buffer_;   // current chunk plus the carried-over partial line
+  std::size_t pos_ = 0;  // start of the next line in buffer_
   bool eof_ = false;
   std::uint64_t line_number_ = 0;
   std::uint64_t file_bytes_ = 0;

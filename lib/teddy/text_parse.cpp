@@ -32,7 +32,8 @@ bool LineCursor::read_i64(std::int64_t& value) {
   std::uint64_t magnitude = 0;
   if (p_ < end_ && *p_ == ' ') return false;
   if (!read_u64(magnitude, negative ? std::uint64_t{1} << 63 : INT64_MAX)) return false;
-  value = negative ? static_cast<std::int64_t>(0 - magnitude) : static_cast<std::int64_t>(magnitude);
+  value =
+      negative ? static_cast<std::int64_t>(0 - magnitude) : static_cast<std::int64_t>(magnitude);
   return true;
 }
 

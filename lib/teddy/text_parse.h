@@ -14,7 +14,8 @@ namespace sparsetrain::teddy {
 // spaces/tabs (edge lists, when `whitespace` is set).
 class LineCursor {
  public:
-  LineCursor(std::string_view line, bool whitespace) : p_(line.data()), end_(line.data() + line.size()), whitespace_(whitespace) {}
+  LineCursor(std::string_view line, bool whitespace)
+      : p_(line.data()), end_(line.data() + line.size()), whitespace_(whitespace) {}
 
   // Reads the next field as a base-10 unsigned integer <= max. False on empty, non-digit, overflow.
   bool read_u64(std::uint64_t& value, std::uint64_t max = UINT64_MAX);

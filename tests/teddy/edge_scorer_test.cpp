@@ -1,19 +1,22 @@
 // TEDDY scores on small graphs against values worked out by hand from the official formula
 //   g[v] = d_v^-2 · Σ_{u∈N(v)} d_u^-1/2,  score(i,j) = g[i]·g[j]
 // and the baselines' defining properties.
+#include "teddy/edge_scorer.h"
+
 #include <doctest/doctest.h>
 
 #include <cmath>
 
 #include "common/error.h"
-#include "teddy/edge_scorer.h"
 #include "test_graphs.h"
 
 using namespace sparsetrain;
 using test::Edge;
 
 namespace {
-std::vector<float> teddy_scores(const teddy::Graph& g) { return teddy::make_edge_scorer("teddy", 0)->score(g); }
+std::vector<float> teddy_scores(const teddy::Graph& g) {
+  return teddy::make_edge_scorer("teddy", 0)->score(g);
+}
 }  // namespace
 
 TEST_CASE("teddy scores a path: the middle edge between two degree-2 nodes scores lowest") {

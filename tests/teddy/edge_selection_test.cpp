@@ -1,5 +1,7 @@
 // Selection of the k lowest undirected pairs: exact counts, the (score, edge id) tie-break,
 // nested levels, self loops kept, and agreement with a full sort on a random graph.
+#include "teddy/edge_selection.h"
+
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -8,7 +10,6 @@
 
 #include "common/error.h"
 #include "teddy/edge_scorer.h"
-#include "teddy/edge_selection.h"
 #include "teddy/graph_generator.h"
 #include "test_graphs.h"
 
@@ -23,7 +24,9 @@ std::vector<std::uint32_t> pruned_ids(const teddy::EdgeLevels& lv, std::size_t l
   }
   return ids;
 }
-std::vector<float> teddy_scores(const teddy::Graph& g) { return teddy::make_edge_scorer("teddy", 0)->score(g); }
+std::vector<float> teddy_scores(const teddy::Graph& g) {
+  return teddy::make_edge_scorer("teddy", 0)->score(g);
+}
 }  // namespace
 
 TEST_CASE("on a path the middle edge goes first, then the tie e0 = e2 is broken by the lower id") {
@@ -41,7 +44,8 @@ TEST_CASE("a star's tied spokes are pruned in edge-id order") {
 }
 
 TEST_CASE("triangle with pendant: the two triangle edges at the degree-3 node go first") {
-  const auto lv = teddy::select_pruned_edges(teddy_scores(test::triangle_pendant()), {0.25, 0.5, 0.75});
+  const auto lv =
+      teddy::select_pruned_edges(teddy_scores(test::triangle_pendant()), {0.25, 0.5, 0.75});
   CHECK(pruned_ids(lv, 0) == std::vector<std::uint32_t>{1});
   CHECK(pruned_ids(lv, 1) == std::vector<std::uint32_t>{1, 2});
   CHECK(pruned_ids(lv, 2) == std::vector<std::uint32_t>{0, 1, 2});  // the pendant edge survives
@@ -65,7 +69,9 @@ TEST_CASE("sparsity 0 prunes nothing; bad level lists are usage errors") {
   CHECK_THROWS_AS(teddy::select_pruned_edges({1.0f}, {}), common::UsageError);
 }
 
-TEST_CASE("on a random graph every paper level prunes exactly the k smallest (score, id) and levels nest") {
+TEST_CASE(
+    "on a random graph every paper level prunes exactly the k smallest (score, id) and levels "
+    "nest") {
   teddy::PowerLawOptions o;
   o.edges = 200000;
   o.seed = 5;
@@ -85,7 +91,8 @@ TEST_CASE("on a random graph every paper level prunes exactly the k smallest (sc
     for (std::size_t i = 0; i < sparsities.size(); ++i) {
       const auto k = static_cast<std::uint64_t>(std::floor(sparsities[i] * scores.size()));
       CHECK(lv.counts[i] == k);
-      std::vector<std::uint32_t> expected(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(k));
+      std::vector<std::uint32_t> expected(order.begin(),
+                                          order.begin() + static_cast<std::ptrdiff_t>(k));
       std::sort(expected.begin(), expected.end());
       CHECK(pruned_ids(lv, i) == expected);
       const auto keep = lv.keep_mask(i);

@@ -1,6 +1,8 @@
 // Reading and writing graphs: the OGB raw layout round-trips (structure, features, labels,
 // splits, deterministic bytes), edge lists, the shared Planetoid data, and one-line errors with
 // FILE:LINE for every kind of malformed input.
+#include "teddy/graph_io.h"
+
 #include <doctest/doctest.h>
 #include <zlib.h>
 
@@ -10,7 +12,6 @@
 #include "common/atomic_file.h"
 #include "common/error.h"
 #include "teddy/graph_generator.h"
-#include "teddy/graph_io.h"
 #include "teddy/gzip_file.h"
 #include "test_graphs.h"
 
@@ -95,7 +96,8 @@ TEST_CASE("every malformed input is a usage error naming the file and line") {
   for (const Case& c : cases) {
     CAPTURE(c.file);
     CAPTURE(c.content);
-    const std::string msg = load_error(make_dir(root, "bad" + std::to_string(i++), {{c.file, c.content}}));
+    const std::string msg =
+        load_error(make_dir(root, "bad" + std::to_string(i++), {{c.file, c.content}}));
     CAPTURE(msg);
     CHECK(msg.find(c.expect) != std::string::npos);
     CHECK(msg.find('\n') == std::string::npos);
@@ -105,19 +107,17 @@ TEST_CASE("every malformed input is a usage error naming the file and line") {
 TEST_CASE("a truncated or corrupt gzip file is a usage error, not a crash") {
   test::ScratchDir root("io-trunc");
   std::string edges;
-  for (int i = 0; i < 20000; ++i) edges += std::to_string(i % 3) + "," + std::to_string(i % 3 + 1) + "\n";
-  const std::string dir = make_dir(root, "g", {{"raw/num-edge-list.csv.gz", "<absent>"}, {"raw/edge.csv.gz", edges}});
+  for (int i = 0; i < 20000; ++i)
+    edges += std::to_string(i % 3) + "," + std::to_string(i % 3 + 1) + "\n";
+  const std::string dir =
+      make_dir(root, "g", {{"raw/num-edge-list.csv.gz", "<absent>"}, {"raw/edge.csv.gz", edges}});
   const std::string path = dir + "/raw/edge.csv.gz";
   const std::string full = common::read_file(path);
-  {
-    std::ofstream(path, std::ios::binary) << full.substr(0, full.size() / 2);
-  }
+  { std::ofstream(path, std::ios::binary) << full.substr(0, full.size() / 2); }
   CHECK(load_error(dir).find("truncated") != std::string::npos);
   std::string corrupt = full;
   for (std::size_t k = 20; k < 60; ++k) corrupt[k] = static_cast<char>(corrupt[k] ^ 0x5a);
-  {
-    std::ofstream(path, std::ios::binary) << corrupt;
-  }
+  { std::ofstream(path, std::ios::binary) << corrupt; }
   const std::string msg = load_error(dir);
   CHECK(msg.find("edge.csv.gz") != std::string::npos);
   CHECK(msg != "<no error>");
@@ -127,8 +127,8 @@ TEST_CASE("a missing features file loads, and require_features then fails clearl
   test::ScratchDir root("io-nofeat");
   const auto g = teddy::load_graph(make_dir(root, "g", {{"raw/node-feat.csv.gz", "<absent>"}}), {});
   CHECK_FALSE(g.has_features());
-  CHECK_THROWS_WITH_AS(teddy::require_features(g, "g", "teddy train"), doctest::Contains("no node features"),
-                       common::UsageError);
+  CHECK_THROWS_WITH_AS(teddy::require_features(g, "g", "teddy train"),
+                       doctest::Contains("no node features"), common::UsageError);
 }
 
 TEST_CASE("save then load reproduces the graph, and saving twice gives identical bytes") {
@@ -149,7 +149,8 @@ TEST_CASE("save then load reproduces the graph, and saving twice gives identical
   CHECK(h.splits.at("public").valid == g.splits.at("public").valid);
   for (const char* f : {"raw/edge.csv.gz", "raw/node-feat.csv.gz", "split/public/test.csv.gz"}) {
     CAPTURE(f);
-    CHECK(common::read_file(root / (std::string("a/") + f)) == common::read_file(root / (std::string("b/") + f)));
+    CHECK(common::read_file(root / (std::string("a/") + f)) ==
+          common::read_file(root / (std::string("b/") + f)));
   }
   CHECK_THROWS_WITH_AS(teddy::save_graph(g, root / "a", {}), doctest::Contains("already exists"),
                        common::UsageError);
@@ -160,13 +161,15 @@ TEST_CASE("save then load reproduces the graph, and saving twice gives identical
 }
 
 TEST_CASE("edge lists accept spaces, tabs, commas, comments and blank lines") {
-  const auto pairs = teddy::parse_edge_text("# comment\n0 1\n1\t2\n\n2,3\r\n  % also a comment\n3   0", true, "t", 0);
+  const auto pairs = teddy::parse_edge_text(
+      "# comment\n0 1\n1\t2\n\n2,3\r\n  % also a comment\n3   0", true, "t", 0);
   CHECK(pairs == std::vector<test::Edge>{{0, 1}, {1, 2}, {2, 3}, {3, 0}});
-  CHECK_THROWS_WITH_AS(teddy::parse_edge_text("0 1\n1 2 3\n", true, "t.txt", 0), doctest::Contains("t.txt:2"),
-                       common::UsageError);
-  CHECK_THROWS_WITH_AS(teddy::parse_edge_text("0 1\n1 -2\n", true, "t.txt", 0), doctest::Contains("t.txt:2"),
-                       common::UsageError);
-  CHECK_THROWS_AS(teddy::parse_edge_text("0,1\n\n", false, "csv", 0), common::UsageError);  // blank in CSV
+  CHECK_THROWS_WITH_AS(teddy::parse_edge_text("0 1\n1 2 3\n", true, "t.txt", 0),
+                       doctest::Contains("t.txt:2"), common::UsageError);
+  CHECK_THROWS_WITH_AS(teddy::parse_edge_text("0 1\n1 -2\n", true, "t.txt", 0),
+                       doctest::Contains("t.txt:2"), common::UsageError);
+  CHECK_THROWS_AS(teddy::parse_edge_text("0,1\n\n", false, "csv", 0),
+                  common::UsageError);  // blank in CSV
 }
 
 TEST_CASE("an edge-list file loads with the node count from the largest id") {
@@ -179,8 +182,9 @@ TEST_CASE("an edge-list file loads with the node count from the largest id") {
 
 TEST_CASE("directed input files are made undirected") {
   test::ScratchDir root("io-dir");
-  const std::string dir = make_dir(root, "g", {{"raw/edge.csv.gz", "0,1\n1,0\n1,2\n2,1\n2,3\n3,2\n"},
-                                               {"raw/num-edge-list.csv.gz", "6\n"}});
+  const std::string dir = make_dir(
+      root, "g",
+      {{"raw/edge.csv.gz", "0,1\n1,0\n1,2\n2,1\n2,3\n3,2\n"}, {"raw/num-edge-list.csv.gz", "6\n"}});
   teddy::LoadOptions o;
   o.directed_input = true;
   o.build.duplicates = teddy::DuplicatePolicy::kError;  // overridden: reverse entries are expected
@@ -201,8 +205,9 @@ TEST_CASE("the shared Planetoid graphs load with their published counts") {
     std::uint32_t dim;
     std::size_t train;
   };
-  for (const Want& w : {Want{"cora", 2708, 5278, 1433, 140}, Want{"citeseer", 3327, 4552, 3703, 120},
-                        Want{"pubmed", 19717, 44324, 0, 60}}) {
+  for (const Want& w :
+       {Want{"cora", 2708, 5278, 1433, 140}, Want{"citeseer", 3327, 4552, 3703, 120},
+        Want{"pubmed", 19717, 44324, 0, 60}}) {
     CAPTURE(w.name);
     const auto g = teddy::load_graph(data + "/" + w.name, {});
     CHECK(g.num_nodes == w.nodes);

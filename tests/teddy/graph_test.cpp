@@ -23,7 +23,8 @@ bool csr_is_symmetric(const teddy::Graph& g) {
   for (std::uint32_t v = 0; v < g.num_nodes; ++v) {
     for (std::uint64_t i = g.offsets[v]; i < g.offsets[v + 1]; ++i) {
       const Edge e = g.edges[g.neighbor_edges[i]];
-      if (!((e.src == v && e.dst == g.neighbors[i]) || (e.dst == v && e.src == g.neighbors[i]))) return false;
+      if (!((e.src == v && e.dst == g.neighbors[i]) || (e.dst == v && e.src == g.neighbors[i])))
+        return false;
       entries.insert({v, g.neighbors[i], g.neighbor_edges[i]});
     }
   }
@@ -48,7 +49,8 @@ TEST_CASE("pairs are stored with src <= dst in input order") {
   CHECK(g.edges[1] == Edge{0, 2});
 }
 
-TEST_CASE("duplicate pairs (in either orientation) are merged keeping the first, kept, or rejected") {
+TEST_CASE(
+    "duplicate pairs (in either orientation) are merged keeping the first, kept, or rejected") {
   std::vector<Edge> in = {{0, 1}, {1, 2}, {1, 0}, {0, 1}, {2, 3}};
   teddy::BuildOptions o;
   teddy::BuildReport rep;
@@ -60,7 +62,8 @@ TEST_CASE("duplicate pairs (in either orientation) are merged keeping the first,
   o.duplicates = teddy::DuplicatePolicy::kKeep;
   CHECK(teddy::build_graph(4, in, o).num_edges() == 5);
   o.duplicates = teddy::DuplicatePolicy::kError;
-  CHECK_THROWS_WITH_AS(teddy::build_graph(4, in, o), doctest::Contains("more than once"), common::UsageError);
+  CHECK_THROWS_WITH_AS(teddy::build_graph(4, in, o), doctest::Contains("more than once"),
+                       common::UsageError);
 }
 
 TEST_CASE("self loops are kept, dropped or rejected") {
@@ -76,7 +79,8 @@ TEST_CASE("self loops are kept, dropped or rejected") {
 }
 
 TEST_CASE("a node id beyond the node count is a usage error") {
-  CHECK_THROWS_WITH_AS(test::make_graph(3, {{0, 3}}), doctest::Contains("node count 3"), common::UsageError);
+  CHECK_THROWS_WITH_AS(test::make_graph(3, {{0, 3}}), doctest::Contains("node count 3"),
+                       common::UsageError);
 }
 
 TEST_CASE("filtering keeps node data, renumbers edges in order and stays symmetric") {
@@ -108,7 +112,8 @@ TEST_CASE("statistics of a graph with an isolated node and a self loop") {
 
 TEST_CASE("pruning the middle of a path splits it into two components") {
   const auto g = test::path4();
-  const auto lv = teddy::select_pruned_edges(teddy::make_edge_scorer("teddy", 0)->score(g), {1.0 / 3});
+  const auto lv =
+      teddy::select_pruned_edges(teddy::make_edge_scorer("teddy", 0)->score(g), {1.0 / 3});
   const auto pruned = teddy::filter_edges(g, lv.keep_mask(0));
   const auto s = teddy::compute_graph_stats(pruned);
   CHECK(s.connected_components == 2);
@@ -116,7 +121,8 @@ TEST_CASE("pruning the middle of a path splits it into two components") {
   CHECK(pruned.edges == std::vector<Edge>{{0, 1}, {2, 3}});
 }
 
-TEST_CASE("csbm is deterministic, exact in size, homophilous, with features, labels and a public split") {
+TEST_CASE(
+    "csbm is deterministic, exact in size, homophilous, with features, labels and a public split") {
   teddy::CsbmOptions o;
   o.feature_dim = 16;
   o.seed = 11;
@@ -142,7 +148,9 @@ TEST_CASE("csbm is deterministic, exact in size, homophilous, with features, lab
   CHECK(csr_is_symmetric(a));
 }
 
-TEST_CASE("powerlaw gives exactly the requested distinct edges, deterministically, with heavy-tailed degrees") {
+TEST_CASE(
+    "powerlaw gives exactly the requested distinct edges, deterministically, with heavy-tailed "
+    "degrees") {
   teddy::PowerLawOptions o;
   o.edges = 100000;
   o.seed = 4;

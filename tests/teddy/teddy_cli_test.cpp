@@ -49,15 +49,25 @@ void write_gz(const fs::path& path, const std::string& text) {
 
 }  // namespace
 
-TEST_CASE("graph generate with the same seed twice gives the same record (without 'run') and bytes") {
+TEST_CASE(
+    "graph generate with the same seed twice gives the same record (without 'run') and bytes") {
   const fs::path dir = scratch() / "csbm";
-  std::vector<std::string> args = {"graph", "generate", "csbm", "--feature-dim", "8", "--overwrite",
-                                   "--out-graph", dir.string(), "--seed", "5", "--out"};
-  auto a = run_sparsetrain([&] { auto v = args; v.push_back((scratch() / "a.json").string()); return v; }());
+  std::vector<std::string> args = {"graph",  "generate",    "csbm",        "--feature-dim",
+                                   "8",      "--overwrite", "--out-graph", dir.string(),
+                                   "--seed", "5",           "--out"};
+  auto a = run_sparsetrain([&] {
+    auto v = args;
+    v.push_back((scratch() / "a.json").string());
+    return v;
+  }());
   REQUIRE(a.exit_code == 0);
   const std::string edges_a = read_bytes(dir / "raw" / "edge.csv.gz");
   const std::string feat_a = read_bytes(dir / "raw" / "node-feat.csv.gz");
-  auto b = run_sparsetrain([&] { auto v = args; v.push_back((scratch() / "b.json").string()); return v; }());
+  auto b = run_sparsetrain([&] {
+    auto v = args;
+    v.push_back((scratch() / "b.json").string());
+    return v;
+  }());
   REQUIRE(b.exit_code == 0);
   auto ra = read_json(scratch() / "a.json");
   auto rb = read_json(scratch() / "b.json");
@@ -69,18 +79,24 @@ TEST_CASE("graph generate with the same seed twice gives the same record (withou
   CHECK(read_bytes(dir / "raw" / "node-feat.csv.gz") == feat_a);
   // A different seed gives a different graph.
   args[args.size() - 2] = "6";
-  auto c = run_sparsetrain([&] { auto v = args; v.push_back((scratch() / "c.json").string()); return v; }());
+  auto c = run_sparsetrain([&] {
+    auto v = args;
+    v.push_back((scratch() / "c.json").string());
+    return v;
+  }());
   REQUIRE(c.exit_code == 0);
   CHECK(read_bytes(dir / "raw" / "edge.csv.gz") != edges_a);
 }
 
 TEST_CASE("teddy prune --levels paper writes 20 nested levels with exact edge counts") {
   const fs::path g = scratch() / "pl";
-  REQUIRE(run_sparsetrain({"graph", "generate", "powerlaw", "--edges", "20000", "--out-graph", g.string(),
-                           "--seed", "1"}).exit_code == 0);
+  REQUIRE(run_sparsetrain({"graph", "generate", "powerlaw", "--edges", "20000", "--out-graph",
+                           g.string(), "--seed", "1"})
+              .exit_code == 0);
   const fs::path out = scratch() / "pl-levels";
-  auto r = run_sparsetrain({"teddy", "prune", "--graph", g.string(), "--levels", "paper", "--out-graph",
-                            out.string(), "--out", (scratch() / "prune.json").string()});
+  auto r =
+      run_sparsetrain({"teddy", "prune", "--graph", g.string(), "--levels", "paper", "--out-graph",
+                       out.string(), "--out", (scratch() / "prune.json").string()});
   CHECK(r.exit_code == 0);
   const auto rec = read_json(scratch() / "prune.json");
   REQUIRE(rec["metrics"]["levels"].size() == 20);
@@ -92,9 +108,11 @@ TEST_CASE("teddy prune --levels paper writes 20 nested levels with exact edge co
     CHECK(level["edges_after"].get<std::uint64_t>() == 20000 - pruned);
   }
   CHECK(fs::exists(out / "level-20" / "raw" / "edge.csv.gz"));
-  auto s = run_sparsetrain({"graph", "stats", (out / "level-01").string(), "--out", (scratch() / "s.json").string()});
+  auto s = run_sparsetrain(
+      {"graph", "stats", (out / "level-01").string(), "--out", (scratch() / "s.json").string()});
   CHECK(s.exit_code == 0);
-  CHECK(read_json(scratch() / "s.json")["metrics"]["graph"]["edges"] == rec["metrics"]["levels"][0]["edges_after"]);
+  CHECK(read_json(scratch() / "s.json")["metrics"]["graph"]["edges"] ==
+        rec["metrics"]["levels"][0]["edges_after"]);
 }
 
 TEST_CASE("malformed graph input exits 2 with a one-line error naming file and line") {
@@ -103,7 +121,8 @@ TEST_CASE("malformed graph input exits 2 with a one-line error naming file and l
   write_gz(g / "raw" / "edge.csv.gz", "0,1\n1,two\n");
   for (const std::vector<std::string>& args :
        {std::vector<std::string>{"graph", "stats", g.string()},
-        std::vector<std::string>{"teddy", "prune", "--graph", g.string(), "--graph-sparsity", "0.5"}}) {
+        std::vector<std::string>{"teddy", "prune", "--graph", g.string(), "--graph-sparsity",
+                                 "0.5"}}) {
     auto r = run_sparsetrain(args);
     CHECK(r.exit_code == 2);
     CHECK(r.err.rfind("sparsetrain: error: ", 0) == 0);
@@ -121,8 +140,9 @@ TEST_CASE("pruning the shared Cora graph to 30 % removes exactly floor(0.3 * 527
   const std::string cora = std::string(SPARSETRAIN_SHARED_DATA) + "/cora";
   if (!fs::exists(cora + "/raw/edge.csv.gz")) return;
   const fs::path out = scratch() / "cora30";
-  auto r = run_sparsetrain({"teddy", "prune", "--graph", cora, "--graph-sparsity", "0.3", "--out-graph",
-                            out.string(), "--out", (scratch() / "cora.json").string()});
+  auto r =
+      run_sparsetrain({"teddy", "prune", "--graph", cora, "--graph-sparsity", "0.3", "--out-graph",
+                       out.string(), "--out", (scratch() / "cora.json").string()});
   REQUIRE(r.exit_code == 0);
   const auto rec = read_json(scratch() / "cora.json");
   CHECK(rec["metrics"]["edges_before"] == 5278);

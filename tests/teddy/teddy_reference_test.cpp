@@ -55,13 +55,14 @@ void check_dataset(const std::string& name) {
   torch::Tensor A = torch::zeros({n, n}, opts);  // [n, n]
   A.index_put_({src, dst}, 1.0);
   A.index_put_({dst, src}, 1.0);
-  torch::Tensor d = A.sum(1);                                                         // [n]
-  torch::Tensor dinv_sqrt = torch::where(d > 0, d.pow(-0.5), torch::zeros_like(d));   // [n]
+  torch::Tensor d = A.sum(1);                                                        // [n]
+  torch::Tensor dinv_sqrt = torch::where(d > 0, d.pow(-0.5), torch::zeros_like(d));  // [n]
   torch::Tensor g_ref = torch::where(d > 0, d.pow(-2) * A.matmul(dinv_sqrt), torch::zeros_like(d));
   torch::Tensor ref = (g_ref.index({src}) * g_ref.index({dst})).to(torch::kFloat32);  // [m]
 
   const std::vector<float> ours = teddy::make_edge_scorer("teddy", 0)->score(g);
-  torch::Tensor ours_t = torch::from_blob(const_cast<float*>(ours.data()), {m}, torch::kFloat32).clone();
+  torch::Tensor ours_t =
+      torch::from_blob(const_cast<float*>(ours.data()), {m}, torch::kFloat32).clone();
   const double max_rel = ((ours_t - ref).abs() / ref.abs()).max().item<double>();
   MESSAGE(name << ": max relative score difference " << max_rel);
   CHECK(max_rel < 1e-6);
@@ -70,14 +71,16 @@ void check_dataset(const std::string& name) {
   const float* r = ref.data_ptr<float>();
   std::vector<long> order(static_cast<std::size_t>(m));
   std::iota(order.begin(), order.end(), 0L);
-  std::sort(order.begin(), order.end(), [&](long a, long b) { return r[a] < r[b] || (r[a] == r[b] && a < b); });
+  std::sort(order.begin(), order.end(),
+            [&](long a, long b) { return r[a] < r[b] || (r[a] == r[b] && a < b); });
   const auto sparsities = teddy::paper_graph_sparsities();
   const auto lv = teddy::select_pruned_edges(ours, sparsities);
   int identical = 0;
   for (std::size_t i = 0; i < sparsities.size(); ++i) {
     const auto k = static_cast<long>(std::floor(sparsities[i] * static_cast<double>(m)));
     std::vector<std::uint8_t> expected(static_cast<std::size_t>(m), 1);
-    for (long j = 0; j < k; ++j) expected[static_cast<std::size_t>(order[static_cast<std::size_t>(j)])] = 0;
+    for (long j = 0; j < k; ++j)
+      expected[static_cast<std::size_t>(order[static_cast<std::size_t>(j)])] = 0;
     const bool same = lv.keep_mask(i) == expected;
     CAPTURE(i);
     CHECK(same);
@@ -88,7 +91,9 @@ void check_dataset(const std::string& name) {
 
 }  // namespace
 
-TEST_CASE("TEDDY scores and paper-level pair sets on Cora and CiteSeer match a dense LibTorch reference") {
+TEST_CASE(
+    "TEDDY scores and paper-level pair sets on Cora and CiteSeer match a dense LibTorch "
+    "reference") {
   if (!std::filesystem::exists(std::string(SPARSETRAIN_SHARED_DATA) + "/cora/raw/edge.csv.gz")) {
     MESSAGE("no shared data; skipping");
     std::exit(77);

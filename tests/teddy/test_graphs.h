@@ -33,7 +33,8 @@ inline Graph loop_isolated() { return make_graph(4, {{0, 0}, {0, 1}, {1, 2}}); }
 struct ScratchDir {
   std::filesystem::path path;
   explicit ScratchDir(const std::string& tag) {
-    path = std::filesystem::temp_directory_path() / ("st-teddy-" + tag + "-" + std::to_string(::getpid()));
+    path = std::filesystem::temp_directory_path() /
+           ("st-teddy-" + tag + "-" + std::to_string(::getpid()));
     std::filesystem::remove_all(path);
     std::filesystem::create_directories(path);
   }
