@@ -132,12 +132,12 @@ void run_prune(const PruneOptions& o, CommandContext& ctx) {
   std::uint64_t bytes_written = 0;
   for (std::size_t i = 0; i < levels.size(); ++i) {
     common::check_interrupt();
+    // The pruned graph is never materialised: stats and the writer read `g` through the mask.
     const std::vector<std::uint8_t> keep = selection.keep_mask(i);
-    teddy::Graph pruned = teddy::filter_edges(g, keep);
     teddy::GraphStats after;
     {
       auto t = ctx.record.timings().scope("stats");
-      after = teddy::compute_graph_stats(pruned);
+      after = teddy::compute_graph_stats(g, &keep);
     }
     const double achieved = g.num_edges() ? static_cast<double>(selection.counts[i]) /
                                                 static_cast<double>(g.num_edges())
@@ -145,7 +145,7 @@ void run_prune(const PruneOptions& o, CommandContext& ctx) {
     nlohmann::json level = {{"level", i + 1},
                             {"graph_sparsity", levels[i]},
                             {"edges_pruned", selection.counts[i]},
-                            {"edges_after", pruned.num_edges()},
+                            {"edges_after", after.num_edges},
                             {"achieved_sparsity", achieved},
                             {"after", teddy::to_json(after)}};
     if (!o.out_graph.empty()) {
@@ -154,7 +154,7 @@ void run_prune(const PruneOptions& o, CommandContext& ctx) {
       so.gzip_level = o.gzip_level;
       so.overwrite = o.overwrite;
       teddy::SaveReport save;
-      teddy::save_graph(pruned, level_dir(o.out_graph, i, levels.size()), so, &save);
+      teddy::save_graph(g, level_dir(o.out_graph, i, levels.size()), so, &save, &keep);
       bytes_written += save.bytes_written;
       if (levels.size() > 1) level["dir"] = level_dir("", i, levels.size()).substr(1);
     }
@@ -162,7 +162,7 @@ void run_prune(const PruneOptions& o, CommandContext& ctx) {
         "level %2zu  sparsity %.4f  edges %llu -> %llu (achieved %.4f)  components %llu -> %llu  "
         "isolated %llu -> %llu\n",
         i + 1, levels[i], static_cast<unsigned long long>(g.num_edges()),
-        static_cast<unsigned long long>(pruned.num_edges()), achieved,
+        static_cast<unsigned long long>(after.num_edges), achieved,
         static_cast<unsigned long long>(before.connected_components),
         static_cast<unsigned long long>(after.connected_components),
         static_cast<unsigned long long>(before.isolated_nodes),

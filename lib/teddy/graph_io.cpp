@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <charconv>
 #include <filesystem>
 #include <system_error>
@@ -361,10 +362,12 @@ std::vector<std::uint64_t> widen(const std::vector<T>& v) {
 }  // namespace
 
 void save_graph(const Graph& graph, const std::string& dir, const SaveOptions& options,
-                SaveReport* report) {
+                SaveReport* report, const std::vector<std::uint8_t>* keep) {
   SaveReport local;
   SaveReport& rep = report ? *report : local;
   rep = SaveReport{};
+  ST_ASSERT(keep == nullptr || keep->size() == graph.num_edges(),
+            "keep mask must have one entry per edge");
   common::Timer timer;
   std::error_code ec;
   const fs::path target(dir);
@@ -391,7 +394,9 @@ void save_graph(const Graph& graph, const std::string& dir, const SaveOptions& o
       GzipWriter w(raw + "edge.csv.gz", options.gzip_level);
       std::string text;
       text.reserve((1u << 20) + 64);
-      for (const Edge& e : graph.edges) {
+      for (std::size_t id = 0; id < graph.edges.size(); ++id) {
+        if (keep != nullptr && !(*keep)[id]) continue;
+        const Edge e = graph.edges[id];
         append_u64(text, e.src);
         text.push_back(',');
         append_u64(text, e.dst);
@@ -406,7 +411,11 @@ void save_graph(const Graph& graph, const std::string& dir, const SaveOptions& o
       rep.bytes_written += w.bytes_written();
     }
     write_int_file(raw + "num-node-list.csv.gz", {graph.num_nodes}, options.gzip_level, rep);
-    write_int_file(raw + "num-edge-list.csv.gz", {graph.num_edges()}, options.gzip_level, rep);
+    std::uint64_t num_edges = graph.num_edges();
+    if (keep != nullptr)
+      num_edges = static_cast<std::uint64_t>(
+          std::count_if(keep->begin(), keep->end(), [](std::uint8_t k) { return k != 0; }));
+    write_int_file(raw + "num-edge-list.csv.gz", {num_edges}, options.gzip_level, rep);
     if (graph.has_features()) {
       GzipWriter w(raw + "node-feat.csv.gz", options.gzip_level);
       std::string text;

@@ -73,8 +73,10 @@ struct SaveReport {
 // labels and splits when present). Files go to a temporary sibling directory that is renamed to
 // `dir` at the end, so a failure never leaves a half-written graph. The bytes depend on the graph
 // only (gzip mtime 0). Throws UsageError if `dir` exists and overwrite is off or it is not a graph.
+// With `keep`, writes the subgraph of the edges with (*keep)[e] != 0 (renumbered in order, node
+// data unchanged) without building it in memory.
 void save_graph(const Graph& graph, const std::string& dir, const SaveOptions& options,
-                SaveReport* report = nullptr);
+                SaveReport* report = nullptr, const std::vector<std::uint8_t>* keep = nullptr);
 
 // Parses edge CSV / edge-list text held in memory (the fuzz harness and tests): the same code
 // path as the file readers. `whitespace` selects edge-list syntax. Returns the pairs.

@@ -6,15 +6,32 @@
 #include <cmath>
 #include <vector>
 
+#include "common/error.h"
+
 namespace sparsetrain::teddy {
 
-GraphStats compute_graph_stats(const Graph& g) {
+GraphStats compute_graph_stats(const Graph& g, const std::vector<std::uint8_t>* keep) {
+  ST_ASSERT(keep == nullptr || keep->size() == g.num_edges(),
+            "keep mask must have one entry per edge");
+  const auto kept = [&](std::size_t e) { return keep == nullptr || (*keep)[e] != 0; };
   GraphStats s;
   s.num_nodes = g.num_nodes;
-  s.num_edges = g.num_edges();
-  s.num_self_loops = g.num_self_loops;
+  std::vector<std::uint64_t> degrees(g.num_nodes, 0);
+  for (std::size_t e = 0; e < g.edges.size(); ++e) {
+    if (!kept(e)) continue;
+    const Edge edge = g.edges[e];
+    ++s.num_edges;
+    ++degrees[edge.src];
+    if (edge.src != edge.dst)
+      ++degrees[edge.dst];
+    else
+      ++s.num_self_loops;
+  }
   s.feature_dim = g.feature_dim;
-  s.structure_bytes = g.structure_bytes();
+  // what the CSR of exactly these edges takes (graph.h): 8 per edge + 8 per CSR entry + offsets
+  std::uint64_t entries = 0;
+  for (std::uint64_t d : degrees) entries += d;
+  s.structure_bytes = 8 * s.num_edges + 8 * entries + 8 * (std::uint64_t{g.num_nodes} + 1);
   for (std::int64_t label : g.labels)
     s.num_classes = std::max<std::uint64_t>(s.num_classes, static_cast<std::uint64_t>(label) + 1);
   if (g.num_nodes == 0) return s;
@@ -23,7 +40,9 @@ GraphStats compute_graph_stats(const Graph& g) {
   std::vector<std::uint32_t> parent(g.num_nodes);
   boost::disjoint_sets<std::uint32_t*, std::uint32_t*> sets(rank.data(), parent.data());
   for (std::uint32_t v = 0; v < g.num_nodes; ++v) sets.make_set(v);
-  for (const Edge& e : g.edges) sets.union_set(e.src, e.dst);
+  for (std::size_t e = 0; e < g.edges.size(); ++e) {
+    if (kept(e)) sets.union_set(g.edges[e].src, g.edges[e].dst);
+  }
   std::vector<std::uint32_t> size(g.num_nodes, 0);  // reuses no memory of rank: rank is still live
   for (std::uint32_t v = 0; v < g.num_nodes; ++v) ++size[sets.find_set(v)];
   for (std::uint32_t v = 0; v < g.num_nodes; ++v) {
@@ -32,10 +51,8 @@ GraphStats compute_graph_stats(const Graph& g) {
       s.largest_component = std::max<std::uint64_t>(s.largest_component, size[v]);
     }
   }
-  std::vector<std::uint64_t> degrees(g.num_nodes);
   double sum = 0;
   for (std::uint32_t v = 0; v < g.num_nodes; ++v) {
-    degrees[v] = g.degree(v);
     sum += static_cast<double>(degrees[v]);
     s.isolated_nodes += degrees[v] == 0;
   }

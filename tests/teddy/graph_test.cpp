@@ -165,3 +165,15 @@ TEST_CASE(
   const auto s = teddy::compute_graph_stats(a);
   CHECK(s.degree_max > 20 * s.degree_mean);  // hubs
 }
+
+TEST_CASE("statistics through a keep mask equal those of the filtered graph") {
+  teddy::PowerLawOptions o;
+  o.edges = 5000;
+  o.seed = 9;
+  const auto g = teddy::generate_power_law(o);
+  std::vector<std::uint8_t> keep(g.num_edges());
+  for (std::size_t e = 0; e < keep.size(); ++e) keep[e] = (e * 7919) % 3 != 0;
+  const auto masked = teddy::compute_graph_stats(g, &keep);
+  const auto built = teddy::compute_graph_stats(teddy::filter_edges(g, keep));
+  CHECK(teddy::to_json(masked) == teddy::to_json(built));
+}
