@@ -19,7 +19,7 @@ const CommandFn* find_command_runner(const CLI::App* command) {
 }
 
 bool is_plumbing_option(const std::string& name) {
-  return name == "out" || name == "jsonl" || name == "log-level" || name == "progress" ||
+  return name == "out" || name == "out-graph" || name == "jsonl" || name == "log-level" || name == "progress" ||
          name == "dry-run" || name == "config" || name == "help" || name == "version";
 }
 

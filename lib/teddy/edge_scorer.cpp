@@ -1,0 +1,116 @@
+// TEDDY, degree-product and random edge scorers; see edge_scorer.h.
+#include "teddy/edge_scorer.h"
+
+#include <cmath>
+#include <limits>
+
+#include "common/error.h"
+
+namespace sparsetrain::teddy {
+
+namespace {
+
+constexpr float kNeverPrune = std::numeric_limits<float>::infinity();
+
+class TeddyScorer final : public EdgeScorer {
+ public:
+  std::string name() const override { return "teddy"; }
+  std::vector<float> score(const Graph& g) const override {
+    const std::vector<double> factor = teddy_node_factors(g);
+    const auto m = static_cast<std::int64_t>(g.num_edges());
+    std::vector<float> s(static_cast<std::size_t>(m));
+#pragma omp parallel for schedule(static)
+    for (std::int64_t e = 0; e < m; ++e) {
+      const Edge edge = g.edges[static_cast<std::size_t>(e)];
+      s[static_cast<std::size_t>(e)] =
+          edge.src == edge.dst ? kNeverPrune
+                               : static_cast<float>(factor[edge.src] * factor[edge.dst]);
+    }
+    return s;
+  }
+};
+
+class DegreeScorer final : public EdgeScorer {
+ public:
+  std::string name() const override { return "degree"; }
+  std::vector<float> score(const Graph& g) const override {
+    const auto m = static_cast<std::int64_t>(g.num_edges());
+    std::vector<float> s(static_cast<std::size_t>(m));
+#pragma omp parallel for schedule(static)
+    for (std::int64_t e = 0; e < m; ++e) {
+      const Edge edge = g.edges[static_cast<std::size_t>(e)];
+      s[static_cast<std::size_t>(e)] =
+          edge.src == edge.dst
+              ? kNeverPrune
+              : static_cast<float>(1.0 / (static_cast<double>(g.degree(edge.src)) *
+                                          static_cast<double>(g.degree(edge.dst))));
+    }
+    return s;
+  }
+};
+
+// splitmix64: a full-avalanche hash, so hash(seed ^ f(id)) is a fine per-edge random stream.
+inline std::uint64_t mix64(std::uint64_t x) {
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
+class RandomScorer final : public EdgeScorer {
+ public:
+  explicit RandomScorer(std::uint64_t seed) : seed_(seed) {}
+  std::string name() const override { return "random"; }
+  std::vector<float> score(const Graph& g) const override {
+    const auto m = static_cast<std::int64_t>(g.num_edges());
+    std::vector<float> s(static_cast<std::size_t>(m));
+    const std::uint64_t key = mix64(seed_ ^ 0x7465646479ULL);
+#pragma omp parallel for schedule(static)
+    for (std::int64_t e = 0; e < m; ++e) {
+      const Edge edge = g.edges[static_cast<std::size_t>(e)];
+      // 24 random bits -> exactly representable float in [0, 1)
+      const auto bits =
+          static_cast<std::uint32_t>(mix64(key + static_cast<std::uint64_t>(e)) >> 40);
+      s[static_cast<std::size_t>(e)] =
+          edge.src == edge.dst ? kNeverPrune : static_cast<float>(bits) * 0x1p-24f;
+    }
+    return s;
+  }
+
+ private:
+  std::uint64_t seed_;
+};
+
+}  // namespace
+
+std::vector<double> teddy_node_factors(const Graph& g) {
+  const std::int64_t n = g.num_nodes;
+  std::vector<double> inv_sqrt(static_cast<std::size_t>(n));
+#pragma omp parallel for schedule(static)
+  for (std::int64_t v = 0; v < n; ++v) {
+    const auto d = static_cast<double>(g.degree(static_cast<std::uint32_t>(v)));
+    inv_sqrt[static_cast<std::size_t>(v)] = d > 0 ? 1.0 / std::sqrt(d) : 0.0;
+  }
+  std::vector<double> factor(static_cast<std::size_t>(n));
+#pragma omp parallel for schedule(dynamic, 4096)
+  for (std::int64_t v = 0; v < n; ++v) {
+    const std::uint64_t begin = g.offsets[static_cast<std::size_t>(v)];
+    const std::uint64_t end = g.offsets[static_cast<std::size_t>(v) + 1];
+    double sum = 0;
+    for (std::uint64_t i = begin; i < end; ++i) sum += inv_sqrt[g.neighbors[i]];
+    const auto d = static_cast<double>(end - begin);
+    factor[static_cast<std::size_t>(v)] = d > 0 ? sum / (d * d) : 0.0;
+  }
+  return factor;
+}
+
+std::vector<std::string> edge_scorer_names() { return {"teddy", "degree", "random"}; }
+
+std::unique_ptr<EdgeScorer> make_edge_scorer(const std::string& name, std::uint64_t seed) {
+  if (name == "teddy") return std::make_unique<TeddyScorer>();
+  if (name == "degree") return std::make_unique<DegreeScorer>();
+  if (name == "random") return std::make_unique<RandomScorer>(seed);
+  throw common::UsageError("unknown edge scorer '" + name + "'", "choose teddy, degree or random");
+}
+
+}  // namespace sparsetrain::teddy

@@ -1,0 +1,287 @@
+// gzip/plain text line reader with a decompression thread, and a deterministic gzip writer.
+#include "teddy/gzip_file.h"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <mutex>
+#include <thread>
+
+#include "common/error.h"
+
+namespace sparsetrain::teddy {
+
+namespace {
+
+constexpr std::size_t kChunkBytes = std::size_t{4} << 20;  // decompressed bytes per hand-over
+constexpr std::size_t kReadBytes = std::size_t{1} << 20;   // compressed bytes per fread
+
+}  // namespace
+
+// Producer: reads the file and inflates it into chunks on its own thread; at most two chunks wait.
+struct TextFileReader::Inflater {
+  std::FILE* file = nullptr;
+  bool gzip = false;
+  std::thread worker;
+  std::mutex mutex;
+  std::condition_variable cv;
+  std::deque<std::string> ready;
+  bool done = false;
+  bool stop = false;
+  std::string error;  // set by the worker on a corrupt/truncated stream or read error
+
+  void run() {
+    try {
+      if (gzip) {
+        inflate_all();
+      } else {
+        for (;;) {
+          std::string chunk(kChunkBytes, '\0');
+          const std::size_t n = std::fread(chunk.data(), 1, chunk.size(), file);
+          if (n == 0) break;
+          chunk.resize(n);
+          if (!push(std::move(chunk))) return;
+        }
+        if (std::ferror(file)) fail("read error: " + common::errno_text(errno));
+      }
+    } catch (const std::exception& e) {
+      fail(e.what());
+    }
+    std::lock_guard<std::mutex> lock(mutex);
+    done = true;
+    cv.notify_all();
+  }
+
+  void inflate_all() {
+    z_stream z{};
+    if (inflateInit2(&z, 15 + 32) != Z_OK) return fail("zlib inflateInit2 failed");
+    std::string in(kReadBytes, '\0');
+    std::string chunk(kChunkBytes, '\0');
+    std::size_t filled = 0;
+    int ret = Z_OK;
+    bool input_eof = false;
+    for (;;) {
+      if (z.avail_in == 0 && !input_eof) {
+        const std::size_t n = std::fread(in.data(), 1, in.size(), file);
+        if (n == 0) input_eof = true;
+        z.next_in = reinterpret_cast<Bytef*>(in.data());
+        z.avail_in = static_cast<uInt>(n);
+      }
+      if (z.avail_in == 0 && input_eof) break;
+      z.next_out = reinterpret_cast<Bytef*>(chunk.data() + filled);
+      z.avail_out = static_cast<uInt>(chunk.size() - filled);
+      ret = inflate(&z, Z_NO_FLUSH);
+      if (ret == Z_NEED_DICT || ret == Z_DATA_ERROR || ret == Z_MEM_ERROR) {
+        inflateEnd(&z);
+        return fail(std::string("corrupt gzip data (") + (z.msg ? z.msg : "zlib error") + ")");
+      }
+      filled = chunk.size() - z.avail_out;
+      if (ret == Z_STREAM_END) {
+        // Concatenated gzip members are one stream (gzip(1) semantics).
+        if (z.avail_in == 0 && !input_eof) {
+          const std::size_t n = std::fread(in.data(), 1, in.size(), file);
+          if (n == 0) input_eof = true;
+          z.next_in = reinterpret_cast<Bytef*>(in.data());
+          z.avail_in = static_cast<uInt>(n);
+        }
+        if (z.avail_in == 0) break;
+        inflateReset(&z);
+      }
+      if (filled == chunk.size()) {
+        if (!push(std::move(chunk))) return (void)inflateEnd(&z);
+        chunk.assign(kChunkBytes, '\0');
+        filled = 0;
+      }
+    }
+    inflateEnd(&z);
+    if (std::ferror(file)) return fail("read error: " + common::errno_text(errno));
+    if (ret != Z_STREAM_END) return fail("truncated gzip stream (unexpected end of file)");
+    chunk.resize(filled);
+    if (!chunk.empty()) push(std::move(chunk));
+  }
+
+  bool push(std::string chunk) {
+    std::unique_lock<std::mutex> lock(mutex);
+    cv.wait(lock, [&] { return ready.size() < 2 || stop; });
+    if (stop) return false;
+    ready.push_back(std::move(chunk));
+    cv.notify_all();
+    return true;
+  }
+
+  void fail(const std::string& message) {
+    std::lock_guard<std::mutex> lock(mutex);
+    error = message;
+    done = true;
+    cv.notify_all();
+  }
+
+  // Next chunk; false at the end. Error text in `err` (empty when none).
+  bool pop(std::string& chunk, std::string& err) {
+    std::unique_lock<std::mutex> lock(mutex);
+    cv.wait(lock, [&] { return !ready.empty() || done; });
+    if (!ready.empty()) {
+      chunk = std::move(ready.front());
+      ready.pop_front();
+      cv.notify_all();
+      return true;
+    }
+    err = error;
+    return false;
+  }
+
+  ~Inflater() {
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      stop = true;
+      cv.notify_all();
+    }
+    if (worker.joinable()) worker.join();
+    if (file) std::fclose(file);
+  }
+};
+
+TextFileReader::TextFileReader(std::string path) : path_(std::move(path)) {
+  inflater_ = std::make_unique<Inflater>();
+  inflater_->file = std::fopen(path_.c_str(), "rb");
+  if (!inflater_->file) common::throw_path_error("cannot open", path_, errno);
+  unsigned char magic[2] = {0, 0};
+  const std::size_t n = std::fread(magic, 1, 2, inflater_->file);
+  inflater_->gzip = n == 2 && magic[0] == 0x1f && magic[1] == 0x8b;
+  std::fseek(inflater_->file, 0, SEEK_END);
+  file_bytes_ = static_cast<std::uint64_t>(std::ftell(inflater_->file));
+  std::fseek(inflater_->file, 0, SEEK_SET);
+  inflater_->worker = std::thread([this] { inflater_->run(); });
+}
+
+TextFileReader::~TextFileReader() = default;
+
+std::string TextFileReader::where() const { return path_ + ":" + std::to_string(line_number_); }
+
+bool TextFileReader::refill() {
+  if (eof_) return false;
+  std::string chunk;
+  std::string err;
+  if (!inflater_->pop(chunk, err)) {
+    if (!err.empty()) {
+      throw common::UsageError(
+          "'" + path_ + "' after line " + std::to_string(line_number_) + ": " + err,
+          "the file is damaged; fetch or regenerate it");
+    }
+    eof_ = true;
+    return false;
+  }
+  buffer_.erase(0, pos_);  // keep the partial last line
+  buffer_ += chunk;
+  pos_ = 0;
+  return true;
+}
+
+bool TextFileReader::next_line(std::string_view& line) {
+  for (;;) {
+    const char* begin = buffer_.data() + pos_;
+    const std::size_t left = buffer_.size() - pos_;
+    const void* nl = std::memchr(begin, '\n', left);
+    if (nl) {
+      const std::size_t len = static_cast<std::size_t>(static_cast<const char*>(nl) - begin);
+      line = std::string_view(begin, len);
+      pos_ += len + 1;
+      ++line_number_;
+      return true;
+    }
+    if (!refill()) {
+      if (pos_ < buffer_.size()) {  // last line without a newline
+        line = std::string_view(buffer_.data() + pos_, buffer_.size() - pos_);
+        pos_ = buffer_.size();
+        ++line_number_;
+        return true;
+      }
+      return false;
+    }
+  }
+}
+
+std::string gunzip_buffer(std::string_view compressed, const std::string& name) {
+  z_stream z{};
+  if (inflateInit2(&z, 15 + 32) != Z_OK) throw common::RunError("zlib inflateInit2 failed");
+  std::string out;
+  char buf[65536];
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(compressed.data()));
+  z.avail_in = static_cast<uInt>(compressed.size());
+  int ret = Z_OK;
+  while (ret != Z_STREAM_END) {
+    z.next_out = reinterpret_cast<Bytef*>(buf);
+    z.avail_out = sizeof buf;
+    ret = inflate(&z, Z_NO_FLUSH);
+    out.append(buf, sizeof buf - z.avail_out);
+    if (ret == Z_STREAM_END) break;
+    if (ret != Z_OK || (z.avail_in == 0 && z.avail_out != 0)) {
+      inflateEnd(&z);
+      throw common::UsageError(
+          "'" + name + "': " +
+              (ret == Z_OK || ret == Z_BUF_ERROR ? std::string("truncated gzip stream")
+                                                 : std::string("corrupt gzip data")),
+          "the file is damaged; fetch or regenerate it");
+    }
+  }
+  inflateEnd(&z);
+  return out;
+}
+
+GzipWriter::GzipWriter(std::string path, int level) : path_(std::move(path)) {
+  file_ = std::fopen(path_.c_str(), "wb");
+  if (!file_) common::throw_path_error("cannot create", path_, errno);
+  // windowBits 16+15: gzip wrapper; zlib writes mtime 0, no name, OS 3 — bytes depend on content
+  // only.
+  if (deflateInit2(&stream_, level, Z_DEFLATED, 16 + 15, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
+    std::fclose(file_);
+    file_ = nullptr;
+    throw common::RunError("zlib deflateInit2 failed for '" + path_ + "'");
+  }
+  out_.resize(std::size_t{1} << 20);
+}
+
+GzipWriter::~GzipWriter() {
+  if (file_) {
+    deflateEnd(&stream_);
+    std::fclose(file_);
+  }
+}
+
+void GzipWriter::write(std::string_view text) {
+  pending_.append(text);
+  if (pending_.size() >= (std::size_t{1} << 20)) deflate_pending(Z_NO_FLUSH);
+}
+
+void GzipWriter::deflate_pending(int flush) {
+  stream_.next_in = reinterpret_cast<Bytef*>(pending_.data());
+  stream_.avail_in = static_cast<uInt>(pending_.size());
+  int ret = Z_OK;
+  do {
+    stream_.next_out = reinterpret_cast<Bytef*>(out_.data());
+    stream_.avail_out = static_cast<uInt>(out_.size());
+    ret = deflate(&stream_, flush);
+    ST_ASSERT(ret != Z_STREAM_ERROR, "deflate state clobbered");
+    const std::size_t n = out_.size() - stream_.avail_out;
+    if (n > 0 && std::fwrite(out_.data(), 1, n, file_) != n) {
+      common::throw_path_error("cannot write", path_, errno);
+    }
+    bytes_written_ += n;
+  } while (stream_.avail_out == 0 || (flush == Z_FINISH && ret != Z_STREAM_END));
+  pending_.clear();
+}
+
+void GzipWriter::close() {
+  deflate_pending(Z_FINISH);
+  deflateEnd(&stream_);
+  std::FILE* f = file_;
+  file_ = nullptr;
+  const bool ok = std::fflush(f) == 0 && ::fsync(fileno(f)) == 0;
+  const int err = errno;
+  if (std::fclose(f) != 0 || !ok) common::throw_path_error("cannot write", path_, ok ? errno : err);
+}
+
+}  // namespace sparsetrain::teddy

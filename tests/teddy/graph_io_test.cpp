@@ -1,0 +1,241 @@
+// Reading and writing graphs: the OGB raw layout round-trips (structure, features, labels,
+// splits, deterministic bytes), edge lists, the shared Planetoid data, and one-line errors with
+// FILE:LINE for every kind of malformed input.
+#include "teddy/graph_io.h"
+
+#include <doctest/doctest.h>
+#include <zlib.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "common/atomic_file.h"
+#include "common/error.h"
+#include "teddy/graph_generator.h"
+#include "teddy/gzip_file.h"
+#include "test_graphs.h"
+
+using namespace sparsetrain;
+namespace fs = std::filesystem;
+
+namespace {
+
+void write_gz(const std::string& path, const std::string& text) {
+  fs::create_directories(fs::path(path).parent_path());
+  teddy::GzipWriter w(path, 6);
+  w.write(text);
+  w.close();
+}
+
+// A 4-node graph directory with optional overrides of one file's content.
+std::string make_dir(const test::ScratchDir& root, const std::string& name,
+                     const std::map<std::string, std::string>& override = {}) {
+  std::map<std::string, std::string> files = {
+      {"raw/edge.csv.gz", "0,1\n1,2\n2,3\n"},
+      {"raw/num-node-list.csv.gz", "4\n"},
+      {"raw/num-edge-list.csv.gz", "3\n"},
+      {"raw/node-feat.csv.gz", "1,0\n0,1\n0.5,2.5e-1\n-1,0\n"},
+      {"raw/node-label.csv.gz", "0\n1\n0\n1\n"},
+      {"split/public/train.csv.gz", "0\n1\n"},
+      {"split/public/valid.csv.gz", "2\n"},
+      {"split/public/test.csv.gz", "3\n"}};
+  for (const auto& [k, v] : override) files[k] = v;
+  const std::string dir = root / name;
+  for (const auto& [k, v] : files) {
+    if (v != "<absent>") write_gz(dir + "/" + k, v);
+  }
+  return dir;
+}
+
+std::string load_error(const std::string& dir) {
+  try {
+    teddy::load_graph(dir, {});
+  } catch (const common::UsageError& e) {
+    return e.what();
+  }
+  return "<no error>";
+}
+
+}  // namespace
+
+TEST_CASE("a small OGB directory loads with features, labels and splits") {
+  test::ScratchDir root("io-ok");
+  const auto g = teddy::load_graph(make_dir(root, "g"), {});
+  CHECK(g.num_nodes == 4);
+  CHECK(g.num_edges() == 3);
+  CHECK(g.feature_dim == 2);
+  CHECK(g.features == std::vector<float>{1, 0, 0, 1, 0.5f, 0.25f, -1, 0});
+  CHECK(g.labels == std::vector<std::int64_t>{0, 1, 0, 1});
+  CHECK(g.splits.at("public").train == std::vector<std::uint32_t>{0, 1});
+  CHECK(g.splits.at("public").test == std::vector<std::uint32_t>{3});
+}
+
+TEST_CASE("every malformed input is a usage error naming the file and line") {
+  test::ScratchDir root("io-bad");
+  struct Case {
+    std::string file, content, expect;
+  };
+  const std::vector<Case> cases = {
+      {"raw/edge.csv.gz", "0,1\n1,x\n2,3\n", "edge.csv.gz:2"},
+      {"raw/edge.csv.gz", "0,1\n1,2,3\n2,3\n", "expected 2 columns"},
+      {"raw/edge.csv.gz", "0,1\n1\n2,3\n", "edge.csv.gz:2"},
+      {"raw/edge.csv.gz", "0,1\n1,2\n2,4\n", "out of range"},
+      {"raw/edge.csv.gz", "0,1\n-1,2\n2,3\n", "edge.csv.gz:2"},
+      {"raw/edge.csv.gz", "0,1\n1,99999999999999999999999\n2,3\n", "edge.csv.gz:2"},
+      {"raw/edge.csv.gz", "0,1\n1,2\n", "num-edge-list.csv.gz says 3"},
+      {"raw/num-node-list.csv.gz", "four\n", "num-node-list.csv.gz:1"},
+      {"raw/node-label.csv.gz", "0\n1\n0\n", "3 rows, expected 4"},
+      {"raw/node-label.csv.gz", "0\n1\n0\n1\n1\n", "5 rows, expected 4"},
+      {"raw/node-feat.csv.gz", "1,0\n0,1\n0.5\n-1,0\n", "node-feat.csv.gz:3"},
+      {"raw/node-feat.csv.gz", "1,0\n0,1\n0.5,nan\n-1,0\n", "node-feat.csv.gz:3"},
+      {"raw/node-feat.csv.gz", "1,0\n0,1\n", "2 feature rows, expected 4"},
+      {"split/public/valid.csv.gz", "7\n", "valid.csv.gz:1"},
+      {"split/public/test.csv.gz", "<absent>", "missing"},
+  };
+  int i = 0;
+  for (const Case& c : cases) {
+    CAPTURE(c.file);
+    CAPTURE(c.content);
+    const std::string msg =
+        load_error(make_dir(root, "bad" + std::to_string(i++), {{c.file, c.content}}));
+    CAPTURE(msg);
+    CHECK(msg.find(c.expect) != std::string::npos);
+    CHECK(msg.find('\n') == std::string::npos);
+  }
+}
+
+TEST_CASE("a truncated or corrupt gzip file is a usage error, not a crash") {
+  test::ScratchDir root("io-trunc");
+  std::string edges;
+  for (int i = 0; i < 20000; ++i)
+    edges += std::to_string(i % 3) + "," + std::to_string(i % 3 + 1) + "\n";
+  const std::string dir =
+      make_dir(root, "g", {{"raw/num-edge-list.csv.gz", "<absent>"}, {"raw/edge.csv.gz", edges}});
+  const std::string path = dir + "/raw/edge.csv.gz";
+  const std::string full = common::read_file(path);
+  { std::ofstream(path, std::ios::binary) << full.substr(0, full.size() / 2); }
+  CHECK(load_error(dir).find("truncated") != std::string::npos);
+  std::string corrupt = full;
+  for (std::size_t k = 20; k < 60; ++k) corrupt[k] = static_cast<char>(corrupt[k] ^ 0x5a);
+  { std::ofstream(path, std::ios::binary) << corrupt; }
+  const std::string msg = load_error(dir);
+  CHECK(msg.find("edge.csv.gz") != std::string::npos);
+  CHECK(msg != "<no error>");
+}
+
+TEST_CASE("a missing features file loads, and require_features then fails clearly") {
+  test::ScratchDir root("io-nofeat");
+  const auto g = teddy::load_graph(make_dir(root, "g", {{"raw/node-feat.csv.gz", "<absent>"}}), {});
+  CHECK_FALSE(g.has_features());
+  CHECK_THROWS_WITH_AS(teddy::require_features(g, "g", "teddy train"),
+                       doctest::Contains("no node features"), common::UsageError);
+}
+
+TEST_CASE("save then load reproduces the graph, and saving twice gives identical bytes") {
+  test::ScratchDir root("io-roundtrip");
+  teddy::CsbmOptions o;
+  o.nodes = 300;
+  o.edges = 900;
+  o.classes = 3;
+  o.feature_dim = 5;
+  o.seed = 2;
+  const auto g = teddy::generate_csbm(o);
+  teddy::save_graph(g, root / "a", {});
+  teddy::save_graph(g, root / "b", {});
+  const auto h = teddy::load_graph(root / "a", {});
+  CHECK(h.edges == g.edges);
+  CHECK(h.features == g.features);  // shortest round-trip decimal is exact
+  CHECK(h.labels == g.labels);
+  CHECK(h.splits.at("public").valid == g.splits.at("public").valid);
+  for (const char* f : {"raw/edge.csv.gz", "raw/node-feat.csv.gz", "split/public/test.csv.gz"}) {
+    CAPTURE(f);
+    CHECK(common::read_file(root / (std::string("a/") + f)) ==
+          common::read_file(root / (std::string("b/") + f)));
+  }
+  CHECK_THROWS_WITH_AS(teddy::save_graph(g, root / "a", {}), doctest::Contains("already exists"),
+                       common::UsageError);
+  teddy::SaveOptions over;
+  over.overwrite = true;
+  CHECK_NOTHROW(teddy::save_graph(g, root / "a", over));
+  CHECK_FALSE(fs::exists(root / "a.tmp"));
+}
+
+TEST_CASE("edge lists accept spaces, tabs, commas, comments and blank lines") {
+  const auto pairs = teddy::parse_edge_text(
+      "# comment\n0 1\n1\t2\n\n2,3\r\n  % also a comment\n3   0", true, "t", 0);
+  CHECK(pairs == std::vector<test::Edge>{{0, 1}, {1, 2}, {2, 3}, {3, 0}});
+  CHECK_THROWS_WITH_AS(teddy::parse_edge_text("0 1\n1 2 3\n", true, "t.txt", 0),
+                       doctest::Contains("t.txt:2"), common::UsageError);
+  CHECK_THROWS_WITH_AS(teddy::parse_edge_text("0 1\n1 -2\n", true, "t.txt", 0),
+                       doctest::Contains("t.txt:2"), common::UsageError);
+  CHECK_THROWS_AS(teddy::parse_edge_text("0,1\n\n", false, "csv", 0),
+                  common::UsageError);  // blank in CSV
+}
+
+TEST_CASE("an edge-list file loads with the node count from the largest id") {
+  test::ScratchDir root("io-el");
+  { std::ofstream(root / "g.txt") << "0 5\n5 2\n"; }
+  const auto g = teddy::load_graph_any(root / "g.txt", {});
+  CHECK(g.num_nodes == 6);
+  CHECK(g.num_edges() == 2);
+}
+
+TEST_CASE("directed input files are made undirected") {
+  test::ScratchDir root("io-dir");
+  const std::string dir = make_dir(
+      root, "g",
+      {{"raw/edge.csv.gz", "0,1\n1,0\n1,2\n2,1\n2,3\n3,2\n"}, {"raw/num-edge-list.csv.gz", "6\n"}});
+  teddy::LoadOptions o;
+  o.directed_input = true;
+  o.build.duplicates = teddy::DuplicatePolicy::kError;  // overridden: reverse entries are expected
+  const auto g = teddy::load_graph(dir, o);
+  CHECK(g.num_edges() == 3);
+}
+
+TEST_CASE("the shared Planetoid graphs load with their published counts") {
+  const std::string data = SPARSETRAIN_SHARED_DATA;
+  if (!fs::exists(data + "/cora/raw/edge.csv.gz")) {
+    MESSAGE("no shared data; skipping");
+    return;
+  }
+  struct Want {
+    const char* name;
+    std::uint32_t nodes;
+    std::uint64_t edges;
+    std::uint32_t dim;
+    std::size_t train;
+  };
+  for (const Want& w :
+       {Want{"cora", 2708, 5278, 1433, 140}, Want{"citeseer", 3327, 4552, 3703, 120},
+        Want{"pubmed", 19717, 44324, 0, 60}}) {
+    CAPTURE(w.name);
+    const auto g = teddy::load_graph(data + "/" + w.name, {});
+    CHECK(g.num_nodes == w.nodes);
+    CHECK(g.num_edges() == w.edges);
+    CHECK(g.feature_dim == w.dim);
+    CHECK(g.labels.size() == w.nodes);
+    CHECK(g.splits.at("public").train.size() == w.train);
+    CHECK(g.splits.at("public").test.size() == 1000);
+  }
+}
+
+TEST_CASE("an edge list whose ids are far sparser than its edges is refused before allocating") {
+  const auto pairs = teddy::parse_edge_text("0 1\n1 4000000000\n", true, "t", 0);
+  CHECK_THROWS_WITH_AS(teddy::infer_node_count(pairs, "t.txt"), doctest::Contains("far beyond"),
+                       common::UsageError);
+  CHECK(teddy::infer_node_count(teddy::parse_edge_text("0 1\n1 7\n", true, "t", 0), "t") == 8);
+}
+
+TEST_CASE("saving through a keep mask writes the same bytes as saving the filtered graph") {
+  test::ScratchDir root("io-mask");
+  auto g = test::triangle_pendant();
+  g.labels = {0, 1, 0, 1};
+  const std::vector<std::uint8_t> keep = {1, 0, 1, 1};
+  teddy::save_graph(g, root / "masked", {}, nullptr, &keep);
+  teddy::save_graph(teddy::filter_edges(g, keep), root / "built", {});
+  for (const char* f : {"raw/edge.csv.gz", "raw/num-edge-list.csv.gz", "raw/node-label.csv.gz"}) {
+    CAPTURE(f);
+    CHECK(common::read_file(root / (std::string("masked/") + f)) ==
+          common::read_file(root / (std::string("built/") + f)));
+  }
+}
