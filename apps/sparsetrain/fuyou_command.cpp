@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <memory>
 
 #include "cli.h"
 #include "common/error.h"
@@ -154,7 +155,7 @@ bool looks_like_llmc(const std::string& path) {
 fy::TokenData load_tokens(const FinetuneOptions& options, std::string& source) {
   if (options.data.empty()) {
     source = "built-in text (data/fuyou/demo_text.txt, bytes)";
-    return fy::TokenData::from_bytes(std::string(fy::demo_text()));
+    return fy::TokenData::from_bytes(std::string(fy::demo_text()), "built-in text");
   }
   const bool bin = looks_like_llmc(options.data) ||
                    (options.data.size() > 4 && options.data.compare(options.data.size() - 4, 4, ".bin") == 0);
@@ -183,18 +184,16 @@ void run_finetune(FinetuneOptions options, CommandContext& context) {
   }
 
   std::string source;
-  fy::TokenData train_data, valid_data;
-  {
-    auto t = context.record.timings().scope("load");
-    const fy::TokenData all = load_tokens(options, source);
-    if (all.vocab_needed() > config.vocab) {
+  auto load_scope = std::make_unique<common::PhaseTimes::Scope>(context.record.timings(), "load");
+  const fy::TokenData all = load_tokens(options, source);
+  if (all.vocab_needed() > config.vocab) {
       throw common::UsageError("data '" + source + "' has token ids up to " +
                                    std::to_string(all.vocab_needed() - 1) + " but model '" +
                                    config.name + "' has a vocabulary of " + std::to_string(config.vocab),
                                "pick a model with vocab 50257 (gpt2, gpt3-*) for GPT-2 tokens");
-    }
-    std::tie(train_data, valid_data) = all.split(options.valid_fraction);
   }
+  const auto [train_data, valid_data] = all.split(options.valid_fraction);
+  load_scope.reset();
   const std::int64_t window = options.train.seq + 1;
   if (train_data.size() < window || valid_data.size() < window) {
     throw common::UsageError("data '" + source + "' is too short: " + std::to_string(train_data.size()) +
