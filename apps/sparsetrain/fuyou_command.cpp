@@ -39,8 +39,9 @@ std::string format_si(double value, const char* unit = "") {
     ++i;
   }
   char text[64];
-  std::snprintf(text, sizeof text, value >= 100 ? "%.0f %s%s" : "%.3g %s%s", value, prefixes[i], unit);
-  return text;
+  std::snprintf(text, sizeof text, value >= 100 ? "%.0f" : "%.3g", value);
+  const std::string suffix = std::string(prefixes[i]) + unit;
+  return suffix.empty() ? std::string(text) : std::string(text) + " " + suffix;
 }
 
 std::string with_commas(std::int64_t n) {
@@ -233,11 +234,13 @@ void run_finetune(FinetuneOptions options, CommandContext& context) {
 
   common::Progress progress("finetune", static_cast<std::uint64_t>(options.train.steps), "steps",
                             /*interval_s=*/10.0);
-  double last_val = NAN;
+  double last_val = NAN;  // shown from the first evaluation on
   const fy::TrainResult result = trainer.train(train_data, valid_data, [&](const fy::StepReport& r) {
     if (r.val_loss) last_val = *r.val_loss;
+    char val[32] = "";
+    if (!std::isnan(last_val)) std::snprintf(val, sizeof val, "  val %.4f", last_val);
     char note[160];
-    std::snprintf(note, sizeof note, "loss %.4f  val %.4f  %s tok/s  %.3g TFLOPS", r.loss, last_val,
+    std::snprintf(note, sizeof note, "loss %.4f%s  %s tok/s  %.3g TFLOPS", r.loss, val,
                   format_si(r.tokens_per_s).c_str(), r.tflops);
     progress.set_note(note);
     progress.advance();

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -16,6 +17,10 @@ using sparsetrain::test::run_sparsetrain;
 namespace fs = std::filesystem;
 
 namespace {
+
+// The test machine is shared and oversubscribed: OpenMP's spin-waiting threads then slow these
+// small models tenfold. One intra-op thread (unless the caller chose) keeps the suite fast.
+const bool kOneThread = (::setenv("OMP_NUM_THREADS", "1", /*overwrite=*/0), true);
 
 fs::path scratch_dir() {
   static const fs::path dir = [] {
