@@ -12,6 +12,8 @@
 //   ours_bf16            our kernel, one pass               24 = r 14 (p m v 12, g 2) + w 14 (p m v 12, w 2)
 //   torch_fused_bf16_io  grad32.copy_(grad16), _fused_adamw_, weights16.copy_(master), into
 //                        preallocated tensors               40 = 6 (widen) + 28 + 6 (narrow)
+//  and stream_triad (a = b + s*c on doubles, 24 bytes/element), run in the same rounds so that it
+//  sees the same machine load; its median GB/s is the bandwidth the others are compared with.
 // GB/s = logical bytes/param x n / median seconds (each byte read or written counted once, the
 // STREAM convention; write-allocate reads are not counted, here or in the triad).
 // Not a test: nothing here asserts timings. Samples of the methods are interleaved so that noise
@@ -22,6 +24,8 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <time.h>
+
 #include <chrono>
 #include <iostream>
 #include <map>
@@ -47,31 +51,32 @@ double median(std::vector<double> x) {
   return x.size() % 2 ? x[k] : 0.5 * (x[k - 1] + x[k]);
 }
 
-// STREAM triad a = b + s*c on doubles, threads from at::parallel_for; bytes counted 24 per element.
-nlohmann::json stream_triad(std::int64_t n, int reps) {
-  std::vector<double> a(static_cast<std::size_t>(n)), b(a.size()), c(a.size());
-  at::parallel_for(0, n, 1 << 16, [&](std::int64_t i0, std::int64_t i1) {  // first touch per thread
-    for (std::int64_t i = i0; i < i1; ++i) a[i] = 0.0, b[i] = 1.0, c[i] = 2.0;
-  });
-  const double s = 3.0;
-  std::vector<double> samples;
-  for (int r = 0; r < reps; ++r) {
-    const double t0 = now_s();
-    at::parallel_for(0, n, 1 << 16, [&](std::int64_t i0, std::int64_t i1) {
+// STREAM triad a = b + s*c on doubles, split over threads by at::parallel_for like the kernels.
+// Bytes counted: 24 per element (read b, c; write a), the STREAM convention.
+struct StreamTriad {
+  std::vector<double> a, b, c;
+  explicit StreamTriad(std::int64_t n) : a(static_cast<std::size_t>(n)), b(a.size()), c(a.size()) {
+    at::parallel_for(0, n, 1 << 16, [&](std::int64_t i0, std::int64_t i1) {  // first touch per thread
+      for (std::int64_t i = i0; i < i1; ++i) a[i] = 0.0, b[i] = 1.0, c[i] = 2.0;
+    });
+  }
+  void run() {
+    const double s = 3.0;
+    at::parallel_for(0, static_cast<std::int64_t>(a.size()), 1 << 16, [&](std::int64_t i0, std::int64_t i1) {
       double* __restrict pa = a.data();
       const double* __restrict pb = b.data();
       const double* __restrict pc = c.data();
       for (std::int64_t i = i0; i < i1; ++i) pa[i] = pb[i] + s * pc[i];
     });
-    samples.push_back(now_s() - t0);
   }
-  const double bytes = 24.0 * static_cast<double>(n);
-  const double best = *std::min_element(samples.begin(), samples.end());
-  return {{"elements", n},
-          {"bytes_per_element", 24},
-          {"samples_s", samples},
-          {"best_gb_per_s", bytes / best / 1e9},
-          {"median_gb_per_s", bytes / median(samples) / 1e9}};
+};
+
+// CPU seconds of the whole process (all threads): on a shared machine, what a step costs in CPU
+// time is steadier than its wall time. OpenMP workers that spin at the end of a region count too.
+double process_cpu_s() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
 }
 
 }  // namespace
@@ -127,20 +132,21 @@ int main(int argc, char** argv) {
     std::string name;
     int bytes_per_param;
     std::function<void()> run;
-    std::vector<double> samples;
+    std::vector<double> samples;      // wall seconds per step
+    std::vector<double> cpu_samples;  // process CPU seconds per step
   };
   std::vector<Method> methods = {
       {"ours_fp32", 28,
-       [&] { fuyou::adamw_step(opt, ++our_step, master, m, v, grad32, nullptr, isa); }, {}},
+       [&] { fuyou::adamw_step(opt, ++our_step, master, m, v, grad32, nullptr, isa); }, {}, {}},
       {"ours_bf16", 24,
-       [&] { fuyou::adamw_step(opt, ++our_step, master, m, v, grad16, &weights16, isa); }, {}},
+       [&] { fuyou::adamw_step(opt, ++our_step, master, m, v, grad16, &weights16, isa); }, {}, {}},
       {"torch_fused", 28,
        [&] {
          fused_step.add_(1);
          at::_fused_adamw_({master}, {grad32}, {m}, {v}, {}, {fused_step}, opt.lr, opt.beta1, opt.beta2,
                            opt.weight_decay, opt.eps, /*amsgrad=*/false, /*maximize=*/false);
        },
-       {}},
+       {}, {}},
       {"torch_fused_bf16_io", 40,
        [&] {
          grad32_widened.copy_(grad16);
@@ -149,30 +155,44 @@ int main(int argc, char** argv) {
                            opt.beta2, opt.weight_decay, opt.eps, /*amsgrad=*/false, /*maximize=*/false);
          weights16.copy_(master);
        },
-       {}},
+       {}, {}},
   };
-  if (torch_optim) methods.push_back({"torch_optim", 28, [&] { torch_optim->step(); }, {}});
+  if (torch_optim) methods.push_back({"torch_optim", 28, [&] { torch_optim->step(); }, {}, {}});
+  StreamTriad triad(stream_n);
+  methods.push_back({"stream_triad", 24, [&] { triad.run(); }, {}, {}});
 
   for (auto& method : methods) method.run();  // warm-up: page faults, lazy state, thread pool
   for (int s = 0; s < steps; ++s) {
     for (auto& method : methods) {
-      const double t0 = now_s();
+      const double t0 = now_s(), c0 = process_cpu_s();
       method.run();
       method.samples.push_back(now_s() - t0);
+      method.cpu_samples.push_back(process_cpu_s() - c0);
     }
     std::cerr << "adamw_bench: round " << s + 1 << "/" << steps << " done\n";
   }
 
+  const auto find = [&](const std::string& name) -> const Method& {
+    return *std::find_if(methods.begin(), methods.end(), [&](const Method& x) { return x.name == name; });
+  };
   nlohmann::json results = nlohmann::json::object();
   std::map<std::string, double> medians;
   for (const auto& method : methods) medians[method.name] = median(method.samples);
+  const double triad_bytes = 24.0 * static_cast<double>(stream_n);
+  const double triad_gb_per_s = triad_bytes / medians["stream_triad"] / 1e9;
   for (const auto& method : methods) {
     const double med = medians[method.name];
+    const double elems = method.name == "stream_triad" ? static_cast<double>(stream_n) : static_cast<double>(n);
+    const double gb_per_s = elems * method.bytes_per_param / med / 1e9;
     results[method.name] = {{"bytes_per_param", method.bytes_per_param},
+                            {"elements", static_cast<std::int64_t>(elems)},
                             {"samples_s", method.samples},
+                            {"cpu_samples_s", method.cpu_samples},
                             {"median_s", med},
-                            {"gparam_per_s", static_cast<double>(n) / med / 1e9},
-                            {"gb_per_s", static_cast<double>(n) * method.bytes_per_param / med / 1e9}};
+                            {"median_cpu_s", median(method.cpu_samples)},
+                            {"gparam_per_s", elems / med / 1e9},
+                            {"gb_per_s", gb_per_s},
+                            {"fraction_of_stream_triad", gb_per_s / triad_gb_per_s}};
   }
   // Ratios of medians (> 1: ours faster).
   nlohmann::json speedups = {
@@ -180,10 +200,6 @@ int main(int argc, char** argv) {
       {"ours_bf16_over_torch_fused_bf16_io", medians["torch_fused_bf16_io"] / medians["ours_bf16"]},
       {"ours_bf16_over_torch_fused", medians["torch_fused"] / medians["ours_bf16"]}};
   if (torch_optim) speedups["ours_fp32_over_torch_optim"] = medians["torch_optim"] / medians["ours_fp32"];
-  std::cerr << "adamw_bench: STREAM triad\n";
-  // Free the AdamW buffers first: the triad wants the memory and a quiet machine.
-  torch_optim.reset();
-  torch_param = at::Tensor();
   const common::CpuInfo cpu = common::cpu_info();
   const common::BuildInfo& build = common::build_info();
   nlohmann::json doc = {
@@ -213,10 +229,14 @@ int main(int argc, char** argv) {
                         "write-allocate); torch_optim counted as 28 though its temporaries move more"},
       {"methods", results},
       {"speedups", speedups},
-      {"stream_triad", stream_triad(stream_n, 7)},
+      {"cpu_time_speedups",
+       {{"ours_fp32_over_torch_fused", median(find("torch_fused").cpu_samples) / median(find("ours_fp32").cpu_samples)},
+        {"ours_bf16_over_torch_fused_bf16_io",
+         median(find("torch_fused_bf16_io").cpu_samples) / median(find("ours_bf16").cpu_samples)}}},
+      {"stream_triad_gb_per_s", {{"median", triad_gb_per_s},
+                                 {"best", triad_bytes / *std::min_element(methods.back().samples.begin(),
+                                                                          methods.back().samples.end()) / 1e9}}},
   };
-  const double triad = doc["stream_triad"]["best_gb_per_s"].get<double>();
-  for (auto& [name, r] : doc["methods"].items()) r["fraction_of_stream_triad"] = r["gb_per_s"].get<double>() / triad;
   std::cout << doc.dump(2) << std::endl;
   return 0;
 }
