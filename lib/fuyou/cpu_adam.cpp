@@ -8,7 +8,12 @@
 //   d  = sqrt(v) / sqrt(1 - beta2^step) + eps         sqrt, div (true division), add_
 //   p  = p + ((-lr / (1 - beta1^step)) * m) / d       addcdiv_
 // Every ISA body does exactly these fp32 operations in this order (the file is compiled with
-// -ffp-contract=off so nothing else is fused), so all of them agree bit for bit. bf16 gradients
+// -ffp-contract=off so nothing else is fused), so all of them agree bit for bit. The one
+// difference from torch: its fp32 sqrt goes through MKL's vector math and is 1 ulp off the
+// correctly rounded value for ~0.7% of inputs; ours is the hardware's correctly rounded sqrt.
+// Throughput: two divisions and a sqrt per element saturate the divider (~1.3 Gparam/s per core
+// on the development Xeon, in cache); at 2 threads the pass is memory-bound, so the weights go out
+// with non-temporal stores for large runs (SPARSETRAIN_ADAMW_NT=0 turns that off, for A/B runs). bf16 gradients
 // are widened exactly; bf16 weights are rounded to nearest-even as c10::BFloat16 does (NaN ->
 // 0x7FC0), in integer arithmetic so that subnormals survive (VCVTNEPS2BF16 would flush them).
 #include "fuyou/cpu_adam.h"
@@ -19,6 +24,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 
@@ -86,6 +92,17 @@ void adamw_scalar(const StepScalars& s, std::int64_t n, float* p, float* m, floa
 
 #define ST_AVX2 __attribute__((target("avx2,fma")))
 
+// Whether to write the weights with non-temporal stores: only for runs far larger than the caches
+// (they skip the read-for-ownership of lines we overwrite whole), and only when aligned.
+bool stream_out(std::int64_t n, const void* out, std::uintptr_t alignment) {
+  static const bool enabled = [] {
+    const char* e = std::getenv("SPARSETRAIN_ADAMW_NT");
+    return e == nullptr || e[0] != '0';
+  }();
+  return enabled && out != nullptr && n >= (1 << 20) &&
+         reinterpret_cast<std::uintptr_t>(out) % alignment == 0;
+}
+
 ST_AVX2 inline __m256 avx2_load_grad(const void* grad, std::int64_t i, bool bf16) {
   if (bf16) {
     const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const std::uint16_t*>(grad) + i));
@@ -107,6 +124,7 @@ ST_AVX2 inline __m128i avx2_to_bf16(__m256 x) {
 template <bool kGradBf16, OutKind kOut>
 ST_AVX2 void adamw_avx2_full(const StepScalars& s, std::int64_t n, float* p, float* m, float* v,
                              const void* grad, void* out) {
+  const bool stream = stream_out(n, out, kOut == OutKind::kBf16 ? 16 : 32);
   const __m256 decay = _mm256_set1_ps(s.decay);
   const __m256 beta1 = _mm256_set1_ps(s.beta1), omb1 = _mm256_set1_ps(s.one_minus_beta1);
   const __m256 beta2 = _mm256_set1_ps(s.beta2), omb2 = _mm256_set1_ps(s.one_minus_beta2);
@@ -122,11 +140,16 @@ ST_AVX2 void adamw_avx2_full(const StepScalars& s, std::int64_t n, float* p, flo
     _mm256_storeu_ps(p + i, pi);
     _mm256_storeu_ps(m + i, mi);
     _mm256_storeu_ps(v + i, vi);
-    if constexpr (kOut == OutKind::kFp32) _mm256_storeu_ps(static_cast<float*>(out) + i, pi);
+    if constexpr (kOut == OutKind::kFp32) {
+      float* o = static_cast<float*>(out) + i;
+      stream ? _mm256_stream_ps(o, pi) : _mm256_storeu_ps(o, pi);
+    }
     if constexpr (kOut == OutKind::kBf16) {
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(static_cast<std::uint16_t*>(out) + i), avx2_to_bf16(pi));
+      auto* o = reinterpret_cast<__m128i*>(static_cast<std::uint16_t*>(out) + i);
+      stream ? _mm_stream_si128(o, avx2_to_bf16(pi)) : _mm_storeu_si128(o, avx2_to_bf16(pi));
     }
   }
+  if (stream) _mm_sfence();
 }
 
 // Runs a full-width body on the last `rem` (< width) elements through zero-padded copies.
@@ -163,6 +186,7 @@ void adamw_avx2(const StepScalars& s, std::int64_t n, float* p, float* m, float*
 
 #define ST_AVX512 __attribute__((target("avx512f,avx512bw")))
 
+
 template <bool kTail>
 ST_AVX512 inline __m512 avx512_load(const float* x, __mmask16 k) {
   return kTail ? _mm512_maskz_loadu_ps(k, x) : _mm512_loadu_ps(x);
@@ -184,7 +208,7 @@ ST_AVX512 inline __m512 avx512_load_bf16(const std::uint16_t* x, __mmask16 k) {
 }
 
 template <bool kTail>
-ST_AVX512 inline void avx512_store_bf16(std::uint16_t* x, __m512 value, __mmask16 k) {
+ST_AVX512 inline void avx512_store_bf16(std::uint16_t* x, __m512 value, __mmask16 k, bool stream) {
   const __m512i bits = _mm512_castps_si512(value);
   const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
   __m512i r = _mm512_srli_epi32(_mm512_add_epi32(bits, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7FFF))), 16);
@@ -192,6 +216,8 @@ ST_AVX512 inline void avx512_store_bf16(std::uint16_t* x, __m512 value, __mmask1
   const __m256i h = _mm512_cvtepi32_epi16(r);
   if (kTail) {
     _mm512_mask_storeu_epi16(x, static_cast<__mmask32>(k), _mm512_castsi256_si512(h));
+  } else if (stream) {
+    _mm256_stream_si256(reinterpret_cast<__m256i*>(x), h);
   } else {
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(x), h);
   }
@@ -199,7 +225,7 @@ ST_AVX512 inline void avx512_store_bf16(std::uint16_t* x, __m512 value, __mmask1
 
 template <bool kGradBf16, OutKind kOut, bool kTail>
 ST_AVX512 inline void avx512_block(const StepScalars& s, std::int64_t i, __mmask16 k, float* p,
-                                   float* m, float* v, const void* grad, void* out) {
+                                   float* m, float* v, const void* grad, void* out, bool stream) {
   const __m512 g = kGradBf16 ? avx512_load_bf16<kTail>(static_cast<const std::uint16_t*>(grad) + i, k)
                              : avx512_load<kTail>(static_cast<const float*>(grad) + i, k);
   const __m512 pd = _mm512_mul_ps(avx512_load<kTail>(p + i, k), _mm512_set1_ps(s.decay));
@@ -213,19 +239,29 @@ ST_AVX512 inline void avx512_block(const StepScalars& s, std::int64_t i, __mmask
   avx512_store<kTail>(p + i, pi, k);
   avx512_store<kTail>(m + i, mi, k);
   avx512_store<kTail>(v + i, vi, k);
-  if constexpr (kOut == OutKind::kFp32) avx512_store<kTail>(static_cast<float*>(out) + i, pi, k);
-  if constexpr (kOut == OutKind::kBf16) avx512_store_bf16<kTail>(static_cast<std::uint16_t*>(out) + i, pi, k);
+  if constexpr (kOut == OutKind::kFp32) {
+    if (!kTail && stream) {
+      _mm512_stream_ps(static_cast<float*>(out) + i, pi);
+    } else {
+      avx512_store<kTail>(static_cast<float*>(out) + i, pi, k);
+    }
+  }
+  if constexpr (kOut == OutKind::kBf16) {
+    avx512_store_bf16<kTail>(static_cast<std::uint16_t*>(out) + i, pi, k, stream);
+  }
 }
 
 template <bool kGradBf16, OutKind kOut>
 ST_AVX512 void adamw_avx512(const StepScalars& s, std::int64_t n, float* p, float* m, float* v,
                             const void* grad, void* out) {
+  const bool stream = stream_out(n, out, kOut == OutKind::kBf16 ? 32 : 64);
   std::int64_t i = 0;
-  for (; i + 16 <= n; i += 16) avx512_block<kGradBf16, kOut, false>(s, i, 0xFFFF, p, m, v, grad, out);
+  for (; i + 16 <= n; i += 16) avx512_block<kGradBf16, kOut, false>(s, i, 0xFFFF, p, m, v, grad, out, stream);
   if (i < n) {
     const auto k = static_cast<__mmask16>((1u << (n - i)) - 1u);
-    avx512_block<kGradBf16, kOut, true>(s, i, k, p, m, v, grad, out);
+    avx512_block<kGradBf16, kOut, true>(s, i, k, p, m, v, grad, out, stream);
   }
+  if (stream) _mm_sfence();  // non-temporal stores are weakly ordered: publish before returning
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -173,6 +173,7 @@ TEST_CASE("every ISA, gradient type, output type, size and thread count gives th
   std::vector<std::int64_t> sizes;
   for (std::int64_t n = 1; n <= 40; ++n) sizes.push_back(n);
   sizes.push_back(16384 * 5 + 7);  // several blocks, so two threads share the work
+  sizes.push_back((1 << 21) + (1 << 18) + 37);  // > 2^20 per thread: non-temporal weight stores
   const int threads = at::get_num_threads();
   for (std::int64_t n : sizes) {
     CAPTURE(n);
