@@ -1,11 +1,351 @@
 // `sparsetrain fuyou …`: fine-tuning beyond GPU and CPU memory, streaming states from SSDs.
+//   fuyou describe  — a model's parameters, FLOPs per token and bytes of model states
+//   fuyou finetune  — in-memory fine-tuning (CPU fp32, or CUDA bf16) on token data or built-in text
+// CLI wiring only: the model and trainer live in lib/fuyou.
+#include <ATen/Context.h>
+#include <torch/cuda.h>
+
+#include <cinttypes>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <memory>
+
 #include "cli.h"
+#include "common/error.h"
+#include "common/log.h"
+#include "common/progress.h"
+#include "common/units.h"
+#include "fuyou/demo_text.h"
+#include "fuyou/gpt_model.h"
+#include "fuyou/hf_gpt2.h"
+#include "fuyou/model_config.h"
+#include "fuyou/token_data.h"
+#include "fuyou/trainer.h"
 
 namespace sparsetrain::cli {
+
+namespace {
+
+namespace fy = fuyou;
+
+// "1.23 B", "124.4 M", "950 k": counts and FLOPs in decimal prefixes.
+std::string format_si(double value, const char* unit = "") {
+  const char* prefixes[] = {"", "k", "M", "G", "T", "P", "E"};
+  int i = 0;
+  while (std::abs(value) >= 1000 && i < 6) {
+    value /= 1000;
+    ++i;
+  }
+  char text[64];
+  std::snprintf(text, sizeof text, value >= 100 ? "%.0f" : "%.3g", value);
+  const std::string suffix = std::string(prefixes[i]) + unit;
+  return suffix.empty() ? std::string(text) : std::string(text) + " " + suffix;
+}
+
+std::string with_commas(std::int64_t n) {
+  std::string digits = std::to_string(n), out;
+  for (std::size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return out;
+}
+
+nlohmann::json model_json(const fy::ModelConfig& c) {
+  return {{"name", c.name},         {"layers", c.n_layer},          {"hidden", c.n_embd},
+          {"heads", c.n_head},      {"vocab", c.vocab},
+          {"positions", c.n_positions}, {"parameters", c.param_count()}};
+}
+
+// ---------------------------------------------------------------------------------------------
+// fuyou describe
+
+struct DescribeOptions {
+  std::string model = "gpt3-125m";
+  std::int64_t seq = 0;  // 0 = the model's positions
+};
+
+void describe_one(const fy::ModelConfig& c, std::int64_t seq, nlohmann::json& out) {
+  const std::int64_t t = seq > 0 ? seq : c.n_positions;
+  const std::int64_t params = c.param_count();
+  const double flops = c.train_flops_per_token(t);
+  const double flops_rc = c.train_flops_per_token_recompute(t);
+  const double states = static_cast<double>(params) * fy::kMixedPrecisionStateBytesPerParam;
+  const double act_per_token = static_cast<double>(c.n_layer * c.n_embd * 2);  // bf16 block inputs
+  std::cout << "model         " << c.name << ": " << c.n_layer << " layers, hidden " << c.n_embd
+            << ", " << c.n_head << " heads of " << c.head_dim() << ", vocab " << c.vocab << ", "
+            << c.n_positions << " positions\n"
+            << "parameters    " << with_commas(params) << " (" << format_si(static_cast<double>(params))
+            << "); per block " << with_commas(c.block_param_count()) << ", embeddings "
+            << with_commas((c.vocab + c.n_positions) * c.n_embd) << " (LM head tied to wte)\n"
+            << "FLOPs/token   " << format_si(flops, "FLOP") << " training at seq " << t
+            << " (6·N + 12·L·C·T, N = " << with_commas(c.flops_param_count())
+            << " without wpe); " << format_si(flops_rc, "FLOP")
+            << " with block recompute (8·N + 16·L·C·T)\n"
+            << "model states  " << common::format_bytes(states)
+            << " at 16 B/param (bf16 weights 2 + bf16 grads 2 + fp32 master 4 + Adam m 4 + v 4)\n"
+            << "activations   " << common::format_bytes(act_per_token)
+            << " per token of saved block inputs (L·C·2 B in bf16)\n";
+  nlohmann::json j = model_json(c);
+  j["seq"] = t;
+  j["block_parameters"] = c.block_param_count();
+  j["flops_parameters"] = c.flops_param_count();
+  j["train_flops_per_token"] = flops;
+  j["train_flops_per_token_recompute"] = flops_rc;
+  j["flops_formula"] = "6*N + 12*L*C*T (recompute: 8*N + 16*L*C*T), N = parameters without wpe";
+  j["model_state_bytes"] = states;
+  j["model_state_bytes_per_param"] = fy::kMixedPrecisionStateBytesPerParam;
+  j["block_input_bytes_per_token"] = act_per_token;
+  out.push_back(std::move(j));
+}
+
+void run_describe(const DescribeOptions& options, CommandContext& context) {
+  nlohmann::json models = nlohmann::json::array();
+  if (options.model == "all") {
+    bool first = true;
+    for (const std::string& name : fy::model_preset_names()) {
+      if (!first) std::cout << "\n";
+      first = false;
+      describe_one(fy::model_config_from_name(name), options.seq, models);
+    }
+  } else {
+    describe_one(fy::model_config_from_name(options.model), options.seq, models);
+  }
+  context.record.metrics()["models"] = std::move(models);
+}
+
+void add_describe_command(CLI::App& fuyou) {
+  auto options = std::make_shared<DescribeOptions>();
+  CLI::App* sub = fuyou.add_subcommand(
+      "describe", "Print a model's parameters, FLOPs per token and bytes of model states");
+  sub->add_option("--model", options->model,
+                  "Preset (tiny, small, gpt2, gpt3-125m … gpt3-175b), custom:L=..,C=..,H=.., or all");
+  sub->add_option("--seq", options->seq, "Sequence length for FLOPs (0 = the model's positions)")
+      ->check(CLI::NonNegativeNumber);
+  sub->footer(
+      "Examples:\n"
+      "  sparsetrain fuyou describe --model gpt3-175b\n"
+      "  sparsetrain fuyou describe --model all --seq 1024 --out models.json");
+  set_command_runner(sub, [options](CommandContext& context) { run_describe(*options, context); });
+}
+
+// ---------------------------------------------------------------------------------------------
+// fuyou finetune
+
+struct FinetuneOptions {
+  std::string model = "tiny";
+  std::string init;    // HF GPT-2 safetensors
+  std::string data;    // llm.c .bin or text; empty = built-in text
+  std::string device = "auto";
+  std::string export_path;
+  std::string export_dtype = "fp32";
+  double valid_fraction = 0.1;
+  fy::TrainOptions train;
+};
+
+// llm.c .bin files start with the int32 magic 20240520; anything else is read as text.
+bool looks_like_llmc(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::int32_t magic = 0;
+  in.read(reinterpret_cast<char*>(&magic), sizeof magic);
+  return in.gcount() == sizeof magic && magic == 20240520;
+}
+
+fy::TokenData load_tokens(const FinetuneOptions& options, std::string& source) {
+  if (options.data.empty()) {
+    source = "built-in text (data/fuyou/demo_text.txt, bytes)";
+    return fy::TokenData::from_bytes(std::string(fy::demo_text()), "built-in text");
+  }
+  const bool bin = looks_like_llmc(options.data) ||
+                   (options.data.size() > 4 && options.data.compare(options.data.size() - 4, 4, ".bin") == 0);
+  source = options.data + (bin ? " (llm.c tokens)" : " (text, bytes)");
+  return bin ? fy::TokenData::from_llmc_bin(options.data) : fy::TokenData::from_text_file(options.data);
+}
+
+fy::TrainDevice resolve_device(const std::string& device) {
+  if (device == "cpu") return fy::TrainDevice::kCpu;
+  const bool cuda = torch::cuda::is_available();
+  if (device == "cuda" && !cuda) {
+    throw common::EnvironmentError("--device cuda: no CUDA device is visible",
+                                   "run on a GPU machine or pass --device cpu");
+  }
+  return cuda ? fy::TrainDevice::kCuda : fy::TrainDevice::kCpu;
+}
+
+void run_finetune(FinetuneOptions options, CommandContext& context) {
+  nlohmann::json& metrics = context.record.metrics();
+  const fy::ModelConfig config = fy::model_config_from_name(options.model);
+  options.train.seed = context.global.seed;
+  options.train.device = resolve_device(options.device);
+  const bool cuda = options.train.device == fy::TrainDevice::kCuda;
+  if (!(options.valid_fraction > 0 && options.valid_fraction < 1)) {
+    throw common::UsageError("--valid-fraction must lie in (0, 1)", "try --valid-fraction 0.1");
+  }
+
+  std::string source;
+  auto load_scope = std::make_unique<common::PhaseTimes::Scope>(context.record.timings(), "load");
+  const fy::TokenData all = load_tokens(options, source);
+  if (all.vocab_needed() > config.vocab) {
+      throw common::UsageError("data '" + source + "' has token ids up to " +
+                                   std::to_string(all.vocab_needed() - 1) + " but model '" +
+                                   config.name + "' has a vocabulary of " + std::to_string(config.vocab),
+                               "pick a model with vocab 50257 (gpt2, gpt3-*) for GPT-2 tokens");
+  }
+  const auto [train_data, valid_data] = all.split(options.valid_fraction);
+  load_scope.reset();
+  const std::int64_t window = options.train.seq + 1;
+  if (train_data.size() < window || valid_data.size() < window) {
+    throw common::UsageError("data '" + source + "' is too short: " + std::to_string(train_data.size()) +
+                                 " training and " + std::to_string(valid_data.size()) +
+                                 " validation tokens for windows of " + std::to_string(window),
+                             "lower --seq or pass more data");
+  }
+
+  const std::int64_t tokens_per_step = options.train.micro_batch * options.train.seq * options.train.accum;
+  common::log_info("fuyou finetune: model ", config.name, " (", format_si(static_cast<double>(config.param_count())),
+                   " parameters), ", cuda ? "CUDA bf16" : "CPU fp32", ", ", options.train.steps,
+                   " steps of ", tokens_per_step, " tokens, data ", source, ": ",
+                   train_data.size(), " train / ", valid_data.size(), " validation tokens");
+  metrics["model"] = model_json(config);
+  metrics["device"] = cuda ? "cuda" : "cpu";
+  metrics["precision"] = cuda ? "bf16 compute, fp32 master and Adam state on the CPU" : "fp32";
+  metrics["data"] = {{"source", source},
+                     {"train_tokens", train_data.size()},
+                     {"valid_tokens", valid_data.size()}};
+  metrics["tokens_per_step"] = tokens_per_step;
+  if (context.global.dry_run) {
+    std::cout << "would fine-tune " << config.name << " (" << with_commas(config.param_count())
+              << " parameters) on " << (cuda ? "CUDA (bf16)" : "CPU (fp32)") << " for "
+              << options.train.steps << " steps of " << tokens_per_step << " tokens; data " << source
+              << "\n";
+    return;
+  }
+
+  fy::GptWeights weights;
+  {
+    auto t = context.record.timings().scope("init");
+    weights = options.init.empty()
+                  ? fy::init_gpt_weights(config, context.global.seed, at::TensorOptions())
+                  : fy::load_hf_gpt2(config, options.init, at::TensorOptions());
+  }
+  fy::InMemoryTrainer trainer(config, std::move(weights), options.train);
+
+  common::Progress progress("finetune", static_cast<std::uint64_t>(options.train.steps), "steps",
+                            /*interval_s=*/10.0);
+  double last_val = NAN;  // shown from the first evaluation on
+  const fy::TrainResult result = trainer.train(train_data, valid_data, [&](const fy::StepReport& r) {
+    if (r.val_loss) last_val = *r.val_loss;
+    char val[32] = "";
+    if (!std::isnan(last_val)) std::snprintf(val, sizeof val, "  val %.4f", last_val);
+    char note[160];
+    std::snprintf(note, sizeof note, "loss %.4f%s  %s tok/s  %.3g TFLOPS", r.loss, val,
+                  format_si(r.tokens_per_s).c_str(), r.tflops);
+    progress.set_note(note);
+    progress.advance();
+    if (r.val_loss) {
+      common::log_debug("step ", r.step, ": loss ", r.loss, ", validation loss ", *r.val_loss);
+    }
+  });
+  progress.finish();
+
+  for (const auto& [phase, seconds] : result.phases.all()) context.record.timings().add(phase, seconds);
+  metrics["losses"] = result.losses;
+  nlohmann::json val = nlohmann::json::array();
+  for (const auto& [step, loss] : result.val_losses) val.push_back({{"step", step}, {"loss", loss}});
+  metrics["val_losses"] = std::move(val);
+  metrics["initial_val_loss"] = result.val_losses.front().second;
+  metrics["final_loss"] = result.losses.back();
+  metrics["final_val_loss"] = result.val_losses.back().second;
+  metrics["train_tokens_processed"] = result.tokens;
+  metrics["train_flops_per_token"] = config.train_flops_per_token(options.train.seq);
+  metrics["flops_formula"] =
+      "TFLOPS = tokens/s * (6*N + 12*L*C*T) / 1e12, N = parameters without wpe (model FLOPs); "
+      "tflops_recompute uses 8*N + 16*L*C*T (each block's forward runs twice)";
+  // Throughput depends on the machine: it goes to the volatile "run" block of the record.
+  context.record.run_extra()["throughput"] = {{"tokens_per_s", result.tokens_per_s},
+                                              {"tflops", result.tflops},
+                                              {"tflops_recompute", result.tflops_recompute},
+                                              {"train_seconds", result.train_seconds}};
+  common::log_info("fuyou finetune: loss ", result.losses.front(), " -> ", result.losses.back(),
+                   ", validation ", result.val_losses.front().second, " -> ",
+                   result.val_losses.back().second, "; ", format_si(result.tokens_per_s),
+                   " tokens/s, ", result.tflops, " TFLOPS (6N + 12LCT)");
+
+  if (!options.export_path.empty()) {
+    auto t = context.record.timings().scope("export");
+    fy::export_hf_gpt2(options.export_path, trainer.master(),
+                       options.export_dtype == "bf16" ? at::kBFloat16 : at::kFloat,
+                       {{"model", config.name}, {"produced_by", "sparsetrain fuyou finetune"}});
+    common::log_info("wrote ", options.export_path);
+  }
+}
+
+void add_finetune_command(CLI::App& fuyou) {
+  auto options = std::make_shared<FinetuneOptions>();
+  fy::TrainOptions& t = options->train;
+  CLI::App* sub = fuyou.add_subcommand(
+      "finetune", "Fine-tune a GPT in memory (CPU fp32 or CUDA bf16) on tokens or built-in text");
+  const std::string kModel = "Model and data";
+  sub->add_option("--model", options->model,
+                  "Preset (tiny, small, gpt2, gpt3-125m … gpt3-175b) or custom:L=..,C=..,H=..[,V=..][,T=..]")
+      ->group(kModel);
+  sub->add_option("--init", options->init, "Start from this Hugging Face GPT-2 safetensors file")
+      ->check(CLI::ExistingFile)
+      ->group(kModel);
+  sub->add_option("--data", options->data,
+                  "llm.c .bin token file or a text file (bytes); default: built-in text")
+      ->check(CLI::ExistingFile)
+      ->group(kModel);
+  sub->add_option("--valid-fraction", options->valid_fraction, "Tail of the data held out for validation")
+      ->group(kModel);
+  sub->add_option("--device", options->device, "Where to compute")
+      ->check(CLI::IsMember({"auto", "cpu", "cuda"}))
+      ->group(kModel);
+  const std::string kTrain = "Training";
+  sub->add_option("--steps", t.steps, "Optimizer steps")->group(kTrain);
+  sub->add_option("--micro-batch", t.micro_batch, "Sequences per forward/backward (B)")->group(kTrain);
+  sub->add_option("--seq", t.seq, "Tokens per sequence (T)")->group(kTrain);
+  sub->add_option("--accum", t.accum, "Micro-batches per optimizer step (K)")->group(kTrain);
+  sub->add_option("--lr", t.lr, "Peak learning rate")->group(kTrain);
+  sub->add_option("--warmup", t.warmup, "Linear warm-up steps, then cosine decay")->group(kTrain);
+  sub->add_option("--min-lr-ratio", t.min_lr_ratio, "Final learning rate as a fraction of --lr")
+      ->group(kTrain);
+  sub->add_option("--weight-decay", t.adam.weight_decay, "AdamW decoupled weight decay (matrices and embeddings)")
+      ->group(kTrain);
+  sub->add_option("--beta1", t.adam.beta1, "AdamW beta1")->group(kTrain);
+  sub->add_option("--beta2", t.adam.beta2, "AdamW beta2")->group(kTrain);
+  sub->add_option("--grad-clip", t.grad_clip, "Clip the global gradient norm (0 = off)")->group(kTrain);
+  sub->add_option("--eval-every", t.eval_every, "Validation every N steps (0 = only at the end)")
+      ->group(kTrain);
+  sub->add_option("--eval-batches", t.eval_batches, "Micro-batches per validation")->group(kTrain);
+  sub->add_option("--loss-chunk", t.loss_chunk_rows, "Rows of B·T per logits chunk (0 = ≤ 64 MiB)")
+      ->group(kTrain);
+  const std::string kOutput = "Output";
+  sub->add_option("--export", options->export_path,
+                  "Write the trained weights as Hugging Face GPT-2 safetensors")
+      ->group(kOutput);
+  sub->add_option("--export-dtype", options->export_dtype, "Precision of --export")
+      ->check(CLI::IsMember({"fp32", "bf16"}))
+      ->group(kOutput);
+  sub->footer(
+      "The loss is the mean next-token cross-entropy (nats); the built-in text starts near\n"
+      "log(256) = 5.545. TFLOPS count 6·N + 12·L·C·T FLOPs per token (model FLOPs).\n\n"
+      "Examples:\n"
+      "  sparsetrain fuyou finetune --model small --steps 300 --out run.json\n"
+      "  sparsetrain fuyou finetune --model gpt2 --init gpt2.safetensors --data train.bin "
+      "--seq 1024 --micro-batch 4 --accum 8 --lr 6e-5 --export tuned.safetensors");
+  set_command_runner(sub, [options](CommandContext& context) { run_finetune(*options, context); });
+}
+
+}  // namespace
 
 void add_fuyou_commands(CLI::App& app) {
   CLI::App* fuyou = app.add_subcommand("fuyou", "Fine-tune models larger than GPU and CPU memory from SSDs");
   fuyou->configurable();
+  add_describe_command(*fuyou);
+  add_finetune_command(*fuyou);
   add_fuyou_io_commands(*fuyou);
 }
 

@@ -1,0 +1,97 @@
+// The in-memory trainer behind `sparsetrain fuyou finetune`: every weight, gradient and Adam state
+// in RAM (or GPU memory for the compute copy), block-wise recompute from gpt_model.h, gradient
+// accumulation, global-norm clipping, and the fused CPU AdamW (cpu_adam.h) for the update.
+//  - CPU: fp32 compute; the fp32 master weights are the compute weights.
+//  - CUDA: bf16 compute weights on the GPU, fp32 gradient accumulators on the GPU; at each step
+//    the gradients go to the CPU, the fused AdamW updates the fp32 master and m, v there and writes
+//    bf16 weights in the same pass, which are copied back to the GPU (Fuyou's division of labour,
+//    without the SSD: that is the offloaded trainer's job).
+// Not the offloaded trainer: nothing here streams from SSDs or overlaps phases.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <utility>
+#include <vector>
+
+#include "common/timer.h"
+#include "fuyou/cpu_adam.h"
+#include "fuyou/gpt_weights.h"
+#include "fuyou/model_config.h"
+#include "fuyou/token_data.h"
+
+namespace sparsetrain::fuyou {
+
+enum class TrainDevice { kCpu, kCuda };
+
+struct TrainOptions {
+  std::int64_t steps = 200;       // optimizer steps
+  std::int64_t micro_batch = 8;   // B: sequences per forward/backward
+  std::int64_t seq = 128;         // T: tokens per sequence
+  std::int64_t accum = 1;         // K: micro-batches per optimizer step
+  double lr = 1e-3;               // peak learning rate
+  std::int64_t warmup = 0;        // steps of linear warm-up to lr
+  double min_lr_ratio = 0.1;      // cosine decay from lr to lr·min_lr_ratio at the last step
+  AdamWOptions adam{1e-3, 0.9, 0.95, 1e-8, 0.1};  // lr is overwritten per step by the schedule
+  double grad_clip = 1.0;         // global L2 norm; 0 = off
+  std::int64_t eval_every = 50;   // validation every N steps (and after the last); 0 = only at the end
+  std::int64_t eval_batches = 4;  // validation micro-batches per evaluation
+  std::uint64_t seed = 0;         // data order (model init is the caller's)
+  TrainDevice device = TrainDevice::kCpu;
+  std::int64_t loss_chunk_rows = 0;  // 0 = default_loss_chunk_rows
+  CpuIsa isa = CpuIsa::kAuto;
+};
+
+struct StepReport {
+  std::int64_t step = 0;      // 1-based
+  double loss = 0;            // mean training loss over the step's K micro-batches
+  double lr = 0;
+  double grad_norm = 0;       // before clipping
+  double tokens_per_s = 0;    // training tokens / training seconds so far (evaluation excluded)
+  double tflops = 0;          // tokens_per_s · train_flops_per_token(T) / 1e12
+  std::optional<double> val_loss;  // set on evaluation steps
+};
+
+struct TrainResult {
+  std::vector<double> losses;                                  // per step
+  std::vector<std::pair<std::int64_t, double>> val_losses;     // (step, loss); step 0 = before training
+  std::int64_t tokens = 0;                                     // training tokens processed
+  double train_seconds = 0;                                    // data + forward/backward + optimizer
+  double tokens_per_s = 0;
+  double tflops = 0;            // model FLOPs: 6·N + 12·L·C·T per token (ModelConfig)
+  double tflops_recompute = 0;  // hardware FLOPs with block recompute: 8·N + 16·L·C·T per token
+  common::PhaseTimes phases;    // "data", "forward_backward", "optimizer", "eval" (seconds)
+};
+
+class InMemoryTrainer {
+ public:
+  // initial: fp32 CPU weights for `config` (from init_gpt_weights or a checkpoint); taken over as
+  // the master copy. Throws UsageError for inconsistent options, EnvironmentError for CUDA without
+  // a device.
+  InMemoryTrainer(ModelConfig config, GptWeights initial, TrainOptions options);
+
+  // Runs options.steps steps; calls on_step after each. Throws RunError on a non-finite loss.
+  TrainResult train(const TokenData& train_data, const TokenData& valid_data,
+                    const std::function<void(const StepReport&)>& on_step = {});
+
+  // The fp32 master weights on the CPU (the trained model).
+  const GptWeights& master() const { return master_; }
+  // Learning rate at 1-based `step` (warm-up, then cosine).
+  double lr_at(std::int64_t step) const;
+
+ private:
+  double evaluate(const TokenData& valid_data);
+  void optimizer_step(std::int64_t step, double lr);
+
+  ModelConfig config_;
+  TrainOptions options_;
+  GptWeights master_;    // fp32 CPU
+  GptWeights m_, v_;     // fp32 CPU Adam moments
+  GptWeights compute_;   // CPU: aliases master_; CUDA: bf16 on the GPU
+  GptWeights grads_;     // fp32 accumulators beside compute_
+  GptWeights grads_cpu_; // CUDA only: fp32 CPU staging for the optimizer
+  GptWeights staged_;    // CUDA only: bf16 CPU weights written by the optimizer
+};
+
+}  // namespace sparsetrain::fuyou
