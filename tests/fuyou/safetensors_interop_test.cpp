@@ -1,6 +1,7 @@
 // safetensors interop with the Python `safetensors` package (the reference implementation): a file
-// it writes loads here bit for bit, and a file we write loads there. Both sides compute the expected
-// tensors with the same torch ops. Skips (77) without the venv's Python or its safetensors package.
+// it writes loads here bit for bit, and a file we write loads there. Both sides compute the
+// expected tensors with the same torch ops. Skips (77) without the venv's Python or its safetensors
+// package.
 #define DOCTEST_CONFIG_IMPLEMENT
 #include <ATen/ATen.h>
 #include <doctest/doctest.h>
