@@ -288,25 +288,25 @@ template <template <bool, OutKind> class Pick>
 KernelFn select(bool grad_bf16, OutKind out) {
   switch (out) {
     case OutKind::kNone:
-      return grad_bf16 ? Pick<true, OutKind::kNone>::fn : Pick<false, OutKind::kNone>::fn;
+      return grad_bf16 ? Pick<true, OutKind::kNone>::kFn : Pick<false, OutKind::kNone>::kFn;
     case OutKind::kFp32:
-      return grad_bf16 ? Pick<true, OutKind::kFp32>::fn : Pick<false, OutKind::kFp32>::fn;
+      return grad_bf16 ? Pick<true, OutKind::kFp32>::kFn : Pick<false, OutKind::kFp32>::kFn;
     case OutKind::kBf16:
-      return grad_bf16 ? Pick<true, OutKind::kBf16>::fn : Pick<false, OutKind::kBf16>::fn;
+      return grad_bf16 ? Pick<true, OutKind::kBf16>::kFn : Pick<false, OutKind::kBf16>::kFn;
   }
   return nullptr;
 }
 template <bool G, OutKind O>
 struct PickScalar {
-  static constexpr KernelFn fn = adamw_scalar<G, O>;
+  static constexpr KernelFn kFn = adamw_scalar<G, O>;
 };
 template <bool G, OutKind O>
 struct PickAvx2 {
-  static constexpr KernelFn fn = adamw_avx2<G, O>;
+  static constexpr KernelFn kFn = adamw_avx2<G, O>;
 };
 template <bool G, OutKind O>
 struct PickAvx512 {
-  static constexpr KernelFn fn = adamw_avx512<G, O>;
+  static constexpr KernelFn kFn = adamw_avx512<G, O>;
 };
 
 bool cpu_has(CpuIsa isa) {

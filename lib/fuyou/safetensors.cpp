@@ -18,7 +18,7 @@ namespace {
 
 constexpr std::uint64_t kMaxHeaderBytes = 100'000'000;  // the Rust reference's MAX_HEADER_SIZE
 constexpr const char* kMetadataKey = "__metadata__";
-const std::string kHint = "the file is not a valid safetensors file; re-export it";
+constexpr const char* kHint = "the file is not a valid safetensors file; re-export it";
 
 struct DtypeInfo {
   const char* name;  // as in the header: "BF16"
