@@ -22,7 +22,8 @@ InputFile::InputFile(std::string path) : path_(std::move(path)) {
   }
   if (!S_ISREG(st.st_mode)) {
     ::close(fd_);
-    throw common::UsageError("'" + path_ + "' is not a regular file", "pass a file, not a directory");
+    throw common::UsageError("'" + path_ + "' is not a regular file",
+                             "pass a file, not a directory");
   }
   size_ = static_cast<std::uint64_t>(st.st_size);
 }
@@ -42,8 +43,8 @@ void InputFile::read_exact(std::uint64_t offset, void* dst, std::size_t bytes) c
     }
     if (n == 0) {
       throw common::RunError("'" + path_ + "' ended after " + std::to_string(offset + done) +
-                                 " bytes while reading " + std::to_string(bytes) + " bytes at offset " +
-                                 std::to_string(offset),
+                                 " bytes while reading " + std::to_string(bytes) +
+                                 " bytes at offset " + std::to_string(offset),
                              "was the file truncated while being read?");
     }
     done += static_cast<std::size_t>(n);
@@ -72,8 +73,9 @@ void AtomicOutputFile::write(const void* data, std::size_t bytes) {
     const ssize_t n = ::write(fd_, in + done, bytes - done);
     if (n < 0) {
       if (errno == EINTR) continue;
-      common::throw_path_error("cannot write", path_, errno,
-                               errno == ENOSPC ? "free some space or choose another directory" : "");
+      common::throw_path_error(
+          "cannot write", path_, errno,
+          errno == ENOSPC ? "free some space or choose another directory" : "");
     }
     done += static_cast<std::size_t>(n);
   }

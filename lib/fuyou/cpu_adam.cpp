@@ -1,4 +1,5 @@
-// Fused CPU AdamW: scalar, AVX2 and AVX-512 bodies of one update pass, run-time dispatch, threading.
+// Fused CPU AdamW: scalar, AVX2 and AVX-512 bodies of one update pass, run-time dispatch,
+// threading.
 //
 // Bit-for-bit recipe of torch::optim::AdamW on fp32 tensors with ATen's vectorised CPU kernels
 // (checked against torch 2.11, AVX512 capability): every double scalar is rounded to fp32 first,
@@ -12,10 +13,11 @@
 // difference from torch: its fp32 sqrt goes through MKL's vector math and is 1 ulp off the
 // correctly rounded value for ~0.7% of inputs; ours is the hardware's correctly rounded sqrt.
 // Throughput: two divisions and a sqrt per element saturate the divider (~1.3 Gparam/s per core
-// on the development Xeon, in cache); at 2 threads the pass is memory-bound, so the weights go out
-// with non-temporal stores for large runs (SPARSETRAIN_ADAMW_NT=0 turns that off, for A/B runs). bf16 gradients
-// are widened exactly; bf16 weights are rounded to nearest-even as c10::BFloat16 does (NaN ->
-// 0x7FC0), in integer arithmetic so that subnormals survive (VCVTNEPS2BF16 would flush them).
+// on the development Xeon, in cache); at 2 threads the pass is memory-bound, so the weights go
+// out with non-temporal stores for large runs (SPARSETRAIN_ADAMW_NT=0 turns that off, for A/B
+// runs). bf16 gradients are widened exactly; bf16 weights are rounded to nearest-even as
+// c10::BFloat16 does (NaN -> 0x7FC0), in integer arithmetic so that subnormals survive
+// (VCVTNEPS2BF16 would flush them).
 #include "fuyou/cpu_adam.h"
 
 #include <ATen/Parallel.h>
@@ -40,12 +42,12 @@ namespace {
 
 // The per-step scalars, each rounded to fp32 as ATen rounds a double Scalar for an fp32 tensor.
 struct StepScalars {
-  float decay;            // 1 - lr * weight_decay
+  float decay;  // 1 - lr * weight_decay
   float beta1, one_minus_beta1;
   float beta2, one_minus_beta2;
-  float sqrt_bias2;       // sqrt(1 - beta2^step)
+  float sqrt_bias2;  // sqrt(1 - beta2^step)
   float eps;
-  float neg_step_size;    // -lr / (1 - beta1^step)
+  float neg_step_size;  // -lr / (1 - beta1^step)
 };
 
 enum class OutKind { kNone, kFp32, kBf16 };
@@ -105,7 +107,8 @@ bool stream_out(std::int64_t n, const void* out, std::uintptr_t alignment) {
 
 ST_AVX2 inline __m256 avx2_load_grad(const void* grad, std::int64_t i, bool bf16) {
   if (bf16) {
-    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const std::uint16_t*>(grad) + i));
+    const __m128i h = _mm_loadu_si128(
+        reinterpret_cast<const __m128i*>(static_cast<const std::uint16_t*>(grad) + i));
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
   }
   return _mm256_loadu_ps(static_cast<const float*>(grad) + i);
@@ -114,7 +117,8 @@ ST_AVX2 inline __m256 avx2_load_grad(const void* grad, std::int64_t i, bool bf16
 ST_AVX2 inline __m128i avx2_to_bf16(__m256 x) {
   const __m256i bits = _mm256_castps_si256(x);
   const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(bits, 16), _mm256_set1_epi32(1));
-  __m256i r = _mm256_srli_epi32(_mm256_add_epi32(bits, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7FFF))), 16);
+  __m256i r = _mm256_srli_epi32(
+      _mm256_add_epi32(bits, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7FFF))), 16);
   const __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(x, x, _CMP_UNORD_Q));
   r = _mm256_blendv_epi8(r, _mm256_set1_epi32(0x7FC0), nan);
   // Values fit 16 bits, so unsigned saturation packs them exactly.
@@ -134,7 +138,8 @@ ST_AVX2 void adamw_avx2_full(const StepScalars& s, std::int64_t n, float* p, flo
     const __m256 g = avx2_load_grad(grad, i, kGradBf16);
     const __m256 pd = _mm256_mul_ps(_mm256_loadu_ps(p + i), decay);
     const __m256 mi = _mm256_fmadd_ps(g, omb1, _mm256_mul_ps(_mm256_loadu_ps(m + i), beta1));
-    const __m256 vi = _mm256_fmadd_ps(_mm256_mul_ps(omb2, g), g, _mm256_mul_ps(_mm256_loadu_ps(v + i), beta2));
+    const __m256 vi =
+        _mm256_fmadd_ps(_mm256_mul_ps(omb2, g), g, _mm256_mul_ps(_mm256_loadu_ps(v + i), beta2));
     const __m256 denom = _mm256_add_ps(_mm256_div_ps(_mm256_sqrt_ps(vi), sqrt_bias2), eps);
     const __m256 pi = _mm256_add_ps(pd, _mm256_div_ps(_mm256_mul_ps(neg_step, mi), denom));
     _mm256_storeu_ps(p + i, pi);
@@ -157,7 +162,8 @@ template <int kWidth, typename Body>
 void run_tail(Body body, const StepScalars& s, std::int64_t rem, float* p, float* m, float* v,
               const void* grad, bool grad_bf16, void* out, OutKind out_kind) {
   if (rem == 0) return;
-  alignas(64) float tp[kWidth] = {}, tm[kWidth] = {}, tv[kWidth] = {}, tg[kWidth] = {}, tw[kWidth] = {};
+  alignas(64) float tp[kWidth] = {}, tm[kWidth] = {}, tv[kWidth] = {}, tg[kWidth] = {},
+                    tw[kWidth] = {};
   const std::size_t fbytes = static_cast<std::size_t>(rem) * 4;
   std::memcpy(tp, p, fbytes);
   std::memcpy(tm, m, fbytes);
@@ -167,7 +173,8 @@ void run_tail(Body body, const StepScalars& s, std::int64_t rem, float* p, float
   std::memcpy(p, tp, fbytes);
   std::memcpy(m, tm, fbytes);
   std::memcpy(v, tv, fbytes);
-  if (out_kind != OutKind::kNone) std::memcpy(out, tw, static_cast<std::size_t>(rem) * (out_kind == OutKind::kBf16 ? 2 : 4));
+  if (out_kind != OutKind::kNone)
+    std::memcpy(out, tw, static_cast<std::size_t>(rem) * (out_kind == OutKind::kBf16 ? 2 : 4));
 }
 
 template <bool kGradBf16, OutKind kOut>
@@ -186,7 +193,6 @@ void adamw_avx2(const StepScalars& s, std::int64_t n, float* p, float* m, float*
 
 #define ST_AVX512 __attribute__((target("avx512f,avx512bw")))
 
-
 template <bool kTail>
 ST_AVX512 inline __m512 avx512_load(const float* x, __mmask16 k) {
   return kTail ? _mm512_maskz_loadu_ps(k, x) : _mm512_loadu_ps(x);
@@ -202,8 +208,9 @@ ST_AVX512 inline void avx512_store(float* x, __m512 value, __mmask16 k) {
 
 template <bool kTail>
 ST_AVX512 inline __m512 avx512_load_bf16(const std::uint16_t* x, __mmask16 k) {
-  const __m256i h = kTail ? _mm512_castsi512_si256(_mm512_maskz_loadu_epi16(static_cast<__mmask32>(k), x))
-                          : _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x));
+  const __m256i h =
+      kTail ? _mm512_castsi512_si256(_mm512_maskz_loadu_epi16(static_cast<__mmask32>(k), x))
+            : _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x));
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
@@ -211,8 +218,10 @@ template <bool kTail>
 ST_AVX512 inline void avx512_store_bf16(std::uint16_t* x, __m512 value, __mmask16 k, bool stream) {
   const __m512i bits = _mm512_castps_si512(value);
   const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
-  __m512i r = _mm512_srli_epi32(_mm512_add_epi32(bits, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7FFF))), 16);
-  r = _mm512_mask_blend_epi32(_mm512_cmp_ps_mask(value, value, _CMP_UNORD_Q), r, _mm512_set1_epi32(0x7FC0));
+  __m512i r = _mm512_srli_epi32(
+      _mm512_add_epi32(bits, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7FFF))), 16);
+  r = _mm512_mask_blend_epi32(_mm512_cmp_ps_mask(value, value, _CMP_UNORD_Q), r,
+                              _mm512_set1_epi32(0x7FC0));
   const __m256i h = _mm512_cvtepi32_epi16(r);
   if (kTail) {
     _mm512_mask_storeu_epi16(x, static_cast<__mmask32>(k), _mm512_castsi256_si512(h));
@@ -226,16 +235,20 @@ ST_AVX512 inline void avx512_store_bf16(std::uint16_t* x, __m512 value, __mmask1
 template <bool kGradBf16, OutKind kOut, bool kTail>
 ST_AVX512 inline void avx512_block(const StepScalars& s, std::int64_t i, __mmask16 k, float* p,
                                    float* m, float* v, const void* grad, void* out, bool stream) {
-  const __m512 g = kGradBf16 ? avx512_load_bf16<kTail>(static_cast<const std::uint16_t*>(grad) + i, k)
-                             : avx512_load<kTail>(static_cast<const float*>(grad) + i, k);
+  const __m512 g = kGradBf16
+                       ? avx512_load_bf16<kTail>(static_cast<const std::uint16_t*>(grad) + i, k)
+                       : avx512_load<kTail>(static_cast<const float*>(grad) + i, k);
   const __m512 pd = _mm512_mul_ps(avx512_load<kTail>(p + i, k), _mm512_set1_ps(s.decay));
-  const __m512 mi = _mm512_fmadd_ps(g, _mm512_set1_ps(s.one_minus_beta1),
-                                    _mm512_mul_ps(avx512_load<kTail>(m + i, k), _mm512_set1_ps(s.beta1)));
-  const __m512 vi = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_set1_ps(s.one_minus_beta2), g), g,
-                                    _mm512_mul_ps(avx512_load<kTail>(v + i, k), _mm512_set1_ps(s.beta2)));
-  const __m512 denom = _mm512_add_ps(_mm512_div_ps(_mm512_sqrt_ps(vi), _mm512_set1_ps(s.sqrt_bias2)),
-                                     _mm512_set1_ps(s.eps));
-  const __m512 pi = _mm512_add_ps(pd, _mm512_div_ps(_mm512_mul_ps(_mm512_set1_ps(s.neg_step_size), mi), denom));
+  const __m512 mi =
+      _mm512_fmadd_ps(g, _mm512_set1_ps(s.one_minus_beta1),
+                      _mm512_mul_ps(avx512_load<kTail>(m + i, k), _mm512_set1_ps(s.beta1)));
+  const __m512 vi =
+      _mm512_fmadd_ps(_mm512_mul_ps(_mm512_set1_ps(s.one_minus_beta2), g), g,
+                      _mm512_mul_ps(avx512_load<kTail>(v + i, k), _mm512_set1_ps(s.beta2)));
+  const __m512 denom = _mm512_add_ps(
+      _mm512_div_ps(_mm512_sqrt_ps(vi), _mm512_set1_ps(s.sqrt_bias2)), _mm512_set1_ps(s.eps));
+  const __m512 pi =
+      _mm512_add_ps(pd, _mm512_div_ps(_mm512_mul_ps(_mm512_set1_ps(s.neg_step_size), mi), denom));
   avx512_store<kTail>(p + i, pi, k);
   avx512_store<kTail>(m + i, mi, k);
   avx512_store<kTail>(v + i, vi, k);
@@ -256,7 +269,8 @@ ST_AVX512 void adamw_avx512(const StepScalars& s, std::int64_t n, float* p, floa
                             const void* grad, void* out) {
   const bool stream = stream_out(n, out, kOut == OutKind::kBf16 ? 32 : 64);
   std::int64_t i = 0;
-  for (; i + 16 <= n; i += 16) avx512_block<kGradBf16, kOut, false>(s, i, 0xFFFF, p, m, v, grad, out, stream);
+  for (; i + 16 <= n; i += 16)
+    avx512_block<kGradBf16, kOut, false>(s, i, 0xFFFF, p, m, v, grad, out, stream);
   if (i < n) {
     const auto k = static_cast<__mmask16>((1u << (n - i)) - 1u);
     avx512_block<kGradBf16, kOut, true>(s, i, k, p, m, v, grad, out, stream);
@@ -267,27 +281,44 @@ ST_AVX512 void adamw_avx512(const StepScalars& s, std::int64_t n, float* p, floa
 // ---------------------------------------------------------------------------------------------
 // Dispatch.
 
-using KernelFn = void (*)(const StepScalars&, std::int64_t, float*, float*, float*, const void*, void*);
+using KernelFn = void (*)(const StepScalars&, std::int64_t, float*, float*, float*, const void*,
+                          void*);
 
 template <template <bool, OutKind> class Pick>
 KernelFn select(bool grad_bf16, OutKind out) {
   switch (out) {
-    case OutKind::kNone: return grad_bf16 ? Pick<true, OutKind::kNone>::fn : Pick<false, OutKind::kNone>::fn;
-    case OutKind::kFp32: return grad_bf16 ? Pick<true, OutKind::kFp32>::fn : Pick<false, OutKind::kFp32>::fn;
-    case OutKind::kBf16: return grad_bf16 ? Pick<true, OutKind::kBf16>::fn : Pick<false, OutKind::kBf16>::fn;
+    case OutKind::kNone:
+      return grad_bf16 ? Pick<true, OutKind::kNone>::kFn : Pick<false, OutKind::kNone>::kFn;
+    case OutKind::kFp32:
+      return grad_bf16 ? Pick<true, OutKind::kFp32>::kFn : Pick<false, OutKind::kFp32>::kFn;
+    case OutKind::kBf16:
+      return grad_bf16 ? Pick<true, OutKind::kBf16>::kFn : Pick<false, OutKind::kBf16>::kFn;
   }
   return nullptr;
 }
-template <bool G, OutKind O> struct PickScalar { static constexpr KernelFn fn = adamw_scalar<G, O>; };
-template <bool G, OutKind O> struct PickAvx2 { static constexpr KernelFn fn = adamw_avx2<G, O>; };
-template <bool G, OutKind O> struct PickAvx512 { static constexpr KernelFn fn = adamw_avx512<G, O>; };
+template <bool G, OutKind O>
+struct PickScalar {
+  static constexpr KernelFn kFn = adamw_scalar<G, O>;
+};
+template <bool G, OutKind O>
+struct PickAvx2 {
+  static constexpr KernelFn kFn = adamw_avx2<G, O>;
+};
+template <bool G, OutKind O>
+struct PickAvx512 {
+  static constexpr KernelFn kFn = adamw_avx512<G, O>;
+};
 
 bool cpu_has(CpuIsa isa) {
   switch (isa) {
-    case CpuIsa::kScalar: return true;
-    case CpuIsa::kAvx2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    case CpuIsa::kAvx512: return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
-    case CpuIsa::kAuto: return true;
+    case CpuIsa::kScalar:
+      return true;
+    case CpuIsa::kAvx2:
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case CpuIsa::kAvx512:
+      return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
+    case CpuIsa::kAuto:
+      return true;
   }
   return false;
 }
@@ -301,16 +332,20 @@ void check_options(const AdamWOptions& o, std::int64_t step, std::int64_t n) {
   const auto bad = [](const std::string& what, const std::string& hint) {
     throw common::UsageError("AdamW: " + what, hint);
   };
-  if (!(o.lr >= 0)) bad("learning rate " + std::to_string(o.lr) + " is negative or NaN", "pass lr >= 0");
+  if (!(o.lr >= 0))
+    bad("learning rate " + std::to_string(o.lr) + " is negative or NaN", "pass lr >= 0");
   if (!(o.beta1 >= 0 && o.beta1 < 1) || !(o.beta2 >= 0 && o.beta2 < 1)) {
     bad("betas (" + std::to_string(o.beta1) + ", " + std::to_string(o.beta2) + ") outside [0, 1)",
         "the usual values are 0.9 and 0.95 or 0.999");
   }
-  if (!(o.eps >= 0)) bad("eps " + std::to_string(o.eps) + " is negative or NaN", "pass eps >= 0, e.g. 1e-8");
+  if (!(o.eps >= 0))
+    bad("eps " + std::to_string(o.eps) + " is negative or NaN", "pass eps >= 0, e.g. 1e-8");
   if (!(o.weight_decay >= 0)) {
-    bad("weight decay " + std::to_string(o.weight_decay) + " is negative or NaN", "pass weight_decay >= 0");
+    bad("weight decay " + std::to_string(o.weight_decay) + " is negative or NaN",
+        "pass weight_decay >= 0");
   }
-  if (step < 1) bad("step " + std::to_string(step) + " is not a 1-based step count", "count steps from 1");
+  if (step < 1)
+    bad("step " + std::to_string(step) + " is not a 1-based step count", "count steps from 1");
   if (n < 0) bad("negative element count " + std::to_string(n), "pass n >= 0");
 }
 
@@ -324,10 +359,14 @@ CpuIsa detect_cpu_isa() {
 
 const char* cpu_isa_name(CpuIsa isa) {
   switch (isa) {
-    case CpuIsa::kAuto: return "auto";
-    case CpuIsa::kScalar: return "scalar";
-    case CpuIsa::kAvx2: return "avx2";
-    case CpuIsa::kAvx512: return "avx512";
+    case CpuIsa::kAuto:
+      return "auto";
+    case CpuIsa::kScalar:
+      return "scalar";
+    case CpuIsa::kAvx2:
+      return "avx2";
+    case CpuIsa::kAvx512:
+      return "avx512";
   }
   return "?";
 }
@@ -338,16 +377,20 @@ void adamw_step_raw(const AdamWOptions& options, std::int64_t step, std::int64_t
   check_options(options, step, n);
   if (isa == CpuIsa::kAuto) isa = detect_cpu_isa();
   if (!cpu_has(isa)) {
-    throw common::UsageError(std::string("AdamW: this CPU lacks the ") + cpu_isa_name(isa) + " instructions",
-                             std::string("use auto (here: ") + cpu_isa_name(detect_cpu_isa()) + ")");
+    throw common::UsageError(
+        std::string("AdamW: this CPU lacks the ") + cpu_isa_name(isa) + " instructions",
+        std::string("use auto (here: ") + cpu_isa_name(detect_cpu_isa()) + ")");
   }
   if (n == 0) return;
   const double bias1 = 1.0 - std::pow(options.beta1, static_cast<double>(step));
   const double bias2 = 1.0 - std::pow(options.beta2, static_cast<double>(step));
   const StepScalars s{static_cast<float>(1.0 - options.lr * options.weight_decay),
-                      static_cast<float>(options.beta1), static_cast<float>(1.0 - options.beta1),
-                      static_cast<float>(options.beta2), static_cast<float>(1.0 - options.beta2),
-                      static_cast<float>(std::sqrt(bias2)), static_cast<float>(options.eps),
+                      static_cast<float>(options.beta1),
+                      static_cast<float>(1.0 - options.beta1),
+                      static_cast<float>(options.beta2),
+                      static_cast<float>(1.0 - options.beta2),
+                      static_cast<float>(std::sqrt(bias2)),
+                      static_cast<float>(options.eps),
                       static_cast<float>(-(options.lr / bias1))};
   const OutKind out_kind = weights_out == nullptr ? OutKind::kNone
                            : weights_bf16         ? OutKind::kBf16
@@ -361,7 +404,8 @@ void adamw_step_raw(const AdamWOptions& options, std::int64_t step, std::int64_t
   at::parallel_for(0, blocks, kMinBlocksPerTask, [&](std::int64_t b0, std::int64_t b1) {
     const std::int64_t i0 = b0 * kBlockElems;
     const std::int64_t i1 = std::min(n, b1 * kBlockElems);
-    kernel(s, i1 - i0, master + i0, m + i0, v + i0, static_cast<const char*>(grad) + i0 * grad_bytes,
+    kernel(s, i1 - i0, master + i0, m + i0, v + i0,
+           static_cast<const char*>(grad) + i0 * grad_bytes,
            weights_out == nullptr ? nullptr : static_cast<char*>(weights_out) + i0 * out_bytes);
   });
 }
@@ -369,8 +413,9 @@ void adamw_step_raw(const AdamWOptions& options, std::int64_t step, std::int64_t
 void adamw_step(const AdamWOptions& options, std::int64_t step, at::Tensor& master, at::Tensor& m,
                 at::Tensor& v, const at::Tensor& grad, at::Tensor* weights_out, CpuIsa isa) {
   const auto check_fp32 = [&](const at::Tensor& t, const char* name) {
-    TORCH_CHECK(t.defined() && t.device().is_cpu() && t.scalar_type() == at::kFloat && t.is_contiguous(),
-                "adamw_step: ", name, " must be a contiguous fp32 CPU tensor");
+    TORCH_CHECK(
+        t.defined() && t.device().is_cpu() && t.scalar_type() == at::kFloat && t.is_contiguous(),
+        "adamw_step: ", name, " must be a contiguous fp32 CPU tensor");
     TORCH_CHECK(t.sizes() == master.sizes(), "adamw_step: ", name, " has shape ", t.sizes(),
                 ", master has ", master.sizes());
   };

@@ -1,9 +1,9 @@
 // Fused AdamW for the CPU: one pass over fp32 master weights and fp32 Adam moments m, v that reads
 // gradients in compute precision (fp32 or bf16) and writes the new compute-precision weights in the
 // same pass. Semantics exactly those of torch::optim::AdamW (decoupled weight decay, bias
-// correction with the 1-based step). Vectorised with AVX-512, AVX2 or scalar code chosen at run time
-// (or forced, for tests), multi-threaded over chunks. Not an autograd optimizer: callers own the
-// buffers (the offloaded trainer streams them from the SSD store).
+// correction with the 1-based step). Vectorised with AVX-512, AVX2 or scalar code chosen at run
+// time (or forced, for tests), multi-threaded over chunks. Not an autograd optimizer: callers own
+// the buffers (the offloaded trainer streams them from the SSD store).
 //
 // Exactness: m and v equal torch::optim::AdamW's bit for bit and every ISA gives the same bits;
 // the parameters differ from torch only where torch's MKL sqrt is 1 ulp off (see cpu_adam.cpp),

@@ -2,9 +2,9 @@
 
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
-#include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <nlohmann/json.hpp>
 #include <vector>
 
 #include "common/error.h"
@@ -18,7 +18,7 @@ namespace {
 
 constexpr std::uint64_t kMaxHeaderBytes = 100'000'000;  // the Rust reference's MAX_HEADER_SIZE
 constexpr const char* kMetadataKey = "__metadata__";
-const std::string kHint = "the file is not a valid safetensors file; re-export it";
+constexpr const char* kHint = "the file is not a valid safetensors file; re-export it";
 
 struct DtypeInfo {
   const char* name;  // as in the header: "BF16"
@@ -79,24 +79,30 @@ Entry parse_entry(const std::string& path, const std::string& name, const nlohma
   if (!dtype.is_string()) fail_tensor(path, name, "has a dtype that is not a string");
   entry.dtype = find_dtype(dtype.get<std::string>());
   if (entry.dtype == nullptr) {
-    fail_tensor(path, name,
-                "has dtype '" + dtype.get<std::string>() + "'; only BF16, F16 and F32 are supported");
+    fail_tensor(
+        path, name,
+        "has dtype '" + dtype.get<std::string>() + "'; only BF16, F16 and F32 are supported");
   }
   const auto& shape = value["shape"];
   if (!shape.is_array()) fail_tensor(path, name, "has a shape that is not an array");
   std::uint64_t numel = 1;
   for (const auto& dim : shape) {
-    if (!dim.is_number_unsigned() || dim.get<std::uint64_t>() > static_cast<std::uint64_t>(INT64_MAX)) {
-      fail_tensor(path, name, "has shape " + shape.dump() + " with a dimension that is not a non-negative integer");
+    if (!dim.is_number_unsigned() ||
+        dim.get<std::uint64_t>() > static_cast<std::uint64_t>(INT64_MAX)) {
+      fail_tensor(
+          path, name,
+          "has shape " + shape.dump() + " with a dimension that is not a non-negative integer");
     }
     const std::uint64_t d = dim.get<std::uint64_t>();
-    if (__builtin_mul_overflow(numel, d, &numel)) fail_tensor(path, name, "has shape " + shape.dump() + " that overflows");
+    if (__builtin_mul_overflow(numel, d, &numel))
+      fail_tensor(path, name, "has shape " + shape.dump() + " that overflows");
     entry.shape.push_back(static_cast<std::int64_t>(d));
   }
   const auto& offsets = value["data_offsets"];
   if (!offsets.is_array() || offsets.size() != 2 || !offsets[0].is_number_unsigned() ||
       !offsets[1].is_number_unsigned()) {
-    fail_tensor(path, name, "has data_offsets " + offsets.dump() + ", not two non-negative integers");
+    fail_tensor(path, name,
+                "has data_offsets " + offsets.dump() + ", not two non-negative integers");
   }
   entry.begin = offsets[0].get<std::uint64_t>();
   entry.end = offsets[1].get<std::uint64_t>();
@@ -104,23 +110,28 @@ Entry parse_entry(const std::string& path, const std::string& name, const nlohma
     fail_tensor(path, name, "has reversed data_offsets " + offsets_text(entry.begin, entry.end));
   }
   std::uint64_t bytes = 0;
-  if (__builtin_mul_overflow(numel, entry.dtype->bytes, &bytes) || bytes != entry.end - entry.begin) {
+  if (__builtin_mul_overflow(numel, entry.dtype->bytes, &bytes) ||
+      bytes != entry.end - entry.begin) {
     fail_tensor(path, name,
-                "has shape " + shape.dump() + " of " + entry.dtype->name + " (" + std::to_string(numel) +
-                    " elements) but data_offsets " + offsets_text(entry.begin, entry.end) + " span " +
+                "has shape " + shape.dump() + " of " + entry.dtype->name + " (" +
+                    std::to_string(numel) + " elements) but data_offsets " +
+                    offsets_text(entry.begin, entry.end) + " span " +
                     std::to_string(entry.end - entry.begin) + " bytes");
   }
   if (entry.begin % entry.dtype->bytes != 0) {
     fail_tensor(path, name,
-                "has data_offsets " + offsets_text(entry.begin, entry.end) + " misaligned for its " +
-                    std::to_string(entry.dtype->bytes) + "-byte " + entry.dtype->name + " elements");
+                "has data_offsets " + offsets_text(entry.begin, entry.end) +
+                    " misaligned for its " + std::to_string(entry.dtype->bytes) + "-byte " +
+                    entry.dtype->name + " elements");
   }
   return entry;
 }
 
 Header read_header(const InputFile& file) {
   const std::string& path = file.path();
-  if (file.size() < 8) fail(path, "has " + std::to_string(file.size()) + " bytes, too short for the 8-byte header length");
+  if (file.size() < 8)
+    fail(path,
+         "has " + std::to_string(file.size()) + " bytes, too short for the 8-byte header length");
   unsigned char length_bytes[8];
   file.read_exact(0, length_bytes, 8);
   std::uint64_t header_bytes = 0;
@@ -148,7 +159,8 @@ Header read_header(const InputFile& file) {
     if (name == kMetadataKey) {
       if (!value.is_object()) fail(path, "\"__metadata__\" is not an object of strings");
       for (const auto& [key, text_value] : value.items()) {
-        if (!text_value.is_string()) fail(path, "\"__metadata__\" entry '" + key + "' is not a string");
+        if (!text_value.is_string())
+          fail(path, "\"__metadata__\" entry '" + key + "' is not a string");
         header.metadata[key] = text_value.get<std::string>();
       }
       continue;
@@ -170,8 +182,9 @@ Header read_header(const InputFile& file) {
     }
     if (entry.begin < covered) {
       fail_tensor(path, entry.name,
-                  "has data_offsets " + offsets_text(entry.begin, entry.end) + " overlapping tensor '" +
-                      previous->name + "' " + offsets_text(previous->begin, previous->end));
+                  "has data_offsets " + offsets_text(entry.begin, entry.end) +
+                      " overlapping tensor '" + previous->name + "' " +
+                      offsets_text(previous->begin, previous->end));
     }
     if (entry.begin > covered) {
       fail_tensor(path, entry.name,
@@ -182,7 +195,8 @@ Header read_header(const InputFile& file) {
     previous = &entry;
   }
   if (covered != data_bytes) {
-    fail(path, "has " + std::to_string(data_bytes - covered) + " bytes of data after the last tensor");
+    fail(path,
+         "has " + std::to_string(data_bytes - covered) + " bytes of data after the last tensor");
   }
   return header;
 }
@@ -223,13 +237,14 @@ void write_safetensors(const std::string& path, const TensorMap& tensors,
     }
     if (!tensor.defined()) throw common::UsageError(where + "it is undefined");
     if (!tensor.device().is_cpu()) {
-      throw common::UsageError(where + "it is on " + tensor.device().str(), "move it to the CPU first");
+      throw common::UsageError(where + "it is on " + tensor.device().str(),
+                               "move it to the CPU first");
     }
     const DtypeInfo* dtype = find_dtype(tensor.scalar_type());
     if (dtype == nullptr) {
-      throw common::UsageError(where + "dtype " + std::string(c10::toString(tensor.scalar_type())) +
-                                   " is not supported",
-                               "convert it to bf16, fp16 or fp32");
+      throw common::UsageError(
+          where + "dtype " + std::string(c10::toString(tensor.scalar_type())) + " is not supported",
+          "convert it to bf16, fp16 or fp32");
     }
     items.push_back({&name, tensor.contiguous(), dtype});
   }
@@ -250,13 +265,15 @@ void write_safetensors(const std::string& path, const TensorMap& tensors,
   std::string header = json.dump();
   header.append((8 - header.size() % 8) % 8, ' ');
   unsigned char length_bytes[8];
-  for (int i = 0; i < 8; ++i) length_bytes[i] = static_cast<unsigned char>(header.size() >> (8 * i));
+  for (int i = 0; i < 8; ++i)
+    length_bytes[i] = static_cast<unsigned char>(header.size() >> (8 * i));
 
   AtomicOutputFile out(path);
   out.write(length_bytes, 8);
   out.write(header.data(), header.size());
   for (const Item& item : items) {
-    out.write(item.tensor.data_ptr(), static_cast<std::size_t>(item.tensor.numel()) * item.dtype->bytes);
+    out.write(item.tensor.data_ptr(),
+              static_cast<std::size_t>(item.tensor.numel()) * item.dtype->bytes);
   }
   out.commit();
 }

@@ -1,5 +1,5 @@
-// safetensors files (https://github.com/huggingface/safetensors format): 8-byte little-endian header
-// length, a JSON header mapping tensor name -> {dtype, shape, data_offsets} (plus optional
+// safetensors files (https://github.com/huggingface/safetensors format): 8-byte little-endian
+// header length, a JSON header mapping tensor name -> {dtype, shape, data_offsets} (plus optional
 // "__metadata__"), then the raw little-endian bytes. We read and write bf16, fp16 and fp32 (and
 // refuse anything else), and refuse malformed headers, overlapping or out-of-range offsets with a
 // UsageError naming the file and the tensor.

@@ -47,7 +47,8 @@ TokenData::TokenData(std::vector<std::uint16_t> tokens, std::string source)
 
 TokenData TokenData::from_llmc_bin(const std::string& path) {
   InputFile file(path);
-  const std::string hint = "expected an llm.c token file (dev/data/*.py in karpathy/llm.c write them)";
+  const std::string hint =
+      "expected an llm.c token file (dev/data/*.py in karpathy/llm.c write them)";
   if (file.size() < static_cast<std::uint64_t>(kLlmcHeaderBytes)) {
     throw common::UsageError("token file '" + path + "' has " + std::to_string(file.size()) +
                                  " bytes, less than the 1024-byte llm.c header",
@@ -66,11 +67,13 @@ TokenData TokenData::from_llmc_bin(const std::string& path) {
                              "version 2 files hold uint32 Llama 3 tokens; re-tokenise with GPT-2");
   }
   const std::int64_t count = header[2];
-  const std::uint64_t expected = kLlmcHeaderBytes + 2 * static_cast<std::uint64_t>(std::max<std::int64_t>(count, 0));
+  const std::uint64_t expected =
+      kLlmcHeaderBytes + 2 * static_cast<std::uint64_t>(std::max<std::int64_t>(count, 0));
   if (count <= 0 || file.size() != expected) {
     throw common::UsageError("token file '" + path + "' header says " + std::to_string(count) +
-                                 " tokens (" + std::to_string(expected) + " bytes) but the file has " +
-                                 std::to_string(file.size()) + " bytes",
+                                 " tokens (" + std::to_string(expected) +
+                                 " bytes) but the file has " + std::to_string(file.size()) +
+                                 " bytes",
                              "the file is truncated or not an llm.c version 1 token file");
   }
   std::vector<std::uint16_t> tokens(static_cast<std::size_t>(count));
@@ -116,12 +119,13 @@ void TokenData::write_llmc_bin(const std::string& path) const {
 
 std::pair<TokenData, TokenData> TokenData::split(double valid_fraction) const {
   if (!(valid_fraction >= 0.0 && valid_fraction < 1.0)) {
-    throw common::UsageError("validation fraction " + std::to_string(valid_fraction) +
-                                 " is outside [0, 1)",
-                             "pass e.g. 0.1 to hold out the last 10% of the tokens");
+    throw common::UsageError(
+        "validation fraction " + std::to_string(valid_fraction) + " is outside [0, 1)",
+        "pass e.g. 0.1 to hold out the last 10% of the tokens");
   }
   const auto n = static_cast<std::int64_t>(tokens_.size());
-  const auto n_valid = static_cast<std::int64_t>(std::llround(static_cast<double>(n) * valid_fraction));
+  const auto n_valid =
+      static_cast<std::int64_t>(std::llround(static_cast<double>(n) * valid_fraction));
   const auto cut = tokens_.begin() + (n - n_valid);
   return {TokenData({tokens_.begin(), cut}, source_ + " (train)"),
           TokenData({cut, tokens_.end()}, source_ + " (valid)")};
@@ -131,13 +135,14 @@ std::pair<at::Tensor, at::Tensor> TokenData::batch(std::uint64_t seed, std::int6
                                                    std::int64_t batch, std::int64_t seq) const {
   if (batch < 1 || seq < 1 || index < 0) {
     throw common::UsageError("batch " + std::to_string(batch) + " x seq " + std::to_string(seq) +
-                                 " at index " + std::to_string(index) + " is not a valid window request",
+                                 " at index " + std::to_string(index) +
+                                 " is not a valid window request",
                              "batch and seq must be at least 1, index at least 0");
   }
   const auto n = static_cast<std::int64_t>(tokens_.size());
   if (n < seq + 1) {
-    throw common::UsageError(source_ + " has " + std::to_string(n) + " tokens, fewer than seq + 1 = " +
-                                 std::to_string(seq + 1),
+    throw common::UsageError(source_ + " has " + std::to_string(n) +
+                                 " tokens, fewer than seq + 1 = " + std::to_string(seq + 1),
                              "use a shorter --seq, more data, or a smaller validation fraction");
   }
   const auto starts = static_cast<std::uint64_t>(n - seq);  // valid window starts: [0, n - seq)
@@ -147,7 +152,8 @@ std::pair<at::Tensor, at::Tensor> TokenData::batch(std::uint64_t seed, std::int6
   auto* tg = targets.data_ptr<std::int64_t>();  // [batch, seq]
   const std::uint64_t batch_key = mix64(mix64(seed) ^ static_cast<std::uint64_t>(index));
   for (std::int64_t r = 0; r < batch; ++r) {
-    const std::uint64_t start = draw_below(mix64(batch_key + static_cast<std::uint64_t>(r)), starts);
+    const std::uint64_t start =
+        draw_below(mix64(batch_key + static_cast<std::uint64_t>(r)), starts);
     const std::uint16_t* window = tokens_.data() + start;
     for (std::int64_t j = 0; j < seq; ++j) {
       in[r * seq + j] = window[j];

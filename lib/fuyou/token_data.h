@@ -43,8 +43,8 @@ class TokenData {
   // one. Row r starts at a position drawn uniformly from [0, size - seq - 1] by a counter-based
   // hash of (seed, index, r), so the same (seed, index) always gives the same batch on every
   // machine and thread count; throws UsageError when the data has fewer than seq + 1 tokens.
-  std::pair<at::Tensor, at::Tensor> batch(std::uint64_t seed, std::int64_t index, std::int64_t batch,
-                                          std::int64_t seq) const;
+  std::pair<at::Tensor, at::Tensor> batch(std::uint64_t seed, std::int64_t index,
+                                          std::int64_t batch, std::int64_t seq) const;
 
  private:
   TokenData(std::vector<std::uint16_t> tokens, std::string source);

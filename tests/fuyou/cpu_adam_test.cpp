@@ -1,5 +1,7 @@
 // CPU AdamW kernel against torch::optim::AdamW (100 steps, odd sizes, every ISA this CPU has), bf16
 // gradient and weight paths against torch's own conversions, and the ISAs against each other.
+#include "fuyou/cpu_adam.h"
+
 #include <doctest/doctest.h>
 #include <torch/torch.h>
 
@@ -7,7 +9,6 @@
 #include <limits>
 #include <vector>
 
-#include "fuyou/cpu_adam.h"
 #include "test_util.h"
 
 using namespace sparsetrain::fuyou;
@@ -19,7 +20,8 @@ const CpuIsa kIsas[] = {CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512};
 // Whether the CPU has `isa` (forcing one it lacks must be a UsageError).
 bool cpu_runs(CpuIsa isa) {
   if (isa == CpuIsa::kScalar) return true;
-  return isa == CpuIsa::kAvx2 ? detect_cpu_isa() != CpuIsa::kScalar : detect_cpu_isa() == CpuIsa::kAvx512;
+  return isa == CpuIsa::kAvx2 ? detect_cpu_isa() != CpuIsa::kScalar
+                              : detect_cpu_isa() == CpuIsa::kAvx512;
 }
 
 // max |a - b| / max |b| (the max-norm relative difference), and how many elements differ in bits.
@@ -71,15 +73,15 @@ TEST_CASE("after 100 steps every ISA gives torch::optim::AdamW's parameters and 
     // Reference: torch's optimizer on a leaf tensor whose .grad we set each step.
     torch::Tensor ref = init.clone().requires_grad_(true);
     torch::optim::AdamW adamw({ref}, torch::optim::AdamWOptions(options.lr)
-                                          .betas({options.beta1, options.beta2})
-                                          .eps(options.eps)
-                                          .weight_decay(options.weight_decay));
+                                         .betas({options.beta1, options.beta2})
+                                         .eps(options.eps)
+                                         .weight_decay(options.weight_decay));
     for (int t = 1; t <= 100; ++t) {
       ref.mutable_grad() = step_grad(bank, t);
       adamw.step();
     }
-    auto& state = static_cast<torch::optim::AdamWParamState&>(
-        *adamw.state().at(ref.unsafeGetTensorImpl()));
+    auto& state =
+        static_cast<torch::optim::AdamWParamState&>(*adamw.state().at(ref.unsafeGetTensorImpl()));
 
     for (CpuIsa isa : kIsas) {
       INFO("isa " << std::string(cpu_isa_name(isa)));
@@ -95,14 +97,15 @@ TEST_CASE("after 100 steps every ISA gives torch::optim::AdamW's parameters and 
       const Diff dm = compare(m, state.exp_avg());
       const Diff dv = compare(v, state.exp_avg_sq());
       INFO("max-norm relative difference: params " << dp.max_rel << " (" << dp.bits_differ
-                                                << " elements not bit-equal), m " << dm.max_rel
-                                                << ", v " << dv.max_rel);
+                                                   << " elements not bit-equal), m " << dm.max_rel
+                                                   << ", v " << dv.max_rel);
       CHECK(dp.max_rel <= 1e-6);
       CHECK(dm.bits_differ == 0);
       CHECK(dv.bits_differ == 0);
       if (n > 1000) {
-        MESSAGE(std::string(cpu_isa_name(isa)) << " n=" << n << ": max-norm relative difference to torch "
-                                  << dp.max_rel << ", " << dp.bits_differ << " params not bit-equal");
+        MESSAGE(std::string(cpu_isa_name(isa))
+                << " n=" << n << ": max-norm relative difference to torch " << dp.max_rel << ", "
+                << dp.bits_differ << " params not bit-equal");
       }
     }
   }
@@ -132,7 +135,8 @@ TEST_CASE("bf16 gradients give the same step as the same gradients widened to fp
   }
 }
 
-TEST_CASE("the weights written in the same pass are the new master, rounded to bf16 as torch does") {
+TEST_CASE(
+    "the weights written in the same pass are the new master, rounded to bf16 as torch does") {
   // lr = 0 and zero moments leave the master unchanged, so chosen bit patterns reach the rounding:
   // ties to even in both directions, subnormals, overflow to infinity, infinities, signed zeros.
   const std::vector<std::uint32_t> patterns = {
@@ -172,7 +176,7 @@ TEST_CASE("every ISA, gradient type, output type, size and thread count gives th
                              /*weight_decay=*/0.05};
   std::vector<std::int64_t> sizes;
   for (std::int64_t n = 1; n <= 40; ++n) sizes.push_back(n);
-  sizes.push_back(16384 * 5 + 7);  // several blocks, so two threads share the work
+  sizes.push_back(16384 * 5 + 7);               // several blocks, so two threads share the work
   sizes.push_back((1 << 21) + (1 << 18) + 37);  // > 2^20 per thread: non-temporal weight stores
   const int threads = at::get_num_threads();
   for (std::int64_t n : sizes) {
@@ -196,7 +200,8 @@ TEST_CASE("every ISA, gradient type, output type, size and thread count gives th
           if (nthreads == 1) {
             CHECK(torch::equal(w32.view(torch::kInt), p.view(torch::kInt)));
           } else {
-            CHECK(torch::equal(w16.view(torch::kShort), p.to(torch::kBFloat16).view(torch::kShort)));
+            CHECK(
+                torch::equal(w16.view(torch::kShort), p.to(torch::kBFloat16).view(torch::kShort)));
           }
           if (!want_p.defined()) {
             want_p = p, want_m = m, want_v = v;
@@ -221,10 +226,12 @@ TEST_CASE("bad hyperparameters, step counts and tensors are refused") {
   fuyou_test::check_usage_error([&] { adamw_step(bad, 1, p, m, v, g, nullptr); }, {"betas"});
   bad = {};
   bad.lr = -1;
-  fuyou_test::check_usage_error([&] { adamw_step(bad, 1, p, m, v, g, nullptr); }, {"learning rate"});
+  fuyou_test::check_usage_error([&] { adamw_step(bad, 1, p, m, v, g, nullptr); },
+                                {"learning rate"});
   torch::Tensor short_m = torch::zeros({3});
   CHECK_THROWS_AS(adamw_step({}, 1, p, short_m, v, g, nullptr), c10::Error);
-  CHECK_THROWS_AS(adamw_step({}, 1, p, m, v, torch::zeros({4}, torch::kDouble), nullptr), c10::Error);
+  CHECK_THROWS_AS(adamw_step({}, 1, p, m, v, torch::zeros({4}, torch::kDouble), nullptr),
+                  c10::Error);
   torch::Tensor strided = torch::zeros({8}).slice(0, 0, 8, 2);
   CHECK_THROWS_AS(adamw_step({}, 1, strided, m, v, g, nullptr), c10::Error);
   CHECK(std::string(cpu_isa_name(detect_cpu_isa())) != "auto");

@@ -1,5 +1,5 @@
-// Helpers shared by the fuyou tests: scratch directories, raw file writing, and checking that a call
-// throws a UsageError whose message names what it should.
+// Helpers shared by the fuyou tests: scratch directories, raw file writing, and checking that a
+// call throws a UsageError whose message names what it should.
 #pragma once
 
 #include <doctest/doctest.h>
@@ -18,7 +18,8 @@ namespace fs = std::filesystem;
 
 // An empty directory under /tmp unique to this process and `name`.
 inline fs::path fresh_dir(const std::string& name) {
-  fs::path dir = fs::temp_directory_path() / ("st-fuyou-" + name + "-" + std::to_string(::getpid()));
+  fs::path dir =
+      fs::temp_directory_path() / ("st-fuyou-" + name + "-" + std::to_string(::getpid()));
   fs::remove_all(dir);
   fs::create_directories(dir);
   return dir;

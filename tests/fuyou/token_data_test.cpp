@@ -1,5 +1,7 @@
 // TokenData: llm.c .bin files built byte by byte here (the layout of llm.c's write_datafile), the
 // byte tokenizer, the split, and the statistics and determinism of batch sampling.
+#include "fuyou/token_data.h"
+
 #include <ATen/ATen.h>
 #include <doctest/doctest.h>
 
@@ -8,7 +10,6 @@
 #include <map>
 #include <set>
 
-#include "fuyou/token_data.h"
 #include "test_util.h"
 
 using sparsetrain::fuyou::TokenData;
@@ -16,7 +17,8 @@ using namespace fuyou_test;
 
 namespace {
 
-// An llm.c file by hand: 256 little-endian int32 words (magic, version, count, zeros), uint16 tokens.
+// An llm.c file by hand: 256 little-endian int32 words (magic, version, count, zeros), uint16
+// tokens.
 std::string llmc_bytes(std::int32_t magic, std::int32_t version, std::int32_t count,
                        const std::vector<std::uint16_t>& tokens) {
   std::string bytes(1024 + 2 * tokens.size(), '\0');
