@@ -124,8 +124,9 @@ int main(int argc, char** argv) {
       "Exit codes: 0 ok, 1 run failed, 2 usage or config error (nothing run), 3 environment\n"
       "unavailable (CUDA, io_uring, O_DIRECT), 70 internal bug, 130 interrupted.\n\n"
       "Examples:\n"
-      "  sparsetrain env --dir /mnt/nvme --out env.json\n"
-      "  sparsetrain --version");
+      "  sparsetrain teddy prune --graph ../shared/data/cora --levels paper --out-graph cora-levels --out prune.json\n"
+      "  sparsetrain fuyou finetune --model small --steps 400 --out finetune.json\n"
+      "  sparsetrain env --dir /mnt/nvme --out env.json");
 
   st::cli::add_env_command(app);
   st::cli::add_graph_commands(app);
