@@ -7,28 +7,15 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "process.h"
+#include "cli_support.h"
 
 using sparsetrain::test::run_sparsetrain;
 namespace fs = std::filesystem;
+using sparsetrain::test::read_json;
 
 namespace {
 
-fs::path scratch_dir() {
-  static const fs::path dir = [] {
-    fs::path d = fs::temp_directory_path() / ("st-cli-" + std::to_string(::getpid()));
-    fs::remove_all(d);
-    fs::create_directories(d);
-    return d;
-  }();
-  return dir;
-}
-
-nlohmann::json read_json(const fs::path& path) {
-  std::ifstream in(path);
-  REQUIRE(in.good());
-  return nlohmann::json::parse(in);  // throws (fails the test) on invalid JSON
-}
+fs::path scratch_dir() { return sparsetrain::test::scratch_dir("st-cli"); }
 
 }  // namespace
 

@@ -11,32 +11,19 @@
 #include <nlohmann/json.hpp>
 #include <vector>
 
-#include "process.h"
+#include "cli_support.h"
 
 using sparsetrain::test::run_sparsetrain;
 namespace fs = std::filesystem;
+using sparsetrain::test::read_json;
 
 namespace {
+
+fs::path scratch_dir() { return sparsetrain::test::scratch_dir("st-fuyou-cli"); }
 
 // The test machine is shared and oversubscribed: OpenMP's spin-waiting threads then slow these
 // small models tenfold. One intra-op thread (unless the caller chose) keeps the suite fast.
 const bool kOneThread = (::setenv("OMP_NUM_THREADS", "1", /*overwrite=*/0), true);
-
-fs::path scratch_dir() {
-  static const fs::path dir = [] {
-    fs::path d = fs::temp_directory_path() / ("st-fuyou-cli-" + std::to_string(::getpid()));
-    fs::remove_all(d);
-    fs::create_directories(d);
-    return d;
-  }();
-  return dir;
-}
-
-nlohmann::json read_json(const fs::path& path) {
-  std::ifstream in(path);
-  REQUIRE(in.good());
-  return nlohmann::json::parse(in);
-}
 
 // An llm.c .bin file: 256 int32 header (magic 20240520, version 1, count), then uint16 tokens.
 void write_llmc(const fs::path& path, const std::vector<std::uint16_t>& tokens) {

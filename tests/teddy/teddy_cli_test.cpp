@@ -10,28 +10,15 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "process.h"
+#include "cli_support.h"
 
 using sparsetrain::test::run_sparsetrain;
 namespace fs = std::filesystem;
+using sparsetrain::test::read_json;
 
 namespace {
 
-fs::path scratch() {
-  static const fs::path dir = [] {
-    fs::path d = fs::temp_directory_path() / ("st-teddy-cli-" + std::to_string(::getpid()));
-    fs::remove_all(d);
-    fs::create_directories(d);
-    return d;
-  }();
-  return dir;
-}
-
-nlohmann::json read_json(const fs::path& path) {
-  std::ifstream in(path);
-  REQUIRE(in.good());
-  return nlohmann::json::parse(in);
-}
+fs::path scratch() { return sparsetrain::test::scratch_dir("st-teddy-cli"); }
 
 std::string read_bytes(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
