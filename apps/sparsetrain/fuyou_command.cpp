@@ -333,6 +333,7 @@ void run_offloaded(const FinetuneOptions& options, const fy::ModelConfig& config
       {"ssd_read_bytes", stats.ssd_read_bytes},
       {"ssd_write_bytes", stats.ssd_write_bytes},
       {"commits", stats.commits},
+      {"units_updated_during_backward", stats.units_updated_during_backward},
       {"pcie_h2d_bytes", 0},
       {"pcie_d2h_bytes", 0},
       {"measured_over_bound", plan.bound_seconds > 0 ? stats.step_seconds / plan.bound_seconds : 0},

@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <cmath>
+#include <atomic>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
@@ -75,6 +76,7 @@ struct OffloadTrainer::Impl {
   at::Tensor wte_grad, wpe_grad, lnf_w_grad, lnf_b_grad;
   std::vector<BlockWeights> block_grads;   // n_layer (full) or 2 (pool)
   bool pool = false;                       // block_grads is a pool of 2 shared by turns
+  std::atomic<bool> in_backward{false};    // compute thread inside a step's backward passes
 };
 
 // The optimizer thread: prefetches each unit's states in processing order, waits for the unit's
@@ -227,6 +229,7 @@ class OffloadTrainer::OptimizerStage {
           offset += w.numel();
         }
       }
+      if (impl.in_backward.load()) ++t_.stats_.units_updated_during_backward;
       release_pool_slot(job.pool_slot);
       auto f = store.write(unit_store_name(job.unit), base_of(i), 0, bytes_of(i));
       t_.stats_.ssd_write_bytes += bytes_of(i);
@@ -515,6 +518,7 @@ TrainResult OffloadTrainer::train(const TokenData& train_data, const TokenData& 
     report.step = step;
     report.lr = lr_at_step(train_, step);
     stage.start_step(step, report.lr);  // the optimizer thread starts prefetching states now
+    impl.in_backward.store(true);
     impl.wte_grad.zero_();
     impl.wpe_grad.zero_();
     impl.lnf_w_grad.zero_();
@@ -606,6 +610,7 @@ TrainResult OffloadTrainer::train(const TokenData& train_data, const TokenData& 
       embed_backward(x, grad, impl.wte_grad, impl.wpe_grad);
       if (last) finish_unit(0, {impl.wte_grad, impl.wpe_grad}, -1);
     }
+    impl.in_backward.store(false);
     if (clip) {
       for (std::size_t u = 0; u < deferred.size(); ++u) add_norm_terms(static_cast<std::int64_t>(u), deferred[u]);
     }

@@ -51,6 +51,9 @@ struct OffloadStats {
   std::uint64_t ssd_read_bytes = 0;   // state reads (store → staging)
   std::uint64_t ssd_write_bytes = 0;  // state write-backs (staging or CPU states → store)
   std::uint64_t commits = 0;
+  // Units whose AdamW finished while the compute thread was still in that step's backward: the
+  // overlap, counted (0 with --grad-clip, whose updates wait for the norm).
+  std::uint64_t units_updated_during_backward = 0;
   std::int64_t steps = 0;             // steps this run took
   double step_seconds = 0;            // training seconds / steps (evaluation excluded)
   common::PhaseTimes compute_phases;  // compute thread: forward, backward, wait_*

@@ -113,6 +113,9 @@ TEST_CASE("offloaded training with states in the store matches in-memory AdamW b
   CHECK(stats.ssd_read_bytes == 20 * state_bytes);
   CHECK(stats.ssd_write_bytes == 20 * state_bytes);
   CHECK(stats.commits == 20);
+  // With a pool of two gradient buffers and three blocks, block 0's backward cannot finish before
+  // the optimizer has released block 2's buffer: ln_f and block 2 at least update during backward.
+  CHECK(stats.units_updated_during_backward >= 2 * 20);
 }
 
 TEST_CASE("offloaded training with clipping and accumulation matches in-memory AdamW bit for bit") {
@@ -120,7 +123,8 @@ TEST_CASE("offloaded training with clipping and accumulation matches in-memory A
   TrainOptions options = small_options();
   options.grad_clip = 0.5;
   options.accum = 2;
-  compare_with_in_memory(options, offload_options("clip", 1200 << 10), false);
+  const OffloadStats stats = compare_with_in_memory(options, offload_options("clip", 1200 << 10), false);
+  CHECK(stats.units_updated_during_backward == 0);
 }
 
 TEST_CASE("offloaded training with states in the CPU budget matches and still writes the store") {
