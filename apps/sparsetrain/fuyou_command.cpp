@@ -511,7 +511,7 @@ void add_finetune_command(CLI::App& fuyou) {
       "log(256) = 5.545. TFLOPS count 6·N + 12·L·C·T FLOPs per token (model FLOPs).\n\n"
       "Examples:\n"
       "  sparsetrain fuyou finetune --model small --steps 300 --out run.json\n"
-      "  sparsetrain fuyou finetune --model small --ssd /mnt/a,/mnt/b --cpu-mem 1200KiB --grad-clip 0 "
+      "  sparsetrain fuyou finetune --model small --ssd /mnt/a,/mnt/b --cpu-mem 6MiB --grad-clip 0 "
       "--steps 100 --out offload.json\n"
       "  sparsetrain fuyou finetune --model gpt2 --init gpt2.safetensors --data train.bin "
       "--seq 1024 --micro-batch 4 --accum 8 --lr 6e-5 --export tuned.safetensors");

@@ -13,7 +13,7 @@ namespace sparsetrain::fuyou {
 namespace {
 
 constexpr std::uint64_t kF32 = 4;
-constexpr std::int64_t kPadFloats = 1024;  // 4096 bytes
+constexpr std::int64_t kPadFloats = 1024;         // 4096 bytes
 constexpr std::int64_t kLogitBytes = 64ll << 20;  // gpt_model.cpp's default chunk rule
 
 std::uint64_t round_up(std::uint64_t x, std::uint64_t to) { return (x + to - 1) / to * to; }
@@ -59,7 +59,8 @@ std::int64_t unit_padded_params(const ModelConfig& config, std::int64_t unit) {
 
 std::int64_t max_unit_padded_params(const ModelConfig& config) {
   std::int64_t best = 0;
-  for (std::int64_t u = 0; u < unit_count(config); ++u) best = std::max(best, unit_padded_params(config, u));
+  for (std::int64_t u = 0; u < unit_count(config); ++u)
+    best = std::max(best, unit_padded_params(config, u));
   return best;
 }
 
@@ -87,19 +88,22 @@ OffloadPlan plan_offload(const ModelConfig& config, const OffloadShape& shape,
   }
   plan.cpu_total = sum_items(plan.cpu_items);
   if (plan.cpu_total > budgets.cpu_bytes) {
-    refuse("--cpu-mem", plan.cpu_total, budgets.cpu_bytes, plan.cpu_items,
-           "raise --cpu-mem to at least " + common::format_bytes(static_cast<double>(plan.cpu_total)));
+    refuse(
+        "--cpu-mem", plan.cpu_total, budgets.cpu_bytes, plan.cpu_items,
+        "raise --cpu-mem to at least " + common::format_bytes(static_cast<double>(plan.cpu_total)));
   }
 
   // Compute tier: every block's compute weights (streaming them from the store is not implemented:
   // a model whose compute weights do not fit is refused), gradient buffers, block inputs.
   plan.resident_blocks = l;
   const std::int64_t tokens = shape.micro_batch * shape.seq;
-  // Every gradient must stay until the norm is known (clipping), or accumulate over K micro-batches.
+  // Every gradient must stay until the norm is known (clipping), or accumulate over K
+  // micro-batches.
   plan.grad_block_slots = (shape.grad_clip || shape.accum > 1) ? l : std::min<std::int64_t>(2, l);
   const std::int64_t rows = std::min<std::int64_t>(
-      tokens, shape.loss_chunk_rows > 0 ? shape.loss_chunk_rows
-                                        : std::max<std::int64_t>(1, kLogitBytes / (config.vocab * 4)));
+      tokens, shape.loss_chunk_rows > 0
+                  ? shape.loss_chunk_rows
+                  : std::max<std::int64_t>(1, kLogitBytes / (config.vocab * 4)));
   plan.compute_items = {
       {"fp32 compute weights", kF32 * u64(plan.params)},
       {"embedding + ln_f gradient accumulators", kF32 * u64(unit_params(config, 0) + 2 * c)},
@@ -113,7 +117,8 @@ OffloadPlan plan_offload(const ModelConfig& config, const OffloadShape& shape,
       {"logits chunk + its gradient", kF32 * u64(3 * rows * config.vocab)}};
   plan.compute_total = sum_items(plan.compute_items);
   if (budgets.compute_bytes > 0 && plan.compute_total > budgets.compute_bytes) {
-    refuse("--gpu-mem (compute tier)", plan.compute_total, budgets.compute_bytes, plan.compute_items,
+    refuse("--gpu-mem (compute tier)", plan.compute_total, budgets.compute_bytes,
+           plan.compute_items,
            "raise --gpu-mem to at least " +
                common::format_bytes(static_cast<double>(plan.compute_total)) +
                ", or lower --micro-batch/--seq (streaming compute weights is not implemented)");
@@ -135,20 +140,24 @@ OffloadPlan plan_offload(const ModelConfig& config, const OffloadShape& shape,
   }
 
   // Per iteration.
-  plan.flops = config.train_flops_per_token_recompute(shape.seq) *
-               static_cast<double>(tokens * shape.accum);
+  plan.flops =
+      config.train_flops_per_token_recompute(shape.seq) * static_cast<double>(tokens * shape.accum);
   plan.ssd_read_bytes = plan.states_in_cpu ? 0 : state_bytes;
   plan.ssd_write_bytes = state_bytes;  // the store is the checkpoint: written every step
   const double params = static_cast<double>(plan.params);
   plan.terms.push_back({"compute", plan.flops / rates.compute_flops_per_s});
-  plan.terms.push_back({"ssd_read", static_cast<double>(plan.ssd_read_bytes) / rates.ssd_read_bytes_per_s});
-  plan.terms.push_back({"ssd_write", static_cast<double>(plan.ssd_write_bytes) / rates.ssd_write_bytes_per_s});
+  plan.terms.push_back(
+      {"ssd_read", static_cast<double>(plan.ssd_read_bytes) / rates.ssd_read_bytes_per_s});
+  plan.terms.push_back(
+      {"ssd_write", static_cast<double>(plan.ssd_write_bytes) / rates.ssd_write_bytes_per_s});
   plan.terms.push_back({"cpu_adam", params / rates.cpu_adam_params_per_s});
   if (rates.pcie_h2d_bytes_per_s > 0) {
-    plan.terms.push_back({"pcie_h2d", static_cast<double>(plan.pcie_h2d_bytes) / rates.pcie_h2d_bytes_per_s});
+    plan.terms.push_back(
+        {"pcie_h2d", static_cast<double>(plan.pcie_h2d_bytes) / rates.pcie_h2d_bytes_per_s});
   }
   if (rates.pcie_d2h_bytes_per_s > 0) {
-    plan.terms.push_back({"pcie_d2h", static_cast<double>(plan.pcie_d2h_bytes) / rates.pcie_d2h_bytes_per_s});
+    plan.terms.push_back(
+        {"pcie_d2h", static_cast<double>(plan.pcie_d2h_bytes) / rates.pcie_d2h_bytes_per_s});
   }
   for (const BoundTerm& term : plan.terms) {
     if (term.seconds > plan.bound_seconds) {
@@ -169,8 +178,9 @@ std::string OffloadPlan::describe() const {
   out << "compute tier  " << bytes(compute_total) << ": " << list_items(compute_items) << "\n";
   out << "cpu           " << bytes(cpu_total) << ": " << list_items(cpu_items) << "\n";
   out << "ssd           " << bytes(ssd_total) << ": " << list_items(ssd_items) << "\n";
-  out << "per iteration ssd read " << bytes(ssd_read_bytes) << ", ssd write " << bytes(ssd_write_bytes)
-      << ", pcie h2d " << bytes(pcie_h2d_bytes) << ", d2h " << bytes(pcie_d2h_bytes) << ", ";
+  out << "per iteration ssd read " << bytes(ssd_read_bytes) << ", ssd write "
+      << bytes(ssd_write_bytes) << ", pcie h2d " << bytes(pcie_h2d_bytes) << ", d2h "
+      << bytes(pcie_d2h_bytes) << ", ";
   char flops_text[64];
   std::snprintf(flops_text, sizeof flops_text, "%.3g FLOP (8N + 16LCT per token)\n", flops);
   out << flops_text;

@@ -4,7 +4,8 @@
 // and predicts the bytes each tier moves per iteration and the iteration-time lower bound
 //   T_iter >= max(T_compute, T_pcie_h2d, T_pcie_d2h, T_ssd_read, T_ssd_write, T_cpu_adam)
 // (DESIGN.md) with the binding term. A plan that does not fit is refused before anything runs,
-// with the numbers that do not fit. Pure arithmetic: no torch, no I/O (free disk space is an input).
+// with the numbers that do not fit. Pure arithmetic: no torch, no I/O (free disk space is an
+// input).
 //
 // Tiers on the CPU-only path: the "compute tier" is a CPU memory budget (--gpu-mem), separate from
 // the CPU budget for optimizer states and staging (--cpu-mem). PCIe terms are then zero.
@@ -20,11 +21,12 @@
 namespace sparsetrain::fuyou {
 
 struct OffloadBudgets {
-  std::uint64_t cpu_bytes = 0;        // --cpu-mem: states resident in RAM + staging buffers
-  std::uint64_t compute_bytes = 0;    // --gpu-mem: compute tier (GPU, or CPU memory); 0 = no limit
-  std::uint64_t ssd_free_bytes = 0;   // free bytes over all --ssd directories together
-  std::uint64_t ssd_used_bytes = 0;   // bytes the store already holds (resume): not needed again
-  std::uint64_t store_extent_bytes = std::uint64_t{4} << 20;  // the store rounds each tensor up to it
+  std::uint64_t cpu_bytes = 0;       // --cpu-mem: states resident in RAM + staging buffers
+  std::uint64_t compute_bytes = 0;   // --gpu-mem: compute tier (GPU, or CPU memory); 0 = no limit
+  std::uint64_t ssd_free_bytes = 0;  // free bytes over all --ssd directories together
+  std::uint64_t ssd_used_bytes = 0;  // bytes the store already holds (resume): not needed again
+  std::uint64_t store_extent_bytes = std::uint64_t{4}
+                                     << 20;  // the store rounds each tensor up to it
 };
 
 // Throughputs for the bound (bytes/s, FLOP/s, parameters/s). Defaults: DESIGN.md's development
@@ -42,7 +44,7 @@ struct OffloadShape {
   std::int64_t micro_batch = 8;  // B
   std::int64_t seq = 128;        // T
   std::int64_t accum = 1;        // K
-  bool grad_clip = false;        // global-norm clipping: every gradient is held until the norm is known
+  bool grad_clip = false;  // global-norm clipping: every gradient is held until the norm is known
   std::int64_t loss_chunk_rows = 0;  // 0 = default_loss_chunk_rows rule (≤ 64 MiB of fp32 logits)
 };
 
@@ -53,13 +55,14 @@ struct PlanItem {
 };
 
 struct BoundTerm {
-  std::string name;     // "compute", "ssd_read", "ssd_write", "cpu_adam", "pcie_h2d", "pcie_d2h"
-  double seconds = 0;   // amount per iteration / rate
+  std::string name;    // "compute", "ssd_read", "ssd_write", "cpu_adam", "pcie_h2d", "pcie_d2h"
+  double seconds = 0;  // amount per iteration / rate
 };
 
 struct OffloadPlan {
-  bool states_in_cpu = false;       // master, m, v held in RAM (still written through to the store)
-  std::int64_t resident_blocks = 0; // blocks of compute weights held in the compute tier (all, here)
+  bool states_in_cpu = false;  // master, m, v held in RAM (still written through to the store)
+  std::int64_t resident_blocks =
+      0;  // blocks of compute weights held in the compute tier (all, here)
   std::int64_t grad_block_slots = 0;  // block gradient buffers: 2 (double buffer) or n_layer
   std::int64_t state_slots = 0;       // staging buffers of one unit's master/m/v (0 if in CPU)
   std::int64_t params = 0;
@@ -67,7 +70,7 @@ struct OffloadPlan {
   std::uint64_t compute_total = 0, cpu_total = 0, ssd_total = 0;
 
   // Per iteration (one optimizer step of K micro-batches).
-  double flops = 0;              // 8·N + 16·L·C·T per token (block recompute) × tokens
+  double flops = 0;  // 8·N + 16·L·C·T per token (block recompute) × tokens
   std::uint64_t ssd_read_bytes = 0, ssd_write_bytes = 0;
   std::uint64_t pcie_h2d_bytes = 0, pcie_d2h_bytes = 0;
   std::vector<BoundTerm> terms;  // every term of the bound

@@ -5,9 +5,9 @@
 #include <sys/statvfs.h>
 #include <torch/torch.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cmath>
-#include <atomic>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
@@ -29,8 +29,17 @@ using common::io::AlignedBuffer;
 
 constexpr const char* kMetaName = "train.state";
 // train.state, int64 [kMetaLen]: what a resumed run must agree with, and the step (data position).
-enum MetaField : int { kMetaFormat, kMetaStep, kMetaSeed, kMetaBatch, kMetaSeq, kMetaAccum,
-                       kMetaLayers, kMetaHidden, kMetaLen };
+enum MetaField : int {
+  kMetaFormat,
+  kMetaStep,
+  kMetaSeed,
+  kMetaBatch,
+  kMetaSeq,
+  kMetaAccum,
+  kMetaLayers,
+  kMetaHidden,
+  kMetaLen
+};
 constexpr std::int64_t kMetaFormatVersion = 1;
 
 std::string unit_store_name(std::int64_t unit) { return "states." + std::to_string(unit); }
@@ -47,7 +56,8 @@ at::Tensor float_view(float* base, const at::Tensor& like) {
 std::uint64_t free_bytes_of(const std::string& dir) {
   struct statvfs st {};
   if (::statvfs(dir.c_str(), &st) != 0) {
-    common::throw_path_error("cannot inspect", dir, errno, "pass --ssd existing, writable directories");
+    common::throw_path_error("cannot inspect", dir, errno,
+                             "pass --ssd existing, writable directories");
   }
   return static_cast<std::uint64_t>(st.f_bavail) * st.f_frsize;
 }
@@ -67,16 +77,16 @@ struct UnitTensors {
 };
 
 struct OffloadTrainer::Impl {
-  std::vector<UnitTensors> units;          // by unit id
-  std::vector<std::int64_t> order;         // processing order: ln_f, blocks L-1 … 0, embeddings
-  std::vector<AlignedBuffer> cpu_states;   // per unit [master | m | v] when states_in_cpu
-  AlignedBuffer staging[2];                // otherwise: two slots
-  AlignedBuffer meta;                      // train.state
+  std::vector<UnitTensors> units;         // by unit id
+  std::vector<std::int64_t> order;        // processing order: ln_f, blocks L-1 … 0, embeddings
+  std::vector<AlignedBuffer> cpu_states;  // per unit [master | m | v] when states_in_cpu
+  AlignedBuffer staging[2];               // otherwise: two slots
+  AlignedBuffer meta;                     // train.state
   // Gradient accumulators, fp32, compute tier.
   at::Tensor wte_grad, wpe_grad, lnf_w_grad, lnf_b_grad;
-  std::vector<BlockWeights> block_grads;   // n_layer (full) or 2 (pool)
-  bool pool = false;                       // block_grads is a pool of 2 shared by turns
-  std::atomic<bool> in_backward{false};    // compute thread inside a step's backward passes
+  std::vector<BlockWeights> block_grads;  // n_layer (full) or 2 (pool)
+  bool pool = false;                      // block_grads is a pool of 2 shared by turns
+  std::atomic<bool> in_backward{false};   // compute thread inside a step's backward passes
 };
 
 // The optimizer thread: prefetches each unit's states in processing order, waits for the unit's
@@ -88,7 +98,7 @@ class OffloadTrainer::OptimizerStage {
     std::vector<at::Tensor> grads;  // in the unit's tensor order
     double scale = 1.0;             // clipping factor, applied when `scaled`
     bool scaled = false;
-    int pool_slot = -1;             // block gradient pool slot to give back, or -1
+    int pool_slot = -1;  // block gradient pool slot to give back, or -1
   };
 
   OptimizerStage(OffloadTrainer& trainer) : t_(trainer), thread_([this] { loop(); }) {}
@@ -205,7 +215,7 @@ class OffloadTrainer::OptimizerStage {
     for (std::size_t i = 0; i < n; ++i) {
       if (!in_cpu && i + 1 < n) {
         wait(writes[(i + 1) % 2], "write_wait");  // the slot's previous unit is on disk
-        issue_read(i + 1);                         // prefetch the next unit's states
+        issue_read(i + 1);                        // prefetch the next unit's states
       }
       if (!in_cpu) wait(reads[i % 2], "read_wait");
       Job job;
@@ -267,7 +277,8 @@ class OffloadTrainer::OptimizerStage {
 OffloadPlan plan_offload_run(const ModelConfig& config, const TrainOptions& train,
                              const OffloadOptions& options) {
   if (options.ssd_dirs.empty()) {
-    throw common::UsageError("the offloaded trainer needs --ssd directories", "pass --ssd DIR[,DIR...]");
+    throw common::UsageError("the offloaded trainer needs --ssd directories",
+                             "pass --ssd DIR[,DIR...]");
   }
   OffloadBudgets budgets = options.budgets;
   budgets.ssd_free_bytes = 0;
@@ -275,8 +286,8 @@ OffloadPlan plan_offload_run(const ModelConfig& config, const TrainOptions& trai
   for (std::size_t i = 0; i < options.ssd_dirs.size(); ++i) {
     budgets.ssd_free_bytes += free_bytes_of(options.ssd_dirs[i]);
     if (options.resume) {
-      budgets.ssd_used_bytes += file_bytes_of(options.ssd_dirs[i] + "/sparsetrain-store." +
-                                              std::to_string(i) + ".dat");
+      budgets.ssd_used_bytes +=
+          file_bytes_of(options.ssd_dirs[i] + "/sparsetrain-store." + std::to_string(i) + ".dat");
     }
   }
   budgets.store_extent_bytes = options.store_extent_bytes;
@@ -315,7 +326,9 @@ OffloadRates measure_cpu_rates(const ModelConfig& config, const TrainOptions& tr
 
 OffloadTrainer::OffloadTrainer(ModelConfig config, GptWeights initial, TrainOptions train,
                                OffloadOptions options)
-    : config_(std::move(config)), train_(train), options_(std::move(options)),
+    : config_(std::move(config)),
+      train_(train),
+      options_(std::move(options)),
       impl_(std::make_unique<Impl>()) {
   config_.validate();
   check_train_options(config_, train_);
@@ -332,13 +345,17 @@ OffloadTrainer::OffloadTrainer(ModelConfig config, GptWeights initial, TrainOpti
     compute_.wpe = at::zeros({config_.n_positions, config_.n_embd}, cpu32);
     compute_.blocks.resize(static_cast<std::size_t>(config_.n_layer));
     for (BlockWeights& block : compute_.blocks) {
-      for (int i = 0; i < kBlockTensorCount; ++i) block[i] = at::zeros(block_tensor_shape(config_, i), cpu32);
+      for (int i = 0; i < kBlockTensorCount; ++i)
+        block[i] = at::zeros(block_tensor_shape(config_, i), cpu32);
     }
     compute_.ln_f_weight = at::zeros({config_.n_embd}, cpu32);
     compute_.ln_f_bias = at::zeros({config_.n_embd}, cpu32);
   } else {
     check_weight_shapes(config_, initial);
-    compute_ = weights_to(initial, at::TensorOptions().dtype(at::kFloat).device(at::kCPU));
+    // Taken over without a copy when already fp32 CPU contiguous (a model-sized copy otherwise).
+    const auto cpu32 = at::TensorOptions().dtype(at::kFloat).device(at::kCPU);
+    for (auto& [name, t] : initial.named()) *t = t->to(cpu32).contiguous();
+    compute_ = std::move(initial);
   }
   Impl& impl = *impl_;
   const std::int64_t units = unit_count(config_);
@@ -350,7 +367,8 @@ OffloadTrainer::OffloadTrainer(ModelConfig config, GptWeights initial, TrainOpti
     impl.units[static_cast<std::size_t>(unit)].names.push_back(name);
     impl.units[static_cast<std::size_t>(unit)].compute.push_back(tensor);
   }
-  for (std::int64_t u = 0; u < units; ++u) impl.units[static_cast<std::size_t>(u)].padded = unit_padded_params(config_, u);
+  for (std::int64_t u = 0; u < units; ++u)
+    impl.units[static_cast<std::size_t>(u)].padded = unit_padded_params(config_, u);
   impl.order.push_back(config_.n_layer + 1);
   for (std::int64_t l = config_.n_layer; l >= 1; --l) impl.order.push_back(l);
   impl.order.push_back(0);
@@ -373,7 +391,8 @@ OffloadTrainer::OffloadTrainer(ModelConfig config, GptWeights initial, TrainOpti
   impl.pool = plan_.grad_block_slots < config_.n_layer;
   impl.block_grads.resize(static_cast<std::size_t>(plan_.grad_block_slots));
   for (BlockWeights& block : impl.block_grads) {
-    for (int i = 0; i < kBlockTensorCount; ++i) block[i] = at::zeros(block_tensor_shape(config_, i), f32);
+    for (int i = 0; i < kBlockTensorCount; ++i)
+      block[i] = at::zeros(block_tensor_shape(config_, i), f32);
   }
 
   StoreOptions store_options;
@@ -392,7 +411,8 @@ OffloadTrainer::~OffloadTrainer() = default;
 void OffloadTrainer::init_store() {
   Impl& impl = *impl_;
   for (std::int64_t u = 0; u < unit_count(config_); ++u) {
-    store_->define(unit_store_name(u), StoreDType::kF32, {3 * impl.units[static_cast<std::size_t>(u)].padded});
+    store_->define(unit_store_name(u), StoreDType::kF32,
+                   {3 * impl.units[static_cast<std::size_t>(u)].padded});
   }
   store_->define(kMetaName, StoreDType::kI64, {kMetaLen});
   AlignedBuffer scratch;
@@ -443,8 +463,9 @@ void OffloadTrainer::open_store() {
       {"--model layers", {meta[kMetaLayers], config_.n_layer}},
       {"--model hidden", {meta[kMetaHidden], config_.n_embd}}};
   if (meta[kMetaFormat] != kMetaFormatVersion) {
-    throw common::RunError("the store's train.state has format " + std::to_string(meta[kMetaFormat]),
-                           "start a new run in an empty --ssd directory");
+    throw common::RunError(
+        "the store's train.state has format " + std::to_string(meta[kMetaFormat]),
+        "start a new run in an empty --ssd directory");
   }
   for (const auto& [flag, values] : checks) {
     if (values.first != values.second) {
@@ -466,7 +487,8 @@ void OffloadTrainer::open_store() {
       scratch = AlignedBuffer(bytes, /*pin=*/false);
     }
     auto* base = reinterpret_cast<float*>(buffer->data());
-    store_->read(unit_store_name(static_cast<std::int64_t>(u)), base, 0, bytes, /*verify=*/true).get();
+    store_->read(unit_store_name(static_cast<std::int64_t>(u)), base, 0, bytes, /*verify=*/true)
+        .get();
     std::int64_t offset = 0;
     for (at::Tensor* w : unit.compute) {
       w->copy_(float_view(base + offset, *w));
@@ -484,8 +506,10 @@ GptWeights OffloadTrainer::read_master() {
     const UnitTensors& unit = impl.units[u];
     AlignedBuffer buffer(12 * static_cast<std::size_t>(unit.padded), /*pin=*/false);
     auto* base = reinterpret_cast<float*>(buffer.data());
-    store_->read(unit_store_name(static_cast<std::int64_t>(u)), base, 0, buffer.size(),
-                 /*verify=*/true).get();
+    store_
+        ->read(unit_store_name(static_cast<std::int64_t>(u)), base, 0, buffer.size(),
+               /*verify=*/true)
+        .get();
     std::int64_t offset = 0;
     for (std::size_t j = 0; j < unit.compute.size(); ++j) {
       by_name.at(unit.names[j])->copy_(float_view(base + offset, *unit.compute[j]));
@@ -528,7 +552,8 @@ TrainResult OffloadTrainer::train(const TokenData& train_data, const TokenData& 
         for (at::Tensor& g : block.tensors) g.zero_();
       }
     }
-    // Squared-norm terms per tensor, by unit, summed in named() order as the in-memory trainer does.
+    // Squared-norm terms per tensor, by unit, summed in named() order as the in-memory trainer
+    // does.
     std::vector<std::vector<at::Tensor>> norm_terms(impl.units.size());
     auto add_norm_terms = [&](std::int64_t unit, const std::vector<at::Tensor>& grads) {
       for (const at::Tensor& g : grads) {
@@ -565,7 +590,8 @@ TrainResult OffloadTrainer::train(const TokenData& train_data, const TokenData& 
         }
       }
       auto t_backward = std::make_unique<common::PhaseTimes::Scope>(cp, "backward");
-      LmLossBackward head = lm_loss_backward(config_, compute_, h, y, grad_scale, train_.loss_chunk_rows);
+      LmLossBackward head =
+          lm_loss_backward(config_, compute_, h, y, grad_scale, train_.loss_chunk_rows);
       h = at::Tensor();
       accumulate(impl.lnf_w_grad, head.ln_f_weight_grad);
       accumulate(impl.lnf_b_grad, head.ln_f_bias_grad);
@@ -602,7 +628,8 @@ TrainResult OffloadTrainer::train(const TokenData& train_data, const TokenData& 
         }
         for (int i = 0; i < kBlockTensorCount; ++i) accumulate((*acc)[i], block.weight_grads[i]);
         if (last) {
-          finish_unit(1 + l, std::vector<at::Tensor>(acc->tensors.begin(), acc->tensors.end()), slot);
+          finish_unit(1 + l, std::vector<at::Tensor>(acc->tensors.begin(), acc->tensors.end()),
+                      slot);
         }
         grad = std::move(block.input_grad);
         inputs[li] = at::Tensor();
@@ -612,7 +639,8 @@ TrainResult OffloadTrainer::train(const TokenData& train_data, const TokenData& 
     }
     impl.in_backward.store(false);
     if (clip) {
-      for (std::size_t u = 0; u < deferred.size(); ++u) add_norm_terms(static_cast<std::int64_t>(u), deferred[u]);
+      for (std::size_t u = 0; u < deferred.size(); ++u)
+        add_norm_terms(static_cast<std::int64_t>(u), deferred[u]);
     }
     at::Tensor sq = at::zeros({}, at::TensorOptions().dtype(at::kDouble));
     for (const auto& terms : norm_terms) {
@@ -623,7 +651,8 @@ TrainResult OffloadTrainer::train(const TokenData& train_data, const TokenData& 
       const bool scaled = report.grad_norm > train_.grad_clip;
       const double scale = train_.grad_clip / (report.grad_norm + 1e-6);
       for (std::int64_t unit : impl.order) {
-        stage.submit({unit, std::move(deferred[static_cast<std::size_t>(unit)]), scale, scaled, -1});
+        stage.submit(
+            {unit, std::move(deferred[static_cast<std::size_t>(unit)]), scale, scaled, -1});
       }
     }
     {
@@ -643,8 +672,10 @@ TrainResult OffloadTrainer::train(const TokenData& train_data, const TokenData& 
     if (on_step) on_step(report);
   }
   stats_.optimizer_phases = stage.phases();
-  stats_.step_seconds = stats_.steps > 0 ? result.train_seconds / static_cast<double>(stats_.steps) : 0;
-  for (const auto& [phase, seconds] : stats_.compute_phases.all()) result.phases.add(phase, seconds);
+  stats_.step_seconds =
+      stats_.steps > 0 ? result.train_seconds / static_cast<double>(stats_.steps) : 0;
+  for (const auto& [phase, seconds] : stats_.compute_phases.all())
+    result.phases.add(phase, seconds);
   result.tokens_per_s = static_cast<double>(result.tokens) / std::max(result.train_seconds, 1e-9);
   result.tflops = result.tokens_per_s * flops_per_token / 1e12;
   result.tflops_recompute =

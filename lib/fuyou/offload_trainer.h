@@ -2,19 +2,19 @@
 // compute tier: the fp32 master weights and Adam m, v live in the SSD tensor store (or in the CPU
 // budget when the planner puts them there, written through to the store), the compute weights in
 // the compute tier. Each iteration runs the forward block by block and the backward in reverse with
-// block-wise recompute (gpt_model.h); as soon as an optimizer unit's gradients are final (ln_f after
-// the LM head, block l after its backward, the embeddings last) the compute thread hands them to the
-// optimizer thread, which has already prefetched that unit's master/m/v into one of two staging
-// slots, runs the fused AdamW (cpu_adam.h), writes the states back asynchronously and publishes the
-// new compute weights — overlapped with the backward of the following blocks. Gradient buffers of
-// blocks in flight are distinct (a pool of two with K = 1, one per block otherwise); so are the
-// staging slots. At the end of a step the optimizer thread commits the store (the checkpoint:
-// states, weights, step; the data position follows from the step) and the next forward starts only
-// then, so the next iteration sees exactly plain AdamW's weights.
+// block-wise recompute (gpt_model.h); as soon as an optimizer unit's gradients are final (ln_f
+// after the LM head, block l after its backward, the embeddings last) the compute thread hands them
+// to the optimizer thread, which has already prefetched that unit's master/m/v into one of two
+// staging slots, runs the fused AdamW (cpu_adam.h), writes the states back asynchronously and
+// publishes the new compute weights — overlapped with the backward of the following blocks.
+// Gradient buffers of blocks in flight are distinct (a pool of two with K = 1, one per block
+// otherwise); so are the staging slots. At the end of a step the optimizer thread commits the store
+// (the checkpoint: states, weights, step; the data position follows from the step) and the next
+// forward starts only then, so the next iteration sees exactly plain AdamW's weights.
 //
 // Gradient clipping by global norm stays exact by deferral: with --grad-clip > 0 every gradient is
-// kept until the backward ends, the norm is computed in the in-memory trainer's order, and only then
-// do the updates run (state prefetch still overlaps the backward; the AdamW itself does not).
+// kept until the backward ends, the norm is computed in the in-memory trainer's order, and only
+// then do the updates run (state prefetch still overlaps the backward; the AdamW itself does not).
 // Threads: the compute thread (the caller) only computes and waits on condition variables; every
 // store call (read, write, commit) happens on the optimizer thread.
 // Not here: CUDA compute, streaming compute weights from the store (the plan refuses models whose
@@ -42,7 +42,7 @@ struct OffloadOptions {
   std::vector<std::string> ssd_dirs;  // the store's directories (striped)
   OffloadBudgets budgets;             // ssd_free_bytes is filled in from the directories
   OffloadRates rates;
-  bool resume = false;                // continue the run committed in the store
+  bool resume = false;  // continue the run committed in the store
   std::uint64_t store_extent_bytes = std::uint64_t{4} << 20;
 };
 
@@ -54,9 +54,9 @@ struct OffloadStats {
   // Units whose AdamW finished while the compute thread was still in that step's backward: the
   // overlap, counted (0 with --grad-clip, whose updates wait for the norm).
   std::uint64_t units_updated_during_backward = 0;
-  std::int64_t steps = 0;             // steps this run took
-  double step_seconds = 0;            // training seconds / steps (evaluation excluded)
-  common::PhaseTimes compute_phases;  // compute thread: forward, backward, wait_*
+  std::int64_t steps = 0;               // steps this run took
+  double step_seconds = 0;              // training seconds / steps (evaluation excluded)
+  common::PhaseTimes compute_phases;    // compute thread: forward, backward, wait_*
   common::PhaseTimes optimizer_phases;  // optimizer thread: read_wait, adam, write_wait, commit
 };
 
@@ -72,11 +72,13 @@ OffloadRates measure_cpu_rates(const ModelConfig& config, const TrainOptions& tr
 
 class OffloadTrainer {
  public:
-  // initial: fp32 CPU weights (ignored with options.resume: the store has them). Plans the run
+  // initial: fp32 CPU weights, taken over as the compute weights and updated in place (ignored with
+  // options.resume: the store has them). Plans the run
   // (UsageError when it does not fit), then creates the store in options.ssd_dirs (UsageError when
   // one exists there and resume is off) or opens it (resume; UsageError when its run disagrees with
   // `train` on seed, micro-batch, seq, accum or model).
-  OffloadTrainer(ModelConfig config, GptWeights initial, TrainOptions train, OffloadOptions options);
+  OffloadTrainer(ModelConfig config, GptWeights initial, TrainOptions train,
+                 OffloadOptions options);
   ~OffloadTrainer();
   OffloadTrainer(const OffloadTrainer&) = delete;
   OffloadTrainer& operator=(const OffloadTrainer&) = delete;

@@ -28,7 +28,8 @@ namespace {
 const bool kOneThread = (::setenv("OMP_NUM_THREADS", "1", /*overwrite=*/0), true);
 
 fs::path scratch(const std::string& name) {
-  fs::path d = fs::temp_directory_path() / ("st-offload-cli-" + name + "-" + std::to_string(::getpid()));
+  fs::path d =
+      fs::temp_directory_path() / ("st-offload-cli-" + name + "-" + std::to_string(::getpid()));
   fs::remove_all(d);
   fs::create_directories(d / "a");
   fs::create_directories(d / "b");
@@ -51,9 +52,10 @@ std::string read_bytes(const fs::path& path) {
 }
 
 std::vector<std::string> tiny_args(const std::string& steps) {
-  return {"fuyou", "finetune", "--model", "tiny", "--steps", steps, "--micro-batch", "4",
-          "--seq", "32", "--eval-every", "0", "--eval-batches", "1", "--seed", "5",
-          "--progress", "never", "--device", "cpu"};
+  return {"fuyou",          "finetune", "--model", "tiny", "--steps",      steps,
+          "--micro-batch",  "4",        "--seq",   "32",   "--eval-every", "0",
+          "--eval-batches", "1",        "--seed",  "5",    "--progress",   "never",
+          "--device",       "cpu"};
 }
 
 std::vector<std::string> operator+(std::vector<std::string> a, const std::vector<std::string>& b) {
@@ -65,9 +67,9 @@ std::vector<std::string> operator+(std::vector<std::string> a, const std::vector
 
 TEST_CASE("--dry-run prints the placement and the bound, and writes no store") {
   const fs::path d = scratch("dry");
-  auto r = run_sparsetrain(tiny_args("5") + std::vector<std::string>{
-                               "--ssd", ssd_of(d), "--cpu-mem", "1200KiB", "--dry-run",
-                               "--out", (d / "plan.json").string()});
+  auto r = run_sparsetrain(
+      tiny_args("5") + std::vector<std::string>{"--ssd", ssd_of(d), "--cpu-mem", "1200KiB",
+                                                "--dry-run", "--out", (d / "plan.json").string()});
   INFO(r.err);
   REQUIRE(r.exit_code == 0);
   CHECK(r.out.find("in the SSD store, 2 staging slots") != std::string::npos);
@@ -94,11 +96,12 @@ TEST_CASE("a CPU budget too small for two staging slots is refused with exit 2")
 
 TEST_CASE("an offloaded run records the in-memory run's losses and reports bytes and the bound") {
   const fs::path d = scratch("same");
-  auto mem = run_sparsetrain(tiny_args("6") + std::vector<std::string>{"--out", (d / "mem.json").string()});
+  auto mem = run_sparsetrain(tiny_args("6") +
+                             std::vector<std::string>{"--out", (d / "mem.json").string()});
   REQUIRE(mem.exit_code == 0);
-  auto off = run_sparsetrain(tiny_args("6") + std::vector<std::string>{
-                                 "--ssd", ssd_of(d), "--cpu-mem", "1200KiB",
-                                 "--out", (d / "off.json").string()});
+  auto off = run_sparsetrain(tiny_args("6") +
+                             std::vector<std::string>{"--ssd", ssd_of(d), "--cpu-mem", "1200KiB",
+                                                      "--out", (d / "off.json").string()});
   INFO(off.err);
   REQUIRE(off.exit_code == 0);
   const auto a = read_json(d / "mem.json");
@@ -113,17 +116,19 @@ TEST_CASE("an offloaded run records the in-memory run's losses and reports bytes
 
 TEST_CASE("a run killed at a random step resumes to the uninterrupted run's weights") {
   const fs::path d = scratch("kill");
-  const std::vector<std::string> base = tiny_args("16") + std::vector<std::string>{"--grad-clip", "0"};
+  const std::vector<std::string> base =
+      tiny_args("16") + std::vector<std::string>{"--grad-clip", "0"};
   fs::create_directories(d / "whole" / "a");
-  auto whole = run_sparsetrain(base + std::vector<std::string>{
-                                   "--ssd", (d / "whole" / "a").string(), "--cpu-mem", "1200KiB",
-                                   "--export", (d / "whole.safetensors").string()});
+  auto whole = run_sparsetrain(
+      base + std::vector<std::string>{"--ssd", (d / "whole" / "a").string(), "--cpu-mem", "1200KiB",
+                                      "--export", (d / "whole.safetensors").string()});
   REQUIRE(whole.exit_code == 0);
 
   std::mt19937 rng(static_cast<unsigned>(::getpid()));
   const int kill_after = 2 + static_cast<int>(rng() % 12);  // committed steps before the kill
   MESSAGE("killing after step " << kill_after << " is committed");
-  std::vector<std::string> args = base + std::vector<std::string>{"--ssd", ssd_of(d), "--cpu-mem", "1200KiB"};
+  std::vector<std::string> args =
+      base + std::vector<std::string>{"--ssd", ssd_of(d), "--cpu-mem", "1200KiB"};
   const pid_t pid = ::fork();
   if (pid == 0) {
     const int null_fd = ::open("/dev/null", O_WRONLY);
@@ -154,9 +159,9 @@ TEST_CASE("a run killed at a random step resumes to the uninterrupted run's weig
   REQUIRE(killed);
   REQUIRE(WIFSIGNALED(status));
 
-  auto resumed = run_sparsetrain(args + std::vector<std::string>{
-                                     "--resume", "--export", (d / "resumed.safetensors").string(),
-                                     "--out", (d / "resumed.json").string()});
+  auto resumed = run_sparsetrain(
+      args + std::vector<std::string>{"--resume", "--export", (d / "resumed.safetensors").string(),
+                                      "--out", (d / "resumed.json").string()});
   INFO(resumed.err);
   REQUIRE(resumed.exit_code == 0);
   const auto record = read_json(d / "resumed.json");

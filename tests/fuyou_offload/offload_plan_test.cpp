@@ -1,12 +1,13 @@
 // plan_offload against hand-worked numbers for a small GPT: placement, refusals with the numbers
 // that do not fit, bytes per iteration and the binding term of the lower bound.
+#include "fuyou/offload_plan.h"
+
 #include <doctest/doctest.h>
 
 #include <string>
 
 #include "common/error.h"
 #include "fuyou/model_config.h"
-#include "fuyou/offload_plan.h"
 
 using namespace sparsetrain::fuyou;
 
@@ -14,8 +15,8 @@ namespace {
 
 // tiny: L = 2, C = 64, H = 4, V = 256, T_max = 128.
 //   block: 12·C² + 13·C = 49,984; embeddings (256 + 128)·64 = 24,576; ln_f 128; N = 124,672.
-//   padded to 1024 floats: 24,576 + 2 · 50,176 + 1,024 = 125,952 -> states 12 B · that = 1,511,424 B;
-//   one staging slot 12 · 50,176 = 602,112 B.
+//   padded to 1024 floats: 24,576 + 2 · 50,176 + 1,024 = 125,952 -> states 12 B · that = 1,511,424
+//   B; one staging slot 12 · 50,176 = 602,112 B.
 constexpr std::uint64_t kTinyStateBytes = 1511424;
 constexpr std::uint64_t kTinySlotBytes = 602112;
 

@@ -3,6 +3,8 @@
 // the SSD store under a CPU budget smaller than them, with the states in the CPU budget, with
 // overlapped updates (no clipping) and with deferred ones (clipping, accumulation); and a run
 // stopped after its commit at step 10 resumes from the store to the uninterrupted run's weights.
+#include "fuyou/offload_trainer.h"
+
 #include <doctest/doctest.h>
 #include <torch/torch.h>
 
@@ -12,7 +14,6 @@
 #include "../fuyou/test_util.h"
 #include "fuyou/demo_text.h"
 #include "fuyou/gpt_weights.h"
-#include "fuyou/offload_trainer.h"
 #include "fuyou/trainer.h"
 
 using namespace sparsetrain::fuyou;
@@ -107,7 +108,8 @@ TEST_CASE("offloaded training with states in the store matches in-memory AdamW b
   // No clipping, K = 1: updates overlap the backward; 3 blocks, a pool of 2 gradient buffers.
   TrainOptions options = small_options();
   options.grad_clip = 0;
-  const OffloadStats stats = compare_with_in_memory(options, offload_options("store", 1200 << 10), false);
+  const OffloadStats stats =
+      compare_with_in_memory(options, offload_options("store", 1200 << 10), false);
   // master + m + v of every unit, padded: (20,480 + 3·50,176 + 1,024) floats · 12 B per step.
   const std::uint64_t state_bytes = 12ull * (20480 + 3 * 50176 + 1024);
   CHECK(stats.ssd_read_bytes == 20 * state_bytes);
@@ -123,14 +125,16 @@ TEST_CASE("offloaded training with clipping and accumulation matches in-memory A
   TrainOptions options = small_options();
   options.grad_clip = 0.5;
   options.accum = 2;
-  const OffloadStats stats = compare_with_in_memory(options, offload_options("clip", 1200 << 10), false);
+  const OffloadStats stats =
+      compare_with_in_memory(options, offload_options("clip", 1200 << 10), false);
   CHECK(stats.units_updated_during_backward == 0);
 }
 
 TEST_CASE("offloaded training with states in the CPU budget matches and still writes the store") {
   TrainOptions options = small_options();
   options.grad_clip = 0;
-  const OffloadStats stats = compare_with_in_memory(options, offload_options("cpu", 64 << 20), true);
+  const OffloadStats stats =
+      compare_with_in_memory(options, offload_options("cpu", 64 << 20), true);
   CHECK(stats.ssd_read_bytes == 0);
   CHECK(stats.ssd_write_bytes > 0);
 }
@@ -144,7 +148,8 @@ TEST_CASE("a run stopped after step 10 resumes from the store to the uninterrupt
 
   OffloadOptions offload = offload_options("resume", 1200 << 10);
   {
-    OffloadTrainer first(f.config, init_gpt_weights(f.config, 3, at::TensorOptions()), options, offload);
+    OffloadTrainer first(f.config, init_gpt_weights(f.config, 3, at::TensorOptions()), options,
+                         offload);
     struct Stop {};
     try {
       first.train(f.train_data, f.valid_data, [](const StepReport& r) {
@@ -174,8 +179,11 @@ TEST_CASE("a store that already exists is not overwritten by a new run") {
   TrainOptions options = small_options();
   options.steps = 1;
   OffloadOptions offload = offload_options("exists", 1200 << 10);
-  { OffloadTrainer first(f.config, init_gpt_weights(f.config, 3, at::TensorOptions()), options, offload); }
-  CHECK_THROWS_AS(
-      OffloadTrainer(f.config, init_gpt_weights(f.config, 3, at::TensorOptions()), options, offload),
-      sparsetrain::common::UsageError);
+  {
+    OffloadTrainer first(f.config, init_gpt_weights(f.config, 3, at::TensorOptions()), options,
+                         offload);
+  }
+  CHECK_THROWS_AS(OffloadTrainer(f.config, init_gpt_weights(f.config, 3, at::TensorOptions()),
+                                 options, offload),
+                  sparsetrain::common::UsageError);
 }
