@@ -8,6 +8,7 @@
 #include <doctest/doctest.h>
 #include <torch/torch.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <string>
 
@@ -19,6 +20,13 @@
 using namespace sparsetrain::fuyou;
 
 namespace {
+
+// The test machine is shared and oversubscribed: OpenMP's spin-waiting threads then slow these
+// small models tenfold. One intra-op thread (unless the caller chose) keeps the binary to seconds.
+const bool kOneThread = [] {
+  if (std::getenv("OMP_NUM_THREADS") == nullptr) at::set_num_threads(1);
+  return true;
+}();
 
 struct Fixture {
   ModelConfig config = model_config_from_name("custom:L=3,C=64,H=4,V=256,T=64");
