@@ -16,7 +16,8 @@
 // kept until the backward ends, the norm is computed in the in-memory trainer's order, and only
 // then do the updates run (state prefetch still overlaps the backward; the AdamW itself does not).
 // Threads: the compute thread (the caller) only computes and waits on condition variables; every
-// store call (read, write, commit) happens on the optimizer thread.
+// store call (read, write, commit) happens on the optimizer thread
+// (scripts/fuyou_compute_thread_io.sh checks it with strace).
 // Not here: CUDA compute, streaming compute weights from the store (the plan refuses models whose
 // compute weights exceed --gpu-mem), activation offload.
 #pragma once
