@@ -1,6 +1,7 @@
 // `sparsetrain fuyou …`: fine-tuning beyond GPU and CPU memory, streaming states from SSDs.
 //   fuyou describe  — a model's parameters, FLOPs per token and bytes of model states
-//   fuyou finetune  — in-memory fine-tuning (CPU fp32, or CUDA bf16) on token data or built-in text
+//   fuyou finetune  — fine-tuning (CPU fp32, or CUDA bf16) on token data or built-in text: in memory,
+//                     or with --ssd offloaded (master weights and Adam states in the SSD store)
 // CLI wiring only: the model and trainer live in lib/fuyou.
 #include <ATen/Context.h>
 #include <torch/cuda.h>
@@ -21,6 +22,7 @@
 #include "fuyou/gpt_model.h"
 #include "fuyou/hf_gpt2.h"
 #include "fuyou/model_config.h"
+#include "fuyou/offload_trainer.h"
 #include "fuyou/token_data.h"
 #include "fuyou/trainer.h"
 
@@ -143,7 +145,50 @@ struct FinetuneOptions {
   std::string export_dtype = "fp32";
   double valid_fraction = 0.1;
   fy::TrainOptions train;
+  // Offload (Fuyou): on with --ssd.
+  std::vector<std::string> ssd;
+  std::string cpu_mem;  // required with --ssd
+  std::string gpu_mem;  // compute tier; empty = no limit
+  bool resume = false;
 };
+
+nlohmann::json plan_json(const fy::OffloadPlan& p) {
+  nlohmann::json terms = nlohmann::json::object();
+  for (const fy::BoundTerm& term : p.terms) terms[term.name] = term.seconds;
+  auto items = [](const std::vector<fy::PlanItem>& list) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const fy::PlanItem& item : list) out.push_back({{"what", item.what}, {"bytes", item.bytes}});
+    return out;
+  };
+  return {{"states", p.states_in_cpu ? "cpu" : "store"},
+          {"resident_blocks", p.resident_blocks},
+          {"grad_block_buffers", p.grad_block_slots},
+          {"state_staging_slots", p.state_slots},
+          {"compute_bytes", p.compute_total},
+          {"compute_items", items(p.compute_items)},
+          {"cpu_bytes", p.cpu_total},
+          {"cpu_items", items(p.cpu_items)},
+          {"ssd_bytes", p.ssd_total},
+          {"per_iteration",
+           {{"flops", p.flops},
+            {"ssd_read_bytes", p.ssd_read_bytes},
+            {"ssd_write_bytes", p.ssd_write_bytes},
+            {"pcie_h2d_bytes", p.pcie_h2d_bytes},
+            {"pcie_d2h_bytes", p.pcie_d2h_bytes}}}};
+}
+
+fy::OffloadOptions offload_options_of(const FinetuneOptions& options) {
+  fy::OffloadOptions o;
+  o.ssd_dirs = options.ssd;
+  if (options.cpu_mem.empty()) {
+    throw common::UsageError("--ssd needs --cpu-mem (the CPU budget for optimizer states)",
+                             "add e.g. --cpu-mem 8GiB");
+  }
+  o.budgets.cpu_bytes = common::parse_bytes(options.cpu_mem);
+  o.budgets.compute_bytes = options.gpu_mem.empty() ? 0 : common::parse_bytes(options.gpu_mem);
+  o.resume = options.resume;
+  return o;
+}
 
 // llm.c .bin files start with the int32 magic 20240520; anything else is read as text.
 bool looks_like_llmc(const std::string& path) {
@@ -172,6 +217,143 @@ fy::TrainDevice resolve_device(const std::string& device) {
                                    "run on a GPU machine or pass --device cpu");
   }
   return cuda ? fy::TrainDevice::kCuda : fy::TrainDevice::kCpu;
+}
+
+void report_result(const fy::TrainResult& result, const fy::ModelConfig& config,
+                   const FinetuneOptions& options, CommandContext& context) {
+  nlohmann::json& metrics = context.record.metrics();
+  for (const auto& [phase, seconds] : result.phases.all()) context.record.timings().add(phase, seconds);
+  metrics["losses"] = result.losses;
+  nlohmann::json val = nlohmann::json::array();
+  for (const auto& [step, loss] : result.val_losses) val.push_back({{"step", step}, {"loss", loss}});
+  metrics["val_losses"] = std::move(val);
+  if (!result.val_losses.empty()) {
+    metrics["initial_val_loss"] = result.val_losses.front().second;
+    metrics["final_val_loss"] = result.val_losses.back().second;
+  }
+  if (!result.losses.empty()) metrics["final_loss"] = result.losses.back();
+  metrics["train_tokens_processed"] = result.tokens;
+  metrics["train_flops_per_token"] = config.train_flops_per_token(options.train.seq);
+  metrics["flops_formula"] =
+      "TFLOPS = tokens/s * (6*N + 12*L*C*T) / 1e12, N = parameters without wpe (model FLOPs); "
+      "tflops_recompute uses 8*N + 16*L*C*T (each block's forward runs twice)";
+  // Throughput depends on the machine: it goes to the volatile "run" block of the record.
+  context.record.run_extra()["throughput"] = {{"tokens_per_s", result.tokens_per_s},
+                                              {"tflops", result.tflops},
+                                              {"tflops_recompute", result.tflops_recompute},
+                                              {"train_seconds", result.train_seconds}};
+}
+
+// Progress line per step, shared by both trainers.
+std::function<void(const fy::StepReport&)> progress_callback(common::Progress& progress,
+                                                             double& last_val) {
+  return [&progress, &last_val](const fy::StepReport& r) {
+    if (r.val_loss) last_val = *r.val_loss;
+    char val[32] = "";
+    if (!std::isnan(last_val)) std::snprintf(val, sizeof val, "  val %.4f", last_val);
+    char note[160];
+    std::snprintf(note, sizeof note, "loss %.4f%s  %s tok/s  %.3g TFLOPS", r.loss, val,
+                  format_si(r.tokens_per_s).c_str(), r.tflops);
+    progress.set_note(note);
+    progress.advance();
+    if (r.val_loss) {
+      common::log_debug("step ", r.step, ": loss ", r.loss, ", validation loss ", *r.val_loss);
+    }
+  };
+}
+
+void run_offloaded(const FinetuneOptions& options, const fy::ModelConfig& config,
+                   const fy::TokenData& train_data, const fy::TokenData& valid_data,
+                   CommandContext& context) {
+  nlohmann::json& metrics = context.record.metrics();
+  if (options.train.device != fy::TrainDevice::kCpu) {
+    throw common::UsageError("--ssd: the offloaded trainer runs on the CPU only so far",
+                             "add --device cpu");
+  }
+  fy::OffloadOptions offload = offload_options_of(options);
+  {
+    auto t = context.record.timings().scope("measure_rates");
+    offload.rates = fy::measure_cpu_rates(config, options.train);
+  }
+  const fy::OffloadPlan plan = fy::plan_offload_run(config, options.train, offload);
+  metrics["device"] = "cpu";
+  metrics["precision"] = "fp32";
+  metrics["offload"] = plan_json(plan);
+  metrics["offload"]["grad_clip_mode"] =
+      options.train.grad_clip > 0 ? "deferred: updates wait for the global norm (exact)"
+                                  : "overlapped with backward";
+  nlohmann::json bound = {{"rates",
+                           {{"compute_flops_per_s", offload.rates.compute_flops_per_s},
+                            {"ssd_read_bytes_per_s", offload.rates.ssd_read_bytes_per_s},
+                            {"ssd_write_bytes_per_s", offload.rates.ssd_write_bytes_per_s},
+                            {"cpu_adam_params_per_s", offload.rates.cpu_adam_params_per_s},
+                            {"source", "compute and cpu_adam measured now; ssd from DESIGN.md"}}},
+                          {"bound_seconds", plan.bound_seconds},
+                          {"binding", plan.binding}};
+  for (const fy::BoundTerm& term : plan.terms) bound["terms"][term.name] = term.seconds;
+  context.record.run_extra()["offload_bound"] = bound;
+  if (context.global.dry_run) {
+    std::cout << "would fine-tune " << config.name << " (" << with_commas(config.param_count())
+              << " parameters) offloaded to " << options.ssd.size() << " director"
+              << (options.ssd.size() == 1 ? "y" : "ies") << " for " << options.train.steps
+              << " steps" << (options.resume ? " (resuming)" : "") << "\n"
+              << plan.describe();
+    return;
+  }
+  if (options.train.grad_clip > 0) {
+    common::log_info("fuyou finetune: --grad-clip ", options.train.grad_clip,
+                     " defers each step's updates until the global norm is known (exact); "
+                     "--grad-clip 0 overlaps them with the backward");
+  }
+  fy::GptWeights weights;
+  if (!options.resume) {
+    auto t = context.record.timings().scope("init");
+    weights = options.init.empty()
+                  ? fy::init_gpt_weights(config, context.global.seed, at::TensorOptions())
+                  : fy::load_hf_gpt2(config, options.init, at::TensorOptions());
+  }
+  std::unique_ptr<fy::OffloadTrainer> trainer;
+  {
+    auto t = context.record.timings().scope("store_init");
+    trainer = std::make_unique<fy::OffloadTrainer>(config, std::move(weights), options.train, offload);
+  }
+  common::Progress progress("finetune", static_cast<std::uint64_t>(options.train.steps), "steps",
+                            /*interval_s=*/10.0);
+  progress.advance(static_cast<std::uint64_t>(trainer->first_step() - 1));
+  double last_val = NAN;
+  const fy::TrainResult result =
+      trainer->train(train_data, valid_data, progress_callback(progress, last_val));
+  progress.finish();
+  report_result(result, config, options, context);
+  metrics["first_step"] = trainer->first_step();
+  const fy::OffloadStats& stats = trainer->stats();
+  nlohmann::json measured = {
+      {"steps", stats.steps},
+      {"step_seconds", stats.step_seconds},
+      {"ssd_read_bytes", stats.ssd_read_bytes},
+      {"ssd_write_bytes", stats.ssd_write_bytes},
+      {"commits", stats.commits},
+      {"units_updated_during_backward", stats.units_updated_during_backward},
+      {"pcie_h2d_bytes", 0},
+      {"pcie_d2h_bytes", 0},
+      {"measured_over_bound", plan.bound_seconds > 0 ? stats.step_seconds / plan.bound_seconds : 0},
+      {"binding", plan.binding}};
+  for (const auto& [phase, seconds] : stats.compute_phases.all()) measured["compute_thread"][phase] = seconds;
+  for (const auto& [phase, seconds] : stats.optimizer_phases.all()) measured["optimizer_thread"][phase] = seconds;
+  context.record.run_extra()["offload_measured"] = measured;
+  common::log_info("fuyou finetune (offloaded): ", stats.steps, " steps, ",
+                   stats.step_seconds, " s/step against a bound of ", plan.bound_seconds,
+                   " s (", plan.binding, "): ratio ",
+                   plan.bound_seconds > 0 ? stats.step_seconds / plan.bound_seconds : 0,
+                   "; store read ", common::format_bytes(static_cast<double>(stats.ssd_read_bytes)),
+                   ", written ", common::format_bytes(static_cast<double>(stats.ssd_write_bytes)));
+  if (!options.export_path.empty()) {
+    auto t = context.record.timings().scope("export");
+    fy::export_hf_gpt2(options.export_path, trainer->weights(),
+                       options.export_dtype == "bf16" ? at::kBFloat16 : at::kFloat,
+                       {{"model", config.name}, {"produced_by", "sparsetrain fuyou finetune --ssd"}});
+    common::log_info("wrote ", options.export_path);
+  }
 }
 
 void run_finetune(FinetuneOptions options, CommandContext& context) {
@@ -215,6 +397,14 @@ void run_finetune(FinetuneOptions options, CommandContext& context) {
                      {"train_tokens", train_data.size()},
                      {"valid_tokens", valid_data.size()}};
   metrics["tokens_per_step"] = tokens_per_step;
+  if (!options.ssd.empty()) {
+    run_offloaded(options, config, train_data, valid_data, context);
+    return;
+  }
+  if (options.resume || !options.cpu_mem.empty() || !options.gpu_mem.empty()) {
+    throw common::UsageError("--resume, --cpu-mem and --gpu-mem apply to offloaded runs only",
+                             "add --ssd DIR to offload, or drop them to train in memory");
+  }
   if (context.global.dry_run) {
     std::cout << "would fine-tune " << config.name << " (" << with_commas(config.param_count())
               << " parameters) on " << (cuda ? "CUDA (bf16)" : "CPU (fp32)") << " for "
@@ -235,39 +425,10 @@ void run_finetune(FinetuneOptions options, CommandContext& context) {
   common::Progress progress("finetune", static_cast<std::uint64_t>(options.train.steps), "steps",
                             /*interval_s=*/10.0);
   double last_val = NAN;  // shown from the first evaluation on
-  const fy::TrainResult result = trainer.train(train_data, valid_data, [&](const fy::StepReport& r) {
-    if (r.val_loss) last_val = *r.val_loss;
-    char val[32] = "";
-    if (!std::isnan(last_val)) std::snprintf(val, sizeof val, "  val %.4f", last_val);
-    char note[160];
-    std::snprintf(note, sizeof note, "loss %.4f%s  %s tok/s  %.3g TFLOPS", r.loss, val,
-                  format_si(r.tokens_per_s).c_str(), r.tflops);
-    progress.set_note(note);
-    progress.advance();
-    if (r.val_loss) {
-      common::log_debug("step ", r.step, ": loss ", r.loss, ", validation loss ", *r.val_loss);
-    }
-  });
+  const fy::TrainResult result =
+      trainer.train(train_data, valid_data, progress_callback(progress, last_val));
   progress.finish();
-
-  for (const auto& [phase, seconds] : result.phases.all()) context.record.timings().add(phase, seconds);
-  metrics["losses"] = result.losses;
-  nlohmann::json val = nlohmann::json::array();
-  for (const auto& [step, loss] : result.val_losses) val.push_back({{"step", step}, {"loss", loss}});
-  metrics["val_losses"] = std::move(val);
-  metrics["initial_val_loss"] = result.val_losses.front().second;
-  metrics["final_loss"] = result.losses.back();
-  metrics["final_val_loss"] = result.val_losses.back().second;
-  metrics["train_tokens_processed"] = result.tokens;
-  metrics["train_flops_per_token"] = config.train_flops_per_token(options.train.seq);
-  metrics["flops_formula"] =
-      "TFLOPS = tokens/s * (6*N + 12*L*C*T) / 1e12, N = parameters without wpe (model FLOPs); "
-      "tflops_recompute uses 8*N + 16*L*C*T (each block's forward runs twice)";
-  // Throughput depends on the machine: it goes to the volatile "run" block of the record.
-  context.record.run_extra()["throughput"] = {{"tokens_per_s", result.tokens_per_s},
-                                              {"tflops", result.tflops},
-                                              {"tflops_recompute", result.tflops_recompute},
-                                              {"train_seconds", result.train_seconds}};
+  report_result(result, config, options, context);
   common::log_info("fuyou finetune: loss ", result.losses.front(), " -> ", result.losses.back(),
                    ", validation ", result.val_losses.front().second, " -> ",
                    result.val_losses.back().second, "; ", format_si(result.tokens_per_s),
@@ -322,6 +483,22 @@ void add_finetune_command(CLI::App& fuyou) {
   sub->add_option("--eval-batches", t.eval_batches, "Micro-batches per validation")->group(kTrain);
   sub->add_option("--loss-chunk", t.loss_chunk_rows, "Rows of B·T per logits chunk (0 = ≤ 64 MiB)")
       ->group(kTrain);
+  const std::string kOffload = "Offload (Fuyou)";
+  sub->add_option("--ssd", options->ssd,
+                  "Offload: the SSD tensor store's directories (comma-separated, striped); master "
+                  "weights and Adam states live there")
+      ->delimiter(',')
+      ->group(kOffload);
+  sub->add_option("--cpu-mem", options->cpu_mem,
+                  "Offload: CPU budget for optimizer states and staging (e.g. 8GiB); states stay "
+                  "in RAM when they fit")
+      ->group(kOffload);
+  sub->add_option("--gpu-mem", options->gpu_mem,
+                  "Offload: compute-tier budget (GPU memory; CPU memory without a GPU); default no limit")
+      ->group(kOffload);
+  sub->add_flag("--resume", options->resume,
+                "Offload: continue the run committed in the --ssd store (same flags)")
+      ->group(kOffload);
   const std::string kOutput = "Output";
   sub->add_option("--export", options->export_path,
                   "Write the trained weights as Hugging Face GPT-2 safetensors")
@@ -334,6 +511,8 @@ void add_finetune_command(CLI::App& fuyou) {
       "log(256) = 5.545. TFLOPS count 6·N + 12·L·C·T FLOPs per token (model FLOPs).\n\n"
       "Examples:\n"
       "  sparsetrain fuyou finetune --model small --steps 300 --out run.json\n"
+      "  sparsetrain fuyou finetune --model small --ssd /mnt/a,/mnt/b --cpu-mem 6MiB --grad-clip 0 "
+      "--steps 100 --out offload.json\n"
       "  sparsetrain fuyou finetune --model gpt2 --init gpt2.safetensors --data train.bin "
       "--seq 1024 --micro-batch 4 --accum 8 --lr 6e-5 --export tuned.safetensors");
   set_command_runner(sub, [options](CommandContext& context) { run_finetune(*options, context); });

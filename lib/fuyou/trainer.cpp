@@ -16,7 +16,9 @@ namespace {
 // Validation batches come from their own stream so that changing --steps never changes them.
 constexpr std::uint64_t kValidSeedSalt = 0x5eed0f7a11da7aULL;
 
-void check_options(const ModelConfig& config, const TrainOptions& o) {
+}  // namespace
+
+void check_train_options(const ModelConfig& config, const TrainOptions& o) {
   auto positive = [](const char* flag, std::int64_t value) {
     if (value <= 0) {
       throw common::UsageError(std::string(flag) + " must be positive, got " + std::to_string(value),
@@ -44,6 +46,8 @@ void check_options(const ModelConfig& config, const TrainOptions& o) {
   }
 }
 
+namespace {
+
 // Every tensor of `w` in named() order.
 std::vector<at::Tensor*> tensors_of(GptWeights& w) {
   std::vector<at::Tensor*> out;
@@ -56,7 +60,7 @@ std::vector<at::Tensor*> tensors_of(GptWeights& w) {
 InMemoryTrainer::InMemoryTrainer(ModelConfig config, GptWeights initial, TrainOptions options)
     : config_(std::move(config)), options_(options), master_(std::move(initial)) {
   config_.validate();
-  check_options(config_, options_);
+  check_train_options(config_, options_);
   check_weight_shapes(config_, master_);
   const auto cpu32 = at::TensorOptions().dtype(at::kFloat).device(at::kCPU);
   for (auto& [name, t] : master_.named()) *t = t->to(cpu32).contiguous();
@@ -78,23 +82,36 @@ InMemoryTrainer::InMemoryTrainer(ModelConfig config, GptWeights initial, TrainOp
   }
 }
 
-double InMemoryTrainer::lr_at(std::int64_t step) const {
-  const double peak = options_.lr;
-  if (step <= options_.warmup) return peak * static_cast<double>(step) / static_cast<double>(options_.warmup + 1);
-  const double span = static_cast<double>(std::max<std::int64_t>(1, options_.steps - options_.warmup));
-  const double progress = std::min(1.0, static_cast<double>(step - options_.warmup) / span);
-  const double floor = peak * options_.min_lr_ratio;
+double lr_at_step(const TrainOptions& options, std::int64_t step) {
+  const double peak = options.lr;
+  if (step <= options.warmup) return peak * static_cast<double>(step) / static_cast<double>(options.warmup + 1);
+  const double span = static_cast<double>(std::max<std::int64_t>(1, options.steps - options.warmup));
+  const double progress = std::min(1.0, static_cast<double>(step - options.warmup) / span);
+  const double floor = peak * options.min_lr_ratio;
   return floor + 0.5 * (peak - floor) * (1.0 + std::cos(M_PI * progress));
 }
 
-double InMemoryTrainer::evaluate(const TokenData& valid_data) {
+AdamWOptions adam_options_for(const TrainOptions& options, const std::string& name, double lr) {
+  AdamWOptions adam = options.adam;
+  adam.lr = lr;
+  if (!weight_decays(name)) adam.weight_decay = 0.0;
+  return adam;
+}
+
+double evaluate_loss(const ModelConfig& config, const GptWeights& weights,
+                     const TokenData& valid_data, const TrainOptions& options) {
   double sum = 0;
-  for (std::int64_t i = 0; i < options_.eval_batches; ++i) {
-    auto [x, y] = valid_data.batch(options_.seed ^ kValidSeedSalt, i, options_.micro_batch,
-                                   options_.seq);
-    sum += gpt_loss(config_, compute_, x, y, options_.loss_chunk_rows);
+  for (std::int64_t i = 0; i < options.eval_batches; ++i) {
+    auto [x, y] = valid_data.batch(options.seed ^ kValidSeedSalt, i, options.micro_batch, options.seq);
+    sum += gpt_loss(config, weights, x, y, options.loss_chunk_rows);
   }
-  return sum / static_cast<double>(options_.eval_batches);
+  return sum / static_cast<double>(options.eval_batches);
+}
+
+double InMemoryTrainer::lr_at(std::int64_t step) const { return lr_at_step(options_, step); }
+
+double InMemoryTrainer::evaluate(const TokenData& valid_data) {
+  return evaluate_loss(config_, compute_, valid_data, options_);
 }
 
 void InMemoryTrainer::optimizer_step(std::int64_t step, double lr) {
@@ -108,9 +125,7 @@ void InMemoryTrainer::optimizer_step(std::int64_t step, double lr) {
   auto staged = tensors_of(staged_);
   auto compute = tensors_of(compute_);
   for (std::size_t i = 0; i < masters.size(); ++i) {
-    AdamWOptions adam = options_.adam;
-    adam.lr = lr;
-    if (!weight_decays(names[i].first)) adam.weight_decay = 0.0;
+    const AdamWOptions adam = adam_options_for(options_, names[i].first, lr);
     if (cuda) grads[i]->copy_(*gpu_grads[i]);
     adamw_step(adam, step, *masters[i], *ms[i], *vs[i], *grads[i], cuda ? staged[i] : nullptr,
                options_.isa);

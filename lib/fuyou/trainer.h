@@ -64,6 +64,19 @@ struct TrainResult {
   common::PhaseTimes phases;    // "data", "forward_backward", "optimizer", "eval" (seconds)
 };
 
+// Shared by the in-memory and the offloaded trainer (offload_trainer.h), so both follow one
+// schedule, one weight-decay rule and one validation stream.
+// Throws UsageError for inconsistent options (non-positive sizes, --seq beyond the model, ...).
+void check_train_options(const ModelConfig& config, const TrainOptions& options);
+// Learning rate at 1-based `step`: linear warm-up, then cosine decay to lr·min_lr_ratio.
+double lr_at_step(const TrainOptions& options, std::int64_t step);
+// AdamW options for the tensor with canonical name `name` at learning rate `lr` (weight decay only
+// where weight_decays(name)).
+AdamWOptions adam_options_for(const TrainOptions& options, const std::string& name, double lr);
+// Mean validation loss over options.eval_batches micro-batches of the validation stream.
+double evaluate_loss(const ModelConfig& config, const GptWeights& weights,
+                     const TokenData& valid_data, const TrainOptions& options);
+
 class InMemoryTrainer {
  public:
   // initial: fp32 CPU weights for `config` (from init_gpt_weights or a checkpoint); taken over as

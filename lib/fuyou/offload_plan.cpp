@@ -1,0 +1,199 @@
+// plan_offload (see offload_plan.h).
+#include "fuyou/offload_plan.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <sstream>
+
+#include "common/error.h"
+#include "common/units.h"
+
+namespace sparsetrain::fuyou {
+
+namespace {
+
+constexpr std::uint64_t kF32 = 4;
+constexpr std::int64_t kPadFloats = 1024;         // 4096 bytes
+constexpr std::int64_t kLogitBytes = 64ll << 20;  // gpt_model.cpp's default chunk rule
+
+std::uint64_t round_up(std::uint64_t x, std::uint64_t to) { return (x + to - 1) / to * to; }
+
+std::uint64_t sum_items(const std::vector<PlanItem>& items) {
+  std::uint64_t total = 0;
+  for (const PlanItem& item : items) total += item.bytes;
+  return total;
+}
+
+std::string list_items(const std::vector<PlanItem>& items) {
+  std::string out;
+  for (const PlanItem& item : items) {
+    if (!out.empty()) out += " + ";
+    out += item.what + " " + common::format_bytes(static_cast<double>(item.bytes));
+  }
+  return out;
+}
+
+void refuse(const std::string& budget, std::uint64_t need, std::uint64_t have,
+            const std::vector<PlanItem>& items, const std::string& hint) {
+  auto exact = [](std::uint64_t b) {
+    return common::format_bytes(static_cast<double>(b)) + " = " + std::to_string(b) + " B";
+  };
+  throw common::UsageError(budget + " does not fit: needs " + exact(need) + " (" +
+                               list_items(items) + ") but has " + exact(have),
+                           hint);
+}
+
+}  // namespace
+
+std::int64_t unit_count(const ModelConfig& config) { return config.n_layer + 2; }
+
+std::int64_t unit_params(const ModelConfig& config, std::int64_t unit) {
+  if (unit == 0) return (config.vocab + config.n_positions) * config.n_embd;
+  if (unit <= config.n_layer) return config.block_param_count();
+  return 2 * config.n_embd;
+}
+
+std::int64_t unit_padded_params(const ModelConfig& config, std::int64_t unit) {
+  return (unit_params(config, unit) + kPadFloats - 1) / kPadFloats * kPadFloats;
+}
+
+std::int64_t max_unit_padded_params(const ModelConfig& config) {
+  std::int64_t best = 0;
+  for (std::int64_t u = 0; u < unit_count(config); ++u)
+    best = std::max(best, unit_padded_params(config, u));
+  return best;
+}
+
+OffloadPlan plan_offload(const ModelConfig& config, const OffloadShape& shape,
+                         const OffloadBudgets& budgets, const OffloadRates& rates) {
+  config.validate();
+  OffloadPlan plan;
+  const auto u64 = [](std::int64_t x) { return static_cast<std::uint64_t>(x); };
+  const std::int64_t c = config.n_embd, l = config.n_layer;
+  plan.params = config.param_count();
+  std::int64_t padded = 0;
+  for (std::int64_t u = 0; u < unit_count(config); ++u) padded += unit_padded_params(config, u);
+  const std::uint64_t state_bytes = 3 * kF32 * u64(padded);  // master + m + v
+  const std::uint64_t staging_bytes = 3 * kF32 * u64(max_unit_padded_params(config));
+
+  // CPU budget: the states when they fit, else two staging slots (one unit computing, one loading
+  // or writing back).
+  plan.states_in_cpu = state_bytes <= budgets.cpu_bytes;
+  if (plan.states_in_cpu) {
+    plan.state_slots = 0;
+    plan.cpu_items.push_back({"fp32 master + Adam m, v", state_bytes});
+  } else {
+    plan.state_slots = 2;
+    plan.cpu_items.push_back({"2 staging slots of one unit's master + m + v", 2 * staging_bytes});
+  }
+  plan.cpu_total = sum_items(plan.cpu_items);
+  if (plan.cpu_total > budgets.cpu_bytes) {
+    refuse(
+        "--cpu-mem", plan.cpu_total, budgets.cpu_bytes, plan.cpu_items,
+        "raise --cpu-mem to at least " + common::format_bytes(static_cast<double>(plan.cpu_total)));
+  }
+
+  // Compute tier: every block's compute weights (streaming them from the store is not implemented:
+  // a model whose compute weights do not fit is refused), gradient buffers, block inputs.
+  plan.resident_blocks = l;
+  const std::int64_t tokens = shape.micro_batch * shape.seq;
+  // Every gradient must stay until the norm is known (clipping), or accumulate over K
+  // micro-batches.
+  plan.grad_block_slots = (shape.grad_clip || shape.accum > 1) ? l : std::min<std::int64_t>(2, l);
+  const std::int64_t rows = std::min<std::int64_t>(
+      tokens, shape.loss_chunk_rows > 0
+                  ? shape.loss_chunk_rows
+                  : std::max<std::int64_t>(1, kLogitBytes / (config.vocab * 4)));
+  plan.compute_items = {
+      {"fp32 compute weights", kF32 * u64(plan.params)},
+      {"embedding + ln_f gradient accumulators", kF32 * u64(unit_params(config, 0) + 2 * c)},
+      {std::to_string(plan.grad_block_slots) + " block gradient buffers",
+       kF32 * u64(plan.grad_block_slots * config.block_param_count())},
+      {"block inputs (L + 1)", kF32 * u64((l + 1) * tokens * c)},
+      // Estimate of one block's recompute under autograd: ~24 activations of [B, T, C] (LN, qkv,
+      // attention, 4C MLP, their gradients) plus the attention matrix and its gradient.
+      {"one block's recompute (estimate)",
+       kF32 * u64(24 * tokens * c + 2 * shape.micro_batch * config.n_head * shape.seq * shape.seq)},
+      {"logits chunk + its gradient", kF32 * u64(3 * rows * config.vocab)}};
+  plan.compute_total = sum_items(plan.compute_items);
+  if (budgets.compute_bytes > 0 && plan.compute_total > budgets.compute_bytes) {
+    refuse("--gpu-mem (compute tier)", plan.compute_total, budgets.compute_bytes,
+           plan.compute_items,
+           "raise --gpu-mem to at least " +
+               common::format_bytes(static_cast<double>(plan.compute_total)) +
+               ", or lower --micro-batch/--seq (streaming compute weights is not implemented)");
+  }
+
+  // SSD: one store tensor per unit ([master | m | v], copy-on-write: two slots per extent).
+  std::uint64_t store_bytes = 0;
+  const std::uint64_t extent = std::max<std::uint64_t>(4096, budgets.store_extent_bytes);
+  for (std::int64_t u = 0; u < unit_count(config); ++u) {
+    store_bytes += 2 * round_up(3 * kF32 * u64(unit_padded_params(config, u)), extent);
+  }
+  store_bytes += 2 * extent;  // train.state
+  plan.ssd_items.push_back({"store: master + m + v, two slots per extent", store_bytes});
+  plan.ssd_total = store_bytes;
+  const std::uint64_t ssd_have = budgets.ssd_free_bytes + budgets.ssd_used_bytes;
+  if (plan.ssd_total > ssd_have) {
+    refuse("--ssd", plan.ssd_total, ssd_have, plan.ssd_items,
+           "free space on the --ssd directories or add more of them");
+  }
+
+  // Per iteration.
+  plan.flops =
+      config.train_flops_per_token_recompute(shape.seq) * static_cast<double>(tokens * shape.accum);
+  plan.ssd_read_bytes = plan.states_in_cpu ? 0 : state_bytes;
+  plan.ssd_write_bytes = state_bytes;  // the store is the checkpoint: written every step
+  const double params = static_cast<double>(plan.params);
+  plan.terms.push_back({"compute", plan.flops / rates.compute_flops_per_s});
+  plan.terms.push_back(
+      {"ssd_read", static_cast<double>(plan.ssd_read_bytes) / rates.ssd_read_bytes_per_s});
+  plan.terms.push_back(
+      {"ssd_write", static_cast<double>(plan.ssd_write_bytes) / rates.ssd_write_bytes_per_s});
+  plan.terms.push_back({"cpu_adam", params / rates.cpu_adam_params_per_s});
+  if (rates.pcie_h2d_bytes_per_s > 0) {
+    plan.terms.push_back(
+        {"pcie_h2d", static_cast<double>(plan.pcie_h2d_bytes) / rates.pcie_h2d_bytes_per_s});
+  }
+  if (rates.pcie_d2h_bytes_per_s > 0) {
+    plan.terms.push_back(
+        {"pcie_d2h", static_cast<double>(plan.pcie_d2h_bytes) / rates.pcie_d2h_bytes_per_s});
+  }
+  for (const BoundTerm& term : plan.terms) {
+    if (term.seconds > plan.bound_seconds) {
+      plan.bound_seconds = term.seconds;
+      plan.binding = term.name;
+    }
+  }
+  return plan;
+}
+
+std::string OffloadPlan::describe() const {
+  std::ostringstream out;
+  auto bytes = [](std::uint64_t b) { return common::format_bytes(static_cast<double>(b)); };
+  out << "states        fp32 master + Adam m, v: "
+      << (states_in_cpu ? "in CPU memory (written through to the store each step)"
+                        : "in the SSD store, " + std::to_string(state_slots) + " staging slots")
+      << "\n";
+  out << "compute tier  " << bytes(compute_total) << ": " << list_items(compute_items) << "\n";
+  out << "cpu           " << bytes(cpu_total) << ": " << list_items(cpu_items) << "\n";
+  out << "ssd           " << bytes(ssd_total) << ": " << list_items(ssd_items) << "\n";
+  out << "per iteration ssd read " << bytes(ssd_read_bytes) << ", ssd write "
+      << bytes(ssd_write_bytes) << ", pcie h2d " << bytes(pcie_h2d_bytes) << ", d2h "
+      << bytes(pcie_d2h_bytes) << ", ";
+  char flops_text[64];
+  std::snprintf(flops_text, sizeof flops_text, "%.3g FLOP (8N + 16LCT per token)\n", flops);
+  out << flops_text;
+  out << "lower bound   ";
+  for (const BoundTerm& term : terms) {
+    char text[96];
+    std::snprintf(text, sizeof text, "%s %.4g s  ", term.name.c_str(), term.seconds);
+    out << text;
+  }
+  char text[96];
+  std::snprintf(text, sizeof text, "=> %.4g s, bound by %s\n", bound_seconds, binding.c_str());
+  out << text;
+  return out.str();
+}
+
+}  // namespace sparsetrain::fuyou

@@ -1,0 +1,99 @@
+// The Fuyou placement planner: from a model, the training shape and the memory budgets, decides
+// where the fp32 master weights and Adam m, v live (the CPU budget when they fit, else the SSD
+// store), how many blocks of compute weights the compute tier holds, which gradient buffers exist,
+// and predicts the bytes each tier moves per iteration and the iteration-time lower bound
+//   T_iter >= max(T_compute, T_pcie_h2d, T_pcie_d2h, T_ssd_read, T_ssd_write, T_cpu_adam)
+// (DESIGN.md) with the binding term. A plan that does not fit is refused before anything runs,
+// with the numbers that do not fit. Pure arithmetic: no torch, no I/O (free disk space is an
+// input).
+//
+// Tiers on the CPU-only path: the "compute tier" is a CPU memory budget (--gpu-mem), separate from
+// the CPU budget for optimizer states and staging (--cpu-mem). PCIe terms are then zero.
+// Not modelled: the token data in RAM, allocator slack, torch's own workspace.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "fuyou/model_config.h"
+
+namespace sparsetrain::fuyou {
+
+struct OffloadBudgets {
+  std::uint64_t cpu_bytes = 0;       // --cpu-mem: states resident in RAM + staging buffers
+  std::uint64_t compute_bytes = 0;   // --gpu-mem: compute tier (GPU, or CPU memory); 0 = no limit
+  std::uint64_t ssd_free_bytes = 0;  // free bytes over all --ssd directories together
+  std::uint64_t ssd_used_bytes = 0;  // bytes the store already holds (resume): not needed again
+  std::uint64_t store_extent_bytes = std::uint64_t{4}
+                                     << 20;  // the store rounds each tensor up to it
+};
+
+// Throughputs for the bound (bytes/s, FLOP/s, parameters/s). Defaults: DESIGN.md's development
+// machine (2-core EPYC, virtual disk); the caller replaces what it measured.
+struct OffloadRates {
+  double ssd_read_bytes_per_s = 1.5e9;
+  double ssd_write_bytes_per_s = 3.0e9;
+  double cpu_adam_params_per_s = 1.0e9;
+  double compute_flops_per_s = 1.0e11;  // CPU fp32 GEMM; set from a measurement
+  double pcie_h2d_bytes_per_s = 0;      // 0 = no PCIe (CPU compute tier)
+  double pcie_d2h_bytes_per_s = 0;
+};
+
+struct OffloadShape {
+  std::int64_t micro_batch = 8;  // B
+  std::int64_t seq = 128;        // T
+  std::int64_t accum = 1;        // K
+  bool grad_clip = false;  // global-norm clipping: every gradient is held until the norm is known
+  std::int64_t loss_chunk_rows = 0;  // 0 = default_loss_chunk_rows rule (≤ 64 MiB of fp32 logits)
+};
+
+// One line of a memory budget: what it is for and how many bytes.
+struct PlanItem {
+  std::string what;
+  std::uint64_t bytes = 0;
+};
+
+struct BoundTerm {
+  std::string name;    // "compute", "ssd_read", "ssd_write", "cpu_adam", "pcie_h2d", "pcie_d2h"
+  double seconds = 0;  // amount per iteration / rate
+};
+
+struct OffloadPlan {
+  bool states_in_cpu = false;  // master, m, v held in RAM (still written through to the store)
+  std::int64_t resident_blocks =
+      0;  // blocks of compute weights held in the compute tier (all, here)
+  std::int64_t grad_block_slots = 0;  // block gradient buffers: 2 (double buffer) or n_layer
+  std::int64_t state_slots = 0;       // staging buffers of one unit's master/m/v (0 if in CPU)
+  std::int64_t params = 0;
+  std::vector<PlanItem> compute_items, cpu_items, ssd_items;
+  std::uint64_t compute_total = 0, cpu_total = 0, ssd_total = 0;
+
+  // Per iteration (one optimizer step of K micro-batches).
+  double flops = 0;  // 8·N + 16·L·C·T per token (block recompute) × tokens
+  std::uint64_t ssd_read_bytes = 0, ssd_write_bytes = 0;
+  std::uint64_t pcie_h2d_bytes = 0, pcie_d2h_bytes = 0;
+  std::vector<BoundTerm> terms;  // every term of the bound
+  double bound_seconds = 0;      // max of terms
+  std::string binding;           // name of the largest term
+
+  // Human-readable plan (several lines, for --dry-run).
+  std::string describe() const;
+};
+
+// Optimizer units, in the order the backward finishes their gradients: ln_f, blocks L-1 … 0, then
+// the embeddings (wte's gradient is complete only after the embedding backward).
+//   unit 0 = embeddings (wte, wpe), unit 1 + l = block l, unit L + 1 = ln_f (weight, bias).
+std::int64_t unit_count(const ModelConfig& config);
+std::int64_t unit_params(const ModelConfig& config, std::int64_t unit);
+// Floats of one state segment of a unit in the store and in staging buffers: params rounded up to
+// 1024 (4096 bytes), so master, m and v each start 4096-aligned.
+std::int64_t unit_padded_params(const ModelConfig& config, std::int64_t unit);
+std::int64_t max_unit_padded_params(const ModelConfig& config);
+
+// Plans a run. Throws UsageError when it does not fit, naming the budget, what it needs, what it
+// has, and the flag to change.
+OffloadPlan plan_offload(const ModelConfig& config, const OffloadShape& shape,
+                         const OffloadBudgets& budgets, const OffloadRates& rates = {});
+
+}  // namespace sparsetrain::fuyou

@@ -1,0 +1,686 @@
+// OffloadTrainer (see offload_trainer.h).
+#include "fuyou/offload_trainer.h"
+
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <torch/torch.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cmath>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <future>
+#include <mutex>
+#include <thread>
+
+#include "common/error.h"
+#include "common/io/aligned_buffer.h"
+#include "common/log.h"
+#include "fuyou/gpt_model.h"
+#include "fuyou/tensor_store.h"
+
+namespace sparsetrain::fuyou {
+
+namespace {
+
+using common::io::AlignedBuffer;
+
+constexpr const char* kMetaName = "train.state";
+// train.state, int64 [kMetaLen]: what a resumed run must agree with, and the step (data position).
+enum MetaField : int {
+  kMetaFormat,
+  kMetaStep,
+  kMetaSeed,
+  kMetaBatch,
+  kMetaSeq,
+  kMetaAccum,
+  kMetaLayers,
+  kMetaHidden,
+  kMetaLen
+};
+constexpr std::int64_t kMetaFormatVersion = 1;
+
+std::string unit_store_name(std::int64_t unit) { return "states." + std::to_string(unit); }
+
+// Same as gpt_model.cpp's accumulate: the in-memory trainer's exact operation on its accumulators.
+void accumulate(at::Tensor& acc, const at::Tensor& g) {
+  if (g.defined()) acc.add_(g.to(acc.options()));
+}
+
+at::Tensor float_view(float* base, const at::Tensor& like) {
+  return at::from_blob(base, like.sizes(), at::TensorOptions().dtype(at::kFloat));
+}
+
+std::uint64_t free_bytes_of(const std::string& dir) {
+  struct statvfs st {};
+  if (::statvfs(dir.c_str(), &st) != 0) {
+    common::throw_path_error("cannot inspect", dir, errno,
+                             "pass --ssd existing, writable directories");
+  }
+  return static_cast<std::uint64_t>(st.f_bavail) * st.f_frsize;
+}
+
+std::uint64_t file_bytes_of(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 ? static_cast<std::uint64_t>(st.st_size) : 0;
+}
+
+}  // namespace
+
+// One optimizer unit (embeddings, a block, ln_f): its tensors in named() order.
+struct UnitTensors {
+  std::vector<std::string> names;
+  std::vector<at::Tensor*> compute;  // the compute weights the optimizer publishes into
+  std::int64_t padded = 0;           // floats per state segment
+};
+
+struct OffloadTrainer::Impl {
+  std::vector<UnitTensors> units;         // by unit id
+  std::vector<std::int64_t> order;        // processing order: ln_f, blocks L-1 … 0, embeddings
+  std::vector<AlignedBuffer> cpu_states;  // per unit [master | m | v] when states_in_cpu
+  AlignedBuffer staging[2];               // otherwise: two slots
+  AlignedBuffer meta;                     // train.state
+  // Gradient accumulators, fp32, compute tier.
+  at::Tensor wte_grad, wpe_grad, lnf_w_grad, lnf_b_grad;
+  std::vector<BlockWeights> block_grads;  // n_layer (full) or 2 (pool)
+  bool pool = false;                      // block_grads is a pool of 2 shared by turns
+  std::atomic<bool> in_backward{false};   // compute thread inside a step's backward passes
+};
+
+// The optimizer thread: prefetches each unit's states in processing order, waits for the unit's
+// gradients, runs AdamW, writes back, commits at the end of the step.
+class OffloadTrainer::OptimizerStage {
+ public:
+  struct Job {
+    std::int64_t unit = 0;
+    std::vector<at::Tensor> grads;  // in the unit's tensor order
+    double scale = 1.0;             // clipping factor, applied when `scaled`
+    bool scaled = false;
+    int pool_slot = -1;  // block gradient pool slot to give back, or -1
+  };
+
+  OptimizerStage(OffloadTrainer& trainer) : t_(trainer), thread_([this] { loop(); }) {}
+  ~OptimizerStage() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+
+  void start_step(std::int64_t step, double lr) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    step_ = step;
+    lr_ = lr;
+    step_active_ = true;
+    step_done_ = false;
+    pool_busy_[0] = pool_busy_[1] = false;
+    cv_.notify_all();
+  }
+  void submit(Job job) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    jobs_.push_back(std::move(job));
+    cv_.notify_all();
+  }
+  // Compute thread: a free block-gradient pool slot (waits for the optimizer to release one).
+  int acquire_pool_slot() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    cv_.wait(lock, [&] { return error_ || !pool_busy_[0] || !pool_busy_[1]; });
+    rethrow_locked();
+    const int slot = pool_busy_[0] ? 1 : 0;
+    pool_busy_[slot] = true;
+    return slot;
+  }
+  void wait_step_done() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    cv_.wait(lock, [&] { return error_ || step_done_; });
+    rethrow_locked();
+  }
+  common::PhaseTimes& phases() { return phases_; }
+
+ private:
+  void rethrow_locked() {
+    if (error_) std::rethrow_exception(error_);
+  }
+
+  void loop() {
+    for (;;) {
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        cv_.wait(lock, [&] { return stop_ || step_active_; });
+        if (stop_) return;
+      }
+      try {
+        run_step();
+        std::lock_guard<std::mutex> lock(mutex_);
+        step_active_ = false;
+        step_done_ = true;
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        error_ = std::current_exception();
+        step_active_ = false;
+      }
+      cv_.notify_all();
+      if (error_) return;
+    }
+  }
+
+  Job pop_job(std::int64_t unit) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    cv_.wait(lock, [&] { return stop_ || !jobs_.empty(); });
+    if (stop_) throw common::RunError("offloaded training stopped mid-step", "");
+    Job job = std::move(jobs_.front());
+    jobs_.pop_front();
+    ST_ASSERT(job.unit == unit, "optimizer units arrived out of order");
+    return job;
+  }
+
+  void release_pool_slot(int slot) {
+    if (slot < 0) return;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      pool_busy_[slot] = false;
+    }
+    cv_.notify_all();
+  }
+
+  void run_step() {
+    Impl& impl = *t_.impl_;
+    TensorStore& store = *t_.store_;
+    const bool in_cpu = t_.plan_.states_in_cpu;
+    const std::size_t n = impl.order.size();
+    std::shared_future<void> reads[2], writes[2];
+    std::vector<std::shared_future<void>> cpu_writes;
+    auto base_of = [&](std::size_t i) {
+      return reinterpret_cast<float*>(in_cpu ? impl.cpu_states[impl.order[i]].data()
+                                             : impl.staging[i % 2].data());
+    };
+    auto bytes_of = [&](std::size_t i) {
+      return std::uint64_t{12} * static_cast<std::uint64_t>(impl.units[impl.order[i]].padded);
+    };
+    auto wait = [&](std::shared_future<void>& f, const char* phase) {
+      if (!f.valid()) return;
+      auto t = phases_.scope(phase);
+      f.get();
+      f = {};
+    };
+    auto issue_read = [&](std::size_t i) {
+      reads[i % 2] = store.read(unit_store_name(impl.order[i]), base_of(i), 0, bytes_of(i));
+      t_.stats_.ssd_read_bytes += bytes_of(i);
+    };
+    if (!in_cpu) issue_read(0);
+    for (std::size_t i = 0; i < n; ++i) {
+      if (!in_cpu && i + 1 < n) {
+        wait(writes[(i + 1) % 2], "write_wait");  // the slot's previous unit is on disk
+        issue_read(i + 1);                        // prefetch the next unit's states
+      }
+      if (!in_cpu) wait(reads[i % 2], "read_wait");
+      Job job;
+      {
+        auto t = phases_.scope("grad_wait");
+        job = pop_job(impl.order[i]);
+      }
+      const UnitTensors& unit = impl.units[job.unit];
+      {
+        auto t = phases_.scope("adam");
+        float* base = base_of(i);
+        std::int64_t offset = 0;
+        for (std::size_t j = 0; j < unit.compute.size(); ++j) {
+          at::Tensor& w = *unit.compute[j];
+          at::Tensor master = float_view(base + offset, w);
+          at::Tensor m = float_view(base + unit.padded + offset, w);
+          at::Tensor v = float_view(base + 2 * unit.padded + offset, w);
+          if (job.scaled) job.grads[j].mul_(job.scale);
+          adamw_step(adam_options_for(t_.train_, unit.names[j], lr_), step_, master, m, v,
+                     job.grads[j], &w, t_.train_.isa);
+          offset += w.numel();
+        }
+      }
+      if (impl.in_backward.load()) ++t_.stats_.units_updated_during_backward;
+      release_pool_slot(job.pool_slot);
+      auto f = store.write(unit_store_name(job.unit), base_of(i), 0, bytes_of(i));
+      t_.stats_.ssd_write_bytes += bytes_of(i);
+      if (in_cpu) {
+        cpu_writes.push_back(std::move(f));
+      } else {
+        writes[i % 2] = std::move(f);
+      }
+    }
+    for (auto& f : writes) wait(f, "write_wait");
+    for (auto& f : cpu_writes) wait(f, "write_wait");
+    auto* meta = reinterpret_cast<std::int64_t*>(impl.meta.data());
+    meta[kMetaStep] = step_;
+    {
+      auto t = phases_.scope("commit");
+      store.write(kMetaName, meta, 0, kMetaLen * sizeof(std::int64_t)).get();
+      store.commit();
+    }
+    ++t_.stats_.commits;
+  }
+
+  OffloadTrainer& t_;
+  common::PhaseTimes phases_;  // touched by the optimizer thread only (read after it is idle)
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::deque<Job> jobs_;
+  std::int64_t step_ = 0;
+  double lr_ = 0;
+  bool step_active_ = false, step_done_ = false, stop_ = false;
+  bool pool_busy_[2] = {false, false};
+  std::exception_ptr error_;
+  std::thread thread_;  // last: starts after every member above exists
+};
+
+OffloadPlan plan_offload_run(const ModelConfig& config, const TrainOptions& train,
+                             const OffloadOptions& options) {
+  if (options.ssd_dirs.empty()) {
+    throw common::UsageError("the offloaded trainer needs --ssd directories",
+                             "pass --ssd DIR[,DIR...]");
+  }
+  OffloadBudgets budgets = options.budgets;
+  budgets.ssd_free_bytes = 0;
+  budgets.ssd_used_bytes = 0;
+  for (std::size_t i = 0; i < options.ssd_dirs.size(); ++i) {
+    budgets.ssd_free_bytes += free_bytes_of(options.ssd_dirs[i]);
+    if (options.resume) {
+      budgets.ssd_used_bytes +=
+          file_bytes_of(options.ssd_dirs[i] + "/sparsetrain-store." + std::to_string(i) + ".dat");
+    }
+  }
+  budgets.store_extent_bytes = options.store_extent_bytes;
+  const OffloadShape shape{train.micro_batch, train.seq, train.accum, train.grad_clip > 0,
+                           train.loss_chunk_rows};
+  return plan_offload(config, shape, budgets, options.rates);
+}
+
+OffloadRates measure_cpu_rates(const ModelConfig& config, const TrainOptions& train,
+                               OffloadRates base) {
+  torch::NoGradGuard no_grad;
+  const std::int64_t rows = std::min<std::int64_t>(train.micro_batch * train.seq, 4096);
+  const std::int64_t c = config.n_embd;
+  const at::Tensor x = at::randn({rows, c});
+  const at::Tensor w = at::randn({4 * c, c});
+  at::Tensor y = at::matmul(x, w.t());  // warm-up
+  double flops = 0;
+  common::Timer gemm;
+  while (gemm.seconds() < 0.15) {
+    y = at::matmul(x, w.t());
+    flops += 2.0 * static_cast<double>(rows * c * 4 * c);
+  }
+  base.compute_flops_per_s = flops / gemm.seconds();
+  const std::int64_t n = std::int64_t{1} << 22;
+  at::Tensor master = at::zeros({n}), m = at::zeros({n}), v = at::zeros({n}), g = at::ones({n});
+  adamw_step(train.adam, 1, master, m, v, g, nullptr, train.isa);  // warm-up (page faults)
+  std::int64_t params = 0;
+  common::Timer adam;
+  for (std::int64_t step = 2; adam.seconds() < 0.15; ++step) {
+    adamw_step(train.adam, step, master, m, v, g, nullptr, train.isa);
+    params += n;
+  }
+  base.cpu_adam_params_per_s = static_cast<double>(params) / adam.seconds();
+  return base;
+}
+
+OffloadTrainer::OffloadTrainer(ModelConfig config, GptWeights initial, TrainOptions train,
+                               OffloadOptions options)
+    : config_(std::move(config)),
+      train_(train),
+      options_(std::move(options)),
+      impl_(std::make_unique<Impl>()) {
+  config_.validate();
+  check_train_options(config_, train_);
+  if (train_.device != TrainDevice::kCpu) {
+    throw common::UsageError("the offloaded trainer has no CUDA path yet",
+                             "pass --device cpu with --ssd, or drop --ssd to train in memory");
+  }
+  plan_ = plan_offload_run(config_, train_, options_);
+
+  // Compute weights (fp32, compute tier) and the unit table over them.
+  if (options_.resume) {
+    const auto cpu32 = at::TensorOptions().dtype(at::kFloat);
+    compute_.wte = at::zeros({config_.vocab, config_.n_embd}, cpu32);
+    compute_.wpe = at::zeros({config_.n_positions, config_.n_embd}, cpu32);
+    compute_.blocks.resize(static_cast<std::size_t>(config_.n_layer));
+    for (BlockWeights& block : compute_.blocks) {
+      for (int i = 0; i < kBlockTensorCount; ++i)
+        block[i] = at::zeros(block_tensor_shape(config_, i), cpu32);
+    }
+    compute_.ln_f_weight = at::zeros({config_.n_embd}, cpu32);
+    compute_.ln_f_bias = at::zeros({config_.n_embd}, cpu32);
+  } else {
+    check_weight_shapes(config_, initial);
+    // Taken over without a copy when already fp32 CPU contiguous (a model-sized copy otherwise).
+    const auto cpu32 = at::TensorOptions().dtype(at::kFloat).device(at::kCPU);
+    for (auto& [name, t] : initial.named()) *t = t->to(cpu32).contiguous();
+    compute_ = std::move(initial);
+  }
+  Impl& impl = *impl_;
+  const std::int64_t units = unit_count(config_);
+  impl.units.resize(static_cast<std::size_t>(units));
+  for (auto& [name, tensor] : compute_.named()) {
+    std::int64_t unit = 0;
+    if (name.rfind("h.", 0) == 0) unit = 1 + std::stoll(name.substr(2));
+    if (name.rfind("ln_f.", 0) == 0) unit = config_.n_layer + 1;
+    impl.units[static_cast<std::size_t>(unit)].names.push_back(name);
+    impl.units[static_cast<std::size_t>(unit)].compute.push_back(tensor);
+  }
+  for (std::int64_t u = 0; u < units; ++u)
+    impl.units[static_cast<std::size_t>(u)].padded = unit_padded_params(config_, u);
+  impl.order.push_back(config_.n_layer + 1);
+  for (std::int64_t l = config_.n_layer; l >= 1; --l) impl.order.push_back(l);
+  impl.order.push_back(0);
+
+  // Buffers: states in RAM or two staging slots; gradient accumulators.
+  const std::size_t slot_bytes = 12 * static_cast<std::size_t>(max_unit_padded_params(config_));
+  if (plan_.states_in_cpu) {
+    for (const UnitTensors& unit : impl.units) {
+      impl.cpu_states.emplace_back(12 * static_cast<std::size_t>(unit.padded), /*pin=*/false);
+    }
+  } else {
+    for (auto& slot : impl.staging) slot = AlignedBuffer(slot_bytes);
+  }
+  impl.meta = AlignedBuffer(kMetaLen * sizeof(std::int64_t));
+  const auto f32 = at::TensorOptions().dtype(at::kFloat);
+  impl.wte_grad = at::zeros_like(compute_.wte, f32);
+  impl.wpe_grad = at::zeros_like(compute_.wpe, f32);
+  impl.lnf_w_grad = at::zeros_like(compute_.ln_f_weight, f32);
+  impl.lnf_b_grad = at::zeros_like(compute_.ln_f_bias, f32);
+  impl.pool = plan_.grad_block_slots < config_.n_layer;
+  impl.block_grads.resize(static_cast<std::size_t>(plan_.grad_block_slots));
+  for (BlockWeights& block : impl.block_grads) {
+    for (int i = 0; i < kBlockTensorCount; ++i)
+      block[i] = at::zeros(block_tensor_shape(config_, i), f32);
+  }
+
+  StoreOptions store_options;
+  store_options.extent_bytes = options_.store_extent_bytes;
+  if (options_.resume) {
+    store_ = TensorStore::open(options_.ssd_dirs, store_options);
+    open_store();
+  } else {
+    store_ = TensorStore::create(options_.ssd_dirs, store_options);
+    init_store();
+  }
+}
+
+OffloadTrainer::~OffloadTrainer() = default;
+
+void OffloadTrainer::init_store() {
+  Impl& impl = *impl_;
+  for (std::int64_t u = 0; u < unit_count(config_); ++u) {
+    store_->define(unit_store_name(u), StoreDType::kF32,
+                   {3 * impl.units[static_cast<std::size_t>(u)].padded});
+  }
+  store_->define(kMetaName, StoreDType::kI64, {kMetaLen});
+  AlignedBuffer scratch;
+  for (std::size_t u = 0; u < impl.units.size(); ++u) {
+    const UnitTensors& unit = impl.units[u];
+    const std::size_t bytes = 12 * static_cast<std::size_t>(unit.padded);
+    AlignedBuffer* buffer = &scratch;
+    if (plan_.states_in_cpu) {
+      buffer = &impl.cpu_states[u];
+    } else {
+      scratch = AlignedBuffer(bytes, /*pin=*/false);  // zero-filled: m = v = 0
+    }
+    auto* base = reinterpret_cast<float*>(buffer->data());
+    std::int64_t offset = 0;
+    for (at::Tensor* w : unit.compute) {
+      float_view(base + offset, *w).copy_(*w);
+      offset += w->numel();
+    }
+    store_->write(unit_store_name(static_cast<std::int64_t>(u)), base, 0, bytes).get();
+  }
+  auto* meta = reinterpret_cast<std::int64_t*>(impl.meta.data());
+  meta[kMetaFormat] = kMetaFormatVersion;
+  meta[kMetaStep] = 0;
+  meta[kMetaSeed] = static_cast<std::int64_t>(train_.seed);
+  meta[kMetaBatch] = train_.micro_batch;
+  meta[kMetaSeq] = train_.seq;
+  meta[kMetaAccum] = train_.accum;
+  meta[kMetaLayers] = config_.n_layer;
+  meta[kMetaHidden] = config_.n_embd;
+  store_->write(kMetaName, meta, 0, kMetaLen * sizeof(std::int64_t)).get();
+  store_->commit();
+  first_step_ = 1;
+}
+
+void OffloadTrainer::open_store() {
+  Impl& impl = *impl_;
+  auto* meta = reinterpret_cast<std::int64_t*>(impl.meta.data());
+  if (!store_->contains(kMetaName)) {
+    throw common::UsageError("the store in '" + options_.ssd_dirs[0] + "' holds no training run",
+                             "drop --resume to start a new run");
+  }
+  store_->read(kMetaName, meta, 0, kMetaLen * sizeof(std::int64_t), /*verify=*/true).get();
+  const std::pair<const char*, std::pair<std::int64_t, std::int64_t>> checks[] = {
+      {"--seed", {meta[kMetaSeed], static_cast<std::int64_t>(train_.seed)}},
+      {"--micro-batch", {meta[kMetaBatch], train_.micro_batch}},
+      {"--seq", {meta[kMetaSeq], train_.seq}},
+      {"--accum", {meta[kMetaAccum], train_.accum}},
+      {"--model layers", {meta[kMetaLayers], config_.n_layer}},
+      {"--model hidden", {meta[kMetaHidden], config_.n_embd}}};
+  if (meta[kMetaFormat] != kMetaFormatVersion) {
+    throw common::RunError(
+        "the store's train.state has format " + std::to_string(meta[kMetaFormat]),
+        "start a new run in an empty --ssd directory");
+  }
+  for (const auto& [flag, values] : checks) {
+    if (values.first != values.second) {
+      throw common::UsageError(std::string("--resume: the stored run has ") + flag + " " +
+                                   std::to_string(values.first) + ", this run " +
+                                   std::to_string(values.second),
+                               "resume with the flags of the stored run");
+    }
+  }
+  first_step_ = meta[kMetaStep] + 1;
+  AlignedBuffer scratch;
+  for (std::size_t u = 0; u < impl.units.size(); ++u) {
+    const UnitTensors& unit = impl.units[u];
+    const std::size_t bytes = 12 * static_cast<std::size_t>(unit.padded);
+    AlignedBuffer* buffer = &scratch;
+    if (plan_.states_in_cpu) {
+      buffer = &impl.cpu_states[u];
+    } else {
+      scratch = AlignedBuffer(bytes, /*pin=*/false);
+    }
+    auto* base = reinterpret_cast<float*>(buffer->data());
+    store_->read(unit_store_name(static_cast<std::int64_t>(u)), base, 0, bytes, /*verify=*/true)
+        .get();
+    std::int64_t offset = 0;
+    for (at::Tensor* w : unit.compute) {
+      w->copy_(float_view(base + offset, *w));
+      offset += w->numel();
+    }
+  }
+}
+
+GptWeights OffloadTrainer::read_master() {
+  GptWeights out = weights_to(compute_, at::TensorOptions().dtype(at::kFloat));
+  std::map<std::string, at::Tensor*> by_name;
+  for (auto& [name, t] : out.named()) by_name[name] = t;
+  Impl& impl = *impl_;
+  for (std::size_t u = 0; u < impl.units.size(); ++u) {
+    const UnitTensors& unit = impl.units[u];
+    AlignedBuffer buffer(12 * static_cast<std::size_t>(unit.padded), /*pin=*/false);
+    auto* base = reinterpret_cast<float*>(buffer.data());
+    store_
+        ->read(unit_store_name(static_cast<std::int64_t>(u)), base, 0, buffer.size(),
+               /*verify=*/true)
+        .get();
+    std::int64_t offset = 0;
+    for (std::size_t j = 0; j < unit.compute.size(); ++j) {
+      by_name.at(unit.names[j])->copy_(float_view(base + offset, *unit.compute[j]));
+      offset += unit.compute[j]->numel();
+    }
+  }
+  return out;
+}
+
+TrainResult OffloadTrainer::train(const TokenData& train_data, const TokenData& valid_data,
+                                  const std::function<void(const StepReport&)>& on_step) {
+  Impl& impl = *impl_;
+  TrainResult result;
+  const std::int64_t tokens_per_step = train_.micro_batch * train_.seq * train_.accum;
+  const double flops_per_token = config_.train_flops_per_token(train_.seq);
+  const std::int64_t layers = config_.n_layer;
+  const bool clip = train_.grad_clip > 0;
+  common::PhaseTimes& cp = stats_.compute_phases;
+  auto eval_scope = [&] {
+    auto t = result.phases.scope("eval");
+    return evaluate_loss(config_, compute_, valid_data, train_);
+  };
+  if (first_step_ == 1) result.val_losses.emplace_back(0, eval_scope());
+  OptimizerStage stage(*this);
+  const double grad_scale = 1.0 / static_cast<double>(train_.accum);
+  for (std::int64_t step = first_step_; step <= train_.steps; ++step) {
+    common::check_interrupt();
+    common::Timer step_timer;
+    StepReport report;
+    report.step = step;
+    report.lr = lr_at_step(train_, step);
+    stage.start_step(step, report.lr);  // the optimizer thread starts prefetching states now
+    impl.in_backward.store(true);
+    impl.wte_grad.zero_();
+    impl.wpe_grad.zero_();
+    impl.lnf_w_grad.zero_();
+    impl.lnf_b_grad.zero_();
+    if (!impl.pool) {
+      for (BlockWeights& block : impl.block_grads) {
+        for (at::Tensor& g : block.tensors) g.zero_();
+      }
+    }
+    // Squared-norm terms per tensor, by unit, summed in named() order as the in-memory trainer
+    // does.
+    std::vector<std::vector<at::Tensor>> norm_terms(impl.units.size());
+    auto add_norm_terms = [&](std::int64_t unit, const std::vector<at::Tensor>& grads) {
+      for (const at::Tensor& g : grads) {
+        norm_terms[static_cast<std::size_t>(unit)].push_back(g.pow(2).sum().to(at::kDouble));
+      }
+    };
+    std::vector<std::vector<at::Tensor>> deferred(impl.units.size());  // clip: unit grads
+    auto finish_unit = [&](std::int64_t unit, std::vector<at::Tensor> grads, int pool_slot) {
+      if (clip) {
+        deferred[static_cast<std::size_t>(unit)] = std::move(grads);
+        return;
+      }
+      add_norm_terms(unit, grads);
+      stage.submit({unit, std::move(grads), 1.0, false, pool_slot});
+    };
+    double loss_sum = 0;
+    for (std::int64_t k = 0; k < train_.accum; ++k) {
+      const bool last = k + 1 == train_.accum;
+      at::Tensor x, y;
+      {
+        auto t = result.phases.scope("data");
+        std::tie(x, y) = train_data.batch(train_.seed, (step - 1) * train_.accum + k,
+                                          train_.micro_batch, train_.seq);
+      }
+      std::vector<at::Tensor> inputs;  // inputs[l]: block l's input [B, T, C]
+      at::Tensor h;
+      {
+        auto t = cp.scope("forward");
+        torch::NoGradGuard no_grad;
+        h = embed_forward(compute_, x);
+        for (const BlockWeights& block : compute_.blocks) {
+          inputs.push_back(h);
+          h = block_forward(config_, block, h);
+        }
+      }
+      auto t_backward = std::make_unique<common::PhaseTimes::Scope>(cp, "backward");
+      LmLossBackward head =
+          lm_loss_backward(config_, compute_, h, y, grad_scale, train_.loss_chunk_rows);
+      h = at::Tensor();
+      accumulate(impl.lnf_w_grad, head.ln_f_weight_grad);
+      accumulate(impl.lnf_b_grad, head.ln_f_bias_grad);
+      accumulate(impl.wte_grad, head.wte_grad);
+      loss_sum += head.loss;
+      if (last) {
+        // Checked before any update is handed over, so a diverged step never reaches the store.
+        report.loss = loss_sum / static_cast<double>(train_.accum);
+        if (!std::isfinite(report.loss)) {
+          throw common::RunError("training loss became " + std::to_string(report.loss) +
+                                     " at step " + std::to_string(step),
+                                 "lower --lr or raise --warmup; --resume continues from the last "
+                                 "committed step");
+        }
+        finish_unit(layers + 1, {impl.lnf_w_grad, impl.lnf_b_grad}, -1);
+      }
+      at::Tensor grad = std::move(head.input_grad);
+      for (std::int64_t l = layers; l-- > 0;) {
+        const auto li = static_cast<std::size_t>(l);
+        BlockGrads block = block_backward(config_, compute_.blocks[li], inputs[li], grad);
+        int slot = -1;
+        BlockWeights* acc = nullptr;
+        if (impl.pool) {
+          t_backward.reset();
+          {
+            auto t = cp.scope("grad_slot_wait");
+            slot = stage.acquire_pool_slot();
+          }
+          t_backward = std::make_unique<common::PhaseTimes::Scope>(cp, "backward");
+          acc = &impl.block_grads[static_cast<std::size_t>(slot)];
+          for (at::Tensor& g : acc->tensors) g.zero_();
+        } else {
+          acc = &impl.block_grads[li];
+        }
+        for (int i = 0; i < kBlockTensorCount; ++i) accumulate((*acc)[i], block.weight_grads[i]);
+        if (last) {
+          finish_unit(1 + l, std::vector<at::Tensor>(acc->tensors.begin(), acc->tensors.end()),
+                      slot);
+        }
+        grad = std::move(block.input_grad);
+        inputs[li] = at::Tensor();
+      }
+      embed_backward(x, grad, impl.wte_grad, impl.wpe_grad);
+      if (last) finish_unit(0, {impl.wte_grad, impl.wpe_grad}, -1);
+    }
+    impl.in_backward.store(false);
+    if (clip) {
+      for (std::size_t u = 0; u < deferred.size(); ++u)
+        add_norm_terms(static_cast<std::int64_t>(u), deferred[u]);
+    }
+    at::Tensor sq = at::zeros({}, at::TensorOptions().dtype(at::kDouble));
+    for (const auto& terms : norm_terms) {
+      for (const at::Tensor& term : terms) sq += term;
+    }
+    report.grad_norm = std::sqrt(sq.item<double>());
+    if (clip) {
+      const bool scaled = report.grad_norm > train_.grad_clip;
+      const double scale = train_.grad_clip / (report.grad_norm + 1e-6);
+      for (std::int64_t unit : impl.order) {
+        stage.submit(
+            {unit, std::move(deferred[static_cast<std::size_t>(unit)]), scale, scaled, -1});
+      }
+    }
+    {
+      auto t = cp.scope("optimizer_wait");
+      stage.wait_step_done();
+    }
+    result.train_seconds += step_timer.seconds();
+    result.tokens += tokens_per_step;
+    result.losses.push_back(report.loss);
+    ++stats_.steps;
+    report.tokens_per_s = static_cast<double>(result.tokens) / result.train_seconds;
+    report.tflops = report.tokens_per_s * flops_per_token / 1e12;
+    if (step == train_.steps || (train_.eval_every > 0 && step % train_.eval_every == 0)) {
+      report.val_loss = eval_scope();
+      result.val_losses.emplace_back(step, *report.val_loss);
+    }
+    if (on_step) on_step(report);
+  }
+  stats_.optimizer_phases = stage.phases();
+  stats_.step_seconds =
+      stats_.steps > 0 ? result.train_seconds / static_cast<double>(stats_.steps) : 0;
+  for (const auto& [phase, seconds] : stats_.compute_phases.all())
+    result.phases.add(phase, seconds);
+  result.tokens_per_s = static_cast<double>(result.tokens) / std::max(result.train_seconds, 1e-9);
+  result.tflops = result.tokens_per_s * flops_per_token / 1e12;
+  result.tflops_recompute =
+      result.tokens_per_s * config_.train_flops_per_token_recompute(train_.seq) / 1e12;
+  return result;
+}
+
+}  // namespace sparsetrain::fuyou

@@ -1,0 +1,117 @@
+// The offloaded trainer behind `sparsetrain fuyou finetune --ssd …` (Fuyou's pipeline), CPU
+// compute tier: the fp32 master weights and Adam m, v live in the SSD tensor store (or in the CPU
+// budget when the planner puts them there, written through to the store), the compute weights in
+// the compute tier. Each iteration runs the forward block by block and the backward in reverse with
+// block-wise recompute (gpt_model.h); as soon as an optimizer unit's gradients are final (ln_f
+// after the LM head, block l after its backward, the embeddings last) the compute thread hands them
+// to the optimizer thread, which has already prefetched that unit's master/m/v into one of two
+// staging slots, runs the fused AdamW (cpu_adam.h), writes the states back asynchronously and
+// publishes the new compute weights — overlapped with the backward of the following blocks.
+// Gradient buffers of blocks in flight are distinct (a pool of two with K = 1, one per block
+// otherwise); so are the staging slots. At the end of a step the optimizer thread commits the store
+// (the checkpoint: states, weights, step; the data position follows from the step) and the next
+// forward starts only then, so the next iteration sees exactly plain AdamW's weights.
+//
+// Gradient clipping by global norm stays exact by deferral: with --grad-clip > 0 every gradient is
+// kept until the backward ends, the norm is computed in the in-memory trainer's order, and only
+// then do the updates run (state prefetch still overlaps the backward; the AdamW itself does not).
+// Threads: the compute thread (the caller) only computes and waits on condition variables; every
+// store call (read, write, commit) happens on the optimizer thread
+// (scripts/fuyou_compute_thread_io.sh checks it with strace).
+// Not here: CUDA compute, streaming compute weights from the store (the plan refuses models whose
+// compute weights exceed --gpu-mem), activation offload.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "fuyou/gpt_weights.h"
+#include "fuyou/model_config.h"
+#include "fuyou/offload_plan.h"
+#include "fuyou/token_data.h"
+#include "fuyou/trainer.h"
+
+namespace sparsetrain::fuyou {
+
+class TensorStore;
+
+struct OffloadOptions {
+  std::vector<std::string> ssd_dirs;  // the store's directories (striped)
+  OffloadBudgets budgets;             // ssd_free_bytes is filled in from the directories
+  OffloadRates rates;
+  bool resume = false;  // continue the run committed in the store
+  std::uint64_t store_extent_bytes = std::uint64_t{4} << 20;
+};
+
+// Measured over one run (volatile: depends on the machine).
+struct OffloadStats {
+  std::uint64_t ssd_read_bytes = 0;   // state reads (store → staging)
+  std::uint64_t ssd_write_bytes = 0;  // state write-backs (staging or CPU states → store)
+  std::uint64_t commits = 0;
+  // Units whose AdamW finished while the compute thread was still in that step's backward: the
+  // overlap, counted (0 with --grad-clip, whose updates wait for the norm).
+  std::uint64_t units_updated_during_backward = 0;
+  std::int64_t steps = 0;               // steps this run took
+  double step_seconds = 0;              // training seconds / steps (evaluation excluded)
+  common::PhaseTimes compute_phases;    // compute thread: forward, backward, wait_*
+  common::PhaseTimes optimizer_phases;  // optimizer thread: read_wait, adam, write_wait, commit
+};
+
+// The plan a run with these options would get: fills the free space of options.ssd_dirs (and, for
+// resume, the space the store already holds) and calls plan_offload. No store is touched.
+OffloadPlan plan_offload_run(const ModelConfig& config, const TrainOptions& train,
+                             const OffloadOptions& options);
+
+// Measured on this machine for the bound: fp32 GEMM FLOP/s at the model's block shapes and the
+// fused AdamW's parameters/s (about 0.3 s). SSD rates stay at `base`'s values.
+OffloadRates measure_cpu_rates(const ModelConfig& config, const TrainOptions& train,
+                               OffloadRates base = {});
+
+class OffloadTrainer {
+ public:
+  // initial: fp32 CPU weights, taken over as the compute weights and updated in place (ignored with
+  // options.resume: the store has them). Plans the run
+  // (UsageError when it does not fit), then creates the store in options.ssd_dirs (UsageError when
+  // one exists there and resume is off) or opens it (resume; UsageError when its run disagrees with
+  // `train` on seed, micro-batch, seq, accum or model).
+  OffloadTrainer(ModelConfig config, GptWeights initial, TrainOptions train,
+                 OffloadOptions options);
+  ~OffloadTrainer();
+  OffloadTrainer(const OffloadTrainer&) = delete;
+  OffloadTrainer& operator=(const OffloadTrainer&) = delete;
+
+  // Runs steps first_step() … train.steps. Same callbacks and result as InMemoryTrainer::train;
+  // losses cover only the steps run here (no step-0 evaluation on resume).
+  TrainResult train(const TokenData& train_data, const TokenData& valid_data,
+                    const std::function<void(const StepReport&)>& on_step = {});
+
+  const OffloadPlan& plan() const { return plan_; }
+  const OffloadStats& stats() const { return stats_; }
+  std::int64_t first_step() const { return first_step_; }
+  // The fp32 compute weights, equal bit for bit to the master weights in the store.
+  const GptWeights& weights() const { return compute_; }
+  // The fp32 master weights as committed in the store (reads it).
+  GptWeights read_master();
+
+ private:
+  class OptimizerStage;
+  struct Impl;
+  void init_store();  // a new store from compute_ (m = v = 0, step 0)
+  void open_store();
+
+  ModelConfig config_;
+  TrainOptions train_;
+  OffloadOptions options_;
+  OffloadPlan plan_;
+  OffloadStats stats_;
+  std::int64_t first_step_ = 1;
+  std::unique_ptr<Impl> impl_;  // buffers the store's I/O points into: destroyed after store_
+  GptWeights compute_;          // fp32, compute tier
+  std::unique_ptr<TensorStore> store_;  // last: its destructor waits for I/O in flight
+};
+
+}  // namespace sparsetrain::fuyou

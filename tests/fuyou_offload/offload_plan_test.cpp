@@ -1,0 +1,152 @@
+// plan_offload against hand-worked numbers for a small GPT: placement, refusals with the numbers
+// that do not fit, bytes per iteration and the binding term of the lower bound.
+#include "fuyou/offload_plan.h"
+
+#include <doctest/doctest.h>
+
+#include <string>
+
+#include "common/error.h"
+#include "fuyou/model_config.h"
+
+using namespace sparsetrain::fuyou;
+
+namespace {
+
+// tiny: L = 2, C = 64, H = 4, V = 256, T_max = 128.
+//   block: 12·C² + 13·C = 49,984; embeddings (256 + 128)·64 = 24,576; ln_f 128; N = 124,672.
+//   padded to 1024 floats: 24,576 + 2 · 50,176 + 1,024 = 125,952 -> states 12 B · that = 1,511,424
+//   B; one staging slot 12 · 50,176 = 602,112 B.
+constexpr std::uint64_t kTinyStateBytes = 1511424;
+constexpr std::uint64_t kTinySlotBytes = 602112;
+
+OffloadBudgets roomy() {
+  OffloadBudgets b;
+  b.cpu_bytes = std::uint64_t{1} << 30;
+  b.compute_bytes = 0;
+  b.ssd_free_bytes = std::uint64_t{1} << 40;
+  return b;
+}
+
+std::string usage_message(const ModelConfig& c, const OffloadShape& s, const OffloadBudgets& b) {
+  try {
+    plan_offload(c, s, b);
+  } catch (const sparsetrain::common::UsageError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST_CASE("unit sizes of the tiny GPT match the hand count") {
+  const ModelConfig c = model_config_from_name("tiny");
+  CHECK(unit_count(c) == 4);
+  CHECK(unit_params(c, 0) == 24576);
+  CHECK(unit_params(c, 1) == 49984);
+  CHECK(unit_params(c, 3) == 128);
+  CHECK(unit_params(c, 0) + 2 * unit_params(c, 1) + unit_params(c, 3) == c.param_count());
+  CHECK(unit_padded_params(c, 1) == 50176);
+  CHECK(unit_padded_params(c, 3) == 1024);
+  CHECK(max_unit_padded_params(c) == 50176);
+}
+
+TEST_CASE("states go to the CPU budget exactly when master, m and v fit in it") {
+  const ModelConfig c = model_config_from_name("tiny");
+  OffloadBudgets b = roomy();
+  b.cpu_bytes = kTinyStateBytes;
+  OffloadPlan fits = plan_offload(c, {}, b);
+  CHECK(fits.states_in_cpu);
+  CHECK(fits.state_slots == 0);
+  CHECK(fits.ssd_read_bytes == 0);
+  CHECK(fits.ssd_write_bytes == kTinyStateBytes);  // written through: the store is the checkpoint
+  CHECK(fits.cpu_total == kTinyStateBytes);
+
+  b.cpu_bytes = kTinyStateBytes - 1;
+  OffloadPlan spills = plan_offload(c, {}, b);
+  CHECK_FALSE(spills.states_in_cpu);
+  CHECK(spills.state_slots == 2);
+  CHECK(spills.cpu_total == 2 * kTinySlotBytes);
+  CHECK(spills.ssd_read_bytes == kTinyStateBytes);
+  CHECK(spills.ssd_write_bytes == kTinyStateBytes);
+}
+
+TEST_CASE("a CPU budget below two staging slots is refused with the numbers") {
+  const ModelConfig c = model_config_from_name("tiny");
+  OffloadBudgets b = roomy();
+  b.cpu_bytes = 2 * kTinySlotBytes - 1;
+  const std::string message = usage_message(c, {}, b);
+  INFO(message);
+  CHECK(message.find("--cpu-mem") != std::string::npos);
+  CHECK(message.find(std::to_string(2 * kTinySlotBytes) + " B") != std::string::npos);
+  CHECK(message.find(std::to_string(2 * kTinySlotBytes - 1) + " B") != std::string::npos);
+}
+
+TEST_CASE("the SSD must hold two slots of every unit's extents plus train.state") {
+  const ModelConfig c = model_config_from_name("tiny");
+  OffloadBudgets b = roomy();
+  // 4 units of <= 4 MiB each and train.state: 5 extents of 4 MiB, twice (copy-on-write).
+  const std::uint64_t need = 2 * 5 * (std::uint64_t{4} << 20);
+  b.ssd_free_bytes = need;
+  CHECK(plan_offload(c, {}, b).ssd_total == need);
+  b.ssd_free_bytes = need - 1;
+  const std::string message = usage_message(c, {}, b);
+  INFO(message);
+  CHECK(message.find("--ssd") != std::string::npos);
+  CHECK(message.find(std::to_string(need) + " B") != std::string::npos);
+  b.ssd_used_bytes = 1;  // a resumed store already holds its space
+  CHECK(plan_offload(c, {}, b).ssd_total == need);
+}
+
+TEST_CASE("a compute tier too small for the weights is refused, naming --gpu-mem") {
+  const ModelConfig c = model_config_from_name("tiny");
+  OffloadBudgets b = roomy();
+  b.compute_bytes = 4 * static_cast<std::uint64_t>(c.param_count());  // weights alone, nothing else
+  const std::string message = usage_message(c, {}, b);
+  INFO(message);
+  CHECK(message.find("--gpu-mem") != std::string::npos);
+  CHECK(message.find("fp32 compute weights 487 KiB") != std::string::npos);  // 498,688 B
+}
+
+TEST_CASE("block gradient buffers: a pool of two only without clipping and accumulation") {
+  const ModelConfig c = model_config_from_name("custom:L=6,C=64,H=4,V=256,T=64");
+  OffloadShape s;
+  CHECK(plan_offload(c, s, roomy()).grad_block_slots == 2);
+  s.accum = 2;
+  CHECK(plan_offload(c, s, roomy()).grad_block_slots == 6);
+  s.accum = 1;
+  s.grad_clip = true;
+  CHECK(plan_offload(c, s, roomy()).grad_block_slots == 6);
+}
+
+TEST_CASE("the lower bound is the largest term and names it") {
+  const ModelConfig c = model_config_from_name("tiny");
+  OffloadShape s;
+  s.micro_batch = 4;
+  s.seq = 32;
+  s.accum = 2;
+  OffloadBudgets b = roomy();
+  b.cpu_bytes = 0;  // states in the store
+  // FLOPs: (8·N' + 16·L·C·T) per token, N' = N - wpe = 124,672 - 8,192 = 116,480:
+  //   8 · 116,480 + 16 · 2 · 64 · 32 = 997,376 per token, × 4·32·2 = 256 tokens = 255,328,256.
+  OffloadRates r;
+  r.compute_flops_per_s = 1e12;
+  r.ssd_read_bytes_per_s = 1e6;  // 1.511424 s: binds
+  r.ssd_write_bytes_per_s = 1e9;
+  r.cpu_adam_params_per_s = 1e9;
+  b.cpu_bytes = 2 * kTinySlotBytes;
+  OffloadPlan p = plan_offload(c, s, b, r);
+  CHECK(p.flops == doctest::Approx(255328256.0));
+  CHECK(p.binding == "ssd_read");
+  CHECK(p.bound_seconds == doctest::Approx(1.511424));
+  r.compute_flops_per_s = 1e8;  // 2.55 s: compute binds
+  p = plan_offload(c, s, b, r);
+  CHECK(p.binding == "compute");
+  CHECK(p.bound_seconds == doctest::Approx(2.55328256));
+  r.compute_flops_per_s = 1e12;
+  r.cpu_adam_params_per_s = 1e4;  // 124,672 params: 12.4672 s
+  p = plan_offload(c, s, b, r);
+  CHECK(p.binding == "cpu_adam");
+  CHECK(p.bound_seconds == doctest::Approx(12.4672));
+  CHECK(p.describe().find("bound by cpu_adam") != std::string::npos);
+}

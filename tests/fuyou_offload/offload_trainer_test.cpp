@@ -1,0 +1,197 @@
+// The offloaded trainer against the in-memory trainer (the reference: plain AdamW over weights in
+// RAM): same init, data and options must give the same losses and final weights, with the states in
+// the SSD store under a CPU budget smaller than them, with the states in the CPU budget, with
+// overlapped updates (no clipping) and with deferred ones (clipping, accumulation); and a run
+// stopped after its commit at step 10 resumes from the store to the uninterrupted run's weights.
+#include "fuyou/offload_trainer.h"
+
+#include <doctest/doctest.h>
+#include <torch/torch.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+
+#include "../fuyou/test_util.h"
+#include "fuyou/demo_text.h"
+#include "fuyou/gpt_weights.h"
+#include "fuyou/trainer.h"
+
+using namespace sparsetrain::fuyou;
+
+namespace {
+
+// The test machine is shared and oversubscribed: OpenMP's spin-waiting threads then slow these
+// small models tenfold. One intra-op thread (unless the caller chose) keeps the binary to seconds.
+const bool kOneThread = [] {
+  if (std::getenv("OMP_NUM_THREADS") == nullptr) at::set_num_threads(1);
+  return true;
+}();
+
+struct Fixture {
+  ModelConfig config = model_config_from_name("custom:L=3,C=64,H=4,V=256,T=64");
+  std::pair<TokenData, TokenData> data = TokenData::from_bytes(std::string(demo_text())).split(0.1);
+  const TokenData& train_data = data.first;
+  const TokenData& valid_data = data.second;
+};
+
+TrainOptions small_options() {
+  TrainOptions o;
+  o.steps = 20;
+  o.micro_batch = 4;
+  o.seq = 32;
+  o.lr = 1e-2;
+  o.warmup = 2;
+  o.eval_every = 10;
+  o.eval_batches = 2;
+  o.seed = 7;
+  return o;
+}
+
+OffloadOptions offload_options(const std::string& name, std::uint64_t cpu_bytes) {
+  OffloadOptions o;
+  auto root = fuyou_test::fresh_dir(name);
+  for (const char* sub : {"a", "b"}) {  // two striped directories
+    std::filesystem::create_directories(root / sub);
+    o.ssd_dirs.push_back((root / sub).string());
+  }
+  o.budgets.cpu_bytes = cpu_bytes;
+  o.store_extent_bytes = 64 << 10;
+  return o;
+}
+
+// Max |a - b| / max |b| over all tensors (0 when bitwise equal).
+double max_relative_difference(const GptWeights& a, const GptWeights& b) {
+  auto na = a.named();
+  auto nb = b.named();
+  double worst = 0;
+  for (std::size_t i = 0; i < na.size(); ++i) {
+    const double scale = std::max(nb[i].second->abs().max().item<double>(), 1e-30);
+    worst = std::max(worst, (*na[i].second - *nb[i].second).abs().max().item<double>() / scale);
+  }
+  return worst;
+}
+
+bool bitwise_equal(const GptWeights& a, const GptWeights& b) {
+  auto na = a.named();
+  auto nb = b.named();
+  for (std::size_t i = 0; i < na.size(); ++i) {
+    if (!at::equal(*na[i].second, *nb[i].second)) return false;
+  }
+  return true;
+}
+
+// Trains both ways and compares; returns the offload trainer's stats for further checks.
+OffloadStats compare_with_in_memory(const TrainOptions& options, OffloadOptions offload,
+                                    bool expect_states_in_cpu) {
+  Fixture f;
+  InMemoryTrainer reference(f.config, init_gpt_weights(f.config, 3, at::TensorOptions()), options);
+  const TrainResult want = reference.train(f.train_data, f.valid_data);
+
+  OffloadTrainer trainer(f.config, init_gpt_weights(f.config, 3, at::TensorOptions()), options,
+                         offload);
+  CHECK(trainer.plan().states_in_cpu == expect_states_in_cpu);
+  const TrainResult got = trainer.train(f.train_data, f.valid_data);
+
+  REQUIRE(got.losses.size() == want.losses.size());
+  for (std::size_t i = 0; i < want.losses.size(); ++i) {
+    INFO("step " << i + 1 << ": offloaded " << got.losses[i] << ", in memory " << want.losses[i]);
+    CHECK(got.losses[i] == want.losses[i]);
+  }
+  REQUIRE(got.val_losses.size() == want.val_losses.size());
+  for (std::size_t i = 0; i < want.val_losses.size(); ++i) {
+    CHECK(got.val_losses[i].second == want.val_losses[i].second);
+  }
+  CHECK(want.losses.back() < want.losses.front() - 0.1);  // it trained
+  const GptWeights master = trainer.read_master();
+  INFO("max relative difference " << max_relative_difference(master, reference.master()));
+  CHECK(bitwise_equal(master, reference.master()));
+  CHECK(bitwise_equal(trainer.weights(), reference.master()));
+  return trainer.stats();
+}
+
+}  // namespace
+
+TEST_CASE("offloaded training with states in the store matches in-memory AdamW bit for bit") {
+  // No clipping, K = 1: updates overlap the backward; 3 blocks, a pool of 2 gradient buffers.
+  TrainOptions options = small_options();
+  options.grad_clip = 0;
+  const OffloadStats stats =
+      compare_with_in_memory(options, offload_options("store", 1200 << 10), false);
+  // master + m + v of every unit, padded: (20,480 + 3·50,176 + 1,024) floats · 12 B per step.
+  const std::uint64_t state_bytes = 12ull * (20480 + 3 * 50176 + 1024);
+  CHECK(stats.ssd_read_bytes == 20 * state_bytes);
+  CHECK(stats.ssd_write_bytes == 20 * state_bytes);
+  CHECK(stats.commits == 20);
+  // With a pool of two gradient buffers and three blocks, block 0's backward cannot finish before
+  // the optimizer has released block 2's buffer: ln_f and block 2 at least update during backward.
+  CHECK(stats.units_updated_during_backward >= 2 * 20);
+}
+
+TEST_CASE("offloaded training with clipping and accumulation matches in-memory AdamW bit for bit") {
+  // Clipping defers the updates until the global norm is known; K = 2 accumulates.
+  TrainOptions options = small_options();
+  options.grad_clip = 0.5;
+  options.accum = 2;
+  const OffloadStats stats =
+      compare_with_in_memory(options, offload_options("clip", 1200 << 10), false);
+  CHECK(stats.units_updated_during_backward == 0);
+}
+
+TEST_CASE("offloaded training with states in the CPU budget matches and still writes the store") {
+  TrainOptions options = small_options();
+  options.grad_clip = 0;
+  const OffloadStats stats =
+      compare_with_in_memory(options, offload_options("cpu", 64 << 20), true);
+  CHECK(stats.ssd_read_bytes == 0);
+  CHECK(stats.ssd_write_bytes > 0);
+}
+
+TEST_CASE("a run stopped after step 10 resumes from the store to the uninterrupted weights") {
+  Fixture f;
+  TrainOptions options = small_options();
+  options.grad_clip = 1.0;
+  InMemoryTrainer reference(f.config, init_gpt_weights(f.config, 3, at::TensorOptions()), options);
+  const TrainResult want = reference.train(f.train_data, f.valid_data);
+
+  OffloadOptions offload = offload_options("resume", 1200 << 10);
+  {
+    OffloadTrainer first(f.config, init_gpt_weights(f.config, 3, at::TensorOptions()), options,
+                         offload);
+    struct Stop {};
+    try {
+      first.train(f.train_data, f.valid_data, [](const StepReport& r) {
+        if (r.step == 10) throw Stop{};  // after step 10's commit
+      });
+      FAIL("the stop did not happen");
+    } catch (const Stop&) {
+    }
+  }
+  offload.resume = true;
+  OffloadTrainer second(f.config, GptWeights{}, options, offload);
+  CHECK(second.first_step() == 11);
+  const TrainResult got = second.train(f.train_data, f.valid_data);
+  REQUIRE(got.losses.size() == 10);
+  for (std::size_t i = 0; i < 10; ++i) CHECK(got.losses[i] == want.losses[10 + i]);
+  CHECK(bitwise_equal(second.read_master(), reference.master()));
+
+  // A resumed run must agree with the stored one.
+  TrainOptions other = options;
+  other.micro_batch = 2;
+  fuyou_test::check_usage_error([&] { OffloadTrainer bad(f.config, GptWeights{}, other, offload); },
+                                {"--micro-batch", "stored run has --micro-batch 4"});
+}
+
+TEST_CASE("a store that already exists is not overwritten by a new run") {
+  Fixture f;
+  TrainOptions options = small_options();
+  options.steps = 1;
+  OffloadOptions offload = offload_options("exists", 1200 << 10);
+  {
+    OffloadTrainer first(f.config, init_gpt_weights(f.config, 3, at::TensorOptions()), options,
+                         offload);
+  }
+  CHECK_THROWS_AS(OffloadTrainer(f.config, init_gpt_weights(f.config, 3, at::TensorOptions()),
+                                 options, offload),
+                  sparsetrain::common::UsageError);
+}
