@@ -17,10 +17,11 @@
 #include <thread>
 #include <vector>
 
-#include "process.h"
+#include "cli_support.h"
 
 using sparsetrain::test::run_sparsetrain;
 namespace fs = std::filesystem;
+using sparsetrain::test::read_json;
 
 namespace {
 
@@ -37,12 +38,6 @@ fs::path scratch(const std::string& name) {
 }
 
 std::string ssd_of(const fs::path& d) { return (d / "a").string() + "," + (d / "b").string(); }
-
-nlohmann::json read_json(const fs::path& path) {
-  std::ifstream in(path);
-  REQUIRE(in.good());
-  return nlohmann::json::parse(in);
-}
 
 std::string read_bytes(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
