@@ -61,7 +61,7 @@ if [ ! -f "$build_dir/build.ninja" ]; then
     die "cmake configure failed (log above)" "delete $build_dir and rerun, or see README 'Building'" 1; }
 fi
 set +e
-cmake --build "$build_dir" -j"$JOBS" 2>&1 | { grep -v '^ninja: no work to do.$' || true; }
+cmake --build "$build_dir" -j"$JOBS" 2>&1 | { grep --line-buffered -v '^ninja: no work to do.$' || true; }
 rc=${PIPESTATUS[0]}
 set -e
 [ "$rc" -eq 0 ] || die "build failed (errors above)" "fix the error, then rerun scripts/setup.sh" 1

@@ -45,5 +45,7 @@ void add_env_command(CLI::App& app);
 void add_graph_commands(CLI::App& app);
 void add_teddy_commands(CLI::App& app);
 void add_fuyou_commands(CLI::App& app);
+// `fuyou bench-io` and `fuyou store …` (fuyou_io_command.cpp), added to the fuyou group.
+void add_fuyou_io_commands(CLI::App& fuyou);
 
 }  // namespace sparsetrain::cli

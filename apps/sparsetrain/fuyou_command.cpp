@@ -6,6 +6,7 @@ namespace sparsetrain::cli {
 void add_fuyou_commands(CLI::App& app) {
   CLI::App* fuyou = app.add_subcommand("fuyou", "Fine-tune models larger than GPU and CPU memory from SSDs");
   fuyou->configurable();
+  add_fuyou_io_commands(*fuyou);
 }
 
 }  // namespace sparsetrain::cli

@@ -10,6 +10,7 @@ namespace sparsetrain::common::io {
 struct ProbeResult {
   bool ok = false;
   std::string detail;  // why not, as strerror text; or what was found
+  int err = 0;         // errno of the failure (EINVAL: the filesystem rejects O_DIRECT)
 };
 
 // Sets up and tears down a tiny ring.

@@ -1,0 +1,140 @@
+// The SSD tensor store of Fuyou: named tensors (dtype, shape, raw bytes) laid out in fixed-size
+// extents striped round-robin across N directories (one data file per directory, no RAID), read
+// and written whole or by byte range, asynchronously, into caller buffers (pinned and 4096-aligned
+// for the zero-copy path; any others go through bounce buffers).
+//
+// Crash safety (copy-on-write by extent): every extent has two slots on disk. A write goes to the
+// slot the last commit does not reference; commit() waits for the writes, fdatasyncs the data files
+// and then replaces the JSON manifest atomically (temp, fsync, rename, fsync dir). A process killed
+// mid-update, a full disk or an I/O error therefore leaves the store at its last committed version,
+// byte for byte; commit() after a failed write rolls the staged changes back and rethrows. Each
+// extent carries a CRC-32C (our own, SSE4.2 or table: fuyou/crc32c.h) checked by read(verify=true)
+// and verify(). Costs: 2x the tensors' size on disk; space of a tensor is never reused.
+//
+// Layout: manifest `<dirs[0]>/sparsetrain-store.json`; data `<dirs[i]>/sparsetrain-store.<i>.dat`.
+// Extent k of a tensor lives in dir (first_dir + k) % N at byte base[dir] + ((k / N) * 2 + slot) *
+// extent_bytes. Not a database: no deletion, no free-space reuse, one writer process at a time,
+// and concurrent calls must not write the same tensor range at once. No torch here.
+#pragma once
+
+#include <cstdint>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/io/io_engine.h"
+
+namespace sparsetrain::fuyou {
+
+enum class StoreDType : std::uint8_t { kF32, kF16, kBF16, kF64, kI64, kI32, kI16, kI8, kU8, kBool };
+// Safetensors spelling: "F32", "BF16", "I64", "U8", "BOOL", ...
+const char* store_dtype_name(StoreDType dtype);
+StoreDType parse_store_dtype(std::string_view name);  // throws UsageError
+std::size_t store_dtype_size(StoreDType dtype);       // bytes per element
+
+struct StoreOptions {
+  common::io::IoOptions io;
+  std::uint64_t extent_bytes = std::uint64_t{4} << 20;  // striping unit; multiple of 4096
+};
+
+struct TensorInfo {
+  std::string name;
+  StoreDType dtype = StoreDType::kF32;
+  std::vector<std::int64_t> shape;
+  std::uint64_t bytes = 0;    // numel * dtype size
+  std::uint64_t version = 0;  // commits that changed this tensor
+};
+
+struct VerifyReport {
+  std::uint64_t store_version = 0;
+  std::uint64_t tensors = 0;
+  std::uint64_t extents = 0;
+  std::uint64_t bytes = 0;
+  std::vector<std::string> problems;  // one line each; empty = every checksum matched
+  bool ok() const { return problems.empty(); }
+};
+
+class TensorStore {
+ public:
+  static constexpr std::uint64_t kWhole = ~std::uint64_t{0};
+  static constexpr const char* kManifestName = "sparsetrain-store.json";
+
+  // A new, empty store at version 0 in `dirs` (existing directories). UsageError when a store
+  // already exists there or a directory is missing/unwritable.
+  static std::unique_ptr<TensorStore> create(const std::vector<std::string>& dirs,
+                                             StoreOptions options = {});
+  // Opens the store in `dirs` (the order given at creation) at its last committed version. A store
+  // that fails its checks (malformed manifest, missing or short data file) is refused: RunError.
+  static std::unique_ptr<TensorStore> open(const std::vector<std::string>& dirs,
+                                           StoreOptions options = {});
+  // Waits for I/O in flight; uncommitted changes are dropped (the disk keeps the last commit).
+  ~TensorStore();
+  TensorStore(const TensorStore&) = delete;
+  TensorStore& operator=(const TensorStore&) = delete;
+
+  std::uint64_t version() const;  // last committed store version (0 = empty store)
+  std::vector<TensorInfo> tensors() const;
+  TensorInfo info(const std::string& name) const;  // UsageError when unknown
+  bool contains(const std::string& name) const;
+  const std::vector<std::string>& dirs() const { return dirs_; }
+  std::uint64_t extent_bytes() const { return extent_bytes_; }
+  common::io::IoEngine& engine() { return *engine_; }
+
+  // Declares tensor `name` (staged until commit) and reserves its space (both slots) on every
+  // directory: a full disk fails here with an IoError (ENOSPC). Reads as zeros until written.
+  // UsageError when the name exists.
+  void define(const std::string& name, StoreDType dtype, std::vector<std::int64_t> shape);
+
+  // Writes bytes [offset, offset + bytes) of tensor `name` from `src` (that many bytes). Staged
+  // until commit(). Edge extents only partly covered are read-modified-written before this returns;
+  // the rest completes asynchronously: keep `src` valid until the future is ready (or commit()).
+  std::shared_future<void> write(const std::string& name, const void* src, std::uint64_t offset = 0,
+                                 std::uint64_t bytes = kWhole);
+  // Reads bytes [offset, offset + bytes) of tensor `name` (as staged: writes are visible once their
+  // future is ready) into `dst`. With `verify`, waits and checks every touched extent's CRC-32C:
+  // RunError on mismatch.
+  std::shared_future<void> read(const std::string& name, void* dst, std::uint64_t offset = 0,
+                                std::uint64_t bytes = kWhole, bool verify = false);
+
+  // Makes every staged define and write durable as store version version() + 1. If a staged write
+  // failed, rolls back to the last commit and rethrows its error. No-op when nothing is staged.
+  void commit();
+  // Waits for writes in flight and drops every staged change.
+  void rollback();
+
+  // Reads every committed extent and checks its CRC-32C; lists mismatches (never throws for them).
+  VerifyReport verify();
+
+ private:
+  struct Tensor;
+  struct Layout;
+  TensorStore(std::vector<std::string> dirs, StoreOptions options);
+  void open_files(bool create);
+  void load_manifest();
+  std::string manifest_json() const;
+  std::string manifest_path() const;
+  void wait_pending(std::exception_ptr* first_error);
+  void restore_committed();
+
+  std::vector<std::string> dirs_;
+  StoreOptions options_;
+  std::uint64_t extent_bytes_;
+  std::unique_ptr<common::io::IoEngine> engine_;
+  std::vector<common::io::FileId> files_;  // one per dir
+  std::vector<bool> direct_;               // per file: O_DIRECT (alignment rules apply)
+
+  mutable std::mutex mutex_;  // guards everything below
+  std::uint64_t version_ = 0;
+  std::vector<std::shared_ptr<Tensor>> tensors_;  // staged view, in definition order
+  std::vector<std::uint64_t> file_bytes_;         // staged allocation end per file
+  std::string committed_manifest_;                // JSON of the last commit (for rollback)
+  bool staged_ = false;
+  std::exception_ptr failed_write_;  // a write() that threw after staging: commit() must refuse
+  struct Pending;
+  std::vector<std::shared_ptr<Pending>> pending_;
+};
+
+}  // namespace sparsetrain::fuyou
