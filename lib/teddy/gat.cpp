@@ -24,7 +24,9 @@ at::Tensor GatImpl::attend(const GraphTensors& g, const at::Tensor& x, const at:
                            const at::Tensor& a_src, const at::Tensor& a_dst, std::int64_t heads,
                            const at::Tensor& edge_mask) {
   const std::int64_t n = g.num_nodes;
-  at::Tensor h = torch::mm(x, w).view({n, heads, -1});        // [N, H, C]
+  at::Tensor h = (x.defined() ? torch::mm(x, w) : feature_matmul(g, w, dropout_, is_training()))
+                     .view({n, heads, -1});  // [N, H, C]
+  // Attention scores and the softmax use index_select/index_add on [E', H] only (H small).
   at::Tensor s_src = (h * a_src.unsqueeze(0)).sum(-1);        // [N, H]
   at::Tensor s_dst = (h * a_dst.unsqueeze(0)).sum(-1);        // [N, H]
   at::Tensor e = torch::leaky_relu(s_src.index_select(0, g.src) + s_dst.index_select(0, g.dst),
@@ -41,13 +43,12 @@ at::Tensor GatImpl::attend(const GraphTensors& g, const at::Tensor& x, const at:
   at::Tensor alpha = ex / denom.index_select(0, g.dst);                  // [E', H]
   if (edge_mask.defined()) alpha = alpha * masked_entry_weight(g, {}, edge_mask).unsqueeze(1);
   alpha = torch::dropout(alpha, attention_dropout_, is_training());
-  at::Tensor msg = h.index_select(0, g.src) * alpha.unsqueeze(-1);      // [E', H, C]
-  return torch::zeros_like(h).index_add_(0, g.dst, msg);                 // [N, H, C]
+  return propagate(g, h, alpha);  // [N, H, C]
 }
 
 at::Tensor GatImpl::forward(const GraphTensors& g, const at::Tensor& edge_mask) {
-  at::Tensor x = sparse_dropout(g.x, dropout_, is_training());
-  at::Tensor h = attend(g, x, masked_weight(w1_, 0), a1_src_, a1_dst_, heads_, edge_mask).view({g.num_nodes, -1});
+  // Layer 1 reads the sparse features (x undefined: feature_matmul with input dropout).
+  at::Tensor h = attend(g, at::Tensor(), masked_weight(w1_, 0), a1_src_, a1_dst_, heads_, edge_mask).view({g.num_nodes, -1});
   h = torch::dropout(torch::elu(h), dropout_, is_training());  // [N, H·hidden]
   return attend(g, h, masked_weight(w2_, 1), a2_src_, a2_dst_, 1, edge_mask).view({g.num_nodes, classes_});
 }

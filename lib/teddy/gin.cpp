@@ -22,13 +22,14 @@ GinImpl::GinImpl(std::int64_t in_features, std::int64_t classes, std::int64_t hi
 }
 
 at::Tensor GinImpl::forward(const GraphTensors& g, const at::Tensor& edge_mask) {
-  const at::Tensor w = masked_entry_weight(g, {}, edge_mask);  // undefined or [E']
-  const at::Tensor own = ~g.added_loop;                         // Σ_N: no added loops
-  at::Tensor xw = torch::mm(g.x, masked_weight(w1_, 0));                           // [N, hidden]
-  at::Tensor h1 = torch::relu((1 + eps1_) * xw + propagate(g, xw, w, own));
+  // Σ_N without the added loops: their entries weigh 0.
+  const at::Tensor own = (~g.added_loop).to(w1_.scalar_type());  // [E']
+  const at::Tensor w = masked_entry_weight(g, own, edge_mask);
+  at::Tensor xw = feature_matmul(g, masked_weight(w1_, 0), 0, false);  // [N, hidden]
+  at::Tensor h1 = torch::relu((1 + eps1_) * xw + propagate(g, xw, w));
   h1 = torch::dropout(h1, dropout_, is_training());
   at::Tensor hw = torch::mm(h1, masked_weight(w2_, 1));  // [N, classes]
-  at::Tensor h2 = torch::relu((1 + eps2_) * hw + propagate(g, hw, w, own));
+  at::Tensor h2 = torch::relu((1 + eps2_) * hw + propagate(g, hw, w));
   return (torch::mm(h1, masked_weight(w3_, 2)) + h2) / 2;
 }
 

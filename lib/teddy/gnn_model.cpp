@@ -29,21 +29,72 @@ std::shared_ptr<GnnModelImpl> make_gnn_model(const std::string& name, std::int64
   throw common::UsageError("unknown model '" + name + "'", "choose gcn, gat or gin");
 }
 
-at::Tensor propagate(const GraphTensors& g, const at::Tensor& h, const at::Tensor& weight,
-                     const at::Tensor& entries) {
-  at::Tensor src = g.src, dst = g.dst, w = weight;
-  if (entries.defined()) {
-    src = src.index({entries});
-    dst = dst.index({entries});
-    if (w.defined()) w = w.index({entries});
+namespace {
+
+struct CsrMatmul : torch::autograd::Function<CsrMatmul> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& dense,
+                            const at::Tensor& a, const at::Tensor& a_t) {
+    ctx->saved_data["a_t"] = a_t;
+    return torch::mm(a, dense);
   }
-  at::Tensor msg = h.index_select(0, src);  // [E', ...]
-  if (w.defined()) {
-    std::vector<std::int64_t> shape(static_cast<std::size_t>(h.dim()), 1);
-    shape[0] = w.size(0);
-    msg = msg * w.view(shape);
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad) {
+    const at::Tensor a_t = ctx->saved_data["a_t"].toTensor();
+    return {torch::mm(a_t, grad[0].contiguous()), at::Tensor(), at::Tensor()};
   }
-  return torch::zeros_like(h).index_add_(0, dst, msg);
+};
+
+at::Tensor csr(const at::Tensor& crow, const at::Tensor& col, const at::Tensor& values,
+               std::int64_t rows, std::int64_t cols) {
+  return torch::sparse_csr_tensor(crow, col, values, {rows, cols}, values.options().layout(torch::kSparseCsr));
+}
+
+}  // namespace
+
+at::Tensor csr_matmul(const at::Tensor& a, const at::Tensor& a_t, const at::Tensor& dense) {
+  return CsrMatmul::apply(dense.contiguous(), a, a_t);
+}
+
+at::Tensor propagate(const GraphTensors& g, const at::Tensor& h, const at::Tensor& weight) {
+  const std::int64_t n = g.num_nodes;
+  const std::int64_t e = g.src.size(0);
+  const at::Tensor h2 = h.reshape({n, -1});  // [N, D]
+  const auto opts = h.options();
+  if (!weight.defined() || (!weight.requires_grad() && weight.dim() == 1 && h.dim() == 2)) {
+    const at::Tensor w = weight.defined() ? weight.to(h.scalar_type()) : torch::ones({e}, opts);
+    ST_ASSERT(w.dim() == 1, "constant entry weights are one per entry");
+    const at::Tensor a = csr(g.row_ptr, g.src, w, n, n);
+    const at::Tensor a_t = csr(g.t_row_ptr, g.dst.index_select(0, g.t_perm),
+                               w.index_select(0, g.t_perm), n, n);
+    return csr_matmul(a, a_t, h2).view(h.sizes());
+  }
+  const at::Tensor ones = torch::ones({e}, opts);
+  const at::Tensor steps = torch::arange(e + 1, g.src.options());
+  const at::Tensor gather = csr(steps, g.src, ones, e, n);         // [E', N]: row e picks src_e
+  const at::Tensor gather_t = csr(g.t_row_ptr, g.t_perm, ones, n, e);
+  const at::Tensor scatter = csr(g.row_ptr, steps.slice(0, 0, e), ones, n, e);  // [N, E']
+  const at::Tensor scatter_t = csr(steps, g.dst, ones, e, n);
+  at::Tensor msg = csr_matmul(gather, gather_t, h2);  // [E', D]
+  if (h.dim() == 3) {
+    msg = (msg.view({e, h.size(1), h.size(2)}) * weight.view({e, -1, 1})).view({e, -1});
+  } else {
+    msg = msg * weight.view({e, 1});
+  }
+  return csr_matmul(scatter, scatter_t, msg).view(h.sizes());
+}
+
+at::Tensor feature_matmul(const GraphTensors& g, const at::Tensor& w, double dropout,
+                          bool training) {
+  if (!training || dropout <= 0) return csr_matmul(g.x, g.x_t, w);
+  const at::Tensor values = g.x.values();
+  const at::Tensor scaled = values * torch::bernoulli(torch::full_like(values, 1.0 - dropout)) /
+                            (1.0 - dropout);
+  const at::Tensor x = torch::sparse_csr_tensor(g.x.crow_indices(), g.x.col_indices(), scaled,
+                                                g.x.sizes(), scaled.options().layout(torch::kSparseCsr));
+  const at::Tensor x_t =
+      torch::sparse_csr_tensor(g.x_t.crow_indices(), g.x_t.col_indices(),
+                               scaled.index_select(0, g.x_t_perm), g.x_t.sizes(), scaled.options().layout(torch::kSparseCsr));
+  return csr_matmul(x, x_t, w);
 }
 
 at::Tensor masked_entry_weight(const GraphTensors& g, const at::Tensor& base,
@@ -52,14 +103,6 @@ at::Tensor masked_entry_weight(const GraphTensors& g, const at::Tensor& base,
   at::Tensor m = edge_mask.index_select(0, g.edge_id.clamp_min(0));  // [E']
   m = torch::where(g.added_loop, torch::ones_like(m), m);
   return base.defined() ? base * m : m;
-}
-
-at::Tensor sparse_dropout(const at::Tensor& x, double p, bool training) {
-  if (!training || p <= 0) return x;
-  at::Tensor values = x._values();
-  at::Tensor keep = torch::bernoulli(torch::full_like(values, 1.0 - p));
-  return torch::sparse_coo_tensor(x._indices(), values * keep / (1.0 - p), x.sizes())
-      ._coalesced_(true);
 }
 
 double kept_entries(const GraphTensors& g, const at::Tensor& edge_mask, bool with_added_loops) {

@@ -3,8 +3,12 @@
 // helpers they share. Not a general GNN library: full batch, one graph, no biases (the official
 // TEDDY models have none).
 //
-// Message passing is index_select → scale → index_add_ over the entries of `GraphTensors`
-// (sorted by destination). An optional `edge_mask` ([num_edges] of the source graph, one value
+// Message passing runs as CSR matrix products with a custom backward through the precomputed
+// transpose (measured on 2 cores, Cora, 512 wide, forward + backward: index_select/index_add_
+// 130–240 ms, COO mm 18–40 ms, CSR mm with autograd 7 ms, CSR with the transpose 3 ms). With
+// constant entry weights (GCN, GIN) the weighted adjacency is one CSR matrix; with weights that
+// need gradients (GAT attention, UGS edge masks) messages are gathered (E'×N 0/1 CSR), scaled
+// and summed (N×E' 0/1 CSR), all three differentiable. An optional `edge_mask` ([num_edges] of the source graph, one value
 // per undirected edge) multiplies every message along that edge: UGS learns it; added self loops
 // are never masked. Node features are a sparse COO matrix, so the first layer's X·W costs
 // nnz(X)·out MACs instead of N·F·out.
@@ -56,15 +60,19 @@ std::shared_ptr<GnnModelImpl> make_gnn_model(const std::string& name, std::int64
                                              std::int64_t classes, const GnnOptions& options);
 std::vector<std::string> gnn_model_names();
 
-// Σ over incoming entries: out[dst] += weight · h[src]. h: [N, ...]; weight: [E'] or undefined
-// (1); `entries`: bool [E'] selecting the entries to use, or undefined (all).
-at::Tensor propagate(const GraphTensors& graph, const at::Tensor& h, const at::Tensor& weight,
-                     const at::Tensor& entries = {});
+// A·dense for a sparse CSR `a` ([R, C]) with `a_t` its transpose; the gradient flows to `dense`
+// only (as a_t·grad). dense: [C, D] → [R, D].
+at::Tensor csr_matmul(const at::Tensor& a, const at::Tensor& a_t, const at::Tensor& dense);
+
+// Σ over incoming entries: out[dst] += weight · h[src]. h: [N, D] or [N, H, D'];
+// weight: [E'] (or [E', H] for 3-D h) or undefined (1).
+at::Tensor propagate(const GraphTensors& graph, const at::Tensor& h, const at::Tensor& weight);
 // Per-entry weight `base` ([E']) times the edge mask of each entry (1 on added loops).
 at::Tensor masked_entry_weight(const GraphTensors& graph, const at::Tensor& base,
                                const at::Tensor& edge_mask);
-// Dropout on the values of a sparse COO matrix (inverted scaling, like torch dropout).
-at::Tensor sparse_dropout(const at::Tensor& x, double p, bool training);
+// X·W for the sparse features, with dropout on X's non-zeros when training (inverted scaling).
+at::Tensor feature_matmul(const GraphTensors& graph, const at::Tensor& w, double dropout,
+                          bool training);
 // Kept entries (non-zero mask, or all), for MACs.
 double kept_entries(const GraphTensors& graph, const at::Tensor& edge_mask, bool with_added_loops);
 double nonzeros(const at::Tensor& t);

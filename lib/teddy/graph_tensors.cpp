@@ -3,6 +3,7 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "common/error.h"
@@ -53,9 +54,26 @@ GraphTensors make_graph_tensors(const Graph& graph, const std::vector<std::uint8
     }
   }
   const auto nnz = static_cast<std::int64_t>(vals.size());
-  at::Tensor idx = torch::stack({torch::tensor(rows, torch::kInt64).view({nnz}),
-                                 torch::tensor(cols, torch::kInt64).view({nnz})});
-  t.x = torch::sparse_coo_tensor(idx, torch::tensor(vals).view({nnz}), {n, f}).coalesce();
+  {
+    std::vector<std::int64_t> crow(static_cast<std::size_t>(n) + 1, 0), tcrow(static_cast<std::size_t>(f) + 1, 0);
+    for (std::int64_t r : rows) ++crow[static_cast<std::size_t>(r) + 1];
+    for (std::int64_t c : cols) ++tcrow[static_cast<std::size_t>(c) + 1];
+    for (std::size_t i = 1; i < crow.size(); ++i) crow[i] += crow[i - 1];
+    for (std::size_t i = 1; i < tcrow.size(); ++i) tcrow[i] += tcrow[i - 1];
+    // Counting sort by column (stable, so rows stay ascending within a column).
+    std::vector<std::int64_t> next(tcrow.begin(), tcrow.end() - 1), perm(vals.size()), tcol(vals.size());
+    for (std::int64_t i = 0; i < nnz; ++i) {
+      const std::int64_t at = next[static_cast<std::size_t>(cols[i])]++;
+      perm[at] = i;
+      tcol[at] = rows[i];
+    }
+    at::Tensor values = torch::tensor(vals).view({nnz});
+    t.x = torch::sparse_csr_tensor(torch::tensor(crow), torch::tensor(cols).view({nnz}), values,
+                                   {n, f}, torch::TensorOptions().dtype(torch::kFloat32).layout(torch::kSparseCsr));
+    t.x_t_perm = torch::tensor(perm).view({nnz});
+    t.x_t = torch::sparse_csr_tensor(torch::tensor(tcrow), torch::tensor(tcol).view({nnz}),
+                                     values.index_select(0, t.x_t_perm), {f, n}, torch::TensorOptions().dtype(torch::kFloat32).layout(torch::kSparseCsr));
+  }
 
   t.labels = torch::tensor(graph.labels, torch::kInt64);
   std::int64_t max_label = 0;
@@ -90,7 +108,22 @@ GraphTensors make_graph_tensors(const Graph& graph, const std::vector<std::uint8
       added.push_back(1);
     }
   }
-  // Added loops sit inside their row already (appended after the row's entries): order is by dst.
+  // Sort each row by src (CSR rows need not be sorted; the added loop was appended last).
+  {
+    std::vector<std::size_t> order(src.size());
+    for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+      return dst[a] != dst[b] ? dst[a] < dst[b] : src[a] < src[b];
+    });
+    auto permute = [&](auto& v) {
+      auto copy = v;
+      for (std::size_t i = 0; i < order.size(); ++i) v[i] = copy[order[i]];
+    };
+    permute(src);
+    permute(dst);
+    permute(eid);
+    permute(added);
+  }
   for (std::int64_t d : dst) ++deg[static_cast<std::size_t>(d)];
   std::vector<float> norm(src.size());
   for (std::size_t i = 0; i < src.size(); ++i) {
@@ -98,6 +131,23 @@ GraphTensors make_graph_tensors(const Graph& graph, const std::vector<std::uint8
                                  std::sqrt(static_cast<double>(deg[src[i]])));
   }
   for (std::uint8_t k : kept_edge) t.kept_edges += k;
+  std::vector<std::int64_t> row_ptr(static_cast<std::size_t>(n) + 1, 0), t_row_ptr(row_ptr);
+  for (std::size_t i = 0; i < src.size(); ++i) {
+    ++row_ptr[static_cast<std::size_t>(dst[i]) + 1];
+    ++t_row_ptr[static_cast<std::size_t>(src[i]) + 1];
+  }
+  for (std::size_t i = 1; i < row_ptr.size(); ++i) {
+    row_ptr[i] += row_ptr[i - 1];
+    t_row_ptr[i] += t_row_ptr[i - 1];
+  }
+  std::vector<std::int64_t> t_perm(src.size());
+  {
+    std::vector<std::int64_t> next(t_row_ptr.begin(), t_row_ptr.end() - 1);
+    for (std::size_t i = 0; i < src.size(); ++i) t_perm[next[src[i]]++] = static_cast<std::int64_t>(i);
+  }
+  t.row_ptr = torch::tensor(row_ptr);
+  t.t_row_ptr = torch::tensor(t_row_ptr);
+  t.t_perm = torch::tensor(t_perm);
   t.src = torch::tensor(src, torch::kInt64);
   t.dst = torch::tensor(dst, torch::kInt64);
   t.edge_id = torch::tensor(eid, torch::kInt64);
@@ -110,9 +160,17 @@ GraphTensors make_graph_tensors(const Graph& graph, const std::vector<std::uint8
 
 at::Tensor GraphTensors::dense_features() const { return x.to_dense(); }
 
+namespace {
+at::Tensor csr_to(const at::Tensor& a, at::ScalarType dtype) {
+  return torch::sparse_csr_tensor(a.crow_indices(), a.col_indices(), a.values().to(dtype),
+                                  a.sizes(), torch::TensorOptions().dtype(dtype).layout(torch::kSparseCsr));
+}
+}  // namespace
+
 GraphTensors GraphTensors::to(at::ScalarType dtype) const {
   GraphTensors t = *this;
-  t.x = x.to(dtype);
+  t.x = csr_to(x, dtype);
+  t.x_t = csr_to(x_t, dtype);
   t.gcn_norm = gcn_norm.to(dtype);
   return t;
 }
