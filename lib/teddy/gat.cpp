@@ -42,14 +42,14 @@ at::Tensor GatImpl::attend(const GraphTensors& g, const at::Tensor& x, const at:
   at::Tensor denom = torch::zeros({n, heads}, e.options()).index_add(0, g.dst, ex);
   at::Tensor alpha = ex / denom.index_select(0, g.dst);                  // [E', H]
   if (edge_mask.defined()) alpha = alpha * masked_entry_weight(g, {}, edge_mask).unsqueeze(1);
-  alpha = torch::dropout(alpha, attention_dropout_, is_training());
+  alpha = fast_dropout(alpha, attention_dropout_, is_training());
   return propagate(g, h, alpha);  // [N, H, C]
 }
 
 at::Tensor GatImpl::forward(const GraphTensors& g, const at::Tensor& edge_mask) {
   // Layer 1 reads the sparse features (x undefined: feature_matmul with input dropout).
   at::Tensor h = attend(g, at::Tensor(), masked_weight(w1_, 0), a1_src_, a1_dst_, heads_, edge_mask).view({g.num_nodes, -1});
-  h = torch::dropout(torch::elu(h), dropout_, is_training());  // [N, H·hidden]
+  h = fast_dropout(torch::elu(h), dropout_, is_training());  // [N, H·hidden]
   return attend(g, h, masked_weight(w2_, 1), a2_src_, a2_dst_, 1, edge_mask).view({g.num_nodes, classes_});
 }
 

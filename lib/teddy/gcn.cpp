@@ -16,7 +16,7 @@ GcnImpl::GcnImpl(std::int64_t in_features, std::int64_t classes, std::int64_t hi
 at::Tensor GcnImpl::forward(const GraphTensors& g, const at::Tensor& edge_mask) {
   const at::Tensor w = masked_entry_weight(g, g.gcn_norm, edge_mask);  // [E']
   at::Tensor h = propagate(g, feature_matmul(g, masked_weight(w1_, 0), 0, false), w);                  // [N, hidden]
-  h = torch::dropout(torch::relu(h), dropout_, is_training());
+  h = fast_dropout(torch::relu(h), dropout_, is_training());
   return propagate(g, torch::mm(h, masked_weight(w2_, 1)), w);  // [N, classes]
 }
 

@@ -27,7 +27,7 @@ at::Tensor GinImpl::forward(const GraphTensors& g, const at::Tensor& edge_mask) 
   const at::Tensor w = masked_entry_weight(g, own, edge_mask);
   at::Tensor xw = feature_matmul(g, masked_weight(w1_, 0), 0, false);  // [N, hidden]
   at::Tensor h1 = torch::relu((1 + eps1_) * xw + propagate(g, xw, w));
-  h1 = torch::dropout(h1, dropout_, is_training());
+  h1 = fast_dropout(h1, dropout_, is_training());
   at::Tensor hw = torch::mm(h1, masked_weight(w2_, 1));  // [N, classes]
   at::Tensor h2 = torch::relu((1 + eps2_) * hw + propagate(g, hw, w));
   return (torch::mm(h1, masked_weight(w3_, 2)) + h2) / 2;

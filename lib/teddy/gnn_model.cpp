@@ -3,6 +3,9 @@
 
 #include <torch/torch.h>
 
+#include <cmath>
+#include <limits>
+
 #include "common/error.h"
 #include "teddy/gat.h"
 #include "teddy/gcn.h"
@@ -83,12 +86,23 @@ at::Tensor propagate(const GraphTensors& g, const at::Tensor& h, const at::Tenso
   return csr_matmul(scatter, scatter_t, msg).view(h.sizes());
 }
 
+at::Tensor fast_dropout(const at::Tensor& x, double p, bool training) {
+  if (!training || p <= 0) return x;
+  const std::int64_t n = x.numel();
+  const at::Tensor bits = torch::randint(std::numeric_limits<std::int64_t>::min(),
+                                         std::numeric_limits<std::int64_t>::max(), {(n + 3) / 4},
+                                         torch::kInt64);
+  // int16 lanes in [-32768, 32767]; drop when below the p quantile.
+  const auto threshold = static_cast<std::int64_t>(std::llround(p * 65536.0)) - 32768;
+  const at::Tensor keep = bits.view(torch::kInt16).slice(0, 0, n).ge(threshold).view(x.sizes());
+  return x * keep.to(x.scalar_type()) * (1.0 / (1.0 - p));
+}
+
 at::Tensor feature_matmul(const GraphTensors& g, const at::Tensor& w, double dropout,
                           bool training) {
   if (!training || dropout <= 0) return csr_matmul(g.x, g.x_t, w);
   const at::Tensor values = g.x.values();
-  const at::Tensor scaled = values * torch::bernoulli(torch::full_like(values, 1.0 - dropout)) /
-                            (1.0 - dropout);
+  const at::Tensor scaled = fast_dropout(values, dropout, training);
   const at::Tensor x = torch::sparse_csr_tensor(g.x.crow_indices(), g.x.col_indices(), scaled,
                                                 g.x.sizes(), scaled.options().layout(torch::kSparseCsr));
   const at::Tensor x_t =

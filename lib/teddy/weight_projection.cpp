@@ -3,6 +3,7 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "common/error.h"
@@ -35,29 +36,50 @@ std::int64_t zero_count(std::int64_t n, double sparsity) {
       n, static_cast<std::int64_t>(std::ceil(static_cast<double>(n) * sparsity - 1e-9)));
 }
 
+namespace {
+
+// Flags (1 = zero) for the k lowest of `values` (the concatenation, float64 copy), ties to the
+// earlier position: std::nth_element for the threshold, then one pass. O(n).
+std::vector<std::uint8_t> lowest_k_flags(const std::vector<double>& values, std::int64_t k) {
+  const auto n = static_cast<std::int64_t>(values.size());
+  std::vector<std::uint8_t> zero(values.size(), 0);
+  if (k <= 0) return zero;
+  if (k >= n) return std::vector<std::uint8_t>(values.size(), 1);
+  std::vector<double> copy = values;
+  std::nth_element(copy.begin(), copy.begin() + (k - 1), copy.end());
+  const double threshold = copy[static_cast<std::size_t>(k - 1)];
+  std::int64_t less = 0;
+  for (double v : values) less += v < threshold;
+  std::int64_t equal_budget = k - less;
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    if (values[i] < threshold || (values[i] == threshold && equal_budget-- > 0)) zero[i] = 1;
+  }
+  return zero;
+}
+
+std::vector<double> concatenated(const std::vector<at::Tensor>& tensors, bool absolute) {
+  std::vector<double> all;
+  all.reserve(static_cast<std::size_t>(total_numel(tensors)));
+  for (const at::Tensor& t : tensors) {
+    const at::Tensor c = t.detach().to(torch::kFloat64).contiguous().view({-1});
+    const double* p = c.data_ptr<double>();
+    for (std::int64_t i = 0; i < c.numel(); ++i) all.push_back(absolute ? std::abs(p[i]) : p[i]);
+  }
+  return all;
+}
+
+}  // namespace
+
 std::vector<at::Tensor> lowest_k_masks(const std::vector<at::Tensor>& scores, std::int64_t k) {
   torch::NoGradGuard no_grad;
-  std::vector<at::Tensor> flat;
-  for (const at::Tensor& s : scores) flat.push_back(s.detach().reshape({-1}).to(torch::kFloat64));
-  const at::Tensor all = torch::cat(flat);  // [n]
-  const std::int64_t n = all.numel();
-  at::Tensor zero;
-  if (k <= 0) {
-    zero = torch::zeros({n}, torch::kBool);
-  } else if (k >= n) {
-    zero = torch::ones({n}, torch::kBool);
-  } else {
-    const at::Tensor thr = std::get<0>(torch::kthvalue(all, k));  // k-th smallest
-    const at::Tensor less = all < thr;
-    const at::Tensor eq = all == thr;
-    const std::int64_t need = k - less.sum().item<std::int64_t>();
-    zero = less | (eq & (eq.to(torch::kInt64).cumsum(0) <= need));
-  }
+  const std::vector<std::uint8_t> zero = lowest_k_flags(concatenated(scores, false), k);
   std::vector<at::Tensor> masks;
-  std::int64_t at = 0;
+  std::size_t at = 0;
   for (const at::Tensor& s : scores) {
-    masks.push_back((~zero.slice(0, at, at + s.numel())).view(s.sizes()).to(s.scalar_type()));
-    at += s.numel();
+    at::Tensor m = torch::empty({s.numel()}, torch::kFloat64);
+    double* mp = m.data_ptr<double>();
+    for (std::int64_t i = 0; i < s.numel(); ++i) mp[i] = zero[at++] ? 0.0 : 1.0;
+    masks.push_back(m.view(s.sizes()).to(s.scalar_type()));
   }
   return masks;
 }
@@ -66,10 +88,20 @@ void project_l0(const std::vector<at::Tensor>& params, double sparsity) {
   const std::int64_t k = zero_count(total_numel(params), sparsity);
   if (k == 0) return;
   torch::NoGradGuard no_grad;
-  std::vector<at::Tensor> magnitudes;
-  for (const at::Tensor& p : params) magnitudes.push_back(p.abs());
-  const std::vector<at::Tensor> masks = lowest_k_masks(magnitudes, k);
-  for (std::size_t i = 0; i < params.size(); ++i) params[i].mul_(masks[i]);
+  const std::vector<std::uint8_t> zero = lowest_k_flags(concatenated(params, true), k);
+  std::size_t at = 0;
+  for (const at::Tensor& p : params) {
+    ST_ASSERT(p.is_contiguous(), "projected parameters are contiguous");
+    if (p.scalar_type() == torch::kFloat32) {
+      float* v = p.data_ptr<float>();
+      for (std::int64_t i = 0; i < p.numel(); ++i, ++at) v[i] = zero[at] ? 0.0f : v[i];
+    } else {
+      at::Tensor flags = torch::from_blob(const_cast<std::uint8_t*>(zero.data() + at),
+                                          {p.numel()}, torch::kUInt8);
+      p.view({-1}).masked_fill_(flags.to(torch::kBool), 0.0);
+      at += static_cast<std::size_t>(p.numel());
+    }
+  }
 }
 
 std::vector<at::Tensor> random_masks(const std::vector<at::Tensor>& params, double sparsity,
