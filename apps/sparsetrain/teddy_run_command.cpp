@@ -3,6 +3,7 @@
 // the achieved sparsities, accuracy (mean ± std over seeds), inference MACs against dense and
 // the wall time of finding the ticket. Without --graph it runs on the embedded synthetic dataset
 // (a Cora-sized contextual SBM, graph_generator.h). The work is in lib/teddy/ticket_search.h.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <sstream>
@@ -71,10 +72,7 @@ std::vector<teddy::SparsityLevel> requested_levels(const RunOptions& o, std::vec
     for (int k : *ks) out.push_back(teddy::paper_level(k));
     return out;
   }
-  if (o.graph_sparsity.empty()) {
-    throw common::UsageError("no sparsity level",
-                             "pass --graph-sparsity S --weight-sparsity W, or --levels paper");
-  }
+  if (o.graph_sparsity.empty() && o.weight_sparsity.empty()) return out;  // dense only
   if (o.weight_sparsity.size() != o.graph_sparsity.size()) {
     throw common::UsageError("--graph-sparsity given " + std::to_string(o.graph_sparsity.size()) +
                                  " time(s) but --weight-sparsity " +
@@ -112,6 +110,17 @@ void run_teddy_run(const RunOptions& o, CommandContext& ctx) {
       throw common::UsageError("sparsity level (" + std::to_string(l.graph) + ", " +
                                    std::to_string(l.weight) + ") is outside [0, 1)",
                                "pass fractions such as --graph-sparsity 0.3 --weight-sparsity 0.67");
+    }
+  }
+  // UGS is iterative: a paper level k is reached by rounds 1..k (5 % / 20 % per round), so all
+  // rounds up to the largest requested level run and the requested ones are reported.
+  std::vector<int> requested_ks = ks;
+  if (o.method == "ugs" && !ks.empty() && ks.front() > 0) {
+    t.levels.clear();
+    ks.clear();
+    for (int k = 1; k <= requested_ks.back(); ++k) {
+      t.levels.push_back(teddy::paper_level(k));
+      ks.push_back(k);
     }
   }
   t.model = o.model;
@@ -173,6 +182,9 @@ void run_teddy_run(const RunOptions& o, CommandContext& ctx) {
               teddy::mean(r.dense_seconds));
   nlohmann::json levels = nlohmann::json::array();
   for (std::size_t i = 0; i < r.levels.size(); ++i) {
+    if (ks[i] > 0 && std::find(requested_ks.begin(), requested_ks.end(), ks[i]) == requested_ks.end()) {
+      continue;  // an intermediate UGS round
+    }
     const teddy::LevelResult& l = r.levels[i];
     const double macs_ratio = r.dense_macs > 0 ? l.macs / r.dense_macs : 0.0;
     nlohmann::json j = {{"target_graph_sparsity", l.target.graph},
@@ -244,7 +256,9 @@ void add_teddy_run_command(CLI::App& teddy) {
       "Examples:\n"
       "  sparsetrain teddy run --graph ../shared/data/cora --model gcn --method teddy --levels 5,10 "
       "--seeds 5 --out cora.json\n"
-      "  sparsetrain teddy run --method ugs --levels paper --out csbm-ugs.json");
+      "  sparsetrain teddy run --method ugs --levels paper --out csbm-ugs.json\n"
+      "Without any level it trains and reports the dense model only. On a loaded 2-core machine\n"
+      "OMP_NUM_THREADS=1 is often faster (OpenMP threads spin while the other core is busy).");
   set_command_runner(r, [o](CommandContext& ctx) { run_teddy_run(*o, ctx); });
 }
 

@@ -99,7 +99,7 @@ struct Search {
     // TEDDY's score does not depend on the seed: score and select once.
     EdgeLevels teddy_levels;
     double score_seconds = 0;
-    if (o.method == "teddy") {
+    if (o.method == "teddy" && !o.levels.empty()) {
       common::Timer t;
       teddy_levels = select_pruned_edges(make_edge_scorer("teddy", 0)->score(graph), sparsities);
       score_seconds = t.seconds();
@@ -118,7 +118,9 @@ struct Search {
       report.dense_macs = dense_model->inference_macs(full);
       step();
 
-      if (o.method == "teddy") {
+      if (o.levels.empty()) {
+        continue;  // dense only
+      } else if (o.method == "teddy") {
         run_teddy(report, teddy_levels, level_index, seed, dense, score_seconds);
       } else if (o.method == "random") {
         run_random(report, sparsities, level_index, seed);
@@ -265,10 +267,6 @@ struct Search {
 
 TicketReport find_tickets(const Graph& graph, const TicketOptions& options,
                           const std::function<void(int, int)>& progress) {
-  if (options.levels.empty()) {
-    throw common::UsageError("no sparsity level", "pass --graph-sparsity and --weight-sparsity, "
-                                                  "or --levels paper");
-  }
   Search search{graph, options, progress};
   return search.run();
 }

@@ -43,7 +43,7 @@ struct TicketOptions {
   std::string method = "teddy";  // teddy | random | ugs
   GnnOptions gnn;
   TrainOptions train;            // epochs, lr, weight decay, projection set, λ, T
-  std::vector<SparsityLevel> levels;  // ascending in both components for ugs
+  std::vector<SparsityLevel> levels;  // ascending in both components for ugs; empty = dense only
   int seeds = 1;
   std::uint64_t seed = 0;        // seed i uses seed + i
   double ugs_s1 = 1e-2;          // L1 weight on the edge mask
