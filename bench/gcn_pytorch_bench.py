@@ -40,10 +40,9 @@ def load(graph):
     src = torch.cat([e[:, 0], e[:, 1]])
     dst = torch.cat([e[:, 1], e[:, 0]])
     a = torch.sparse_coo_tensor(torch.stack([dst, src]), torch.ones(src.numel()), (n, n)).coalesce()
-    a = torch.sparse_coo_tensor(a.indices(), torch.ones(a.values().numel()), (n, n))  # 0/1
+    idx = a.indices()  # duplicates merged: a 0/1 adjacency
     loops = torch.arange(n)
     has_loop = torch.zeros(n, dtype=torch.bool)
-    idx = a.indices()
     has_loop[idx[0][idx[0] == idx[1]]] = True
     extra = loops[~has_loop]
     idx = torch.cat([idx, torch.stack([extra, extra])], 1)
