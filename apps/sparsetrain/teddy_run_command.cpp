@@ -107,9 +107,10 @@ void run_teddy_run(const RunOptions& o, CommandContext& ctx) {
   t.levels = requested_levels(o, &ks);
   for (const teddy::SparsityLevel& l : t.levels) {
     if (!(l.graph >= 0 && l.graph < 1) || !(l.weight >= 0 && l.weight < 1)) {
-      throw common::UsageError("sparsity level (" + std::to_string(l.graph) + ", " +
-                                   std::to_string(l.weight) + ") is outside [0, 1)",
-                               "pass fractions such as --graph-sparsity 0.3 --weight-sparsity 0.67");
+      throw common::UsageError(
+          "sparsity level (" + std::to_string(l.graph) + ", " + std::to_string(l.weight) +
+              ") is outside [0, 1)",
+          "pass fractions such as --graph-sparsity 0.3 --weight-sparsity 0.67");
     }
   }
   // UGS is iterative: a paper level k is reached by rounds 1..k (5 % / 20 % per round), so all
@@ -150,7 +151,8 @@ void run_teddy_run(const RunOptions& o, CommandContext& ctx) {
     auto timer = ctx.record.timings().scope("load");
     return load_dataset(o, &dataset);
   }();
-  const int trainings = o.seeds * (1 + static_cast<int>(t.levels.size()) * (o.method == "ugs" ? 2 : 1));
+  const int trainings =
+      o.seeds * (1 + static_cast<int>(t.levels.size()) * (o.method == "ugs" ? 2 : 1));
   common::Progress bar("train", static_cast<std::uint64_t>(trainings), "runs");
   teddy::TicketReport r;
   {
@@ -182,7 +184,8 @@ void run_teddy_run(const RunOptions& o, CommandContext& ctx) {
               teddy::mean(r.dense_seconds));
   nlohmann::json levels = nlohmann::json::array();
   for (std::size_t i = 0; i < r.levels.size(); ++i) {
-    if (ks[i] > 0 && std::find(requested_ks.begin(), requested_ks.end(), ks[i]) == requested_ks.end()) {
+    if (ks[i] > 0 &&
+        std::find(requested_ks.begin(), requested_ks.end(), ks[i]) == requested_ks.end()) {
       continue;  // an intermediate UGS round
     }
     const teddy::LevelResult& l = r.levels[i];
@@ -222,9 +225,11 @@ void add_teddy_run_command(CLI::App& teddy) {
                 "teddy: one-shot TEDDY edges + l0 weights + distillation; ugs: iterative "
                 "learnable masks; random: random edges and weights")
       ->check(CLI::IsMember({"teddy", "ugs", "random"}));
-  r->add_option("--graph-sparsity", o->graph_sparsity,
-                "Fraction of undirected edges to prune (repeatable, paired with --weight-sparsity)");
-  r->add_option("--weight-sparsity", o->weight_sparsity, "Fraction of weights to zero (repeatable)");
+  r->add_option(
+      "--graph-sparsity", o->graph_sparsity,
+      "Fraction of undirected edges to prune (repeatable, paired with --weight-sparsity)");
+  r->add_option("--weight-sparsity", o->weight_sparsity,
+                "Fraction of weights to zero (repeatable)");
   r->add_option("--levels", o->levels,
                 "paper: k = 1..20 (graph 1-0.95^k, weights 1-0.8^k); or level numbers, e.g. 5,10");
   r->add_option("--seeds", o->seeds, "Seeds per level (seed, seed+1, ...); accuracy is mean ± std")
@@ -254,7 +259,8 @@ void add_teddy_run_command(CLI::App& teddy) {
       "epoch (mean ± std over seeds), inference MACs against the dense model, wall time of\n"
       "finding the ticket (teddy: teacher + score + student; ugs: all rounds so far).\n\n"
       "Examples:\n"
-      "  sparsetrain teddy run --graph ../shared/data/cora --model gcn --method teddy --levels 5,10 "
+      "  sparsetrain teddy run --graph ../shared/data/cora --model gcn --method teddy --levels "
+      "5,10 "
       "--seeds 5 --out cora.json\n"
       "  sparsetrain teddy run --method ugs --levels paper --out csbm-ugs.json\n"
       "Without any level it trains and reports the dense model only. On a loaded 2-core machine\n"

@@ -21,7 +21,8 @@ class GatImpl : public GnnModelImpl {
   at::Tensor w1_, a1_src_, a1_dst_, w2_, a2_src_, a2_dst_;
 
  private:
-  // One attention layer: x [N, in] dense, or undefined for the sparse features, w [in, H·C], a_*: [H, C] → [N, H, C].
+  // One attention layer: x [N, in] dense, or undefined for the sparse features, w [in, H·C], a_*:
+  // [H, C] → [N, H, C].
   at::Tensor attend(const GraphTensors& graph, const at::Tensor& x, const at::Tensor& w,
                     const at::Tensor& a_src, const at::Tensor& a_dst, std::int64_t heads,
                     const at::Tensor& edge_mask);

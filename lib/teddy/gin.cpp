@@ -8,7 +8,8 @@ namespace sparsetrain::teddy {
 GinImpl::GinImpl(std::int64_t in_features, std::int64_t classes, std::int64_t hidden,
                  double dropout)
     : dropout_(dropout) {
-  // torch.nn.Linear's default init (kaiming_uniform, a = sqrt(5)) on [out, in], stored as [in, out].
+  // torch.nn.Linear's default init (kaiming_uniform, a = sqrt(5)) on [out, in], stored as [in,
+  // out].
   auto linear = [](std::int64_t in, std::int64_t out) {
     at::Tensor w = torch::empty({out, in});
     torch::nn::init::kaiming_uniform_(w, std::sqrt(5.0));

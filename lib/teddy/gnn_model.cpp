@@ -49,7 +49,8 @@ struct CsrMatmul : torch::autograd::Function<CsrMatmul> {
 
 at::Tensor csr(const at::Tensor& crow, const at::Tensor& col, const at::Tensor& values,
                std::int64_t rows, std::int64_t cols) {
-  return torch::sparse_csr_tensor(crow, col, values, {rows, cols}, values.options().layout(torch::kSparseCsr));
+  return torch::sparse_csr_tensor(crow, col, values, {rows, cols},
+                                  values.options().layout(torch::kSparseCsr));
 }
 
 }  // namespace
@@ -67,13 +68,13 @@ at::Tensor propagate(const GraphTensors& g, const at::Tensor& h, const at::Tenso
     const at::Tensor w = weight.defined() ? weight.to(h.scalar_type()) : torch::ones({e}, opts);
     ST_ASSERT(w.dim() == 1, "constant entry weights are one per entry");
     const at::Tensor a = csr(g.row_ptr, g.src, w, n, n);
-    const at::Tensor a_t = csr(g.t_row_ptr, g.dst.index_select(0, g.t_perm),
-                               w.index_select(0, g.t_perm), n, n);
+    const at::Tensor a_t =
+        csr(g.t_row_ptr, g.dst.index_select(0, g.t_perm), w.index_select(0, g.t_perm), n, n);
     return csr_matmul(a, a_t, h2).view(h.sizes());
   }
   const at::Tensor ones = torch::ones({e}, opts);
   const at::Tensor steps = torch::arange(e + 1, g.src.options());
-  const at::Tensor gather = csr(steps, g.src, ones, e, n);         // [E', N]: row e picks src_e
+  const at::Tensor gather = csr(steps, g.src, ones, e, n);  // [E', N]: row e picks src_e
   const at::Tensor gather_t = csr(g.t_row_ptr, g.t_perm, ones, n, e);
   const at::Tensor scatter = csr(g.row_ptr, steps.slice(0, 0, e), ones, n, e);  // [N, E']
   const at::Tensor scatter_t = csr(steps, g.dst, ones, e, n);
@@ -89,9 +90,9 @@ at::Tensor propagate(const GraphTensors& g, const at::Tensor& h, const at::Tenso
 at::Tensor fast_dropout(const at::Tensor& x, double p, bool training) {
   if (!training || p <= 0) return x;
   const std::int64_t n = x.numel();
-  const at::Tensor bits = torch::randint(std::numeric_limits<std::int64_t>::min(),
-                                         std::numeric_limits<std::int64_t>::max(), {(n + 3) / 4},
-                                         torch::kInt64);
+  const at::Tensor bits =
+      torch::randint(std::numeric_limits<std::int64_t>::min(),
+                     std::numeric_limits<std::int64_t>::max(), {(n + 3) / 4}, torch::kInt64);
   // int16 lanes in [-32768, 32767]; drop when below the p quantile.
   const auto threshold = static_cast<std::int64_t>(std::llround(p * 65536.0)) - 32768;
   const at::Tensor keep = bits.view(torch::kInt16).slice(0, 0, n).ge(threshold).view(x.sizes());
@@ -103,11 +104,12 @@ at::Tensor feature_matmul(const GraphTensors& g, const at::Tensor& w, double dro
   if (!training || dropout <= 0) return csr_matmul(g.x, g.x_t, w);
   const at::Tensor values = g.x.values();
   const at::Tensor scaled = fast_dropout(values, dropout, training);
-  const at::Tensor x = torch::sparse_csr_tensor(g.x.crow_indices(), g.x.col_indices(), scaled,
-                                                g.x.sizes(), scaled.options().layout(torch::kSparseCsr));
-  const at::Tensor x_t =
-      torch::sparse_csr_tensor(g.x_t.crow_indices(), g.x_t.col_indices(),
-                               scaled.index_select(0, g.x_t_perm), g.x_t.sizes(), scaled.options().layout(torch::kSparseCsr));
+  const at::Tensor x =
+      torch::sparse_csr_tensor(g.x.crow_indices(), g.x.col_indices(), scaled, g.x.sizes(),
+                               scaled.options().layout(torch::kSparseCsr));
+  const at::Tensor x_t = torch::sparse_csr_tensor(g.x_t.crow_indices(), g.x_t.col_indices(),
+                                                  scaled.index_select(0, g.x_t_perm), g.x_t.sizes(),
+                                                  scaled.options().layout(torch::kSparseCsr));
   return csr_matmul(x, x_t, w);
 }
 

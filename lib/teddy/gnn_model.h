@@ -8,10 +8,10 @@
 // 130–240 ms, COO mm 18–40 ms, CSR mm with autograd 7 ms, CSR with the transpose 3 ms). With
 // constant entry weights (GCN, GIN) the weighted adjacency is one CSR matrix; with weights that
 // need gradients (GAT attention, UGS edge masks) messages are gathered (E'×N 0/1 CSR), scaled
-// and summed (N×E' 0/1 CSR), all three differentiable. An optional `edge_mask` ([num_edges] of the source graph, one value
-// per undirected edge) multiplies every message along that edge: UGS learns it; added self loops
-// are never masked. Node features are a sparse COO matrix, so the first layer's X·W costs
-// nnz(X)·out MACs instead of N·F·out.
+// and summed (N×E' 0/1 CSR), all three differentiable. An optional `edge_mask` ([num_edges] of the
+// source graph, one value per undirected edge) multiplies every message along that edge: UGS learns
+// it; added self loops are never masked. Node features are a sparse COO matrix, so the first
+// layer's X·W costs nnz(X)·out MACs instead of N·F·out.
 #pragma once
 
 #include <torch/nn/module.h>
@@ -27,9 +27,9 @@
 namespace sparsetrain::teddy {
 
 struct GnnOptions {
-  std::int64_t hidden = 0;      // 0: the model's default (GCN 512, GAT 8 per head, GIN 512)
-  double dropout = -1;          // < 0: the model's default (GCN 0.5, GAT 0.6, GIN 0.5)
-  std::int64_t heads = 8;       // GAT only
+  std::int64_t hidden = 0;         // 0: the model's default (GCN 512, GAT 8 per head, GIN 512)
+  double dropout = -1;             // < 0: the model's default (GCN 0.5, GAT 0.6, GIN 0.5)
+  std::int64_t heads = 8;          // GAT only
   double attention_dropout = 0.6;  // GAT only
 };
 

@@ -44,9 +44,9 @@ struct TrainOptions {
 };
 
 struct TrainResult {
-  int best_epoch = -1;  // 0-based
+  int best_epoch = -1;                                               // 0-based
   double train_accuracy = 0, valid_accuracy = 0, test_accuracy = 0;  // at the best epoch
-  at::Tensor best_logits;  // [N, classes] eval-mode logits at the best epoch (the KD teacher)
+  at::Tensor best_logits;      // [N, classes] eval-mode logits at the best epoch (the KD teacher)
   double weight_sparsity = 0;  // zero fraction of the projection set at the best epoch
   double seconds = 0;          // wall time of the whole training (incl. evaluation)
   double final_loss = 0;

@@ -55,24 +55,28 @@ GraphTensors make_graph_tensors(const Graph& graph, const std::vector<std::uint8
   }
   const auto nnz = static_cast<std::int64_t>(vals.size());
   {
-    std::vector<std::int64_t> crow(static_cast<std::size_t>(n) + 1, 0), tcrow(static_cast<std::size_t>(f) + 1, 0);
+    std::vector<std::int64_t> crow(static_cast<std::size_t>(n) + 1, 0),
+        tcrow(static_cast<std::size_t>(f) + 1, 0);
     for (std::int64_t r : rows) ++crow[static_cast<std::size_t>(r) + 1];
     for (std::int64_t c : cols) ++tcrow[static_cast<std::size_t>(c) + 1];
     for (std::size_t i = 1; i < crow.size(); ++i) crow[i] += crow[i - 1];
     for (std::size_t i = 1; i < tcrow.size(); ++i) tcrow[i] += tcrow[i - 1];
     // Counting sort by column (stable, so rows stay ascending within a column).
-    std::vector<std::int64_t> next(tcrow.begin(), tcrow.end() - 1), perm(vals.size()), tcol(vals.size());
+    std::vector<std::int64_t> next(tcrow.begin(), tcrow.end() - 1), perm(vals.size()),
+        tcol(vals.size());
     for (std::int64_t i = 0; i < nnz; ++i) {
       const std::int64_t at = next[static_cast<std::size_t>(cols[i])]++;
       perm[at] = i;
       tcol[at] = rows[i];
     }
     at::Tensor values = torch::tensor(vals).view({nnz});
-    t.x = torch::sparse_csr_tensor(torch::tensor(crow), torch::tensor(cols).view({nnz}), values,
-                                   {n, f}, torch::TensorOptions().dtype(torch::kFloat32).layout(torch::kSparseCsr));
+    t.x = torch::sparse_csr_tensor(
+        torch::tensor(crow), torch::tensor(cols).view({nnz}), values, {n, f},
+        torch::TensorOptions().dtype(torch::kFloat32).layout(torch::kSparseCsr));
     t.x_t_perm = torch::tensor(perm).view({nnz});
-    t.x_t = torch::sparse_csr_tensor(torch::tensor(tcrow), torch::tensor(tcol).view({nnz}),
-                                     values.index_select(0, t.x_t_perm), {f, n}, torch::TensorOptions().dtype(torch::kFloat32).layout(torch::kSparseCsr));
+    t.x_t = torch::sparse_csr_tensor(
+        torch::tensor(tcrow), torch::tensor(tcol).view({nnz}), values.index_select(0, t.x_t_perm),
+        {f, n}, torch::TensorOptions().dtype(torch::kFloat32).layout(torch::kSparseCsr));
   }
 
   t.labels = torch::tensor(graph.labels, torch::kInt64);
@@ -143,7 +147,8 @@ GraphTensors make_graph_tensors(const Graph& graph, const std::vector<std::uint8
   std::vector<std::int64_t> t_perm(src.size());
   {
     std::vector<std::int64_t> next(t_row_ptr.begin(), t_row_ptr.end() - 1);
-    for (std::size_t i = 0; i < src.size(); ++i) t_perm[next[src[i]]++] = static_cast<std::int64_t>(i);
+    for (std::size_t i = 0; i < src.size(); ++i)
+      t_perm[next[src[i]]++] = static_cast<std::int64_t>(i);
   }
   t.row_ptr = torch::tensor(row_ptr);
   t.t_row_ptr = torch::tensor(t_row_ptr);
@@ -151,8 +156,7 @@ GraphTensors make_graph_tensors(const Graph& graph, const std::vector<std::uint8
   t.src = torch::tensor(src, torch::kInt64);
   t.dst = torch::tensor(dst, torch::kInt64);
   t.edge_id = torch::tensor(eid, torch::kInt64);
-  t.added_loop = torch::tensor(std::vector<std::int64_t>(added.begin(), added.end()),
-                               torch::kInt64)
+  t.added_loop = torch::tensor(std::vector<std::int64_t>(added.begin(), added.end()), torch::kInt64)
                      .to(torch::kBool);
   t.gcn_norm = torch::tensor(norm);
   return t;
@@ -163,7 +167,8 @@ at::Tensor GraphTensors::dense_features() const { return x.to_dense(); }
 namespace {
 at::Tensor csr_to(const at::Tensor& a, at::ScalarType dtype) {
   return torch::sparse_csr_tensor(a.crow_indices(), a.col_indices(), a.values().to(dtype),
-                                  a.sizes(), torch::TensorOptions().dtype(dtype).layout(torch::kSparseCsr));
+                                  a.sizes(),
+                                  torch::TensorOptions().dtype(dtype).layout(torch::kSparseCsr));
 }
 }  // namespace
 

@@ -29,19 +29,19 @@ struct GraphTensors {
   std::int64_t num_classes = 0;
   std::int64_t num_edges = 0;  // undirected edges of the source graph (before the keep mask)
 
-  at::Tensor x;       // [N, F] sparse CSR float32, rows normalised to sum 1 (all-zero rows stay 0)
-  at::Tensor x_t;     // [F, N] sparse CSR, the transpose of x
-  at::Tensor x_t_perm;  // [nnz] int64: x_t.values() == x.values()[x_t_perm]
-  at::Tensor labels;  // [N] int64
+  at::Tensor x;    // [N, F] sparse CSR float32, rows normalised to sum 1 (all-zero rows stay 0)
+  at::Tensor x_t;  // [F, N] sparse CSR, the transpose of x
+  at::Tensor x_t_perm;                        // [nnz] int64: x_t.values() == x.values()[x_t_perm]
+  at::Tensor labels;                          // [N] int64
   at::Tensor train_idx, valid_idx, test_idx;  // int64 node ids
 
-  at::Tensor src, dst;     // [E'] int64 directed entries incl. added self loops, sorted by (dst, src)
-  at::Tensor row_ptr;      // [N + 1] int64 CSR row pointers of the entries by dst
-  at::Tensor t_perm;       // [E'] int64 entry ids sorted by (src, dst): the transpose's order
-  at::Tensor t_row_ptr;    // [N + 1] int64 row pointers of the transpose (rows = src)
-  at::Tensor edge_id;      // [E'] int64 undirected edge id of each entry, -1 for added loops
-  at::Tensor added_loop;   // [E'] bool
-  at::Tensor gcn_norm;     // [E'] float32: d_dst^-1/2 · d_src^-1/2, d counted with all E' entries
+  at::Tensor src, dst;   // [E'] int64 directed entries incl. added self loops, sorted by (dst, src)
+  at::Tensor row_ptr;    // [N + 1] int64 CSR row pointers of the entries by dst
+  at::Tensor t_perm;     // [E'] int64 entry ids sorted by (src, dst): the transpose's order
+  at::Tensor t_row_ptr;  // [N + 1] int64 row pointers of the transpose (rows = src)
+  at::Tensor edge_id;    // [E'] int64 undirected edge id of each entry, -1 for added loops
+  at::Tensor added_loop;  // [E'] bool
+  at::Tensor gcn_norm;    // [E'] float32: d_dst^-1/2 · d_src^-1/2, d counted with all E' entries
   std::int64_t kept_edges = 0;  // undirected edges kept by the mask
 
   // Dense copy of x (PyG-style), for comparisons only.

@@ -17,9 +17,7 @@
 
 namespace sparsetrain::teddy {
 
-SparsityLevel paper_level(int k) {
-  return {1.0 - std::pow(0.95, k), 1.0 - std::pow(0.8, k)};
-}
+SparsityLevel paper_level(int k) { return {1.0 - std::pow(0.95, k), 1.0 - std::pow(0.8, k)}; }
 
 double mean(const std::vector<double>& v) {
   double s = 0;
@@ -59,8 +57,8 @@ struct Search {
     std::sort(s.begin(), s.end());
     s.erase(std::unique(s.begin(), s.end()), s.end());
     for (const SparsityLevel& l : o.levels) {
-      index->push_back(static_cast<std::size_t>(std::lower_bound(s.begin(), s.end(), l.graph) -
-                                                s.begin()));
+      index->push_back(
+          static_cast<std::size_t>(std::lower_bound(s.begin(), s.end(), l.graph) - s.begin()));
     }
     return s;
   }
@@ -72,9 +70,9 @@ struct Search {
                              : 0.0;
   }
 
-  void record(LevelResult& level, GnnModelImpl& model, const GraphTensors& g,
-              const TrainResult& r, double ticket_seconds,
-              const std::vector<std::uint8_t>& keep, const std::vector<at::Tensor>& weights) {
+  void record(LevelResult& level, GnnModelImpl& model, const GraphTensors& g, const TrainResult& r,
+              double ticket_seconds, const std::vector<std::uint8_t>& keep,
+              const std::vector<at::Tensor>& weights) {
     level.test.push_back(r.test_accuracy);
     level.valid.push_back(r.valid_accuracy);
     level.ticket_seconds.push_back(ticket_seconds);
@@ -127,7 +125,8 @@ struct Search {
       } else if (o.method == "ugs") {
         run_ugs(report, seed);
       } else {
-        throw common::UsageError("unknown method '" + o.method + "'", "choose teddy, random or ugs");
+        throw common::UsageError("unknown method '" + o.method + "'",
+                                 "choose teddy, random or ugs");
       }
     }
     return report;
@@ -173,7 +172,8 @@ struct Search {
 
   void run_ugs(TicketReport& report, std::uint64_t seed) {
     for (std::size_t i = 1; i < o.levels.size(); ++i) {
-      if (o.levels[i].graph < o.levels[i - 1].graph || o.levels[i].weight < o.levels[i - 1].weight) {
+      if (o.levels[i].graph < o.levels[i - 1].graph ||
+          o.levels[i].weight < o.levels[i - 1].weight) {
         throw common::UsageError("UGS levels must be ascending in graph and weight sparsity",
                                  "list --levels from the sparsest to the densest");
       }

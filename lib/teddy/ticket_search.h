@@ -42,22 +42,22 @@ struct TicketOptions {
   std::string model = "gcn";
   std::string method = "teddy";  // teddy | random | ugs
   GnnOptions gnn;
-  TrainOptions train;            // epochs, lr, weight decay, projection set, λ, T
+  TrainOptions train;                 // epochs, lr, weight decay, projection set, λ, T
   std::vector<SparsityLevel> levels;  // ascending in both components for ugs; empty = dense only
   int seeds = 1;
-  std::uint64_t seed = 0;        // seed i uses seed + i
-  double ugs_s1 = 1e-2;          // L1 weight on the edge mask
-  double ugs_s2 = 1e-2;          // L1 weight on the weight masks
+  std::uint64_t seed = 0;  // seed i uses seed + i
+  double ugs_s1 = 1e-2;    // L1 weight on the edge mask
+  double ugs_s2 = 1e-2;    // L1 weight on the weight masks
   std::string split = "public";
 };
 
 struct LevelResult {
   SparsityLevel target;
-  double graph_sparsity = 0;   // achieved (same for every seed except random)
-  double weight_sparsity = 0;  // achieved, mean over seeds
-  std::vector<double> test, valid;       // [seeds] accuracy at the best-validation epoch
-  std::vector<double> ticket_seconds;    // [seeds] wall time to find and train the ticket
-  double macs = 0;                       // inference MACs (mean over seeds)
+  double graph_sparsity = 0;           // achieved (same for every seed except random)
+  double weight_sparsity = 0;          // achieved, mean over seeds
+  std::vector<double> test, valid;     // [seeds] accuracy at the best-validation epoch
+  std::vector<double> ticket_seconds;  // [seeds] wall time to find and train the ticket
+  double macs = 0;                     // inference MACs (mean over seeds)
 };
 
 struct TicketReport {

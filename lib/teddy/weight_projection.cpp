@@ -96,8 +96,8 @@ void project_l0(const std::vector<at::Tensor>& params, double sparsity) {
       float* v = p.data_ptr<float>();
       for (std::int64_t i = 0; i < p.numel(); ++i, ++at) v[i] = zero[at] ? 0.0f : v[i];
     } else {
-      at::Tensor flags = torch::from_blob(const_cast<std::uint8_t*>(zero.data() + at),
-                                          {p.numel()}, torch::kUInt8);
+      at::Tensor flags =
+          torch::from_blob(const_cast<std::uint8_t*>(zero.data() + at), {p.numel()}, torch::kUInt8);
       p.view({-1}).masked_fill_(flags.to(torch::kBool), 0.0);
       at += static_cast<std::size_t>(p.numel());
     }

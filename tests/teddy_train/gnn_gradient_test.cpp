@@ -23,7 +23,8 @@ TEST_CASE("GCN propagation equals D^-1/2 (A + I) D^-1/2 built densely from the e
   const at::Tensor norm = dinv.unsqueeze(1) * a * dinv.unsqueeze(0);
   const at::Tensor h = torch::randn({7, 4}, torch::kFloat64);
   const at::Tensor got = teddy::propagate(g.to(torch::kFloat64), h, g.gcn_norm.to(torch::kFloat64));
-  CHECK(torch::allclose(got, norm.mm(h), /*rtol=*/1e-6, /*atol=*/1e-6));  // norm is stored as float32
+  CHECK(
+      torch::allclose(got, norm.mm(h), /*rtol=*/1e-6, /*atol=*/1e-6));  // norm is stored as float32
 }
 
 TEST_CASE("features are row-normalised and stored sparse") {
@@ -57,7 +58,8 @@ void check_gradients(const std::string& name, bool with_edge_mask) {
     for (auto& p : model->parameters()) p.add_(torch::randn_like(p) * 0.1);
   }
   at::Tensor mask;
-  if (with_edge_mask) mask = (torch::rand({g.num_edges}, torch::kFloat64) + 0.5).requires_grad_(true);
+  if (with_edge_mask)
+    mask = (torch::rand({g.num_edges}, torch::kFloat64) + 0.5).requires_grad_(true);
   const at::Tensor r = torch::randn({g.num_nodes, g.num_classes}, torch::kFloat64);
   auto loss = [&] { return (model->forward(g, mask) * r).sum(); };
 

@@ -1,6 +1,8 @@
 // Ticket search on a small contextual SBM with few epochs: exact graph and weight counts per
 // level for TEDDY, random and every UGS round; a seeded run is deterministic; the trainer picks
 // the best-validation epoch.
+#include "teddy/ticket_search.h"
+
 #include <doctest/doctest.h>
 #include <torch/torch.h>
 
@@ -9,7 +11,6 @@
 #include "teddy/edge_selection.h"
 #include "teddy/graph_generator.h"
 #include "teddy/graph_tensors.h"
-#include "teddy/ticket_search.h"
 #include "teddy/weight_projection.h"
 
 namespace teddy = sparsetrain::teddy;

@@ -9,8 +9,8 @@ namespace sparsetrain::teddy::test {
 
 // 7 nodes, 9 undirected edges plus a raw self loop on node 3, 5 features (some zero), 3 classes.
 inline Graph tiny_graph() {
-  std::vector<Edge> pairs = {{0, 1}, {1, 2}, {2, 3}, {3, 4}, {4, 5}, {5, 6},
-                             {0, 6}, {1, 4}, {2, 5}, {3, 3}};
+  std::vector<Edge> pairs = {{0, 1}, {1, 2}, {2, 3}, {3, 4}, {4, 5},
+                             {5, 6}, {0, 6}, {1, 4}, {2, 5}, {3, 3}};
   Graph g = build_graph(7, pairs, BuildOptions{});
   g.feature_dim = 5;
   torch::manual_seed(7);

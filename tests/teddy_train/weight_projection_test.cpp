@@ -1,12 +1,13 @@
 // The l0 projection keeps exactly the requested count and cuts the smallest magnitudes; random
 // masks have exact counts; the distillation loss matches a hand computation.
+#include "teddy/weight_projection.h"
+
 #include <doctest/doctest.h>
 #include <torch/torch.h>
 
 #include <cmath>
 
 #include "teddy/distillation_loss.h"
-#include "teddy/weight_projection.h"
 
 namespace teddy = sparsetrain::teddy;
 
@@ -34,7 +35,8 @@ TEST_CASE("l0 projection zeroes exactly ceil(n*s) entries, the smallest magnitud
     double max_cut = 0, min_kept = 1e30;
     for (std::size_t i = 0; i < params.size(); ++i) {
       const auto cut = params[i] == 0;
-      if (cut.any().item<bool>()) max_cut = std::max(max_cut, before[i].abs().masked_select(cut).max().item<double>());
+      if (cut.any().item<bool>())
+        max_cut = std::max(max_cut, before[i].abs().masked_select(cut).max().item<double>());
       if ((~cut).any().item<bool>()) {
         min_kept = std::min(min_kept, before[i].abs().masked_select(~cut).min().item<double>());
         CHECK(torch::equal(params[i].masked_select(~cut), before[i].masked_select(~cut)));
@@ -71,12 +73,16 @@ TEST_CASE("random masks zero exactly the requested count and depend on the seed"
 
 TEST_CASE("distillation loss equals a hand-computed KL divided by the node count") {
   // node 0: teacher p = (1/4, 3/4), student p = (1/2, 1/2); node 1: teacher = student.
-  const at::Tensor teacher = torch::tensor({0.0, std::log(3.0), 1.0, 2.0}, torch::kFloat64).view({2, 2});
+  const at::Tensor teacher =
+      torch::tensor({0.0, std::log(3.0), 1.0, 2.0}, torch::kFloat64).view({2, 2});
   const at::Tensor student = torch::tensor({5.0, 5.0, 1.0, 2.0}, torch::kFloat64).view({2, 2});
   const double kl0 = 0.25 * std::log(0.25 / 0.5) + 0.75 * std::log(0.75 / 0.5);
-  CHECK(teddy::distillation_loss(student, teacher).item<double>() == doctest::Approx(kl0 / 2).epsilon(1e-12));
+  CHECK(teddy::distillation_loss(student, teacher).item<double>() ==
+        doctest::Approx(kl0 / 2).epsilon(1e-12));
   // temperature 2: logits halved, loss scaled by T^2 = 4
-  const at::Tensor t2 = torch::tensor({0.0, 2 * std::log(3.0), 0.0, 0.0}, torch::kFloat64).view({2, 2});
+  const at::Tensor t2 =
+      torch::tensor({0.0, 2 * std::log(3.0), 0.0, 0.0}, torch::kFloat64).view({2, 2});
   const at::Tensor s2 = torch::zeros({2, 2}, torch::kFloat64);
-  CHECK(teddy::distillation_loss(s2, t2, 2.0).item<double>() == doctest::Approx(4 * kl0 / 2).epsilon(1e-12));
+  CHECK(teddy::distillation_loss(s2, t2, 2.0).item<double>() ==
+        doctest::Approx(4 * kl0 / 2).epsilon(1e-12));
 }
