@@ -197,9 +197,18 @@ struct Search {
       // 1. Mask search from the rewound init on the current ticket.
       rewind();
       const GraphTensors g = make_graph_tensors(graph, &keep, o.split);
-      at::Tensor edge_mask = torch::ones({m}).requires_grad_(true);
+      // Masks start at 1 plus ±1e-5 seeded noise, as the official UGS code: edges and weights that
+      // only feel the L1 term otherwise move in lockstep and tie, and the tie-break (edge id)
+      // would prune low-numbered nodes' edges first.
+      at::Generator gen = at::detail::createCPUGenerator(seed * 1000003ULL + i);
+      auto noisy_ones = [&](const at::Tensor& like) {
+        return 1.0 + (2.0 * torch::rand(like.sizes(), gen, like.options()) - 1.0) * 1e-5;
+      };
+      at::Tensor edge_mask = noisy_ones(torch::empty({m})).requires_grad_(true);
       std::vector<at::Tensor> weight_masks;
-      for (const at::Tensor& b : binary) weight_masks.push_back(b.clone().requires_grad_(true));
+      for (const at::Tensor& b : binary) {
+        weight_masks.push_back((b * noisy_ones(b)).requires_grad_(true));
+      }
       model->weight_masks = weight_masks;
       at::Tensor best_edge_mask = edge_mask.detach().clone();
       std::vector<at::Tensor> best_weight_masks;
