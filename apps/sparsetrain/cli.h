@@ -47,5 +47,7 @@ void add_teddy_commands(CLI::App& app);
 void add_fuyou_commands(CLI::App& app);
 // `fuyou bench-io` and `fuyou store …` (fuyou_io_command.cpp), added to the fuyou group.
 void add_fuyou_io_commands(CLI::App& fuyou);
+// `teddy run` (teddy_run_command.cpp), added to the teddy group.
+void add_teddy_run_command(CLI::App& teddy);
 
 }  // namespace sparsetrain::cli

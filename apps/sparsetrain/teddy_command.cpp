@@ -232,6 +232,7 @@ void add_teddy_commands(CLI::App& app) {
       "  sparsetrain teddy prune --graph ../shared/data/citeseer --levels paper --out-graph "
       "citeseer-levels");
   set_command_runner(p, [o](CommandContext& ctx) { run_prune(*o, ctx); });
+  add_teddy_run_command(*teddy);
 }
 
 }  // namespace sparsetrain::cli

@@ -1,0 +1,27 @@
+// `Gcn`: the official TEDDY/UGS GCN — two layers, Â = D^-1/2 (A + I) D^-1/2 with PyG's
+// add_remaining_self_loops, ReLU, dropout between the layers, no biases:
+//   logits = Â · dropout(ReLU(Â · X · W1)) · W2     W1: [F, hidden], W2: [hidden, classes]
+// Not a K-layer GCN. With an edge mask, each normalised entry is multiplied by the mask (UGS
+// masks the normalised adjacency).
+#pragma once
+
+#include "teddy/gnn_model.h"
+
+namespace sparsetrain::teddy {
+
+class GcnImpl : public GnnModelImpl {
+ public:
+  GcnImpl(std::int64_t in_features, std::int64_t classes, std::int64_t hidden = 512,
+          double dropout = 0.5);
+  at::Tensor forward(const GraphTensors& graph, const at::Tensor& edge_mask) override;
+  std::vector<at::Tensor> weight_matrices() override { return {w1_, w2_}; }
+  double inference_macs(const GraphTensors& graph) override;
+  std::string name() const override { return "gcn"; }
+  at::Tensor w1_, w2_;
+
+ private:
+  double dropout_;
+};
+TORCH_MODULE(Gcn);
+
+}  // namespace sparsetrain::teddy
