@@ -22,6 +22,7 @@
 #include "fuyou/gpt_model.h"
 #include "fuyou/hf_gpt2.h"
 #include "fuyou/model_config.h"
+#include "fuyou/offload_rates.h"
 #include "fuyou/offload_trainer.h"
 #include "fuyou/token_data.h"
 #include "fuyou/trainer.h"
@@ -266,18 +267,19 @@ void run_offloaded(const FinetuneOptions& options, const fy::ModelConfig& config
                    const fy::TokenData& train_data, const fy::TokenData& valid_data,
                    CommandContext& context) {
   nlohmann::json& metrics = context.record.metrics();
-  if (options.train.device != fy::TrainDevice::kCpu) {
-    throw common::UsageError("--ssd: the offloaded trainer runs on the CPU only so far",
-                             "add --device cpu");
-  }
+  const bool cuda = options.train.device == fy::TrainDevice::kCuda;
   fy::OffloadOptions offload = offload_options_of(options);
   {
     auto t = context.record.timings().scope("measure_rates");
-    offload.rates = fy::measure_cpu_rates(config, options.train);
+    offload.rates = cuda ? fy::measure_cuda_rates(config, options.train)
+                         : fy::measure_cpu_rates(config, options.train);
+    // A dry run only plans: it writes nothing to the --ssd directories.
+    if (!context.global.dry_run) offload.rates = fy::measure_ssd_rates(options.ssd, offload.rates);
   }
   const fy::OffloadPlan plan = fy::plan_offload_run(config, options.train, offload);
-  metrics["device"] = "cpu";
-  metrics["precision"] = "fp32";
+  metrics["device"] = cuda ? "cuda" : "cpu";
+  metrics["precision"] =
+      cuda ? "bf16 compute on the GPU, fp32 master and Adam state in the store / CPU" : "fp32";
   metrics["offload"] = plan_json(plan);
   metrics["offload"]["grad_clip_mode"] =
       options.train.grad_clip > 0 ? "deferred: updates wait for the global norm (exact)"
@@ -287,7 +289,12 @@ void run_offloaded(const FinetuneOptions& options, const fy::ModelConfig& config
                             {"ssd_read_bytes_per_s", offload.rates.ssd_read_bytes_per_s},
                             {"ssd_write_bytes_per_s", offload.rates.ssd_write_bytes_per_s},
                             {"cpu_adam_params_per_s", offload.rates.cpu_adam_params_per_s},
-                            {"source", "compute and cpu_adam measured now; ssd from DESIGN.md"}}},
+                            {"pcie_h2d_bytes_per_s", offload.rates.pcie_h2d_bytes_per_s},
+                            {"pcie_d2h_bytes_per_s", offload.rates.pcie_d2h_bytes_per_s},
+                            {"source", context.global.dry_run
+                                           ? "compute, cpu_adam and pcie measured now; ssd from "
+                                             "DESIGN.md (a dry run writes no probe)"
+                                           : "all measured now (offload_rates.h)"}}},
                           {"bound_seconds", plan.bound_seconds},
                           {"binding", plan.binding}};
   for (const fy::BoundTerm& term : plan.terms) bound["terms"][term.name] = term.seconds;
@@ -334,8 +341,8 @@ void run_offloaded(const FinetuneOptions& options, const fy::ModelConfig& config
       {"ssd_write_bytes", stats.ssd_write_bytes},
       {"commits", stats.commits},
       {"units_updated_during_backward", stats.units_updated_during_backward},
-      {"pcie_h2d_bytes", 0},
-      {"pcie_d2h_bytes", 0},
+      {"pcie_h2d_bytes", stats.pcie_h2d_bytes},
+      {"pcie_d2h_bytes", stats.pcie_d2h_bytes},
       {"measured_over_bound", plan.bound_seconds > 0 ? stats.step_seconds / plan.bound_seconds : 0},
       {"binding", plan.binding}};
   for (const auto& [phase, seconds] : stats.compute_phases.all()) measured["compute_thread"][phase] = seconds;
@@ -349,7 +356,8 @@ void run_offloaded(const FinetuneOptions& options, const fy::ModelConfig& config
                    ", written ", common::format_bytes(static_cast<double>(stats.ssd_write_bytes)));
   if (!options.export_path.empty()) {
     auto t = context.record.timings().scope("export");
-    fy::export_hf_gpt2(options.export_path, trainer->weights(),
+    // The fp32 master weights (on the CUDA tier the compute weights are only their bf16 copy).
+    fy::export_hf_gpt2(options.export_path, cuda ? trainer->read_master() : trainer->weights(),
                        options.export_dtype == "bf16" ? at::kBFloat16 : at::kFloat,
                        {{"model", config.name}, {"produced_by", "sparsetrain fuyou finetune --ssd"}});
     common::log_info("wrote ", options.export_path);

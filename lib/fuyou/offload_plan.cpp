@@ -13,6 +13,7 @@ namespace sparsetrain::fuyou {
 namespace {
 
 constexpr std::uint64_t kF32 = 4;
+constexpr std::uint64_t kBF16 = 2;
 constexpr std::int64_t kPadFloats = 1024;         // 4096 bytes
 constexpr std::int64_t kLogitBytes = 64ll << 20;  // gpt_model.cpp's default chunk rule
 
@@ -86,6 +87,14 @@ OffloadPlan plan_offload(const ModelConfig& config, const OffloadShape& shape,
     plan.state_slots = 2;
     plan.cpu_items.push_back({"2 staging slots of one unit's master + m + v", 2 * staging_bytes});
   }
+  if (shape.cuda) {
+    // One unit's gradients downloading while the previous one updates; likewise for the weights
+    // going back up.
+    plan.pinned_slots = 2;
+    const std::uint64_t unit_floats = u64(max_unit_padded_params(config));
+    plan.cpu_items.push_back({"2 pinned fp32 gradient slots", 2 * kF32 * unit_floats});
+    plan.cpu_items.push_back({"2 pinned bf16 weight slots", 2 * kBF16 * unit_floats});
+  }
   plan.cpu_total = sum_items(plan.cpu_items);
   if (plan.cpu_total > budgets.cpu_bytes) {
     refuse(
@@ -104,16 +113,17 @@ OffloadPlan plan_offload(const ModelConfig& config, const OffloadShape& shape,
       tokens, shape.loss_chunk_rows > 0
                   ? shape.loss_chunk_rows
                   : std::max<std::int64_t>(1, kLogitBytes / (config.vocab * 4)));
+  const std::uint64_t act = shape.cuda ? kBF16 : kF32;  // compute precision
   plan.compute_items = {
-      {"fp32 compute weights", kF32 * u64(plan.params)},
+      {shape.cuda ? "bf16 compute weights" : "fp32 compute weights", act * u64(plan.params)},
       {"embedding + ln_f gradient accumulators", kF32 * u64(unit_params(config, 0) + 2 * c)},
       {std::to_string(plan.grad_block_slots) + " block gradient buffers",
        kF32 * u64(plan.grad_block_slots * config.block_param_count())},
-      {"block inputs (L + 1)", kF32 * u64((l + 1) * tokens * c)},
+      {"block inputs (L + 1)", act * u64((l + 1) * tokens * c)},
       // Estimate of one block's recompute under autograd: ~24 activations of [B, T, C] (LN, qkv,
       // attention, 4C MLP, their gradients) plus the attention matrix and its gradient.
       {"one block's recompute (estimate)",
-       kF32 * u64(24 * tokens * c + 2 * shape.micro_batch * config.n_head * shape.seq * shape.seq)},
+       act * u64(24 * tokens * c + 2 * shape.micro_batch * config.n_head * shape.seq * shape.seq)},
       {"logits chunk + its gradient", kF32 * u64(3 * rows * config.vocab)}};
   plan.compute_total = sum_items(plan.compute_items);
   if (budgets.compute_bytes > 0 && plan.compute_total > budgets.compute_bytes) {
@@ -144,6 +154,12 @@ OffloadPlan plan_offload(const ModelConfig& config, const OffloadShape& shape,
       config.train_flops_per_token_recompute(shape.seq) * static_cast<double>(tokens * shape.accum);
   plan.ssd_read_bytes = plan.states_in_cpu ? 0 : state_bytes;
   plan.ssd_write_bytes = state_bytes;  // the store is the checkpoint: written every step
+  if (shape.cuda) {
+    // Down: every fp32 gradient once per step. Up: every bf16 weight once per step, plus the
+    // micro-batches' token ids and targets (int64).
+    plan.pcie_d2h_bytes = kF32 * u64(plan.params);
+    plan.pcie_h2d_bytes = kBF16 * u64(plan.params) + 2 * 8 * u64(tokens * shape.accum);
+  }
   const double params = static_cast<double>(plan.params);
   plan.terms.push_back({"compute", plan.flops / rates.compute_flops_per_s});
   plan.terms.push_back(

@@ -7,8 +7,11 @@
 // with the numbers that do not fit. Pure arithmetic: no torch, no I/O (free disk space is an
 // input).
 //
-// Tiers on the CPU-only path: the "compute tier" is a CPU memory budget (--gpu-mem), separate from
-// the CPU budget for optimizer states and staging (--cpu-mem). PCIe terms are then zero.
+// Tiers: with CUDA the compute tier is the GPU (--gpu-mem): bf16 compute weights, fp32 gradient
+// accumulators, bf16 block inputs; gradients cross PCIe to the CPU in fp32 through two pinned slots
+// and the updated bf16 weights come back through two more (both counted in --cpu-mem). On the
+// CPU-only path the "compute tier" is a CPU memory budget (--gpu-mem), separate from the CPU budget
+// for optimizer states and staging (--cpu-mem), everything is fp32 and the PCIe terms are zero.
 // Not modelled: the token data in RAM, allocator slack, torch's own workspace.
 #pragma once
 
@@ -46,6 +49,7 @@ struct OffloadShape {
   std::int64_t accum = 1;        // K
   bool grad_clip = false;  // global-norm clipping: every gradient is held until the norm is known
   std::int64_t loss_chunk_rows = 0;  // 0 = default_loss_chunk_rows rule (≤ 64 MiB of fp32 logits)
+  bool cuda = false;  // compute tier on a GPU: bf16 compute, PCIe transfers, pinned slots
 };
 
 // One line of a memory budget: what it is for and how many bytes.
@@ -65,6 +69,7 @@ struct OffloadPlan {
       0;  // blocks of compute weights held in the compute tier (all, here)
   std::int64_t grad_block_slots = 0;  // block gradient buffers: 2 (double buffer) or n_layer
   std::int64_t state_slots = 0;       // staging buffers of one unit's master/m/v (0 if in CPU)
+  std::int64_t pinned_slots = 0;      // CUDA: pinned gradient (fp32) and weight (bf16) slots each
   std::int64_t params = 0;
   std::vector<PlanItem> compute_items, cpu_items, ssd_items;
   std::uint64_t compute_total = 0, cpu_total = 0, ssd_total = 0;

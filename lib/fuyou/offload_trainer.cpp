@@ -18,6 +18,7 @@
 #include "common/error.h"
 #include "common/io/aligned_buffer.h"
 #include "common/log.h"
+#include "fuyou/cuda_transfer.h"
 #include "fuyou/gpt_model.h"
 #include "fuyou/tensor_store.h"
 
@@ -53,6 +54,17 @@ at::Tensor float_view(float* base, const at::Tensor& like) {
   return at::from_blob(base, like.sizes(), at::TensorOptions().dtype(at::kFloat));
 }
 
+at::Tensor bf16_view(std::byte* base, const at::Tensor& like) {
+  return at::from_blob(base, like.sizes(), at::TensorOptions().dtype(at::kBFloat16));
+}
+
+// The optimizer unit of a canonical tensor name (offload_plan.h's numbering).
+std::int64_t unit_of(const ModelConfig& config, const std::string& name) {
+  if (name.rfind("h.", 0) == 0) return 1 + std::stoll(name.substr(2));
+  if (name.rfind("ln_f.", 0) == 0) return config.n_layer + 1;
+  return 0;
+}
+
 std::uint64_t free_bytes_of(const std::string& dir) {
   struct statvfs st {};
   if (::statvfs(dir.c_str(), &st) != 0) {
@@ -77,10 +89,13 @@ struct UnitTensors {
 };
 
 struct OffloadTrainer::Impl {
+  bool cuda = false;                      // compute tier on the GPU (bf16), else CPU (fp32)
   std::vector<UnitTensors> units;         // by unit id
   std::vector<std::int64_t> order;        // processing order: ln_f, blocks L-1 … 0, embeddings
   std::vector<AlignedBuffer> cpu_states;  // per unit [master | m | v] when states_in_cpu
   AlignedBuffer staging[2];               // otherwise: two slots
+  // CUDA: pinned host slots, alternating by unit: fp32 gradients coming down, bf16 weights going up.
+  AlignedBuffer grad_pinned[2], weight_pinned[2];
   AlignedBuffer meta;                     // train.state
   // Gradient accumulators, fp32, compute tier.
   at::Tensor wte_grad, wpe_grad, lnf_w_grad, lnf_b_grad;
@@ -95,13 +110,17 @@ class OffloadTrainer::OptimizerStage {
  public:
   struct Job {
     std::int64_t unit = 0;
-    std::vector<at::Tensor> grads;  // in the unit's tensor order
+    std::vector<at::Tensor> grads;  // in the unit's tensor order (CPU, or GPU accumulators)
     double scale = 1.0;             // clipping factor, applied when `scaled`
     bool scaled = false;
     int pool_slot = -1;  // block gradient pool slot to give back, or -1
+    CudaMark ready;      // CUDA: the gradients are final once the compute stream reaches it
   };
 
-  OptimizerStage(OffloadTrainer& trainer) : t_(trainer), thread_([this] { loop(); }) {}
+  OptimizerStage(OffloadTrainer& trainer)
+      : t_(trainer),
+        transfer_(trainer.impl_->cuda ? std::make_unique<CudaTransfer>() : nullptr),
+        thread_([this] { loop(); }) {}
   ~OptimizerStage() {
     {
       std::lock_guard<std::mutex> lock(mutex_);
@@ -224,19 +243,54 @@ class OffloadTrainer::OptimizerStage {
         job = pop_job(impl.order[i]);
       }
       const UnitTensors& unit = impl.units[job.unit];
+      // Where AdamW writes the new compute weights: in place (CPU tier), or a pinned bf16 slot
+      // that then goes up to the GPU.
+      std::vector<at::Tensor> weights_out;
+      if (impl.cuda) {
+        // The unit's gradients come down into pinned fp32 memory; the GPU accumulators are free
+        // again as soon as they are copied.
+        std::vector<at::Tensor> host_grads;
+        auto* grad_base = reinterpret_cast<float*>(impl.grad_pinned[i % 2].data());
+        std::int64_t offset = 0;
+        for (at::Tensor* w : unit.compute) {
+          host_grads.push_back(float_view(grad_base + offset, *w));
+          weights_out.push_back(bf16_view(impl.weight_pinned[i % 2].data() + 2 * offset, *w));
+          offset += w->numel();
+        }
+        {
+          auto t = phases_.scope("download");
+          transfer_->download(job.grads, host_grads, job.ready);
+        }
+        t_.stats_.pcie_d2h_bytes += 4 * static_cast<std::uint64_t>(offset);
+        release_pool_slot(job.pool_slot);
+        job.pool_slot = -1;
+        job.grads = std::move(host_grads);
+        auto t = phases_.scope("upload_wait");  // the slot's previous weights are on the GPU
+        CudaTransfer::wait(uploads_[i % 2]);
+      } else {
+        for (at::Tensor* w : unit.compute) weights_out.push_back(*w);
+      }
       {
         auto t = phases_.scope("adam");
         float* base = base_of(i);
         std::int64_t offset = 0;
         for (std::size_t j = 0; j < unit.compute.size(); ++j) {
-          at::Tensor& w = *unit.compute[j];
+          const at::Tensor& w = *unit.compute[j];
           at::Tensor master = float_view(base + offset, w);
           at::Tensor m = float_view(base + unit.padded + offset, w);
           at::Tensor v = float_view(base + 2 * unit.padded + offset, w);
           if (job.scaled) job.grads[j].mul_(job.scale);
           adamw_step(adam_options_for(t_.train_, unit.names[j], lr_), step_, master, m, v,
-                     job.grads[j], &w, t_.train_.isa);
+                     job.grads[j], &weights_out[j], t_.train_.isa);
           offset += w.numel();
+        }
+      }
+      if (impl.cuda) {
+        std::vector<at::Tensor> compute;
+        for (at::Tensor* w : unit.compute) compute.push_back(*w);
+        uploads_[i % 2] = transfer_->upload(weights_out, compute);
+        for (const at::Tensor& w : compute) {
+          t_.stats_.pcie_h2d_bytes += 2 * static_cast<std::uint64_t>(w.numel());
         }
       }
       if (impl.in_backward.load()) ++t_.stats_.units_updated_during_backward;
@@ -247,6 +301,14 @@ class OffloadTrainer::OptimizerStage {
         cpu_writes.push_back(std::move(f));
       } else {
         writes[i % 2] = std::move(f);
+      }
+    }
+    {
+      // The next forward must see every new weight.
+      auto t = phases_.scope("upload_wait");
+      for (CudaMark& mark : uploads_) {
+        CudaTransfer::wait(mark);
+        mark.reset();
       }
     }
     for (auto& f : writes) wait(f, "write_wait");
@@ -262,6 +324,8 @@ class OffloadTrainer::OptimizerStage {
   }
 
   OffloadTrainer& t_;
+  std::unique_ptr<CudaTransfer> transfer_;  // CUDA: the optimizer thread's copy stream
+  CudaMark uploads_[2];                     // CUDA: the last upload out of each weight slot
   common::PhaseTimes phases_;  // touched by the optimizer thread only (read after it is idle)
   std::mutex mutex_;
   std::condition_variable cv_;
@@ -291,37 +355,10 @@ OffloadPlan plan_offload_run(const ModelConfig& config, const TrainOptions& trai
     }
   }
   budgets.store_extent_bytes = options.store_extent_bytes;
-  const OffloadShape shape{train.micro_batch, train.seq, train.accum, train.grad_clip > 0,
-                           train.loss_chunk_rows};
+  const OffloadShape shape{train.micro_batch, train.seq,           train.accum,
+                           train.grad_clip > 0, train.loss_chunk_rows,
+                           train.device == TrainDevice::kCuda};
   return plan_offload(config, shape, budgets, options.rates);
-}
-
-OffloadRates measure_cpu_rates(const ModelConfig& config, const TrainOptions& train,
-                               OffloadRates base) {
-  torch::NoGradGuard no_grad;
-  const std::int64_t rows = std::min<std::int64_t>(train.micro_batch * train.seq, 4096);
-  const std::int64_t c = config.n_embd;
-  const at::Tensor x = at::randn({rows, c});
-  const at::Tensor w = at::randn({4 * c, c});
-  at::Tensor y = at::matmul(x, w.t());  // warm-up
-  double flops = 0;
-  common::Timer gemm;
-  while (gemm.seconds() < 0.15) {
-    y = at::matmul(x, w.t());
-    flops += 2.0 * static_cast<double>(rows * c * 4 * c);
-  }
-  base.compute_flops_per_s = flops / gemm.seconds();
-  const std::int64_t n = std::int64_t{1} << 22;
-  at::Tensor master = at::zeros({n}), m = at::zeros({n}), v = at::zeros({n}), g = at::ones({n});
-  adamw_step(train.adam, 1, master, m, v, g, nullptr, train.isa);  // warm-up (page faults)
-  std::int64_t params = 0;
-  common::Timer adam;
-  for (std::int64_t step = 2; adam.seconds() < 0.15; ++step) {
-    adamw_step(train.adam, step, master, m, v, g, nullptr, train.isa);
-    params += n;
-  }
-  base.cpu_adam_params_per_s = static_cast<double>(params) / adam.seconds();
-  return base;
 }
 
 OffloadTrainer::OffloadTrainer(ModelConfig config, GptWeights initial, TrainOptions train,
@@ -332,40 +369,48 @@ OffloadTrainer::OffloadTrainer(ModelConfig config, GptWeights initial, TrainOpti
       impl_(std::make_unique<Impl>()) {
   config_.validate();
   check_train_options(config_, train_);
-  if (train_.device != TrainDevice::kCpu) {
-    throw common::UsageError("the offloaded trainer has no CUDA path yet",
-                             "pass --device cpu with --ssd, or drop --ssd to train in memory");
+  Impl& impl = *impl_;
+  impl.cuda = train_.device == TrainDevice::kCuda;
+  if (impl.cuda && !torch::cuda::is_available()) {
+    throw common::EnvironmentError("--device cuda: no CUDA device is visible",
+                                   "run on a GPU machine or pass --device cpu");
   }
   plan_ = plan_offload_run(config_, train_, options_);
 
-  // Compute weights (fp32, compute tier) and the unit table over them.
+  // Compute weights (compute tier: fp32 CPU, or bf16 GPU) and the unit table over them. `master`
+  // holds the fp32 initial weights until the store has them.
+  const auto cpu32 = at::TensorOptions().dtype(at::kFloat).device(at::kCPU);
+  const auto compute_options = impl.cuda
+                                   ? at::TensorOptions().dtype(at::kBFloat16).device(at::kCUDA)
+                                   : cpu32;
+  GptWeights master;
   if (options_.resume) {
-    const auto cpu32 = at::TensorOptions().dtype(at::kFloat);
-    compute_.wte = at::zeros({config_.vocab, config_.n_embd}, cpu32);
-    compute_.wpe = at::zeros({config_.n_positions, config_.n_embd}, cpu32);
+    compute_.wte = at::zeros({config_.vocab, config_.n_embd}, compute_options);
+    compute_.wpe = at::zeros({config_.n_positions, config_.n_embd}, compute_options);
     compute_.blocks.resize(static_cast<std::size_t>(config_.n_layer));
     for (BlockWeights& block : compute_.blocks) {
       for (int i = 0; i < kBlockTensorCount; ++i)
-        block[i] = at::zeros(block_tensor_shape(config_, i), cpu32);
+        block[i] = at::zeros(block_tensor_shape(config_, i), compute_options);
     }
-    compute_.ln_f_weight = at::zeros({config_.n_embd}, cpu32);
-    compute_.ln_f_bias = at::zeros({config_.n_embd}, cpu32);
+    compute_.ln_f_weight = at::zeros({config_.n_embd}, compute_options);
+    compute_.ln_f_bias = at::zeros({config_.n_embd}, compute_options);
   } else {
     check_weight_shapes(config_, initial);
     // Taken over without a copy when already fp32 CPU contiguous (a model-sized copy otherwise).
-    const auto cpu32 = at::TensorOptions().dtype(at::kFloat).device(at::kCPU);
     for (auto& [name, t] : initial.named()) *t = t->to(cpu32).contiguous();
-    compute_ = std::move(initial);
+    if (impl.cuda) {
+      compute_ = weights_to(initial, compute_options);
+      master = std::move(initial);
+    } else {
+      compute_ = std::move(initial);  // the CPU tier's compute weights are the master weights
+    }
   }
-  Impl& impl = *impl_;
   const std::int64_t units = unit_count(config_);
   impl.units.resize(static_cast<std::size_t>(units));
   for (auto& [name, tensor] : compute_.named()) {
-    std::int64_t unit = 0;
-    if (name.rfind("h.", 0) == 0) unit = 1 + std::stoll(name.substr(2));
-    if (name.rfind("ln_f.", 0) == 0) unit = config_.n_layer + 1;
-    impl.units[static_cast<std::size_t>(unit)].names.push_back(name);
-    impl.units[static_cast<std::size_t>(unit)].compute.push_back(tensor);
+    const auto unit = static_cast<std::size_t>(unit_of(config_, name));
+    impl.units[unit].names.push_back(name);
+    impl.units[unit].compute.push_back(tensor);
   }
   for (std::int64_t u = 0; u < units; ++u)
     impl.units[static_cast<std::size_t>(u)].padded = unit_padded_params(config_, u);
@@ -382,8 +427,15 @@ OffloadTrainer::OffloadTrainer(ModelConfig config, GptWeights initial, TrainOpti
   } else {
     for (auto& slot : impl.staging) slot = AlignedBuffer(slot_bytes);
   }
+  if (impl.cuda) {
+    const std::size_t unit_floats = static_cast<std::size_t>(max_unit_padded_params(config_));
+    for (int i = 0; i < 2; ++i) {
+      impl.grad_pinned[i] = AlignedBuffer(4 * unit_floats, /*pin=*/true);
+      impl.weight_pinned[i] = AlignedBuffer(2 * unit_floats, /*pin=*/true);
+    }
+  }
   impl.meta = AlignedBuffer(kMetaLen * sizeof(std::int64_t));
-  const auto f32 = at::TensorOptions().dtype(at::kFloat);
+  const auto f32 = at::TensorOptions().dtype(at::kFloat).device(compute_options.device());
   impl.wte_grad = at::zeros_like(compute_.wte, f32);
   impl.wpe_grad = at::zeros_like(compute_.wpe, f32);
   impl.lnf_w_grad = at::zeros_like(compute_.ln_f_weight, f32);
@@ -402,14 +454,19 @@ OffloadTrainer::OffloadTrainer(ModelConfig config, GptWeights initial, TrainOpti
     open_store();
   } else {
     store_ = TensorStore::create(options_.ssd_dirs, store_options);
-    init_store();
+    init_store(impl.cuda ? master : compute_);
   }
 }
 
 OffloadTrainer::~OffloadTrainer() = default;
 
-void OffloadTrainer::init_store() {
+void OffloadTrainer::init_store(const GptWeights& master) {
   Impl& impl = *impl_;
+  // The fp32 master tensors of each unit, in the unit table's order.
+  std::vector<std::vector<const at::Tensor*>> unit_master(impl.units.size());
+  for (const auto& [name, tensor] : master.named()) {
+    unit_master[static_cast<std::size_t>(unit_of(config_, name))].push_back(tensor);
+  }
   for (std::int64_t u = 0; u < unit_count(config_); ++u) {
     store_->define(unit_store_name(u), StoreDType::kF32,
                    {3 * impl.units[static_cast<std::size_t>(u)].padded});
@@ -427,7 +484,7 @@ void OffloadTrainer::init_store() {
     }
     auto* base = reinterpret_cast<float*>(buffer->data());
     std::int64_t offset = 0;
-    for (at::Tensor* w : unit.compute) {
+    for (const at::Tensor* w : unit_master[u]) {
       float_view(base + offset, *w).copy_(*w);
       offset += w->numel();
     }
@@ -498,7 +555,7 @@ void OffloadTrainer::open_store() {
 }
 
 GptWeights OffloadTrainer::read_master() {
-  GptWeights out = weights_to(compute_, at::TensorOptions().dtype(at::kFloat));
+  GptWeights out = weights_to(compute_, at::TensorOptions().dtype(at::kFloat).device(at::kCPU));
   std::map<std::string, at::Tensor*> by_name;
   for (auto& [name, t] : out.named()) by_name[name] = t;
   Impl& impl = *impl_;
@@ -567,7 +624,8 @@ TrainResult OffloadTrainer::train(const TokenData& train_data, const TokenData& 
         return;
       }
       add_norm_terms(unit, grads);
-      stage.submit({unit, std::move(grads), 1.0, false, pool_slot});
+      // CUDA: the optimizer's download waits for this point of the compute stream, not the host.
+      stage.submit({unit, std::move(grads), 1.0, false, pool_slot, mark_compute_stream()});
     };
     double loss_sum = 0;
     for (std::int64_t k = 0; k < train_.accum; ++k) {
@@ -642,7 +700,7 @@ TrainResult OffloadTrainer::train(const TokenData& train_data, const TokenData& 
       for (std::size_t u = 0; u < deferred.size(); ++u)
         add_norm_terms(static_cast<std::int64_t>(u), deferred[u]);
     }
-    at::Tensor sq = at::zeros({}, at::TensorOptions().dtype(at::kDouble));
+    at::Tensor sq = at::zeros({}, impl.wte_grad.options().dtype(at::kDouble));
     for (const auto& terms : norm_terms) {
       for (const at::Tensor& term : terms) sq += term;
     }
@@ -650,9 +708,10 @@ TrainResult OffloadTrainer::train(const TokenData& train_data, const TokenData& 
     if (clip) {
       const bool scaled = report.grad_norm > train_.grad_clip;
       const double scale = train_.grad_clip / (report.grad_norm + 1e-6);
+      const CudaMark ready = mark_compute_stream();
       for (std::int64_t unit : impl.order) {
         stage.submit(
-            {unit, std::move(deferred[static_cast<std::size_t>(unit)]), scale, scaled, -1});
+            {unit, std::move(deferred[static_cast<std::size_t>(unit)]), scale, scaled, -1, ready});
       }
     }
     {

@@ -18,8 +18,14 @@
 // Threads: the compute thread (the caller) only computes and waits on condition variables; every
 // store call (read, write, commit) happens on the optimizer thread
 // (scripts/fuyou_compute_thread_io.sh checks it with strace).
-// Not here: CUDA compute, streaming compute weights from the store (the plan refuses models whose
-// compute weights exceed --gpu-mem), activation offload.
+// CUDA tier (--device cuda): the compute weights are bf16 on the GPU and the gradient accumulators
+// fp32 there; the compute thread records a CUDA event after each unit's gradients and goes on; the
+// optimizer thread, on a copy stream of its own (cuda_transfer.h), waits for that event, downloads
+// the gradients into one of two pinned fp32 slots, runs the same CPU AdamW writing bf16 weights
+// into one of two pinned slots and uploads them, the upload overlapping the next unit's update.
+// The step ends only when every upload is done. Same operations as InMemoryTrainer's CUDA path.
+// Not here: streaming compute weights from the store (the plan refuses models whose compute
+// weights exceed --gpu-mem), activation offload.
 #pragma once
 
 #include <cstdint>
@@ -51,6 +57,8 @@ struct OffloadOptions {
 struct OffloadStats {
   std::uint64_t ssd_read_bytes = 0;   // state reads (store → staging)
   std::uint64_t ssd_write_bytes = 0;  // state write-backs (staging or CPU states → store)
+  std::uint64_t pcie_d2h_bytes = 0;  // CUDA: gradients down (fp32)
+  std::uint64_t pcie_h2d_bytes = 0;  // CUDA: updated weights up (bf16)
   std::uint64_t commits = 0;
   // Units whose AdamW finished while the compute thread was still in that step's backward: the
   // overlap, counted (0 with --grad-clip, whose updates wait for the norm).
@@ -65,11 +73,6 @@ struct OffloadStats {
 // resume, the space the store already holds) and calls plan_offload. No store is touched.
 OffloadPlan plan_offload_run(const ModelConfig& config, const TrainOptions& train,
                              const OffloadOptions& options);
-
-// Measured on this machine for the bound: fp32 GEMM FLOP/s at the model's block shapes and the
-// fused AdamW's parameters/s (about 0.3 s). SSD rates stay at `base`'s values.
-OffloadRates measure_cpu_rates(const ModelConfig& config, const TrainOptions& train,
-                               OffloadRates base = {});
 
 class OffloadTrainer {
  public:
@@ -92,7 +95,8 @@ class OffloadTrainer {
   const OffloadPlan& plan() const { return plan_; }
   const OffloadStats& stats() const { return stats_; }
   std::int64_t first_step() const { return first_step_; }
-  // The fp32 compute weights, equal bit for bit to the master weights in the store.
+  // The compute weights: on the CPU tier fp32 and equal bit for bit to the master weights in the
+  // store; on the CUDA tier bf16 on the GPU.
   const GptWeights& weights() const { return compute_; }
   // The fp32 master weights as committed in the store (reads it).
   GptWeights read_master();
@@ -100,7 +104,7 @@ class OffloadTrainer {
  private:
   class OptimizerStage;
   struct Impl;
-  void init_store();  // a new store from compute_ (m = v = 0, step 0)
+  void init_store(const GptWeights& master);  // a new store from fp32 CPU weights (m = v = 0)
   void open_store();
 
   ModelConfig config_;

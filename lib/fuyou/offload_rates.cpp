@@ -1,0 +1,152 @@
+// Rate probes for the offload bound (see offload_rates.h).
+#include "fuyou/offload_rates.h"
+
+#include <sys/statvfs.h>
+#include <torch/torch.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "common/io/aligned_buffer.h"
+#include "common/io/io_engine.h"
+#include "common/log.h"
+#include "common/timer.h"
+#include "fuyou/cpu_adam.h"
+
+namespace sparsetrain::fuyou {
+
+namespace {
+
+constexpr double kProbeSeconds = 0.15;  // per timed loop
+
+// GEMM FLOP/s of x [rows, C] · w [4C, C]ᵀ on `options`' device and dtype, after one warm-up.
+double gemm_flops_per_s(const ModelConfig& config, const TrainOptions& train,
+                        const at::TensorOptions& options, bool cuda) {
+  torch::NoGradGuard no_grad;
+  const std::int64_t rows = std::min<std::int64_t>(train.micro_batch * train.seq, 8192);
+  const std::int64_t c = config.n_embd;
+  const at::Tensor x = at::randn({rows, c}, options);
+  const at::Tensor w = at::randn({4 * c, c}, options);
+  at::Tensor y = at::matmul(x, w.t());
+  if (cuda) torch::cuda::synchronize();
+  const double per_call = 2.0 * static_cast<double>(rows * c * 4 * c);
+  double flops = 0;
+  common::Timer timer;
+  while (timer.seconds() < kProbeSeconds) {
+    for (int i = 0; i < (cuda ? 20 : 1); ++i) {
+      y = at::matmul(x, w.t());
+      flops += per_call;
+    }
+    if (cuda) torch::cuda::synchronize();
+  }
+  return flops / timer.seconds();
+}
+
+double adam_params_per_s(const TrainOptions& train, bool bf16_out) {
+  const std::int64_t n = std::int64_t{1} << 22;
+  at::Tensor master = at::zeros({n}), m = at::zeros({n}), v = at::zeros({n}), g = at::ones({n});
+  at::Tensor out = at::zeros({n}, at::TensorOptions().dtype(at::kBFloat16));
+  at::Tensor* out_ptr = bf16_out ? &out : nullptr;
+  adamw_step(train.adam, 1, master, m, v, g, out_ptr, train.isa);  // warm-up (page faults)
+  std::int64_t params = 0;
+  common::Timer timer;
+  for (std::int64_t step = 2; timer.seconds() < kProbeSeconds; ++step) {
+    adamw_step(train.adam, step, master, m, v, g, out_ptr, train.isa);
+    params += n;
+  }
+  return static_cast<double>(params) / timer.seconds();
+}
+
+}  // namespace
+
+OffloadRates measure_cpu_rates(const ModelConfig& config, const TrainOptions& train,
+                               OffloadRates base) {
+  base.compute_flops_per_s =
+      gemm_flops_per_s(config, train, at::TensorOptions().dtype(at::kFloat), false);
+  base.cpu_adam_params_per_s = adam_params_per_s(train, /*bf16_out=*/false);
+  base.pcie_h2d_bytes_per_s = 0;
+  base.pcie_d2h_bytes_per_s = 0;
+  return base;
+}
+
+OffloadRates measure_cuda_rates(const ModelConfig& config, const TrainOptions& train,
+                                OffloadRates base) {
+  if (!torch::cuda::is_available()) {
+    throw common::EnvironmentError("--device cuda: no CUDA device is visible",
+                                   "run on a GPU machine or pass --device cpu");
+  }
+  base.compute_flops_per_s = gemm_flops_per_s(
+      config, train, at::TensorOptions().dtype(at::kBFloat16).device(at::kCUDA), true);
+  base.cpu_adam_params_per_s = adam_params_per_s(train, /*bf16_out=*/true);
+  // Pinned copies of 256 MiB, as the trainer's slots are pinned.
+  const std::int64_t n = std::int64_t{64} << 20;  // floats
+  const at::Tensor host = at::ones({n}).pin_memory();
+  const at::Tensor device = at::empty({n}, at::TensorOptions().device(at::kCUDA));
+  auto rate = [&](const at::Tensor& dst, const at::Tensor& src) {
+    const_cast<at::Tensor&>(dst).copy_(src, /*non_blocking=*/true);  // warm-up
+    torch::cuda::synchronize();
+    double bytes = 0;
+    common::Timer timer;
+    while (timer.seconds() < kProbeSeconds) {
+      const_cast<at::Tensor&>(dst).copy_(src, /*non_blocking=*/true);
+      torch::cuda::synchronize();
+      bytes += 4.0 * static_cast<double>(n);
+    }
+    return bytes / timer.seconds();
+  };
+  base.pcie_h2d_bytes_per_s = rate(device, host);
+  base.pcie_d2h_bytes_per_s = rate(host, device);
+  return base;
+}
+
+OffloadRates measure_ssd_rates(const std::vector<std::string>& dirs, OffloadRates base,
+                               std::uint64_t bytes_per_dir) {
+  namespace io = common::io;
+  if (dirs.empty()) return base;
+  std::uint64_t bytes = bytes_per_dir;
+  for (const std::string& dir : dirs) {
+    struct statvfs st {};
+    if (::statvfs(dir.c_str(), &st) != 0) return base;
+    bytes = std::min<std::uint64_t>(bytes, static_cast<std::uint64_t>(st.f_bavail) * st.f_frsize / 4);
+  }
+  bytes = bytes / io::kIoAlignment * io::kIoAlignment;
+  if (bytes < (std::uint64_t{64} << 20)) {
+    common::log_warn("SSD rate probe skipped: under 64 MiB free per --ssd directory; the bound uses "
+                     "DESIGN.md's rates");
+    return base;
+  }
+  std::vector<std::string> paths;
+  for (const std::string& dir : dirs) paths.push_back(dir + "/.sparsetrain-rate-probe");
+  try {
+    auto engine = io::IoEngine::create({}, dirs);
+    io::AlignedBuffer buffer(bytes, /*pin=*/false);
+    std::fill_n(buffer.data(), buffer.size(), std::byte{0x5a});  // not all zeros
+    std::vector<io::FileId> files;
+    for (const std::string& path : paths) files.push_back(engine->open_file(path, io::OpenMode::kCreate));
+    auto requests = [&](io::IoOp op) {
+      std::vector<io::IoRequest> list;
+      for (io::FileId file : files) list.push_back({op, file, 0, buffer.data(), bytes});
+      return list;
+    };
+    for (io::FileId file : files) engine->allocate(file, 0, bytes);
+    common::Timer write_timer;
+    engine->run(requests(io::IoOp::kWrite));
+    for (io::FileId file : files) engine->sync(file);
+    const double write_s = write_timer.seconds();
+    common::Timer read_timer;
+    engine->run(requests(io::IoOp::kRead));
+    const double read_s = read_timer.seconds();
+    const bool direct = engine->is_direct(files[0]);
+    for (io::FileId file : files) engine->close_file(file);
+    const double total = static_cast<double>(bytes * files.size());
+    base.ssd_write_bytes_per_s = total / std::max(write_s, 1e-9);
+    // Reads of a file that was not opened O_DIRECT come from the page cache: not the disk's rate.
+    if (direct) base.ssd_read_bytes_per_s = total / std::max(read_s, 1e-9);
+  } catch (const common::Error& e) {
+    common::log_warn("SSD rate probe failed (", e.what(), "); the bound uses DESIGN.md's rates");
+  }
+  for (const std::string& path : paths) ::unlink(path.c_str());
+  return base;
+}
+
+}  // namespace sparsetrain::fuyou

@@ -1,0 +1,34 @@
+// Throughputs measured on this machine for the planner's lower bound (offload_plan.h), each in
+// well under a second: the compute tier's GEMM rate at the model's block shapes, the fused CPU
+// AdamW's parameters/s, pinned PCIe copies both ways, and the --ssd directories' O_DIRECT
+// sequential write and read rates. What is not measured keeps `base`'s value.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "fuyou/model_config.h"
+#include "fuyou/offload_plan.h"
+#include "fuyou/trainer.h"
+
+namespace sparsetrain::fuyou {
+
+// Compute: fp32 GEMM on the CPU ([B·T, C] x [C, 4C]); cpu_adam: fp32 gradients, no weight output
+// (about 0.3 s).
+OffloadRates measure_cpu_rates(const ModelConfig& config, const TrainOptions& train,
+                               OffloadRates base = {});
+
+// Compute: bf16 GEMM on the GPU at the block shapes; pcie_h2d / pcie_d2h: 256 MiB pinned copies;
+// cpu_adam: fp32 gradients in, bf16 weights out (as the CUDA tier runs it). EnvironmentError
+// without a CUDA device.
+OffloadRates measure_cuda_rates(const ModelConfig& config, const TrainOptions& train,
+                                OffloadRates base = {});
+
+// ssd_read / ssd_write: `bytes_per_dir` (rounded to 4 KiB, capped at a quarter of the free space)
+// written with O_DIRECT to a probe file in every directory at once, synced, read back, removed.
+// The rates are totals over the directories, as the store stripes across them. A directory that
+// cannot take the probe keeps the rates of `base`, with a warning.
+OffloadRates measure_ssd_rates(const std::vector<std::string>& dirs, OffloadRates base = {},
+                               std::uint64_t bytes_per_dir = std::uint64_t{256} << 20);
+
+}  // namespace sparsetrain::fuyou
