@@ -625,7 +625,8 @@ TrainResult OffloadTrainer::train(const TokenData& train_data, const TokenData& 
       }
       add_norm_terms(unit, grads);
       // CUDA: the optimizer's download waits for this point of the compute stream, not the host.
-      stage.submit({unit, std::move(grads), 1.0, false, pool_slot, mark_compute_stream()});
+      stage.submit({unit, std::move(grads), 1.0, false, pool_slot,
+                    impl.cuda ? mark_compute_stream() : CudaMark{}});
     };
     double loss_sum = 0;
     for (std::int64_t k = 0; k < train_.accum; ++k) {
@@ -708,7 +709,7 @@ TrainResult OffloadTrainer::train(const TokenData& train_data, const TokenData& 
     if (clip) {
       const bool scaled = report.grad_norm > train_.grad_clip;
       const double scale = train_.grad_clip / (report.grad_norm + 1e-6);
-      const CudaMark ready = mark_compute_stream();
+      const CudaMark ready = impl.cuda ? mark_compute_stream() : CudaMark{};
       for (std::int64_t unit : impl.order) {
         stage.submit(
             {unit, std::move(deferred[static_cast<std::size_t>(unit)]), scale, scaled, -1, ready});

@@ -150,3 +150,36 @@ TEST_CASE("the lower bound is the largest term and names it") {
   CHECK(p.bound_seconds == doctest::Approx(12.4672));
   CHECK(p.describe().find("bound by cpu_adam") != std::string::npos);
 }
+
+TEST_CASE("the CUDA tier: bf16 weights on the GPU, pinned slots in the CPU budget, PCIe bytes") {
+  const ModelConfig c = model_config_from_name("tiny");  // N = 124,672; largest unit a block
+  OffloadShape s;
+  s.micro_batch = 4;
+  s.seq = 32;
+  s.accum = 2;
+  s.cuda = true;
+  OffloadBudgets b = roomy();
+  OffloadRates r;
+  r.pcie_h2d_bytes_per_s = 1e6;  // slow on purpose: 249,344 + 4,096 bytes -> 0.25344 s
+  r.pcie_d2h_bytes_per_s = 1e9;
+  const OffloadPlan p = plan_offload(c, s, b, r);
+  // Down: fp32 gradients 4·N; up: bf16 weights 2·N + int64 tokens and targets of 2·128 positions.
+  CHECK(p.pcie_d2h_bytes == 4 * 124672ull);
+  CHECK(p.pcie_h2d_bytes == 2 * 124672ull + 2 * 8 * 256ull);
+  CHECK(p.binding == "pcie_h2d");
+  CHECK(p.bound_seconds == doctest::Approx(0.25344));
+  CHECK(p.pinned_slots == 2);
+  // The compute tier holds bf16 weights: 2 bytes per parameter.
+  REQUIRE(!p.compute_items.empty());
+  CHECK(p.compute_items[0].what == "bf16 compute weights");
+  CHECK(p.compute_items[0].bytes == 2 * 124672ull);
+  // Pinned slots: 2 × fp32 and 2 × bf16 of the largest unit (a block: 49,984 floats, padded to
+  // 50,176).
+  bool fp32_slots = false, bf16_slots = false;
+  for (const PlanItem& item : p.cpu_items) {
+    fp32_slots |= item.what == "2 pinned fp32 gradient slots" && item.bytes == 2 * 4 * 50176ull;
+    bf16_slots |= item.what == "2 pinned bf16 weight slots" && item.bytes == 2 * 2 * 50176ull;
+  }
+  CHECK(fp32_slots);
+  CHECK(bf16_slots);
+}

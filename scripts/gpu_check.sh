@@ -1,0 +1,52 @@
+#!/bin/bash
+# The GPU machine's check, in one go (run there from the project root, after
+# `bash ../shared/device/stage-deps.sh` here and with `.devdeps` carried):
+#   1. unpacks the staged Debian packages and builds only what the check needs (build-gpu/);
+#   2. runs the `gpu` tests (CUDA tier vs the in-memory CUDA trainer, smoke tests);
+#   3. fine-tunes GPT-3 1.3B offloaded (--gpu-mem 24GiB --cpu-mem 32GiB, store on the machine's
+#      disk), then the same with the states forced into the store (--cpu-mem 8GiB), a few steps each;
+#   4. the in-memory CUDA trainer on the same model for the step-time comparison.
+# Everything goes to $OUT (default ./gpu-check-out): logs, run records. Each phase has a time limit
+# so a slow phase cannot eat the others.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-$PWD/gpu-check-out}; mkdir -p "$OUT"
+STEPS=${STEPS:-4}
+R=$PWD/.devdeps/root; mkdir -p "$R"
+for f in .devdeps/debs/*.deb; do dpkg -x "$f" "$R"; done
+TORCH_PREFIX=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')
+export CPATH="$R/usr/include${CPATH:+:$CPATH}"
+{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; nproc; free -g; df -h /tmp; } \
+  >"$OUT/machine.txt" 2>&1
+t0=$(date +%s)
+cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release \
+  -DCMAKE_PREFIX_PATH="$TORCH_PREFIX;$R/usr;$R/usr/lib/x86_64-linux-gnu/cmake" \
+  -DCMAKE_BUILD_RPATH="$R/usr/lib/x86_64-linux-gnu" -DCMAKE_CUDA_ARCHITECTURES=90 >"$OUT/build.log" 2>&1 &&
+  cmake --build build-gpu -j"$(nproc)" --target sparsetrain gpu_smoke_tests gpu_offload_tests \
+    >>"$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
+echo "build: $(( $(date +%s) - t0 )) s"
+timeout 180 ctest --test-dir build-gpu -L gpu --output-on-failure -V >"$OUT/gpu-tests.log" 2>&1
+echo "gpu tests: rc $? ($(grep -c 'Passed\|passed' "$OUT/gpu-tests.log") pass lines)"
+grep -E "largest relative|max relative|units updated|tests passed|FAILED|ERROR" "$OUT/gpu-tests.log" | head -20
+
+st=build-gpu/apps/sparsetrain/sparsetrain
+common=(fuyou finetune --device cuda --micro-batch 8 --seq 1024 --grad-clip 0 --eval-every 0
+        --eval-batches 1 --lr 1e-4 --warmup 0 --steps "$STEPS")
+run() {  # name, time limit, model, extra flags...
+  local name=$1 limit=$2 model=$3; shift 3
+  rm -rf /tmp/ssd && mkdir -p /tmp/ssd
+  local t=$(date +%s)
+  timeout "$limit" "$st" "${common[@]}" --model "$model" "$@" --out "$OUT/$name.json" \
+    >"$OUT/$name.log" 2>&1
+  local rc=$?
+  echo "$name ($model): rc $rc in $(( $(date +%s) - t )) s"
+  grep -E "s/step|refused|error|does not fit" "$OUT/$name.log" | tail -3
+  return $rc
+}
+"$st" "${common[@]}" --model gpt3-1.3b --ssd /tmp/ssd --gpu-mem 24GiB --cpu-mem 32GiB --dry-run \
+  >"$OUT/plan-1.3b.txt" 2>&1; cat "$OUT/plan-1.3b.txt"
+run offload-cpu-states 200 gpt3-1.3b --ssd /tmp/ssd --gpu-mem 24GiB --cpu-mem 32GiB
+run offload-store-states 150 gpt3-1.3b --ssd /tmp/ssd --gpu-mem 24GiB --cpu-mem 8GiB
+run in-memory 100 gpt3-1.3b
+rm -rf /tmp/ssd
+echo "total: $(( $(date +%s) - t0 )) s"

@@ -1,0 +1,164 @@
+// The offloaded trainer's CUDA tier against the in-memory trainer's CUDA path (the reference: the
+// same bf16 compute, fp32 GPU accumulators and CPU AdamW, with nothing offloaded or overlapped):
+// 20 steps of a small GPT with the states in the SSD store under a CPU budget smaller than them,
+// overlapped (no clipping) and deferred (clipping + accumulation); and a run stopped at step 10
+// that resumes from the store. On the GPU the two are not bound to be bitwise equal — the token
+// embedding's backward (index_add_) and attention's backward accumulate with atomics in an order
+// that changes from run to run — so the tolerance is bf16's: losses within 1e-3 relative and the
+// fp32 master weights within 1e-2 of the largest weight (bf16 has 8 mantissa bits), and the
+// figures are printed. Skips (77) where no device is visible, as on CI.
+#define DOCTEST_CONFIG_IMPLEMENT
+#include <doctest/doctest.h>
+#include <torch/torch.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <string>
+
+#include "fuyou/demo_text.h"
+#include "fuyou/gpt_weights.h"
+#include "fuyou/offload_trainer.h"
+#include "fuyou/trainer.h"
+
+using namespace sparsetrain::fuyou;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Fixture {
+  ModelConfig config = model_config_from_name("custom:L=4,C=128,H=4,V=256,T=128");
+  std::pair<TokenData, TokenData> data = TokenData::from_bytes(std::string(demo_text())).split(0.1);
+};
+
+TrainOptions small_options() {
+  TrainOptions o;
+  o.steps = 20;
+  o.micro_batch = 8;
+  o.seq = 64;
+  o.lr = 3e-3;
+  o.warmup = 2;
+  o.eval_every = 10;
+  o.eval_batches = 2;
+  o.seed = 7;
+  o.device = TrainDevice::kCuda;
+  return o;
+}
+
+OffloadOptions offload_options(const std::string& name, std::uint64_t cpu_bytes) {
+  OffloadOptions o;
+  const fs::path root = fs::temp_directory_path() / ("st-cuda-offload-" + name);
+  fs::remove_all(root);
+  for (const char* sub : {"a", "b"}) {
+    fs::create_directories(root / sub);
+    o.ssd_dirs.push_back((root / sub).string());
+  }
+  o.budgets.cpu_bytes = cpu_bytes;
+  o.store_extent_bytes = 64 << 10;
+  return o;
+}
+
+double max_relative_difference(const GptWeights& a, const GptWeights& b) {
+  auto na = a.named();
+  auto nb = b.named();
+  double worst = 0;
+  for (std::size_t i = 0; i < na.size(); ++i) {
+    const at::Tensor x = na[i].second->to(at::kCPU, at::kFloat);
+    const at::Tensor y = nb[i].second->to(at::kCPU, at::kFloat);
+    const double scale = std::max(y.abs().max().item<double>(), 1e-30);
+    worst = std::max(worst, (x - y).abs().max().item<double>() / scale);
+  }
+  return worst;
+}
+
+void check_losses(const TrainResult& got, const std::vector<double>& want, std::size_t from) {
+  double worst = 0;
+  for (std::size_t i = 0; i < got.losses.size(); ++i) {
+    const double w = want[from + i];
+    worst = std::max(worst, std::abs(got.losses[i] - w) / std::abs(w));
+    INFO("step " << from + i + 1 << ": offloaded " << got.losses[i] << ", in memory " << w);
+    CHECK(std::abs(got.losses[i] - w) <= 1e-3 * std::abs(w));
+  }
+  MESSAGE("largest relative loss difference " << worst);
+}
+
+// Trains both ways on the GPU and compares; returns the offloaded run's stats.
+OffloadStats compare_with_in_memory(const TrainOptions& options, OffloadOptions offload) {
+  Fixture f;
+  InMemoryTrainer reference(f.config, init_gpt_weights(f.config, 3, at::TensorOptions()), options);
+  const TrainResult want = reference.train(f.data.first, f.data.second);
+  OffloadTrainer trainer(f.config, init_gpt_weights(f.config, 3, at::TensorOptions()), options,
+                         offload);
+  CHECK_FALSE(trainer.plan().states_in_cpu);
+  const TrainResult got = trainer.train(f.data.first, f.data.second);
+  REQUIRE(got.losses.size() == want.losses.size());
+  check_losses(got, want.losses, 0);
+  CHECK(want.losses.back() < want.losses.front() - 0.1);  // it trained
+  const double diff = max_relative_difference(trainer.read_master(), reference.master());
+  MESSAGE("final fp32 master weights: max relative difference " << diff);
+  CHECK(diff <= 1e-2);
+  // The compute weights are the master's bf16 rounding.
+  const double compute_diff = max_relative_difference(trainer.weights(), trainer.read_master());
+  CHECK(compute_diff <= 1.0 / 128);
+  return trainer.stats();
+}
+
+}  // namespace
+
+TEST_CASE("CUDA offloaded training with states in the store matches in-memory CUDA training") {
+  TrainOptions options = small_options();
+  options.grad_clip = 0;  // updates overlap the backward
+  const OffloadStats stats = compare_with_in_memory(options, offload_options("store", 8 << 20));
+  const std::uint64_t params = static_cast<std::uint64_t>(Fixture{}.config.param_count());
+  CHECK(stats.pcie_d2h_bytes == 20 * 4 * params);  // fp32 gradients down
+  CHECK(stats.pcie_h2d_bytes == 20 * 2 * params);  // bf16 weights up
+  CHECK(stats.commits == 20);
+  MESSAGE("units updated during backward: " << stats.units_updated_during_backward << " of "
+                                            << 20 * (4 + 2));
+}
+
+TEST_CASE("CUDA offloaded training with clipping and accumulation matches in-memory CUDA") {
+  TrainOptions options = small_options();
+  options.grad_clip = 0.5;
+  options.accum = 2;
+  const OffloadStats stats = compare_with_in_memory(options, offload_options("clip", 8 << 20));
+  CHECK(stats.units_updated_during_backward == 0);
+}
+
+TEST_CASE("a CUDA run stopped after step 10 resumes from the store") {
+  Fixture f;
+  TrainOptions options = small_options();
+  options.grad_clip = 1.0;
+  InMemoryTrainer reference(f.config, init_gpt_weights(f.config, 3, at::TensorOptions()), options);
+  const TrainResult want = reference.train(f.data.first, f.data.second);
+  OffloadOptions offload = offload_options("resume", 8 << 20);
+  {
+    OffloadTrainer first(f.config, init_gpt_weights(f.config, 3, at::TensorOptions()), options,
+                         offload);
+    struct Stop {};
+    try {
+      first.train(f.data.first, f.data.second, [](const StepReport& r) {
+        if (r.step == 10) throw Stop{};
+      });
+      FAIL("the stop did not happen");
+    } catch (const Stop&) {
+    }
+  }
+  offload.resume = true;
+  OffloadTrainer second(f.config, GptWeights{}, options, offload);
+  CHECK(second.first_step() == 11);
+  const TrainResult got = second.train(f.data.first, f.data.second);
+  REQUIRE(got.losses.size() == 10);
+  check_losses(got, want.losses, 10);
+  const double diff = max_relative_difference(second.read_master(), reference.master());
+  MESSAGE("resumed run's final master: max relative difference " << diff);
+  CHECK(diff <= 1e-2);
+}
+
+int main(int argc, char** argv) {
+  if (!torch::cuda::is_available()) {
+    std::printf("no CUDA device visible: skipping\n");
+    return 77;
+  }
+  doctest::Context context(argc, argv);
+  return context.run();
+}
