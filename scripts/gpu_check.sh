@@ -22,7 +22,7 @@ t0=$(date +%s)
 cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_PREFIX_PATH="$TORCH_PREFIX;$R/usr;$R/usr/lib/x86_64-linux-gnu/cmake" \
   -DCMAKE_BUILD_RPATH="$R/usr/lib/x86_64-linux-gnu" -DCMAKE_CUDA_ARCHITECTURES=90 >"$OUT/build.log" 2>&1 &&
-  cmake --build build-gpu -j"$(nproc)" --target sparsetrain gpu_smoke_tests gpu_offload_tests \
+  cmake --build build-gpu -j"$(nproc)" --target sparsetrain gpu_smoke_tests gpu_offload_tests fuyou_model_gpu_tests \
     >>"$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
 echo "build: $(( $(date +%s) - t0 )) s"
 timeout 180 ctest --test-dir build-gpu -L gpu --output-on-failure -V >"$OUT/gpu-tests.log" 2>&1
