@@ -6,7 +6,8 @@
 #   3. fine-tunes GPT-3 1.3B offloaded (--gpu-mem 24GiB --cpu-mem 32GiB, store on the machine's
 #      disk), then the same with the states forced into the store (--cpu-mem 8GiB), a few steps each;
 #   4. the in-memory CUDA trainer on the same model for the step-time comparison.
-# Everything goes to $OUT (default ./gpu-check-out): logs, run records. Each phase has a time limit
+# Results go to $OUT (default ./gpu-check-out): gpu-tests.log, runs.log and one run record per run
+# (the device tool brings back at most 8 files); the rest is printed. Each phase has a time limit
 # so a slow phase cannot eat the others.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -17,13 +18,13 @@ for f in .devdeps/debs/*.deb; do dpkg -x "$f" "$R"; done
 TORCH_PREFIX=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')
 export CPATH="$R/usr/include${CPATH:+:$CPATH}"
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; nproc; free -g; df -h /tmp; } \
-  >"$OUT/machine.txt" 2>&1
+  2>&1
 t0=$(date +%s)
 cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_PREFIX_PATH="$TORCH_PREFIX;$R/usr;$R/usr/lib/x86_64-linux-gnu/cmake" \
-  -DCMAKE_BUILD_RPATH="$R/usr/lib/x86_64-linux-gnu" -DCMAKE_CUDA_ARCHITECTURES=90 >"$OUT/build.log" 2>&1 &&
+  -DCMAKE_BUILD_RPATH="$R/usr/lib/x86_64-linux-gnu" -DCMAKE_CUDA_ARCHITECTURES=90 >/tmp/build.log 2>&1 &&
   cmake --build build-gpu -j"$(nproc)" --target sparsetrain gpu_smoke_tests gpu_offload_tests fuyou_model_gpu_tests \
-    >>"$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
+    >>/tmp/build.log 2>&1 || { tail -40 /tmp/build.log; exit 1; }
 echo "build: $(( $(date +%s) - t0 )) s"
 timeout 180 ctest --test-dir build-gpu -L gpu --output-on-failure -V >"$OUT/gpu-tests.log" 2>&1
 echo "gpu tests: rc $? ($(grep -c 'Passed\|passed' "$OUT/gpu-tests.log") pass lines)"
@@ -36,15 +37,17 @@ run() {  # name, time limit, model, extra flags...
   local name=$1 limit=$2 model=$3; shift 3
   rm -rf /tmp/ssd && mkdir -p /tmp/ssd
   local t=$(date +%s)
+  echo "=== $name: $model $*" >>"$OUT/runs.log"
   timeout "$limit" "$st" "${common[@]}" --model "$model" "$@" --out "$OUT/$name.json" \
-    >"$OUT/$name.log" 2>&1
+    >/tmp/run.log 2>&1
   local rc=$?
+  cat /tmp/run.log >>"$OUT/runs.log"
   echo "$name ($model): rc $rc in $(( $(date +%s) - t )) s"
-  grep -E "s/step|refused|error|does not fit" "$OUT/$name.log" | tail -3
+  grep -E "s/step|refused|error|does not fit" /tmp/run.log | tail -3
   return $rc
 }
 "$st" "${common[@]}" --model gpt3-1.3b --ssd /tmp/ssd --gpu-mem 24GiB --cpu-mem 32GiB --dry-run \
-  >"$OUT/plan-1.3b.txt" 2>&1; cat "$OUT/plan-1.3b.txt"
+  2>&1
 run offload-cpu-states 200 gpt3-1.3b --ssd /tmp/ssd --gpu-mem 24GiB --cpu-mem 32GiB
 run offload-store-states 150 gpt3-1.3b --ssd /tmp/ssd --gpu-mem 24GiB --cpu-mem 8GiB
 run in-memory 100 gpt3-1.3b
