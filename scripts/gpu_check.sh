@@ -12,7 +12,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/gpu-check-out}; mkdir -p "$OUT"
-STEPS=${STEPS:-4}
+STEPS=${STEPS:-3}
 R=$PWD/.devdeps/root; mkdir -p "$R"
 for f in .devdeps/debs/*.deb; do dpkg -x "$f" "$R"; done
 TORCH_PREFIX=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')
@@ -32,13 +32,13 @@ grep -E "largest relative|max relative|units updated|tests passed|FAILED|ERROR" 
 
 st=build-gpu/apps/sparsetrain/sparsetrain
 common=(fuyou finetune --device cuda --micro-batch 8 --seq 1024 --grad-clip 0 --eval-every 0
-        --eval-batches 1 --lr 1e-4 --warmup 0 --steps "$STEPS")
-run() {  # name, time limit, model, extra flags...
-  local name=$1 limit=$2 model=$3; shift 3
+        --eval-batches 1 --lr 1e-4 --warmup 0)
+run() {  # name, time limit, steps, model, extra flags...
+  local name=$1 limit=$2 steps=$3 model=$4; shift 4
   rm -rf /tmp/ssd && mkdir -p /tmp/ssd
   local t=$(date +%s)
   echo "=== $name: $model $*" >>"$OUT/runs.log"
-  timeout "$limit" "$st" "${common[@]}" --model "$model" "$@" --out "$OUT/$name.json" \
+  timeout "$limit" "$st" "${common[@]}" --steps "$steps" --model "$model" "$@" --out "$OUT/$name.json" \
     >/tmp/run.log 2>&1
   local rc=$?
   cat /tmp/run.log >>"$OUT/runs.log"
@@ -46,10 +46,10 @@ run() {  # name, time limit, model, extra flags...
   grep -E "s/step|refused|error|does not fit" /tmp/run.log | tail -3
   return $rc
 }
-"$st" "${common[@]}" --model gpt3-1.3b --ssd /tmp/ssd --gpu-mem 24GiB --cpu-mem 32GiB --dry-run \
+"$st" "${common[@]}" --steps "$STEPS" --model gpt3-1.3b --ssd /tmp/ssd --gpu-mem 24GiB --cpu-mem 32GiB --dry-run \
   2>&1
-run offload-cpu-states 200 gpt3-1.3b --ssd /tmp/ssd --gpu-mem 24GiB --cpu-mem 32GiB
-run offload-store-states 150 gpt3-1.3b --ssd /tmp/ssd --gpu-mem 24GiB --cpu-mem 8GiB
-run in-memory 100 gpt3-1.3b
+run offload-cpu-states 170 "$STEPS" gpt3-1.3b --ssd /tmp/ssd --gpu-mem 24GiB --cpu-mem 32GiB
+run offload-store-states 140 2 gpt3-1.3b --ssd /tmp/ssd --gpu-mem 24GiB --cpu-mem 8GiB
+run in-memory 90 "$STEPS" gpt3-1.3b
 rm -rf /tmp/ssd
 echo "total: $(( $(date +%s) - t0 )) s"
