@@ -561,11 +561,11 @@ GptWeights OffloadTrainer::read_master() {
   Impl& impl = *impl_;
   for (std::size_t u = 0; u < impl.units.size(); ++u) {
     const UnitTensors& unit = impl.units[u];
-    AlignedBuffer buffer(12 * static_cast<std::size_t>(unit.padded), /*pin=*/false);
+    // Exactly the unit's bytes: the buffer may be larger (huge-page rounding).
+    const std::size_t bytes = 12 * static_cast<std::size_t>(unit.padded);
+    AlignedBuffer buffer(bytes, /*pin=*/false);
     auto* base = reinterpret_cast<float*>(buffer.data());
-    store_
-        ->read(unit_store_name(static_cast<std::int64_t>(u)), base, 0, buffer.size(),
-               /*verify=*/true)
+    store_->read(unit_store_name(static_cast<std::int64_t>(u)), base, 0, bytes, /*verify=*/true)
         .get();
     std::int64_t offset = 0;
     for (std::size_t j = 0; j < unit.compute.size(); ++j) {
