@@ -13,6 +13,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/gpu-check-out}; mkdir -p "$OUT"
 STEPS=${STEPS:-3}
+RUNS=${RUNS:-1}  # 0: build, tests and the AdamW benchmark only
 R=$PWD/.devdeps/root; mkdir -p "$R"
 for f in .devdeps/debs/*.deb; do dpkg -x "$f" "$R"; done
 TORCH_PREFIX=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')
@@ -23,12 +24,19 @@ t0=$(date +%s)
 cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_PREFIX_PATH="$TORCH_PREFIX;$R/usr;$R/usr/lib/x86_64-linux-gnu/cmake" \
   -DCMAKE_BUILD_RPATH="$R/usr/lib/x86_64-linux-gnu" -DCMAKE_CUDA_ARCHITECTURES=90 >/tmp/build.log 2>&1 &&
-  cmake --build build-gpu -j"$(nproc)" --target sparsetrain gpu_smoke_tests gpu_offload_tests fuyou_model_gpu_tests \
+  cmake --build build-gpu -j"$(nproc)" --target sparsetrain gpu_smoke_tests gpu_offload_tests fuyou_model_gpu_tests adamw_bench \
     >>/tmp/build.log 2>&1 || { tail -40 /tmp/build.log; exit 1; }
 echo "build: $(( $(date +%s) - t0 )) s"
 timeout 180 ctest --test-dir build-gpu -L gpu --output-on-failure -V >"$OUT/gpu-tests.log" 2>&1
 echo "gpu tests: rc $? ($(grep -c 'Passed\|passed' "$OUT/gpu-tests.log") pass lines)"
 grep -E "largest relative|max relative|units updated|tests passed|FAILED|ERROR" "$OUT/gpu-tests.log" | head -20
+
+# Our fused CPU AdamW against torch's on this machine's cores (bench/adamw_bench.cpp).
+timeout 90 build-gpu/bench/adamw_bench --n 67108864 --threads "$(nproc)" --steps 5 --skip-torch-optim \
+  >"$OUT/adamw-bench.json" 2>/dev/null
+python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print({k: v for k, v in d.items() if k in ('medians', 'summary', 'ratios')})" \
+  "$OUT/adamw-bench.json" 2>&1 | cut -c1-1500
+[ "$RUNS" = 0 ] && exit 0
 
 st=build-gpu/apps/sparsetrain/sparsetrain
 common=(fuyou finetune --device cuda --micro-batch 8 --seq 1024 --grad-clip 0 --eval-every 0
