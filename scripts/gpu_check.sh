@@ -4,7 +4,8 @@
 #   1. unpacks the staged Debian packages and builds only what the check needs (build-gpu/);
 #   2. runs the `gpu` tests (CUDA tier vs the in-memory CUDA trainer, smoke tests);
 #   3. fine-tunes GPT-3 1.3B offloaded (--gpu-mem 24GiB --cpu-mem 32GiB, store on the machine's
-#      disk), then the same with the states forced into the store (--cpu-mem 8GiB), a few steps each;
+#      disk, committed every 4 steps), then the same with the states forced into the store
+#      (--cpu-mem 8GiB), a few steps each;
 #   4. the in-memory CUDA trainer on the same model for the step-time comparison.
 # Results go to $OUT (default ./gpu-check-out): gpu-tests.log, runs.log and one run record per run
 # (the device tool brings back at most 8 files); the rest is printed. Each phase has a time limit
@@ -56,8 +57,8 @@ run() {  # name, time limit, steps, model, extra flags...
 }
 "$st" "${common[@]}" --steps "$STEPS" --model gpt3-1.3b --ssd /tmp/ssd --gpu-mem 24GiB --cpu-mem 32GiB --dry-run \
   2>&1
-run offload-cpu-states 170 "$STEPS" gpt3-1.3b --ssd /tmp/ssd --gpu-mem 24GiB --cpu-mem 32GiB
-run offload-store-states 140 2 gpt3-1.3b --ssd /tmp/ssd --gpu-mem 24GiB --cpu-mem 8GiB
-run in-memory 90 "$STEPS" gpt3-1.3b
+run offload-cpu-states 110 4 gpt3-1.3b --ssd /tmp/ssd --gpu-mem 24GiB --cpu-mem 32GiB --commit-every 4
+run offload-store-states 100 2 gpt3-1.3b --ssd /tmp/ssd --gpu-mem 24GiB --cpu-mem 8GiB
+run in-memory 60 "$STEPS" gpt3-1.3b
 rm -rf /tmp/ssd
 echo "total: $(( $(date +%s) - t0 )) s"

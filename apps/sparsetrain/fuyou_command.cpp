@@ -151,6 +151,7 @@ struct FinetuneOptions {
   std::string cpu_mem;  // required with --ssd
   std::string gpu_mem;  // compute tier; empty = no limit
   bool resume = false;
+  std::int64_t commit_every = 1;
 };
 
 nlohmann::json plan_json(const fy::OffloadPlan& p) {
@@ -188,6 +189,7 @@ fy::OffloadOptions offload_options_of(const FinetuneOptions& options) {
   o.budgets.cpu_bytes = common::parse_bytes(options.cpu_mem);
   o.budgets.compute_bytes = options.gpu_mem.empty() ? 0 : common::parse_bytes(options.gpu_mem);
   o.resume = options.resume;
+  o.commit_every = options.commit_every;
   return o;
 }
 
@@ -288,6 +290,7 @@ void run_offloaded(const FinetuneOptions& options, const fy::ModelConfig& config
                            {{"compute_flops_per_s", offload.rates.compute_flops_per_s},
                             {"ssd_read_bytes_per_s", offload.rates.ssd_read_bytes_per_s},
                             {"ssd_write_bytes_per_s", offload.rates.ssd_write_bytes_per_s},
+                            {"ssd_mixed_bytes_per_s", offload.rates.ssd_mixed_bytes_per_s},
                             {"cpu_adam_params_per_s", offload.rates.cpu_adam_params_per_s},
                             {"pcie_h2d_bytes_per_s", offload.rates.pcie_h2d_bytes_per_s},
                             {"pcie_d2h_bytes_per_s", offload.rates.pcie_d2h_bytes_per_s},
@@ -409,8 +412,10 @@ void run_finetune(FinetuneOptions options, CommandContext& context) {
     run_offloaded(options, config, train_data, valid_data, context);
     return;
   }
-  if (options.resume || !options.cpu_mem.empty() || !options.gpu_mem.empty()) {
-    throw common::UsageError("--resume, --cpu-mem and --gpu-mem apply to offloaded runs only",
+  if (options.resume || !options.cpu_mem.empty() || !options.gpu_mem.empty() ||
+      options.commit_every != 1) {
+    throw common::UsageError(
+        "--resume, --cpu-mem, --gpu-mem and --commit-every apply to offloaded runs only",
                              "add --ssd DIR to offload, or drop them to train in memory");
   }
   if (context.global.dry_run) {
@@ -506,6 +511,13 @@ void add_finetune_command(CLI::App& fuyou) {
       ->group(kOffload);
   sub->add_flag("--resume", options->resume,
                 "Offload: continue the run committed in the --ssd store (same flags)")
+      ->group(kOffload);
+  sub->add_option("--commit-every", options->commit_every,
+                  "Offload: when the states fit in --cpu-mem, write them to the store and commit "
+                  "every N steps (a kill loses at most N-1 steps); states in the store are "
+                  "committed every step")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str()
       ->group(kOffload);
   const std::string kOutput = "Output";
   sub->add_option("--export", options->export_path,

@@ -153,7 +153,11 @@ OffloadPlan plan_offload(const ModelConfig& config, const OffloadShape& shape,
   plan.flops =
       config.train_flops_per_token_recompute(shape.seq) * static_cast<double>(tokens * shape.accum);
   plan.ssd_read_bytes = plan.states_in_cpu ? 0 : state_bytes;
-  plan.ssd_write_bytes = state_bytes;  // the store is the checkpoint: written every step
+  // The store is the checkpoint: states in the store are written every step, states in RAM on
+  // commit steps (every commit_every-th).
+  plan.ssd_write_bytes =
+      plan.states_in_cpu ? state_bytes / u64(std::max<std::int64_t>(1, shape.commit_every))
+                         : state_bytes;
   if (shape.cuda) {
     // Down: every fp32 gradient once per step. Up: every bf16 weight once per step, plus the
     // micro-batches' token ids and targets (int64).
@@ -166,6 +170,11 @@ OffloadPlan plan_offload(const ModelConfig& config, const OffloadShape& shape,
       {"ssd_read", static_cast<double>(plan.ssd_read_bytes) / rates.ssd_read_bytes_per_s});
   plan.terms.push_back(
       {"ssd_write", static_cast<double>(plan.ssd_write_bytes) / rates.ssd_write_bytes_per_s});
+  if (rates.ssd_mixed_bytes_per_s > 0 && plan.ssd_read_bytes > 0) {
+    plan.terms.push_back(
+        {"ssd_read_write",
+         static_cast<double>(plan.ssd_read_bytes + plan.ssd_write_bytes) / rates.ssd_mixed_bytes_per_s});
+  }
   plan.terms.push_back({"cpu_adam", params / rates.cpu_adam_params_per_s});
   if (rates.pcie_h2d_bytes_per_s > 0) {
     plan.terms.push_back(
@@ -188,7 +197,7 @@ std::string OffloadPlan::describe() const {
   std::ostringstream out;
   auto bytes = [](std::uint64_t b) { return common::format_bytes(static_cast<double>(b)); };
   out << "states        fp32 master + Adam m, v: "
-      << (states_in_cpu ? "in CPU memory (written through to the store each step)"
+      << (states_in_cpu ? "in CPU memory (written to the store on commit steps)"
                         : "in the SSD store, " + std::to_string(state_slots) + " staging slots")
       << "\n";
   out << "compute tier  " << bytes(compute_total) << ": " << list_items(compute_items) << "\n";

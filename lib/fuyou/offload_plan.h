@@ -37,6 +37,9 @@ struct OffloadBudgets {
 struct OffloadRates {
   double ssd_read_bytes_per_s = 1.5e9;
   double ssd_write_bytes_per_s = 3.0e9;
+  // Reads and writes at once on the same directories (bytes/s of both together): one SSD shares
+  // its bandwidth between them. 0 = not measured (no such term).
+  double ssd_mixed_bytes_per_s = 0;
   double cpu_adam_params_per_s = 1.0e9;
   double compute_flops_per_s = 1.0e11;  // CPU fp32 GEMM; set from a measurement
   double pcie_h2d_bytes_per_s = 0;      // 0 = no PCIe (CPU compute tier)
@@ -50,6 +53,7 @@ struct OffloadShape {
   bool grad_clip = false;  // global-norm clipping: every gradient is held until the norm is known
   std::int64_t loss_chunk_rows = 0;  // 0 = default_loss_chunk_rows rule (≤ 64 MiB of fp32 logits)
   bool cuda = false;  // compute tier on a GPU: bf16 compute, PCIe transfers, pinned slots
+  std::int64_t commit_every = 1;  // states in CPU memory go to the store every N steps
 };
 
 // One line of a memory budget: what it is for and how many bytes.
@@ -59,7 +63,7 @@ struct PlanItem {
 };
 
 struct BoundTerm {
-  std::string name;    // "compute", "ssd_read", "ssd_write", "cpu_adam", "pcie_h2d", "pcie_d2h"
+  std::string name;  // "compute", "ssd_read", "ssd_write", "ssd_read_write", "cpu_adam", "pcie_*"
   double seconds = 0;  // amount per iteration / rate
 };
 

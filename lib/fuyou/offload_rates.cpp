@@ -107,7 +107,7 @@ OffloadRates measure_ssd_rates(const std::vector<std::string>& dirs, OffloadRate
   for (const std::string& dir : dirs) {
     struct statvfs st {};
     if (::statvfs(dir.c_str(), &st) != 0) return base;
-    bytes = std::min<std::uint64_t>(bytes, static_cast<std::uint64_t>(st.f_bavail) * st.f_frsize / 4);
+    bytes = std::min<std::uint64_t>(bytes, static_cast<std::uint64_t>(st.f_bavail) * st.f_frsize / 8);
   }
   bytes = bytes / io::kIoAlignment * io::kIoAlignment;
   if (bytes < (std::uint64_t{64} << 20)) {
@@ -115,30 +115,46 @@ OffloadRates measure_ssd_rates(const std::vector<std::string>& dirs, OffloadRate
                      "DESIGN.md's rates");
     return base;
   }
-  std::vector<std::string> paths;
-  for (const std::string& dir : dirs) paths.push_back(dir + "/.sparsetrain-rate-probe");
+  std::vector<std::string> paths, mixed_paths;
+  for (const std::string& dir : dirs) {
+    paths.push_back(dir + "/.sparsetrain-rate-probe");
+    mixed_paths.push_back(dir + "/.sparsetrain-rate-probe-2");
+  }
   try {
     auto engine = io::IoEngine::create({}, dirs);
     io::AlignedBuffer buffer(bytes, /*pin=*/false);
     std::fill_n(buffer.data(), buffer.size(), std::byte{0x5a});  // not all zeros
-    std::vector<io::FileId> files;
+    io::AlignedBuffer second(bytes, /*pin=*/false);
+    std::vector<io::FileId> files, mixed_files;
     for (const std::string& path : paths) files.push_back(engine->open_file(path, io::OpenMode::kCreate));
-    auto requests = [&](io::IoOp op) {
+    for (const std::string& path : mixed_paths) {
+      mixed_files.push_back(engine->open_file(path, io::OpenMode::kCreate));
+    }
+    auto requests = [&](io::IoOp op, const std::vector<io::FileId>& list_of, std::byte* data) {
       std::vector<io::IoRequest> list;
-      for (io::FileId file : files) list.push_back({op, file, 0, buffer.data(), bytes});
+      for (io::FileId file : list_of) list.push_back({op, file, 0, data, bytes});
       return list;
     };
     for (io::FileId file : files) engine->allocate(file, 0, bytes);
+    for (io::FileId file : mixed_files) engine->allocate(file, 0, bytes);
     common::Timer write_timer;
-    engine->run(requests(io::IoOp::kWrite));
+    engine->run(requests(io::IoOp::kWrite, files, buffer.data()));
     for (io::FileId file : files) engine->sync(file);
     const double write_s = write_timer.seconds();
     common::Timer read_timer;
-    engine->run(requests(io::IoOp::kRead));
+    engine->run(requests(io::IoOp::kRead, files, buffer.data()));
     const double read_s = read_timer.seconds();
+    common::Timer mixed_timer;
+    auto reading = engine->submit(requests(io::IoOp::kRead, files, second.data()));
+    engine->run(requests(io::IoOp::kWrite, mixed_files, buffer.data()));
+    reading.get();
+    for (io::FileId file : mixed_files) engine->sync(file);
+    const double mixed_s = mixed_timer.seconds();
     const bool direct = engine->is_direct(files[0]);
     for (io::FileId file : files) engine->close_file(file);
+    for (io::FileId file : mixed_files) engine->close_file(file);
     const double total = static_cast<double>(bytes * files.size());
+    if (direct) base.ssd_mixed_bytes_per_s = 2 * total / std::max(mixed_s, 1e-9);
     base.ssd_write_bytes_per_s = total / std::max(write_s, 1e-9);
     // Reads of a file that was not opened O_DIRECT come from the page cache: not the disk's rate.
     if (direct) base.ssd_read_bytes_per_s = total / std::max(read_s, 1e-9);
@@ -146,6 +162,7 @@ OffloadRates measure_ssd_rates(const std::vector<std::string>& dirs, OffloadRate
     common::log_warn("SSD rate probe failed (", e.what(), "); the bound uses DESIGN.md's rates");
   }
   for (const std::string& path : paths) ::unlink(path.c_str());
+  for (const std::string& path : mixed_paths) ::unlink(path.c_str());
   return base;
 }
 

@@ -24,8 +24,10 @@ OffloadRates measure_cpu_rates(const ModelConfig& config, const TrainOptions& tr
 OffloadRates measure_cuda_rates(const ModelConfig& config, const TrainOptions& train,
                                 OffloadRates base = {});
 
-// ssd_read / ssd_write: `bytes_per_dir` (rounded to 4 KiB, capped at a quarter of the free space)
-// written with O_DIRECT to a probe file in every directory at once, synced, read back, removed.
+// ssd_read / ssd_write: `bytes_per_dir` (rounded to 4 KiB, capped at an eighth of the free space)
+// written with O_DIRECT to a probe file in every directory at once, synced, read back; then
+// ssd_mixed: that file read while a second one is written (what a step with the states in the
+// store does); the files are removed.
 // The rates are totals over the directories, as the store stripes across them. A directory that
 // cannot take the probe keeps the rates of `base`, with a warning.
 OffloadRates measure_ssd_rates(const std::vector<std::string>& dirs, OffloadRates base = {},

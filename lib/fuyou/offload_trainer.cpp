@@ -210,6 +210,9 @@ class OffloadTrainer::OptimizerStage {
     Impl& impl = *t_.impl_;
     TensorStore& store = *t_.store_;
     const bool in_cpu = t_.plan_.states_in_cpu;
+    // States in RAM reach the store only on commit steps; states in the store every step.
+    const bool commit =
+        !in_cpu || step_ % t_.options_.commit_every == 0 || step_ == t_.train_.steps;
     const std::size_t n = impl.order.size();
     std::shared_future<void> reads[2], writes[2];
     std::vector<std::shared_future<void>> cpu_writes;
@@ -295,6 +298,7 @@ class OffloadTrainer::OptimizerStage {
       }
       if (impl.in_backward.load()) ++t_.stats_.units_updated_during_backward;
       release_pool_slot(job.pool_slot);
+      if (!commit) continue;
       auto f = store.write(unit_store_name(job.unit), base_of(i), 0, bytes_of(i));
       t_.stats_.ssd_write_bytes += bytes_of(i);
       if (in_cpu) {
@@ -313,6 +317,7 @@ class OffloadTrainer::OptimizerStage {
     }
     for (auto& f : writes) wait(f, "write_wait");
     for (auto& f : cpu_writes) wait(f, "write_wait");
+    if (!commit) return;
     auto* meta = reinterpret_cast<std::int64_t*>(impl.meta.data());
     meta[kMetaStep] = step_;
     {
@@ -355,9 +360,19 @@ OffloadPlan plan_offload_run(const ModelConfig& config, const TrainOptions& trai
     }
   }
   budgets.store_extent_bytes = options.store_extent_bytes;
-  const OffloadShape shape{train.micro_batch, train.seq,           train.accum,
-                           train.grad_clip > 0, train.loss_chunk_rows,
-                           train.device == TrainDevice::kCuda};
+  if (options.commit_every < 1) {
+    throw common::UsageError(
+        "--commit-every must be at least 1, got " + std::to_string(options.commit_every),
+        "commit the store every step with --commit-every 1");
+  }
+  OffloadShape shape;
+  shape.micro_batch = train.micro_batch;
+  shape.seq = train.seq;
+  shape.accum = train.accum;
+  shape.grad_clip = train.grad_clip > 0;
+  shape.loss_chunk_rows = train.loss_chunk_rows;
+  shape.cuda = train.device == TrainDevice::kCuda;
+  shape.commit_every = options.commit_every;
   return plan_offload(config, shape, budgets, options.rates);
 }
 

@@ -50,6 +50,9 @@ struct OffloadOptions {
   OffloadBudgets budgets;             // ssd_free_bytes is filled in from the directories
   OffloadRates rates;
   bool resume = false;  // continue the run committed in the store
+  // States in CPU memory reach the store (and the store is committed) every N steps and after the
+  // last; states in the store are written and committed every step regardless.
+  std::int64_t commit_every = 1;
   std::uint64_t store_extent_bytes = std::uint64_t{4} << 20;
 };
 

@@ -195,3 +195,40 @@ TEST_CASE("a store that already exists is not overwritten by a new run") {
                                  options, offload),
                   sparsetrain::common::UsageError);
 }
+
+TEST_CASE("states in RAM committed every 4 steps: a stop at step 10 resumes from step 8") {
+  Fixture f;
+  TrainOptions options = small_options();
+  options.grad_clip = 0;
+  InMemoryTrainer reference(f.config, init_gpt_weights(f.config, 3, at::TensorOptions()), options);
+  const TrainResult want = reference.train(f.train_data, f.valid_data);
+
+  OffloadOptions offload = offload_options("every4", 64 << 20);  // the states fit in RAM
+  offload.commit_every = 4;
+  {
+    OffloadTrainer first(f.config, init_gpt_weights(f.config, 3, at::TensorOptions()), options,
+                         offload);
+    REQUIRE(first.plan().states_in_cpu);
+    struct Stop {};
+    try {
+      first.train(f.train_data, f.valid_data, [](const StepReport& r) {
+        if (r.step == 10) throw Stop{};  // steps 9 and 10 were never committed
+      });
+      FAIL("the stop did not happen");
+    } catch (const Stop&) {
+    }
+    CHECK(first.stats().commits == 2);  // after steps 4 and 8
+  }
+  offload.resume = true;
+  OffloadTrainer second(f.config, GptWeights{}, options, offload);
+  CHECK(second.first_step() == 9);
+  const TrainResult got = second.train(f.train_data, f.valid_data);
+  REQUIRE(got.losses.size() == 12);
+  for (std::size_t i = 0; i < 12; ++i) CHECK(got.losses[i] == want.losses[8 + i]);
+  CHECK(bitwise_equal(second.read_master(), reference.master()));
+  CHECK(bitwise_equal(second.weights(), reference.master()));
+  // Steps 9..20 commit at 12, 16 and 20: three full writes of the states.
+  const std::uint64_t state_bytes = 12ull * (20480 + 3 * 50176 + 1024);
+  CHECK(second.stats().commits == 3);
+  CHECK(second.stats().ssd_write_bytes == 3 * state_bytes);
+}
