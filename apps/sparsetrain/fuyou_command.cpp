@@ -164,6 +164,7 @@ nlohmann::json plan_json(const fy::OffloadPlan& p) {
   };
   return {{"states", p.states_in_cpu ? "cpu" : "store"},
           {"resident_blocks", p.resident_blocks},
+          {"stream_slots", p.stream_slots},
           {"grad_block_buffers", p.grad_block_slots},
           {"state_staging_slots", p.state_slots},
           {"compute_bytes", p.compute_total},
@@ -343,6 +344,8 @@ void run_offloaded(const FinetuneOptions& options, const fy::ModelConfig& config
       {"ssd_read_bytes", stats.ssd_read_bytes},
       {"ssd_write_bytes", stats.ssd_write_bytes},
       {"commits", stats.commits},
+      {"stream_read_bytes", stats.stream_read_bytes},
+      {"stream_wait_seconds", stats.stream_wait_seconds},
       {"units_updated_during_backward", stats.units_updated_during_backward},
       {"pcie_h2d_bytes", stats.pcie_h2d_bytes},
       {"pcie_d2h_bytes", stats.pcie_d2h_bytes},
@@ -359,8 +362,8 @@ void run_offloaded(const FinetuneOptions& options, const fy::ModelConfig& config
                    ", written ", common::format_bytes(static_cast<double>(stats.ssd_write_bytes)));
   if (!options.export_path.empty()) {
     auto t = context.record.timings().scope("export");
-    // The fp32 master weights (on the CUDA tier the compute weights are only their bf16 copy).
-    fy::export_hf_gpt2(options.export_path, cuda ? trainer->read_master() : trainer->weights(),
+    // The fp32 master weights as committed (the compute weights may be bf16 or streamed).
+    fy::export_hf_gpt2(options.export_path, trainer->read_master(),
                        options.export_dtype == "bf16" ? at::kBFloat16 : at::kFloat,
                        {{"model", config.name}, {"produced_by", "sparsetrain fuyou finetune --ssd"}});
     common::log_info("wrote ", options.export_path);

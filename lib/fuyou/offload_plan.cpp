@@ -102,8 +102,9 @@ OffloadPlan plan_offload(const ModelConfig& config, const OffloadShape& shape,
         "raise --cpu-mem to at least " + common::format_bytes(static_cast<double>(plan.cpu_total)));
   }
 
-  // Compute tier: every block's compute weights (streaming them from the store is not implemented:
-  // a model whose compute weights do not fit is refused), gradient buffers, block inputs.
+  // Compute tier: every block's compute weights when they fit; else (CPU tier) the embeddings and
+  // ln_f stay and the blocks stream through a few slots (streamed_items below). Plus gradient
+  // buffers, block inputs, one block's recompute, one logits chunk.
   plan.resident_blocks = l;
   const std::int64_t tokens = shape.micro_batch * shape.seq;
   // Every gradient must stay until the norm is known (clipping), or accumulate over K
@@ -126,12 +127,30 @@ OffloadPlan plan_offload(const ModelConfig& config, const OffloadShape& shape,
        act * u64(24 * tokens * c + 2 * shape.micro_batch * config.n_head * shape.seq * shape.seq)},
       {"logits chunk + its gradient", kF32 * u64(3 * rows * config.vocab)}};
   plan.compute_total = sum_items(plan.compute_items);
+  if (budgets.compute_bytes > 0 && plan.compute_total > budgets.compute_bytes && !shape.cuda) {
+    // Stream the blocks: each slot holds one block's fp32 weights (padded as in the store); as
+    // many slots as fit, at least two (one computing, one loading), at most one per block.
+    const std::uint64_t slot_bytes = kF32 * u64(unit_padded_params(config, 1));
+    const std::uint64_t fixed =
+        plan.compute_total - plan.compute_items[0].bytes + kF32 * u64(unit_params(config, 0) + 2 * c);
+    const std::uint64_t room = budgets.compute_bytes > fixed ? budgets.compute_bytes - fixed : 0;
+    plan.stream_slots = std::max<std::int64_t>(
+        2, std::min<std::int64_t>(l, static_cast<std::int64_t>(room / slot_bytes)));
+    plan.resident_blocks = 0;
+    plan.compute_items[0] = {"fp32 embeddings + ln_f", kF32 * u64(unit_params(config, 0) + 2 * c)};
+    plan.compute_items.insert(
+        plan.compute_items.begin() + 1,
+        {std::to_string(plan.stream_slots) + " streamed block slots",
+         u64(plan.stream_slots) * slot_bytes});
+    plan.compute_total = sum_items(plan.compute_items);
+  }
   if (budgets.compute_bytes > 0 && plan.compute_total > budgets.compute_bytes) {
     refuse("--gpu-mem (compute tier)", plan.compute_total, budgets.compute_bytes,
            plan.compute_items,
            "raise --gpu-mem to at least " +
                common::format_bytes(static_cast<double>(plan.compute_total)) +
-               ", or lower --micro-batch/--seq (streaming compute weights is not implemented)");
+               ", or lower --micro-batch/--seq" +
+               (shape.cuda ? " (the CUDA tier does not stream compute weights yet)" : ""));
   }
 
   // SSD: one store tensor per unit ([master | m | v], copy-on-write: two slots per extent).
@@ -153,6 +172,11 @@ OffloadPlan plan_offload(const ModelConfig& config, const OffloadShape& shape,
   plan.flops =
       config.train_flops_per_token_recompute(shape.seq) * static_cast<double>(tokens * shape.accum);
   plan.ssd_read_bytes = plan.states_in_cpu ? 0 : state_bytes;
+  if (plan.stream_slots > 0 && !plan.states_in_cpu) {
+    // Streamed blocks read their fp32 master from the store twice per micro-batch (forward and
+    // backward).
+    plan.ssd_read_bytes += u64(2 * shape.accum * l) * kF32 * u64(unit_padded_params(config, 1));
+  }
   // The store is the checkpoint: states in the store are written every step, states in RAM on
   // commit steps (every commit_every-th).
   plan.ssd_write_bytes =

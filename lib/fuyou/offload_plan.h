@@ -69,8 +69,11 @@ struct BoundTerm {
 
 struct OffloadPlan {
   bool states_in_cpu = false;  // master, m, v held in RAM (still written through to the store)
-  std::int64_t resident_blocks =
-      0;  // blocks of compute weights held in the compute tier (all, here)
+  // Blocks of compute weights held in the compute tier: all of them, or (CPU tier, when they do not
+  // fit) none, the blocks then streaming through stream_slots slots from their fp32 master in the
+  // store or in RAM, in the order of use (forward 0 … L-1, backward L-1 … 0).
+  std::int64_t resident_blocks = 0;
+  std::int64_t stream_slots = 0;
   std::int64_t grad_block_slots = 0;  // block gradient buffers: 2 (double buffer) or n_layer
   std::int64_t state_slots = 0;       // staging buffers of one unit's master/m/v (0 if in CPU)
   std::int64_t pinned_slots = 0;      // CUDA: pinned gradient (fp32) and weight (bf16) slots each

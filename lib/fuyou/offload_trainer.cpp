@@ -18,6 +18,7 @@
 #include "common/error.h"
 #include "common/io/aligned_buffer.h"
 #include "common/log.h"
+#include "fuyou/block_stream.h"
 #include "fuyou/cuda_transfer.h"
 #include "fuyou/gpt_model.h"
 #include "fuyou/tensor_store.h"
@@ -90,6 +91,10 @@ struct UnitTensors {
 
 struct OffloadTrainer::Impl {
   bool cuda = false;                      // compute tier on the GPU (bf16), else CPU (fp32)
+  // Blocks streamed through a few slots (plan_.stream_slots > 0): compute_.blocks then holds
+  // shape-only (meta) tensors and the weights come from `stream`.
+  bool streaming = false;
+  std::unique_ptr<BlockStream> stream;
   std::vector<UnitTensors> units;         // by unit id
   std::vector<std::int64_t> order;        // processing order: ln_f, blocks L-1 … 0, embeddings
   std::vector<AlignedBuffer> cpu_states;  // per unit [master | m | v] when states_in_cpu
@@ -163,6 +168,9 @@ class OffloadTrainer::OptimizerStage {
  private:
   void rethrow_locked() {
     if (error_) std::rethrow_exception(error_);
+  }
+  bool streamed(std::int64_t unit) const {
+    return t_.impl_->streaming && unit >= 1 && unit <= t_.config_.n_layer;
   }
 
   void loop() {
@@ -270,7 +278,7 @@ class OffloadTrainer::OptimizerStage {
         job.grads = std::move(host_grads);
         auto t = phases_.scope("upload_wait");  // the slot's previous weights are on the GPU
         CudaTransfer::wait(uploads_[i % 2]);
-      } else {
+      } else if (!streamed(job.unit)) {
         for (at::Tensor* w : unit.compute) weights_out.push_back(*w);
       }
       {
@@ -283,8 +291,10 @@ class OffloadTrainer::OptimizerStage {
           at::Tensor m = float_view(base + unit.padded + offset, w);
           at::Tensor v = float_view(base + 2 * unit.padded + offset, w);
           if (job.scaled) job.grads[j].mul_(job.scale);
+          // A streamed block's compute weights are its master: nothing else to write.
           adamw_step(adam_options_for(t_.train_, unit.names[j], lr_), step_, master, m, v,
-                     job.grads[j], &weights_out[j], t_.train_.isa);
+                     job.grads[j], weights_out.empty() ? nullptr : &weights_out[j],
+                     t_.train_.isa);
           offset += w.numel();
         }
       }
@@ -391,6 +401,9 @@ OffloadTrainer::OffloadTrainer(ModelConfig config, GptWeights initial, TrainOpti
                                    "run on a GPU machine or pass --device cpu");
   }
   plan_ = plan_offload_run(config_, train_, options_);
+  impl.streaming = plan_.stream_slots > 0;
+  // Streamed blocks keep only their shapes here (meta tensors: no memory).
+  const auto meta32 = at::TensorOptions().dtype(at::kFloat).device(at::kMeta);
 
   // Compute weights (compute tier: fp32 CPU, or bf16 GPU) and the unit table over them. `master`
   // holds the fp32 initial weights until the store has them.
@@ -404,8 +417,10 @@ OffloadTrainer::OffloadTrainer(ModelConfig config, GptWeights initial, TrainOpti
     compute_.wpe = at::zeros({config_.n_positions, config_.n_embd}, compute_options);
     compute_.blocks.resize(static_cast<std::size_t>(config_.n_layer));
     for (BlockWeights& block : compute_.blocks) {
-      for (int i = 0; i < kBlockTensorCount; ++i)
-        block[i] = at::zeros(block_tensor_shape(config_, i), compute_options);
+      for (int i = 0; i < kBlockTensorCount; ++i) {
+        block[i] = impl.streaming ? at::empty(block_tensor_shape(config_, i), meta32)
+                                  : at::zeros(block_tensor_shape(config_, i), compute_options);
+      }
     }
     compute_.ln_f_weight = at::zeros({config_.n_embd}, compute_options);
     compute_.ln_f_bias = at::zeros({config_.n_embd}, compute_options);
@@ -470,10 +485,34 @@ OffloadTrainer::OffloadTrainer(ModelConfig config, GptWeights initial, TrainOpti
   } else {
     store_ = TensorStore::create(options_.ssd_dirs, store_options);
     init_store(impl.cuda ? master : compute_);
+    if (impl.streaming) {  // the store (or the RAM states) has them now
+      for (BlockWeights& block : compute_.blocks) {
+        for (at::Tensor& t : block.tensors) t = at::empty(t.sizes(), meta32);
+      }
+    }
+  }
+  if (impl.streaming) {
+    // A block's fp32 weights are the first segment of its states: from RAM, or read from the store
+    // on the stream's loader thread.
+    impl.stream = std::make_unique<BlockStream>(
+        config_, plan_.stream_slots, [this](std::int64_t block, float* dst) {
+          Impl& im = *impl_;
+          const std::int64_t unit = 1 + block;
+          const std::size_t bytes =
+              4 * static_cast<std::size_t>(im.units[static_cast<std::size_t>(unit)].padded);
+          if (plan_.states_in_cpu) {
+            std::memcpy(dst, im.cpu_states[static_cast<std::size_t>(unit)].data(), bytes);
+          } else {
+            store_->read(unit_store_name(unit), dst, 0, bytes).get();
+          }
+        });
   }
 }
 
-OffloadTrainer::~OffloadTrainer() = default;
+OffloadTrainer::~OffloadTrainer() {
+  // The stream's loader reads through store_: stop it first.
+  if (impl_) impl_->stream.reset();
+}
 
 void OffloadTrainer::init_store(const GptWeights& master) {
   Impl& impl = *impl_;
@@ -562,15 +601,19 @@ void OffloadTrainer::open_store() {
     store_->read(unit_store_name(static_cast<std::int64_t>(u)), base, 0, bytes, /*verify=*/true)
         .get();
     std::int64_t offset = 0;
+    const bool streamed_unit = impl.streaming && u >= 1 && u <= static_cast<std::size_t>(config_.n_layer);
     for (at::Tensor* w : unit.compute) {
-      w->copy_(float_view(base + offset, *w));
+      if (!streamed_unit) w->copy_(float_view(base + offset, *w));
       offset += w->numel();
     }
   }
 }
 
 GptWeights OffloadTrainer::read_master() {
-  GptWeights out = weights_to(compute_, at::TensorOptions().dtype(at::kFloat).device(at::kCPU));
+  GptWeights out = compute_;  // shapes only: every tensor is replaced below
+  for (auto& [name, t] : out.named()) {
+    *t = at::empty(t->sizes(), at::TensorOptions().dtype(at::kFloat).device(at::kCPU));
+  }
   std::map<std::string, at::Tensor*> by_name;
   for (auto& [name, t] : out.named()) by_name[name] = t;
   Impl& impl = *impl_;
@@ -600,9 +643,30 @@ TrainResult OffloadTrainer::train(const TokenData& train_data, const TokenData& 
   const std::int64_t layers = config_.n_layer;
   const bool clip = train_.grad_clip > 0;
   common::PhaseTimes& cp = stats_.compute_phases;
+  // A streamed block for the compute thread, and the end of its use.
+  auto block_at = [&](std::int64_t l) -> const BlockWeights& {
+    return impl.streaming ? impl.stream->acquire(l) : compute_.blocks[static_cast<std::size_t>(l)];
+  };
+  auto done_with_block = [&] {
+    if (impl.streaming) impl.stream->release();
+  };
   auto eval_scope = [&] {
     auto t = result.phases.scope("eval");
-    return evaluate_loss(config_, compute_, valid_data, train_);
+    if (!impl.streaming) return evaluate_loss(config_, compute_, valid_data, train_);
+    // evaluate_loss / gpt_loss, with the blocks streamed.
+    torch::NoGradGuard no_grad;
+    impl.stream->start(BlockStream::forward_sequence(layers, train_.eval_batches));
+    double sum = 0;
+    for (std::int64_t i = 0; i < train_.eval_batches; ++i) {
+      auto [x, y] = validation_batch(valid_data, train_, i);
+      at::Tensor h = embed_forward(compute_, x);
+      for (std::int64_t l = 0; l < layers; ++l) {
+        h = block_forward(config_, block_at(l), h);
+        done_with_block();
+      }
+      sum += lm_loss(config_, compute_, h, y, train_.loss_chunk_rows);
+    }
+    return sum / static_cast<double>(train_.eval_batches);
   };
   if (first_step_ == 1) result.val_losses.emplace_back(0, eval_scope());
   OptimizerStage stage(*this);
@@ -614,6 +678,7 @@ TrainResult OffloadTrainer::train(const TokenData& train_data, const TokenData& 
     report.step = step;
     report.lr = lr_at_step(train_, step);
     stage.start_step(step, report.lr);  // the optimizer thread starts prefetching states now
+    if (impl.streaming) impl.stream->start(BlockStream::training_sequence(layers, train_.accum));
     impl.in_backward.store(true);
     impl.wte_grad.zero_();
     impl.wpe_grad.zero_();
@@ -658,9 +723,10 @@ TrainResult OffloadTrainer::train(const TokenData& train_data, const TokenData& 
         auto t = cp.scope("forward");
         torch::NoGradGuard no_grad;
         h = embed_forward(compute_, x);
-        for (const BlockWeights& block : compute_.blocks) {
+        for (std::int64_t l = 0; l < layers; ++l) {
           inputs.push_back(h);
-          h = block_forward(config_, block, h);
+          h = block_forward(config_, block_at(l), h);
+          done_with_block();
         }
       }
       auto t_backward = std::make_unique<common::PhaseTimes::Scope>(cp, "backward");
@@ -685,7 +751,8 @@ TrainResult OffloadTrainer::train(const TokenData& train_data, const TokenData& 
       at::Tensor grad = std::move(head.input_grad);
       for (std::int64_t l = layers; l-- > 0;) {
         const auto li = static_cast<std::size_t>(l);
-        BlockGrads block = block_backward(config_, compute_.blocks[li], inputs[li], grad);
+        BlockGrads block = block_backward(config_, block_at(l), inputs[li], grad);
+        done_with_block();
         int slot = -1;
         BlockWeights* acc = nullptr;
         if (impl.pool) {
@@ -747,6 +814,11 @@ TrainResult OffloadTrainer::train(const TokenData& train_data, const TokenData& 
     if (on_step) on_step(report);
   }
   stats_.optimizer_phases = stage.phases();
+  if (impl.streaming) {
+    stats_.stream_read_bytes = impl.stream->loaded_bytes();
+    stats_.stream_wait_seconds = impl.stream->wait_seconds();
+    if (!plan_.states_in_cpu) stats_.ssd_read_bytes += stats_.stream_read_bytes;
+  }
   stats_.step_seconds =
       stats_.steps > 0 ? result.train_seconds / static_cast<double>(stats_.steps) : 0;
   for (const auto& [phase, seconds] : stats_.compute_phases.all())

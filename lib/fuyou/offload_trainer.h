@@ -24,8 +24,12 @@
 // the gradients into one of two pinned fp32 slots, runs the same CPU AdamW writing bf16 weights
 // into one of two pinned slots and uploads them, the upload overlapping the next unit's update.
 // The step ends only when every upload is done. Same operations as InMemoryTrainer's CUDA path.
-// Not here: streaming compute weights from the store (the plan refuses models whose compute
-// weights exceed --gpu-mem), activation offload.
+// Streaming (CPU tier, when the compute weights exceed --gpu-mem): the embeddings and ln_f stay in
+// the compute tier, the blocks stream through plan().stream_slots slots (block_stream.h), each
+// loaded from its fp32 master — the first segment of its states in RAM or in the store — before
+// the forward and again before the backward; their updates go only to the master.
+// Not here: streaming on the CUDA tier (its plan refuses compute weights beyond --gpu-mem),
+// activation offload.
 #pragma once
 
 #include <cstdint>
@@ -63,6 +67,11 @@ struct OffloadStats {
   std::uint64_t pcie_d2h_bytes = 0;  // CUDA: gradients down (fp32)
   std::uint64_t pcie_h2d_bytes = 0;  // CUDA: updated weights up (bf16)
   std::uint64_t commits = 0;
+  // Streamed blocks (plan().stream_slots > 0): weights loaded (store or RAM; counted in
+  // ssd_read_bytes when from the store, validation passes included), and the compute thread's
+  // waits for them (inside its forward and backward times).
+  std::uint64_t stream_read_bytes = 0;
+  double stream_wait_seconds = 0;
   // Units whose AdamW finished while the compute thread was still in that step's backward: the
   // overlap, counted (0 with --grad-clip, whose updates wait for the norm).
   std::uint64_t units_updated_during_backward = 0;
@@ -99,7 +108,8 @@ class OffloadTrainer {
   const OffloadStats& stats() const { return stats_; }
   std::int64_t first_step() const { return first_step_; }
   // The compute weights: on the CPU tier fp32 and equal bit for bit to the master weights in the
-  // store; on the CUDA tier bf16 on the GPU.
+  // store; on the CUDA tier bf16 on the GPU. Streamed blocks are shape-only (meta) tensors here:
+  // read_master() has every weight.
   const GptWeights& weights() const { return compute_; }
   // The fp32 master weights as committed in the store (reads it).
   GptWeights read_master();

@@ -98,11 +98,16 @@ AdamWOptions adam_options_for(const TrainOptions& options, const std::string& na
   return adam;
 }
 
+std::pair<at::Tensor, at::Tensor> validation_batch(const TokenData& valid_data,
+                                                   const TrainOptions& options, std::int64_t i) {
+  return valid_data.batch(options.seed ^ kValidSeedSalt, i, options.micro_batch, options.seq);
+}
+
 double evaluate_loss(const ModelConfig& config, const GptWeights& weights,
                      const TokenData& valid_data, const TrainOptions& options) {
   double sum = 0;
   for (std::int64_t i = 0; i < options.eval_batches; ++i) {
-    auto [x, y] = valid_data.batch(options.seed ^ kValidSeedSalt, i, options.micro_batch, options.seq);
+    auto [x, y] = validation_batch(valid_data, options, i);
     sum += gpt_loss(config, weights, x, y, options.loss_chunk_rows);
   }
   return sum / static_cast<double>(options.eval_batches);

@@ -73,6 +73,9 @@ double lr_at_step(const TrainOptions& options, std::int64_t step);
 // AdamW options for the tensor with canonical name `name` at learning rate `lr` (weight decay only
 // where weight_decays(name)).
 AdamWOptions adam_options_for(const TrainOptions& options, const std::string& name, double lr);
+// Micro-batch i (tokens, targets) of the validation stream evaluate_loss averages over.
+std::pair<at::Tensor, at::Tensor> validation_batch(const TokenData& valid_data,
+                                                   const TrainOptions& options, std::int64_t i);
 // Mean validation loss over options.eval_batches micro-batches of the validation stream.
 double evaluate_loss(const ModelConfig& config, const GptWeights& weights,
                      const TokenData& valid_data, const TrainOptions& options);

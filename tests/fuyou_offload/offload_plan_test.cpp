@@ -32,7 +32,7 @@ std::string usage_message(const ModelConfig& c, const OffloadShape& s, const Off
   try {
     plan_offload(c, s, b);
   } catch (const sparsetrain::common::UsageError& e) {
-    return e.what();
+    return std::string(e.what()) + "\nhint: " + e.hint();
   }
   return "";
 }
@@ -105,7 +105,35 @@ TEST_CASE("a compute tier too small for the weights is refused, naming --gpu-mem
   const std::string message = usage_message(c, {}, b);
   INFO(message);
   CHECK(message.find("--gpu-mem") != std::string::npos);
-  CHECK(message.find("fp32 compute weights 487 KiB") != std::string::npos);  // 498,688 B
+  // The CPU tier would stream the blocks through two slots, and even that does not fit.
+  CHECK(message.find("2 streamed block slots 392 KiB") != std::string::npos);  // 2 · 50,176 floats
+  OffloadShape cuda;
+  cuda.cuda = true;
+  const std::string on_gpu = usage_message(c, cuda, b);
+  INFO(on_gpu);
+  CHECK(on_gpu.find("bf16 compute weights 244 KiB") != std::string::npos);  // 249,344 B
+  CHECK(on_gpu.find("does not stream") != std::string::npos);
+}
+
+TEST_CASE("weights that do not fit stream through as many block slots as the budget holds") {
+  const ModelConfig c = model_config_from_name("custom:L=8,C=64,H=4,V=256,T=64");
+  OffloadShape s;
+  OffloadBudgets b = roomy();
+  const OffloadPlan all = plan_offload(c, s, b);
+  REQUIRE(all.stream_slots == 0);
+  CHECK(all.resident_blocks == 8);
+  // Everything but the 8 blocks (4 · 8 · 49,984 B), plus room for 5 padded block slots.
+  const std::uint64_t blocks = 4ull * 8 * 49984, slot = 4ull * 50176;
+  b.compute_bytes = all.compute_total - blocks + 5 * slot + 100;
+  const OffloadPlan five = plan_offload(c, s, b);
+  CHECK(five.stream_slots == 5);
+  CHECK(five.resident_blocks == 0);
+  CHECK(five.compute_total <= b.compute_bytes);
+  // States in the store: each step reads every block's fp32 master twice more (forward, backward).
+  b.cpu_bytes = 2 * 12 * 50176;
+  const OffloadPlan store = plan_offload(c, s, b);
+  std::uint64_t padded = 20480 + 8 * 50176 + 1024;  // wte + wpe 20,480; ln_f 128 -> 1,024
+  CHECK(store.ssd_read_bytes == 12 * padded + 2 * 8 * slot);
 }
 
 TEST_CASE("block gradient buffers: a pool of two only without clipping and accumulation") {
