@@ -133,7 +133,18 @@ OffloadPlan plan_offload(const ModelConfig& config, const OffloadShape& shape,
     const std::uint64_t slot_bytes = kF32 * u64(unit_padded_params(config, 1));
     const std::uint64_t fixed =
         plan.compute_total - plan.compute_items[0].bytes + kF32 * u64(unit_params(config, 0) + 2 * c);
-    const std::uint64_t room = budgets.compute_bytes > fixed ? budgets.compute_bytes - fixed : 0;
+    std::uint64_t room = budgets.compute_bytes > fixed ? budgets.compute_bytes - fixed : 0;
+    if (room < 2 * slot_bytes) {
+      // Then the block inputs go to the store too: the compute tier keeps two input slots and the
+      // running activation instead of L + 1 inputs (input_stash.h).
+      const std::uint64_t kept = 3 * kF32 * u64(tokens * c);
+      std::uint64_t& inputs = plan.compute_items[3].bytes;
+      const std::uint64_t fixed_without = fixed - inputs + kept;
+      room = budgets.compute_bytes > fixed_without ? budgets.compute_bytes - fixed_without : 0;
+      inputs = kept;
+      plan.compute_items[3].what = "2 block-input slots + the running activation";
+      plan.inputs_in_store = true;
+    }
     plan.stream_slots = std::max<std::int64_t>(
         2, std::min<std::int64_t>(l, static_cast<std::int64_t>(room / slot_bytes)));
     plan.resident_blocks = 0;
@@ -161,7 +172,12 @@ OffloadPlan plan_offload(const ModelConfig& config, const OffloadShape& shape,
   }
   store_bytes += 2 * extent;  // train.state
   plan.ssd_items.push_back({"store: master + m + v, two slots per extent", store_bytes});
-  plan.ssd_total = store_bytes;
+  const std::uint64_t input_bytes = kF32 * u64(tokens * c);  // one block input
+  if (plan.inputs_in_store) {
+    plan.ssd_items.push_back({"store: " + std::to_string(l) + " block inputs, two slots per extent",
+                              u64(l) * 2 * round_up(input_bytes, extent)});
+  }
+  plan.ssd_total = sum_items(plan.ssd_items);
   const std::uint64_t ssd_have = budgets.ssd_free_bytes + budgets.ssd_used_bytes;
   if (plan.ssd_total > ssd_have) {
     refuse("--ssd", plan.ssd_total, ssd_have, plan.ssd_items,
@@ -182,6 +198,10 @@ OffloadPlan plan_offload(const ModelConfig& config, const OffloadShape& shape,
   plan.ssd_write_bytes =
       plan.states_in_cpu ? state_bytes / u64(std::max<std::int64_t>(1, shape.commit_every))
                          : state_bytes;
+  if (plan.inputs_in_store) {  // each micro-batch writes its L block inputs and reads them back
+    plan.ssd_read_bytes += u64(shape.accum * l) * input_bytes;
+    plan.ssd_write_bytes += u64(shape.accum * l) * input_bytes;
+  }
   if (shape.cuda) {
     // Down: every fp32 gradient once per step. Up: every bf16 weight once per step, plus the
     // micro-batches' token ids and targets (int64).

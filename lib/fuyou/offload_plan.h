@@ -74,6 +74,9 @@ struct OffloadPlan {
   // store or in RAM, in the order of use (forward 0 … L-1, backward L-1 … 0).
   std::int64_t resident_blocks = 0;
   std::int64_t stream_slots = 0;
+  // CPU tier, when even streamed blocks leave no room: the block inputs (activation checkpoints)
+  // go to the store as the forward makes them and come back ahead of the backward.
+  bool inputs_in_store = false;
   std::int64_t grad_block_slots = 0;  // block gradient buffers: 2 (double buffer) or n_layer
   std::int64_t state_slots = 0;       // staging buffers of one unit's master/m/v (0 if in CPU)
   std::int64_t pinned_slots = 0;      // CUDA: pinned gradient (fp32) and weight (bf16) slots each

@@ -21,6 +21,7 @@
 #include "fuyou/block_stream.h"
 #include "fuyou/cuda_transfer.h"
 #include "fuyou/gpt_model.h"
+#include "fuyou/input_stash.h"
 #include "fuyou/tensor_store.h"
 
 namespace sparsetrain::fuyou {
@@ -45,6 +46,7 @@ enum MetaField : int {
 constexpr std::int64_t kMetaFormatVersion = 1;
 
 std::string unit_store_name(std::int64_t unit) { return "states." + std::to_string(unit); }
+std::string input_store_name(std::int64_t layer) { return "inputs." + std::to_string(layer); }
 
 // Same as gpt_model.cpp's accumulate: the in-memory trainer's exact operation on its accumulators.
 void accumulate(at::Tensor& acc, const at::Tensor& g) {
@@ -95,6 +97,7 @@ struct OffloadTrainer::Impl {
   // shape-only (meta) tensors and the weights come from `stream`.
   bool streaming = false;
   std::unique_ptr<BlockStream> stream;
+  std::unique_ptr<InputStash> stash;  // block inputs through the store (plan_.inputs_in_store)
   std::vector<UnitTensors> units;         // by unit id
   std::vector<std::int64_t> order;        // processing order: ln_f, blocks L-1 … 0, embeddings
   std::vector<AlignedBuffer> cpu_states;  // per unit [master | m | v] when states_in_cpu
@@ -491,6 +494,24 @@ OffloadTrainer::OffloadTrainer(ModelConfig config, GptWeights initial, TrainOpti
       }
     }
   }
+  if (plan_.inputs_in_store) {
+    const std::int64_t floats = train_.micro_batch * train_.seq * config_.n_embd;
+    for (std::int64_t l = 0; l < config_.n_layer; ++l) {
+      if (!store_->contains(input_store_name(l))) {
+        store_->define(input_store_name(l), StoreDType::kF32, {floats});
+      }
+    }
+    const std::uint64_t bytes = 4 * static_cast<std::uint64_t>(floats);
+    impl.stash = std::make_unique<InputStash>(
+        config_.n_layer, std::vector<std::int64_t>{train_.micro_batch, train_.seq, config_.n_embd},
+        2,
+        [this, bytes](std::int64_t layer, const float* src) {
+          store_->write(input_store_name(layer), src, 0, bytes).get();
+        },
+        [this, bytes](std::int64_t layer, float* dst) {
+          store_->read(input_store_name(layer), dst, 0, bytes).get();
+        });
+  }
   if (impl.streaming) {
     // A block's fp32 weights are the first segment of its states: from RAM, or read from the store
     // on the stream's loader thread.
@@ -510,8 +531,11 @@ OffloadTrainer::OffloadTrainer(ModelConfig config, GptWeights initial, TrainOpti
 }
 
 OffloadTrainer::~OffloadTrainer() {
-  // The stream's loader reads through store_: stop it first.
-  if (impl_) impl_->stream.reset();
+  // The stream's loader and the stash's worker go through store_: stop them first.
+  if (impl_) {
+    impl_->stream.reset();
+    impl_->stash.reset();
+  }
 }
 
 void OffloadTrainer::init_store(const GptWeights& master) {
@@ -724,7 +748,11 @@ TrainResult OffloadTrainer::train(const TokenData& train_data, const TokenData& 
         torch::NoGradGuard no_grad;
         h = embed_forward(compute_, x);
         for (std::int64_t l = 0; l < layers; ++l) {
-          inputs.push_back(h);
+          if (impl.stash) {
+            impl.stash->push(l, h);
+          } else {
+            inputs.push_back(h);
+          }
           h = block_forward(config_, block_at(l), h);
           done_with_block();
         }
@@ -751,7 +779,8 @@ TrainResult OffloadTrainer::train(const TokenData& train_data, const TokenData& 
       at::Tensor grad = std::move(head.input_grad);
       for (std::int64_t l = layers; l-- > 0;) {
         const auto li = static_cast<std::size_t>(l);
-        BlockGrads block = block_backward(config_, block_at(l), inputs[li], grad);
+        const at::Tensor input = impl.stash ? impl.stash->pop(l) : inputs[li];
+        BlockGrads block = block_backward(config_, block_at(l), input, grad);
         done_with_block();
         int slot = -1;
         BlockWeights* acc = nullptr;
@@ -773,8 +802,9 @@ TrainResult OffloadTrainer::train(const TokenData& train_data, const TokenData& 
                       slot);
         }
         grad = std::move(block.input_grad);
-        inputs[li] = at::Tensor();
+        if (!impl.stash) inputs[li] = at::Tensor();
       }
+      if (impl.stash) impl.stash->end_pass();
       embed_backward(x, grad, impl.wte_grad, impl.wpe_grad);
       if (last) finish_unit(0, {impl.wte_grad, impl.wpe_grad}, -1);
     }
@@ -818,6 +848,12 @@ TrainResult OffloadTrainer::train(const TokenData& train_data, const TokenData& 
     stats_.stream_read_bytes = impl.stream->loaded_bytes();
     stats_.stream_wait_seconds = impl.stream->wait_seconds();
     if (!plan_.states_in_cpu) stats_.ssd_read_bytes += stats_.stream_read_bytes;
+  }
+  if (impl.stash) {
+    stats_.input_bytes_written = impl.stash->bytes_written();
+    stats_.input_bytes_read = impl.stash->bytes_read();
+    stats_.ssd_write_bytes += stats_.input_bytes_written;
+    stats_.ssd_read_bytes += stats_.input_bytes_read;
   }
   stats_.step_seconds =
       stats_.steps > 0 ? result.train_seconds / static_cast<double>(stats_.steps) : 0;

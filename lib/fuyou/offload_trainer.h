@@ -28,8 +28,10 @@
 // the compute tier, the blocks stream through plan().stream_slots slots (block_stream.h), each
 // loaded from its fp32 master — the first segment of its states in RAM or in the store — before
 // the forward and again before the backward; their updates go only to the master.
-// Not here: streaming on the CUDA tier (its plan refuses compute weights beyond --gpu-mem),
-// activation offload.
+// When even that leaves no room, the block inputs go to the store as the forward makes them and
+// come back ahead of the backward (input_stash.h).
+// Not here: streaming and activation offload on the CUDA tier (its plan refuses what does not fit
+// --gpu-mem).
 #pragma once
 
 #include <cstdint>
@@ -72,6 +74,8 @@ struct OffloadStats {
   // waits for them (inside its forward and backward times).
   std::uint64_t stream_read_bytes = 0;
   double stream_wait_seconds = 0;
+  // Block inputs through the store (plan().inputs_in_store), counted in ssd_*_bytes too.
+  std::uint64_t input_bytes_written = 0, input_bytes_read = 0;
   // Units whose AdamW finished while the compute thread was still in that step's backward: the
   // overlap, counted (0 with --grad-clip, whose updates wait for the norm).
   std::uint64_t units_updated_during_backward = 0;

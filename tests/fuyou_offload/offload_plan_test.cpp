@@ -211,3 +211,22 @@ TEST_CASE("the CUDA tier: bf16 weights on the GPU, pinned slots in the CPU budge
   CHECK(fp32_slots);
   CHECK(bf16_slots);
 }
+
+TEST_CASE("when streamed blocks leave no room the block inputs go to the store") {
+  const ModelConfig c = model_config_from_name("custom:L=8,C=64,H=4,V=256,T=64");
+  OffloadShape s;  // B = 8, T = 128: one input is 8 · 128 · 64 · 4 = 256 KiB
+  OffloadBudgets b = roomy();
+  const OffloadPlan all = plan_offload(c, s, b);
+  const std::uint64_t blocks = 4ull * 8 * 49984, slot = 4ull * 50176, input = 4ull * 8 * 128 * 64;
+  // Two block slots fit only once 9 inputs shrink to 3 (2 slots + the running activation).
+  b.compute_bytes = all.compute_total - blocks + 2 * slot - 6 * input + 100;
+  const OffloadPlan p = plan_offload(c, s, b);
+  CHECK(p.inputs_in_store);
+  CHECK(p.stream_slots == 2);
+  CHECK(p.compute_total <= b.compute_bytes);
+  // Per step: the 8 inputs written once and read once.
+  b.compute_bytes = 0;
+  const OffloadPlan resident = plan_offload(c, s, b);
+  CHECK(p.ssd_write_bytes == resident.ssd_write_bytes + 8 * input);
+  CHECK(p.ssd_read_bytes == resident.ssd_read_bytes + 8 * input);
+}

@@ -238,15 +238,19 @@ namespace {
 
 // A compute budget (--gpu-mem) that holds everything but the blocks' weights, plus `slots` block
 // slots (fp32, padded to 50,176 floats), so the planner streams the blocks through that many.
+// With `inputs_out`, also too small for the 4 block inputs (4 · 32 KiB) but enough for 2 input
+// slots and the running activation (3 · 32 KiB): the block inputs then go to the store.
 std::uint64_t compute_budget_for_slots(const TrainOptions& options, OffloadOptions offload,
-                                       std::int64_t slots) {
+                                       std::int64_t slots, bool inputs_out = false) {
   Fixture f;
   offload.budgets.compute_bytes = 0;  // no limit: everything resident
   const OffloadPlan all = plan_offload_run(f.config, options, offload);
   REQUIRE(all.stream_slots == 0);
   const std::uint64_t weights = 4ull * 170560;   // 20,480 + 3 · 49,984 + 128 parameters
   const std::uint64_t resident = 4ull * 20608;   // embeddings + ln_f stay
-  return all.compute_total - weights + resident + slots * 4ull * 50176 + 1000;
+  const std::uint64_t input = 4ull * 4 * 32 * 64;  // [B, T, C] fp32
+  return all.compute_total - weights + resident + slots * 4ull * 50176 + 1000 -
+         (inputs_out ? input : 0);
 }
 
 }  // namespace
@@ -310,4 +314,21 @@ TEST_CASE("a streamed run stopped after step 10 resumes to the uninterrupted wei
   REQUIRE(got.losses.size() == 10);
   for (std::size_t i = 0; i < 10; ++i) CHECK(got.losses[i] == want.losses[10 + i]);
   CHECK(bitwise_equal(second.read_master(), reference.master()));
+}
+
+TEST_CASE("block inputs through the store, blocks streamed, K = 2: still bit for bit") {
+  TrainOptions options = small_options();
+  options.grad_clip = 0;
+  options.accum = 2;  // two passes of the stash per step
+  OffloadOptions offload = offload_options("inputs", 1200 << 10);
+  offload.budgets.compute_bytes = compute_budget_for_slots(options, offload, 2, true);
+  Fixture f;
+  const OffloadPlan plan = plan_offload_run(f.config, options, offload);
+  CHECK(plan.inputs_in_store);
+  CHECK(plan.stream_slots == 2);
+  const OffloadStats stats = compare_with_in_memory(options, offload, false);
+  // Every micro-batch writes its 3 block inputs and reads them back: 20 steps × 2 micro-batches.
+  const std::uint64_t input_bytes = 4ull * 4 * 32 * 64;
+  CHECK(stats.input_bytes_written == 20 * 2 * 3 * input_bytes);
+  CHECK(stats.input_bytes_read == 20 * 2 * 3 * input_bytes);
 }

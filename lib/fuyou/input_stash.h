@@ -1,0 +1,75 @@
+// Keeps a forward's block inputs — the activation checkpoints the backward recomputes each block
+// from — out of the compute tier when it is short (the offloaded trainer's CPU tier;
+// offload_plan.h: inputs_in_store): each input is copied into one of a few slots as the forward
+// produces it and written to the SSD store, then read back ahead of the backward, in reverse order,
+// into the same slots. The I/O runs on a thread of its own (the compute thread only copies and
+// waits); fp32 round-trips exactly, so the backward sees the very tensors it would have kept.
+// Per micro-batch: push(0) … push(L-1), then pop(L-1) … pop(0), then end_pass().
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <condition_variable>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "common/io/aligned_buffer.h"
+
+namespace sparsetrain::fuyou {
+
+class InputStash {
+ public:
+  // Blocking transfers of one input's floats to and from wherever layer `layer`'s input is kept.
+  using WriteFn = std::function<void(std::int64_t layer, const float* src)>;
+  using ReadFn = std::function<void(std::int64_t layer, float* dst)>;
+
+  // shape: one input, [B, T, C] fp32. slots >= 2.
+  InputStash(std::int64_t layers, std::vector<std::int64_t> shape, std::int64_t slots,
+             WriteFn write, ReadFn read);
+  ~InputStash();
+  InputStash(const InputStash&) = delete;
+  InputStash& operator=(const InputStash&) = delete;
+
+  // Compute thread: block `layer`'s input (forward order); waits only while every slot is busy.
+  void push(std::int64_t layer, const at::Tensor& input);
+  // Compute thread: block `layer`'s input back (reverse order): a tensor over a slot, valid until
+  // the next pop or end_pass. Rethrows an I/O error.
+  at::Tensor pop(std::int64_t layer);
+  // Compute thread: the micro-batch's backward is done with the last input.
+  void end_pass();
+
+  std::uint64_t bytes_written() const;
+  std::uint64_t bytes_read() const;
+  double wait_seconds() const;  // the compute thread's waits in push and pop
+
+ private:
+  bool slot_free(std::size_t op) const { return op < slots_.size() || state_[op - slots_.size()] == 2; }
+  at::Tensor view(std::size_t op);
+  void loop();
+
+  std::int64_t layers_;
+  std::vector<std::int64_t> shape_;
+  std::int64_t floats_ = 0;
+  std::vector<common::io::AlignedBuffer> slots_;
+  WriteFn write_;
+  ReadFn read_;
+
+  // Ops of a pass: op l < L writes layer l, op L + j reads layer L-1-j; op i uses slot i % K and
+  // may start once op i - K is done. States: 0 pending, 1 filled (write) / loaded (read), 2 done
+  // (written, or released by the compute thread).
+  mutable std::mutex mutex_;
+  std::condition_variable cv_;
+  std::vector<int> state_;
+  std::size_t worker_ = 0;  // the worker's next op
+  bool stop_ = false;
+  std::exception_ptr error_;
+  std::uint64_t written_bytes_ = 0, read_bytes_ = 0;
+  double wait_seconds_ = 0;
+  std::thread thread_;  // last: starts after every member above exists
+};
+
+}  // namespace sparsetrain::fuyou
