@@ -513,7 +513,9 @@ void add_finetune_command(CLI::App& fuyou) {
                   "in RAM when they fit")
       ->group(kOffload);
   sub->add_option("--gpu-mem", options->gpu_mem,
-                  "Offload: compute-tier budget (GPU memory; CPU memory without a GPU); default no limit")
+                  "Offload: compute-tier budget (GPU memory; CPU memory without a GPU; on the CPU "
+                  "tier, blocks stream from the store when their weights do not fit); default no "
+                  "limit")
       ->group(kOffload);
   sub->add_flag("--resume", options->resume,
                 "Offload: continue the run committed in the --ssd store (same flags)")
