@@ -4,9 +4,16 @@
 # thread. The main thread's count must not grow with the steps (its only I/O is creating the store
 # and the initial commit); every per-step read, write, fdatasync and manifest rename happens on the
 # optimizer/I-O threads. Exit 0 when that holds, 1 when not, 77 without strace.
-#   scripts/fuyou_compute_thread_io.sh [path/to/sparsetrain]
+#   scripts/fuyou_compute_thread_io.sh [path/to/sparsetrain] [--stream]
+# --stream: a model whose blocks stream from the store and whose block inputs go there too
+# (--gpu-mem smaller than the compute weights), so the loader and stash threads are checked as well.
 set -euo pipefail
 bin=${1:-$(dirname "$0")/../build/apps/sparsetrain/sparsetrain}
+model=(--model tiny --cpu-mem 1200KiB --micro-batch 4 --seq 32)
+if [ "${2:-}" = --stream ]; then
+  model=(--model custom:L=8,C=64,H=4,V=256,T=64 --cpu-mem 4MiB --gpu-mem 1300KiB --micro-batch 2
+         --seq 16)
+fi
 command -v strace >/dev/null || { echo "strace not installed: skipped" >&2; exit 77; }
 work=$(mktemp -d /tmp/st-io-XXXXXX)
 trap 'rm -rf "$work"' EXIT
@@ -15,8 +22,8 @@ declare -A main_calls
 for steps in 2 12; do
   rm -rf "$work/a" "$work/b"; mkdir -p "$work/a" "$work/b"
   OMP_NUM_THREADS=1 strace -f -qq -o "$work/trace.$steps" -e trace=$calls "$bin" fuyou finetune \
-    --model tiny --ssd "$work/a,$work/b" --cpu-mem 1200KiB --grad-clip 0 --steps $steps \
-    --micro-batch 4 --seq 32 --eval-every 0 --eval-batches 1 --device cpu --progress never 2>/dev/null
+    "${model[@]}" --ssd "$work/a,$work/b" --grad-clip 0 --steps $steps \
+    --eval-every 0 --eval-batches 1 --device cpu --progress never 2>/dev/null
   main=$(awk 'NR == 1 {print $1}' "$work/trace.$steps")
   echo "== $steps steps (main thread $main): I/O calls per thread"
   awk '{split($2, a, "("); print $1, a[1]}' "$work/trace.$steps" | sort | uniq -c |
