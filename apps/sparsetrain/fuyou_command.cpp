@@ -299,7 +299,10 @@ void run_offloaded(const FinetuneOptions& options, const fy::ModelConfig& config
                             {"source", context.global.dry_run
                                            ? "compute, cpu_adam and pcie measured now; ssd from "
                                              "DESIGN.md (a dry run writes no probe)"
-                                           : "all measured now (offload_rates.h)"}}},
+                                           : "all measured now (offload_rates.h)"},
+                            {"compute_probe",
+                             "one transformer block's forward + recompute backward at the run's "
+                             "[B, T, C], 8*P_block + 16*C*T FLOP per token"}}},
                           {"bound_seconds", plan.bound_seconds},
                           {"binding", plan.binding}};
   for (const fy::BoundTerm& term : plan.terms) bound["terms"][term.name] = term.seconds;

@@ -12,6 +12,7 @@
 #include "common/log.h"
 #include "common/timer.h"
 #include "fuyou/cpu_adam.h"
+#include "fuyou/gpt_model.h"
 
 namespace sparsetrain::fuyou {
 
@@ -19,26 +20,38 @@ namespace {
 
 constexpr double kProbeSeconds = 0.15;  // per timed loop
 
-// GEMM FLOP/s of x [rows, C] · w [4C, C]ᵀ on `options`' device and dtype, after one warm-up.
-double gemm_flops_per_s(const ModelConfig& config, const TrainOptions& train,
-                        const at::TensorOptions& options, bool cuda) {
-  torch::NoGradGuard no_grad;
-  const std::int64_t rows = std::min<std::int64_t>(train.micro_batch * train.seq, 8192);
-  const std::int64_t c = config.n_embd;
-  const at::Tensor x = at::randn({rows, c}, options);
-  const at::Tensor w = at::randn({4 * c, c}, options);
-  at::Tensor y = at::matmul(x, w.t());
-  if (cuda) torch::cuda::synchronize();
-  const double per_call = 2.0 * static_cast<double>(rows * c * 4 * c);
+// FLOP/s of what a training step mostly is: one transformer block's forward, then its backward
+// with recompute (block_backward), at the run's [B, T, C], in `options`' device and dtype — as
+// DESIGN.md measures "a GPT layer forward+backward" — counted as 8·P_block + 16·C·T per token,
+// the model's own FLOP formula for a block. One warm-up, then repetitions for kProbeSeconds (at
+// least one).
+double block_flops_per_s(const ModelConfig& config, const TrainOptions& train,
+                         const at::TensorOptions& options, bool cuda) {
+  BlockWeights w;
+  for (int i = 0; i < kBlockTensorCount; ++i) {
+    w[i] = (at::randn(block_tensor_shape(config, i)) * 0.02).to(options);
+  }
+  const at::Tensor x = at::randn({train.micro_batch, train.seq, config.n_embd}).to(options);
+  const at::Tensor g = (at::randn({train.micro_batch, train.seq, config.n_embd}) * 1e-3).to(options);
+  auto pass = [&] {
+    {
+      torch::NoGradGuard no_grad;
+      at::Tensor y = block_forward(config, w, x);
+    }
+    BlockGrads grads = block_backward(config, w, x, g);
+    if (cuda) torch::cuda::synchronize();
+  };
+  pass();
+  const double per_pass =
+      static_cast<double>(train.micro_batch * train.seq) *
+      (8.0 * static_cast<double>(config.block_param_count()) +
+       16.0 * static_cast<double>(config.n_embd * train.seq));
   double flops = 0;
   common::Timer timer;
-  while (timer.seconds() < kProbeSeconds) {
-    for (int i = 0; i < (cuda ? 20 : 1); ++i) {
-      y = at::matmul(x, w.t());
-      flops += per_call;
-    }
-    if (cuda) torch::cuda::synchronize();
-  }
+  do {
+    pass();
+    flops += per_pass;
+  } while (timer.seconds() < kProbeSeconds);
   return flops / timer.seconds();
 }
 
@@ -62,7 +75,7 @@ double adam_params_per_s(const TrainOptions& train, bool bf16_out) {
 OffloadRates measure_cpu_rates(const ModelConfig& config, const TrainOptions& train,
                                OffloadRates base) {
   base.compute_flops_per_s =
-      gemm_flops_per_s(config, train, at::TensorOptions().dtype(at::kFloat), false);
+      block_flops_per_s(config, train, at::TensorOptions().dtype(at::kFloat), false);
   base.cpu_adam_params_per_s = adam_params_per_s(train, /*bf16_out=*/false);
   base.pcie_h2d_bytes_per_s = 0;
   base.pcie_d2h_bytes_per_s = 0;
@@ -75,7 +88,7 @@ OffloadRates measure_cuda_rates(const ModelConfig& config, const TrainOptions& t
     throw common::EnvironmentError("--device cuda: no CUDA device is visible",
                                    "run on a GPU machine or pass --device cpu");
   }
-  base.compute_flops_per_s = gemm_flops_per_s(
+  base.compute_flops_per_s = block_flops_per_s(
       config, train, at::TensorOptions().dtype(at::kBFloat16).device(at::kCUDA), true);
   base.cpu_adam_params_per_s = adam_params_per_s(train, /*bf16_out=*/true);
   // Pinned copies of 256 MiB, as the trainer's slots are pinned.

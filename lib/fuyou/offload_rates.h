@@ -1,5 +1,7 @@
 // Throughputs measured on this machine for the planner's lower bound (offload_plan.h), each in
-// well under a second: the compute tier's GEMM rate at the model's block shapes, the fused CPU
+// well under a second: the compute tier's rate on one transformer block's forward + recompute
+// backward at the run's shapes (not a bare GEMM: attention, LayerNorm and GELU run below GEMM
+// speed, and a bound from GEMM peak would blame the pipeline for them), the fused CPU
 // AdamW's parameters/s, pinned PCIe copies both ways, and the --ssd directories' O_DIRECT
 // sequential write and read rates. What is not measured keeps `base`'s value.
 #pragma once
@@ -13,12 +15,12 @@
 
 namespace sparsetrain::fuyou {
 
-// Compute: fp32 GEMM on the CPU ([B·T, C] x [C, 4C]); cpu_adam: fp32 gradients, no weight output
-// (about 0.3 s).
+// Compute: one fp32 block forward + backward on the CPU; cpu_adam: fp32 gradients, no weight
+// output (about 0.3 s, more for a block that takes longer than that).
 OffloadRates measure_cpu_rates(const ModelConfig& config, const TrainOptions& train,
                                OffloadRates base = {});
 
-// Compute: bf16 GEMM on the GPU at the block shapes; pcie_h2d / pcie_d2h: 256 MiB pinned copies;
+// Compute: one bf16 block forward + backward on the GPU; pcie_h2d / pcie_d2h: 256 MiB pinned copies;
 // cpu_adam: fp32 gradients in, bf16 weights out (as the CUDA tier runs it). EnvironmentError
 // without a CUDA device.
 OffloadRates measure_cuda_rates(const ModelConfig& config, const TrainOptions& train,
