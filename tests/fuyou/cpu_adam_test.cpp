@@ -2,6 +2,7 @@
 // gradient and weight paths against torch's own conversions, and the ISAs against each other.
 #include "fuyou/cpu_adam.h"
 
+#include <c10/util/Logging.h>  // before doctest, whose CHECK must replace c10's
 #include <doctest/doctest.h>
 #include <torch/torch.h>
 

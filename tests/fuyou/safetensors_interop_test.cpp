@@ -4,6 +4,7 @@
 // package.
 #define DOCTEST_CONFIG_IMPLEMENT
 #include <ATen/ATen.h>
+#include <c10/util/Logging.h>  // before doctest, whose CHECK must replace c10's
 #include <doctest/doctest.h>
 #include <unistd.h>
 

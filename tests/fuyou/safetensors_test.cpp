@@ -3,6 +3,7 @@
 #include "fuyou/safetensors.h"
 
 #include <ATen/ATen.h>
+#include <c10/util/Logging.h>  // before doctest, whose CHECK must replace c10's
 #include <doctest/doctest.h>
 
 #include <cstring>

@@ -6,6 +6,7 @@
 // different order and our accumulators are fp32; bf16 vs fp32 ≤ 5e-2 — bf16 keeps 8 mantissa bits
 // (2^-8 ≈ 4e-3 per rounding) through 3 blocks of matmuls, LayerNorms and softmax.
 #define DOCTEST_CONFIG_IMPLEMENT
+#include <c10/util/Logging.h>  // before doctest, whose CHECK must replace c10's
 #include <doctest/doctest.h>
 #include <torch/torch.h>
 

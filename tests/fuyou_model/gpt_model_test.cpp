@@ -1,5 +1,6 @@
 // The GPT computation: a block against a hand-written attention/MLP, block-wise recompute against
 // one autograd graph over the whole model, and the chunked LM loss against full cross-entropy.
+#include <c10/util/Logging.h>  // before doctest, whose CHECK must replace c10's
 #include <doctest/doctest.h>
 #include <torch/torch.h>
 

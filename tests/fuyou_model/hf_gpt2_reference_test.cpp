@@ -2,6 +2,7 @@
 // GPT2LMHeadModel saved by save_pretrained loads through load_hf_gpt2 and gives the loss and the
 // gradients transformers computed. Skips (77) without the venv's Python or transformers.
 #define DOCTEST_CONFIG_IMPLEMENT
+#include <c10/util/Logging.h>  // before doctest, whose CHECK must replace c10's
 #include <doctest/doctest.h>
 #include <torch/torch.h>
 #include <unistd.h>

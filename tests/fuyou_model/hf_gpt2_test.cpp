@@ -1,5 +1,6 @@
 // Hugging Face GPT-2 names: Conv1D transposition semantics, round trips with and without the
 // "transformer." prefix and lm_head.weight, and refusals of foreign or incomplete checkpoints.
+#include <c10/util/Logging.h>  // before doctest, whose CHECK must replace c10's
 #include <doctest/doctest.h>
 #include <torch/torch.h>
 

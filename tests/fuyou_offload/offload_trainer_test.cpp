@@ -5,6 +5,7 @@
 // stopped after its commit at step 10 resumes from the store to the uninterrupted run's weights.
 #include "fuyou/offload_trainer.h"
 
+#include <c10/util/Logging.h>  // before doctest, whose CHECK must replace c10's
 #include <doctest/doctest.h>
 #include <torch/torch.h>
 

@@ -1,6 +1,7 @@
 // The CUDA build works end to end: a bf16 matmul on the device agrees with the CPU in fp32, and
 // pinned host memory round-trips. Skips (77) where no device is visible, as on CI.
 #define DOCTEST_CONFIG_IMPLEMENT
+#include <c10/util/Logging.h>  // before doctest, whose CHECK must replace c10's
 #include <doctest/doctest.h>
 #include <torch/torch.h>
 

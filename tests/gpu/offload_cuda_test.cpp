@@ -10,6 +10,7 @@
 // weights within 2e-2 of the largest weight, a wrong or stale update moves them by far more; the
 // actual differences are printed. Skips (77) where no device is visible, as on CI.
 #define DOCTEST_CONFIG_IMPLEMENT
+#include <c10/util/Logging.h>  // before doctest, whose CHECK must replace c10's
 #include <doctest/doctest.h>
 #include <torch/torch.h>
 

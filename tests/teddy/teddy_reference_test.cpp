@@ -4,6 +4,7 @@
 // not through graph_io; and the pruned pair sets at the 20 paper levels 1 - 0.95^k, which must be
 // identical to the k lowest (float32 score, edge id) pairs of the reference.
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
+#include <c10/util/Logging.h>  // before doctest, whose CHECK must replace c10's
 #include <doctest/doctest.h>
 #include <torch/torch.h>
 #include <zlib.h>

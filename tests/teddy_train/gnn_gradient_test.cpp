@@ -1,6 +1,7 @@
 // GNN layers on a tiny graph: GCN normalisation against a dense hand formula, and the gradients
 // of every parameter (and of the UGS edge mask) of GCN, GAT and GIN against central finite
 // differences in float64.
+#include <c10/util/Logging.h>  // before doctest, whose CHECK must replace c10's
 #include <doctest/doctest.h>
 #include <torch/torch.h>
 

@@ -3,6 +3,7 @@
 // the best-validation epoch.
 #include "teddy/ticket_search.h"
 
+#include <c10/util/Logging.h>  // before doctest, whose CHECK must replace c10's
 #include <doctest/doctest.h>
 #include <torch/torch.h>
 

@@ -2,6 +2,7 @@
 // masks have exact counts; the distillation loss matches a hand computation.
 #include "teddy/weight_projection.h"
 
+#include <c10/util/Logging.h>  // before doctest, whose CHECK must replace c10's
 #include <doctest/doctest.h>
 #include <torch/torch.h>
 
