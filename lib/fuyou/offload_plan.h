@@ -3,7 +3,9 @@
 // store), how many blocks of compute weights the compute tier holds, which gradient buffers exist,
 // and predicts the bytes each tier moves per iteration and the iteration-time lower bound
 //   T_iter >= max(T_compute, T_pcie_h2d, T_pcie_d2h, T_ssd_read, T_ssd_write, T_cpu_adam)
-// (DESIGN.md) with the binding term. A plan that does not fit is refused before anything runs,
+// (DESIGN.md) with the binding term, refined by what one machine shares: `ssd_read_write` when
+// reads and writes go to the same disks at once (measured mixed rate), `compute+cpu_adam` on the
+// CPU tier, whose cores do both. A plan that does not fit is refused before anything runs,
 // with the numbers that do not fit. Pure arithmetic: no torch, no I/O (free disk space is an
 // input).
 //
