@@ -1,9 +1,15 @@
-// gzip/plain text line reader with a decompression thread, and a deterministic gzip writer.
+// Whole-file gzip/plain reading (libdeflate), a streaming line reader with a decompression thread
+// (zlib), and a deterministic gzip writer.
 #include "teddy/gzip_file.h"
 
+#include <fcntl.h>
+#include <libdeflate.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
@@ -229,6 +235,120 @@ std::string gunzip_buffer(std::string_view compressed, const std::string& name) 
   }
   inflateEnd(&z);
   return out;
+}
+
+void TextBuffer::Free::operator()(char* p) const { std::free(p); }
+
+namespace {
+
+struct DecompressorFree {
+  void operator()(libdeflate_decompressor* d) const { libdeflate_free_decompressor(d); }
+};
+
+[[noreturn]] void throw_out_of_memory(std::size_t bytes, const std::string& path) {
+  throw common::RunError(
+      "out of memory reading '" + path + "' (" + std::to_string(bytes) + " bytes)",
+      "free memory or use a machine with more RAM");
+}
+
+char* malloc_or_throw(std::size_t bytes, const std::string& path) {
+  char* p = static_cast<char*>(std::malloc(std::max<std::size_t>(bytes, 1)));
+  if (p == nullptr) throw_out_of_memory(bytes, path);
+  return p;
+}
+
+// Inflates every gzip member of `in` into one block. libdeflate inflates a member in one call into
+// a buffer that must hold all of it, so the capacity starts at the last member's ISIZE (exact for
+// a single member below 4 GiB), at least 4x the input and at most deflate's 1032:1 ratio, and
+// doubles when a member does not fit (that member is inflated again). Capacity never written is
+// address space only: the block comes from mmap and untouched pages take no memory.
+TextBuffer inflate_gzip(std::string_view in, const std::string& path) {
+  std::uint32_t isize = 0;  // ISIZE: little-endian, the uncompressed size mod 2^32
+  if (in.size() >= 4) {
+    const auto* b = reinterpret_cast<const unsigned char*>(in.data() + in.size() - 4);
+    isize = std::uint32_t{b[0]} | std::uint32_t{b[1]} << 8 | std::uint32_t{b[2]} << 16 |
+            std::uint32_t{b[3]} << 24;
+  }
+  std::size_t capacity = std::max<std::size_t>(isize, 4 * in.size());
+  capacity = std::max<std::size_t>(std::min(capacity, 1032 * in.size()), 4096);
+  TextBuffer out(malloc_or_throw(capacity, path), 0);
+  std::unique_ptr<libdeflate_decompressor, DecompressorFree> d(libdeflate_alloc_decompressor());
+  if (!d) throw common::RunError("libdeflate_alloc_decompressor failed for '" + path + "'");
+  std::size_t in_pos = 0;
+  std::size_t out_pos = 0;
+  while (in_pos < in.size()) {
+    std::size_t used = 0;
+    std::size_t made = 0;
+    const libdeflate_result r =
+        libdeflate_gzip_decompress_ex(d.get(), in.data() + in_pos, in.size() - in_pos,
+                                      out.data() + out_pos, capacity - out_pos, &used, &made);
+    if (r == LIBDEFLATE_INSUFFICIENT_SPACE) {
+      capacity *= 2;
+      char* grown = static_cast<char*>(std::realloc(out.data(), capacity));
+      if (grown == nullptr) throw_out_of_memory(capacity, path);
+      (void)out.release();  // realloc moved (or kept) the block: `grown` owns it now
+      out = TextBuffer(grown, 0);
+      continue;
+    }
+    if (r != LIBDEFLATE_SUCCESS) {
+      // zlib tells a truncated stream from a corrupt one; its error names the file.
+      (void)gunzip_buffer(in.substr(in_pos), path);
+      throw common::UsageError("'" + path + "': corrupt gzip data",
+                               "the file is damaged; fetch or regenerate it");
+    }
+    in_pos += used;
+    out_pos += made;
+  }
+  // Give back the address space beyond the text (mremap for a large block: no copy).
+  char* fitted = static_cast<char*>(std::realloc(out.data(), std::max<std::size_t>(out_pos, 1)));
+  if (fitted != nullptr) {
+    (void)out.release();
+    out = TextBuffer(fitted, 0);
+  }
+  out.set_size(out_pos);
+  return out;
+}
+
+}  // namespace
+
+TextBuffer read_text_file(const std::string& path, std::uint64_t* file_bytes) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) common::throw_path_error("cannot open", path, errno);
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    const int err = errno;
+    ::close(fd);
+    common::throw_path_error("cannot stat", path, err);
+  }
+  std::size_t size = static_cast<std::size_t>(st.st_size);
+  TextBuffer file;
+  try {
+    file = TextBuffer(malloc_or_throw(size, path), size);
+  } catch (...) {
+    ::close(fd);
+    throw;
+  }
+  char* data = file.data();
+  std::size_t got = 0;
+  while (got < size) {
+    const ssize_t n = ::read(fd, data + got, size - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int err = errno;
+      ::close(fd);
+      common::throw_path_error("cannot read", path, err);
+    }
+    if (n == 0) break;  // the file shrank while we read it: take what is there
+    got += static_cast<std::size_t>(n);
+  }
+  ::close(fd);
+  size = got;
+  file.set_size(size);
+  if (file_bytes != nullptr) *file_bytes = size;
+  const bool gzip = size >= 2 && static_cast<unsigned char>(data[0]) == 0x1f &&
+                    static_cast<unsigned char>(data[1]) == 0x8b;
+  if (!gzip) return file;
+  return inflate_gzip(file.view(), path);
 }
 
 GzipWriter::GzipWriter(std::string path, int level) : path_(std::move(path)) {

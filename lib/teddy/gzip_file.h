@@ -1,9 +1,12 @@
-// Line-oriented reading and deterministic writing of gzip (or plain) text files, over zlib.
-// `TextFileReader` hands out complete lines with their 1-based line numbers and reports a
-// truncated or corrupt gzip stream as a UsageError naming the file; decompression runs on a
-// helper thread so that parsing and inflating overlap. `GzipWriter` writes a gzip stream with
-// mtime 0 and no file name, so the same content always gives the same bytes. Not a CSV parser
-// (see text_parse.h) and not seekable.
+// Reading and deterministic writing of gzip (or plain) text files.
+// `read_text_file` loads a whole file into memory, inflating gzip (any number of members) with
+// libdeflate in one call per member — about 3x zlib's streaming inflate; the edge reader uses it
+// and then parses the text on all threads. `TextFileReader` (zlib, streaming) hands out complete
+// lines with their 1-based line numbers for the small files (counts, labels, splits, features);
+// decompression runs on a helper thread so that parsing and inflating overlap. Both report a
+// truncated or corrupt gzip stream as a UsageError naming the file. `GzipWriter` writes a gzip
+// stream with mtime 0 and no file name, so the same content always gives the same bytes. Not a
+// CSV parser (see text_parse.h) and not seekable.
 #pragma once
 
 #include <zlib.h>
@@ -47,6 +50,37 @@ class TextFileReader {
   std::uint64_t line_number_ = 0;
   std::uint64_t file_bytes_ = 0;
 };
+
+// A whole file's text in one malloc'd block (so it can grow with realloc/mremap while inflating
+// and is never zero-filled first).
+class TextBuffer {
+ public:
+  TextBuffer() = default;
+  // Takes ownership of `data` (from malloc/realloc), of which the first `size` bytes are text.
+  TextBuffer(char* data, std::size_t size) : data_(data), size_(size) {}
+  std::string_view view() const { return {data_.get(), size_}; }
+  std::size_t size() const { return size_; }
+  char* data() { return data_.get(); }
+  void set_size(std::size_t size) { size_ = size; }
+  // Gives up ownership (the caller frees with std::free).
+  char* release() {
+    size_ = 0;
+    return data_.release();
+  }
+
+ private:
+  struct Free {
+    void operator()(char* p) const;
+  };
+  std::unique_ptr<char, Free> data_;
+  std::size_t size_ = 0;
+};
+
+// Reads all of `path`: gzip (detected by its magic; concatenated members are one stream, as
+// gzip(1) reads them) or plain text. `file_bytes` gets the on-disk size. Memory: the compressed
+// file while inflating plus the text. Throws UsageError naming the file when it cannot be opened
+// or the gzip data is truncated or corrupt.
+TextBuffer read_text_file(const std::string& path, std::uint64_t* file_bytes = nullptr);
 
 // Decompresses a whole gzip stream held in memory (for the fuzz harness and tests). Throws
 // UsageError naming `name` when the stream is truncated or corrupt.
