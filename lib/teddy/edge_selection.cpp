@@ -17,6 +17,10 @@ namespace {
 
 constexpr int kBucketBits = 16;
 constexpr std::size_t kBuckets = std::size_t{1} << kBucketBits;
+// Passes over the edges run in dynamic chunks of 64 Ki edges so that a thread that loses its core
+// on a shared machine does not hold up the others (see edge_scorer.cpp); per-thread histograms
+// and gathers are merged order-independently, so the schedule never changes a result.
+constexpr int kEdgeChunk = 1 << 16;
 
 inline std::uint32_t ordered_bits(float score) {
   std::uint32_t u = 0;
@@ -95,7 +99,7 @@ EdgeLevels select_pruned_edges(const std::vector<float>& scores,
 #else
     std::uint32_t* h = hist.data();
 #endif
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, kEdgeChunk)
     for (std::int64_t e = 0; e < m; ++e) {
       const std::uint32_t bits = ordered_bits(scores[static_cast<std::size_t>(e)]);
       // in ordered bits, +inf is 0xff800000, NaN above it, -inf/-NaN at the bottom
@@ -147,7 +151,7 @@ EdgeLevels select_pruned_edges(const std::vector<float>& scores,
       const std::size_t t = 0;
 #endif
       std::vector<std::uint64_t>* mine = gathered.data() + t * slots;
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, kEdgeChunk)
       for (std::int64_t e = 0; e < m; ++e) {
         const std::uint32_t bits = ordered_bits(scores[static_cast<std::size_t>(e)]);
         const std::int32_t slot = slot_of_bucket[bits >> (32 - kBucketBits)];
@@ -193,7 +197,7 @@ EdgeLevels select_pruned_edges(const std::vector<float>& scores,
     const std::int16_t low_level = first_level_above(lowest);
     level_of_bucket[b] = low_level == first_level_above(highest) ? low_level : kMixed;
   }
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, kEdgeChunk)
   for (std::int64_t e = 0; e < m; ++e) {
     const std::uint32_t bits = ordered_bits(scores[static_cast<std::size_t>(e)]);
     std::int16_t lv = level_of_bucket[bits >> (32 - kBucketBits)];

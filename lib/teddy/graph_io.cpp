@@ -368,7 +368,7 @@ std::vector<Edge> parse_edge_text(std::string_view text, bool whitespace, const 
   // Pass 1: lines per chunk (a last line without '\n' counts), so each chunk knows its first line
   // number and where its edges go.
   std::vector<std::uint64_t> first(bounds.size(), 0);  // first[c]: lines before chunk c
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 1)
   for (std::int64_t c = 0; c < chunks; ++c) {
     const auto i = static_cast<std::size_t>(c);
     const char* b = text.data() + bounds[i];
