@@ -201,7 +201,8 @@ EdgeLevels select_pruned_edges(const std::vector<float>& scores,
   for (std::int64_t e = 0; e < m; ++e) {
     const std::uint32_t bits = ordered_bits(scores[static_cast<std::size_t>(e)]);
     std::int16_t lv = level_of_bucket[bits >> (32 - kBucketBits)];
-    if (lv == kMixed) lv = first_level_above(std::uint64_t{bits} << 32 | static_cast<std::uint32_t>(e));
+    if (lv == kMixed)
+      lv = first_level_above(std::uint64_t{bits} << 32 | static_cast<std::uint32_t>(e));
     out.level[static_cast<std::size_t>(e)] = static_cast<std::uint8_t>(lv);
   }
   return out;

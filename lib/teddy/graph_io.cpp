@@ -102,8 +102,7 @@ std::size_t parse_edge_lines(const char* begin, const char* end, bool whitespace
   while (p < end) {
     std::uint64_t a = 0, b = 0;
     const char* q = read_short_u64(p, end, a);
-    if (q != nullptr && q < end &&
-        (*q == ',' || (whitespace && (*q == ' ' || *q == '\t')))) {
+    if (q != nullptr && q < end && (*q == ',' || (whitespace && (*q == ' ' || *q == '\t')))) {
       q = read_short_u64(q + 1, end, b);
       if (q != nullptr && (q == end || *q == '\n') && a <= max_id && b <= max_id) {
         out[n++] = Edge{static_cast<std::uint32_t>(a), static_cast<std::uint32_t>(b)};
@@ -176,8 +175,8 @@ bool parse_indexed_edge_file(std::string_view file, const std::vector<GzipMember
       const char* e = text.data() + made;
       std::uint64_t lines = static_cast<std::uint64_t>(std::count(b, e, '\n'));
       if (made > 0 && e[-1] != '\n') ++lines;
-      if (r != LIBDEFLATE_SUCCESS || used != m.bytes || made != m.text_bytes ||
-          lines != m.lines || (j + 1 < count && made > 0 && e[-1] != '\n')) {
+      if (r != LIBDEFLATE_SUCCESS || used != m.bytes || made != m.text_bytes || lines != m.lines ||
+          (j + 1 < count && made > 0 && e[-1] != '\n')) {
         mismatch[j] = 1;
         continue;
       }

@@ -4,14 +4,14 @@
 
 #include <fcntl.h>
 #include <libdeflate.h>
-#include <zlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include <algorithm>
 #include <cerrno>
-#include <cstdlib>
 #include <condition_variable>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <mutex>
@@ -370,9 +370,9 @@ namespace {
 constexpr unsigned char kGzipId1 = 0x1f, kGzipId2 = 0x8b, kDeflate = 8, kFlagExtra = 4;
 constexpr unsigned char kOsUnix = 3;
 constexpr char kIndexId1 = 'S', kIndexId2 = 'T';
-constexpr std::size_t kIndexLen = 8;                        // u32 member bytes, u32 lines
+constexpr std::size_t kIndexLen = 8;                          // u32 member bytes, u32 lines
 constexpr std::size_t kHeaderBytes = 10 + 2 + 4 + kIndexLen;  // fixed + XLEN + subfield
-constexpr std::size_t kTrailerBytes = 8;                     // CRC32, ISIZE
+constexpr std::size_t kTrailerBytes = 8;                      // CRC32, ISIZE
 
 std::uint32_t load_u32(const unsigned char* p) {
   return std::uint32_t{p[0]} | std::uint32_t{p[1]} << 8 | std::uint32_t{p[2]} << 16 |
@@ -448,15 +448,15 @@ void GzipWriter::write_member(std::string_view text) {
   const std::size_t bound = libdeflate_deflate_compress_bound(compressor_, text.size());
   out_.resize(kHeaderBytes + bound + kTrailerBytes);
   auto* o = reinterpret_cast<unsigned char*>(out_.data());
-  const std::size_t packed = libdeflate_deflate_compress(compressor_, text.data(), text.size(),
-                                                         o + kHeaderBytes, bound);
+  const std::size_t packed =
+      libdeflate_deflate_compress(compressor_, text.data(), text.size(), o + kHeaderBytes, bound);
   ST_ASSERT(packed > 0, "libdeflate output bound too small");
   const std::size_t bytes = kHeaderBytes + packed + kTrailerBytes;
   ST_ASSERT(bytes <= UINT32_MAX && text.size() <= UINT32_MAX, "gzip member too large");
   std::uint64_t lines = static_cast<std::uint64_t>(std::count(text.begin(), text.end(), '\n'));
   if (!text.empty() && text.back() != '\n') ++lines;  // a last line without its newline
-  const unsigned char header[10] = {kGzipId1, kGzipId2, kDeflate, kFlagExtra, 0, 0, 0, 0,
-                                    0,        kOsUnix};   // mtime 0, XFL 0
+  const unsigned char header[10] = {kGzipId1, kGzipId2, kDeflate, kFlagExtra, 0, 0,
+                                    0,        0,        0,        kOsUnix};  // mtime 0, XFL 0
   std::memcpy(o, header, sizeof header);
   o[10] = 4 + kIndexLen;  // XLEN, little-endian
   o[11] = 0;
@@ -469,7 +469,8 @@ void GzipWriter::write_member(std::string_view text) {
   unsigned char* trailer = o + kHeaderBytes + packed;
   store_u32(trailer, libdeflate_crc32(0, text.data(), text.size()));
   store_u32(trailer + 4, static_cast<std::uint32_t>(text.size()));
-  if (std::fwrite(o, 1, bytes, file_) != bytes) common::throw_path_error("cannot write", path_, errno);
+  if (std::fwrite(o, 1, bytes, file_) != bytes)
+    common::throw_path_error("cannot write", path_, errno);
   bytes_written_ += bytes;
   ++members_;
 }

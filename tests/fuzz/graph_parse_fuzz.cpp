@@ -1,9 +1,9 @@
 // libFuzzer harness for the graph text parsers: edge CSV (OGB raw), whitespace edge lists, and
 // gzip files through the edge file reader's own path (parse_edge_file_bytes: GzipWriter's indexed
-// members inflated and parsed in parallel, or any gzip inflated whole) plus zlib's gunzip_buffer. The contract under test:
-// any input either parses or throws common::UsageError — never a crash, hang, sanitizer report
-// or other exception. Built only with a compiler that supports -fsanitize=fuzzer (clang); see
-// run_graph_parse_fuzz.sh.
+// members inflated and parsed in parallel, or any gzip inflated whole) plus zlib's gunzip_buffer.
+// The contract under test: any input either parses or throws common::UsageError — never a crash,
+// hang, sanitizer report or other exception. Built only with a compiler that supports
+// -fsanitize=fuzzer (clang); see run_graph_parse_fuzz.sh.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>

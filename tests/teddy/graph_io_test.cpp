@@ -365,8 +365,10 @@ TEST_CASE("GzipWriter writes line-aligned indexed members that zlib reads as one
       const int ret = inflate(&z, Z_NO_FLUSH);
       all.append(buf.data(), buf.size() - z.avail_out);
       if (ret == Z_STREAM_END && z.avail_in == 0) break;
-      if (ret == Z_STREAM_END) inflateReset(&z);
-      else REQUIRE(ret == Z_OK);
+      if (ret == Z_STREAM_END)
+        inflateReset(&z);
+      else
+        REQUIRE(ret == Z_OK);
     }
     inflateEnd(&z);
   }
@@ -385,9 +387,9 @@ TEST_CASE("GzipWriter writes line-aligned indexed members that zlib reads as one
   }
   const std::string where = "f:" + std::to_string(bad_line) + "'";
   CHECK(teddy::index_gzip_members(common::read_file(root / "bad.gz")).size() == 5);
-  CHECK_THROWS_WITH_AS(teddy::parse_edge_file_bytes(common::read_file(root / "bad.gz"), false,
-                                                    "f", 0),
-                       doctest::Contains(where.c_str()), common::UsageError);
+  CHECK_THROWS_WITH_AS(
+      teddy::parse_edge_file_bytes(common::read_file(root / "bad.gz"), false, "f", 0),
+      doctest::Contains(where.c_str()), common::UsageError);
 
   // An index that lies (line count) falls back to the whole-stream path: same pairs.
   std::string lying = file;
