@@ -5,18 +5,21 @@
 // (commit, hardware, every parameter, raw samples, medians). Never a test; never asserts times.
 //
 //   teddy_prune_bench [--edges 1000000,10000000] [--repeats 3] [--gzip-level 1] [--dir /tmp]
+//                     [--threads N]
 #include <malloc.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -73,11 +76,42 @@ double median(std::vector<double> v) {
   return v.empty() ? 0 : v[v.size() / 2];
 }
 
+constexpr const char* kUsage =
+    "usage: teddy_prune_bench [--edges LIST] [--repeats N] [--gzip-level L] [--dir DIR]\n"
+    "                         [--threads N]\n"
+    "Times write, parse, build CSR, TEDDY score and selection on generated R-MAT graphs and\n"
+    "prints one JSON document on stdout (progress on stderr).\n"
+    "  --edges LIST      comma-separated undirected edge counts, 1e6 notation allowed\n"
+    "                    (default 1000000,10000000; 1e8 needs about 6 GB of RAM)\n"
+    "  --repeats N       timed repeats per size, medians reported (default 3)\n"
+    "  --gzip-level L    gzip level of the generated edge file, 1..9 (default 1)\n"
+    "  --dir DIR         scratch directory for the generated graphs (default /tmp)\n"
+    "  --threads N       OpenMP threads (default: OMP_NUM_THREADS or all cores)\n"
+    "Examples:\n"
+    "  teddy_prune_bench --edges 1000000,10000000 --repeats 3 > bench/results/x.json\n"
+    "  teddy_prune_bench --edges 1e8 --repeats 1 --threads 2\n";
+
+[[noreturn]] void usage_error(const std::string& message) {
+  std::cerr << "teddy_prune_bench: error: " << message << "\n" << kUsage;
+  std::exit(2);
+}
+
+std::uint64_t parse_count(const std::string& item, const std::string& flag) {
+  try {
+    std::size_t used = 0;
+    const double v = std::stod(item, &used);
+    if (used != item.size() || !(v >= 1) || v > 4e9) throw std::invalid_argument(item);
+    return static_cast<std::uint64_t>(v);
+  } catch (const std::exception&) {
+    usage_error(flag + " expects positive counts, got '" + item + "'");
+  }
+}
+
 std::vector<std::uint64_t> parse_list(const std::string& text) {
   std::vector<std::uint64_t> out;
   std::stringstream s(text);
-  for (std::string item; std::getline(s, item, ',');)
-    out.push_back(static_cast<std::uint64_t>(std::stod(item)));
+  for (std::string item; std::getline(s, item, ',');) out.push_back(parse_count(item, "--edges"));
+  if (out.empty()) usage_error("--edges expects a comma-separated list of edge counts");
   return out;
 }
 
@@ -90,22 +124,36 @@ int main(int argc, char** argv) {
   std::vector<std::uint64_t> sizes = {1000000, 10000000};
   int repeats = 3;
   int gzip_level = 1;
+  int threads_flag = 0;
   std::string dir = "/tmp";
-  for (int i = 1; i + 1 < argc; i += 2) {
+  for (int i = 1; i < argc; ++i) {
     const std::string flag = argv[i];
-    if (flag == "--edges")
-      sizes = parse_list(argv[i + 1]);
-    else if (flag == "--repeats")
-      repeats = std::stoi(argv[i + 1]);
-    else if (flag == "--gzip-level")
-      gzip_level = std::stoi(argv[i + 1]);
-    else if (flag == "--dir")
-      dir = argv[i + 1];
-    else {
-      std::cerr << "unknown flag " << flag << "\n";
-      return 2;
+    if (flag == "-h" || flag == "--help") {
+      std::cout << kUsage;
+      return 0;
+    }
+    if (flag != "--edges" && flag != "--repeats" && flag != "--gzip-level" && flag != "--dir" &&
+        flag != "--threads") {
+      usage_error("unknown argument '" + flag + "'");
+    }
+    if (i + 1 >= argc) usage_error(flag + " needs a value");
+    const std::string value = argv[++i];
+    if (flag == "--edges") {
+      sizes = parse_list(value);
+    } else if (flag == "--repeats") {
+      repeats = static_cast<int>(parse_count(value, flag));
+    } else if (flag == "--gzip-level") {
+      gzip_level = static_cast<int>(parse_count(value, flag));
+      if (gzip_level > 9) usage_error("--gzip-level must be 1..9, got " + value);
+    } else if (flag == "--threads") {
+      threads_flag = static_cast<int>(parse_count(value, flag));
+    } else {
+      dir = value;
     }
   }
+#ifdef _OPENMP
+  if (threads_flag > 0) omp_set_num_threads(threads_flag);
+#endif
   const auto& build = st::common::build_info();
   const auto cpu = st::common::cpu_info();
   int threads = 1;
@@ -153,18 +201,38 @@ int main(int argc, char** argv) {
       }
       r["samples"]["write_s"] = write_s;
     }
-    std::vector<double> inflate_only_s;
+    std::vector<double> inflate_only_s, inflate_zlib_stream_s, parse_only_s, parse_only_cpu_s;
     for (int k = 0; k < repeats; ++k) {
-      // The gzip reader alone (inflate + line split, no number parsing): the ceiling for parse.
+      // The edge reader alone (read + inflate + parse to pairs, as load_graph does it), with its
+      // CPU time: on a shared machine, MB per CPU-second says what parsing costs.
+      t.reset();
+      double c0 = cpu_seconds();
+      {
+        const std::string path = gdir + "/raw/edge.csv.gz";
+        const teddy::TextBuffer file = teddy::read_file_bytes(path);
+        const auto pairs = teddy::parse_edge_file_bytes(file.view(), false, path, 0);
+        r["edge_file_members"] = teddy::index_gzip_members(file.view()).size();
+      }
+      parse_only_s.push_back(t.seconds());
+      parse_only_cpu_s.push_back(cpu_seconds() - c0);
+      // Reading + inflating alone, no number parsing, on one thread: the whole file with
+      // libdeflate (read_text_file), and the streaming zlib line reader (used for the small
+      // files, and for edges before) beside it.
+      t.reset();
+      const teddy::TextBuffer text = teddy::read_text_file(gdir + "/raw/edge.csv.gz");
+      inflate_only_s.push_back(t.seconds());
+      r["edge_text_bytes"] = text.size();
       t.reset();
       teddy::TextFileReader reader(gdir + "/raw/edge.csv.gz");
       std::string_view line;
-      std::uint64_t bytes = 0;
-      while (reader.next_line(line)) bytes += line.size() + 1;
-      inflate_only_s.push_back(t.seconds());
-      r["edge_text_bytes"] = bytes;
+      while (reader.next_line(line)) {
+      }
+      inflate_zlib_stream_s.push_back(t.seconds());
     }
     r["samples"]["inflate_only_s"] = inflate_only_s;
+    r["samples"]["inflate_zlib_stream_s"] = inflate_zlib_stream_s;
+    r["samples"]["parse_only_s"] = parse_only_s;
+    r["samples"]["parse_only_cpu_s"] = parse_only_cpu_s;
     std::vector<double> parse_s, build_s, score_s, select1_s, select20_s, bytes_per_edge;
     std::vector<double> load_cpu_s, score_cpu_s, select1_cpu_s, select20_cpu_s;
     for (int k = 0; k < repeats; ++k) {
@@ -217,6 +285,9 @@ int main(int argc, char** argv) {
         {"parse_gzip_mb_per_s", file_mb / median(parse_s)},
         {"parse_text_mb_per_s", r["edge_text_bytes"].get<double>() / 1e6 / median(parse_s)},
         {"inflate_only_gzip_mb_per_s", file_mb / median(inflate_only_s)},
+        {"inflate_zlib_stream_gzip_mb_per_s", file_mb / median(inflate_zlib_stream_s)},
+        {"parse_only_gzip_mb_per_s", file_mb / median(parse_only_s)},
+        {"parse_only_gzip_mb_per_cpu_s", file_mb / median(parse_only_cpu_s)},
         {"build_csr_edges_per_s", md / median(build_s)},
         {"score_edges_per_s", md / median(score_s)},
         {"select_1_level_edges_per_s", md / median(select1_s)},

@@ -48,3 +48,4 @@ find_package(doctest CONFIG REQUIRED)
 
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(LIBURING REQUIRED IMPORTED_TARGET liburing>=2.1)
+pkg_check_modules(LIBDEFLATE REQUIRED IMPORTED_TARGET libdeflate)  # whole-buffer gzip inflate, ~3x zlib

@@ -9,8 +9,9 @@
 // of the same order, so the pruned sets are nested. Whole pairs are pruned: unlike the official
 // code's top-k over directed entries, a pair never loses just one direction.
 //
-// Cost: O(m) — a parallel 16-bit radix histogram of the keys, one gather of the buckets that hold
-// the thresholds, std::nth_element inside them, then one parallel pass assigning levels.
+// Cost: O(m) — a parallel 16-bit radix histogram of the keys, one parallel gather of the buckets
+// that hold the thresholds, std::nth_element inside them, then one parallel pass assigning levels
+// from a per-bucket table (a search only inside the buckets that hold a threshold).
 // Memory: 1 byte per edge of levels (keys are recomputed from the scores in each pass) plus the
 // buckets that hold the thresholds.
 #pragma once

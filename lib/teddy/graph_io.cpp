@@ -1,11 +1,15 @@
 // OGB raw / edge-list readers and the OGB writer; see graph_io.h.
 #include "teddy/graph_io.h"
 
+#include <libdeflate.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <charconv>
+#include <cstring>
+#include <exception>
 #include <filesystem>
+#include <memory>
 #include <system_error>
 
 #include "common/error.h"
@@ -32,11 +36,11 @@ std::string show(std::string_view line) {
   return "'" + text + (line.size() > 60 ? "...'" : "'");
 }
 
-// One edge line into `out`. `name_line` is "FILE:LINE" (built only on error). Returns false for a
-// line that carries no edge (comment or blank, edge lists only).
+// One edge line into `out`. `where()` gives "FILE:LINE" (built only on error). Returns false for
+// a line that carries no edge (comment or blank, edge lists only).
 template <typename WhereFn>
-bool parse_edge_line(std::string_view line, bool whitespace, std::uint32_t num_nodes,
-                     std::vector<Edge>& out, const WhereFn& where) {
+bool parse_edge_line(std::string_view line, bool whitespace, std::uint32_t num_nodes, Edge& out,
+                     const WhereFn& where) {
   if (whitespace) {
     std::size_t i = 0;
     while (i < line.size() && (line[i] == ' ' || line[i] == '\t' || line[i] == '\r')) ++i;
@@ -65,21 +69,149 @@ bool parse_edge_line(std::string_view line, bool whitespace, std::uint32_t num_n
                                : " exceeds the 32-bit node ids"),
             "node ids are 0-based and must be below the node count");
   }
-  out.push_back(Edge{static_cast<std::uint32_t>(a), static_cast<std::uint32_t>(b)});
+  out = Edge{static_cast<std::uint32_t>(a), static_cast<std::uint32_t>(b)};
   return true;
 }
 
-// Reads an edge file; returns pairs and the number of edge lines.
+// Reads up to 10 decimal digits at p (< 10^10, so no overflow); returns the end, or nullptr when
+// there are none or more than 10 (the general parser then handles the line).
+inline const char* read_short_u64(const char* p, const char* end, std::uint64_t& value) {
+  const char* start = p;
+  std::uint64_t v = 0;
+  while (p < end && static_cast<unsigned char>(*p - '0') < 10) {
+    v = v * 10 + static_cast<std::uint64_t>(*p - '0');
+    ++p;
+    if (p - start > 10) return nullptr;
+  }
+  value = v;
+  return p == start ? nullptr : p;
+}
+
+// Parses the lines of text[begin, end) — whole lines, the first numbered first_line — into out.
+// The common shape "digits SEP digits\n" (SEP ',' or, in edge lists, one blank) takes a fast path
+// with no per-line search; every other line (comments, CRLF, errors) goes through parse_edge_line,
+// so messages and accepted syntax are those of the general parser. Returns the edges written.
+std::size_t parse_edge_lines(const char* begin, const char* end, bool whitespace,
+                             std::uint32_t num_nodes, const std::string& name,
+                             std::uint64_t first_line, Edge* out) {
+  const std::uint64_t max_id = num_nodes > 0 ? num_nodes - 1 : UINT32_MAX - 1;
+  std::uint64_t line_no = first_line;
+  const auto where = [&] { return name + ":" + std::to_string(line_no); };
+  std::size_t n = 0;
+  const char* p = begin;
+  while (p < end) {
+    std::uint64_t a = 0, b = 0;
+    const char* q = read_short_u64(p, end, a);
+    if (q != nullptr && q < end && (*q == ',' || (whitespace && (*q == ' ' || *q == '\t')))) {
+      q = read_short_u64(q + 1, end, b);
+      if (q != nullptr && (q == end || *q == '\n') && a <= max_id && b <= max_id) {
+        out[n++] = Edge{static_cast<std::uint32_t>(a), static_cast<std::uint32_t>(b)};
+        p = q == end ? end : q + 1;
+        ++line_no;
+        continue;
+      }
+    }
+    const void* nl = std::memchr(p, '\n', static_cast<std::size_t>(end - p));
+    const char* line_end = nl != nullptr ? static_cast<const char*>(nl) : end;
+    if (parse_edge_line(std::string_view(p, static_cast<std::size_t>(line_end - p)), whitespace,
+                        num_nodes, out[n], where)) {
+      ++n;
+    }
+    p = line_end == end ? end : line_end + 1;
+    ++line_no;
+  }
+  return n;
+}
+
+// Closes the gaps that comment and blank lines (edge lists) left: slice i holds got[i] edges at
+// pairs[first[i]]. Returns the edge count.
+std::size_t compact_slices(std::vector<Edge>& pairs, const std::vector<std::uint64_t>& first,
+                           const std::vector<std::uint64_t>& got) {
+  std::size_t n = 0;
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    if (n != first[i]) std::copy_n(pairs.begin() + first[i], got[i], pairs.begin() + n);
+    n += got[i];
+  }
+  pairs.resize(n);
+  return n;
+}
+
+struct DecompressorFree {
+  void operator()(libdeflate_decompressor* d) const { libdeflate_free_decompressor(d); }
+};
+
+// A GzipWriter file: every member inflated into a per-thread buffer (1 MiB, cache-resident) and
+// parsed straight into its slice of `pairs` — members in parallel, no whole-file text. Returns
+// false, with nothing thrown, when a member does not match its index (wrong size or line count,
+// not ending at a line end, corrupt data): the caller then reads the file as one stream, which
+// reports any damage. Parse errors are thrown with the file's own line numbers.
+bool parse_indexed_edge_file(std::string_view file, const std::vector<GzipMember>& members,
+                             bool whitespace, std::uint32_t num_nodes, const std::string& path,
+                             std::vector<Edge>& pairs) {
+  const std::size_t count = members.size();
+  std::vector<std::uint64_t> first(count + 1, 0);  // first[j]: lines before member j
+  for (std::size_t j = 0; j < count; ++j) first[j + 1] = first[j] + members[j].lines;
+  pairs.assign(first.back(), Edge{});
+  std::vector<std::uint64_t> got(count, 0);
+  std::vector<std::exception_ptr> error(count);
+  std::vector<std::uint8_t> mismatch(count, 0);
+#pragma omp parallel
+  {
+    std::unique_ptr<libdeflate_decompressor, DecompressorFree> d(libdeflate_alloc_decompressor());
+    std::string text;
+#pragma omp for schedule(dynamic, 1)
+    for (std::int64_t jj = 0; jj < static_cast<std::int64_t>(count); ++jj) {
+      const auto j = static_cast<std::size_t>(jj);
+      const GzipMember& m = members[j];
+      if (!d) {
+        mismatch[j] = 1;
+        continue;
+      }
+      if (text.size() < m.text_bytes) text.resize(m.text_bytes);
+      std::size_t used = 0, made = 0;
+      const libdeflate_result r = libdeflate_gzip_decompress_ex(
+          d.get(), file.data() + m.offset, m.bytes, text.data(), m.text_bytes, &used, &made);
+      const char* b = text.data();
+      const char* e = text.data() + made;
+      std::uint64_t lines = static_cast<std::uint64_t>(std::count(b, e, '\n'));
+      if (made > 0 && e[-1] != '\n') ++lines;
+      if (r != LIBDEFLATE_SUCCESS || used != m.bytes || made != m.text_bytes || lines != m.lines ||
+          (j + 1 < count && made > 0 && e[-1] != '\n')) {
+        mismatch[j] = 1;
+        continue;
+      }
+      try {
+        got[j] = parse_edge_lines(b, e, whitespace, num_nodes, path, first[j] + 1,
+                                  pairs.data() + first[j]);
+      } catch (...) {
+        error[j] = std::current_exception();
+      }
+    }
+  }
+  for (std::size_t j = 0; j < count; ++j) {
+    if (mismatch[j]) {
+      pairs = {};
+      return false;
+    }
+    if (error[j]) std::rethrow_exception(error[j]);
+  }
+  compact_slices(pairs, first, got);
+  return true;
+}
+
+// Reads an edge file (gzip or plain) and parses it on all threads: GzipWriter files member by
+// member, any other file inflated whole and then parsed in chunks.
 std::vector<Edge> read_edge_file(const std::string& path, bool whitespace, std::uint32_t num_nodes,
-                                 std::uint64_t expected_lines, LoadReport& report) {
-  TextFileReader reader(path);
+                                 LoadReport& report) {
   std::vector<Edge> pairs;
-  if (expected_lines > 0) pairs.reserve(expected_lines);
-  std::string_view line;
-  const auto where = [&] { return reader.where(); };
-  while (reader.next_line(line)) parse_edge_line(line, whitespace, num_nodes, pairs, where);
-  report.bytes_read += reader.file_bytes();
-  report.edge_file_bytes += reader.file_bytes();
+  std::uint64_t file_bytes = 0;
+  {
+    const TextBuffer file = read_file_bytes(path);
+    file_bytes = file.size();
+    pairs = parse_edge_file_bytes(file.view(), whitespace, path, num_nodes);
+  }  // the file goes before the CSR is built
+  report.bytes_read += file_bytes;
+  report.edge_file_bytes += file_bytes;
   return pairs;
 }
 
@@ -206,19 +338,61 @@ void read_splits(const std::string& dir, Graph& g, LoadReport& report) {
 
 }  // namespace
 
+std::vector<Edge> parse_edge_file_bytes(std::string_view file, bool whitespace,
+                                        const std::string& name, std::uint32_t num_nodes) {
+  std::vector<Edge> pairs;
+  const std::vector<GzipMember> members = index_gzip_members(file);
+  if (!members.empty() &&
+      parse_indexed_edge_file(file, members, whitespace, num_nodes, name, pairs)) {
+    return pairs;
+  }
+  const TextBuffer text = decode_text(file, name);
+  return parse_edge_text(text.view(), whitespace, name, num_nodes);
+}
+
 std::vector<Edge> parse_edge_text(std::string_view text, bool whitespace, const std::string& name,
                                   std::uint32_t num_nodes) {
-  std::vector<Edge> pairs;
-  std::uint64_t line_no = 0;
-  const auto where = [&] { return name + ":" + std::to_string(line_no); };
-  while (!text.empty()) {
-    const std::size_t nl = text.find('\n');
-    const std::string_view line = text.substr(0, nl);
-    ++line_no;
-    parse_edge_line(line, whitespace, num_nodes, pairs, where);
-    if (nl == std::string_view::npos) break;
-    text.remove_prefix(nl + 1);
+  // Chunks of about 4 MiB ending at line ends, several per thread so uneven lines balance.
+  constexpr std::size_t kChunkBytes = std::size_t{4} << 20;
+  std::vector<std::size_t> bounds = {0};  // [chunks + 1] byte offsets
+  while (bounds.back() < text.size()) {
+    std::size_t at = std::min(bounds.back() + kChunkBytes, text.size());
+    if (at < text.size()) {
+      const std::size_t nl = text.find('\n', at - 1);
+      at = nl == std::string_view::npos ? text.size() : nl + 1;
+    }
+    bounds.push_back(at);
   }
+  const auto chunks = static_cast<std::int64_t>(bounds.size() - 1);
+  // Pass 1: lines per chunk (a last line without '\n' counts), so each chunk knows its first line
+  // number and where its edges go.
+  std::vector<std::uint64_t> first(bounds.size(), 0);  // first[c]: lines before chunk c
+#pragma omp parallel for schedule(dynamic, 1)
+  for (std::int64_t c = 0; c < chunks; ++c) {
+    const auto i = static_cast<std::size_t>(c);
+    const char* b = text.data() + bounds[i];
+    const char* e = text.data() + bounds[i + 1];
+    first[i + 1] = static_cast<std::uint64_t>(std::count(b, e, '\n')) + (e[-1] != '\n' ? 1 : 0);
+  }
+  for (std::size_t c = 0; c < static_cast<std::size_t>(chunks); ++c) first[c + 1] += first[c];
+  // Pass 2: parse each chunk into its slice; errors are kept per chunk and the earliest rethrown.
+  std::vector<Edge> pairs(first.back());
+  std::vector<std::uint64_t> got(static_cast<std::size_t>(chunks), 0);
+  std::vector<std::exception_ptr> error(static_cast<std::size_t>(chunks));
+#pragma omp parallel for schedule(dynamic, 1)
+  for (std::int64_t c = 0; c < chunks; ++c) {
+    const auto i = static_cast<std::size_t>(c);
+    try {
+      got[i] = parse_edge_lines(text.data() + bounds[i], text.data() + bounds[i + 1], whitespace,
+                                num_nodes, name, first[i] + 1, pairs.data() + first[i]);
+    } catch (...) {
+      error[i] = std::current_exception();
+    }
+  }
+  for (const std::exception_ptr& e : error) {
+    if (e) std::rethrow_exception(e);
+  }
+  compact_slices(pairs, first, got);
   return pairs;
 }
 
@@ -246,8 +420,8 @@ Graph load_graph(const std::string& dir, const LoadOptions& options, LoadReport*
     expected_lines = read_single_count(raw + "num-edge-list.csv.gz", INT64_MAX, "edge count", rep);
   }
   common::Timer timer;
-  std::vector<Edge> pairs = read_edge_file(raw + "edge.csv.gz", /*whitespace=*/false,
-                                           static_cast<std::uint32_t>(n), expected_lines, rep);
+  std::vector<Edge> pairs =
+      read_edge_file(raw + "edge.csv.gz", /*whitespace=*/false, static_cast<std::uint32_t>(n), rep);
   if (expected_lines > 0 && pairs.size() != expected_lines) {
     fail_at(raw + "edge.csv.gz",
             "has " + std::to_string(pairs.size()) + " edge lines but num-edge-list.csv.gz says " +
@@ -296,7 +470,7 @@ Graph load_edge_list(const std::string& path, const LoadOptions& options, std::u
   LoadReport& rep = report ? *report : local;
   rep = LoadReport{};
   common::Timer timer;
-  std::vector<Edge> pairs = read_edge_file(path, /*whitespace=*/true, num_nodes, 0, rep);
+  std::vector<Edge> pairs = read_edge_file(path, /*whitespace=*/true, num_nodes, rep);
   rep.parse_seconds = timer.seconds();
   timer.reset();
   const std::uint32_t n = num_nodes > 0 ? num_nodes : infer_node_count(pairs, path);

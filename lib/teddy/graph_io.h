@@ -79,8 +79,16 @@ void save_graph(const Graph& graph, const std::string& dir, const SaveOptions& o
                 SaveReport* report = nullptr, const std::vector<std::uint8_t>* keep = nullptr);
 
 // Parses edge CSV / edge-list text held in memory (the fuzz harness and tests): the same code
-// path as the file readers. `whitespace` selects edge-list syntax. Returns the pairs.
+// path as the file readers. `whitespace` selects edge-list syntax. Returns the pairs. Runs on all
+// threads in ~4 MiB chunks split at line ends; errors name `name:LINE` of the earliest bad line.
 std::vector<Edge> parse_edge_text(std::string_view text, bool whitespace, const std::string& name,
                                   std::uint32_t num_nodes);
+
+// Parses the raw bytes of an edge file (gzip or plain) as the file readers do: a GzipWriter file
+// member by member in parallel (each member inflated and parsed straight into its slice, no
+// whole-file text), any other file inflated whole and then parse_edge_text. Throws UsageError
+// naming `name` for truncated/corrupt gzip and malformed lines.
+std::vector<Edge> parse_edge_file_bytes(std::string_view file, bool whitespace,
+                                        const std::string& name, std::uint32_t num_nodes);
 
 }  // namespace sparsetrain::teddy

@@ -6,6 +6,7 @@
 #include <doctest/doctest.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -238,4 +239,175 @@ TEST_CASE("saving through a keep mask writes the same bytes as saving the filter
     CHECK(common::read_file(root / (std::string("masked/") + f)) ==
           common::read_file(root / (std::string("built/") + f)));
   }
+}
+
+TEST_CASE("the chunked parallel edge parser matches a line-by-line reading of large text") {
+  // ~14 MB of text: several 4 MiB chunks, with comments and blank lines (edge-list syntax) in
+  // every chunk, CRLF and padded lines that leave the fast path, and no final newline.
+  std::string text;
+  std::vector<test::Edge> expect;
+  std::uint64_t lines = 0;
+  for (std::uint32_t i = 0; i < 1200000; ++i) {
+    const std::uint32_t a = (i * 2654435761u) % 1000003u;
+    const std::uint32_t b = (i * 40503u + 7u) % 1000003u;
+    if (i % 99991 == 0) {
+      text += "# comment line " + std::to_string(i) + "\n\n";
+      lines += 2;
+    }
+    const char* sep = i % 3 == 0 ? "," : (i % 3 == 1 ? " " : "\t");
+    text += std::to_string(a) + sep + std::to_string(b) + (i % 50000 == 1 ? "  \r\n" : "\n");
+    ++lines;
+    expect.push_back({a, b});
+  }
+  text += "5 6";  // last line without a newline
+  expect.push_back({5, 6});
+  CHECK(text.size() > (std::size_t{12} << 20));
+  CHECK(teddy::parse_edge_text(text, true, "big", 0) == expect);
+
+  // An error deep in a later chunk names its own line, counted across chunks.
+  std::string bad = text;
+  const std::size_t at = bad.size() - 100;
+  const std::size_t line_start = bad.rfind('\n', at) + 1;
+  bad.insert(line_start, "x");
+  const std::uint64_t bad_line =
+      static_cast<std::uint64_t>(std::count(bad.begin(), bad.begin() + line_start, '\n')) + 1;
+  CHECK(bad_line > lines - 20);  // near the end: in the last chunk
+  const std::string where = "big:" + std::to_string(bad_line) + "'";
+  CHECK_THROWS_WITH_AS(teddy::parse_edge_text(bad, true, "big", 0),
+                       doctest::Contains(where.c_str()), common::UsageError);
+  // CSV syntax: an id out of range is reported on its line, not accepted by the fast path.
+  CHECK_THROWS_WITH_AS(teddy::parse_edge_text("0,1\n1,2\n2,4\n", false, "c", 4),
+                       doctest::Contains("c:3"), common::UsageError);
+  CHECK_THROWS_WITH_AS(teddy::parse_edge_text("0,1\n12345678901,2\n", false, "c", 0),
+                       doctest::Contains("c:2"), common::UsageError);
+}
+
+TEST_CASE("read_text_file reads plain text, one gzip member and concatenated members") {
+  test::ScratchDir root("io-members");
+  const std::string plain = root / "plain.txt";
+  { std::ofstream(plain, std::ios::binary) << "0 1\n1 2\n"; }
+  std::uint64_t bytes = 0;
+  CHECK(teddy::read_text_file(plain, &bytes).view() == "0 1\n1 2\n");
+  CHECK(bytes == 8);
+
+  // Member 1 is 2 MB of very compressible text, member 2 is tiny: the last member's ISIZE
+  // underestimates the whole, so the output buffer must grow (member 1 is inflated again).
+  std::string big;
+  for (int i = 0; i < 500000; ++i) big += "7,8\n";
+  write_gz(root / "m1.gz", big);
+  write_gz(root / "m2.gz", "1,2\n");
+  const std::string both = common::read_file(root / "m1.gz") + common::read_file(root / "m2.gz");
+  { std::ofstream(root / "both.gz", std::ios::binary) << both; }
+  const teddy::TextBuffer text = teddy::read_text_file(root / "both.gz", &bytes);
+  CHECK(bytes == both.size());
+  CHECK(text.size() == big.size() + 4);
+  CHECK(text.view() == big + "1,2\n");
+  // The same two members through the streaming zlib reader agree.
+  teddy::TextFileReader reader(root / "both.gz");
+  std::string_view line;
+  std::uint64_t count = 0;
+  while (reader.next_line(line)) ++count;
+  CHECK(count == 500001);
+
+  // Trailing garbage after a member and a cut inside the second member are errors naming the file.
+  { std::ofstream(root / "cut.gz", std::ios::binary) << both.substr(0, both.size() - 6); }
+  CHECK_THROWS_WITH_AS(teddy::read_text_file(root / "cut.gz"),
+                       doctest::Contains("cut.gz': truncated"), common::UsageError);
+  { std::ofstream(root / "junk.gz", std::ios::binary) << both << "junk"; }
+  CHECK_THROWS_WITH_AS(teddy::read_text_file(root / "junk.gz"), doctest::Contains("junk.gz"),
+                       common::UsageError);
+  CHECK_THROWS_AS(teddy::read_text_file(root / "missing.gz"), common::UsageError);
+}
+
+TEST_CASE("GzipWriter writes line-aligned indexed members that zlib reads as one standard stream") {
+  test::ScratchDir root("io-index");
+  std::string text;
+  std::vector<test::Edge> expect;
+  for (std::uint32_t i = 0; i < 400000; ++i) {  // ~4.5 MB: 5 members
+    const std::uint32_t a = (i * 7919u) % 100000u, b = (i * 104729u + 3u) % 100000u;
+    text += std::to_string(a) + "," + std::to_string(b) + "\n";
+    expect.push_back({a, b});
+  }
+  const std::string path = root / "edge.csv.gz";
+  {
+    teddy::GzipWriter w(path, 1);
+    for (std::size_t at = 0; at < text.size(); at += 333333) w.write(text.substr(at, 333333));
+    w.close();
+  }
+  const std::string file = common::read_file(path);
+  const auto members = teddy::index_gzip_members(file);
+  REQUIRE(members.size() == 5);
+  std::uint64_t lines = 0, offset = 0;
+  for (const teddy::GzipMember& m : members) {
+    CHECK(m.offset == offset);
+    // each member alone is a complete gzip stream to zlib, of whole lines
+    const std::string part = teddy::gunzip_buffer(file.substr(m.offset, m.bytes), "member");
+    CHECK(part.size() == m.text_bytes);
+    CHECK(part.size() <= teddy::GzipWriter::kMemberTextBytes);
+    CHECK(part.back() == '\n');
+    CHECK(static_cast<std::uint64_t>(std::count(part.begin(), part.end(), '\n')) == m.lines);
+    lines += m.lines;
+    offset += m.bytes;
+  }
+  CHECK(offset == file.size());
+  CHECK(lines == expect.size());
+  // zlib's own concatenated-member reading (inflate + inflateReset) gives back the text
+  std::string all;
+  {
+    z_stream z{};
+    REQUIRE(inflateInit2(&z, 15 + 32) == Z_OK);
+    z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(file.data()));
+    z.avail_in = static_cast<uInt>(file.size());
+    std::string buf(1 << 16, '\0');
+    for (;;) {
+      z.next_out = reinterpret_cast<Bytef*>(buf.data());
+      z.avail_out = static_cast<uInt>(buf.size());
+      const int ret = inflate(&z, Z_NO_FLUSH);
+      all.append(buf.data(), buf.size() - z.avail_out);
+      if (ret == Z_STREAM_END && z.avail_in == 0) break;
+      if (ret == Z_STREAM_END)
+        inflateReset(&z);
+      else
+        REQUIRE(ret == Z_OK);
+    }
+    inflateEnd(&z);
+  }
+  CHECK(all == text);
+
+  // The member-parallel parse equals the text; a bad line in member 4 names its global line.
+  CHECK(teddy::parse_edge_file_bytes(file, false, "f", 0) == expect);
+  std::string bad_text = text;
+  const std::size_t bad_at = bad_text.find('\n', 3800000) + 1;
+  bad_text.insert(bad_at, "-");
+  const auto bad_line = std::count(bad_text.begin(), bad_text.begin() + bad_at, '\n') + 1;
+  {
+    teddy::GzipWriter w(root / "bad.gz", 1);
+    w.write(bad_text);
+    w.close();
+  }
+  const std::string where = "f:" + std::to_string(bad_line) + "'";
+  CHECK(teddy::index_gzip_members(common::read_file(root / "bad.gz")).size() == 5);
+  CHECK_THROWS_WITH_AS(
+      teddy::parse_edge_file_bytes(common::read_file(root / "bad.gz"), false, "f", 0),
+      doctest::Contains(where.c_str()), common::UsageError);
+
+  // An index that lies (line count) falls back to the whole-stream path: same pairs.
+  std::string lying = file;
+  lying[members[2].offset + 20] = static_cast<char>(lying[members[2].offset + 20] + 1);
+  CHECK(teddy::index_gzip_members(lying).size() == 5);
+  CHECK(teddy::parse_edge_file_bytes(lying, false, "f", 0) == expect);
+  // Damaged deflate data behind a valid index: an error naming the file, as for any gzip.
+  std::string damaged = file;
+  for (std::size_t k = 100; k < 140; ++k) {
+    damaged[members[3].offset + k] = static_cast<char>(damaged[members[3].offset + k] ^ 0x5a);
+  }
+  CHECK_THROWS_WITH_AS(teddy::parse_edge_file_bytes(damaged, false, "f.gz", 0),
+                       doctest::Contains("f.gz"), common::UsageError);
+  // An empty file is one empty member, still valid gzip.
+  {
+    teddy::GzipWriter w(root / "empty.gz", 6);
+    w.close();
+  }
+  CHECK(teddy::gunzip_buffer(common::read_file(root / "empty.gz"), "e").empty());
+  CHECK(teddy::parse_edge_file_bytes(common::read_file(root / "empty.gz"), false, "e", 0).empty());
 }
