@@ -79,7 +79,10 @@ OffloadPlan plan_offload(const ModelConfig& config, const OffloadShape& shape,
 
   // CPU budget: the states when they fit, else two staging slots (one unit computing, one loading
   // or writing back).
-  plan.states_in_cpu = state_bytes <= budgets.cpu_bytes;
+  // The CUDA tier's pinned slots are needed either way: the states stay in RAM only beside them.
+  const std::uint64_t pinned_bytes =
+      shape.cuda ? 2 * (kF32 + kBF16) * u64(max_unit_padded_params(config)) : 0;
+  plan.states_in_cpu = state_bytes + pinned_bytes <= budgets.cpu_bytes;
   if (plan.states_in_cpu) {
     plan.state_slots = 0;
     plan.cpu_items.push_back({"fp32 master + Adam m, v", state_bytes});
