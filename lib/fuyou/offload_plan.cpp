@@ -223,11 +223,6 @@ OffloadPlan plan_offload(const ModelConfig& config, const OffloadShape& shape,
          static_cast<double>(plan.ssd_read_bytes + plan.ssd_write_bytes) / rates.ssd_mixed_bytes_per_s});
   }
   plan.terms.push_back({"cpu_adam", params / rates.cpu_adam_params_per_s});
-  if (!shape.cuda) {
-    // On the CPU tier the same cores run the compute and AdamW (each rate measured on all of
-    // them): their times add up.
-    plan.terms.push_back({"compute+cpu_adam", plan.terms[0].seconds + plan.terms.back().seconds});
-  }
   if (rates.pcie_h2d_bytes_per_s > 0) {
     plan.terms.push_back(
         {"pcie_h2d", static_cast<double>(plan.pcie_h2d_bytes) / rates.pcie_h2d_bytes_per_s});
