@@ -101,6 +101,7 @@ at::Tensor fast_dropout(const at::Tensor& x, double p, bool training) {
 
 at::Tensor feature_matmul(const GraphTensors& g, const at::Tensor& w, double dropout,
                           bool training) {
+  if (g.x_dense.defined()) return torch::mm(fast_dropout(g.x_dense, dropout, training), w);
   if (!training || dropout <= 0) return csr_matmul(g.x, g.x_t, w);
   const at::Tensor values = g.x.values();
   const at::Tensor scaled = fast_dropout(values, dropout, training);

@@ -37,19 +37,27 @@ GraphTensors make_graph_tensors(const Graph& graph, const std::vector<std::uint8
   t.num_features = f;
   t.num_edges = static_cast<std::int64_t>(graph.num_edges());
 
-  // Sparse row-normalised features: [N, F] COO from the non-zeros of the dense rows.
+  // Row-normalised features as PyG's NormalizeFeatures: x - min(x) over the whole matrix, each
+  // row divided by max(row sum, 1). For 0/1 bag-of-words features (Planetoid) the shift is 0 and
+  // rows sum to 1; signed features (csbm's Gaussians) become non-negative instead of being divided
+  // by row sums near 0. Stored as [N, F] CSR of the non-zeros.
+  float shift = 0;
+  if (!graph.features.empty()) {
+    shift = *std::min_element(graph.features.begin(), graph.features.end());
+  }
   std::vector<std::int64_t> rows, cols;
   std::vector<float> vals;
   for (std::int64_t v = 0; v < n; ++v) {
     const float* row = graph.features.data() + v * f;
     double sum = 0;
-    for (std::int64_t j = 0; j < f; ++j) sum += row[j];
-    const double scale = sum != 0 ? 1.0 / sum : 0.0;  // PyG NormalizeFeatures: 0-sum rows stay
+    for (std::int64_t j = 0; j < f; ++j) sum += static_cast<double>(row[j] - shift);
+    const double scale = 1.0 / std::max(sum, 1.0);
     for (std::int64_t j = 0; j < f; ++j) {
-      if (row[j] != 0) {
+      const float shifted = row[j] - shift;
+      if (shifted != 0) {
         rows.push_back(v);
         cols.push_back(j);
-        vals.push_back(static_cast<float>(row[j] * scale));
+        vals.push_back(static_cast<float>(shifted * scale));
       }
     }
   }
@@ -77,6 +85,9 @@ GraphTensors make_graph_tensors(const Graph& graph, const std::vector<std::uint8
     t.x_t = torch::sparse_csr_tensor(
         torch::tensor(tcrow), torch::tensor(tcol).view({nnz}), values.index_select(0, t.x_t_perm),
         {f, n}, torch::TensorOptions().dtype(torch::kFloat32).layout(torch::kSparseCsr));
+    if (n * f > 0 && static_cast<double>(nnz) / static_cast<double>(n * f) > kDenseFeatureDensity) {
+      t.x_dense = t.x.to_dense();
+    }
   }
 
   t.labels = torch::tensor(graph.labels, torch::kInt64);
@@ -176,6 +187,7 @@ GraphTensors GraphTensors::to(at::ScalarType dtype) const {
   GraphTensors t = *this;
   t.x = csr_to(x, dtype);
   t.x_t = csr_to(x_t, dtype);
+  if (x_dense.defined()) t.x_dense = x_dense.to(dtype);
   t.gcn_norm = gcn_norm.to(dtype);
   return t;
 }
