@@ -169,6 +169,10 @@ void run_teddy_run(const RunOptions& o, CommandContext& ctx) {
     });
   }
   bar.finish();
+  ctx.record.timings().add("train.cpu.forward", r.phases.forward);
+  ctx.record.timings().add("train.cpu.backward", r.phases.backward);
+  ctx.record.timings().add("train.cpu.step", r.phases.step);
+  ctx.record.timings().add("train.cpu.eval", r.phases.eval);
 
   nlohmann::json& m = ctx.record.metrics();
   m["dataset"] = dataset;

@@ -5,12 +5,18 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "common/error.h"
 
 namespace sparsetrain::teddy {
 
 namespace {
+
+// int32 when every index and count fits, else int64 (see GraphTensors::csr_row_ptr).
+at::ScalarType csr_index_type(std::int64_t largest) {
+  return largest < std::numeric_limits<std::int32_t>::max() ? torch::kInt32 : torch::kInt64;
+}
 
 at::Tensor index_tensor(const std::vector<std::uint32_t>& ids) {
   std::vector<std::int64_t> v(ids.begin(), ids.end());
@@ -78,13 +84,17 @@ GraphTensors make_graph_tensors(const Graph& graph, const std::vector<std::uint8
       tcol[at] = rows[i];
     }
     at::Tensor values = torch::tensor(vals).view({nnz});
+    const at::ScalarType index_type = csr_index_type(std::max({nnz, n, f}));
+    auto idx = [&](const std::vector<std::int64_t>& v) {
+      return torch::tensor(v).view({static_cast<std::int64_t>(v.size())}).to(index_type);
+    };
     t.x = torch::sparse_csr_tensor(
-        torch::tensor(crow), torch::tensor(cols).view({nnz}), values, {n, f},
+        idx(crow), idx(cols), values, {n, f},
         torch::TensorOptions().dtype(torch::kFloat32).layout(torch::kSparseCsr));
     t.x_t_perm = torch::tensor(perm).view({nnz});
     t.x_t = torch::sparse_csr_tensor(
-        torch::tensor(tcrow), torch::tensor(tcol).view({nnz}), values.index_select(0, t.x_t_perm),
-        {f, n}, torch::TensorOptions().dtype(torch::kFloat32).layout(torch::kSparseCsr));
+        idx(tcrow), idx(tcol), values.index_select(0, t.x_t_perm), {f, n},
+        torch::TensorOptions().dtype(torch::kFloat32).layout(torch::kSparseCsr));
     if (n * f > 0 && static_cast<double>(nnz) / static_cast<double>(n * f) > kDenseFeatureDensity) {
       t.x_dense = t.x.to_dense();
     }
@@ -170,6 +180,12 @@ GraphTensors make_graph_tensors(const Graph& graph, const std::vector<std::uint8
   t.added_loop = torch::tensor(std::vector<std::int64_t>(added.begin(), added.end()), torch::kInt64)
                      .to(torch::kBool);
   t.gcn_norm = torch::tensor(norm);
+  const at::ScalarType index_type =
+      csr_index_type(std::max(static_cast<std::int64_t>(src.size()), n));
+  t.csr_row_ptr = t.row_ptr.to(index_type);
+  t.csr_col = t.src.to(index_type);
+  t.csr_t_row_ptr = t.t_row_ptr.to(index_type);
+  t.csr_t_col = t.dst.index_select(0, t.t_perm).to(index_type);
   return t;
 }
 

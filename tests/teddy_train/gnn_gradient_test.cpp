@@ -149,6 +149,52 @@ TEST_CASE("edge-mask gradients match finite differences for every model (float64
   check_gradients("gin", true);
 }
 
+TEST_CASE(
+    "GCN's training pass after an eval pass (cached first layer) equals a fresh pass in logits and "
+    "W1 gradient, and a changed W1 is not served from the cache") {
+  const teddy::Graph graph = teddy::test::tiny_graph();
+  teddy::GraphTensors g = teddy::make_graph_tensors(graph, nullptr).to(torch::kFloat64);
+  g.x_dense = at::Tensor();  // the CSR path, as on Cora
+  torch::manual_seed(5);
+  teddy::GnnOptions o;
+  o.hidden = 6;
+  o.dropout = 0;
+  auto model = teddy::make_gnn_model("gcn", g.num_features, g.num_classes, o);
+  model->to(torch::kFloat64);
+  at::Tensor w1 = model->named_parameters()["w1"];
+  const at::Tensor r = torch::randn({g.num_nodes, g.num_classes}, torch::kFloat64);
+  auto train_pass = [&](at::Tensor* grad) {
+    model->train();
+    if (w1.grad().defined()) w1.mutable_grad().zero_();
+    const at::Tensor logits = model->forward(g, {});
+    (logits * r).sum().backward();
+    *grad = w1.grad().clone();
+    return logits.detach();
+  };
+  auto eval_pass = [&] {
+    model->eval();
+    torch::NoGradGuard no_grad;
+    model->forward(g, {});
+  };
+  at::Tensor fresh_grad, cached_grad;
+  const at::Tensor fresh = train_pass(&fresh_grad);  // no eval before: computed
+  eval_pass();
+  const at::Tensor cached = train_pass(&cached_grad);  // taken from the eval pass
+  CHECK(torch::allclose(cached, fresh, /*rtol=*/1e-12, /*atol=*/1e-12));
+  CHECK(torch::allclose(cached_grad, fresh_grad, /*rtol=*/1e-12, /*atol=*/1e-12));
+  eval_pass();
+  {
+    torch::NoGradGuard no_grad;
+    w1.mul_(2.0);  // an in-place change (as an optimizer step) after the eval pass
+  }
+  at::Tensor after_grad, recomputed_grad;
+  const at::Tensor after = train_pass(&after_grad);
+  const at::Tensor recomputed = train_pass(&recomputed_grad);  // nothing cached: computed
+  CHECK_FALSE(torch::allclose(after, cached));
+  CHECK(torch::allclose(after, recomputed, /*rtol=*/1e-12, /*atol=*/1e-12));
+  CHECK(torch::allclose(after_grad, recomputed_grad, /*rtol=*/1e-12, /*atol=*/1e-12));
+}
+
 TEST_CASE("models have no biases and the expected weight shapes") {
   teddy::GnnOptions o;
   auto gcn = teddy::make_gnn_model("gcn", 10, 3, o);
