@@ -9,6 +9,10 @@ out=${SPARSETRAIN_DEMO_OUT:-$ROOT/demo-out}
 data=${SPARSETRAIN_DATA:-$ROOT/../shared/data}
 mkdir -p "$out"
 
+say "teddy run: TEDDY tickets on the embedded Cora-sized csbm graph (dense teacher; k=5 prunes 22.6 % of edges and 67 % of weights, k=10 40.1 % / 89 %)"
+OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} "$st" teddy run --model gcn --method teddy --levels 5,10 \
+  --seeds 1 --out "$out/teddy-run-csbm.json"
+
 say "sparsetrain --version"
 "$st" --version
 say "sparsetrain env: what this machine offers"

@@ -10,12 +10,17 @@ import argparse
 import collections
 import json
 import os
+import statistics
 import sys
 
 
 def load(directory):
-    """{(dataset, model): {method: [(graph_s, weight_s, mean, std)], 'dense': [means]}}"""
-    groups = collections.defaultdict(lambda: collections.defaultdict(list))
+    """{(dataset, model): {method: [(graph_s, weight_s, mean, std)], 'dense': [means]}}
+
+    Records of one method at the same target level (e.g. one seed each, run as parallel
+    processes) are pooled: mean and population std over all their seeds' accuracies."""
+    pooled = collections.defaultdict(lambda: collections.defaultdict(list))
+    dense = collections.defaultdict(list)
     for name in sorted(os.listdir(directory)):
         if not name.endswith(".json"):
             continue
@@ -25,11 +30,22 @@ def load(directory):
             continue
         m = rec["metrics"]
         key = (os.path.basename(m["dataset"].split(" ")[0].rstrip("/")), m["model"])
-        groups[key]["dense"].append(m["dense"]["test_accuracy"]["mean"])
+        dense[key].extend(m["dense"]["test_accuracy"]["values"])
         for lv in m["levels"]:
-            acc = lv["test_accuracy"]
-            groups[key][m["method"]].append(
-                (lv["graph_sparsity"], lv["weight_sparsity"], acc["mean"], acc["std"]))
+            level = (m["method"], round(lv["target_graph_sparsity"], 6),
+                     round(lv["target_weight_sparsity"], 6))
+            pooled[key][level].append(
+                (lv["graph_sparsity"], lv["weight_sparsity"], lv["test_accuracy"]["values"]))
+    groups = collections.defaultdict(lambda: collections.defaultdict(list))
+    for key, levels in pooled.items():
+        groups[key]["dense"] = dense[key]
+        for (method, _, _), runs in levels.items():
+            acc = [a for _, _, values in runs for a in values]
+            groups[key][method].append((statistics.fmean(r[0] for r in runs),
+                                        statistics.fmean(r[1] for r in runs),
+                                        statistics.fmean(acc), statistics.pstdev(acc)))
+    for key in dense:
+        groups[key]["dense"] = dense[key]
     return groups
 
 

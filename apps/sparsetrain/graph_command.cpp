@@ -110,6 +110,8 @@ struct GenerateOptions {
   std::uint32_t feature_dim = 1433;
   double homophily = 0.81;
   double signal = 1.0;
+  std::string features = "gaussian";
+  std::uint32_t words = 18;
   int gzip_level = 1;
 };
 
@@ -130,6 +132,9 @@ void run_generate(const GenerateOptions& o, CommandContext& ctx) {
       c.feature_dim = o.feature_dim;
       c.homophily = o.homophily;
       c.signal = o.signal;
+      c.features =
+          o.features == "words" ? teddy::CsbmFeatures::kWords : teddy::CsbmFeatures::kGaussian;
+      c.words = o.words;
       c.seed = ctx.global.seed;
       return teddy::generate_csbm(c);
     }
@@ -204,7 +209,14 @@ void add_graph_commands(CLI::App& app) {
   g->add_option("--homophily", gen->homophily, "csbm: fraction of edges inside a class")
       ->check(CLI::Range(0.0, 1.0));
   g->add_option("--signal", gen->signal,
-                "csbm: norm of the class means relative to the feature noise");
+                "csbm: gaussian: norm of the class means relative to the feature noise; words:\n"
+                "odds of a word coming from the class topic");
+  g->add_option("--features", gen->features,
+                "csbm: gaussian (dense class means + noise) or words (binary bag of words,\n"
+                "sparse like Planetoid's)")
+      ->check(CLI::IsMember({"gaussian", "words"}));
+  g->add_option("--words", gen->words, "csbm --features words: distinct words per node")
+      ->check(CLI::Range(1, 1 << 20));
   g->add_option("--gzip-level", gen->gzip_level,
                 "gzip level of the written files (1 fast .. 9 small)")
       ->check(CLI::Range(1, 9));

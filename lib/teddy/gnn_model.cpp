@@ -67,9 +67,8 @@ at::Tensor propagate(const GraphTensors& g, const at::Tensor& h, const at::Tenso
   if (!weight.defined() || (!weight.requires_grad() && weight.dim() == 1 && h.dim() == 2)) {
     const at::Tensor w = weight.defined() ? weight.to(h.scalar_type()) : torch::ones({e}, opts);
     ST_ASSERT(w.dim() == 1, "constant entry weights are one per entry");
-    const at::Tensor a = csr(g.row_ptr, g.src, w, n, n);
-    const at::Tensor a_t =
-        csr(g.t_row_ptr, g.dst.index_select(0, g.t_perm), w.index_select(0, g.t_perm), n, n);
+    const at::Tensor a = csr(g.csr_row_ptr, g.csr_col, w, n, n);
+    const at::Tensor a_t = csr(g.csr_t_row_ptr, g.csr_t_col, w.index_select(0, g.t_perm), n, n);
     return csr_matmul(a, a_t, h2).view(h.sizes());
   }
   const at::Tensor ones = torch::ones({e}, opts);
@@ -101,6 +100,7 @@ at::Tensor fast_dropout(const at::Tensor& x, double p, bool training) {
 
 at::Tensor feature_matmul(const GraphTensors& g, const at::Tensor& w, double dropout,
                           bool training) {
+  if (g.x_dense.defined()) return torch::mm(fast_dropout(g.x_dense, dropout, training), w);
   if (!training || dropout <= 0) return csr_matmul(g.x, g.x_t, w);
   const at::Tensor values = g.x.values();
   const at::Tensor scaled = fast_dropout(values, dropout, training);

@@ -74,7 +74,8 @@ at::Tensor masked_entry_weight(const GraphTensors& graph, const at::Tensor& base
 // elements (torch's bernoulli_ draws 64 bits per element: 27 % of a Cora GCN epoch on 1 core);
 // p is rounded to a multiple of 2^-16. Draws from torch's default generator (manual_seed).
 at::Tensor fast_dropout(const at::Tensor& x, double p, bool training);
-// X·W for the sparse features, with dropout on X's non-zeros when training (inverted scaling).
+// X·W for the features (CSR, or dense when g.x_dense is set), with dropout on X's non-zeros when
+// training (inverted scaling).
 at::Tensor feature_matmul(const GraphTensors& graph, const at::Tensor& w, double dropout,
                           bool training);
 // Kept entries (non-zero mask, or all), for MACs.

@@ -3,11 +3,36 @@
 
 #include <torch/torch.h>
 
+#include <ctime>
+
 #include "common/error.h"
 #include "common/timer.h"
 #include "teddy/distillation_loss.h"
 
 namespace sparsetrain::teddy {
+
+namespace {
+
+double thread_cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+
+// Adds the CPU seconds since the last call to `phase`.
+class PhaseClock {
+ public:
+  void lap(double& phase) {
+    const double now = thread_cpu_seconds();
+    phase += now - last_;
+    last_ = now;
+  }
+
+ private:
+  double last_ = thread_cpu_seconds();
+};
+
+}  // namespace
 
 double accuracy(const at::Tensor& logits, const at::Tensor& labels, const at::Tensor& idx) {
   torch::NoGradGuard no_grad;
@@ -35,6 +60,7 @@ TrainResult train_node_classifier(GnnModelImpl& model, const GraphTensors& g,
   const at::Tensor train_labels = g.labels.index_select(0, g.train_idx);
   TrainResult r;
   double best_valid = -1;
+  PhaseClock clock;
   for (int epoch = 0; epoch < o.epochs; ++epoch) {
     model.train();
     optimizer.zero_grad();
@@ -44,11 +70,14 @@ TrainResult train_node_classifier(GnnModelImpl& model, const GraphTensors& g,
       loss = loss + o.kd_lambda * distillation_loss(logits, o.teacher_logits, o.kd_temperature);
     }
     if (o.extra_loss) loss = loss + o.extra_loss();
+    clock.lap(r.phases.forward);
     loss.backward();
+    clock.lap(r.phases.backward);
     optimizer.step();
     constrain();
     if (o.after_step) o.after_step();
     r.final_loss = loss.item<double>();
+    clock.lap(r.phases.step);
 
     model.eval();
     torch::NoGradGuard no_grad;
@@ -64,6 +93,7 @@ TrainResult train_node_classifier(GnnModelImpl& model, const GraphTensors& g,
       r.weight_sparsity = zero_fraction(projected);
       if (o.on_best) o.on_best();
     }
+    clock.lap(r.phases.eval);
   }
   r.seconds = timer.seconds();
   return r;

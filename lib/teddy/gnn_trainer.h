@@ -43,6 +43,22 @@ struct TrainOptions {
   std::function<void()> on_best;
 };
 
+// CPU seconds of the calling thread per phase of the loop, summed over epochs (with more than
+// one intra-op thread the other threads' work is not counted: measure with OMP_NUM_THREADS=1).
+struct TrainPhases {
+  double forward = 0;   // training forward + loss
+  double backward = 0;  // loss.backward()
+  double step = 0;      // optimizer step, projection / fixed masks, after_step hook
+  double eval = 0;      // eval-mode forward, accuracies, best-epoch bookkeeping
+  TrainPhases& operator+=(const TrainPhases& o) {
+    forward += o.forward;
+    backward += o.backward;
+    step += o.step;
+    eval += o.eval;
+    return *this;
+  }
+};
+
 struct TrainResult {
   int best_epoch = -1;                                               // 0-based
   double train_accuracy = 0, valid_accuracy = 0, test_accuracy = 0;  // at the best epoch
@@ -50,6 +66,7 @@ struct TrainResult {
   double weight_sparsity = 0;  // zero fraction of the projection set at the best epoch
   double seconds = 0;          // wall time of the whole training (incl. evaluation)
   double final_loss = 0;
+  TrainPhases phases;
 };
 
 TrainResult train_node_classifier(GnnModelImpl& model, const GraphTensors& graph,

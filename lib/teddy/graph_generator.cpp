@@ -71,6 +71,39 @@ void radix_sort(std::vector<std::uint64_t>& keys, int bits) {
   }
 }
 
+// Binary bag-of-words rows: `words` distinct words per node, each from the node's class topic
+// with probability signal / (1 + signal), else uniform over the vocabulary (see the header).
+void add_word_features(Graph& g, const CsbmOptions& o, SplitMix64& rng) {
+  const std::uint32_t d = o.feature_dim;
+  const std::uint32_t words = std::min(o.words, d);
+  const std::uint32_t topic_size = std::max<std::uint32_t>(words, d / (2 * o.classes));
+  const double p_topic = o.signal / (1.0 + o.signal);
+  std::vector<std::vector<std::uint32_t>> topics(o.classes);
+  std::vector<std::uint32_t> vocab(d);
+  std::iota(vocab.begin(), vocab.end(), 0u);
+  for (auto& topic : topics) {  // partial Fisher-Yates: the first topic_size of a shuffle
+    for (std::uint32_t i = 0; i < std::min(topic_size, d); ++i) {
+      std::swap(vocab[i], vocab[i + rng.below(d - i)]);
+    }
+    topic.assign(vocab.begin(), vocab.begin() + std::min(topic_size, d));
+  }
+  g.feature_dim = d;
+  g.features.assign(std::size_t{g.num_nodes} * d, 0.0f);
+  for (std::uint32_t v = 0; v < g.num_nodes; ++v) {
+    const auto& topic = topics[static_cast<std::size_t>(g.labels[v])];
+    float* x = g.features.data() + std::size_t{v} * d;
+    for (std::uint32_t placed = 0; placed < words;) {
+      const std::uint32_t w = rng.uniform() < p_topic
+                                  ? topic[rng.below(topic.size())]
+                                  : static_cast<std::uint32_t>(rng.below(d));
+      if (x[w] == 0.0f) {
+        x[w] = 1.0f;
+        ++placed;
+      }
+    }
+  }
+}
+
 }  // namespace
 
 Graph generate_csbm(const CsbmOptions& o) {
@@ -123,8 +156,10 @@ Graph generate_csbm(const CsbmOptions& o) {
   Graph structure = build_graph(o.nodes, std::move(edges), build);
   structure.labels = std::move(g.labels);
 
-  // Features: class means and isotropic noise, both scaled by 1/sqrt(d).
-  if (o.feature_dim > 0) {
+  if (o.feature_dim > 0 && o.features == CsbmFeatures::kWords) {
+    add_word_features(structure, o, rng);
+  } else if (o.feature_dim > 0) {
+    // Features: class means and isotropic noise, both scaled by 1/sqrt(d).
     const double scale = 1.0 / std::sqrt(static_cast<double>(o.feature_dim));
     std::vector<double> means(std::size_t{o.classes} * o.feature_dim);
     for (double& x : means) x = o.signal * scale * rng.normal();

@@ -5,9 +5,13 @@
 //   csbm       contextual stochastic block model — the embedded default dataset. `classes`
 //              balanced blocks; each of `edges` distinct undirected pairs joins two nodes of the
 //              same class with probability `homophily`, else of two different classes; features
-//              x_v = μ_{y_v} + N(0, I/d) with class means μ_c ~ N(0, signal²·I/d); labels; and a
-//              Planetoid-style "public" split (20 train nodes per class, 500 valid, 1000 test, or
-//              5/18/37 % of the nodes when the graph is too small). Cora-sized by default.
+//              either Gaussian, x_v = μ_{y_v} + N(0, I/d) with class means μ_c ~ N(0, signal²·I/d)
+//              (dense), or binary bag-of-words like Planetoid's (`words` distinct words per node,
+//              each from its class's topic — a seeded set of d / (2·classes) words — with
+//              probability signal / (1 + signal), else uniform over all d; ~1.3 % non-zero at
+//              Cora's size, so GNNs train at Cora's speed); labels; and a Planetoid-style "public"
+//              split (20 train nodes per class, 500 valid, 1000 test, or 5/18/37 % of the nodes
+//              when the graph is too small). Cora-sized by default.
 //   powerlaw   R-MAT (Graph500 quadrant probabilities a=0.57, b=c=0.19, d=0.05) over 2^scale
 //              nodes, node ids scrambled by a seeded permutation, self loops dropped and
 //              duplicates removed until exactly `edges` distinct pairs remain. Structure only.
@@ -20,13 +24,18 @@
 
 namespace sparsetrain::teddy {
 
+enum class CsbmFeatures { kGaussian, kWords };
+
 struct CsbmOptions {
   std::uint32_t nodes = 2708;  // Cora
   std::uint64_t edges = 5278;  // undirected, Cora
   std::uint32_t classes = 7;
   std::uint32_t feature_dim = 1433;
   double homophily = 0.81;  // Cora's edge homophily
-  double signal = 1.0;      // norm of the class means relative to the noise
+  double signal = 1.0;  // Gaussian: norm of the class means relative to the noise; words: odds
+                        // of a word coming from the class topic
+  CsbmFeatures features = CsbmFeatures::kGaussian;
+  std::uint32_t words = 18;  // kWords: distinct words (1-entries) per node (Cora: 18.2 on average)
   std::uint64_t seed = 0;
 };
 

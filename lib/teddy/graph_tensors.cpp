@@ -5,12 +5,18 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "common/error.h"
 
 namespace sparsetrain::teddy {
 
 namespace {
+
+// int32 when every index and count fits, else int64 (see GraphTensors::csr_row_ptr).
+at::ScalarType csr_index_type(std::int64_t largest) {
+  return largest < std::numeric_limits<std::int32_t>::max() ? torch::kInt32 : torch::kInt64;
+}
 
 at::Tensor index_tensor(const std::vector<std::uint32_t>& ids) {
   std::vector<std::int64_t> v(ids.begin(), ids.end());
@@ -37,19 +43,27 @@ GraphTensors make_graph_tensors(const Graph& graph, const std::vector<std::uint8
   t.num_features = f;
   t.num_edges = static_cast<std::int64_t>(graph.num_edges());
 
-  // Sparse row-normalised features: [N, F] COO from the non-zeros of the dense rows.
+  // Row-normalised features as PyG's NormalizeFeatures: x - min(x) over the whole matrix, each
+  // row divided by max(row sum, 1). For 0/1 bag-of-words features (Planetoid) the shift is 0 and
+  // rows sum to 1; signed features (csbm's Gaussians) become non-negative instead of being divided
+  // by row sums near 0. Stored as [N, F] CSR of the non-zeros.
+  float shift = 0;
+  if (!graph.features.empty()) {
+    shift = *std::min_element(graph.features.begin(), graph.features.end());
+  }
   std::vector<std::int64_t> rows, cols;
   std::vector<float> vals;
   for (std::int64_t v = 0; v < n; ++v) {
     const float* row = graph.features.data() + v * f;
     double sum = 0;
-    for (std::int64_t j = 0; j < f; ++j) sum += row[j];
-    const double scale = sum != 0 ? 1.0 / sum : 0.0;  // PyG NormalizeFeatures: 0-sum rows stay
+    for (std::int64_t j = 0; j < f; ++j) sum += static_cast<double>(row[j] - shift);
+    const double scale = 1.0 / std::max(sum, 1.0);
     for (std::int64_t j = 0; j < f; ++j) {
-      if (row[j] != 0) {
+      const float shifted = row[j] - shift;
+      if (shifted != 0) {
         rows.push_back(v);
         cols.push_back(j);
-        vals.push_back(static_cast<float>(row[j] * scale));
+        vals.push_back(static_cast<float>(shifted * scale));
       }
     }
   }
@@ -70,13 +84,20 @@ GraphTensors make_graph_tensors(const Graph& graph, const std::vector<std::uint8
       tcol[at] = rows[i];
     }
     at::Tensor values = torch::tensor(vals).view({nnz});
+    const at::ScalarType index_type = csr_index_type(std::max({nnz, n, f}));
+    auto idx = [&](const std::vector<std::int64_t>& v) {
+      return torch::tensor(v).view({static_cast<std::int64_t>(v.size())}).to(index_type);
+    };
     t.x = torch::sparse_csr_tensor(
-        torch::tensor(crow), torch::tensor(cols).view({nnz}), values, {n, f},
+        idx(crow), idx(cols), values, {n, f},
         torch::TensorOptions().dtype(torch::kFloat32).layout(torch::kSparseCsr));
     t.x_t_perm = torch::tensor(perm).view({nnz});
     t.x_t = torch::sparse_csr_tensor(
-        torch::tensor(tcrow), torch::tensor(tcol).view({nnz}), values.index_select(0, t.x_t_perm),
-        {f, n}, torch::TensorOptions().dtype(torch::kFloat32).layout(torch::kSparseCsr));
+        idx(tcrow), idx(tcol), values.index_select(0, t.x_t_perm), {f, n},
+        torch::TensorOptions().dtype(torch::kFloat32).layout(torch::kSparseCsr));
+    if (n * f > 0 && static_cast<double>(nnz) / static_cast<double>(n * f) > kDenseFeatureDensity) {
+      t.x_dense = t.x.to_dense();
+    }
   }
 
   t.labels = torch::tensor(graph.labels, torch::kInt64);
@@ -159,6 +180,12 @@ GraphTensors make_graph_tensors(const Graph& graph, const std::vector<std::uint8
   t.added_loop = torch::tensor(std::vector<std::int64_t>(added.begin(), added.end()), torch::kInt64)
                      .to(torch::kBool);
   t.gcn_norm = torch::tensor(norm);
+  const at::ScalarType index_type =
+      csr_index_type(std::max(static_cast<std::int64_t>(src.size()), n));
+  t.csr_row_ptr = t.row_ptr.to(index_type);
+  t.csr_col = t.src.to(index_type);
+  t.csr_t_row_ptr = t.t_row_ptr.to(index_type);
+  t.csr_t_col = t.dst.index_select(0, t.t_perm).to(index_type);
   return t;
 }
 
@@ -176,6 +203,7 @@ GraphTensors GraphTensors::to(at::ScalarType dtype) const {
   GraphTensors t = *this;
   t.x = csr_to(x, dtype);
   t.x_t = csr_to(x_t, dtype);
+  if (x_dense.defined()) t.x_dense = x_dense.to(dtype);
   t.gcn_norm = gcn_norm.to(dtype);
   return t;
 }

@@ -40,6 +40,14 @@ struct Search {
   const std::function<void(int, int)>& progress;
   int done = 0, total = 0;
 
+  TrainPhases phases = {};  // summed over every training of the search
+
+  TrainResult train(GnnModelImpl& model, const GraphTensors& g, const TrainOptions& t) {
+    TrainResult r = train_node_classifier(model, g, t);
+    phases += r.phases;
+    return r;
+  }
+
   void step() {
     ++done;
     if (progress) progress(done, total);
@@ -109,7 +117,7 @@ struct Search {
       TrainOptions dense_train = o.train;
       dense_train.weight_sparsity = 0;
       dense_train.teacher_logits = at::Tensor();
-      const TrainResult dense = train_node_classifier(*dense_model, full, dense_train);
+      const TrainResult dense = train(*dense_model, full, dense_train);
       report.dense_test.push_back(dense.test_accuracy);
       report.dense_valid.push_back(dense.valid_accuracy);
       report.dense_seconds.push_back(dense.seconds);
@@ -129,6 +137,7 @@ struct Search {
                                  "choose teddy, random or ugs");
       }
     }
+    report.phases = phases;
     return report;
   }
 
@@ -142,7 +151,7 @@ struct Search {
       TrainOptions t = o.train;
       t.weight_sparsity = o.levels[i].weight;
       t.teacher_logits = teacher.best_logits;
-      const TrainResult r = train_node_classifier(*model, g, t);
+      const TrainResult r = train(*model, g, t);
       record(report.levels[i], *model, g, r, teacher.seconds + score_seconds + r.seconds, keep,
              projection_parameters(*model, o.train.projection));
       step();
@@ -164,7 +173,7 @@ struct Search {
       t.teacher_logits = at::Tensor();
       const auto params = projection_parameters(*model, o.train.projection);
       t.fixed_masks = random_masks(params, o.levels[i].weight, seed ^ 0x5eedULL);
-      const TrainResult r = train_node_classifier(*model, g, t);
+      const TrainResult r = train(*model, g, t);
       record(report.levels[i], *model, g, r, select_seconds + r.seconds, keep, params);
       step();
     }
@@ -234,7 +243,7 @@ struct Search {
           best_weight_masks[j] = weight_masks[j].detach().clone();
         }
       };
-      train_node_classifier(*model, g, search);
+      train(*model, g, search);
       model->weight_masks.clear();
       step();
 
@@ -264,7 +273,7 @@ struct Search {
       retrain.teacher_logits = at::Tensor();
       retrain.projection = ProjectionSet::kWeights;
       retrain.fixed_masks = binary;
-      const TrainResult r = train_node_classifier(*model, ticket, retrain);
+      const TrainResult r = train(*model, ticket, retrain);
       elapsed += round_timer.seconds();
       record(report.levels[i], *model, ticket, r, elapsed, keep, model->weight_matrices());
       step();

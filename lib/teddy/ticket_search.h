@@ -65,6 +65,7 @@ struct TicketReport {
   double dense_macs = 0;
   std::int64_t num_edges = 0;
   std::vector<LevelResult> levels;
+  TrainPhases phases;  // CPU seconds per training phase, summed over every training
 };
 
 // `progress(done, total)` is called after each training; may be empty.

@@ -148,6 +148,48 @@ TEST_CASE(
   CHECK(csr_is_symmetric(a));
 }
 
+TEST_CASE("csbm word features are 0/1 with exactly `words` per row and carry the class") {
+  teddy::CsbmOptions o;
+  o.features = teddy::CsbmFeatures::kWords;
+  o.signal = 0.2;
+  o.seed = 5;
+  const auto g = teddy::generate_csbm(o);
+  REQUIRE(g.feature_dim == 1433);
+  std::uint64_t nonzero = 0;
+  bool binary = true, exact = true;
+  // Class centroids of the rows; a nearest-centroid (dot product) guess must beat chance (1/7)
+  // by far: a class topic is 102 of the 1433 words but gets 1/6 of the draws (signal 0.2).
+  std::vector<double> centroid(7 * 1433, 0.0);
+  for (std::uint32_t v = 0; v < g.num_nodes; ++v) {
+    std::uint32_t row = 0;
+    for (std::uint32_t j = 0; j < 1433; ++j) {
+      const float x = g.features[std::size_t{v} * 1433 + j];
+      binary &= x == 0.0f || x == 1.0f;
+      row += x != 0.0f;
+      centroid[static_cast<std::size_t>(g.labels[v]) * 1433 + j] += x;
+    }
+    exact &= row == 18;
+    nonzero += row;
+  }
+  CHECK(binary);
+  CHECK(exact);
+  CHECK(static_cast<double>(nonzero) / (2708.0 * 1433.0) == doctest::Approx(0.0126).epsilon(0.01));
+  std::uint32_t right = 0;
+  for (std::uint32_t v = 0; v < g.num_nodes; ++v) {
+    int best = 0;
+    double best_dot = -1;
+    for (int c = 0; c < 7; ++c) {
+      double dot = 0;
+      for (std::uint32_t j = 0; j < 1433; ++j)
+        dot += g.features[std::size_t{v} * 1433 + j] * centroid[std::size_t(c) * 1433 + j];
+      if (dot > best_dot) best_dot = dot, best = c;
+    }
+    right += best == g.labels[v];
+  }
+  INFO("nearest-centroid accuracy " << right / 2708.0);
+  CHECK(right / 2708.0 > 0.5);
+}
+
 TEST_CASE(
     "powerlaw gives exactly the requested distinct edges, deterministically, with heavy-tailed "
     "degrees") {
