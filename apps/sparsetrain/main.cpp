@@ -95,7 +95,19 @@ void collect_config(const CLI::App* app, nlohmann::json& config, nlohmann::json&
 
 }  // namespace
 
+// LibTorch's own warnings (e.g. "Sparse CSR tensor support is in beta state", printed by c10 to
+// stderr as [W… file:line]) go through our log at debug level instead: they speak of torch's
+// internals, not of anything the user can act on.
+class TorchWarningsToLog final : public c10::WarningHandler {
+ public:
+  void process(const c10::Warning& warning) override {
+    st::common::log_debug("torch: ", warning.msg());
+  }
+};
+
 int main(int argc, char** argv) {
+  static TorchWarningsToLog torch_warnings;
+  c10::WarningUtils::set_warning_handler(&torch_warnings);
   CLI::App app{"sparsetrain: graph lottery tickets for GNNs (TEDDY) and fine-tuning of models larger "
                "than GPU and CPU memory from SSDs (Fuyou).",
                kProgram};
