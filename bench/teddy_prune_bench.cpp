@@ -247,7 +247,7 @@ int main(int argc, char** argv) {
       const auto scorer = teddy::make_edge_scorer("teddy", 0);
       t.reset();
       c0 = cpu_seconds();
-      std::vector<float> scores = scorer->score(g);
+      teddy::EdgeScores scores = scorer->score(g);
       score_s.push_back(t.seconds());
       score_cpu_s.push_back(cpu_seconds() - c0);
       t.reset();

@@ -111,7 +111,7 @@ void run_prune(const PruneOptions& o, CommandContext& ctx) {
     auto t = ctx.record.timings().scope("stats");
     before = teddy::compute_graph_stats(g);
   }
-  std::vector<float> scores;
+  teddy::EdgeScores scores;
   {
     auto t = ctx.record.timings().scope("score");
     scores = scorer->score(g);
@@ -121,7 +121,7 @@ void run_prune(const PruneOptions& o, CommandContext& ctx) {
     auto t = ctx.record.timings().scope("select");
     selection = teddy::select_pruned_edges(scores, levels);
   }
-  std::vector<float>().swap(scores);
+  teddy::EdgeScores().swap(scores);
 
   nlohmann::json& m = ctx.record.metrics();
   m["scorer"] = scorer->name();

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 
+#include "common/default_init_allocator.h"
 #include "common/error.h"
 #include "common/huge_page_allocator.h"
 
@@ -20,8 +21,9 @@ constexpr float kNeverPrune = std::numeric_limits<float>::infinity();
 constexpr int kEdgeChunk = 1 << 16;
 
 // The node factor arrays are read by random gathers (one per CSR entry, two per edge): on huge
-// pages (common/huge_page_allocator.h). Scoring 10^8 edges: see lib/teddy/README.md, "Speed".
-using NodeArray = common::HugePageVector<double>;
+// pages (common/huge_page_allocator.h), and filled by parallel loops without a zero fill first.
+using NodeArray =
+    std::vector<double, common::DefaultInitAllocator<double, common::HugePageAllocator<double>>>;
 
 NodeArray compute_node_factors(const Graph& g) {
   const std::int64_t n = g.num_nodes;
@@ -47,10 +49,10 @@ NodeArray compute_node_factors(const Graph& g) {
 class TeddyScorer final : public EdgeScorer {
  public:
   std::string name() const override { return "teddy"; }
-  std::vector<float> score(const Graph& g) const override {
+  EdgeScores score(const Graph& g) const override {
     const NodeArray factor = compute_node_factors(g);
     const auto m = static_cast<std::int64_t>(g.num_edges());
-    std::vector<float> s(static_cast<std::size_t>(m));
+    EdgeScores s(static_cast<std::size_t>(m));
 #pragma omp parallel for schedule(dynamic, kEdgeChunk)
     for (std::int64_t e = 0; e < m; ++e) {
       const Edge edge = g.edges[static_cast<std::size_t>(e)];
@@ -65,9 +67,9 @@ class TeddyScorer final : public EdgeScorer {
 class DegreeScorer final : public EdgeScorer {
  public:
   std::string name() const override { return "degree"; }
-  std::vector<float> score(const Graph& g) const override {
+  EdgeScores score(const Graph& g) const override {
     const auto m = static_cast<std::int64_t>(g.num_edges());
-    std::vector<float> s(static_cast<std::size_t>(m));
+    EdgeScores s(static_cast<std::size_t>(m));
 #pragma omp parallel for schedule(dynamic, kEdgeChunk)
     for (std::int64_t e = 0; e < m; ++e) {
       const Edge edge = g.edges[static_cast<std::size_t>(e)];
@@ -93,9 +95,9 @@ class RandomScorer final : public EdgeScorer {
  public:
   explicit RandomScorer(std::uint64_t seed) : seed_(seed) {}
   std::string name() const override { return "random"; }
-  std::vector<float> score(const Graph& g) const override {
+  EdgeScores score(const Graph& g) const override {
     const auto m = static_cast<std::int64_t>(g.num_edges());
-    std::vector<float> s(static_cast<std::size_t>(m));
+    EdgeScores s(static_cast<std::size_t>(m));
     const std::uint64_t key = mix64(seed_ ^ 0x7465646479ULL);
 #pragma omp parallel for schedule(dynamic, kEdgeChunk)
     for (std::int64_t e = 0; e < m; ++e) {

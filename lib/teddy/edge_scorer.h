@@ -15,16 +15,21 @@
 #include <string>
 #include <vector>
 
+#include "common/default_init_allocator.h"
 #include "teddy/graph.h"
 
 namespace sparsetrain::teddy {
+
+// One score per edge: [num_edges]. Scorers fill every entry in a parallel loop, so the array is
+// not zero-filled first (common/default_init_allocator.h).
+using EdgeScores = std::vector<float, common::DefaultInitAllocator<float>>;
 
 class EdgeScorer {
  public:
   virtual ~EdgeScorer() = default;
   virtual std::string name() const = 0;
   // scores: [graph.num_edges()], finite except +inf for self loops.
-  virtual std::vector<float> score(const Graph& graph) const = 0;
+  virtual EdgeScores score(const Graph& graph) const = 0;
 };
 
 // "teddy" | "degree" | "random"; throws UsageError naming the choices otherwise.

@@ -67,7 +67,7 @@ std::vector<std::uint8_t> EdgeLevels::keep_mask(std::size_t i) const {
   return keep;
 }
 
-EdgeLevels select_pruned_edges(const std::vector<float>& scores,
+EdgeLevels select_pruned_edges(const float* scores, std::size_t count,
                                const std::vector<double>& sparsities) {
   if (sparsities.empty() || sparsities.size() > 255) {
     throw common::UsageError("between 1 and 255 sparsity levels are needed, got " +
@@ -79,11 +79,11 @@ EdgeLevels select_pruned_edges(const std::vector<float>& scores,
                                "sort the list and drop repeats");
     }
   }
-  ST_ASSERT(scores.size() < UINT32_MAX, "edge ids are 32-bit");
-  const auto m = static_cast<std::int64_t>(scores.size());
+  ST_ASSERT(count < UINT32_MAX, "edge ids are 32-bit");
+  const auto m = static_cast<std::int64_t>(count);
   EdgeLevels out;
   out.sparsities = sparsities;
-  out.level.resize(scores.size());  // every entry is written in pass 3
+  out.level.resize(count);  // every entry is written in pass 3
 
   // 1. a per-thread histogram of the keys' top 16 bits (= the top 16 bits of the ordered score
   // bits). Keys are recomputed from the scores in every pass instead of being stored: 8 bytes per
@@ -131,8 +131,8 @@ EdgeLevels select_pruned_edges(const std::vector<float>& scores,
                                     start.begin() - 1);
   };
   for (std::size_t i = 0; i < levels; ++i) {
-    out.counts[i] = pruned_edge_count(sparsities[i], scores.size(), prunable);
-    if (out.counts[i] >= scores.size()) continue;  // cannot happen while a finite key exists
+    out.counts[i] = pruned_edge_count(sparsities[i], count, prunable);
+    if (out.counts[i] >= count) continue;  // cannot happen while a finite key exists
     const std::size_t b = bucket_of_rank(out.counts[i]);
     if (slot_of_bucket[b] < 0) {
       slot_of_bucket[b] = static_cast<std::int32_t>(needed_buckets.size());
@@ -170,7 +170,7 @@ EdgeLevels select_pruned_edges(const std::vector<float>& scores,
     }
   }
   for (std::size_t i = 0; i < levels; ++i) {
-    if (out.counts[i] >= scores.size()) continue;
+    if (out.counts[i] >= count) continue;
     const std::size_t b = bucket_of_rank(out.counts[i]);
     std::vector<std::uint64_t>& bucket = gathered[static_cast<std::size_t>(slot_of_bucket[b])];
     const auto nth = bucket.begin() + static_cast<std::ptrdiff_t>(out.counts[i] - start[b]);

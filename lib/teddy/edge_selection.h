@@ -19,6 +19,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "teddy/edge_scorer.h"
+
 namespace sparsetrain::teddy {
 
 // The papers' schedule: level k = 1..20 → graph sparsity 1 - 0.95^k.
@@ -40,8 +42,16 @@ struct EdgeLevels {
 
 // scores: [m] (finite, or +inf for never). sparsities: ascending, at most 255 of them. Throws
 // UsageError for an unsorted or out-of-range list.
-EdgeLevels select_pruned_edges(const std::vector<float>& scores,
+EdgeLevels select_pruned_edges(const float* scores, std::size_t count,
                                const std::vector<double>& sparsities);
+inline EdgeLevels select_pruned_edges(const EdgeScores& scores,
+                                      const std::vector<double>& sparsities) {
+  return select_pruned_edges(scores.data(), scores.size(), sparsities);
+}
+inline EdgeLevels select_pruned_edges(const std::vector<float>& scores,
+                                      const std::vector<double>& sparsities) {
+  return select_pruned_edges(scores.data(), scores.size(), sparsities);
+}
 
 // The selection key of one edge (exposed for tests and the reference check).
 std::uint64_t edge_selection_key(float score, std::uint32_t edge_id);

@@ -14,7 +14,7 @@ using namespace sparsetrain;
 using test::Edge;
 
 namespace {
-std::vector<float> teddy_scores(const teddy::Graph& g) {
+teddy::EdgeScores teddy_scores(const teddy::Graph& g) {
   return teddy::make_edge_scorer("teddy", 0)->score(g);
 }
 }  // namespace

@@ -24,7 +24,7 @@ std::vector<std::uint32_t> pruned_ids(const teddy::EdgeLevels& lv, std::size_t l
   }
   return ids;
 }
-std::vector<float> teddy_scores(const teddy::Graph& g) {
+teddy::EdgeScores teddy_scores(const teddy::Graph& g) {
   return teddy::make_edge_scorer("teddy", 0)->score(g);
 }
 }  // namespace
@@ -64,9 +64,9 @@ TEST_CASE("sparsity 0 prunes nothing; bad level lists are usage errors") {
   const auto lv = teddy::select_pruned_edges(teddy_scores(test::path4()), {0.0});
   CHECK(lv.counts[0] == 0);
   CHECK(pruned_ids(lv, 0).empty());
-  CHECK_THROWS_AS(teddy::select_pruned_edges({1.0f}, {0.5, 0.2}), common::UsageError);
-  CHECK_THROWS_AS(teddy::select_pruned_edges({1.0f}, {1.5}), common::UsageError);
-  CHECK_THROWS_AS(teddy::select_pruned_edges({1.0f}, {}), common::UsageError);
+  CHECK_THROWS_AS(teddy::select_pruned_edges(std::vector<float>{1.0f}, {0.5, 0.2}), common::UsageError);
+  CHECK_THROWS_AS(teddy::select_pruned_edges(std::vector<float>{1.0f}, {1.5}), common::UsageError);
+  CHECK_THROWS_AS(teddy::select_pruned_edges(std::vector<float>{1.0f}, {}), common::UsageError);
 }
 
 TEST_CASE(

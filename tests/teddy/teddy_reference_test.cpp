@@ -61,7 +61,7 @@ void check_dataset(const std::string& name) {
   torch::Tensor g_ref = torch::where(d > 0, d.pow(-2) * A.matmul(dinv_sqrt), torch::zeros_like(d));
   torch::Tensor ref = (g_ref.index({src}) * g_ref.index({dst})).to(torch::kFloat32);  // [m]
 
-  const std::vector<float> ours = teddy::make_edge_scorer("teddy", 0)->score(g);
+  const teddy::EdgeScores ours = teddy::make_edge_scorer("teddy", 0)->score(g);
   torch::Tensor ours_t =
       torch::from_blob(const_cast<float*>(ours.data()), {m}, torch::kFloat32).clone();
   const double max_rel = ((ours_t - ref).abs() / ref.abs()).max().item<double>();
