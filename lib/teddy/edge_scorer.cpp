@@ -46,21 +46,27 @@ NodeArray compute_node_factors(const Graph& g) {
   return factor;
 }
 
+// scores[e] = pair_score(e, edge) for every edge, +inf for self loops.
+template <typename PairScore>
+EdgeScores score_edges(const Graph& g, PairScore pair_score) {
+  const auto m = static_cast<std::int64_t>(g.num_edges());
+  EdgeScores s(static_cast<std::size_t>(m));
+#pragma omp parallel for schedule(dynamic, kEdgeChunk)
+  for (std::int64_t e = 0; e < m; ++e) {
+    const Edge edge = g.edges[static_cast<std::size_t>(e)];
+    s[static_cast<std::size_t>(e)] = edge.src == edge.dst ? kNeverPrune : pair_score(e, edge);
+  }
+  return s;
+}
+
 class TeddyScorer final : public EdgeScorer {
  public:
   std::string name() const override { return "teddy"; }
   EdgeScores score(const Graph& g) const override {
     const NodeArray factor = compute_node_factors(g);
-    const auto m = static_cast<std::int64_t>(g.num_edges());
-    EdgeScores s(static_cast<std::size_t>(m));
-#pragma omp parallel for schedule(dynamic, kEdgeChunk)
-    for (std::int64_t e = 0; e < m; ++e) {
-      const Edge edge = g.edges[static_cast<std::size_t>(e)];
-      s[static_cast<std::size_t>(e)] =
-          edge.src == edge.dst ? kNeverPrune
-                               : static_cast<float>(factor[edge.src] * factor[edge.dst]);
-    }
-    return s;
+    return score_edges(g, [&factor](std::int64_t /*e*/, Edge edge) {
+      return static_cast<float>(factor[edge.src] * factor[edge.dst]);
+    });
   }
 };
 
@@ -68,18 +74,10 @@ class DegreeScorer final : public EdgeScorer {
  public:
   std::string name() const override { return "degree"; }
   EdgeScores score(const Graph& g) const override {
-    const auto m = static_cast<std::int64_t>(g.num_edges());
-    EdgeScores s(static_cast<std::size_t>(m));
-#pragma omp parallel for schedule(dynamic, kEdgeChunk)
-    for (std::int64_t e = 0; e < m; ++e) {
-      const Edge edge = g.edges[static_cast<std::size_t>(e)];
-      s[static_cast<std::size_t>(e)] =
-          edge.src == edge.dst
-              ? kNeverPrune
-              : static_cast<float>(1.0 / (static_cast<double>(g.degree(edge.src)) *
-                                          static_cast<double>(g.degree(edge.dst))));
-    }
-    return s;
+    return score_edges(g, [&g](std::int64_t /*e*/, Edge edge) {
+      return static_cast<float>(1.0 / (static_cast<double>(g.degree(edge.src)) *
+                                       static_cast<double>(g.degree(edge.dst))));
+    });
   }
 };
 
@@ -96,19 +94,13 @@ class RandomScorer final : public EdgeScorer {
   explicit RandomScorer(std::uint64_t seed) : seed_(seed) {}
   std::string name() const override { return "random"; }
   EdgeScores score(const Graph& g) const override {
-    const auto m = static_cast<std::int64_t>(g.num_edges());
-    EdgeScores s(static_cast<std::size_t>(m));
     const std::uint64_t key = mix64(seed_ ^ 0x7465646479ULL);
-#pragma omp parallel for schedule(dynamic, kEdgeChunk)
-    for (std::int64_t e = 0; e < m; ++e) {
-      const Edge edge = g.edges[static_cast<std::size_t>(e)];
+    return score_edges(g, [key](std::int64_t e, Edge /*edge*/) {
       // 24 random bits -> exactly representable float in [0, 1)
       const auto bits =
           static_cast<std::uint32_t>(mix64(key + static_cast<std::uint64_t>(e)) >> 40);
-      s[static_cast<std::size_t>(e)] =
-          edge.src == edge.dst ? kNeverPrune : static_cast<float>(bits) * 0x1p-24f;
-    }
-    return s;
+      return static_cast<float>(bits) * 0x1p-24f;
+    });
   }
 
  private:
