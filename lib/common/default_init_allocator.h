@@ -1,9 +1,10 @@
 // An allocator adaptor that default-initialises instead of value-initialising: a
-// std::vector<float, DefaultInitAllocator<float>>(n) leaves its floats unwritten (like new float[n])
-// rather than zero-filling them on the constructing thread. For arrays that a parallel loop fills
-// completely right after: the zero fill of a 400 MB score array took 0.27 s on one thread here,
-// about a sixth of scoring 10^8 edges, and the parallel loop's first touch faults the pages in on
-// both cores instead. Reading an element before writing it is a bug (indeterminate value).
+// std::vector<float, DefaultInitAllocator<float>>(n) leaves its floats unwritten (like new
+// float[n]) rather than zero-filling them on the constructing thread. For arrays that a parallel
+// loop fills completely right after: the zero fill of a 400 MB score array took 0.27 s on one
+// thread here, about a sixth of scoring 10^8 edges, and the parallel loop's first touch faults the
+// pages in on both cores instead. Reading an element before writing it is a bug (indeterminate
+// value).
 #pragma once
 
 #include <memory>

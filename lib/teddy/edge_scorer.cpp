@@ -24,6 +24,9 @@ constexpr int kEdgeChunk = 1 << 16;
 // pages (common/huge_page_allocator.h), and filled by parallel loops without a zero fill first.
 using NodeArray =
     std::vector<double, common::DefaultInitAllocator<double, common::HugePageAllocator<double>>>;
+// The gathers are also prefetched this many entries ahead: 10-20 % faster at 10^8 edges once the
+// TLB no longer limits (bench/results/README.md).
+constexpr std::uint64_t kPrefetchDistance = 32;
 
 NodeArray compute_node_factors(const Graph& g) {
   const std::int64_t n = g.num_nodes;
@@ -34,25 +37,34 @@ NodeArray compute_node_factors(const Graph& g) {
     inv_sqrt[static_cast<std::size_t>(v)] = d > 0 ? 1.0 / std::sqrt(d) : 0.0;
   }
   NodeArray factor(static_cast<std::size_t>(n));
+  const std::uint64_t entries = g.offsets[static_cast<std::size_t>(n)];
 #pragma omp parallel for schedule(dynamic, 4096)
   for (std::int64_t v = 0; v < n; ++v) {
     const std::uint64_t begin = g.offsets[static_cast<std::size_t>(v)];
     const std::uint64_t end = g.offsets[static_cast<std::size_t>(v) + 1];
     double sum = 0;
-    for (std::uint64_t i = begin; i < end; ++i) sum += inv_sqrt[g.neighbors[i]];
+    for (std::uint64_t i = begin; i < end; ++i) {
+      if (i + kPrefetchDistance < entries) {
+        __builtin_prefetch(&inv_sqrt[g.neighbors[i + kPrefetchDistance]]);
+      }
+      sum += inv_sqrt[g.neighbors[i]];
+    }
     const auto d = static_cast<double>(end - begin);
     factor[static_cast<std::size_t>(v)] = d > 0 ? sum / (d * d) : 0.0;
   }
   return factor;
 }
 
-// scores[e] = pair_score(e, edge) for every edge, +inf for self loops.
-template <typename PairScore>
-EdgeScores score_edges(const Graph& g, PairScore pair_score) {
+// scores[e] = pair_score(e, edge) for every edge, +inf for self loops; prefetch(edge) is called
+// kPrefetchDistance edges ahead.
+template <typename PairScore, typename Prefetch>
+EdgeScores score_edges(const Graph& g, PairScore pair_score, Prefetch prefetch) {
   const auto m = static_cast<std::int64_t>(g.num_edges());
+  const auto ahead = static_cast<std::int64_t>(kPrefetchDistance);
   EdgeScores s(static_cast<std::size_t>(m));
 #pragma omp parallel for schedule(dynamic, kEdgeChunk)
   for (std::int64_t e = 0; e < m; ++e) {
+    if (e + ahead < m) prefetch(g.edges[static_cast<std::size_t>(e + ahead)]);
     const Edge edge = g.edges[static_cast<std::size_t>(e)];
     s[static_cast<std::size_t>(e)] = edge.src == edge.dst ? kNeverPrune : pair_score(e, edge);
   }
@@ -64,9 +76,15 @@ class TeddyScorer final : public EdgeScorer {
   std::string name() const override { return "teddy"; }
   EdgeScores score(const Graph& g) const override {
     const NodeArray factor = compute_node_factors(g);
-    return score_edges(g, [&factor](std::int64_t /*e*/, Edge edge) {
-      return static_cast<float>(factor[edge.src] * factor[edge.dst]);
-    });
+    return score_edges(
+        g,
+        [&factor](std::int64_t /*e*/, Edge edge) {
+          return static_cast<float>(factor[edge.src] * factor[edge.dst]);
+        },
+        [&factor](Edge ahead) {
+          __builtin_prefetch(&factor[ahead.src]);
+          __builtin_prefetch(&factor[ahead.dst]);
+        });
   }
 };
 
@@ -74,10 +92,13 @@ class DegreeScorer final : public EdgeScorer {
  public:
   std::string name() const override { return "degree"; }
   EdgeScores score(const Graph& g) const override {
-    return score_edges(g, [&g](std::int64_t /*e*/, Edge edge) {
-      return static_cast<float>(1.0 / (static_cast<double>(g.degree(edge.src)) *
-                                       static_cast<double>(g.degree(edge.dst))));
-    });
+    return score_edges(
+        g,
+        [&g](std::int64_t /*e*/, Edge edge) {
+          return static_cast<float>(1.0 / (static_cast<double>(g.degree(edge.src)) *
+                                           static_cast<double>(g.degree(edge.dst))));
+        },
+        [](Edge /*ahead*/) {});
   }
 };
 
@@ -95,12 +116,15 @@ class RandomScorer final : public EdgeScorer {
   std::string name() const override { return "random"; }
   EdgeScores score(const Graph& g) const override {
     const std::uint64_t key = mix64(seed_ ^ 0x7465646479ULL);
-    return score_edges(g, [key](std::int64_t e, Edge /*edge*/) {
-      // 24 random bits -> exactly representable float in [0, 1)
-      const auto bits =
-          static_cast<std::uint32_t>(mix64(key + static_cast<std::uint64_t>(e)) >> 40);
-      return static_cast<float>(bits) * 0x1p-24f;
-    });
+    return score_edges(
+        g,
+        [key](std::int64_t e, Edge /*edge*/) {
+          // 24 random bits -> exactly representable float in [0, 1)
+          const auto bits =
+              static_cast<std::uint32_t>(mix64(key + static_cast<std::uint64_t>(e)) >> 40);
+          return static_cast<float>(bits) * 0x1p-24f;
+        },
+        [](Edge /*ahead*/) {});
   }
 
  private:
