@@ -1,7 +1,14 @@
 // CudaTransfer (see cuda_transfer.h).
 #include "fuyou/cuda_transfer.h"
 
+#include <ATen/ops/empty.h>
+#include <ATen/ops/from_blob.h>
+
+#include <atomic>
+
 #include "common/error.h"
+#include "common/io/aligned_buffer.h"
+#include "fuyou/offload_plan.h"
 
 #if SPARSETRAIN_HAVE_CUDA
 #include <ATen/cuda/CUDAEvent.h>
@@ -63,6 +70,114 @@ void CudaTransfer::wait(const CudaMark& mark) {
   if (mark) mark->event.synchronize();
 }
 
+namespace {
+
+c10::cuda::CUDAStream checked_pool_stream() {
+  if (c10::cuda::device_count() == 0) {
+    throw common::EnvironmentError("the CUDA tier needs a CUDA device and none is visible",
+                                   "run on a GPU machine or pass --device cpu");
+  }
+  return c10::cuda::getStreamFromPool(/*isHighPriority=*/false);
+}
+
+class CudaBlockSlots final : public BlockStream::Slots {
+ public:
+  CudaBlockSlots(const ModelConfig& config, std::int64_t slots, bool scratch, BlockMasterFn master)
+      : floats_(config.block_param_count()),
+        padded_(unit_padded_params(config, 1)),
+        master_(std::move(master)),
+        stream_(checked_pool_stream()) {
+    const auto bf16 = at::TensorOptions().dtype(at::kBFloat16).device(at::kCUDA);
+    for (std::int64_t s = 0; s < slots; ++s) {
+      gpu_.push_back(at::empty({padded_}, bf16));
+      BlockWeights view;
+      std::int64_t offset = 0;
+      for (int i = 0; i < kBlockTensorCount; ++i) {
+        const std::vector<std::int64_t> shape = block_tensor_shape(config, i);
+        std::int64_t numel = 1;
+        for (std::int64_t d : shape) numel *= d;
+        view[i] = gpu_.back().narrow(0, offset, numel).view(shape);
+        offset += numel;
+      }
+      views_.push_back(std::move(view));
+    }
+    for (auto& buffer : pinned_) buffer = common::io::AlignedBuffer(2 * static_cast<std::size_t>(padded_));
+    if (scratch) scratch_ = common::io::AlignedBuffer(4 * static_cast<std::size_t>(padded_), false);
+    uploads_.resize(static_cast<std::size_t>(slots));
+    released_.resize(static_cast<std::size_t>(slots));
+  }
+  ~CudaBlockSlots() override {
+    // Nothing may still write or read the slots when their memory goes back to the allocator.
+    stream_.synchronize();
+    c10::cuda::device_synchronize();
+  }
+
+  std::int64_t count() const override { return static_cast<std::int64_t>(gpu_.size()); }
+
+  std::uint64_t fill(std::int64_t slot, std::int64_t block) override {
+    const auto s = static_cast<std::size_t>(slot);
+    CudaTransfer::wait(released_[s]);  // the compute stream is done with the slot's last block
+    released_[s].reset();
+    const std::size_t p = fills_++ % 2;
+    CudaTransfer::wait(pinned_uploads_[p]);  // the pinned buffer's last upload has left it
+    const float* src =
+        master_(block, scratch_.data() ? reinterpret_cast<float*>(scratch_.data()) : nullptr);
+    at::Tensor host = at::from_blob(pinned_[p].data(), {floats_},
+                                    at::TensorOptions().dtype(at::kBFloat16));
+    host.copy_(at::from_blob(const_cast<float*>(src), {floats_},
+                             at::TensorOptions().dtype(at::kFloat)));
+    auto mark = std::make_shared<CudaMarkImpl>();
+    {
+      c10::cuda::CUDAStreamGuard guard(stream_);
+      gpu_[s].narrow(0, 0, floats_).copy_(host, /*non_blocking=*/true);
+      mark->event.record(stream_);
+    }
+    uploads_[s] = mark;
+    pinned_uploads_[p] = std::move(mark);
+    uploaded_bytes_ += 2 * static_cast<std::uint64_t>(floats_);
+    return 4 * static_cast<std::uint64_t>(padded_);
+  }
+
+  const BlockWeights& use(std::int64_t slot) override {
+    const auto s = static_cast<std::size_t>(slot);
+    uploads_[s]->event.block(c10::cuda::getCurrentCUDAStream());  // a stream wait, not a host one
+    return views_[s];
+  }
+
+  void end_use(std::int64_t slot) override {
+    released_[static_cast<std::size_t>(slot)] = mark_compute_stream();
+  }
+
+  std::uint64_t uploaded_bytes() const { return uploaded_bytes_.load(); }
+
+ private:
+  std::int64_t floats_ = 0, padded_ = 0;
+  BlockMasterFn master_;
+  c10::cuda::CUDAStream stream_;
+  std::vector<at::Tensor> gpu_;      // per slot: bf16 [padded]
+  std::vector<BlockWeights> views_;  // per slot: the block's tensors over it
+  common::io::AlignedBuffer pinned_[2], scratch_;
+  std::size_t fills_ = 0;          // loader thread only
+  CudaMark pinned_uploads_[2];     // loader thread only
+  // uploads_[s]: written by fill, read by use; released_[s]: written by end_use, read by fill. The
+  // BlockStream's mutex orders each write before the other thread's read.
+  std::vector<CudaMark> uploads_, released_;
+  std::atomic<std::uint64_t> uploaded_bytes_{0};
+};
+
+}  // namespace
+
+std::unique_ptr<BlockStream::Slots> make_cuda_block_slots(const ModelConfig& config,
+                                                          std::int64_t slots, bool scratch,
+                                                          BlockMasterFn master) {
+  return std::make_unique<CudaBlockSlots>(config, slots, scratch, std::move(master));
+}
+
+std::uint64_t cuda_block_slots_uploaded_bytes(const BlockStream::Slots& slots) {
+  const auto* cuda = dynamic_cast<const CudaBlockSlots*>(&slots);
+  return cuda ? cuda->uploaded_bytes() : 0;
+}
+
 #else  // no CUDA in this build
 
 struct CudaMarkImpl {};
@@ -82,6 +197,13 @@ CudaMark CudaTransfer::upload(const std::vector<at::Tensor>&, std::vector<at::Te
   return {};
 }
 void CudaTransfer::wait(const CudaMark&) {}
+
+std::unique_ptr<BlockStream::Slots> make_cuda_block_slots(const ModelConfig&, std::int64_t, bool,
+                                                          BlockMasterFn) {
+  throw common::EnvironmentError("this sparsetrain was built without CUDA",
+                                 "rebuild against a CUDA LibTorch or pass --device cpu");
+}
+std::uint64_t cuda_block_slots_uploaded_bytes(const BlockStream::Slots&) { return 0; }
 
 #endif
 

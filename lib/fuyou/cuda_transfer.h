@@ -3,14 +3,21 @@
 // CUDA builds still compile). The compute thread only records marks (cudaEventRecord: no wait);
 // the optimizer thread, which owns a CudaTransfer, waits on them, downloads gradients into pinned
 // host memory and uploads the new compute weights.
-// Without CUDA (build or device), constructing a CudaTransfer throws EnvironmentError and
-// mark_compute_stream returns an empty mark.
+// Also the CUDA tier's block slots for BlockStream (block_stream.h), when the blocks' compute
+// weights do not fit the GPU budget: see make_cuda_block_slots.
+// Without CUDA (build or device), constructing a CudaTransfer or CUDA block slots throws
+// EnvironmentError and mark_compute_stream returns an empty mark.
 #pragma once
 
 #include <ATen/core/Tensor.h>
 
+#include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
+
+#include "fuyou/block_stream.h"
+#include "fuyou/model_config.h"
 
 namespace sparsetrain::fuyou {
 
@@ -42,5 +49,25 @@ class CudaTransfer {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+// Loader thread: block `block`'s fp32 weights (BlockTensor order, each tensor after the previous):
+// a pointer into the states in RAM, or `scratch` (padded block floats, or null when the slots were
+// made without one) after reading them into it. Blocking; may throw.
+using BlockMasterFn = std::function<const float*(std::int64_t block, float* scratch)>;
+
+// The CUDA tier's slots for a BlockStream: `slots` >= 2 bf16 GPU slots of one block each
+// (allocated once), two pinned bf16 host buffers of one block (registered once) and, with
+// `scratch`, one fp32 host buffer for store reads. fill (loader thread) waits on the host for the
+// event the compute stream recorded at the slot's last release (the GPU is done reading it) and
+// for the previous upload out of the pinned buffer it takes, then converts the block's fp32 master
+// to bf16 on the CPU (round to nearest even: exactly what the CPU AdamW's bf16 output and torch's
+// .to(kBFloat16) give), and uploads it on a copy stream of its own, recording an event. use
+// (compute thread) makes the compute stream wait for that event; end_use records one on it. So the
+// compute thread never waits on the host for a copy, and the GPU holds `slots` blocks at a time.
+// uploaded_bytes(): bf16 bytes sent up so far (what fill returns is the fp32 bytes read).
+std::unique_ptr<BlockStream::Slots> make_cuda_block_slots(const ModelConfig& config,
+                                                          std::int64_t slots, bool scratch,
+                                                          BlockMasterFn master);
+std::uint64_t cuda_block_slots_uploaded_bytes(const BlockStream::Slots& slots);
 
 }  // namespace sparsetrain::fuyou

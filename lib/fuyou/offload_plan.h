@@ -12,7 +12,12 @@
 //
 // Tiers: with CUDA the compute tier is the GPU (--gpu-mem): bf16 compute weights, fp32 gradient
 // accumulators, bf16 block inputs; gradients cross PCIe to the CPU in fp32 through two pinned slots
-// and the updated bf16 weights come back through two more (both counted in --cpu-mem). On the
+// and the updated bf16 weights come back through two more (both counted in --cpu-mem). When the
+// bf16 weights do not fit, the blocks stream through stream_slots GPU slots there too (SSD or RAM
+// fp32 master -> bf16 in two pinned buffers -> GPU, before every forward and every backward), the
+// block gradients leave the GPU after each block's backward through a pool of two fp32 buffers and,
+// with accumulation or clipping, add up in CPU memory (block_grads_in_cpu; counted in --cpu-mem);
+// the block inputs stay on the GPU (no input offload on CUDA yet). On the
 // CPU-only path the "compute tier" is a CPU memory budget (--gpu-mem), separate from the CPU budget
 // for optimizer states and staging (--cpu-mem), everything is fp32 and the PCIe terms are zero.
 // Not modelled: the token data in RAM, allocator slack, torch's own workspace.
@@ -72,14 +77,18 @@ struct BoundTerm {
 
 struct OffloadPlan {
   bool states_in_cpu = false;  // master, m, v held in RAM (still written through to the store)
-  // Blocks of compute weights held in the compute tier: all of them, or (CPU tier, when they do not
-  // fit) none, the blocks then streaming through stream_slots slots from their fp32 master in the
+  // Blocks of compute weights held in the compute tier: all of them, or (when they do not fit)
+  // none, the blocks then streaming through stream_slots slots from their fp32 master in the
   // store or in RAM, in the order of use (forward 0 … L-1, backward L-1 … 0).
   std::int64_t resident_blocks = 0;
   std::int64_t stream_slots = 0;
   // CPU tier, when even streamed blocks leave no room: the block inputs (activation checkpoints)
   // go to the store as the forward makes them and come back ahead of the backward.
   bool inputs_in_store = false;
+  // CUDA tier, streaming with accumulation (K > 1) or clipping: each block's fp32 gradients are
+  // summed over the micro-batches (and kept for the norm) in CPU memory, one accumulator per block;
+  // the GPU keeps only the pool of two block gradient buffers they leave through.
+  bool block_grads_in_cpu = false;
   std::int64_t grad_block_slots = 0;  // block gradient buffers: 2 (double buffer) or n_layer
   std::int64_t state_slots = 0;       // staging buffers of one unit's master/m/v (0 if in CPU)
   std::int64_t pinned_slots = 0;      // CUDA: pinned gradient (fp32) and weight (bf16) slots each
