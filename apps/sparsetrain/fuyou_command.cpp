@@ -166,6 +166,7 @@ nlohmann::json plan_json(const fy::OffloadPlan& p) {
           {"resident_blocks", p.resident_blocks},
           {"stream_slots", p.stream_slots},
           {"inputs_in_store", p.inputs_in_store},
+          {"block_grads_in_cpu", p.block_grads_in_cpu},
           {"grad_block_buffers", p.grad_block_slots},
           {"state_staging_slots", p.state_slots},
           {"compute_bytes", p.compute_total},
@@ -516,9 +517,10 @@ void add_finetune_command(CLI::App& fuyou) {
                   "in RAM when they fit")
       ->group(kOffload);
   sub->add_option("--gpu-mem", options->gpu_mem,
-                  "Offload: compute-tier budget (GPU memory; CPU memory without a GPU; on the CPU "
-                  "tier, blocks stream from the store when their weights do not fit); default no "
-                  "limit")
+                  "Offload: compute-tier budget (GPU memory; CPU memory without a GPU); when the "
+                  "blocks' weights do not fit, they stream through a few slots from their master "
+                  "copy (CUDA: bf16 via pinned memory; its block inputs stay on the GPU); default "
+                  "no limit")
       ->group(kOffload);
   sub->add_flag("--resume", options->resume,
                 "Offload: continue the run committed in the --ssd store (same flags)")

@@ -109,7 +109,7 @@ TEST_CASE("the loader fills every slot ahead while the compute thread holds the 
   stream.start(BlockStream::forward_sequence(6, 1));
   stream.acquire(0);
   // Blocks 1 and 2 go into the other two slots; block 3 needs slot 0, which is still in use.
-  for (int i = 0; i < 2000 && stream.loads() < 3; ++i)
+  for (int i = 0; i < 20000 && stream.loads() < 3; ++i)  // up to 20 s on a loaded machine
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   std::this_thread::sleep_for(std::chrono::milliseconds(20));
   CHECK(stream.loads() == 3);
