@@ -167,6 +167,7 @@ nlohmann::json plan_json(const fy::OffloadPlan& p) {
           {"stream_slots", p.stream_slots},
           {"inputs_in_store", p.inputs_in_store},
           {"block_grads_in_cpu", p.block_grads_in_cpu},
+          {"inputs_in_cpu", p.inputs_in_cpu},
           {"grad_block_buffers", p.grad_block_slots},
           {"state_staging_slots", p.state_slots},
           {"compute_bytes", p.compute_total},
@@ -519,8 +520,9 @@ void add_finetune_command(CLI::App& fuyou) {
   sub->add_option("--gpu-mem", options->gpu_mem,
                   "Offload: compute-tier budget (GPU memory; CPU memory without a GPU); when the "
                   "blocks' weights do not fit, they stream through a few slots from their master "
-                  "copy (CUDA: bf16 via pinned memory; its block inputs stay on the GPU); default "
-                  "no limit")
+                  "copy (CUDA: bf16 via pinned memory), and block inputs leave it (CPU tier: to "
+                  "the store; CUDA: to pinned memory) when even that does not fit; default no "
+                  "limit")
       ->group(kOffload);
   sub->add_flag("--resume", options->resume,
                 "Offload: continue the run committed in the --ssd store (same flags)")

@@ -173,6 +173,94 @@ std::unique_ptr<BlockStream::Slots> make_cuda_block_slots(const ModelConfig& con
   return std::make_unique<CudaBlockSlots>(config, slots, scratch, std::move(master));
 }
 
+struct CudaInputStash::Impl {
+  Impl(std::int64_t layers_, std::vector<std::int64_t> shape_)
+      : layers(layers_), shape(std::move(shape_)), stream(checked_pool_stream()) {}
+  std::int64_t layers = 0, numel = 0;
+  std::vector<std::int64_t> shape;
+  c10::cuda::CUDAStream stream;
+  common::io::AlignedBuffer host;    // layers × one input (4 KiB aligned each), pinned
+  std::size_t stride = 0;            // bytes between two inputs in `host`
+  at::Tensor gpu[2];                 // bf16 [B, T, C] each
+  CudaMark up[2];                    // the upload into each slot
+  std::int64_t pushed = 0, popped = 0;  // this pass
+  std::uint64_t down_bytes = 0, up_bytes = 0;
+
+  at::Tensor host_view(std::int64_t layer) {
+    return at::from_blob(host.data() + static_cast<std::size_t>(layer) * stride, shape,
+                         at::TensorOptions().dtype(at::kBFloat16));
+  }
+  // Copy stream: after everything enqueued so far on the compute stream.
+  void after_compute() { mark_compute_stream()->event.block(stream); }
+  void upload(std::int64_t layer) {
+    const std::size_t slot = static_cast<std::size_t>(layer % 2);
+    c10::cuda::CUDAStreamGuard guard(stream);
+    gpu[slot].copy_(host_view(layer), /*non_blocking=*/true);
+    auto mark = std::make_shared<CudaMarkImpl>();
+    mark->event.record(stream);
+    up[slot] = std::move(mark);
+    up_bytes += 2 * static_cast<std::uint64_t>(numel);
+  }
+};
+
+CudaInputStash::CudaInputStash(std::int64_t layers, std::vector<std::int64_t> shape)
+    : impl_(std::make_unique<Impl>(layers, std::move(shape))) {
+  Impl& s = *impl_;
+  s.numel = 1;
+  for (std::int64_t d : s.shape) s.numel *= d;
+  s.stride = common::io::align_up(2 * static_cast<std::size_t>(s.numel));
+  s.host = common::io::AlignedBuffer(static_cast<std::size_t>(layers) * s.stride);
+  for (auto& slot : s.gpu) {
+    slot = at::empty(s.shape, at::TensorOptions().dtype(at::kBFloat16).device(at::kCUDA));
+  }
+}
+
+CudaInputStash::~CudaInputStash() {
+  if (!impl_) return;
+  impl_->stream.synchronize();
+  c10::cuda::device_synchronize();
+}
+
+void CudaInputStash::push(std::int64_t layer, const at::Tensor& input) {
+  Impl& s = *impl_;
+  ST_ASSERT(layer == s.pushed && layer < s.layers && s.popped == 0,
+            "block input " + std::to_string(layer) + " pushed out of order");
+  ST_ASSERT(input.numel() == s.numel && input.scalar_type() == at::kBFloat16,
+            "a block input of another shape or dtype");
+  const at::Tensor src = input.contiguous();
+  s.after_compute();  // src is complete
+  {
+    c10::cuda::CUDAStreamGuard guard(s.stream);
+    s.host_view(layer).copy_(src, /*non_blocking=*/true);
+  }
+  src.record_stream(s.stream);  // its memory is not reused before the copy is done
+  s.down_bytes += 2 * static_cast<std::uint64_t>(s.numel);
+  ++s.pushed;
+}
+
+at::Tensor CudaInputStash::pop(std::int64_t layer) {
+  Impl& s = *impl_;
+  ST_ASSERT(s.pushed == s.layers && layer == s.layers - 1 - s.popped,
+            "block input " + std::to_string(layer) + " popped out of order");
+  // Every earlier use of the GPU slots (the backward of the block two pops ago) is enqueued.
+  s.after_compute();
+  if (s.popped == 0) s.upload(layer);  // the first: nothing prefetched it
+  if (layer >= 1) s.upload(layer - 1);   // the next one, while this block's backward runs
+  ++s.popped;
+  const std::size_t slot = static_cast<std::size_t>(layer % 2);
+  s.up[slot]->event.block(c10::cuda::getCurrentCUDAStream());
+  return s.gpu[slot];
+}
+
+void CudaInputStash::end_pass() {
+  Impl& s = *impl_;
+  ST_ASSERT(s.popped == s.layers, "a block-input pass ended before every input came back");
+  s.pushed = s.popped = 0;
+}
+
+std::uint64_t CudaInputStash::bytes_down() const { return impl_->down_bytes; }
+std::uint64_t CudaInputStash::bytes_up() const { return impl_->up_bytes; }
+
 std::uint64_t cuda_block_slots_uploaded_bytes(const BlockStream::Slots& slots) {
   const auto* cuda = dynamic_cast<const CudaBlockSlots*>(&slots);
   return cuda ? cuda->uploaded_bytes() : 0;
@@ -204,6 +292,18 @@ std::unique_ptr<BlockStream::Slots> make_cuda_block_slots(const ModelConfig&, st
                                  "rebuild against a CUDA LibTorch or pass --device cpu");
 }
 std::uint64_t cuda_block_slots_uploaded_bytes(const BlockStream::Slots&) { return 0; }
+
+struct CudaInputStash::Impl {};
+CudaInputStash::CudaInputStash(std::int64_t, std::vector<std::int64_t>) {
+  throw common::EnvironmentError("this sparsetrain was built without CUDA",
+                                 "rebuild against a CUDA LibTorch or pass --device cpu");
+}
+CudaInputStash::~CudaInputStash() = default;
+void CudaInputStash::push(std::int64_t, const at::Tensor&) {}
+at::Tensor CudaInputStash::pop(std::int64_t) { return {}; }
+void CudaInputStash::end_pass() {}
+std::uint64_t CudaInputStash::bytes_down() const { return 0; }
+std::uint64_t CudaInputStash::bytes_up() const { return 0; }
 
 #endif
 

@@ -70,4 +70,36 @@ std::unique_ptr<BlockStream::Slots> make_cuda_block_slots(const ModelConfig& con
                                                           BlockMasterFn master);
 std::uint64_t cuda_block_slots_uploaded_bytes(const BlockStream::Slots& slots);
 
+// The CUDA tier's block inputs (activation checkpoints) in pinned CPU memory, when the GPU budget
+// does not hold them beside the streamed blocks (offload_plan.h: inputs_in_cpu): the analogue of
+// input_stash.h's store round trip, without a thread. push (forward order) enqueues, on a copy
+// stream of its own, the input's copy into its pinned host buffer after an event on the compute
+// stream, and marks the GPU tensor used by that stream (the caching allocator then does not
+// recycle its memory before the copy is done); pop (reverse order) makes the copy stream wait for
+// an event on the compute stream (every earlier use of the GPU slots is enqueued before it),
+// uploads the next input the backward will need into one of two GPU slots, and makes the compute
+// stream wait for the input it returns. The compute thread only enqueues work and events: it
+// never waits on the host. bf16 round-trips exactly, so the backward sees the very tensors it
+// would have kept. Per micro-batch: push(0) … push(L-1), pop(L-1) … pop(0), end_pass().
+class CudaInputStash {
+ public:
+  // `shape`: one input, [B, T, C] bf16. Allocates `layers` pinned host buffers (registered once)
+  // and two GPU slots.
+  CudaInputStash(std::int64_t layers, std::vector<std::int64_t> shape);
+  ~CudaInputStash();
+  CudaInputStash(const CudaInputStash&) = delete;
+  CudaInputStash& operator=(const CudaInputStash&) = delete;
+
+  void push(std::int64_t layer, const at::Tensor& input);
+  // A tensor over a GPU slot, for work enqueued before the next pop (which refills the slot).
+  at::Tensor pop(std::int64_t layer);
+  void end_pass();
+  std::uint64_t bytes_down() const;  // device -> pinned host, in all
+  std::uint64_t bytes_up() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
 }  // namespace sparsetrain::fuyou

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "common/error.h"
+#include "common/io/aligned_buffer.h"
 #include "common/units.h"
 
 namespace sparsetrain::fuyou {
@@ -123,17 +124,17 @@ OffloadPlan plan_offload(const ModelConfig& config, const OffloadShape& shape,
     const std::uint64_t fixed =
         sum_items(plan.compute_items) - plan.compute_items[0].bytes + act * outside_params;
     std::uint64_t room = budgets.compute_bytes > fixed ? budgets.compute_bytes - fixed : 0;
-    if (room < 2 * slot_bytes && !shape.cuda) {
-      // Then the block inputs go to the store too: the compute tier keeps two input slots and the
-      // running activation instead of L + 1 inputs (input_stash.h). Not on the CUDA tier (yet):
-      // its block inputs stay on the GPU, and such a run is refused below.
-      const std::uint64_t kept = 3 * kF32 * u64(tokens * c);
+    if (room < 2 * slot_bytes) {
+      // Then the block inputs leave the compute tier too: it keeps two input slots and the
+      // running activation instead of L + 1 inputs. CPU tier: through the store (input_stash.h);
+      // CUDA: in pinned CPU memory (cuda_transfer.h: CudaInputStash; cpu items below).
+      const std::uint64_t kept = 3 * act * u64(tokens * c);
       std::uint64_t& inputs = plan.compute_items[3].bytes;
       const std::uint64_t fixed_without = fixed - inputs + kept;
       room = budgets.compute_bytes > fixed_without ? budgets.compute_bytes - fixed_without : 0;
       inputs = kept;
       plan.compute_items[3].what = "2 block-input slots + the running activation";
-      plan.inputs_in_store = true;
+      (shape.cuda ? plan.inputs_in_cpu : plan.inputs_in_store) = true;
     }
     plan.stream_slots = std::max<std::int64_t>(
         2, std::min<std::int64_t>(l, static_cast<std::int64_t>(room / slot_bytes)));
@@ -162,6 +163,11 @@ OffloadPlan plan_offload(const ModelConfig& config, const OffloadShape& shape,
     if (plan.block_grads_in_cpu) {
       stream_cpu_items.push_back({std::to_string(l) + " fp32 block gradient accumulators",
                                   kF32 * u64(l) * block_params});
+    }
+    if (plan.inputs_in_cpu) {
+      stream_cpu_items.push_back(
+          {std::to_string(l) + " pinned bf16 block inputs",
+           u64(l) * u64(common::io::align_up(kBF16 * u64(tokens * c)))});
     }
   }
   plan.states_in_cpu =
@@ -195,8 +201,8 @@ OffloadPlan plan_offload(const ModelConfig& config, const OffloadShape& shape,
            "raise --gpu-mem to at least " +
                common::format_bytes(static_cast<double>(plan.compute_total)) +
                ", or lower --micro-batch/--seq" +
-               (shape.cuda ? " (the CUDA tier streams the blocks through two slots at least and "
-                             "keeps every block input on the GPU)"
+               (shape.cuda ? " (the CUDA tier streams the blocks through two slots at least, "
+                             "beside two block-input slots)"
                            : ""));
   }
 
@@ -248,6 +254,10 @@ OffloadPlan plan_offload(const ModelConfig& config, const OffloadShape& shape,
     plan.pcie_d2h_bytes =
         kF32 * outside_params +
         u64((plan.block_grads_in_cpu ? shape.accum : 1) * l) * kF32 * block_params;
+    if (plan.inputs_in_cpu) {  // each micro-batch's L block inputs go down and come back up
+      plan.pcie_d2h_bytes += u64(shape.accum * l) * kBF16 * u64(tokens * c);
+      plan.pcie_h2d_bytes += u64(shape.accum * l) * kBF16 * u64(tokens * c);
+    }
   } else if (shape.cuda) {
     // Down: every fp32 gradient once per step. Up: every bf16 weight once per step, plus the
     // micro-batches' token ids and targets (int64).
@@ -296,7 +306,8 @@ std::string OffloadPlan::describe() const {
         << "), before each forward and each backward (recompute)"
         << (pinned_slots > 0 ? ", converted to bf16 in pinned memory and uploaded on a copy stream" : "")
         << (block_grads_in_cpu ? "; block gradients add up in CPU memory" : "")
-        << (inputs_in_store ? "; block inputs go through the store" : "") << "\n";
+        << (inputs_in_store ? "; block inputs go through the store" : "")
+        << (inputs_in_cpu ? "; block inputs go to pinned CPU memory and back" : "") << "\n";
   }
   out << "compute tier  " << bytes(compute_total) << ": " << list_items(compute_items) << "\n";
   out << "cpu           " << bytes(cpu_total) << ": " << list_items(cpu_items) << "\n";

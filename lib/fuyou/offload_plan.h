@@ -17,7 +17,7 @@
 // fp32 master -> bf16 in two pinned buffers -> GPU, before every forward and every backward), the
 // block gradients leave the GPU after each block's backward through a pool of two fp32 buffers and,
 // with accumulation or clipping, add up in CPU memory (block_grads_in_cpu; counted in --cpu-mem);
-// the block inputs stay on the GPU (no input offload on CUDA yet). On the
+// when even two slots leave no room, the block inputs go to pinned CPU memory (inputs_in_cpu). On the
 // CPU-only path the "compute tier" is a CPU memory budget (--gpu-mem), separate from the CPU budget
 // for optimizer states and staging (--cpu-mem), everything is fp32 and the PCIe terms are zero.
 // Not modelled: the token data in RAM, allocator slack, torch's own workspace.
@@ -85,6 +85,9 @@ struct OffloadPlan {
   // CPU tier, when even streamed blocks leave no room: the block inputs (activation checkpoints)
   // go to the store as the forward makes them and come back ahead of the backward.
   bool inputs_in_store = false;
+  // CUDA tier, likewise: the block inputs go to pinned CPU memory (counted in --cpu-mem) as the
+  // forward makes them and come back ahead of the backward, over PCIe.
+  bool inputs_in_cpu = false;
   // CUDA tier, streaming with accumulation (K > 1) or clipping: each block's fp32 gradients are
   // summed over the micro-batches (and kept for the norm) in CPU memory, one accumulator per block;
   // the GPU keeps only the pool of two block gradient buffers they leave through.

@@ -98,6 +98,7 @@ struct OffloadTrainer::Impl {
   bool streaming = false;
   std::unique_ptr<BlockStream> stream;
   std::unique_ptr<InputStash> stash;  // block inputs through the store (plan_.inputs_in_store)
+  std::unique_ptr<CudaInputStash> gpu_stash;  // CUDA: in pinned CPU memory (plan_.inputs_in_cpu)
   std::vector<UnitTensors> units;         // by unit id
   std::vector<std::int64_t> order;        // processing order: ln_f, blocks L-1 … 0, embeddings
   std::vector<AlignedBuffer> cpu_states;  // per unit [master | m | v] when states_in_cpu
@@ -613,6 +614,11 @@ OffloadTrainer::OffloadTrainer(ModelConfig config, GptWeights initial, TrainOpti
           store_->read(input_store_name(layer), dst, 0, bytes).get();
         });
   }
+  if (plan_.inputs_in_cpu) {
+    impl.gpu_stash = std::make_unique<CudaInputStash>(
+        config_.n_layer,
+        std::vector<std::int64_t>{train_.micro_batch, train_.seq, config_.n_embd});
+  }
   if (impl.streaming && impl.cuda) {
     // The same, converted to bf16 and uploaded (cuda_transfer.h); from RAM without a copy.
     impl.stream = std::make_unique<BlockStream>(make_cuda_block_slots(
@@ -651,6 +657,7 @@ OffloadTrainer::~OffloadTrainer() {
   if (impl_) {
     impl_->stream.reset();
     impl_->stash.reset();
+    impl_->gpu_stash.reset();
   }
 }
 
@@ -866,6 +873,8 @@ TrainResult OffloadTrainer::train(const TokenData& train_data, const TokenData& 
         for (std::int64_t l = 0; l < layers; ++l) {
           if (impl.stash) {
             impl.stash->push(l, h);
+          } else if (impl.gpu_stash) {
+            impl.gpu_stash->push(l, h);
           } else {
             inputs.push_back(h);
           }
@@ -895,7 +904,9 @@ TrainResult OffloadTrainer::train(const TokenData& train_data, const TokenData& 
       at::Tensor grad = std::move(head.input_grad);
       for (std::int64_t l = layers; l-- > 0;) {
         const auto li = static_cast<std::size_t>(l);
-        const at::Tensor input = impl.stash ? impl.stash->pop(l) : inputs[li];
+        const at::Tensor input = impl.stash       ? impl.stash->pop(l)
+                                 : impl.gpu_stash ? impl.gpu_stash->pop(l)
+                                                  : inputs[li];
         BlockGrads block = block_backward(config_, block_at(l), input, grad);
         done_with_block();
         int slot = -1;
@@ -954,9 +965,10 @@ TrainResult OffloadTrainer::train(const TokenData& train_data, const TokenData& 
                       slot);
         }
         grad = std::move(block.input_grad);
-        if (!impl.stash) inputs[li] = at::Tensor();
+        if (!impl.stash && !impl.gpu_stash) inputs[li] = at::Tensor();
       }
       if (impl.stash) impl.stash->end_pass();
+      if (impl.gpu_stash) impl.gpu_stash->end_pass();
       embed_backward(x, grad, impl.wte_grad, impl.wpe_grad);
       if (last) finish_unit(0, {impl.wte_grad, impl.wpe_grad}, -1);
     }
@@ -1021,6 +1033,12 @@ TrainResult OffloadTrainer::train(const TokenData& train_data, const TokenData& 
     stats_.input_bytes_read = impl.stash->bytes_read();
     stats_.ssd_write_bytes += stats_.input_bytes_written;
     stats_.ssd_read_bytes += stats_.input_bytes_read;
+  }
+  if (impl.gpu_stash) {  // over PCIe, not the store
+    stats_.input_bytes_written = impl.gpu_stash->bytes_down();
+    stats_.input_bytes_read = impl.gpu_stash->bytes_up();
+    stats_.pcie_d2h_bytes += stats_.input_bytes_written;
+    stats_.pcie_h2d_bytes += stats_.input_bytes_read;
   }
   stats_.step_seconds =
       stats_.steps > 0 ? result.train_seconds / static_cast<double>(stats_.steps) : 0;

@@ -44,8 +44,9 @@
 // global norm, hence a clipping factor, may differ in the last bits; with K = 1 they come from the
 // GPU pool slot as before). The compute thread waits (condition variable) for every drain before
 // the norm. Not verified on a GPU yet (tests/gpu/offload_cuda_test.cpp has the checks).
-// Not here: activation offload on the CUDA tier (its block inputs stay on the GPU; a plan whose
-// two streamed slots do not fit beside them is refused).
+// When two streamed slots do not fit beside the block inputs, those go to pinned CPU memory as the
+// forward makes them and come back ahead of the backward, all enqueued on a copy stream with
+// events (cuda_transfer.h: CudaInputStash; plan().inputs_in_cpu).
 #pragma once
 
 #include <cstdint>
@@ -89,7 +90,8 @@ struct OffloadStats {
   // waits for them (inside its forward and backward times).
   std::uint64_t stream_read_bytes = 0;
   double stream_wait_seconds = 0;
-  // Block inputs through the store (plan().inputs_in_store), counted in ssd_*_bytes too.
+  // Block inputs through the store (plan().inputs_in_store), counted in ssd_*_bytes too; on CUDA
+  // through pinned CPU memory (plan().inputs_in_cpu), counted in pcie_*_bytes instead.
   std::uint64_t input_bytes_written = 0, input_bytes_read = 0;
   // Units whose AdamW finished while the compute thread was still in that step's backward: the
   // overlap, counted (0 with --grad-clip, whose updates wait for the norm).

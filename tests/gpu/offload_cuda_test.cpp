@@ -91,21 +91,23 @@ void check_losses(const TrainResult& got, const std::vector<double>& want, std::
   MESSAGE("largest relative loss difference " << worst);
 }
 
-// The smallest --gpu-mem the planner accepts for this run: the one that streams the blocks through
-// 2 slots (found by bisection over the pure-arithmetic plan).
-std::uint64_t smallest_gpu_budget(const TrainOptions& options, OffloadOptions offload) {
+// The smallest --gpu-mem the planner accepts for this run, with the block inputs on the GPU or
+// (inputs_out) in CPU memory: the one that streams the blocks through 2 slots (found by bisection
+// over the pure-arithmetic plan).
+std::uint64_t smallest_gpu_budget(const TrainOptions& options, OffloadOptions offload,
+                                  bool inputs_out = false) {
   Fixture f;
   offload.budgets.compute_bytes = 0;
   std::uint64_t hi = plan_offload_run(f.config, options, offload).compute_total, lo = 1;
   while (lo < hi) {
     const std::uint64_t mid = lo + (hi - lo) / 2;
     offload.budgets.compute_bytes = mid;
+    bool fits = false;
     try {
-      plan_offload_run(f.config, options, offload);
-      hi = mid;
+      fits = inputs_out || !plan_offload_run(f.config, options, offload).inputs_in_cpu;
     } catch (const sparsetrain::common::UsageError&) {
-      lo = mid + 1;
     }
+    (fits ? hi : lo) = fits ? mid : mid + 1;
   }
   return lo;
 }
@@ -199,14 +201,15 @@ constexpr std::uint64_t kBlock = 198272, kOutside = 49408;
 // 12 MiB of CPU budget: below the states (10.1 MB) plus the pinned buffers, so the states go to
 // the store; above the staging, pinned and (K > 1) CPU gradient buffers the streamed plan needs.
 OffloadOptions streamed_options(const std::string& name, const TrainOptions& options,
-                                std::uint64_t cpu_bytes = 12 << 20) {
+                                std::uint64_t cpu_bytes = 12 << 20, bool inputs_out = false) {
   OffloadOptions offload = offload_options(name, cpu_bytes);
-  offload.budgets.compute_bytes = smallest_gpu_budget(options, offload);
+  offload.budgets.compute_bytes = smallest_gpu_budget(options, offload, inputs_out);
   Fixture f;
   const OffloadPlan plan = plan_offload_run(f.config, options, offload);
   MESSAGE("--gpu-mem " << offload.budgets.compute_bytes << " B:\n" << plan.describe());
   CHECK(plan.stream_slots == 2);
   CHECK(plan.resident_blocks == 0);
+  CHECK(plan.inputs_in_cpu == inputs_out);
   return offload;
 }
 
@@ -247,6 +250,18 @@ TEST_CASE("streamed CUDA blocks with K = 2, overlapped updates, states in the st
   OffloadOptions offload = streamed_options("stream-accum", options);
   const OffloadStats stats = compare_with_in_memory(options, offload);
   MESSAGE("units updated during backward: " << stats.units_updated_during_backward);
+}
+
+TEST_CASE("streamed CUDA blocks with the block inputs in pinned CPU memory, K = 2, match too") {
+  TrainOptions options = small_options();
+  options.grad_clip = 1.0;
+  options.accum = 2;
+  OffloadOptions offload = streamed_options("stream-inputs", options, 16 << 20, true);
+  const OffloadStats stats = compare_with_in_memory(options, offload);
+  // Each micro-batch's 4 block inputs (bf16 [8, 64, 128]) go down and come back up.
+  const std::uint64_t input = 2 * 8 * 64 * 128;
+  CHECK(stats.input_bytes_written == 20 * 2 * 4 * input);
+  CHECK(stats.input_bytes_read == 20 * 2 * 4 * input);
 }
 
 int main(int argc, char** argv) {
