@@ -1,10 +1,12 @@
 // CudaTransfer (see cuda_transfer.h).
 #include "fuyou/cuda_transfer.h"
 
+#include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/from_blob.h>
 
 #include <atomic>
+#include <cstring>
 
 #include "common/error.h"
 #include "common/io/aligned_buffer.h"
@@ -18,6 +20,21 @@
 #endif
 
 namespace sparsetrain::fuyou {
+
+// fp32 -> bf16, round to nearest even in integer arithmetic (subnormals kept, NaN -> 0x7FC0): what
+// c10::BFloat16 and the CPU AdamW's bf16 output (cpu_adam.cpp) do, whatever instructions this
+// torch build would pick for a tensor conversion. Threaded (lib/fuyou compiles with OpenMP).
+void fp32_to_bf16_rne(const float* src, std::uint16_t* dst, std::int64_t n) {
+  at::parallel_for(0, n, std::int64_t{1} << 16, [&](std::int64_t begin, std::int64_t end) {
+    for (std::int64_t i = begin; i < end; ++i) {
+      std::uint32_t u;
+      std::memcpy(&u, src + i, sizeof u);
+      dst[i] = (u & 0x7FFFFFFFu) > 0x7F800000u
+                   ? std::uint16_t{0x7FC0}
+                   : static_cast<std::uint16_t>((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+    }
+  });
+}
 
 #if SPARSETRAIN_HAVE_CUDA
 
@@ -122,10 +139,9 @@ class CudaBlockSlots final : public BlockStream::Slots {
     CudaTransfer::wait(pinned_uploads_[p]);  // the pinned buffer's last upload has left it
     const float* src =
         master_(block, scratch_.data() ? reinterpret_cast<float*>(scratch_.data()) : nullptr);
+    fp32_to_bf16_rne(src, reinterpret_cast<std::uint16_t*>(pinned_[p].data()), floats_);
     at::Tensor host = at::from_blob(pinned_[p].data(), {floats_},
                                     at::TensorOptions().dtype(at::kBFloat16));
-    host.copy_(at::from_blob(const_cast<float*>(src), {floats_},
-                             at::TensorOptions().dtype(at::kFloat)));
     auto mark = std::make_shared<CudaMarkImpl>();
     {
       c10::cuda::CUDAStreamGuard guard(stream_);

@@ -50,6 +50,11 @@ class CudaTransfer {
   std::unique_ptr<Impl> impl_;
 };
 
+// fp32 -> bf16 bits, round to nearest even in integer arithmetic (subnormals kept, NaN -> 0x7FC0),
+// threaded: the CUDA block slots' conversion, the same as c10::BFloat16 and the CPU AdamW's bf16
+// output. Needs no CUDA.
+void fp32_to_bf16_rne(const float* src, std::uint16_t* dst, std::int64_t n);
+
 // Loader thread: block `block`'s fp32 weights (BlockTensor order, each tensor after the previous):
 // a pointer into the states in RAM, or `scratch` (padded block floats, or null when the slots were
 // made without one) after reading them into it. Blocking; may throw.
@@ -60,8 +65,9 @@ using BlockMasterFn = std::function<const float*(std::int64_t block, float* scra
 // `scratch`, one fp32 host buffer for store reads. fill (loader thread) waits on the host for the
 // event the compute stream recorded at the slot's last release (the GPU is done reading it) and
 // for the previous upload out of the pinned buffer it takes, then converts the block's fp32 master
-// to bf16 on the CPU (round to nearest even: exactly what the CPU AdamW's bf16 output and torch's
-// .to(kBFloat16) give), and uploads it on a copy stream of its own, recording an event. use
+// to bf16 on the CPU (round to nearest even in integer arithmetic: exactly the CPU AdamW's bf16
+// output, which is what the resident tier uploads), and uploads it on a copy stream of its own,
+// recording an event. use
 // (compute thread) makes the compute stream wait for that event; end_use records one on it. So the
 // compute thread never waits on the host for a copy, and the GPU holds `slots` blocks at a time.
 // uploaded_bytes(): bf16 bytes sent up so far (what fill returns is the fp32 bytes read).

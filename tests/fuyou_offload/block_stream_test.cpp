@@ -6,7 +6,13 @@
 #include "fuyou/block_stream.h"
 
 #include <ATen/ops/full.h>
+#include <ATen/ops/randn.h>
+#include <c10/util/BFloat16.h>
 #include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
 
 #include <atomic>
 #include <chrono>
@@ -14,6 +20,8 @@
 #include <stdexcept>
 #include <thread>
 #include <vector>
+
+#include "fuyou/cuda_transfer.h"
 
 using namespace sparsetrain::fuyou;
 
@@ -130,4 +138,30 @@ TEST_CASE("a loader error reaches the compute thread at the block it failed on")
     stream.release();
   }
   CHECK_THROWS_WITH_AS(stream.acquire(3), "disk gone", std::runtime_error);
+}
+
+TEST_CASE("the CUDA loader's bf16 conversion rounds to nearest even exactly like c10::BFloat16") {
+  // Random weights, exact ties (0x3F808000: halfway, even below; 0x3F818000: halfway, odd below),
+  // subnormals, signed zeros, infinities, the largest float.
+  std::vector<float> x(300000);
+  const at::Tensor r = at::randn({static_cast<std::int64_t>(x.size())}) * 0.02;
+  std::memcpy(x.data(), r.data_ptr<float>(), x.size() * sizeof(float));
+  const std::uint32_t bits[] = {0x3F808000u, 0x3F818000u, 0x00000001u, 0x00408000u, 0x80000000u,
+                                0x7F800000u, 0xFF800000u, 0x7F7FFFFFu, 0x807FFFFFu};
+  for (std::size_t i = 0; i < sizeof bits / sizeof bits[0]; ++i) std::memcpy(&x[i], &bits[i], 4);
+  std::vector<std::uint16_t> got(x.size());
+  fp32_to_bf16_rne(x.data(), got.data(), static_cast<std::int64_t>(x.size()));
+  std::size_t differ = 0;
+  for (std::size_t i = 0; i < x.size(); ++i) differ += got[i] != c10::BFloat16(x[i]).x;
+  CHECK(differ == 0);
+  CHECK(got[0] == 0x3F80);  // tie, even below: down
+  CHECK(got[1] == 0x3F82);  // tie, odd below: up
+  CHECK(got[2] == 0x0000);  // the smallest subnormal rounds to +0
+  CHECK(got[3] == 0x0040);  // a subnormal survives (0x00408000 is a tie with even 0x0040 below)
+  CHECK(got[4] == 0x8000);
+  CHECK(got[7] == 0x7F80);  // the largest float rounds up to +inf, as in torch
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  std::uint16_t nan_bits = 0;
+  fp32_to_bf16_rne(&nan, &nan_bits, 1);
+  CHECK(nan_bits == 0x7FC0);
 }
