@@ -111,10 +111,10 @@ OffloadPlan plan_offload(const ModelConfig& config, const OffloadShape& shape,
   if (budgets.compute_bytes > 0 && plan.compute_total > budgets.compute_bytes) {
     // Stream the blocks: each slot holds one block's compute weights (padded as in the store); as
     // many slots as fit, at least two (one computing, one loading), at most one per block.
-    if (shape.cuda) {
+    if (shape.cuda || shape.block_grads_in_cpu) {
       // The GPU cannot hold an accumulator per block either: each block's gradients leave it right
       // after that block's backward, through a pool of two fp32 buffers, and (accumulation or
-      // clipping) add up in CPU memory (cpu items below).
+      // clipping) add up in CPU memory (cpu items below). (CPU tier: only when asked, for tests.)
       plan.grad_block_slots = 2;
       plan.block_grads_in_cpu = shape.grad_clip || shape.accum > 1;
       plan.compute_items[2] = {std::to_string(plan.grad_block_slots) + " block gradient buffers",
@@ -160,10 +160,12 @@ OffloadPlan plan_offload(const ModelConfig& config, const OffloadShape& shape,
   std::vector<PlanItem> stream_cpu_items;
   if (cuda_stream) {
     stream_cpu_items.push_back({"2 pinned bf16 block upload buffers", 2 * kBF16 * block_padded});
-    if (plan.block_grads_in_cpu) {
-      stream_cpu_items.push_back({std::to_string(l) + " fp32 block gradient accumulators",
-                                  kF32 * u64(l) * block_params});
-    }
+  }
+  if (plan.block_grads_in_cpu) {
+    stream_cpu_items.push_back({std::to_string(l) + " fp32 block gradient accumulators",
+                                kF32 * u64(l) * block_params});
+  }
+  if (cuda_stream) {
     if (plan.inputs_in_cpu) {
       stream_cpu_items.push_back(
           {std::to_string(l) + " pinned bf16 block inputs",

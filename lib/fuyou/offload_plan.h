@@ -62,6 +62,11 @@ struct OffloadShape {
   std::int64_t loss_chunk_rows = 0;  // 0 = default_loss_chunk_rows rule (≤ 64 MiB of fp32 logits)
   bool cuda = false;  // compute tier on a GPU: bf16 compute, PCIe transfers, pinned slots
   std::int64_t commit_every = 1;  // states in CPU memory go to the store every N steps
+  // CPU tier, streaming with K > 1 or clipping: put the block gradient accumulators in the CPU
+  // budget and drain each micro-batch's block gradients into them, as the CUDA tier does when it
+  // streams (block_grads_in_cpu). For tests: it runs that path without a GPU. (The CUDA tier
+  // decides by itself.)
+  bool block_grads_in_cpu = false;
 };
 
 // One line of a memory budget: what it is for and how many bytes.

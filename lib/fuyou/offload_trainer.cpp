@@ -239,7 +239,7 @@ class OffloadTrainer::OptimizerStage {
   }
 
   // One micro-batch's gradients of a streamed block: GPU pool slot -> pinned fp32 -> the block's
-  // CPU accumulator. Sum order, per element: ((g_0 + g_1) + g_2) + …, each g_k the bf16 gradient
+  // CPU accumulator (CPU tier, for tests: straight from the pool slot). Sum order, per element: ((g_0 + g_1) + g_2) + …, each g_k the bf16 gradient
   // widened to fp32 (exact) and added in fp32 — the in-memory trainer's GPU accumulator does the
   // very same IEEE additions in the same order (0 + g_0 on micro-batch 0: the pool slot is zeroed
   // and accumulated into on the GPU exactly as there), so the sum is bit for bit the same.
@@ -248,24 +248,31 @@ class OffloadTrainer::OptimizerStage {
     auto t = phases_.scope("drain");
     const auto l = static_cast<std::size_t>(job.unit - 1);
     BlockWeights& acc = impl.host_block_grads[l];
-    // grad_pinned[0] is free here: the updates use it only between pops.
-    auto* base = reinterpret_cast<float*>(impl.grad_pinned[0].data());
-    std::vector<at::Tensor> host;
-    std::int64_t offset = 0;
-    for (const at::Tensor& g : acc.tensors) {
-      host.push_back(float_view(base + offset, g));
-      offset += g.numel();
+    std::vector<at::Tensor> host = job.grads;
+    if (impl.cuda) {
+      // grad_pinned[0] is free here: the updates use it only between pops.
+      auto* base = reinterpret_cast<float*>(impl.grad_pinned[0].data());
+      std::int64_t offset = 0;
+      for (std::size_t i = 0; i < host.size(); ++i) {
+        host[i] = float_view(base + offset, acc.tensors[i]);
+        offset += acc.tensors[i].numel();
+      }
+      transfer_->download(job.grads, host, job.ready);
+      t_.stats_.pcie_d2h_bytes += 4 * static_cast<std::uint64_t>(offset);
+      job.grads.clear();
+      release_pool_slot(job.pool_slot);
     }
-    transfer_->download(job.grads, host, job.ready);
-    t_.stats_.pcie_d2h_bytes += 4 * static_cast<std::uint64_t>(offset);
-    job.grads.clear();
-    release_pool_slot(job.pool_slot);
     for (int i = 0; i < kBlockTensorCount; ++i) {
       if (job.first) {
         acc[i].copy_(host[static_cast<std::size_t>(i)]);
       } else {
         acc[i].add_(host[static_cast<std::size_t>(i)]);
       }
+    }
+    if (!impl.cuda) {
+      host.clear();
+      job.grads.clear();
+      release_pool_slot(job.pool_slot);
     }
     if (job.norm) {
       // The in-memory trainer's expression, on the CPU (its reduction order differs from the
@@ -467,6 +474,7 @@ OffloadPlan plan_offload_run(const ModelConfig& config, const TrainOptions& trai
   shape.loss_chunk_rows = train.loss_chunk_rows;
   shape.cuda = train.device == TrainDevice::kCuda;
   shape.commit_every = options.commit_every;
+  shape.block_grads_in_cpu = options.block_grads_in_cpu;
   return plan_offload(config, shape, budgets, options.rates);
 }
 
@@ -944,7 +952,7 @@ TrainResult OffloadTrainer::train(const TokenData& train_data, const TokenData& 
           // the in-memory trainer. K > 1: the drain computes them from the CPU sum.
           if (last && train_.accum == 1) add_norm_terms(1 + l, slot_grads);
           OptimizerStage::Job drain{1 + l, std::move(slot_grads), 1.0, false, slot,
-                                    mark_compute_stream()};
+                                    impl.cuda ? mark_compute_stream() : CudaMark{}};
           drain.drain = true;
           drain.first = k == 0;
           drain.norm = last && train_.accum > 1;

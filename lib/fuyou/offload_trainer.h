@@ -75,6 +75,8 @@ struct OffloadOptions {
   // last; states in the store are written and committed every step regardless.
   std::int64_t commit_every = 1;
   std::uint64_t store_extent_bytes = std::uint64_t{4} << 20;
+  // Tests: the CPU tier runs the CUDA tier's gradient drain (OffloadShape::block_grads_in_cpu).
+  bool block_grads_in_cpu = false;
 };
 
 // Measured over one run (volatile: depends on the machine).
