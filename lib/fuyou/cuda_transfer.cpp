@@ -104,19 +104,14 @@ class CudaBlockSlots final : public BlockStream::Slots {
         padded_(unit_padded_params(config, 1)),
         master_(std::move(master)),
         stream_(checked_pool_stream()) {
+    // One allocation per tensor, as the resident tier's weights have: the same alignment, so
+    // cuBLAS has no reason to pick other kernels than for resident weights.
     const auto bf16 = at::TensorOptions().dtype(at::kBFloat16).device(at::kCUDA);
     for (std::int64_t s = 0; s < slots; ++s) {
-      gpu_.push_back(at::empty({padded_}, bf16));
-      BlockWeights view;
-      std::int64_t offset = 0;
-      for (int i = 0; i < kBlockTensorCount; ++i) {
-        const std::vector<std::int64_t> shape = block_tensor_shape(config, i);
-        std::int64_t numel = 1;
-        for (std::int64_t d : shape) numel *= d;
-        view[i] = gpu_.back().narrow(0, offset, numel).view(shape);
-        offset += numel;
-      }
-      views_.push_back(std::move(view));
+      BlockWeights slot;
+      for (int i = 0; i < kBlockTensorCount; ++i)
+        slot[i] = at::empty(block_tensor_shape(config, i), bf16);
+      gpu_.push_back(std::move(slot));
     }
     for (auto& buffer : pinned_) buffer = common::io::AlignedBuffer(2 * static_cast<std::size_t>(padded_));
     if (scratch) scratch_ = common::io::AlignedBuffer(4 * static_cast<std::size_t>(padded_), false);
@@ -145,7 +140,11 @@ class CudaBlockSlots final : public BlockStream::Slots {
     auto mark = std::make_shared<CudaMarkImpl>();
     {
       c10::cuda::CUDAStreamGuard guard(stream_);
-      gpu_[s].narrow(0, 0, floats_).copy_(host, /*non_blocking=*/true);
+      std::int64_t offset = 0;
+      for (at::Tensor& dst : gpu_[s].tensors) {
+        dst.copy_(host.narrow(0, offset, dst.numel()).view(dst.sizes()), /*non_blocking=*/true);
+        offset += dst.numel();
+      }
       mark->event.record(stream_);
     }
     uploads_[s] = mark;
@@ -157,7 +156,7 @@ class CudaBlockSlots final : public BlockStream::Slots {
   const BlockWeights& use(std::int64_t slot) override {
     const auto s = static_cast<std::size_t>(slot);
     uploads_[s]->event.block(c10::cuda::getCurrentCUDAStream());  // a stream wait, not a host one
-    return views_[s];
+    return gpu_[s];
   }
 
   void end_use(std::int64_t slot) override {
@@ -170,8 +169,7 @@ class CudaBlockSlots final : public BlockStream::Slots {
   std::int64_t floats_ = 0, padded_ = 0;
   BlockMasterFn master_;
   c10::cuda::CUDAStream stream_;
-  std::vector<at::Tensor> gpu_;      // per slot: bf16 [padded]
-  std::vector<BlockWeights> views_;  // per slot: the block's tensors over it
+  std::vector<BlockWeights> gpu_;  // per slot: the block's bf16 tensors
   common::io::AlignedBuffer pinned_[2], scratch_;
   std::size_t fills_ = 0;          // loader thread only
   CudaMark pinned_uploads_[2];     // loader thread only

@@ -61,7 +61,7 @@ void fp32_to_bf16_rne(const float* src, std::uint16_t* dst, std::int64_t n);
 using BlockMasterFn = std::function<const float*(std::int64_t block, float* scratch)>;
 
 // The CUDA tier's slots for a BlockStream: `slots` >= 2 bf16 GPU slots of one block each
-// (allocated once), two pinned bf16 host buffers of one block (registered once) and, with
+// (allocated once, one allocation per tensor as resident weights have), two pinned bf16 host buffers of one block (registered once) and, with
 // `scratch`, one fp32 host buffer for store reads. fill (loader thread) waits on the host for the
 // event the compute stream recorded at the slot's last release (the GPU is done reading it) and
 // for the previous upload out of the pinned buffer it takes, then converts the block's fp32 master
