@@ -298,9 +298,11 @@ void run_offloaded(const FinetuneOptions& options, const fy::ModelConfig& config
                             {"cpu_adam_params_per_s", offload.rates.cpu_adam_params_per_s},
                             {"pcie_h2d_bytes_per_s", offload.rates.pcie_h2d_bytes_per_s},
                             {"pcie_d2h_bytes_per_s", offload.rates.pcie_d2h_bytes_per_s},
+                            {"stream_convert_params_per_s",
+                             offload.rates.stream_convert_params_per_s},
                             {"source", context.global.dry_run
-                                           ? "compute, cpu_adam and pcie measured now; ssd from "
-                                             "DESIGN.md (a dry run writes no probe)"
+                                           ? "compute, cpu_adam, pcie, stream_convert measured "
+                                             "now; ssd from DESIGN.md (a dry run writes no probe)"
                                            : "all measured now (offload_rates.h)"},
                             {"compute_probe",
                              "one transformer block's forward + recompute backward at the run's "

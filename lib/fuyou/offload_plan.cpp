@@ -286,6 +286,12 @@ OffloadPlan plan_offload(const ModelConfig& config, const OffloadShape& shape,
     plan.terms.push_back(
         {"pcie_d2h", static_cast<double>(plan.pcie_d2h_bytes) / rates.pcie_d2h_bytes_per_s});
   }
+  if (cuda_stream && rates.stream_convert_params_per_s > 0) {
+    // Every streamed load converts one block: forward and backward of every micro-batch.
+    plan.terms.push_back({"stream_convert", static_cast<double>(2 * shape.accum * l) *
+                                                static_cast<double>(block_params) /
+                                                rates.stream_convert_params_per_s});
+  }
   for (const BoundTerm& term : plan.terms) {
     if (term.seconds > plan.bound_seconds) {
       plan.bound_seconds = term.seconds;

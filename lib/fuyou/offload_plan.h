@@ -52,6 +52,9 @@ struct OffloadRates {
   double compute_flops_per_s = 1.0e11;  // CPU fp32 GEMM; set from a measurement
   double pcie_h2d_bytes_per_s = 0;      // 0 = no PCIe (CPU compute tier)
   double pcie_d2h_bytes_per_s = 0;
+  // CUDA streaming: the loader's fp32 -> bf16 conversion of the streamed blocks, parameters/s
+  // (a CPU memory pass of its own). 0 = not measured (no such term).
+  double stream_convert_params_per_s = 0;
 };
 
 struct OffloadShape {
@@ -76,7 +79,8 @@ struct PlanItem {
 };
 
 struct BoundTerm {
-  std::string name;  // "compute", "ssd_read", "ssd_write", "ssd_read_write", "cpu_adam", "pcie_*"
+  std::string name;  // "compute", "ssd_read", "ssd_write", "ssd_read_write", "cpu_adam", "pcie_*",
+                     // "stream_convert"
   double seconds = 0;  // amount per iteration / rate
 };
 

@@ -403,3 +403,22 @@ TEST_CASE("a CUDA budget below two streamed slots and two input slots is refused
   CHECK(message.find(std::to_string(smallest) + " B") != std::string::npos);
   CHECK(message.find(std::to_string(smallest - 1) + " B") != std::string::npos);
 }
+
+TEST_CASE("streamed CUDA blocks add the loader's bf16 conversion to the bound when it is measured") {
+  const ModelConfig c = model_config_from_name("custom:L=8,C=64,H=4,V=256,T=64");
+  OffloadShape s;
+  s.cuda = true;
+  s.micro_batch = 4;
+  s.seq = 32;
+  s.accum = 2;
+  OffloadBudgets b = roomy();
+  OffloadRates r;
+  r.stream_convert_params_per_s = 1e3;  // 2 · 2 · 8 · 49,984 parameters: 1599.488 s, binds
+  const OffloadPlan resident = plan_offload(c, s, b, r);
+  for (const BoundTerm& term : resident.terms) CHECK(term.name != "stream_convert");
+  b.compute_bytes = cuda_budget_for_slots(c, s, 2);
+  const OffloadPlan streamed = plan_offload(c, s, b, r);
+  REQUIRE(streamed.stream_slots == 2);
+  CHECK(streamed.binding == "stream_convert");
+  CHECK(streamed.bound_seconds == doctest::Approx(2.0 * 2 * 8 * 49984 / 1e3));
+}
