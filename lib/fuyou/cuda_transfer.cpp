@@ -25,13 +25,14 @@ namespace sparsetrain::fuyou {
 // c10::BFloat16 and the CPU AdamW's bf16 output (cpu_adam.cpp) do, whatever instructions this
 // torch build would pick for a tensor conversion. Threaded (lib/fuyou compiles with OpenMP).
 void fp32_to_bf16_rne(const float* src, std::uint16_t* dst, std::int64_t n) {
-  at::parallel_for(0, n, std::int64_t{1} << 16, [&](std::int64_t begin, std::int64_t end) {
-    for (std::int64_t i = begin; i < end; ++i) {
+  at::parallel_for(0, n, std::int64_t{1} << 16, [src, dst](std::int64_t begin, std::int64_t end) {
+    const float* __restrict in = src;
+    std::uint16_t* __restrict out = dst;
+    for (std::int64_t i = begin; i < end; ++i) {  // branch-free: vectorizes
       std::uint32_t u;
-      std::memcpy(&u, src + i, sizeof u);
-      dst[i] = (u & 0x7FFFFFFFu) > 0x7F800000u
-                   ? std::uint16_t{0x7FC0}
-                   : static_cast<std::uint16_t>((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+      std::memcpy(&u, in + i, sizeof u);
+      const std::uint32_t rounded = (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16;
+      out[i] = static_cast<std::uint16_t>((u & 0x7FFFFFFFu) > 0x7F800000u ? 0x7FC0u : rounded);
     }
   });
 }
