@@ -290,25 +290,24 @@ void run_offloaded(const FinetuneOptions& options, const fy::ModelConfig& config
   metrics["offload"]["grad_clip_mode"] =
       options.train.grad_clip > 0 ? "deferred: updates wait for the global norm (exact)"
                                   : "overlapped with backward";
-  nlohmann::json bound = {{"rates",
-                           {{"compute_flops_per_s", offload.rates.compute_flops_per_s},
-                            {"ssd_read_bytes_per_s", offload.rates.ssd_read_bytes_per_s},
-                            {"ssd_write_bytes_per_s", offload.rates.ssd_write_bytes_per_s},
-                            {"ssd_mixed_bytes_per_s", offload.rates.ssd_mixed_bytes_per_s},
-                            {"cpu_adam_params_per_s", offload.rates.cpu_adam_params_per_s},
-                            {"pcie_h2d_bytes_per_s", offload.rates.pcie_h2d_bytes_per_s},
-                            {"pcie_d2h_bytes_per_s", offload.rates.pcie_d2h_bytes_per_s},
-                            {"stream_convert_params_per_s",
-                             offload.rates.stream_convert_params_per_s},
-                            {"source", context.global.dry_run
-                                           ? "compute, cpu_adam, pcie, stream_convert measured "
-                                             "now; ssd from DESIGN.md (a dry run writes no probe)"
-                                           : "all measured now (offload_rates.h)"},
-                            {"compute_probe",
-                             "one transformer block's forward + recompute backward at the run's "
-                             "[B, T, C], 8*P_block + 16*C*T FLOP per token"}}},
-                          {"bound_seconds", plan.bound_seconds},
-                          {"binding", plan.binding}};
+  nlohmann::json bound = {
+      {"rates",
+       {{"compute_flops_per_s", offload.rates.compute_flops_per_s},
+        {"ssd_read_bytes_per_s", offload.rates.ssd_read_bytes_per_s},
+        {"ssd_write_bytes_per_s", offload.rates.ssd_write_bytes_per_s},
+        {"ssd_mixed_bytes_per_s", offload.rates.ssd_mixed_bytes_per_s},
+        {"cpu_adam_params_per_s", offload.rates.cpu_adam_params_per_s},
+        {"pcie_h2d_bytes_per_s", offload.rates.pcie_h2d_bytes_per_s},
+        {"pcie_d2h_bytes_per_s", offload.rates.pcie_d2h_bytes_per_s},
+        {"stream_convert_params_per_s", offload.rates.stream_convert_params_per_s},
+        {"source", context.global.dry_run ? "compute, cpu_adam, pcie, stream_convert measured "
+                                            "now; ssd from DESIGN.md (a dry run writes no probe)"
+                                          : "all measured now (offload_rates.h)"},
+        {"compute_probe",
+         "one transformer block's forward + recompute backward at the run's "
+         "[B, T, C], 8*P_block + 16*C*T FLOP per token"}}},
+      {"bound_seconds", plan.bound_seconds},
+      {"binding", plan.binding}};
   for (const fy::BoundTerm& term : plan.terms) bound["terms"][term.name] = term.seconds;
   context.record.run_extra()["offload_bound"] = bound;
   if (context.global.dry_run) {

@@ -150,15 +150,16 @@ void BlockStream::loop() {
       std::unique_lock<std::mutex> lock(mutex_);
       // The next access's slot is free once the access K before it is released.
       cv_.wait(lock, [&] {
-        return stop_ || (!error_ && loaded_ < sequence_.size() &&
-                         loaded_ < released_ + slot_count_);
+        return stop_ ||
+               (!error_ && loaded_ < sequence_.size() && loaded_ < released_ + slot_count_);
       });
       if (stop_) return;
       access = loaded_;
       block = sequence_[access];
     }
     try {
-      const std::uint64_t bytes = slots_->fill(static_cast<std::int64_t>(access % slot_count_), block);
+      const std::uint64_t bytes =
+          slots_->fill(static_cast<std::int64_t>(access % slot_count_), block);
       std::lock_guard<std::mutex> lock(mutex_);
       ++loaded_;
       ++loads_;

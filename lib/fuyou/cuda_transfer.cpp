@@ -114,7 +114,8 @@ class CudaBlockSlots final : public BlockStream::Slots {
         slot[i] = at::empty(block_tensor_shape(config, i), bf16);
       gpu_.push_back(std::move(slot));
     }
-    for (auto& buffer : pinned_) buffer = common::io::AlignedBuffer(2 * static_cast<std::size_t>(padded_));
+    for (auto& buffer : pinned_)
+      buffer = common::io::AlignedBuffer(2 * static_cast<std::size_t>(padded_));
     if (scratch) scratch_ = common::io::AlignedBuffer(4 * static_cast<std::size_t>(padded_), false);
     uploads_.resize(static_cast<std::size_t>(slots));
     released_.resize(static_cast<std::size_t>(slots));
@@ -136,8 +137,8 @@ class CudaBlockSlots final : public BlockStream::Slots {
     const float* src =
         master_(block, scratch_.data() ? reinterpret_cast<float*>(scratch_.data()) : nullptr);
     fp32_to_bf16_rne(src, reinterpret_cast<std::uint16_t*>(pinned_[p].data()), floats_);
-    at::Tensor host = at::from_blob(pinned_[p].data(), {floats_},
-                                    at::TensorOptions().dtype(at::kBFloat16));
+    at::Tensor host =
+        at::from_blob(pinned_[p].data(), {floats_}, at::TensorOptions().dtype(at::kBFloat16));
     auto mark = std::make_shared<CudaMarkImpl>();
     {
       c10::cuda::CUDAStreamGuard guard(stream_);
@@ -172,8 +173,8 @@ class CudaBlockSlots final : public BlockStream::Slots {
   c10::cuda::CUDAStream stream_;
   std::vector<BlockWeights> gpu_;  // per slot: the block's bf16 tensors
   common::io::AlignedBuffer pinned_[2], scratch_;
-  std::size_t fills_ = 0;          // loader thread only
-  CudaMark pinned_uploads_[2];     // loader thread only
+  std::size_t fills_ = 0;       // loader thread only
+  CudaMark pinned_uploads_[2];  // loader thread only
   // uploads_[s]: written by fill, read by use; released_[s]: written by end_use, read by fill. The
   // BlockStream's mutex orders each write before the other thread's read.
   std::vector<CudaMark> uploads_, released_;
@@ -194,10 +195,10 @@ struct CudaInputStash::Impl {
   std::int64_t layers = 0, numel = 0;
   std::vector<std::int64_t> shape;
   c10::cuda::CUDAStream stream;
-  common::io::AlignedBuffer host;    // layers × one input (4 KiB aligned each), pinned
-  std::size_t stride = 0;            // bytes between two inputs in `host`
-  at::Tensor gpu[2];                 // bf16 [B, T, C] each
-  CudaMark up[2];                    // the upload into each slot
+  common::io::AlignedBuffer host;       // layers × one input (4 KiB aligned each), pinned
+  std::size_t stride = 0;               // bytes between two inputs in `host`
+  at::Tensor gpu[2];                    // bf16 [B, T, C] each
+  CudaMark up[2];                       // the upload into each slot
   std::int64_t pushed = 0, popped = 0;  // this pass
   std::uint64_t down_bytes = 0, up_bytes = 0;
 
@@ -259,8 +260,8 @@ at::Tensor CudaInputStash::pop(std::int64_t layer) {
             "block input " + std::to_string(layer) + " popped out of order");
   // Every earlier use of the GPU slots (the backward of the block two pops ago) is enqueued.
   s.after_compute();
-  if (s.popped == 0) s.upload(layer);  // the first: nothing prefetched it
-  if (layer >= 1) s.upload(layer - 1);   // the next one, while this block's backward runs
+  if (s.popped == 0) s.upload(layer);   // the first: nothing prefetched it
+  if (layer >= 1) s.upload(layer - 1);  // the next one, while this block's backward runs
   ++s.popped;
   const std::size_t slot = static_cast<std::size_t>(layer % 2);
   s.up[slot]->event.block(c10::cuda::getCurrentCUDAStream());

@@ -162,14 +162,13 @@ OffloadPlan plan_offload(const ModelConfig& config, const OffloadShape& shape,
     stream_cpu_items.push_back({"2 pinned bf16 block upload buffers", 2 * kBF16 * block_padded});
   }
   if (plan.block_grads_in_cpu) {
-    stream_cpu_items.push_back({std::to_string(l) + " fp32 block gradient accumulators",
-                                kF32 * u64(l) * block_params});
+    stream_cpu_items.push_back(
+        {std::to_string(l) + " fp32 block gradient accumulators", kF32 * u64(l) * block_params});
   }
   if (cuda_stream) {
     if (plan.inputs_in_cpu) {
-      stream_cpu_items.push_back(
-          {std::to_string(l) + " pinned bf16 block inputs",
-           u64(l) * u64(common::io::align_up(kBF16 * u64(tokens * c)))});
+      stream_cpu_items.push_back({std::to_string(l) + " pinned bf16 block inputs",
+                                  u64(l) * u64(common::io::align_up(kBF16 * u64(tokens * c)))});
     }
   }
   plan.states_in_cpu =
@@ -309,10 +308,12 @@ std::string OffloadPlan::describe() const {
                         : "in the SSD store, " + std::to_string(state_slots) + " staging slots")
       << "\n";
   if (stream_slots > 0) {
-    out << "blocks        streamed through " << stream_slots << " compute-tier slots from their fp32 master ("
+    out << "blocks        streamed through " << stream_slots
+        << " compute-tier slots from their fp32 master ("
         << (states_in_cpu ? "in RAM" : "read from the store")
         << "), before each forward and each backward (recompute)"
-        << (pinned_slots > 0 ? ", converted to bf16 in pinned memory and uploaded on a copy stream" : "")
+        << (pinned_slots > 0 ? ", converted to bf16 in pinned memory and uploaded on a copy stream"
+                             : "")
         << (block_grads_in_cpu ? "; block gradients add up in CPU memory" : "")
         << (inputs_in_store ? "; block inputs go through the store" : "")
         << (inputs_in_cpu ? "; block inputs go to pinned CPU memory and back" : "") << "\n";

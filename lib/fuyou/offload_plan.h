@@ -6,9 +6,9 @@
 // (DESIGN.md) with the binding term, plus `ssd_read_write` when reads and writes go to the same
 // disks at once (a measured mixed rate: one disk does not do both at full speed). Not a sum of
 // compute and AdamW on the CPU tier although they share its cores: measured, AdamW's memory-bound
-// passes overlapped the GEMMs almost for free (926 M model: 17.4 s/step, compute alone 17.1 s). A plan that does not fit is refused before anything runs,
-// with the numbers that do not fit. Pure arithmetic: no torch, no I/O (free disk space is an
-// input).
+// passes overlapped the GEMMs almost for free (926 M model: 17.4 s/step, compute alone 17.1 s). A
+// plan that does not fit is refused before anything runs, with the numbers that do not fit. Pure
+// arithmetic: no torch, no I/O (free disk space is an input).
 //
 // Tiers: with CUDA the compute tier is the GPU (--gpu-mem): bf16 compute weights, fp32 gradient
 // accumulators, bf16 block inputs; gradients cross PCIe to the CPU in fp32 through two pinned slots
@@ -17,10 +17,10 @@
 // fp32 master -> bf16 in two pinned buffers -> GPU, before every forward and every backward), the
 // block gradients leave the GPU after each block's backward through a pool of two fp32 buffers and,
 // with accumulation or clipping, add up in CPU memory (block_grads_in_cpu; counted in --cpu-mem);
-// when even two slots leave no room, the block inputs go to pinned CPU memory (inputs_in_cpu). On the
-// CPU-only path the "compute tier" is a CPU memory budget (--gpu-mem), separate from the CPU budget
-// for optimizer states and staging (--cpu-mem), everything is fp32 and the PCIe terms are zero.
-// Not modelled: the token data in RAM, allocator slack, torch's own workspace.
+// when even two slots leave no room, the block inputs go to pinned CPU memory (inputs_in_cpu). On
+// the CPU-only path the "compute tier" is a CPU memory budget (--gpu-mem), separate from the CPU
+// budget for optimizer states and staging (--cpu-mem), everything is fp32 and the PCIe terms are
+// zero. Not modelled: the token data in RAM, allocator slack, torch's own workspace.
 #pragma once
 
 #include <cstdint>

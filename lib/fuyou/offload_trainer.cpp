@@ -239,10 +239,11 @@ class OffloadTrainer::OptimizerStage {
   }
 
   // One micro-batch's gradients of a streamed block: GPU pool slot -> pinned fp32 -> the block's
-  // CPU accumulator (CPU tier, for tests: straight from the pool slot). Sum order, per element: ((g_0 + g_1) + g_2) + …, each g_k the bf16 gradient
-  // widened to fp32 (exact) and added in fp32 — the in-memory trainer's GPU accumulator does the
-  // very same IEEE additions in the same order (0 + g_0 on micro-batch 0: the pool slot is zeroed
-  // and accumulated into on the GPU exactly as there), so the sum is bit for bit the same.
+  // CPU accumulator (CPU tier, for tests: straight from the pool slot). Sum order, per element:
+  // ((g_0 + g_1) + g_2) + …, each g_k the bf16 gradient widened to fp32 (exact) and added in fp32 —
+  // the in-memory trainer's GPU accumulator does the very same IEEE additions in the same order (0
+  // + g_0 on micro-batch 0: the pool slot is zeroed and accumulated into on the GPU exactly as
+  // there), so the sum is bit for bit the same.
   void drain(Job& job) {
     Impl& impl = *t_.impl_;
     auto t = phases_.scope("drain");
@@ -624,8 +625,7 @@ OffloadTrainer::OffloadTrainer(ModelConfig config, GptWeights initial, TrainOpti
   }
   if (plan_.inputs_in_cpu) {
     impl.gpu_stash = std::make_unique<CudaInputStash>(
-        config_.n_layer,
-        std::vector<std::int64_t>{train_.micro_batch, train_.seq, config_.n_embd});
+        config_.n_layer, std::vector<std::int64_t>{train_.micro_batch, train_.seq, config_.n_embd});
   }
   if (impl.streaming && impl.cuda) {
     // The same, converted to bf16 and uploaded (cuda_transfer.h); from RAM without a copy.
@@ -635,7 +635,8 @@ OffloadTrainer::OffloadTrainer(ModelConfig config, GptWeights initial, TrainOpti
           Impl& im = *impl_;
           const std::int64_t unit = 1 + block;
           if (plan_.states_in_cpu) {
-            return reinterpret_cast<const float*>(im.cpu_states[static_cast<std::size_t>(unit)].data());
+            return reinterpret_cast<const float*>(
+                im.cpu_states[static_cast<std::size_t>(unit)].data());
           }
           const std::size_t bytes =
               4 * static_cast<std::size_t>(im.units[static_cast<std::size_t>(unit)].padded);
@@ -951,8 +952,9 @@ TrainResult OffloadTrainer::train(const TokenData& train_data, const TokenData& 
           // K = 1: the pool slot holds the final gradient; its norm terms come from the GPU, as in
           // the in-memory trainer. K > 1: the drain computes them from the CPU sum.
           if (last && train_.accum == 1) add_norm_terms(1 + l, slot_grads);
-          OptimizerStage::Job drain{1 + l, std::move(slot_grads), 1.0, false, slot,
-                                    impl.cuda ? mark_compute_stream() : CudaMark{}};
+          OptimizerStage::Job drain{1 + l, std::move(slot_grads),
+                                    1.0,   false,
+                                    slot,  impl.cuda ? mark_compute_stream() : CudaMark{}};
           drain.drain = true;
           drain.first = k == 0;
           drain.norm = last && train_.accum > 1;
@@ -988,7 +990,8 @@ TrainResult OffloadTrainer::train(const TokenData& train_data, const TokenData& 
       }
       if (train_.accum > 1) {
         for (std::int64_t l = 0; l < layers; ++l)
-          norm_terms[static_cast<std::size_t>(1 + l)] = impl.block_norm_terms[static_cast<std::size_t>(l)];
+          norm_terms[static_cast<std::size_t>(1 + l)] =
+              impl.block_norm_terms[static_cast<std::size_t>(l)];
       }
     }
     if (clip) {
@@ -1007,8 +1010,8 @@ TrainResult OffloadTrainer::train(const TokenData& train_data, const TokenData& 
       const double scale = train_.grad_clip / (report.grad_norm + 1e-6);
       const CudaMark ready = impl.cuda ? mark_compute_stream() : CudaMark{};
       for (std::int64_t unit : impl.order) {
-        OptimizerStage::Job update{unit, std::move(deferred[static_cast<std::size_t>(unit)]), scale,
-                                   scaled, -1, ready};
+        OptimizerStage::Job update{
+            unit, std::move(deferred[static_cast<std::size_t>(unit)]), scale, scaled, -1, ready};
         update.host = impl.host_grads && unit >= 1 && unit <= layers;
         stage.submit(std::move(update));
       }

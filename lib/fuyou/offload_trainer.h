@@ -83,7 +83,7 @@ struct OffloadOptions {
 struct OffloadStats {
   std::uint64_t ssd_read_bytes = 0;   // state reads (store → staging)
   std::uint64_t ssd_write_bytes = 0;  // state write-backs (staging or CPU states → store)
-  std::uint64_t pcie_d2h_bytes = 0;  // CUDA: gradients down (fp32), drains included
+  std::uint64_t pcie_d2h_bytes = 0;   // CUDA: gradients down (fp32), drains included
   // CUDA: updated weights up (bf16), and streamed blocks' loads (validation passes included).
   std::uint64_t pcie_h2d_bytes = 0;
   std::uint64_t commits = 0;

@@ -10,12 +10,11 @@
 #include <c10/util/BFloat16.h>
 #include <doctest/doctest.h>
 
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <limits>
-
-#include <atomic>
-#include <chrono>
 #include <mutex>
 #include <stdexcept>
 #include <thread>
@@ -93,7 +92,7 @@ TEST_CASE("blocks are filled in the order of use, round-robin, never over a slot
     stream.start(sequence);
     for (std::int64_t block : sequence) {
       const BlockWeights& w = stream.acquire(block);
-      CHECK(w[0].item<double>() == static_cast<double>(block));  // the very block asked for
+      CHECK(w[0].item<double>() == static_cast<double>(block));     // the very block asked for
       std::this_thread::sleep_for(std::chrono::microseconds(200));  // let the loader run ahead
       stream.release();
     }

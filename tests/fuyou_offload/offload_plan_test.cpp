@@ -253,7 +253,8 @@ std::uint64_t cuda_budget_for_slots(const ModelConfig& c, const OffloadShape& s,
                                     std::int64_t slots) {
   const OffloadPlan all = plan_offload(c, s, roomy());
   REQUIRE(all.stream_slots == 0);
-  const std::uint64_t grad_buffers = 4 * kBlock * static_cast<std::uint64_t>(all.grad_block_slots - 2);
+  const std::uint64_t grad_buffers =
+      4 * kBlock * static_cast<std::uint64_t>(all.grad_block_slots - 2);
   return all.compute_total - 2 * 8 * kBlock - grad_buffers +
          static_cast<std::uint64_t>(slots) * 2 * kPadded + 100;
 }
@@ -334,8 +335,8 @@ TEST_CASE("streamed CUDA blocks with accumulation add their gradients up in CPU 
   b.cpu_bytes = need - 1;
   const OffloadPlan in_store = plan_offload(c, s, b);
   CHECK_FALSE(in_store.states_in_cpu);
-  CHECK(in_store.cpu_total == 2 * 12 * kPadded + 4 * kPadded + 2 * 6 * kPadded + 2 * 2 * kPadded +
-                                  8 * 4 * kBlock);
+  CHECK(in_store.cpu_total ==
+        2 * 12 * kPadded + 4 * kPadded + 2 * 6 * kPadded + 2 * 2 * kPadded + 8 * 4 * kBlock);
   // The loader reads each block's fp32 master from the store for every forward and backward.
   CHECK(in_store.ssd_read_bytes == states + 3 * 2 * 8 * 4 * kPadded);
   // Clipping alone (K = 1) also keeps the gradients in CPU memory, sent down once per step.
@@ -385,7 +386,8 @@ TEST_CASE("CUDA block inputs go to pinned CPU memory when two slots do not fit b
   CHECK(out.ssd_items.size() == 1);  // nothing of the inputs in the store
 }
 
-TEST_CASE("a CUDA budget below two streamed slots and two input slots is refused with the numbers") {
+TEST_CASE(
+    "a CUDA budget below two streamed slots and two input slots is refused with the numbers") {
   const ModelConfig c = model_config_from_name("custom:L=8,C=64,H=4,V=256,T=64");
   OffloadShape s;
   s.cuda = true;
@@ -404,7 +406,8 @@ TEST_CASE("a CUDA budget below two streamed slots and two input slots is refused
   CHECK(message.find(std::to_string(smallest - 1) + " B") != std::string::npos);
 }
 
-TEST_CASE("streamed CUDA blocks add the loader's bf16 conversion to the bound when it is measured") {
+TEST_CASE(
+    "streamed CUDA blocks add the loader's bf16 conversion to the bound when it is measured") {
   const ModelConfig c = model_config_from_name("custom:L=8,C=64,H=4,V=256,T=64");
   OffloadShape s;
   s.cuda = true;
