@@ -31,7 +31,7 @@ cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release \
   cmake --build build-gpu -j"$(nproc)" --target sparsetrain gpu_smoke_tests gpu_offload_tests fuyou_model_gpu_tests adamw_bench \
     >>/tmp/build.log 2>&1 || { tail -40 /tmp/build.log; exit 1; }
 echo "build: $(( $(date +%s) - t0 )) s"
-timeout 180 ctest --test-dir build-gpu -L gpu --output-on-failure -V >"$OUT/gpu-tests.log" 2>&1
+timeout 240 ctest --test-dir build-gpu -L gpu --output-on-failure -V >"$OUT/gpu-tests.log" 2>&1
 echo "gpu tests: rc $? ($(grep -c 'Passed\|passed' "$OUT/gpu-tests.log") pass lines)"
 grep -E "largest relative|max relative|units updated|tests passed|FAILED|ERROR" "$OUT/gpu-tests.log" | head -20
 
