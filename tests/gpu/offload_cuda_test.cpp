@@ -9,7 +9,9 @@
 // relative in loss. Tolerances are therefore bf16's: losses within 5e-3 relative and fp32 master
 // weights within 2e-2 of the largest weight, a wrong or stale update moves them by far more; the
 // actual differences are printed. Skips (77) where no device is visible, as on CI.
-// Streaming (a --gpu-mem that holds only 2 bf16 block slots): the blocks' bf16 weights are the
+// Streaming (a --gpu-mem that holds only 2 bf16 block slots; K = 1; K = 2 with clipping, states
+// in RAM; K = 2 overlapped; block inputs in pinned CPU memory; stop + resume), written without a
+// GPU at hand and first run by scripts/gpu_check.sh: the blocks' bf16 weights are the
 // CPU's round-to-nearest-even of the fp32 master, which is what the resident tier's CPU AdamW
 // writes, so K = 1 runs do the same operations as the resident ones; with K > 1 the block
 // gradients add up on the CPU (same fp32 additions, same order) but their norm is reduced on the
@@ -262,6 +264,37 @@ TEST_CASE("streamed CUDA blocks with the block inputs in pinned CPU memory, K = 
   const std::uint64_t input = 2 * 8 * 64 * 128;
   CHECK(stats.input_bytes_written == 20 * 2 * 4 * input);
   CHECK(stats.input_bytes_read == 20 * 2 * 4 * input);
+}
+
+TEST_CASE("a streamed CUDA run stopped after step 10 resumes from the store") {
+  Fixture f;
+  TrainOptions options = small_options();
+  options.grad_clip = 1.0;
+  InMemoryTrainer reference(f.config, init_gpt_weights(f.config, 3, at::TensorOptions()), options);
+  const TrainResult want = reference.train(f.data.first, f.data.second);
+  OffloadOptions offload = streamed_options("stream-resume", options);
+  {
+    OffloadTrainer first(f.config, init_gpt_weights(f.config, 3, at::TensorOptions()), options,
+                         offload);
+    struct Stop {};
+    try {
+      first.train(f.data.first, f.data.second, [](const StepReport& r) {
+        if (r.step == 10) throw Stop{};
+      });
+      FAIL("the stop did not happen");
+    } catch (const Stop&) {
+    }
+  }
+  offload.resume = true;
+  OffloadTrainer second(f.config, GptWeights{}, options, offload);
+  CHECK(second.first_step() == 11);
+  REQUIRE(second.plan().stream_slots == 2);
+  const TrainResult got = second.train(f.data.first, f.data.second);
+  REQUIRE(got.losses.size() == 10);
+  check_losses(got, want.losses, 10);
+  const double diff = max_relative_difference(second.read_master(), reference.master());
+  MESSAGE("resumed streamed run's final master: max relative difference " << diff);
+  CHECK(diff <= 2e-2);
 }
 
 int main(int argc, char** argv) {
