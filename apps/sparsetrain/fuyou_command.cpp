@@ -166,6 +166,8 @@ nlohmann::json plan_json(const fy::OffloadPlan& p) {
           {"resident_blocks", p.resident_blocks},
           {"stream_slots", p.stream_slots},
           {"inputs_in_store", p.inputs_in_store},
+          {"block_grads_in_cpu", p.block_grads_in_cpu},
+          {"inputs_in_cpu", p.inputs_in_cpu},
           {"grad_block_buffers", p.grad_block_slots},
           {"state_staging_slots", p.state_slots},
           {"compute_bytes", p.compute_total},
@@ -288,23 +290,24 @@ void run_offloaded(const FinetuneOptions& options, const fy::ModelConfig& config
   metrics["offload"]["grad_clip_mode"] =
       options.train.grad_clip > 0 ? "deferred: updates wait for the global norm (exact)"
                                   : "overlapped with backward";
-  nlohmann::json bound = {{"rates",
-                           {{"compute_flops_per_s", offload.rates.compute_flops_per_s},
-                            {"ssd_read_bytes_per_s", offload.rates.ssd_read_bytes_per_s},
-                            {"ssd_write_bytes_per_s", offload.rates.ssd_write_bytes_per_s},
-                            {"ssd_mixed_bytes_per_s", offload.rates.ssd_mixed_bytes_per_s},
-                            {"cpu_adam_params_per_s", offload.rates.cpu_adam_params_per_s},
-                            {"pcie_h2d_bytes_per_s", offload.rates.pcie_h2d_bytes_per_s},
-                            {"pcie_d2h_bytes_per_s", offload.rates.pcie_d2h_bytes_per_s},
-                            {"source", context.global.dry_run
-                                           ? "compute, cpu_adam and pcie measured now; ssd from "
-                                             "DESIGN.md (a dry run writes no probe)"
-                                           : "all measured now (offload_rates.h)"},
-                            {"compute_probe",
-                             "one transformer block's forward + recompute backward at the run's "
-                             "[B, T, C], 8*P_block + 16*C*T FLOP per token"}}},
-                          {"bound_seconds", plan.bound_seconds},
-                          {"binding", plan.binding}};
+  nlohmann::json bound = {
+      {"rates",
+       {{"compute_flops_per_s", offload.rates.compute_flops_per_s},
+        {"ssd_read_bytes_per_s", offload.rates.ssd_read_bytes_per_s},
+        {"ssd_write_bytes_per_s", offload.rates.ssd_write_bytes_per_s},
+        {"ssd_mixed_bytes_per_s", offload.rates.ssd_mixed_bytes_per_s},
+        {"cpu_adam_params_per_s", offload.rates.cpu_adam_params_per_s},
+        {"pcie_h2d_bytes_per_s", offload.rates.pcie_h2d_bytes_per_s},
+        {"pcie_d2h_bytes_per_s", offload.rates.pcie_d2h_bytes_per_s},
+        {"stream_convert_params_per_s", offload.rates.stream_convert_params_per_s},
+        {"source", context.global.dry_run ? "compute, cpu_adam, pcie, stream_convert measured "
+                                            "now; ssd from DESIGN.md (a dry run writes no probe)"
+                                          : "all measured now (offload_rates.h)"},
+        {"compute_probe",
+         "one transformer block's forward + recompute backward at the run's "
+         "[B, T, C], 8*P_block + 16*C*T FLOP per token"}}},
+      {"bound_seconds", plan.bound_seconds},
+      {"binding", plan.binding}};
   for (const fy::BoundTerm& term : plan.terms) bound["terms"][term.name] = term.seconds;
   context.record.run_extra()["offload_bound"] = bound;
   if (context.global.dry_run) {
@@ -516,8 +519,10 @@ void add_finetune_command(CLI::App& fuyou) {
                   "in RAM when they fit")
       ->group(kOffload);
   sub->add_option("--gpu-mem", options->gpu_mem,
-                  "Offload: compute-tier budget (GPU memory; CPU memory without a GPU; on the CPU "
-                  "tier, blocks stream from the store when their weights do not fit); default no "
+                  "Offload: compute-tier budget (GPU memory; CPU memory without a GPU); when the "
+                  "blocks' weights do not fit, they stream through a few slots from their master "
+                  "copy (CUDA: bf16 via pinned memory), and block inputs leave it (CPU tier: to "
+                  "the store; CUDA: to pinned memory) when even that does not fit; default no "
                   "limit")
       ->group(kOffload);
   sub->add_flag("--resume", options->resume,

@@ -3,14 +3,21 @@
 // CUDA builds still compile). The compute thread only records marks (cudaEventRecord: no wait);
 // the optimizer thread, which owns a CudaTransfer, waits on them, downloads gradients into pinned
 // host memory and uploads the new compute weights.
-// Without CUDA (build or device), constructing a CudaTransfer throws EnvironmentError and
-// mark_compute_stream returns an empty mark.
+// Also the CUDA tier's block slots for BlockStream (block_stream.h), when the blocks' compute
+// weights do not fit the GPU budget: see make_cuda_block_slots.
+// Without CUDA (build or device), constructing a CudaTransfer or CUDA block slots throws
+// EnvironmentError and mark_compute_stream returns an empty mark.
 #pragma once
 
 #include <ATen/core/Tensor.h>
 
+#include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
+
+#include "fuyou/block_stream.h"
+#include "fuyou/model_config.h"
 
 namespace sparsetrain::fuyou {
 
@@ -37,6 +44,64 @@ class CudaTransfer {
   CudaMark upload(const std::vector<at::Tensor>& src, std::vector<at::Tensor>& dst);
   // Blocks the calling thread until `mark` is reached (no-op for an empty mark).
   static void wait(const CudaMark& mark);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// fp32 -> bf16 bits, round to nearest even in integer arithmetic (subnormals kept, NaN -> 0x7FC0),
+// threaded: the CUDA block slots' conversion, the same as c10::BFloat16 and the CPU AdamW's bf16
+// output. Needs no CUDA.
+void fp32_to_bf16_rne(const float* src, std::uint16_t* dst, std::int64_t n);
+
+// Loader thread: block `block`'s fp32 weights (BlockTensor order, each tensor after the previous):
+// a pointer into the states in RAM, or `scratch` (padded block floats, or null when the slots were
+// made without one) after reading them into it. Blocking; may throw.
+using BlockMasterFn = std::function<const float*(std::int64_t block, float* scratch)>;
+
+// The CUDA tier's slots for a BlockStream: `slots` >= 2 bf16 GPU slots of one block each
+// (allocated once, one allocation per tensor as resident weights have), two pinned bf16 host
+// buffers of one block (registered once) and, with `scratch`, one fp32 host buffer for store reads.
+// fill (loader thread) waits on the host for the event the compute stream recorded at the slot's
+// last release (the GPU is done reading it) and for the previous upload out of the pinned buffer it
+// takes, then converts the block's fp32 master to bf16 on the CPU (round to nearest even in integer
+// arithmetic: exactly the CPU AdamW's bf16 output, which is what the resident tier uploads), and
+// uploads it on a copy stream of its own, recording an event. use (compute thread) makes the
+// compute stream wait for that event; end_use records one on it. So the compute thread never waits
+// on the host for a copy, and the GPU holds `slots` blocks at a time. uploaded_bytes(): bf16 bytes
+// sent up so far (what fill returns is the fp32 bytes read).
+std::unique_ptr<BlockStream::Slots> make_cuda_block_slots(const ModelConfig& config,
+                                                          std::int64_t slots, bool scratch,
+                                                          BlockMasterFn master);
+std::uint64_t cuda_block_slots_uploaded_bytes(const BlockStream::Slots& slots);
+
+// The CUDA tier's block inputs (activation checkpoints) in pinned CPU memory, when the GPU budget
+// does not hold them beside the streamed blocks (offload_plan.h: inputs_in_cpu): the analogue of
+// input_stash.h's store round trip, without a thread. push (forward order) enqueues, on a copy
+// stream of its own, the input's copy into its pinned host buffer after an event on the compute
+// stream, and marks the GPU tensor used by that stream (the caching allocator then does not
+// recycle its memory before the copy is done); pop (reverse order) makes the copy stream wait for
+// an event on the compute stream (every earlier use of the GPU slots is enqueued before it),
+// uploads the next input the backward will need into one of two GPU slots, and makes the compute
+// stream wait for the input it returns. The compute thread only enqueues work and events: it
+// never waits on the host. bf16 round-trips exactly, so the backward sees the very tensors it
+// would have kept. Per micro-batch: push(0) … push(L-1), pop(L-1) … pop(0), end_pass().
+class CudaInputStash {
+ public:
+  // `shape`: one input, [B, T, C] bf16. Allocates `layers` pinned host buffers (registered once)
+  // and two GPU slots.
+  CudaInputStash(std::int64_t layers, std::vector<std::int64_t> shape);
+  ~CudaInputStash();
+  CudaInputStash(const CudaInputStash&) = delete;
+  CudaInputStash& operator=(const CudaInputStash&) = delete;
+
+  void push(std::int64_t layer, const at::Tensor& input);
+  // A tensor over a GPU slot, for work enqueued before the next pop (which refills the slot).
+  at::Tensor pop(std::int64_t layer);
+  void end_pass();
+  std::uint64_t bytes_down() const;  // device -> pinned host, in all
+  std::uint64_t bytes_up() const;
 
  private:
   struct Impl;

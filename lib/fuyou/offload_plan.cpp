@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "common/error.h"
+#include "common/io/aligned_buffer.h"
 #include "common/units.h"
 
 namespace sparsetrain::fuyou {
@@ -77,37 +78,14 @@ OffloadPlan plan_offload(const ModelConfig& config, const OffloadShape& shape,
   const std::uint64_t state_bytes = 3 * kF32 * u64(padded);  // master + m + v
   const std::uint64_t staging_bytes = 3 * kF32 * u64(max_unit_padded_params(config));
 
-  // CPU budget: the states when they fit, else two staging slots (one unit computing, one loading
-  // or writing back).
-  // The CUDA tier's pinned slots are needed either way: the states stay in RAM only beside them.
-  const std::uint64_t pinned_bytes =
-      shape.cuda ? 2 * (kF32 + kBF16) * u64(max_unit_padded_params(config)) : 0;
-  plan.states_in_cpu = state_bytes + pinned_bytes <= budgets.cpu_bytes;
-  if (plan.states_in_cpu) {
-    plan.state_slots = 0;
-    plan.cpu_items.push_back({"fp32 master + Adam m, v", state_bytes});
-  } else {
-    plan.state_slots = 2;
-    plan.cpu_items.push_back({"2 staging slots of one unit's master + m + v", 2 * staging_bytes});
-  }
-  if (shape.cuda) {
-    // One unit's gradients downloading while the previous one updates; likewise for the weights
-    // going back up.
-    plan.pinned_slots = 2;
-    const std::uint64_t unit_floats = u64(max_unit_padded_params(config));
-    plan.cpu_items.push_back({"2 pinned fp32 gradient slots", 2 * kF32 * unit_floats});
-    plan.cpu_items.push_back({"2 pinned bf16 weight slots", 2 * kBF16 * unit_floats});
-  }
-  plan.cpu_total = sum_items(plan.cpu_items);
-  if (plan.cpu_total > budgets.cpu_bytes) {
-    refuse(
-        "--cpu-mem", plan.cpu_total, budgets.cpu_bytes, plan.cpu_items,
-        "raise --cpu-mem to at least " + common::format_bytes(static_cast<double>(plan.cpu_total)));
-  }
+  const std::uint64_t block_params = u64(config.block_param_count());
+  const std::uint64_t block_padded = u64(unit_padded_params(config, 1));
+  const std::uint64_t outside_params = u64(plan.params) - u64(l) * block_params;  // wte, wpe, ln_f
 
-  // Compute tier: every block's compute weights when they fit; else (CPU tier) the embeddings and
-  // ln_f stay and the blocks stream through a few slots (streamed_items below). Plus gradient
-  // buffers, block inputs, one block's recompute, one logits chunk.
+  // Compute tier (decided first: streaming on CUDA adds CPU buffers; refused after the CPU check):
+  // every block's compute weights when they fit; else the embeddings and ln_f stay and the blocks
+  // stream through a few slots (streamed_items below). Plus gradient buffers, block inputs, one
+  // block's recompute, one logits chunk.
   plan.resident_blocks = l;
   const std::int64_t tokens = shape.micro_batch * shape.seq;
   // Every gradient must stay until the norm is known (clipping), or accumulate over K
@@ -130,33 +108,93 @@ OffloadPlan plan_offload(const ModelConfig& config, const OffloadShape& shape,
        act * u64(24 * tokens * c + 2 * shape.micro_batch * config.n_head * shape.seq * shape.seq)},
       {"logits chunk + its gradient", kF32 * u64(3 * rows * config.vocab)}};
   plan.compute_total = sum_items(plan.compute_items);
-  if (budgets.compute_bytes > 0 && plan.compute_total > budgets.compute_bytes && !shape.cuda) {
-    // Stream the blocks: each slot holds one block's fp32 weights (padded as in the store); as
+  if (budgets.compute_bytes > 0 && plan.compute_total > budgets.compute_bytes) {
+    // Stream the blocks: each slot holds one block's compute weights (padded as in the store); as
     // many slots as fit, at least two (one computing, one loading), at most one per block.
-    const std::uint64_t slot_bytes = kF32 * u64(unit_padded_params(config, 1));
+    if (shape.cuda || shape.block_grads_in_cpu) {
+      // The GPU cannot hold an accumulator per block either: each block's gradients leave it right
+      // after that block's backward, through a pool of two fp32 buffers, and (accumulation or
+      // clipping) add up in CPU memory (cpu items below). (CPU tier: only when asked, for tests.)
+      plan.grad_block_slots = 2;
+      plan.block_grads_in_cpu = shape.grad_clip || shape.accum > 1;
+      plan.compute_items[2] = {std::to_string(plan.grad_block_slots) + " block gradient buffers",
+                               kF32 * u64(plan.grad_block_slots) * block_params};
+    }
+    const std::uint64_t slot_bytes = act * block_padded;
     const std::uint64_t fixed =
-        plan.compute_total - plan.compute_items[0].bytes + kF32 * u64(unit_params(config, 0) + 2 * c);
+        sum_items(plan.compute_items) - plan.compute_items[0].bytes + act * outside_params;
     std::uint64_t room = budgets.compute_bytes > fixed ? budgets.compute_bytes - fixed : 0;
     if (room < 2 * slot_bytes) {
-      // Then the block inputs go to the store too: the compute tier keeps two input slots and the
-      // running activation instead of L + 1 inputs (input_stash.h).
-      const std::uint64_t kept = 3 * kF32 * u64(tokens * c);
+      // Then the block inputs leave the compute tier too: it keeps two input slots and the
+      // running activation instead of L + 1 inputs. CPU tier: through the store (input_stash.h);
+      // CUDA: in pinned CPU memory (cuda_transfer.h: CudaInputStash; cpu items below).
+      const std::uint64_t kept = 3 * act * u64(tokens * c);
       std::uint64_t& inputs = plan.compute_items[3].bytes;
       const std::uint64_t fixed_without = fixed - inputs + kept;
       room = budgets.compute_bytes > fixed_without ? budgets.compute_bytes - fixed_without : 0;
       inputs = kept;
       plan.compute_items[3].what = "2 block-input slots + the running activation";
-      plan.inputs_in_store = true;
+      (shape.cuda ? plan.inputs_in_cpu : plan.inputs_in_store) = true;
     }
     plan.stream_slots = std::max<std::int64_t>(
         2, std::min<std::int64_t>(l, static_cast<std::int64_t>(room / slot_bytes)));
     plan.resident_blocks = 0;
-    plan.compute_items[0] = {"fp32 embeddings + ln_f", kF32 * u64(unit_params(config, 0) + 2 * c)};
+    plan.compute_items[0] = {shape.cuda ? "bf16 embeddings + ln_f" : "fp32 embeddings + ln_f",
+                             act * outside_params};
     plan.compute_items.insert(
         plan.compute_items.begin() + 1,
         {std::to_string(plan.stream_slots) + " streamed block slots",
          u64(plan.stream_slots) * slot_bytes});
     plan.compute_total = sum_items(plan.compute_items);
+  }
+  const bool cuda_stream = shape.cuda && plan.stream_slots > 0;
+
+  // CPU budget: the states when they fit, else two staging slots (one unit computing, one loading
+  // or writing back).
+  // The CUDA tier's pinned slots are needed either way: the states stay in RAM only beside them.
+  // Streaming on CUDA adds two pinned bf16 block buffers (fp32 master -> bf16 -> upload), the
+  // block gradient accumulators when they live on the CPU, and (states in the store) one fp32
+  // block buffer the loader reads the master into.
+  const std::uint64_t pinned_bytes =
+      shape.cuda ? 2 * (kF32 + kBF16) * u64(max_unit_padded_params(config)) : 0;
+  std::vector<PlanItem> stream_cpu_items;
+  if (cuda_stream) {
+    stream_cpu_items.push_back({"2 pinned bf16 block upload buffers", 2 * kBF16 * block_padded});
+  }
+  if (plan.block_grads_in_cpu) {
+    stream_cpu_items.push_back(
+        {std::to_string(l) + " fp32 block gradient accumulators", kF32 * u64(l) * block_params});
+  }
+  if (cuda_stream) {
+    if (plan.inputs_in_cpu) {
+      stream_cpu_items.push_back({std::to_string(l) + " pinned bf16 block inputs",
+                                  u64(l) * u64(common::io::align_up(kBF16 * u64(tokens * c)))});
+    }
+  }
+  plan.states_in_cpu =
+      state_bytes + pinned_bytes + sum_items(stream_cpu_items) <= budgets.cpu_bytes;
+  if (plan.states_in_cpu) {
+    plan.state_slots = 0;
+    plan.cpu_items.push_back({"fp32 master + Adam m, v", state_bytes});
+  } else {
+    plan.state_slots = 2;
+    plan.cpu_items.push_back({"2 staging slots of one unit's master + m + v", 2 * staging_bytes});
+    if (cuda_stream) plan.cpu_items.push_back({"fp32 block read buffer", kF32 * block_padded});
+  }
+  if (shape.cuda) {
+    // One unit's gradients downloading while the previous one updates; likewise for the weights
+    // going back up.
+    plan.pinned_slots = 2;
+    const std::uint64_t unit_floats = u64(max_unit_padded_params(config));
+    plan.cpu_items.push_back({"2 pinned fp32 gradient slots", 2 * kF32 * unit_floats});
+    plan.cpu_items.push_back({"2 pinned bf16 weight slots", 2 * kBF16 * unit_floats});
+  }
+  plan.cpu_items.insert(plan.cpu_items.end(), stream_cpu_items.begin(), stream_cpu_items.end());
+  plan.cpu_total = sum_items(plan.cpu_items);
+  if (plan.cpu_total > budgets.cpu_bytes) {
+    refuse(
+        "--cpu-mem", plan.cpu_total, budgets.cpu_bytes, plan.cpu_items,
+        "raise --cpu-mem to at least " + common::format_bytes(static_cast<double>(plan.cpu_total)));
   }
   if (budgets.compute_bytes > 0 && plan.compute_total > budgets.compute_bytes) {
     refuse("--gpu-mem (compute tier)", plan.compute_total, budgets.compute_bytes,
@@ -164,7 +202,9 @@ OffloadPlan plan_offload(const ModelConfig& config, const OffloadShape& shape,
            "raise --gpu-mem to at least " +
                common::format_bytes(static_cast<double>(plan.compute_total)) +
                ", or lower --micro-batch/--seq" +
-               (shape.cuda ? " (the CUDA tier does not stream compute weights yet)" : ""));
+               (shape.cuda ? " (the CUDA tier streams the blocks through two slots at least, "
+                             "beside two block-input slots)"
+                           : ""));
   }
 
   // SSD: one store tensor per unit ([master | m | v], copy-on-write: two slots per extent).
@@ -205,7 +245,21 @@ OffloadPlan plan_offload(const ModelConfig& config, const OffloadShape& shape,
     plan.ssd_read_bytes += u64(shape.accum * l) * input_bytes;
     plan.ssd_write_bytes += u64(shape.accum * l) * input_bytes;
   }
-  if (shape.cuda) {
+  if (cuda_stream) {
+    // Up: the streamed blocks' bf16 weights for every forward and every backward (recompute) of
+    // every micro-batch, the other units' updated weights once, the token ids and targets. Down:
+    // the other units' fp32 gradients once; each block's once per step, or once per micro-batch
+    // when they add up in CPU memory.
+    plan.pcie_h2d_bytes = kBF16 * outside_params + u64(2 * shape.accum * l) * kBF16 * block_params +
+                          2 * 8 * u64(tokens * shape.accum);
+    plan.pcie_d2h_bytes =
+        kF32 * outside_params +
+        u64((plan.block_grads_in_cpu ? shape.accum : 1) * l) * kF32 * block_params;
+    if (plan.inputs_in_cpu) {  // each micro-batch's L block inputs go down and come back up
+      plan.pcie_d2h_bytes += u64(shape.accum * l) * kBF16 * u64(tokens * c);
+      plan.pcie_h2d_bytes += u64(shape.accum * l) * kBF16 * u64(tokens * c);
+    }
+  } else if (shape.cuda) {
     // Down: every fp32 gradient once per step. Up: every bf16 weight once per step, plus the
     // micro-batches' token ids and targets (int64).
     plan.pcie_d2h_bytes = kF32 * u64(plan.params);
@@ -231,6 +285,12 @@ OffloadPlan plan_offload(const ModelConfig& config, const OffloadShape& shape,
     plan.terms.push_back(
         {"pcie_d2h", static_cast<double>(plan.pcie_d2h_bytes) / rates.pcie_d2h_bytes_per_s});
   }
+  if (cuda_stream && rates.stream_convert_params_per_s > 0) {
+    // Every streamed load converts one block: forward and backward of every micro-batch.
+    plan.terms.push_back({"stream_convert", static_cast<double>(2 * shape.accum * l) *
+                                                static_cast<double>(block_params) /
+                                                rates.stream_convert_params_per_s});
+  }
   for (const BoundTerm& term : plan.terms) {
     if (term.seconds > plan.bound_seconds) {
       plan.bound_seconds = term.seconds;
@@ -247,6 +307,17 @@ std::string OffloadPlan::describe() const {
       << (states_in_cpu ? "in CPU memory (written to the store on commit steps)"
                         : "in the SSD store, " + std::to_string(state_slots) + " staging slots")
       << "\n";
+  if (stream_slots > 0) {
+    out << "blocks        streamed through " << stream_slots
+        << " compute-tier slots from their fp32 master ("
+        << (states_in_cpu ? "in RAM" : "read from the store")
+        << "), before each forward and each backward (recompute)"
+        << (pinned_slots > 0 ? ", converted to bf16 in pinned memory and uploaded on a copy stream"
+                             : "")
+        << (block_grads_in_cpu ? "; block gradients add up in CPU memory" : "")
+        << (inputs_in_store ? "; block inputs go through the store" : "")
+        << (inputs_in_cpu ? "; block inputs go to pinned CPU memory and back" : "") << "\n";
+  }
   out << "compute tier  " << bytes(compute_total) << ": " << list_items(compute_items) << "\n";
   out << "cpu           " << bytes(cpu_total) << ": " << list_items(cpu_items) << "\n";
   out << "ssd           " << bytes(ssd_total) << ": " << list_items(ssd_items) << "\n";

@@ -6,16 +6,21 @@
 // (DESIGN.md) with the binding term, plus `ssd_read_write` when reads and writes go to the same
 // disks at once (a measured mixed rate: one disk does not do both at full speed). Not a sum of
 // compute and AdamW on the CPU tier although they share its cores: measured, AdamW's memory-bound
-// passes overlapped the GEMMs almost for free (926 M model: 17.4 s/step, compute alone 17.1 s). A plan that does not fit is refused before anything runs,
-// with the numbers that do not fit. Pure arithmetic: no torch, no I/O (free disk space is an
-// input).
+// passes overlapped the GEMMs almost for free (926 M model: 17.4 s/step, compute alone 17.1 s). A
+// plan that does not fit is refused before anything runs, with the numbers that do not fit. Pure
+// arithmetic: no torch, no I/O (free disk space is an input).
 //
 // Tiers: with CUDA the compute tier is the GPU (--gpu-mem): bf16 compute weights, fp32 gradient
 // accumulators, bf16 block inputs; gradients cross PCIe to the CPU in fp32 through two pinned slots
-// and the updated bf16 weights come back through two more (both counted in --cpu-mem). On the
-// CPU-only path the "compute tier" is a CPU memory budget (--gpu-mem), separate from the CPU budget
-// for optimizer states and staging (--cpu-mem), everything is fp32 and the PCIe terms are zero.
-// Not modelled: the token data in RAM, allocator slack, torch's own workspace.
+// and the updated bf16 weights come back through two more (both counted in --cpu-mem). When the
+// bf16 weights do not fit, the blocks stream through stream_slots GPU slots there too (SSD or RAM
+// fp32 master -> bf16 in two pinned buffers -> GPU, before every forward and every backward), the
+// block gradients leave the GPU after each block's backward through a pool of two fp32 buffers and,
+// with accumulation or clipping, add up in CPU memory (block_grads_in_cpu; counted in --cpu-mem);
+// when even two slots leave no room, the block inputs go to pinned CPU memory (inputs_in_cpu). On
+// the CPU-only path the "compute tier" is a CPU memory budget (--gpu-mem), separate from the CPU
+// budget for optimizer states and staging (--cpu-mem), everything is fp32 and the PCIe terms are
+// zero. Not modelled: the token data in RAM, allocator slack, torch's own workspace.
 #pragma once
 
 #include <cstdint>
@@ -47,6 +52,9 @@ struct OffloadRates {
   double compute_flops_per_s = 1.0e11;  // CPU fp32 GEMM; set from a measurement
   double pcie_h2d_bytes_per_s = 0;      // 0 = no PCIe (CPU compute tier)
   double pcie_d2h_bytes_per_s = 0;
+  // CUDA streaming: the loader's fp32 -> bf16 conversion of the streamed blocks, parameters/s
+  // (a CPU memory pass of its own). 0 = not measured (no such term).
+  double stream_convert_params_per_s = 0;
 };
 
 struct OffloadShape {
@@ -57,6 +65,11 @@ struct OffloadShape {
   std::int64_t loss_chunk_rows = 0;  // 0 = default_loss_chunk_rows rule (≤ 64 MiB of fp32 logits)
   bool cuda = false;  // compute tier on a GPU: bf16 compute, PCIe transfers, pinned slots
   std::int64_t commit_every = 1;  // states in CPU memory go to the store every N steps
+  // CPU tier, streaming with K > 1 or clipping: put the block gradient accumulators in the CPU
+  // budget and drain each micro-batch's block gradients into them, as the CUDA tier does when it
+  // streams (block_grads_in_cpu). For tests: it runs that path without a GPU. (The CUDA tier
+  // decides by itself.)
+  bool block_grads_in_cpu = false;
 };
 
 // One line of a memory budget: what it is for and how many bytes.
@@ -66,20 +79,28 @@ struct PlanItem {
 };
 
 struct BoundTerm {
-  std::string name;  // "compute", "ssd_read", "ssd_write", "ssd_read_write", "cpu_adam", "pcie_*"
+  std::string name;  // "compute", "ssd_read", "ssd_write", "ssd_read_write", "cpu_adam", "pcie_*",
+                     // "stream_convert"
   double seconds = 0;  // amount per iteration / rate
 };
 
 struct OffloadPlan {
   bool states_in_cpu = false;  // master, m, v held in RAM (still written through to the store)
-  // Blocks of compute weights held in the compute tier: all of them, or (CPU tier, when they do not
-  // fit) none, the blocks then streaming through stream_slots slots from their fp32 master in the
+  // Blocks of compute weights held in the compute tier: all of them, or (when they do not fit)
+  // none, the blocks then streaming through stream_slots slots from their fp32 master in the
   // store or in RAM, in the order of use (forward 0 … L-1, backward L-1 … 0).
   std::int64_t resident_blocks = 0;
   std::int64_t stream_slots = 0;
   // CPU tier, when even streamed blocks leave no room: the block inputs (activation checkpoints)
   // go to the store as the forward makes them and come back ahead of the backward.
   bool inputs_in_store = false;
+  // CUDA tier, likewise: the block inputs go to pinned CPU memory (counted in --cpu-mem) as the
+  // forward makes them and come back ahead of the backward, over PCIe.
+  bool inputs_in_cpu = false;
+  // CUDA tier, streaming with accumulation (K > 1) or clipping: each block's fp32 gradients are
+  // summed over the micro-batches (and kept for the norm) in CPU memory, one accumulator per block;
+  // the GPU keeps only the pool of two block gradient buffers they leave through.
+  bool block_grads_in_cpu = false;
   std::int64_t grad_block_slots = 0;  // block gradient buffers: 2 (double buffer) or n_layer
   std::int64_t state_slots = 0;       // staging buffers of one unit's master/m/v (0 if in CPU)
   std::int64_t pinned_slots = 0;      // CUDA: pinned gradient (fp32) and weight (bf16) slots each

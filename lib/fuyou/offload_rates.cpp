@@ -12,6 +12,7 @@
 #include "common/log.h"
 #include "common/timer.h"
 #include "fuyou/cpu_adam.h"
+#include "fuyou/cuda_transfer.h"
 #include "fuyou/gpt_model.h"
 
 namespace sparsetrain::fuyou {
@@ -112,6 +113,17 @@ OffloadRates measure_cuda_rates(const ModelConfig& config, const TrainOptions& t
   };
   base.pcie_h2d_bytes_per_s = rate(device, host);
   base.pcie_d2h_bytes_per_s = rate(host, device);
+  // The streamed blocks' fp32 -> bf16 conversion (cuda_transfer.h), from and to ordinary memory.
+  std::vector<std::uint16_t> bf16(static_cast<std::size_t>(n));
+  const float* src = host.data_ptr<float>();
+  fp32_to_bf16_rne(src, bf16.data(), n);  // warm-up (pages)
+  double params = 0;
+  common::Timer timer;
+  while (timer.seconds() < kProbeSeconds) {
+    fp32_to_bf16_rne(src, bf16.data(), n);
+    params += static_cast<double>(n);
+  }
+  base.stream_convert_params_per_s = params / timer.seconds();
   return base;
 }
 

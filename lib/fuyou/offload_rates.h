@@ -20,9 +20,10 @@ namespace sparsetrain::fuyou {
 OffloadRates measure_cpu_rates(const ModelConfig& config, const TrainOptions& train,
                                OffloadRates base = {});
 
-// Compute: one bf16 block forward + backward on the GPU; pcie_h2d / pcie_d2h: 256 MiB pinned copies;
-// cpu_adam: fp32 gradients in, bf16 weights out (as the CUDA tier runs it). EnvironmentError
-// without a CUDA device.
+// Compute: one bf16 block forward + backward on the GPU; pcie_h2d / pcie_d2h: 256 MiB pinned
+// copies; cpu_adam: fp32 gradients in, bf16 weights out (as the CUDA tier runs it); stream_convert:
+// the streamed blocks' fp32 -> bf16 conversion over 64 M floats. EnvironmentError without a CUDA
+// device.
 OffloadRates measure_cuda_rates(const ModelConfig& config, const TrainOptions& train,
                                 OffloadRates base = {});
 

@@ -98,6 +98,7 @@ struct OffloadTrainer::Impl {
   bool streaming = false;
   std::unique_ptr<BlockStream> stream;
   std::unique_ptr<InputStash> stash;  // block inputs through the store (plan_.inputs_in_store)
+  std::unique_ptr<CudaInputStash> gpu_stash;  // CUDA: in pinned CPU memory (plan_.inputs_in_cpu)
   std::vector<UnitTensors> units;         // by unit id
   std::vector<std::int64_t> order;        // processing order: ln_f, blocks L-1 … 0, embeddings
   std::vector<AlignedBuffer> cpu_states;  // per unit [master | m | v] when states_in_cpu
@@ -109,6 +110,13 @@ struct OffloadTrainer::Impl {
   at::Tensor wte_grad, wpe_grad, lnf_w_grad, lnf_b_grad;
   std::vector<BlockWeights> block_grads;  // n_layer (full) or 2 (pool)
   bool pool = false;                      // block_grads is a pool of 2 shared by turns
+  // CUDA streaming with K > 1 or clipping (plan_.block_grads_in_cpu): each block's gradients leave
+  // the GPU through the pool after every micro-batch's backward of that block and add up here,
+  // fp32 CPU, one accumulator per block (the optimizer thread's drain). block_norm_terms[l]: its
+  // squared-norm terms, computed by the optimizer thread after the last drain (K > 1).
+  bool host_grads = false;
+  std::vector<BlockWeights> host_block_grads;
+  std::vector<std::vector<at::Tensor>> block_norm_terms;
   std::atomic<bool> in_backward{false};   // compute thread inside a step's backward passes
 };
 
@@ -123,6 +131,11 @@ class OffloadTrainer::OptimizerStage {
     bool scaled = false;
     int pool_slot = -1;  // block gradient pool slot to give back, or -1
     CudaMark ready;      // CUDA: the gradients are final once the compute stream reaches it
+    // Impl::host_grads only. A drain: `grads` (a GPU pool slot) hold one micro-batch's gradients
+    // of block unit - 1; download them and copy (`first`, micro-batch 0) or add them into the
+    // block's CPU accumulator, then (`norm`) compute its norm terms. Not an update.
+    bool drain = false, first = false, norm = false;
+    bool host = false;  // an update whose `grads` are already in CPU memory (the accumulator)
   };
 
   OptimizerStage(OffloadTrainer& trainer)
@@ -144,6 +157,7 @@ class OffloadTrainer::OptimizerStage {
     lr_ = lr;
     step_active_ = true;
     step_done_ = false;
+    drained_ = 0;
     pool_busy_[0] = pool_busy_[1] = false;
     cv_.notify_all();
   }
@@ -160,6 +174,13 @@ class OffloadTrainer::OptimizerStage {
     const int slot = pool_busy_[0] ? 1 : 0;
     pool_busy_[slot] = true;
     return slot;
+  }
+  // Compute thread: waits until `n` drains of this step are done (their accumulators and norm terms
+  // are then final).
+  void wait_drains(std::int64_t n) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    cv_.wait(lock, [&] { return error_ || drained_ >= n; });
+    rethrow_locked();
   }
   void wait_step_done() {
     std::unique_lock<std::mutex> lock(mutex_);
@@ -198,14 +219,74 @@ class OffloadTrainer::OptimizerStage {
     }
   }
 
+  // The next update job, which must be `unit`'s; drains queued before it are done on the way.
   Job pop_job(std::int64_t unit) {
-    std::unique_lock<std::mutex> lock(mutex_);
-    cv_.wait(lock, [&] { return stop_ || !jobs_.empty(); });
-    if (stop_) throw common::RunError("offloaded training stopped mid-step", "");
-    Job job = std::move(jobs_.front());
-    jobs_.pop_front();
-    ST_ASSERT(job.unit == unit, "optimizer units arrived out of order");
-    return job;
+    for (;;) {
+      Job job;
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        cv_.wait(lock, [&] { return stop_ || !jobs_.empty(); });
+        if (stop_) throw common::RunError("offloaded training stopped mid-step", "");
+        job = std::move(jobs_.front());
+        jobs_.pop_front();
+      }
+      if (!job.drain) {
+        ST_ASSERT(job.unit == unit, "optimizer units arrived out of order");
+        return job;
+      }
+      drain(job);
+    }
+  }
+
+  // One micro-batch's gradients of a streamed block: GPU pool slot -> pinned fp32 -> the block's
+  // CPU accumulator (CPU tier, for tests: straight from the pool slot). Sum order, per element:
+  // ((g_0 + g_1) + g_2) + …, each g_k the bf16 gradient widened to fp32 (exact) and added in fp32 —
+  // the in-memory trainer's GPU accumulator does the very same IEEE additions in the same order (0
+  // + g_0 on micro-batch 0: the pool slot is zeroed and accumulated into on the GPU exactly as
+  // there), so the sum is bit for bit the same.
+  void drain(Job& job) {
+    Impl& impl = *t_.impl_;
+    auto t = phases_.scope("drain");
+    const auto l = static_cast<std::size_t>(job.unit - 1);
+    BlockWeights& acc = impl.host_block_grads[l];
+    std::vector<at::Tensor> host = job.grads;
+    if (impl.cuda) {
+      // grad_pinned[0] is free here: the updates use it only between pops.
+      auto* base = reinterpret_cast<float*>(impl.grad_pinned[0].data());
+      std::int64_t offset = 0;
+      for (std::size_t i = 0; i < host.size(); ++i) {
+        host[i] = float_view(base + offset, acc.tensors[i]);
+        offset += acc.tensors[i].numel();
+      }
+      transfer_->download(job.grads, host, job.ready);
+      t_.stats_.pcie_d2h_bytes += 4 * static_cast<std::uint64_t>(offset);
+      job.grads.clear();
+      release_pool_slot(job.pool_slot);
+    }
+    for (int i = 0; i < kBlockTensorCount; ++i) {
+      if (job.first) {
+        acc[i].copy_(host[static_cast<std::size_t>(i)]);
+      } else {
+        acc[i].add_(host[static_cast<std::size_t>(i)]);
+      }
+    }
+    if (!impl.cuda) {
+      host.clear();
+      job.grads.clear();
+      release_pool_slot(job.pool_slot);
+    }
+    if (job.norm) {
+      // The in-memory trainer's expression, on the CPU (its reduction order differs from the
+      // GPU's: the norm, hence a clipping factor, may differ in the last bits).
+      std::vector<at::Tensor> terms;
+      for (const at::Tensor& g : acc.tensors) terms.push_back(g.pow(2).sum().to(at::kDouble));
+      impl.block_norm_terms[l] = std::move(terms);
+    }
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      ++drained_;
+    }
+    cv_.notify_all();
   }
 
   void release_pool_slot(int slot) {
@@ -262,25 +343,32 @@ class OffloadTrainer::OptimizerStage {
       std::vector<at::Tensor> weights_out;
       if (impl.cuda) {
         // The unit's gradients come down into pinned fp32 memory; the GPU accumulators are free
-        // again as soon as they are copied.
+        // again as soon as they are copied. A streamed block's new weights are not uploaded here:
+        // its next load converts its master (the stream's loader).
         std::vector<at::Tensor> host_grads;
         auto* grad_base = reinterpret_cast<float*>(impl.grad_pinned[i % 2].data());
         std::int64_t offset = 0;
         for (at::Tensor* w : unit.compute) {
           host_grads.push_back(float_view(grad_base + offset, *w));
-          weights_out.push_back(bf16_view(impl.weight_pinned[i % 2].data() + 2 * offset, *w));
+          if (!streamed(job.unit)) {
+            weights_out.push_back(bf16_view(impl.weight_pinned[i % 2].data() + 2 * offset, *w));
+          }
           offset += w->numel();
         }
-        {
-          auto t = phases_.scope("download");
-          transfer_->download(job.grads, host_grads, job.ready);
+        if (!job.host) {  // else: already in the block's CPU accumulator
+          {
+            auto t = phases_.scope("download");
+            transfer_->download(job.grads, host_grads, job.ready);
+          }
+          t_.stats_.pcie_d2h_bytes += 4 * static_cast<std::uint64_t>(offset);
+          release_pool_slot(job.pool_slot);
+          job.pool_slot = -1;
+          job.grads = std::move(host_grads);
         }
-        t_.stats_.pcie_d2h_bytes += 4 * static_cast<std::uint64_t>(offset);
-        release_pool_slot(job.pool_slot);
-        job.pool_slot = -1;
-        job.grads = std::move(host_grads);
-        auto t = phases_.scope("upload_wait");  // the slot's previous weights are on the GPU
-        CudaTransfer::wait(uploads_[i % 2]);
+        if (!streamed(job.unit)) {
+          auto t = phases_.scope("upload_wait");  // the slot's previous weights are on the GPU
+          CudaTransfer::wait(uploads_[i % 2]);
+        }
       } else if (!streamed(job.unit)) {
         for (at::Tensor* w : unit.compute) weights_out.push_back(*w);
       }
@@ -301,7 +389,7 @@ class OffloadTrainer::OptimizerStage {
           offset += w.numel();
         }
       }
-      if (impl.cuda) {
+      if (impl.cuda && !streamed(job.unit)) {
         std::vector<at::Tensor> compute;
         for (at::Tensor* w : unit.compute) compute.push_back(*w);
         uploads_[i % 2] = transfer_->upload(weights_out, compute);
@@ -351,6 +439,7 @@ class OffloadTrainer::OptimizerStage {
   std::int64_t step_ = 0;
   double lr_ = 0;
   bool step_active_ = false, step_done_ = false, stop_ = false;
+  std::int64_t drained_ = 0;  // drains done this step
   bool pool_busy_[2] = {false, false};
   std::exception_ptr error_;
   std::thread thread_;  // last: starts after every member above exists
@@ -386,6 +475,7 @@ OffloadPlan plan_offload_run(const ModelConfig& config, const TrainOptions& trai
   shape.loss_chunk_rows = train.loss_chunk_rows;
   shape.cuda = train.device == TrainDevice::kCuda;
   shape.commit_every = options.commit_every;
+  shape.block_grads_in_cpu = options.block_grads_in_cpu;
   return plan_offload(config, shape, budgets, options.rates);
 }
 
@@ -431,7 +521,19 @@ OffloadTrainer::OffloadTrainer(ModelConfig config, GptWeights initial, TrainOpti
     check_weight_shapes(config_, initial);
     // Taken over without a copy when already fp32 CPU contiguous (a model-sized copy otherwise).
     for (auto& [name, t] : initial.named()) *t = t->to(cpu32).contiguous();
-    if (impl.cuda) {
+    if (impl.cuda && impl.streaming) {
+      // Only the embeddings and ln_f go to the GPU; the blocks stream from the master.
+      compute_.wte = initial.wte.to(compute_options);
+      compute_.wpe = initial.wpe.to(compute_options);
+      compute_.ln_f_weight = initial.ln_f_weight.to(compute_options);
+      compute_.ln_f_bias = initial.ln_f_bias.to(compute_options);
+      compute_.blocks.resize(static_cast<std::size_t>(config_.n_layer));
+      for (BlockWeights& block : compute_.blocks) {
+        for (int i = 0; i < kBlockTensorCount; ++i)
+          block[i] = at::empty(block_tensor_shape(config_, i), meta32);
+      }
+      master = std::move(initial);
+    } else if (impl.cuda) {
       compute_ = weights_to(initial, compute_options);
       master = std::move(initial);
     } else {
@@ -473,8 +575,17 @@ OffloadTrainer::OffloadTrainer(ModelConfig config, GptWeights initial, TrainOpti
   impl.wpe_grad = at::zeros_like(compute_.wpe, f32);
   impl.lnf_w_grad = at::zeros_like(compute_.ln_f_weight, f32);
   impl.lnf_b_grad = at::zeros_like(compute_.ln_f_bias, f32);
-  impl.pool = plan_.grad_block_slots < config_.n_layer;
+  impl.host_grads = plan_.block_grads_in_cpu;
+  impl.pool = plan_.grad_block_slots < config_.n_layer || impl.host_grads;
   impl.block_grads.resize(static_cast<std::size_t>(plan_.grad_block_slots));
+  if (impl.host_grads) {
+    impl.host_block_grads.resize(static_cast<std::size_t>(config_.n_layer));
+    for (BlockWeights& block : impl.host_block_grads) {
+      for (int i = 0; i < kBlockTensorCount; ++i)
+        block[i] = at::zeros(block_tensor_shape(config_, i), cpu32);
+    }
+    impl.block_norm_terms.resize(static_cast<std::size_t>(config_.n_layer));
+  }
   for (BlockWeights& block : impl.block_grads) {
     for (int i = 0; i < kBlockTensorCount; ++i)
       block[i] = at::zeros(block_tensor_shape(config_, i), f32);
@@ -512,7 +623,27 @@ OffloadTrainer::OffloadTrainer(ModelConfig config, GptWeights initial, TrainOpti
           store_->read(input_store_name(layer), dst, 0, bytes).get();
         });
   }
-  if (impl.streaming) {
+  if (plan_.inputs_in_cpu) {
+    impl.gpu_stash = std::make_unique<CudaInputStash>(
+        config_.n_layer, std::vector<std::int64_t>{train_.micro_batch, train_.seq, config_.n_embd});
+  }
+  if (impl.streaming && impl.cuda) {
+    // The same, converted to bf16 and uploaded (cuda_transfer.h); from RAM without a copy.
+    impl.stream = std::make_unique<BlockStream>(make_cuda_block_slots(
+        config_, plan_.stream_slots, !plan_.states_in_cpu,
+        [this](std::int64_t block, float* scratch) -> const float* {
+          Impl& im = *impl_;
+          const std::int64_t unit = 1 + block;
+          if (plan_.states_in_cpu) {
+            return reinterpret_cast<const float*>(
+                im.cpu_states[static_cast<std::size_t>(unit)].data());
+          }
+          const std::size_t bytes =
+              4 * static_cast<std::size_t>(im.units[static_cast<std::size_t>(unit)].padded);
+          store_->read(unit_store_name(unit), scratch, 0, bytes).get();
+          return scratch;
+        }));
+  } else if (impl.streaming) {
     // A block's fp32 weights are the first segment of its states: from RAM, or read from the store
     // on the stream's loader thread.
     impl.stream = std::make_unique<BlockStream>(
@@ -535,6 +666,7 @@ OffloadTrainer::~OffloadTrainer() {
   if (impl_) {
     impl_->stream.reset();
     impl_->stash.reset();
+    impl_->gpu_stash.reset();
   }
 }
 
@@ -750,6 +882,8 @@ TrainResult OffloadTrainer::train(const TokenData& train_data, const TokenData& 
         for (std::int64_t l = 0; l < layers; ++l) {
           if (impl.stash) {
             impl.stash->push(l, h);
+          } else if (impl.gpu_stash) {
+            impl.gpu_stash->push(l, h);
           } else {
             inputs.push_back(h);
           }
@@ -779,7 +913,9 @@ TrainResult OffloadTrainer::train(const TokenData& train_data, const TokenData& 
       at::Tensor grad = std::move(head.input_grad);
       for (std::int64_t l = layers; l-- > 0;) {
         const auto li = static_cast<std::size_t>(l);
-        const at::Tensor input = impl.stash ? impl.stash->pop(l) : inputs[li];
+        const at::Tensor input = impl.stash       ? impl.stash->pop(l)
+                                 : impl.gpu_stash ? impl.gpu_stash->pop(l)
+                                                  : inputs[li];
         BlockGrads block = block_backward(config_, block_at(l), input, grad);
         done_with_block();
         int slot = -1;
@@ -792,26 +928,77 @@ TrainResult OffloadTrainer::train(const TokenData& train_data, const TokenData& 
           }
           t_backward = std::make_unique<common::PhaseTimes::Scope>(cp, "backward");
           acc = &impl.block_grads[static_cast<std::size_t>(slot)];
-          for (at::Tensor& g : acc->tensors) g.zero_();
+          if (impl.host_grads && k > 0) {
+            // Only g_k, widened to fp32: the drain adds it to the CPU accumulator.
+            for (int i = 0; i < kBlockTensorCount; ++i) {
+              const at::Tensor& g = block.weight_grads[i];
+              if (g.defined()) {
+                (*acc)[i].copy_(g);
+              } else {
+                (*acc)[i].zero_();
+              }
+            }
+          } else {
+            for (at::Tensor& g : acc->tensors) g.zero_();
+          }
         } else {
           acc = &impl.block_grads[li];
         }
-        for (int i = 0; i < kBlockTensorCount; ++i) accumulate((*acc)[i], block.weight_grads[i]);
-        if (last) {
+        if (!(impl.host_grads && k > 0)) {
+          for (int i = 0; i < kBlockTensorCount; ++i) accumulate((*acc)[i], block.weight_grads[i]);
+        }
+        if (impl.host_grads) {
+          std::vector<at::Tensor> slot_grads(acc->tensors.begin(), acc->tensors.end());
+          // K = 1: the pool slot holds the final gradient; its norm terms come from the GPU, as in
+          // the in-memory trainer. K > 1: the drain computes them from the CPU sum.
+          if (last && train_.accum == 1) add_norm_terms(1 + l, slot_grads);
+          OptimizerStage::Job drain{1 + l, std::move(slot_grads),
+                                    1.0,   false,
+                                    slot,  impl.cuda ? mark_compute_stream() : CudaMark{}};
+          drain.drain = true;
+          drain.first = k == 0;
+          drain.norm = last && train_.accum > 1;
+          stage.submit(std::move(drain));
+          if (last) {
+            std::vector<at::Tensor> host(impl.host_block_grads[li].tensors.begin(),
+                                         impl.host_block_grads[li].tensors.end());
+            if (clip) {
+              deferred[static_cast<std::size_t>(1 + l)] = std::move(host);
+            } else {
+              OptimizerStage::Job update{1 + l, std::move(host), 1.0, false, -1, CudaMark{}};
+              update.host = true;
+              stage.submit(std::move(update));
+            }
+          }
+        } else if (last) {
           finish_unit(1 + l, std::vector<at::Tensor>(acc->tensors.begin(), acc->tensors.end()),
                       slot);
         }
         grad = std::move(block.input_grad);
-        if (!impl.stash) inputs[li] = at::Tensor();
+        if (!impl.stash && !impl.gpu_stash) inputs[li] = at::Tensor();
       }
       if (impl.stash) impl.stash->end_pass();
+      if (impl.gpu_stash) impl.gpu_stash->end_pass();
       embed_backward(x, grad, impl.wte_grad, impl.wpe_grad);
       if (last) finish_unit(0, {impl.wte_grad, impl.wpe_grad}, -1);
     }
     impl.in_backward.store(false);
+    if (impl.host_grads) {
+      {
+        auto t = cp.scope("drain_wait");  // every block's gradients are in CPU memory
+        stage.wait_drains(train_.accum * layers);
+      }
+      if (train_.accum > 1) {
+        for (std::int64_t l = 0; l < layers; ++l)
+          norm_terms[static_cast<std::size_t>(1 + l)] =
+              impl.block_norm_terms[static_cast<std::size_t>(l)];
+      }
+    }
     if (clip) {
-      for (std::size_t u = 0; u < deferred.size(); ++u)
+      for (std::size_t u = 0; u < deferred.size(); ++u) {
+        if (impl.host_grads && u >= 1 && u <= static_cast<std::size_t>(layers)) continue;  // above
         add_norm_terms(static_cast<std::int64_t>(u), deferred[u]);
+      }
     }
     at::Tensor sq = at::zeros({}, impl.wte_grad.options().dtype(at::kDouble));
     for (const auto& terms : norm_terms) {
@@ -823,8 +1010,10 @@ TrainResult OffloadTrainer::train(const TokenData& train_data, const TokenData& 
       const double scale = train_.grad_clip / (report.grad_norm + 1e-6);
       const CudaMark ready = impl.cuda ? mark_compute_stream() : CudaMark{};
       for (std::int64_t unit : impl.order) {
-        stage.submit(
-            {unit, std::move(deferred[static_cast<std::size_t>(unit)]), scale, scaled, -1, ready});
+        OptimizerStage::Job update{
+            unit, std::move(deferred[static_cast<std::size_t>(unit)]), scale, scaled, -1, ready};
+        update.host = impl.host_grads && unit >= 1 && unit <= layers;
+        stage.submit(std::move(update));
       }
     }
     {
@@ -848,12 +1037,19 @@ TrainResult OffloadTrainer::train(const TokenData& train_data, const TokenData& 
     stats_.stream_read_bytes = impl.stream->loaded_bytes();
     stats_.stream_wait_seconds = impl.stream->wait_seconds();
     if (!plan_.states_in_cpu) stats_.ssd_read_bytes += stats_.stream_read_bytes;
+    stats_.pcie_h2d_bytes += cuda_block_slots_uploaded_bytes(impl.stream->slots());
   }
   if (impl.stash) {
     stats_.input_bytes_written = impl.stash->bytes_written();
     stats_.input_bytes_read = impl.stash->bytes_read();
     stats_.ssd_write_bytes += stats_.input_bytes_written;
     stats_.ssd_read_bytes += stats_.input_bytes_read;
+  }
+  if (impl.gpu_stash) {  // over PCIe, not the store
+    stats_.input_bytes_written = impl.gpu_stash->bytes_down();
+    stats_.input_bytes_read = impl.gpu_stash->bytes_up();
+    stats_.pcie_d2h_bytes += stats_.input_bytes_written;
+    stats_.pcie_h2d_bytes += stats_.input_bytes_read;
   }
   stats_.step_seconds =
       stats_.steps > 0 ? result.train_seconds / static_cast<double>(stats_.steps) : 0;

@@ -30,8 +30,23 @@
 // the forward and again before the backward; their updates go only to the master.
 // When even that leaves no room, the block inputs go to the store as the forward makes them and
 // come back ahead of the backward (input_stash.h).
-// Not here: streaming and activation offload on the CUDA tier (its plan refuses what does not fit
-// --gpu-mem).
+// Streaming on the CUDA tier (when the bf16 weights do not fit --gpu-mem): the embeddings and ln_f
+// stay on the GPU; the blocks stream through plan().stream_slots bf16 GPU slots (cuda_transfer.h:
+// make_cuda_block_slots — the loader thread converts the fp32 master, from RAM or the store, to
+// bf16 in pinned memory and uploads it on a copy stream; the compute stream waits on the upload's
+// event, the loader on the release's). A streamed block's update goes only to its master: no upload
+// from the optimizer. Its gradients leave the GPU right after its backward through the pool of two
+// fp32 buffers: with K = 1 and no clipping as any unit's (downloaded by the update); otherwise
+// (plan().block_grads_in_cpu) the optimizer thread "drains" each micro-batch's gradient into the
+// block's fp32 CPU accumulator — copy at micro-batch 0, then add: per element ((g0 + g1) + g2) …
+// in fp32, the in-memory trainer's GPU accumulator's very additions in its order — and with K > 1
+// reduces the block's norm terms on the CPU (a different reduction order than the GPU's: the
+// global norm, hence a clipping factor, may differ in the last bits; with K = 1 they come from the
+// GPU pool slot as before). The compute thread waits (condition variable) for every drain before
+// the norm. Not verified on a GPU yet (tests/gpu/offload_cuda_test.cpp has the checks).
+// When two streamed slots do not fit beside the block inputs, those go to pinned CPU memory as the
+// forward makes them and come back ahead of the backward, all enqueued on a copy stream with
+// events (cuda_transfer.h: CudaInputStash; plan().inputs_in_cpu).
 #pragma once
 
 #include <cstdint>
@@ -60,21 +75,25 @@ struct OffloadOptions {
   // last; states in the store are written and committed every step regardless.
   std::int64_t commit_every = 1;
   std::uint64_t store_extent_bytes = std::uint64_t{4} << 20;
+  // Tests: the CPU tier runs the CUDA tier's gradient drain (OffloadShape::block_grads_in_cpu).
+  bool block_grads_in_cpu = false;
 };
 
 // Measured over one run (volatile: depends on the machine).
 struct OffloadStats {
   std::uint64_t ssd_read_bytes = 0;   // state reads (store → staging)
   std::uint64_t ssd_write_bytes = 0;  // state write-backs (staging or CPU states → store)
-  std::uint64_t pcie_d2h_bytes = 0;  // CUDA: gradients down (fp32)
-  std::uint64_t pcie_h2d_bytes = 0;  // CUDA: updated weights up (bf16)
+  std::uint64_t pcie_d2h_bytes = 0;   // CUDA: gradients down (fp32), drains included
+  // CUDA: updated weights up (bf16), and streamed blocks' loads (validation passes included).
+  std::uint64_t pcie_h2d_bytes = 0;
   std::uint64_t commits = 0;
   // Streamed blocks (plan().stream_slots > 0): weights loaded (store or RAM; counted in
   // ssd_read_bytes when from the store, validation passes included), and the compute thread's
   // waits for them (inside its forward and backward times).
   std::uint64_t stream_read_bytes = 0;
   double stream_wait_seconds = 0;
-  // Block inputs through the store (plan().inputs_in_store), counted in ssd_*_bytes too.
+  // Block inputs through the store (plan().inputs_in_store), counted in ssd_*_bytes too; on CUDA
+  // through pinned CPU memory (plan().inputs_in_cpu), counted in pcie_*_bytes instead.
   std::uint64_t input_bytes_written = 0, input_bytes_read = 0;
   // Units whose AdamW finished while the compute thread was still in that step's backward: the
   // overlap, counted (0 with --grad-clip, whose updates wait for the norm).

@@ -111,8 +111,10 @@ TEST_CASE("a compute tier too small for the weights is refused, naming --gpu-mem
   cuda.cuda = true;
   const std::string on_gpu = usage_message(c, cuda, b);
   INFO(on_gpu);
-  CHECK(on_gpu.find("bf16 compute weights 244 KiB") != std::string::npos);  // 249,344 B
-  CHECK(on_gpu.find("does not stream") != std::string::npos);
+  // The CUDA tier streams too, through 2 bf16 slots (2 · 2 · 50,176 B), and that does not fit.
+  CHECK(on_gpu.find("2 streamed block slots 196 KiB") != std::string::npos);
+  CHECK(on_gpu.find("bf16 embeddings + ln_f") != std::string::npos);
+  CHECK(on_gpu.find("beside two block-input slots") != std::string::npos);
 }
 
 TEST_CASE("weights that do not fit stream through as many block slots as the budget holds") {
@@ -237,4 +239,189 @@ TEST_CASE("when streamed blocks leave no room the block inputs go to the store")
   const OffloadPlan resident = plan_offload(c, s, b);
   CHECK(p.ssd_write_bytes == resident.ssd_write_bytes + 8 * input);
   CHECK(p.ssd_read_bytes == resident.ssd_read_bytes + 8 * input);
+}
+
+namespace {
+
+// L = 8, C = 64: block 49,984 parameters (50,176 padded); embeddings + ln_f 20,480 + 128 = 20,608;
+// N = 20,608 + 8 · 49,984 = 420,480.
+constexpr std::uint64_t kBlock = 49984, kPadded = 50176, kOutside = 20608, kParams = 420480;
+
+// A CUDA budget that holds everything but the 8 blocks' bf16 weights (and, with accumulation or
+// clipping, all but 2 of the 8 fp32 block gradient buffers), plus `slots` bf16 block slots.
+std::uint64_t cuda_budget_for_slots(const ModelConfig& c, const OffloadShape& s,
+                                    std::int64_t slots) {
+  const OffloadPlan all = plan_offload(c, s, roomy());
+  REQUIRE(all.stream_slots == 0);
+  const std::uint64_t grad_buffers =
+      4 * kBlock * static_cast<std::uint64_t>(all.grad_block_slots - 2);
+  return all.compute_total - 2 * 8 * kBlock - grad_buffers +
+         static_cast<std::uint64_t>(slots) * 2 * kPadded + 100;
+}
+
+}  // namespace
+
+TEST_CASE("the CUDA tier streams bf16 blocks through the slots that fit instead of refusing") {
+  const ModelConfig c = model_config_from_name("custom:L=8,C=64,H=4,V=256,T=64");
+  REQUIRE(static_cast<std::uint64_t>(c.param_count()) == kParams);
+  OffloadShape s;
+  s.cuda = true;
+  s.micro_batch = 4;
+  s.seq = 32;
+  OffloadBudgets b = roomy();
+  const OffloadPlan all = plan_offload(c, s, b);
+  CHECK(all.resident_blocks == 8);
+  // Fits: the resident plan, byte for byte the formula it always had.
+  CHECK(all.pcie_h2d_bytes == 2 * kParams + 16 * 4 * 32);
+  CHECK(all.pcie_d2h_bytes == 4 * kParams);
+  CHECK(all.describe().find("streamed") == std::string::npos);
+
+  b.compute_bytes = cuda_budget_for_slots(c, s, 3);
+  const OffloadPlan three = plan_offload(c, s, b);
+  CHECK(three.stream_slots == 3);
+  CHECK(three.resident_blocks == 0);
+  CHECK(three.grad_block_slots == 2);
+  CHECK_FALSE(three.block_grads_in_cpu);  // K = 1, no clipping: the pool of two on the GPU
+  CHECK(three.compute_total <= b.compute_bytes);
+  CHECK(three.compute_total == all.compute_total - 2 * 8 * kBlock + 3 * 2 * kPadded);
+  // One budget byte less than three slots need: two.
+  b.compute_bytes = three.compute_total - 1;
+  CHECK(plan_offload(c, s, b).stream_slots == 2);
+  // Per iteration (K = 1): up, the other units' bf16 weights + every block twice (forward and
+  // recompute) + the int64 tokens and targets; down, every fp32 gradient once.
+  CHECK(three.pcie_h2d_bytes == 2 * kOutside + 2 * 8 * 2 * kBlock + 16 * 4 * 32);
+  CHECK(three.pcie_d2h_bytes == 4 * kParams);
+  // The two pinned bf16 upload buffers count in --cpu-mem, beside the states.
+  CHECK(three.states_in_cpu);
+  bool upload_buffers = false;
+  for (const PlanItem& item : three.cpu_items) {
+    if (item.what == "2 pinned bf16 block upload buffers") {
+      upload_buffers = true;
+      CHECK(item.bytes == 2 * 2 * kPadded);
+    }
+  }
+  CHECK(upload_buffers);
+  const std::string text = three.describe();
+  INFO(text);
+  CHECK(text.find("streamed through 3 compute-tier slots") != std::string::npos);
+  CHECK(text.find("uploaded on a copy stream") != std::string::npos);
+}
+
+TEST_CASE("streamed CUDA blocks with accumulation add their gradients up in CPU memory") {
+  const ModelConfig c = model_config_from_name("custom:L=8,C=64,H=4,V=256,T=64");
+  OffloadShape s;
+  s.cuda = true;
+  s.micro_batch = 4;
+  s.seq = 32;
+  s.accum = 3;
+  OffloadBudgets b = roomy();
+  b.compute_bytes = cuda_budget_for_slots(c, s, 2);
+  const OffloadPlan p = plan_offload(c, s, b);
+  CHECK(p.stream_slots == 2);
+  CHECK(p.grad_block_slots == 2);  // the GPU keeps only the pool they leave through
+  CHECK(p.block_grads_in_cpu);
+  // Up: every block twice per micro-batch; down: each block's gradients once per micro-batch.
+  CHECK(p.pcie_h2d_bytes == 2 * kOutside + 3 * 2 * 8 * 2 * kBlock + 16 * 4 * 32 * 3);
+  CHECK(p.pcie_d2h_bytes == 4 * kOutside + 3 * 8 * 4 * kBlock);
+  // CPU budget: states (12 B · padded units) + pinned unit slots + upload buffers + 8 fp32
+  // accumulators; one byte less and the states go to the store (with a block read buffer).
+  const std::uint64_t states = 12 * (20480 + 8 * kPadded + 1024);
+  const std::uint64_t need = states + 2 * 6 * kPadded + 2 * 2 * kPadded + 8 * 4 * kBlock;
+  b.cpu_bytes = need;
+  const OffloadPlan in_ram = plan_offload(c, s, b);
+  CHECK(in_ram.states_in_cpu);
+  CHECK(in_ram.cpu_total == need);
+  CHECK(in_ram.ssd_read_bytes == 0);
+  b.cpu_bytes = need - 1;
+  const OffloadPlan in_store = plan_offload(c, s, b);
+  CHECK_FALSE(in_store.states_in_cpu);
+  CHECK(in_store.cpu_total ==
+        2 * 12 * kPadded + 4 * kPadded + 2 * 6 * kPadded + 2 * 2 * kPadded + 8 * 4 * kBlock);
+  // The loader reads each block's fp32 master from the store for every forward and backward.
+  CHECK(in_store.ssd_read_bytes == states + 3 * 2 * 8 * 4 * kPadded);
+  // Clipping alone (K = 1) also keeps the gradients in CPU memory, sent down once per step.
+  s.accum = 1;
+  s.grad_clip = true;
+  b.cpu_bytes = std::uint64_t{1} << 30;
+  b.compute_bytes = cuda_budget_for_slots(c, s, 2);
+  const OffloadPlan clipped = plan_offload(c, s, b);
+  CHECK(clipped.block_grads_in_cpu);
+  CHECK(clipped.pcie_d2h_bytes == 4 * kParams);
+}
+
+TEST_CASE("CUDA block inputs go to pinned CPU memory when two slots do not fit beside them") {
+  const ModelConfig c = model_config_from_name("custom:L=8,C=64,H=4,V=256,T=64");
+  OffloadShape s;
+  s.cuda = true;
+  s.micro_batch = 4;
+  s.seq = 32;
+  OffloadBudgets b = roomy();
+  // Two slots with the 9 block inputs (9 · 2 · 4·32·64 = 147,456 B) on the GPU need exactly this.
+  const std::uint64_t two_with_inputs = cuda_budget_for_slots(c, s, 2) - 100;
+  b.compute_bytes = two_with_inputs;
+  const OffloadPlan kept = plan_offload(c, s, b);
+  CHECK(kept.stream_slots == 2);
+  CHECK_FALSE(kept.inputs_in_cpu);
+  CHECK(kept.compute_total == two_with_inputs);
+  // One byte less: the inputs leave (2 GPU input slots + the running activation, 3 · 16,384 B).
+  b.compute_bytes = two_with_inputs - 1;
+  const OffloadPlan out = plan_offload(c, s, b);
+  CHECK(out.inputs_in_cpu);
+  CHECK_FALSE(out.inputs_in_store);
+  CHECK(out.stream_slots == 2);
+  const std::uint64_t input = 2 * 4 * 32 * 64;  // one bf16 input, 16,384 B
+  CHECK(out.compute_total == two_with_inputs - 9 * input + 3 * input);
+  bool pinned_inputs = false;
+  for (const PlanItem& item : out.cpu_items) {
+    if (item.what == "8 pinned bf16 block inputs") {
+      pinned_inputs = true;
+      CHECK(item.bytes == 8 * input);
+    }
+  }
+  CHECK(pinned_inputs);
+  // Each of the 8 inputs goes down in the forward and comes back up for the backward.
+  CHECK(out.pcie_h2d_bytes == 2 * kOutside + 2 * 8 * 2 * kBlock + 16 * 4 * 32 + 8 * input);
+  CHECK(out.pcie_d2h_bytes == 4 * kParams + 8 * input);
+  CHECK(out.describe().find("block inputs go to pinned CPU memory") != std::string::npos);
+  CHECK(out.ssd_items.size() == 1);  // nothing of the inputs in the store
+}
+
+TEST_CASE(
+    "a CUDA budget below two streamed slots and two input slots is refused with the numbers") {
+  const ModelConfig c = model_config_from_name("custom:L=8,C=64,H=4,V=256,T=64");
+  OffloadShape s;
+  s.cuda = true;
+  s.micro_batch = 4;
+  s.seq = 32;
+  OffloadBudgets b = roomy();
+  const std::uint64_t input = 2 * 4 * 32 * 64;
+  const std::uint64_t smallest = cuda_budget_for_slots(c, s, 2) - 100 - 6 * input;
+  b.compute_bytes = smallest;
+  CHECK(plan_offload(c, s, b).inputs_in_cpu);
+  b.compute_bytes = smallest - 1;
+  const std::string message = usage_message(c, s, b);
+  INFO(message);
+  CHECK(message.find("--gpu-mem") != std::string::npos);
+  CHECK(message.find(std::to_string(smallest) + " B") != std::string::npos);
+  CHECK(message.find(std::to_string(smallest - 1) + " B") != std::string::npos);
+}
+
+TEST_CASE(
+    "streamed CUDA blocks add the loader's bf16 conversion to the bound when it is measured") {
+  const ModelConfig c = model_config_from_name("custom:L=8,C=64,H=4,V=256,T=64");
+  OffloadShape s;
+  s.cuda = true;
+  s.micro_batch = 4;
+  s.seq = 32;
+  s.accum = 2;
+  OffloadBudgets b = roomy();
+  OffloadRates r;
+  r.stream_convert_params_per_s = 1e3;  // 2 · 2 · 8 · 49,984 parameters: 1599.488 s, binds
+  const OffloadPlan resident = plan_offload(c, s, b, r);
+  for (const BoundTerm& term : resident.terms) CHECK(term.name != "stream_convert");
+  b.compute_bytes = cuda_budget_for_slots(c, s, 2);
+  const OffloadPlan streamed = plan_offload(c, s, b, r);
+  REQUIRE(streamed.stream_slots == 2);
+  CHECK(streamed.binding == "stream_convert");
+  CHECK(streamed.bound_seconds == doctest::Approx(2.0 * 2 * 8 * 49984 / 1e3));
 }

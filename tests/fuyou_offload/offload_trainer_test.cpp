@@ -333,3 +333,36 @@ TEST_CASE("block inputs through the store, blocks streamed, K = 2: still bit for
   CHECK(stats.input_bytes_written == 20 * 2 * 3 * input_bytes);
   CHECK(stats.input_bytes_read == 20 * 2 * 3 * input_bytes);
 }
+
+// The CUDA tier's gradient drain (each micro-batch's block gradients leave the compute tier through
+// a pool of two buffers and add up in CPU memory; the optimizer thread drains them between its
+// updates), run on the CPU tier so that its sequencing is checked without a GPU. One block gradient
+// buffer fewer in the compute tier (3 -> 2) than compute_budget_for_slots counts.
+TEST_CASE("the CUDA tier's gradient drain on the CPU tier: K = 2 + clipping, states in the store") {
+  TrainOptions options = small_options();
+  options.grad_clip = 0.5;
+  options.accum = 2;
+  OffloadOptions offload = offload_options("drain", 2 << 20);
+  offload.block_grads_in_cpu = true;
+  offload.budgets.compute_bytes = compute_budget_for_slots(options, offload, 2) - 4ull * 49984;
+  Fixture f;
+  const OffloadPlan plan = plan_offload_run(f.config, options, offload);
+  CHECK(plan.stream_slots == 2);
+  CHECK(plan.block_grads_in_cpu);
+  CHECK(plan.grad_block_slots == 2);
+  const OffloadStats stats = compare_with_in_memory(options, offload, false);
+  CHECK(stats.units_updated_during_backward == 0);
+  CHECK(stats.optimizer_phases.all().count("drain") == 1);
+}
+
+TEST_CASE("the CUDA tier's gradient drain on the CPU tier: K = 3, overlapped, states in RAM") {
+  TrainOptions options = small_options();
+  options.grad_clip = 0;
+  options.accum = 3;
+  OffloadOptions offload = offload_options("drain-ram", 64 << 20);
+  offload.block_grads_in_cpu = true;
+  offload.budgets.compute_bytes = compute_budget_for_slots(options, offload, 2) - 4ull * 49984;
+  Fixture f;
+  CHECK(plan_offload_run(f.config, options, offload).block_grads_in_cpu);
+  compare_with_in_memory(options, offload, true);
+}

@@ -9,6 +9,13 @@
 // relative in loss. Tolerances are therefore bf16's: losses within 5e-3 relative and fp32 master
 // weights within 2e-2 of the largest weight, a wrong or stale update moves them by far more; the
 // actual differences are printed. Skips (77) where no device is visible, as on CI.
+// Streaming (a --gpu-mem that holds only 2 bf16 block slots; K = 1; K = 2 with clipping, states
+// in RAM; K = 2 overlapped; block inputs in pinned CPU memory; stop + resume), written without a
+// GPU at hand and first run by scripts/gpu_check.sh: the blocks' bf16 weights are the
+// CPU's round-to-nearest-even of the fp32 master, which is what the resident tier's CPU AdamW
+// writes, so K = 1 runs do the same operations as the resident ones; with K > 1 the block
+// gradients add up on the CPU (same fp32 additions, same order) but their norm is reduced on the
+// CPU, so a clipping factor may differ in its last bits: same tolerances.
 #define DOCTEST_CONFIG_IMPLEMENT
 #include <c10/util/Logging.h>  // before doctest, whose CHECK must replace c10's
 #include <doctest/doctest.h>
@@ -19,6 +26,7 @@
 #include <filesystem>
 #include <string>
 
+#include "common/error.h"
 #include "fuyou/demo_text.h"
 #include "fuyou/gpt_weights.h"
 #include "fuyou/offload_trainer.h"
@@ -85,14 +93,36 @@ void check_losses(const TrainResult& got, const std::vector<double>& want, std::
   MESSAGE("largest relative loss difference " << worst);
 }
 
+// The smallest --gpu-mem the planner accepts for this run, with the block inputs on the GPU or
+// (inputs_out) in CPU memory: the one that streams the blocks through 2 slots (found by bisection
+// over the pure-arithmetic plan).
+std::uint64_t smallest_gpu_budget(const TrainOptions& options, OffloadOptions offload,
+                                  bool inputs_out = false) {
+  Fixture f;
+  offload.budgets.compute_bytes = 0;
+  std::uint64_t hi = plan_offload_run(f.config, options, offload).compute_total, lo = 1;
+  while (lo < hi) {
+    const std::uint64_t mid = lo + (hi - lo) / 2;
+    offload.budgets.compute_bytes = mid;
+    bool fits = false;
+    try {
+      fits = inputs_out || !plan_offload_run(f.config, options, offload).inputs_in_cpu;
+    } catch (const sparsetrain::common::UsageError&) {
+    }
+    (fits ? hi : lo) = fits ? mid : mid + 1;
+  }
+  return lo;
+}
+
 // Trains both ways on the GPU and compares; returns the offloaded run's stats.
-OffloadStats compare_with_in_memory(const TrainOptions& options, OffloadOptions offload) {
+OffloadStats compare_with_in_memory(const TrainOptions& options, OffloadOptions offload,
+                                    bool states_in_cpu = false) {
   Fixture f;
   InMemoryTrainer reference(f.config, init_gpt_weights(f.config, 3, at::TensorOptions()), options);
   const TrainResult want = reference.train(f.data.first, f.data.second);
   OffloadTrainer trainer(f.config, init_gpt_weights(f.config, 3, at::TensorOptions()), options,
                          offload);
-  CHECK_FALSE(trainer.plan().states_in_cpu);
+  CHECK(trainer.plan().states_in_cpu == states_in_cpu);
   const TrainResult got = trainer.train(f.data.first, f.data.second);
   REQUIRE(got.losses.size() == want.losses.size());
   check_losses(got, want.losses, 0);
@@ -100,9 +130,15 @@ OffloadStats compare_with_in_memory(const TrainOptions& options, OffloadOptions 
   const double diff = max_relative_difference(trainer.read_master(), reference.master());
   MESSAGE("final fp32 master weights: max relative difference " << diff);
   CHECK(diff <= 2e-2);
-  // The compute weights are the master's bf16 rounding.
-  const double compute_diff = max_relative_difference(trainer.weights(), trainer.read_master());
-  CHECK(compute_diff <= 1.0 / 128);
+  if (trainer.plan().stream_slots == 0) {
+    // The compute weights are the master's bf16 rounding.
+    const double compute_diff = max_relative_difference(trainer.weights(), trainer.read_master());
+    CHECK(compute_diff <= 1.0 / 128);
+  } else {
+    // Streamed blocks are nowhere on the GPU between uses: shape-only tensors here.
+    CHECK(trainer.weights().blocks[0][0].is_meta());
+    CHECK(trainer.weights().wte.is_cuda());
+  }
   return trainer.stats();
 }
 
@@ -155,6 +191,109 @@ TEST_CASE("a CUDA run stopped after step 10 resumes from the store") {
   check_losses(got, want.losses, 10);
   const double diff = max_relative_difference(second.read_master(), reference.master());
   MESSAGE("resumed run's final master: max relative difference " << diff);
+  CHECK(diff <= 2e-2);
+}
+
+namespace {
+
+// L = 4, C = 128: a block has 12 · 128² + 13 · 128 = 198,272 parameters; the embeddings and ln_f
+// (256 + 128) · 128 + 256 = 49,408.
+constexpr std::uint64_t kBlock = 198272, kOutside = 49408;
+
+// 12 MiB of CPU budget: below the states (10.1 MB) plus the pinned buffers, so the states go to
+// the store; above the staging, pinned and (K > 1) CPU gradient buffers the streamed plan needs.
+OffloadOptions streamed_options(const std::string& name, const TrainOptions& options,
+                                std::uint64_t cpu_bytes = 12 << 20, bool inputs_out = false) {
+  OffloadOptions offload = offload_options(name, cpu_bytes);
+  offload.budgets.compute_bytes = smallest_gpu_budget(options, offload, inputs_out);
+  Fixture f;
+  const OffloadPlan plan = plan_offload_run(f.config, options, offload);
+  MESSAGE("--gpu-mem " << offload.budgets.compute_bytes << " B:\n" << plan.describe());
+  CHECK(plan.stream_slots == 2);
+  CHECK(plan.resident_blocks == 0);
+  CHECK(plan.inputs_in_cpu == inputs_out);
+  return offload;
+}
+
+}  // namespace
+
+TEST_CASE("CUDA blocks streamed through 2 GPU slots from the store match in-memory CUDA training") {
+  TrainOptions options = small_options();
+  options.grad_clip = 0;  // K = 1, no clipping: gradients leave through the GPU pool of two
+  OffloadOptions offload = streamed_options("stream", options);
+  const OffloadStats stats = compare_with_in_memory(options, offload);
+  // Up: each step 4 blocks forward + 4 backward, validation at steps 0, 10, 20 (2 batches of 4
+  // blocks), all bf16; plus the embeddings' and ln_f's updated weights every step.
+  const std::uint64_t loads = 20 * 8 + 3 * 2 * 4;
+  CHECK(stats.pcie_h2d_bytes == loads * 2 * kBlock + 20 * 2 * kOutside);
+  CHECK(stats.pcie_d2h_bytes == 20 * 4 * (kOutside + 4 * kBlock));  // every fp32 gradient once
+  CHECK(stats.stream_read_bytes == loads * 4 * 198656);  // fp32 master, padded, from the store
+  MESSAGE("compute thread waited " << stats.stream_wait_seconds << " s for streamed blocks");
+}
+
+TEST_CASE("streamed CUDA blocks with accumulation (K = 2) and clipping match in-memory CUDA") {
+  TrainOptions options = small_options();
+  options.grad_clip = 0.5;
+  options.accum = 2;
+  OffloadOptions offload = streamed_options("stream-clip", options, 64 << 20);  // states in RAM
+  Fixture f;
+  REQUIRE(plan_offload_run(f.config, options, offload).block_grads_in_cpu);
+  const OffloadStats stats = compare_with_in_memory(options, offload, /*states_in_cpu=*/true);
+  CHECK(stats.units_updated_during_backward == 0);
+  // Each block's gradients come down after every micro-batch's backward of it.
+  CHECK(stats.pcie_d2h_bytes == 20 * 4 * (kOutside + 2 * 4 * kBlock));
+  CHECK(stats.ssd_read_bytes == 0);
+}
+
+TEST_CASE("streamed CUDA blocks with K = 2, overlapped updates, states in the store, match too") {
+  TrainOptions options = small_options();
+  options.grad_clip = 0;
+  options.accum = 2;
+  OffloadOptions offload = streamed_options("stream-accum", options);
+  const OffloadStats stats = compare_with_in_memory(options, offload);
+  MESSAGE("units updated during backward: " << stats.units_updated_during_backward);
+}
+
+TEST_CASE("streamed CUDA blocks with the block inputs in pinned CPU memory, K = 2, match too") {
+  TrainOptions options = small_options();
+  options.grad_clip = 1.0;
+  options.accum = 2;
+  OffloadOptions offload = streamed_options("stream-inputs", options, 16 << 20, true);
+  const OffloadStats stats = compare_with_in_memory(options, offload);
+  // Each micro-batch's 4 block inputs (bf16 [8, 64, 128]) go down and come back up.
+  const std::uint64_t input = 2 * 8 * 64 * 128;
+  CHECK(stats.input_bytes_written == 20 * 2 * 4 * input);
+  CHECK(stats.input_bytes_read == 20 * 2 * 4 * input);
+}
+
+TEST_CASE("a streamed CUDA run stopped after step 10 resumes from the store") {
+  Fixture f;
+  TrainOptions options = small_options();
+  options.grad_clip = 1.0;
+  InMemoryTrainer reference(f.config, init_gpt_weights(f.config, 3, at::TensorOptions()), options);
+  const TrainResult want = reference.train(f.data.first, f.data.second);
+  OffloadOptions offload = streamed_options("stream-resume", options);
+  {
+    OffloadTrainer first(f.config, init_gpt_weights(f.config, 3, at::TensorOptions()), options,
+                         offload);
+    struct Stop {};
+    try {
+      first.train(f.data.first, f.data.second, [](const StepReport& r) {
+        if (r.step == 10) throw Stop{};
+      });
+      FAIL("the stop did not happen");
+    } catch (const Stop&) {
+    }
+  }
+  offload.resume = true;
+  OffloadTrainer second(f.config, GptWeights{}, options, offload);
+  CHECK(second.first_step() == 11);
+  REQUIRE(second.plan().stream_slots == 2);
+  const TrainResult got = second.train(f.data.first, f.data.second);
+  REQUIRE(got.losses.size() == 10);
+  check_losses(got, want.losses, 10);
+  const double diff = max_relative_difference(second.read_master(), reference.master());
+  MESSAGE("resumed streamed run's final master: max relative difference " << diff);
   CHECK(diff <= 2e-2);
 }
 
