@@ -10,6 +10,7 @@
 
 #include "common/error.h"
 #include "common/io/aligned_buffer.h"
+#include "common/log.h"
 #include "fuyou/offload_plan.h"
 
 #if SPARSETRAIN_HAVE_CUDA
@@ -17,6 +18,7 @@
 #include <c10/cuda/CUDAFunctions.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
+#include <cuda_runtime_api.h>
 #endif
 
 namespace sparsetrain::fuyou {
@@ -50,6 +52,21 @@ CudaMark mark_compute_stream() {
   return mark;
 }
 
+namespace {
+
+// For destructors (noexcept): waits for `stream` (and, with `device`, the whole device) without
+// throwing. A sticky CUDA error from earlier work is logged, not thrown: throwing here would
+// terminate the process during unwinding and hide the first error.
+void synchronize_quietly(const c10::cuda::CUDAStream& stream, bool device) {
+  cudaError_t err = cudaStreamSynchronize(stream.stream());
+  if (err == cudaSuccess && device) err = cudaDeviceSynchronize();
+  if (err != cudaSuccess) {
+    common::log_error("CUDA error while releasing transfer buffers: ", cudaGetErrorString(err));
+  }
+}
+
+}  // namespace
+
 struct CudaTransfer::Impl {
   c10::cuda::CUDAStream stream;
 };
@@ -63,7 +80,7 @@ CudaTransfer::CudaTransfer() {
 }
 
 CudaTransfer::~CudaTransfer() {
-  if (impl_) impl_->stream.synchronize();
+  if (impl_) synchronize_quietly(impl_->stream, /*device=*/false);
 }
 
 void CudaTransfer::download(const std::vector<at::Tensor>& src, std::vector<at::Tensor>& dst,
@@ -119,19 +136,22 @@ class CudaBlockSlots final : public BlockStream::Slots {
     if (scratch) scratch_ = common::io::AlignedBuffer(4 * static_cast<std::size_t>(padded_), false);
     uploads_.resize(static_cast<std::size_t>(slots));
     released_.resize(static_cast<std::size_t>(slots));
+    // The slots were allocated on the current stream (their memory may have been freed there by
+    // work still pending; deterministic mode even fills them there); the copy stream writes them.
+    mark_compute_stream()->event.block(stream_);
   }
   ~CudaBlockSlots() override {
     // Nothing may still write or read the slots when their memory goes back to the allocator.
-    stream_.synchronize();
-    c10::cuda::device_synchronize();
+    synchronize_quietly(stream_, /*device=*/true);
   }
 
   std::int64_t count() const override { return static_cast<std::int64_t>(gpu_.size()); }
 
+  // Reads and converts on the host at once; the upload then waits, on the GPU, for the compute
+  // stream to be done with the slot's last block (its release mark, recorded before BlockStream
+  // let this fill start), so the conversion overlaps the GPU's work on that block.
   std::uint64_t fill(std::int64_t slot, std::int64_t block) override {
     const auto s = static_cast<std::size_t>(slot);
-    CudaTransfer::wait(released_[s]);  // the compute stream is done with the slot's last block
-    released_[s].reset();
     const std::size_t p = fills_++ % 2;
     CudaTransfer::wait(pinned_uploads_[p]);  // the pinned buffer's last upload has left it
     const float* src =
@@ -142,6 +162,8 @@ class CudaBlockSlots final : public BlockStream::Slots {
     auto mark = std::make_shared<CudaMarkImpl>();
     {
       c10::cuda::CUDAStreamGuard guard(stream_);
+      if (released_[s]) released_[s]->event.block(stream_);
+      released_[s].reset();
       std::int64_t offset = 0;
       for (at::Tensor& dst : gpu_[s].tensors) {
         dst.copy_(host.narrow(0, offset, dst.numel()).view(dst.sizes()), /*non_blocking=*/true);
@@ -229,12 +251,12 @@ CudaInputStash::CudaInputStash(std::int64_t layers, std::vector<std::int64_t> sh
   for (auto& slot : s.gpu) {
     slot = at::empty(s.shape, at::TensorOptions().dtype(at::kBFloat16).device(at::kCUDA));
   }
+  s.after_compute();  // the slots were allocated on the compute stream; the copy stream writes them
 }
 
 CudaInputStash::~CudaInputStash() {
   if (!impl_) return;
-  impl_->stream.synchronize();
-  c10::cuda::device_synchronize();
+  synchronize_quietly(impl_->stream, /*device=*/true);
 }
 
 void CudaInputStash::push(std::int64_t layer, const at::Tensor& input) {
