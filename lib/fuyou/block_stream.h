@@ -12,7 +12,8 @@
 //    run would use; "released" means the compute thread is done with it.
 //  - CUDA slots (cuda_transfer.h: make_cuda_block_slots): bf16 GPU memory. There "released" means
 //    only that the compute thread has ENQUEUED its last use: the backend records a CUDA event then,
-//    and its fill (on the loader thread) waits for that event before overwriting the slot;
+//    and the upload in its fill (on the loader thread) waits for that event, on the GPU, before
+//    overwriting the slot;
 //    acquire makes the compute stream wait for the slot's upload (a stream wait, no host wait).
 // Threads: fill runs on the loader thread only (the compute thread never does I/O); use / end_use
 // on the compute thread. Not a cache: a block used twice in a row is loaded twice.

@@ -63,11 +63,12 @@ using BlockMasterFn = std::function<const float*(std::int64_t block, float* scra
 // The CUDA tier's slots for a BlockStream: `slots` >= 2 bf16 GPU slots of one block each
 // (allocated once, one allocation per tensor as resident weights have), two pinned bf16 host
 // buffers of one block (registered once) and, with `scratch`, one fp32 host buffer for store reads.
-// fill (loader thread) waits on the host for the event the compute stream recorded at the slot's
-// last release (the GPU is done reading it) and for the previous upload out of the pinned buffer it
-// takes, then converts the block's fp32 master to bf16 on the CPU (round to nearest even in integer
-// arithmetic: exactly the CPU AdamW's bf16 output, which is what the resident tier uploads), and
-// uploads it on a copy stream of its own, recording an event. use (compute thread) makes the
+// fill (loader thread) waits on the host for the previous upload out of the pinned buffer it takes,
+// converts the block's fp32 master to bf16 on the CPU (round to nearest even in integer arithmetic:
+// exactly the CPU AdamW's bf16 output, which is what the resident tier uploads), and uploads it on
+// a copy stream of its own, recording an event; the upload first waits, on the GPU, for the event
+// the compute stream recorded at the slot's last release (so the conversion overlaps the GPU's
+// work on the slot's previous block). use (compute thread) makes the
 // compute stream wait for that event; end_use records one on it. So the compute thread never waits
 // on the host for a copy, and the GPU holds `slots` blocks at a time. uploaded_bytes(): bf16 bytes
 // sent up so far (what fill returns is the fp32 bytes read).

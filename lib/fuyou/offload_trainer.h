@@ -34,7 +34,7 @@
 // stay on the GPU; the blocks stream through plan().stream_slots bf16 GPU slots (cuda_transfer.h:
 // make_cuda_block_slots — the loader thread converts the fp32 master, from RAM or the store, to
 // bf16 in pinned memory and uploads it on a copy stream; the compute stream waits on the upload's
-// event, the loader on the release's). A streamed block's update goes only to its master: no upload
+// event, the copy stream on the release's). A streamed block's update goes only to its master: no upload
 // from the optimizer. Its gradients leave the GPU right after its backward through the pool of two
 // fp32 buffers: with K = 1 and no clipping as any unit's (downloaded by the update); otherwise
 // (plan().block_grads_in_cpu) the optimizer thread "drains" each micro-batch's gradient into the
