@@ -247,6 +247,19 @@ namespace {
 // N = 20,608 + 8 · 49,984 = 420,480.
 constexpr std::uint64_t kBlock = 49984, kPadded = 50176, kOutside = 20608, kParams = 420480;
 
+// The model those numbers are for.
+ModelConfig eight_block_model() { return model_config_from_name("custom:L=8,C=64,H=4,V=256,T=64"); }
+
+// The CUDA tier's run in the tests below: B = 4, T = 32, K = `accum`, no clipping.
+OffloadShape cuda_shape(std::int64_t accum = 1) {
+  OffloadShape s;
+  s.cuda = true;
+  s.micro_batch = 4;
+  s.seq = 32;
+  s.accum = accum;
+  return s;
+}
+
 // A CUDA budget that holds everything but the 8 blocks' bf16 weights (and, with accumulation or
 // clipping, all but 2 of the 8 fp32 block gradient buffers), plus `slots` bf16 block slots.
 std::uint64_t cuda_budget_for_slots(const ModelConfig& c, const OffloadShape& s,
@@ -262,12 +275,9 @@ std::uint64_t cuda_budget_for_slots(const ModelConfig& c, const OffloadShape& s,
 }  // namespace
 
 TEST_CASE("the CUDA tier streams bf16 blocks through the slots that fit instead of refusing") {
-  const ModelConfig c = model_config_from_name("custom:L=8,C=64,H=4,V=256,T=64");
+  const ModelConfig c = eight_block_model();
   REQUIRE(static_cast<std::uint64_t>(c.param_count()) == kParams);
-  OffloadShape s;
-  s.cuda = true;
-  s.micro_batch = 4;
-  s.seq = 32;
+  const OffloadShape s = cuda_shape();
   OffloadBudgets b = roomy();
   const OffloadPlan all = plan_offload(c, s, b);
   CHECK(all.resident_blocks == 8);
@@ -308,12 +318,8 @@ TEST_CASE("the CUDA tier streams bf16 blocks through the slots that fit instead 
 }
 
 TEST_CASE("streamed CUDA blocks with accumulation add their gradients up in CPU memory") {
-  const ModelConfig c = model_config_from_name("custom:L=8,C=64,H=4,V=256,T=64");
-  OffloadShape s;
-  s.cuda = true;
-  s.micro_batch = 4;
-  s.seq = 32;
-  s.accum = 3;
+  const ModelConfig c = eight_block_model();
+  OffloadShape s = cuda_shape(3);
   OffloadBudgets b = roomy();
   b.compute_bytes = cuda_budget_for_slots(c, s, 2);
   const OffloadPlan p = plan_offload(c, s, b);
@@ -350,11 +356,8 @@ TEST_CASE("streamed CUDA blocks with accumulation add their gradients up in CPU 
 }
 
 TEST_CASE("CUDA block inputs go to pinned CPU memory when two slots do not fit beside them") {
-  const ModelConfig c = model_config_from_name("custom:L=8,C=64,H=4,V=256,T=64");
-  OffloadShape s;
-  s.cuda = true;
-  s.micro_batch = 4;
-  s.seq = 32;
+  const ModelConfig c = eight_block_model();
+  const OffloadShape s = cuda_shape();
   OffloadBudgets b = roomy();
   // Two slots with the 9 block inputs (9 · 2 · 4·32·64 = 147,456 B) on the GPU need exactly this.
   const std::uint64_t two_with_inputs = cuda_budget_for_slots(c, s, 2) - 100;
@@ -388,11 +391,8 @@ TEST_CASE("CUDA block inputs go to pinned CPU memory when two slots do not fit b
 
 TEST_CASE(
     "a CUDA budget below two streamed slots and two input slots is refused with the numbers") {
-  const ModelConfig c = model_config_from_name("custom:L=8,C=64,H=4,V=256,T=64");
-  OffloadShape s;
-  s.cuda = true;
-  s.micro_batch = 4;
-  s.seq = 32;
+  const ModelConfig c = eight_block_model();
+  const OffloadShape s = cuda_shape();
   OffloadBudgets b = roomy();
   const std::uint64_t input = 2 * 4 * 32 * 64;
   const std::uint64_t smallest = cuda_budget_for_slots(c, s, 2) - 100 - 6 * input;
@@ -408,12 +408,8 @@ TEST_CASE(
 
 TEST_CASE(
     "streamed CUDA blocks add the loader's bf16 conversion to the bound when it is measured") {
-  const ModelConfig c = model_config_from_name("custom:L=8,C=64,H=4,V=256,T=64");
-  OffloadShape s;
-  s.cuda = true;
-  s.micro_batch = 4;
-  s.seq = 32;
-  s.accum = 2;
+  const ModelConfig c = eight_block_model();
+  const OffloadShape s = cuda_shape(2);
   OffloadBudgets b = roomy();
   OffloadRates r;
   r.stream_convert_params_per_s = 1e3;  // 2 · 2 · 8 · 49,984 parameters: 1599.488 s, binds

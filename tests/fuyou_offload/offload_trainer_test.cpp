@@ -17,8 +17,11 @@
 #include "fuyou/demo_text.h"
 #include "fuyou/gpt_weights.h"
 #include "fuyou/trainer.h"
+#include "offload_test_support.h"
 
 using namespace sparsetrain::fuyou;
+using offload_test::max_relative_difference;
+using offload_test::train_and_stop_after;
 
 namespace {
 
@@ -34,6 +37,8 @@ struct Fixture {
   std::pair<TokenData, TokenData> data = TokenData::from_bytes(std::string(demo_text())).split(0.1);
   const TokenData& train_data = data.first;
   const TokenData& valid_data = data.second;
+  // The initial weights of every run here (seed 3).
+  GptWeights initial_weights() const { return init_gpt_weights(config, 3, at::TensorOptions()); }
 };
 
 TrainOptions small_options() {
@@ -50,27 +55,13 @@ TrainOptions small_options() {
 }
 
 OffloadOptions offload_options(const std::string& name, std::uint64_t cpu_bytes) {
-  OffloadOptions o;
-  auto root = fuyou_test::fresh_dir(name);
-  for (const char* sub : {"a", "b"}) {  // two striped directories
-    std::filesystem::create_directories(root / sub);
-    o.ssd_dirs.push_back((root / sub).string());
-  }
-  o.budgets.cpu_bytes = cpu_bytes;
-  o.store_extent_bytes = 64 << 10;
-  return o;
+  return offload_test::striped_store_options(fuyou_test::fresh_dir(name), cpu_bytes);
 }
 
-// Max |a - b| / max |b| over all tensors (0 when bitwise equal).
-double max_relative_difference(const GptWeights& a, const GptWeights& b) {
-  auto na = a.named();
-  auto nb = b.named();
-  double worst = 0;
-  for (std::size_t i = 0; i < na.size(); ++i) {
-    const double scale = std::max(nb[i].second->abs().max().item<double>(), 1e-30);
-    worst = std::max(worst, (*na[i].second - *nb[i].second).abs().max().item<double>() / scale);
-  }
-  return worst;
+// The placement the offloaded trainer makes of the fixture's model for these options.
+OffloadPlan plan_for(const TrainOptions& options, const OffloadOptions& offload) {
+  Fixture f;
+  return plan_offload_run(f.config, options, offload);
 }
 
 bool bitwise_equal(const GptWeights& a, const GptWeights& b) {
@@ -82,15 +73,37 @@ bool bitwise_equal(const GptWeights& a, const GptWeights& b) {
   return true;
 }
 
+// The reference: the fixture's model trained in memory with `options`, uninterrupted.
+struct ReferenceRun {
+  ReferenceRun(const Fixture& f, const TrainOptions& options)
+      : trainer(f.config, f.initial_weights(), options),
+        result(trainer.train(f.train_data, f.valid_data)) {}
+  InMemoryTrainer trainer;
+  TrainResult result;
+};
+
+// Resumes the stored run in `second` and checks it against the uninterrupted `reference` bit for
+// bit: it continues at `first_step`, its losses are the reference's from there on, and it ends at
+// the reference's master weights.
+void check_resumed_run(OffloadTrainer& second, const Fixture& f, const ReferenceRun& reference,
+                       std::int64_t first_step) {
+  const TrainResult& want = reference.result;
+  CHECK(second.first_step() == first_step);
+  const TrainResult got = second.train(f.train_data, f.valid_data);
+  const std::size_t done = static_cast<std::size_t>(first_step - 1);
+  REQUIRE(got.losses.size() == want.losses.size() - done);
+  for (std::size_t i = 0; i < got.losses.size(); ++i) CHECK(got.losses[i] == want.losses[done + i]);
+  CHECK(bitwise_equal(second.read_master(), reference.trainer.master()));
+}
+
 // Trains both ways and compares; returns the offload trainer's stats for further checks.
 OffloadStats compare_with_in_memory(const TrainOptions& options, OffloadOptions offload,
                                     bool expect_states_in_cpu) {
   Fixture f;
-  InMemoryTrainer reference(f.config, init_gpt_weights(f.config, 3, at::TensorOptions()), options);
-  const TrainResult want = reference.train(f.train_data, f.valid_data);
+  const ReferenceRun reference(f, options);
+  const TrainResult& want = reference.result;
 
-  OffloadTrainer trainer(f.config, init_gpt_weights(f.config, 3, at::TensorOptions()), options,
-                         offload);
+  OffloadTrainer trainer(f.config, f.initial_weights(), options, offload);
   CHECK(trainer.plan().states_in_cpu == expect_states_in_cpu);
   const TrainResult got = trainer.train(f.train_data, f.valid_data);
 
@@ -105,10 +118,11 @@ OffloadStats compare_with_in_memory(const TrainOptions& options, OffloadOptions 
   }
   CHECK(want.losses.back() < want.losses.front() - 0.1);  // it trained
   const GptWeights master = trainer.read_master();
-  INFO("max relative difference " << max_relative_difference(master, reference.master()));
-  CHECK(bitwise_equal(master, reference.master()));
+  INFO("max relative difference " << max_relative_difference(master, reference.trainer.master()));
+  CHECK(bitwise_equal(master, reference.trainer.master()));
   // Streamed blocks have no resident compute weights to compare.
-  if (trainer.plan().stream_slots == 0) CHECK(bitwise_equal(trainer.weights(), reference.master()));
+  if (trainer.plan().stream_slots == 0)
+    CHECK(bitwise_equal(trainer.weights(), reference.trainer.master()));
   return trainer.stats();
 }
 
@@ -153,29 +167,16 @@ TEST_CASE("a run stopped after step 10 resumes from the store to the uninterrupt
   Fixture f;
   TrainOptions options = small_options();
   options.grad_clip = 1.0;
-  InMemoryTrainer reference(f.config, init_gpt_weights(f.config, 3, at::TensorOptions()), options);
-  const TrainResult want = reference.train(f.train_data, f.valid_data);
+  const ReferenceRun reference(f, options);
 
   OffloadOptions offload = offload_options("resume", 1200 << 10);
   {
-    OffloadTrainer first(f.config, init_gpt_weights(f.config, 3, at::TensorOptions()), options,
-                         offload);
-    struct Stop {};
-    try {
-      first.train(f.train_data, f.valid_data, [](const StepReport& r) {
-        if (r.step == 10) throw Stop{};  // after step 10's commit
-      });
-      FAIL("the stop did not happen");
-    } catch (const Stop&) {
-    }
+    OffloadTrainer first(f.config, f.initial_weights(), options, offload);
+    train_and_stop_after(first, f.train_data, f.valid_data, 10);  // after step 10's commit
   }
   offload.resume = true;
   OffloadTrainer second(f.config, GptWeights{}, options, offload);
-  CHECK(second.first_step() == 11);
-  const TrainResult got = second.train(f.train_data, f.valid_data);
-  REQUIRE(got.losses.size() == 10);
-  for (std::size_t i = 0; i < 10; ++i) CHECK(got.losses[i] == want.losses[10 + i]);
-  CHECK(bitwise_equal(second.read_master(), reference.master()));
+  check_resumed_run(second, f, reference, 11);
 
   // A resumed run must agree with the stored one.
   TrainOptions other = options;
@@ -189,12 +190,8 @@ TEST_CASE("a store that already exists is not overwritten by a new run") {
   TrainOptions options = small_options();
   options.steps = 1;
   OffloadOptions offload = offload_options("exists", 1200 << 10);
-  {
-    OffloadTrainer first(f.config, init_gpt_weights(f.config, 3, at::TensorOptions()), options,
-                         offload);
-  }
-  CHECK_THROWS_AS(OffloadTrainer(f.config, init_gpt_weights(f.config, 3, at::TensorOptions()),
-                                 options, offload),
+  { OffloadTrainer first(f.config, f.initial_weights(), options, offload); }
+  CHECK_THROWS_AS(OffloadTrainer(f.config, f.initial_weights(), options, offload),
                   sparsetrain::common::UsageError);
 }
 
@@ -202,33 +199,21 @@ TEST_CASE("states in RAM committed every 4 steps: a stop at step 10 resumes from
   Fixture f;
   TrainOptions options = small_options();
   options.grad_clip = 0;
-  InMemoryTrainer reference(f.config, init_gpt_weights(f.config, 3, at::TensorOptions()), options);
-  const TrainResult want = reference.train(f.train_data, f.valid_data);
+  const ReferenceRun reference(f, options);
 
   OffloadOptions offload = offload_options("every4", 64 << 20);  // the states fit in RAM
   offload.commit_every = 4;
   {
-    OffloadTrainer first(f.config, init_gpt_weights(f.config, 3, at::TensorOptions()), options,
-                         offload);
+    OffloadTrainer first(f.config, f.initial_weights(), options, offload);
     REQUIRE(first.plan().states_in_cpu);
-    struct Stop {};
-    try {
-      first.train(f.train_data, f.valid_data, [](const StepReport& r) {
-        if (r.step == 10) throw Stop{};  // steps 9 and 10 were never committed
-      });
-      FAIL("the stop did not happen");
-    } catch (const Stop&) {
-    }
+    // Steps 9 and 10 are never committed.
+    train_and_stop_after(first, f.train_data, f.valid_data, 10);
     CHECK(first.stats().commits == 2);  // after steps 4 and 8
   }
   offload.resume = true;
   OffloadTrainer second(f.config, GptWeights{}, options, offload);
-  CHECK(second.first_step() == 9);
-  const TrainResult got = second.train(f.train_data, f.valid_data);
-  REQUIRE(got.losses.size() == 12);
-  for (std::size_t i = 0; i < 12; ++i) CHECK(got.losses[i] == want.losses[8 + i]);
-  CHECK(bitwise_equal(second.read_master(), reference.master()));
-  CHECK(bitwise_equal(second.weights(), reference.master()));
+  check_resumed_run(second, f, reference, 9);  // steps 9..20
+  CHECK(bitwise_equal(second.weights(), reference.trainer.master()));
   // Steps 9..20 commit at 12, 16 and 20: three full writes of the states.
   const std::uint64_t state_bytes = 12ull * (20480 + 3 * 50176 + 1024);
   CHECK(second.stats().commits == 3);
@@ -261,8 +246,7 @@ TEST_CASE("blocks streamed through 2 slots from the store match in-memory AdamW 
   options.grad_clip = 0;
   OffloadOptions offload = offload_options("stream", 1200 << 10);
   offload.budgets.compute_bytes = compute_budget_for_slots(options, offload, 2);
-  Fixture f;
-  const OffloadPlan plan = plan_offload_run(f.config, options, offload);
+  const OffloadPlan plan = plan_for(options, offload);
   CHECK(plan.stream_slots == 2);
   CHECK(plan.resident_blocks == 0);
   const OffloadStats stats = compare_with_in_memory(options, offload, false);
@@ -280,8 +264,7 @@ TEST_CASE("blocks streamed from the states in RAM with clipping and accumulation
   options.accum = 2;
   OffloadOptions offload = offload_options("stream-ram", 64 << 20);
   offload.budgets.compute_bytes = compute_budget_for_slots(options, offload, 2);
-  Fixture f;
-  CHECK(plan_offload_run(f.config, options, offload).stream_slots == 2);
+  CHECK(plan_for(options, offload).stream_slots == 2);
   const OffloadStats stats = compare_with_in_memory(options, offload, true);
   CHECK(stats.ssd_read_bytes == 0);
   CHECK(stats.stream_read_bytes == (20 * 2 * 6 + 3 * 2 * 3) * 4ull * 50176);
@@ -291,30 +274,17 @@ TEST_CASE("a streamed run stopped after step 10 resumes to the uninterrupted wei
   Fixture f;
   TrainOptions options = small_options();
   options.grad_clip = 1.0;
-  InMemoryTrainer reference(f.config, init_gpt_weights(f.config, 3, at::TensorOptions()), options);
-  const TrainResult want = reference.train(f.train_data, f.valid_data);
+  const ReferenceRun reference(f, options);
   OffloadOptions offload = offload_options("stream-resume", 1200 << 10);
   offload.budgets.compute_bytes = compute_budget_for_slots(options, offload, 2);
   {
-    OffloadTrainer first(f.config, init_gpt_weights(f.config, 3, at::TensorOptions()), options,
-                         offload);
+    OffloadTrainer first(f.config, f.initial_weights(), options, offload);
     REQUIRE(first.plan().stream_slots == 2);
-    struct Stop {};
-    try {
-      first.train(f.train_data, f.valid_data, [](const StepReport& r) {
-        if (r.step == 10) throw Stop{};
-      });
-      FAIL("the stop did not happen");
-    } catch (const Stop&) {
-    }
+    train_and_stop_after(first, f.train_data, f.valid_data, 10);
   }
   offload.resume = true;
   OffloadTrainer second(f.config, GptWeights{}, options, offload);
-  CHECK(second.first_step() == 11);
-  const TrainResult got = second.train(f.train_data, f.valid_data);
-  REQUIRE(got.losses.size() == 10);
-  for (std::size_t i = 0; i < 10; ++i) CHECK(got.losses[i] == want.losses[10 + i]);
-  CHECK(bitwise_equal(second.read_master(), reference.master()));
+  check_resumed_run(second, f, reference, 11);
 }
 
 TEST_CASE("block inputs through the store, blocks streamed, K = 2: still bit for bit") {
@@ -323,8 +293,7 @@ TEST_CASE("block inputs through the store, blocks streamed, K = 2: still bit for
   options.accum = 2;  // two passes of the stash per step
   OffloadOptions offload = offload_options("inputs", 1200 << 10);
   offload.budgets.compute_bytes = compute_budget_for_slots(options, offload, 2, true);
-  Fixture f;
-  const OffloadPlan plan = plan_offload_run(f.config, options, offload);
+  const OffloadPlan plan = plan_for(options, offload);
   CHECK(plan.inputs_in_store);
   CHECK(plan.stream_slots == 2);
   const OffloadStats stats = compare_with_in_memory(options, offload, false);
@@ -345,8 +314,7 @@ TEST_CASE("the CUDA tier's gradient drain on the CPU tier: K = 2 + clipping, sta
   OffloadOptions offload = offload_options("drain", 2 << 20);
   offload.block_grads_in_cpu = true;
   offload.budgets.compute_bytes = compute_budget_for_slots(options, offload, 2) - 4ull * 49984;
-  Fixture f;
-  const OffloadPlan plan = plan_offload_run(f.config, options, offload);
+  const OffloadPlan plan = plan_for(options, offload);
   CHECK(plan.stream_slots == 2);
   CHECK(plan.block_grads_in_cpu);
   CHECK(plan.grad_block_slots == 2);
@@ -362,7 +330,6 @@ TEST_CASE("the CUDA tier's gradient drain on the CPU tier: K = 3, overlapped, st
   OffloadOptions offload = offload_options("drain-ram", 64 << 20);
   offload.block_grads_in_cpu = true;
   offload.budgets.compute_bytes = compute_budget_for_slots(options, offload, 2) - 4ull * 49984;
-  Fixture f;
-  CHECK(plan_offload_run(f.config, options, offload).block_grads_in_cpu);
+  CHECK(plan_for(options, offload).block_grads_in_cpu);
   compare_with_in_memory(options, offload, true);
 }

@@ -26,6 +26,7 @@
 #include <filesystem>
 #include <string>
 
+#include "../fuyou_offload/offload_test_support.h"
 #include "common/error.h"
 #include "fuyou/demo_text.h"
 #include "fuyou/gpt_weights.h"
@@ -33,6 +34,8 @@
 #include "fuyou/trainer.h"
 
 using namespace sparsetrain::fuyou;
+using offload_test::max_relative_difference;
+using offload_test::train_and_stop_after;
 namespace fs = std::filesystem;
 
 namespace {
@@ -57,29 +60,9 @@ TrainOptions small_options() {
 }
 
 OffloadOptions offload_options(const std::string& name, std::uint64_t cpu_bytes) {
-  OffloadOptions o;
   const fs::path root = fs::temp_directory_path() / ("st-cuda-offload-" + name);
   fs::remove_all(root);
-  for (const char* sub : {"a", "b"}) {
-    fs::create_directories(root / sub);
-    o.ssd_dirs.push_back((root / sub).string());
-  }
-  o.budgets.cpu_bytes = cpu_bytes;
-  o.store_extent_bytes = 64 << 10;
-  return o;
-}
-
-double max_relative_difference(const GptWeights& a, const GptWeights& b) {
-  auto na = a.named();
-  auto nb = b.named();
-  double worst = 0;
-  for (std::size_t i = 0; i < na.size(); ++i) {
-    const at::Tensor x = na[i].second->to(at::kCPU, at::kFloat);
-    const at::Tensor y = nb[i].second->to(at::kCPU, at::kFloat);
-    const double scale = std::max(y.abs().max().item<double>(), 1e-30);
-    worst = std::max(worst, (x - y).abs().max().item<double>() / scale);
-  }
-  return worst;
+  return offload_test::striped_store_options(root, cpu_bytes);
 }
 
 void check_losses(const TrainResult& got, const std::vector<double>& want, std::size_t from) {
@@ -91,6 +74,19 @@ void check_losses(const TrainResult& got, const std::vector<double>& want, std::
     CHECK(std::abs(got.losses[i] - w) <= 5e-3 * std::abs(w));
   }
   MESSAGE("largest relative loss difference " << worst);
+}
+
+// Trains the resumed run `second` (steps 11..20) and checks it against the uninterrupted
+// `reference` run, which gave `want`: losses as check_losses, final fp32 master within 2e-2 of the
+// largest weight; prints that difference after `what`.
+void check_resumed_run(OffloadTrainer& second, const Fixture& f, const InMemoryTrainer& reference,
+                       const TrainResult& want, const std::string& what) {
+  const TrainResult got = second.train(f.data.first, f.data.second);
+  REQUIRE(got.losses.size() == 10);
+  check_losses(got, want.losses, 10);
+  const double diff = max_relative_difference(second.read_master(), reference.master());
+  MESSAGE(what << ": max relative difference " << diff);
+  CHECK(diff <= 2e-2);
 }
 
 // The smallest --gpu-mem the planner accepts for this run, with the block inputs on the GPU or
@@ -174,24 +170,12 @@ TEST_CASE("a CUDA run stopped after step 10 resumes from the store") {
   {
     OffloadTrainer first(f.config, init_gpt_weights(f.config, 3, at::TensorOptions()), options,
                          offload);
-    struct Stop {};
-    try {
-      first.train(f.data.first, f.data.second, [](const StepReport& r) {
-        if (r.step == 10) throw Stop{};
-      });
-      FAIL("the stop did not happen");
-    } catch (const Stop&) {
-    }
+    train_and_stop_after(first, f.data.first, f.data.second, 10);
   }
   offload.resume = true;
   OffloadTrainer second(f.config, GptWeights{}, options, offload);
   CHECK(second.first_step() == 11);
-  const TrainResult got = second.train(f.data.first, f.data.second);
-  REQUIRE(got.losses.size() == 10);
-  check_losses(got, want.losses, 10);
-  const double diff = max_relative_difference(second.read_master(), reference.master());
-  MESSAGE("resumed run's final master: max relative difference " << diff);
-  CHECK(diff <= 2e-2);
+  check_resumed_run(second, f, reference, want, "resumed run's final master");
 }
 
 namespace {
@@ -276,25 +260,13 @@ TEST_CASE("a streamed CUDA run stopped after step 10 resumes from the store") {
   {
     OffloadTrainer first(f.config, init_gpt_weights(f.config, 3, at::TensorOptions()), options,
                          offload);
-    struct Stop {};
-    try {
-      first.train(f.data.first, f.data.second, [](const StepReport& r) {
-        if (r.step == 10) throw Stop{};
-      });
-      FAIL("the stop did not happen");
-    } catch (const Stop&) {
-    }
+    train_and_stop_after(first, f.data.first, f.data.second, 10);
   }
   offload.resume = true;
   OffloadTrainer second(f.config, GptWeights{}, options, offload);
   CHECK(second.first_step() == 11);
   REQUIRE(second.plan().stream_slots == 2);
-  const TrainResult got = second.train(f.data.first, f.data.second);
-  REQUIRE(got.losses.size() == 10);
-  check_losses(got, want.losses, 10);
-  const double diff = max_relative_difference(second.read_master(), reference.master());
-  MESSAGE("resumed streamed run's final master: max relative difference " << diff);
-  CHECK(diff <= 2e-2);
+  check_resumed_run(second, f, reference, want, "resumed streamed run's final master");
 }
 
 int main(int argc, char** argv) {
