@@ -84,23 +84,63 @@ std::vector<at::Tensor> lowest_k_masks(const std::vector<at::Tensor>& scores, st
   return masks;
 }
 
+namespace {
+
+// project_l0 for contiguous float32 parameters (every model here): the magnitudes are compared as
+// floats — |w| is exact in float32 and float -> double is monotone, so the cut and its ties are
+// those of the general path — without float64 copies or a flag array: one copy for nth_element,
+// then two passes over the parameters.
+void project_l0_float32(const std::vector<at::Tensor>& params, std::int64_t n, std::int64_t k) {
+  if (k >= n) {
+    for (const at::Tensor& p : params) p.zero_();
+    return;
+  }
+  std::vector<float> magnitude;
+  magnitude.reserve(static_cast<std::size_t>(n));
+  for (const at::Tensor& p : params) {
+    const float* v = p.data_ptr<float>();
+    for (std::int64_t i = 0; i < p.numel(); ++i) magnitude.push_back(std::fabs(v[i]));
+  }
+  std::nth_element(magnitude.begin(), magnitude.begin() + (k - 1), magnitude.end());
+  const float threshold = magnitude[static_cast<std::size_t>(k - 1)];
+  std::int64_t less = 0;
+  for (const at::Tensor& p : params) {
+    const float* v = p.data_ptr<float>();
+    for (std::int64_t i = 0; i < p.numel(); ++i) less += std::fabs(v[i]) < threshold;
+  }
+  std::int64_t equal_budget = k - less;  // ties at the threshold: earliest positions first
+  for (const at::Tensor& p : params) {
+    float* v = p.data_ptr<float>();
+    for (std::int64_t i = 0; i < p.numel(); ++i) {
+      const float a = std::fabs(v[i]);
+      if (a < threshold || (a == threshold && equal_budget-- > 0)) v[i] = 0.0f;
+    }
+  }
+}
+
+}  // namespace
+
 void project_l0(const std::vector<at::Tensor>& params, double sparsity) {
-  const std::int64_t k = zero_count(total_numel(params), sparsity);
+  const std::int64_t n = total_numel(params);
+  const std::int64_t k = zero_count(n, sparsity);
   if (k == 0) return;
   torch::NoGradGuard no_grad;
+  for (const at::Tensor& p : params)
+    ST_ASSERT(p.is_contiguous(), "projected parameters are contiguous");
+  const bool float32 = std::all_of(params.begin(), params.end(), [](const at::Tensor& p) {
+    return p.scalar_type() == torch::kFloat32 && p.device().is_cpu();
+  });
+  if (float32) {
+    project_l0_float32(params, n, k);
+    return;
+  }
   const std::vector<std::uint8_t> zero = lowest_k_flags(concatenated(params, true), k);
   std::size_t at = 0;
   for (const at::Tensor& p : params) {
-    ST_ASSERT(p.is_contiguous(), "projected parameters are contiguous");
-    if (p.scalar_type() == torch::kFloat32) {
-      float* v = p.data_ptr<float>();
-      for (std::int64_t i = 0; i < p.numel(); ++i, ++at) v[i] = zero[at] ? 0.0f : v[i];
-    } else {
-      at::Tensor flags =
-          torch::from_blob(const_cast<std::uint8_t*>(zero.data() + at), {p.numel()}, torch::kUInt8);
-      p.view({-1}).masked_fill_(flags.to(torch::kBool), 0.0);
-      at += static_cast<std::size_t>(p.numel());
-    }
+    at::Tensor flags =
+        torch::from_blob(const_cast<std::uint8_t*>(zero.data() + at), {p.numel()}, torch::kUInt8);
+    p.view({-1}).masked_fill_(flags.to(p.device()).to(torch::kBool), 0.0);
+    at += static_cast<std::size_t>(p.numel());
   }
 }
 

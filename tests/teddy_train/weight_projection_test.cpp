@@ -55,6 +55,25 @@ TEST_CASE("l0 projection keeps the exact count when many magnitudes tie") {
   CHECK((params[2] == 2).all().item<bool>());
 }
 
+TEST_CASE("l0 projection cuts the same entries in float32 as the float64 path, ties included") {
+  // float32 parameters take a float-only path; float64 ones the general one. Same values (exact in
+  // both), rounded to a coarse grid so that many magnitudes tie: the same entries must go.
+  for (double s : {0.1, 0.5, 0.67, 0.89, 1.0}) {
+    torch::manual_seed(2);
+    std::vector<at::Tensor> f32 = {(torch::randn({23, 9}) * 4).round() / 4,
+                                   (torch::randn({7}) * 4).round() / 4,
+                                   (torch::randn({9, 5}) * 4).round() / 4};
+    std::vector<at::Tensor> f64;
+    for (auto& p : f32) f64.push_back(p.to(torch::kFloat64));
+    teddy::project_l0(f32, s);
+    teddy::project_l0(f64, s);
+    INFO("s = " << s);
+    for (std::size_t i = 0; i < f32.size(); ++i) {
+      CHECK(torch::equal(f32[i].to(torch::kFloat64), f64[i]));
+    }
+  }
+}
+
 TEST_CASE("zero_count rounds up and validates the range") {
   CHECK(teddy::zero_count(10, 0.2) == 2);
   CHECK(teddy::zero_count(10, 0.21) == 3);
