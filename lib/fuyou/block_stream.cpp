@@ -107,7 +107,12 @@ const BlockWeights& BlockStream::acquire(std::int64_t block) {
     wait_seconds_ += wait.seconds();
   }
   if (error_) std::rethrow_exception(error_);
-  return slots_->use(static_cast<std::int64_t>(acquired_++ % slot_count_));
+  const auto slot = static_cast<std::int64_t>(acquired_++ % slot_count_);
+  lock.unlock();
+  // Outside the lock, like end_use in release (a backend may take locks of its own or call CUDA):
+  // the fill is complete (loaded_ was seen past this access under the mutex) and the loader does
+  // not refill the slot before this access is released.
+  return slots_->use(slot);
 }
 
 void BlockStream::release() {
