@@ -11,10 +11,10 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
-#include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -33,6 +33,17 @@ constexpr const char* kUsage =
     "Examples:\n"
     "  huge_page_gather_bench > bench/results/huge_page_gather.json\n"
     "  huge_page_gather_bench --nodes-log2 20 --gathers 1e8 --threads 1\n";
+
+// The whole of `text` as a number ("2e8" allowed), or nothing.
+bool parse_number(const std::string& text, double& out) {
+  try {
+    std::size_t used = 0;
+    out = std::stod(text, &used);
+    return used == text.size();
+  } catch (const std::exception&) {
+    return false;
+  }
+}
 
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
@@ -74,21 +85,30 @@ int main(int argc, char** argv) {
       return 2;
     }
     const std::string value = argv[++i];
+    double number = 0;
+    if (!parse_number(value, number)) {
+      std::cerr << "huge_page_gather_bench: error: " << flag << " expects a number, got '" << value
+                << "'\n"
+                << kUsage;
+      return 2;
+    }
     if (flag == "--nodes-log2") {
-      nodes_log2 = std::atoi(value.c_str());
+      nodes_log2 = static_cast<int>(number);
     } else if (flag == "--gathers") {
-      gathers = std::atof(value.c_str());
+      gathers = number;
     } else if (flag == "--repeats") {
-      repeats = std::atoi(value.c_str());
+      repeats = static_cast<int>(number);
     } else if (flag == "--threads") {
-      threads = std::atoi(value.c_str());
+      threads = static_cast<int>(number);
     } else {
       std::cerr << "huge_page_gather_bench: error: unknown argument '" << flag << "'\n" << kUsage;
       return 2;
     }
   }
-  if (nodes_log2 < 10 || nodes_log2 > 31 || !(gathers >= 1 && gathers <= 4e9) || repeats < 1) {
-    std::cerr << "huge_page_gather_bench: error: need 10 <= K <= 31, 1 <= N <= 4e9, R >= 1\n";
+  if (nodes_log2 < 10 || nodes_log2 > 31 || !(gathers >= 1 && gathers <= 4e9) || repeats < 1 ||
+      threads < 0) {
+    std::cerr << "huge_page_gather_bench: error: need 10 <= K <= 31, 1 <= N <= 4e9, R >= 1, "
+                 "T >= 0\n";
     return 2;
   }
   if (threads > 0) omp_set_num_threads(threads);
