@@ -170,6 +170,7 @@ nlohmann::json plan_json(const fy::OffloadPlan& p) {
           {"inputs_in_cpu", p.inputs_in_cpu},
           {"grad_block_buffers", p.grad_block_slots},
           {"state_staging_slots", p.state_slots},
+          {"state_piece_floats", p.state_piece_floats},
           {"compute_bytes", p.compute_total},
           {"compute_items", items(p.compute_items)},
           {"cpu_bytes", p.cpu_total},

@@ -76,7 +76,16 @@ OffloadPlan plan_offload(const ModelConfig& config, const OffloadShape& shape,
   std::int64_t padded = 0;
   for (std::int64_t u = 0; u < unit_count(config); ++u) padded += unit_padded_params(config, u);
   const std::uint64_t state_bytes = 3 * kF32 * u64(padded);  // master + m + v
-  const std::uint64_t staging_bytes = 3 * kF32 * u64(max_unit_padded_params(config));
+  if (shape.state_piece_floats < kPadFloats || shape.state_piece_floats % kPadFloats != 0) {
+    throw common::UsageError("state piece of " + std::to_string(shape.state_piece_floats) +
+                                 " floats is not a positive multiple of 1024",
+                             "leave the state piece size at its default");
+  }
+  plan.state_piece_floats = shape.state_piece_floats;
+  // The largest piece any unit has: a staging slot holds its master, m and v.
+  const std::int64_t piece_floats =
+      std::min(max_unit_padded_params(config), shape.state_piece_floats);
+  const std::uint64_t staging_bytes = 3 * kF32 * u64(piece_floats);
 
   const std::uint64_t block_params = u64(config.block_param_count());
   const std::uint64_t block_padded = u64(unit_padded_params(config, 1));
@@ -149,8 +158,8 @@ OffloadPlan plan_offload(const ModelConfig& config, const OffloadShape& shape,
   }
   const bool cuda_stream = shape.cuda && plan.stream_slots > 0;
 
-  // CPU budget: the states when they fit, else two staging slots (one unit computing, one loading
-  // or writing back).
+  // CPU budget: the states when they fit, else two staging slots of one state piece each (one
+  // updating, one loading or writing back).
   // The CUDA tier's pinned slots are needed either way: the states stay in RAM only beside them.
   // Streaming on CUDA adds two pinned bf16 block buffers (fp32 master -> bf16 -> upload), the
   // block gradient accumulators when they live on the CPU, and (states in the store) one fp32
@@ -171,15 +180,22 @@ OffloadPlan plan_offload(const ModelConfig& config, const OffloadShape& shape,
                                   u64(l) * u64(common::io::align_up(kBF16 * u64(tokens * c)))});
     }
   }
-  plan.states_in_cpu =
-      state_bytes + pinned_bytes + sum_items(stream_cpu_items) <= budgets.cpu_bytes;
+  // The stream's loader reads a block's fp32 master into a buffer of its own from the store, or
+  // gathers it from RAM when the block's states are in several pieces (not contiguous there).
+  const bool block_pieces = u64(shape.state_piece_floats) < block_padded;
+  plan.states_in_cpu = state_bytes + pinned_bytes + sum_items(stream_cpu_items) +
+                           (cuda_stream && block_pieces ? kF32 * block_padded : 0) <=
+                       budgets.cpu_bytes;
   if (plan.states_in_cpu) {
     plan.state_slots = 0;
     plan.cpu_items.push_back({"fp32 master + Adam m, v", state_bytes});
   } else {
     plan.state_slots = 2;
-    plan.cpu_items.push_back({"2 staging slots of one unit's master + m + v", 2 * staging_bytes});
-    if (cuda_stream) plan.cpu_items.push_back({"fp32 block read buffer", kF32 * block_padded});
+    plan.cpu_items.push_back(
+        {"2 staging slots of one state piece's master + m + v", 2 * staging_bytes});
+  }
+  if (cuda_stream && (!plan.states_in_cpu || block_pieces)) {
+    plan.cpu_items.push_back({"fp32 block read buffer", kF32 * block_padded});
   }
   if (shape.cuda) {
     // One unit's gradients downloading while the previous one updates; likewise for the weights
@@ -305,7 +321,10 @@ std::string OffloadPlan::describe() const {
   auto bytes = [](std::uint64_t b) { return common::format_bytes(static_cast<double>(b)); };
   out << "states        fp32 master + Adam m, v: "
       << (states_in_cpu ? "in CPU memory (written to the store on commit steps)"
-                        : "in the SSD store, " + std::to_string(state_slots) + " staging slots")
+                        : "in the SSD store, " + std::to_string(state_slots) +
+                              " staging slots of a piece of at most " +
+                              bytes(4 * static_cast<std::uint64_t>(state_piece_floats)) +
+                              " of each")
       << "\n";
   if (stream_slots > 0) {
     out << "blocks        streamed through " << stream_slots

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "fuyou/model_config.h"
+#include "fuyou/state_pieces.h"
 
 namespace sparsetrain::fuyou {
 
@@ -70,6 +71,9 @@ struct OffloadShape {
   // streams (block_grads_in_cpu). For tests: it runs that path without a GPU. (The CUDA tier
   // decides by itself.)
   bool block_grads_in_cpu = false;
+  // Floats per state piece (state_pieces.h): the optimizer stages at most this much of each of a
+  // unit's master, m, v at a time. plan_offload_run derives it from the store's extent.
+  std::int64_t state_piece_floats = kDefaultStatePieceFloats;
 };
 
 // One line of a memory budget: what it is for and how many bytes.
@@ -102,7 +106,8 @@ struct OffloadPlan {
   // the GPU keeps only the pool of two block gradient buffers they leave through.
   bool block_grads_in_cpu = false;
   std::int64_t grad_block_slots = 0;  // block gradient buffers: 2 (double buffer) or n_layer
-  std::int64_t state_slots = 0;       // staging buffers of one unit's master/m/v (0 if in CPU)
+  std::int64_t state_slots = 0;       // staging buffers of one state piece (0 if in CPU)
+  std::int64_t state_piece_floats = 0;  // P (state_pieces.h), as the store lays the states out
   std::int64_t pinned_slots = 0;      // CUDA: pinned gradient (fp32) and weight (bf16) slots each
   std::int64_t params = 0;
   std::vector<PlanItem> compute_items, cpu_items, ssd_items;

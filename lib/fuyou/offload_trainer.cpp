@@ -22,6 +22,7 @@
 #include "fuyou/cuda_transfer.h"
 #include "fuyou/gpt_model.h"
 #include "fuyou/input_stash.h"
+#include "fuyou/state_pieces.h"
 #include "fuyou/tensor_store.h"
 
 namespace sparsetrain::fuyou {
@@ -41,9 +42,11 @@ enum MetaField : int {
   kMetaAccum,
   kMetaLayers,
   kMetaHidden,
+  kMetaPieceFloats,  // the states' layout (state_pieces.h)
   kMetaLen
 };
-constexpr std::int64_t kMetaFormatVersion = 1;
+// 2: states laid out in pieces, kMetaPieceFloats added.
+constexpr std::int64_t kMetaFormatVersion = 2;
 
 std::string unit_store_name(std::int64_t unit) { return "states." + std::to_string(unit); }
 std::string input_store_name(std::int64_t layer) { return "inputs." + std::to_string(layer); }
@@ -55,6 +58,10 @@ void accumulate(at::Tensor& acc, const at::Tensor& g) {
 
 at::Tensor float_view(float* base, const at::Tensor& like) {
   return at::from_blob(base, like.sizes(), at::TensorOptions().dtype(at::kFloat));
+}
+
+at::Tensor float_span(float* base, std::int64_t n) {
+  return at::from_blob(base, {n}, at::TensorOptions().dtype(at::kFloat));
 }
 
 at::Tensor bf16_view(std::byte* base, const at::Tensor& like) {
@@ -88,8 +95,17 @@ std::uint64_t file_bytes_of(const std::string& path) {
 struct UnitTensors {
   std::vector<std::string> names;
   std::vector<at::Tensor*> compute;  // the compute weights the optimizer publishes into
-  std::int64_t padded = 0;           // floats per state segment
+  std::vector<std::int64_t> numels;  // of each tensor
+  std::int64_t padded = 0;           // floats of the unit's states, each of master, m, v
+  std::vector<StatePiece> pieces;    // how the store (and RAM) lay them out
 };
+
+// A tensor's flat floats [offset, offset + n) as a 1-D view (contiguous tensors only: the view
+// must alias the tensor's memory).
+at::Tensor flat_slice(const at::Tensor& t, std::int64_t offset, std::int64_t n) {
+  ST_ASSERT(t.is_contiguous(), "state piece of a non-contiguous tensor");
+  return t.view({-1}).narrow(0, offset, n);
+}
 
 struct OffloadTrainer::Impl {
   bool cuda = false;                      // compute tier on the GPU (bf16), else CPU (fp32)
@@ -101,8 +117,9 @@ struct OffloadTrainer::Impl {
   std::unique_ptr<CudaInputStash> gpu_stash;  // CUDA: in pinned CPU memory (plan_.inputs_in_cpu)
   std::vector<UnitTensors> units;         // by unit id
   std::vector<std::int64_t> order;        // processing order: ln_f, blocks L-1 … 0, embeddings
-  std::vector<AlignedBuffer> cpu_states;  // per unit [master | m | v] when states_in_cpu
-  AlignedBuffer staging[2];               // otherwise: two slots
+  std::int64_t piece_floats = 0;          // P, state_pieces.h
+  std::vector<AlignedBuffer> cpu_states;  // per unit, its pieces' [master | m | v], states_in_cpu
+  AlignedBuffer staging[2];               // otherwise: two slots of one piece
   // CUDA: pinned host slots, alternating by unit: fp32 gradients coming down, bf16 weights going up.
   AlignedBuffer grad_pinned[2], weight_pinned[2];
   AlignedBuffer meta;                     // train.state
@@ -305,107 +322,128 @@ class OffloadTrainer::OptimizerStage {
     // States in RAM reach the store only on commit steps; states in the store every step.
     const bool commit =
         !in_cpu || step_ % t_.options_.commit_every == 0 || step_ == t_.train_.steps;
-    const std::size_t n = impl.order.size();
+    // Every unit's state pieces in processing order; the staging slots alternate by piece.
+    struct Piece {
+      std::size_t i;  // the unit's place in impl.order
+      StatePiece piece;
+    };
+    std::vector<Piece> pieces;
+    for (std::size_t i = 0; i < impl.order.size(); ++i) {
+      for (const StatePiece& piece : impl.units[impl.order[i]].pieces) pieces.push_back({i, piece});
+    }
+    const std::size_t n = pieces.size();
     std::shared_future<void> reads[2], writes[2];
     std::vector<std::shared_future<void>> cpu_writes;
-    auto base_of = [&](std::size_t i) {
-      return reinterpret_cast<float*>(in_cpu ? impl.cpu_states[impl.order[i]].data()
-                                             : impl.staging[i % 2].data());
+    auto unit_at = [&](std::size_t s) { return impl.order[pieces[s].i]; };
+    auto base_of = [&](std::size_t s) {
+      return in_cpu ? reinterpret_cast<float*>(impl.cpu_states[unit_at(s)].data()) +
+                          3 * pieces[s].piece.first
+                    : reinterpret_cast<float*>(impl.staging[s % 2].data());
     };
-    auto bytes_of = [&](std::size_t i) {
-      return std::uint64_t{12} * static_cast<std::uint64_t>(impl.units[impl.order[i]].padded);
+    auto bytes_of = [&](std::size_t s) {
+      return std::uint64_t{12} * static_cast<std::uint64_t>(pieces[s].piece.floats);
     };
+    auto offset_of = [&](std::size_t s) { return pieces[s].piece.byte_offset(impl.piece_floats); };
     auto wait = [&](std::shared_future<void>& f, const char* phase) {
       if (!f.valid()) return;
       auto t = phases_.scope(phase);
       f.get();
       f = {};
     };
-    auto issue_read = [&](std::size_t i) {
-      reads[i % 2] = store.read(unit_store_name(impl.order[i]), base_of(i), 0, bytes_of(i));
-      t_.stats_.ssd_read_bytes += bytes_of(i);
+    auto issue_read = [&](std::size_t s) {
+      reads[s % 2] = store.read(unit_store_name(unit_at(s)), base_of(s), offset_of(s), bytes_of(s));
+      t_.stats_.ssd_read_bytes += bytes_of(s);
     };
-    if (!in_cpu) issue_read(0);
-    for (std::size_t i = 0; i < n; ++i) {
-      if (!in_cpu && i + 1 < n) {
-        wait(writes[(i + 1) % 2], "write_wait");  // the slot's previous unit is on disk
-        issue_read(i + 1);                        // prefetch the next unit's states
+    if (!in_cpu && n > 0) issue_read(0);
+    Job job;                             // the current unit's gradients
+    std::vector<at::Tensor> weights_out;  // where its new compute weights go
+    for (std::size_t s = 0; s < n; ++s) {
+      if (!in_cpu && s + 1 < n) {
+        wait(writes[(s + 1) % 2], "write_wait");  // the slot's previous piece is on disk
+        issue_read(s + 1);                        // prefetch the next piece's states
       }
-      if (!in_cpu) wait(reads[i % 2], "read_wait");
-      Job job;
-      {
-        auto t = phases_.scope("grad_wait");
-        job = pop_job(impl.order[i]);
-      }
-      const UnitTensors& unit = impl.units[job.unit];
-      // Where AdamW writes the new compute weights: in place (CPU tier), or a pinned bf16 slot
-      // that then goes up to the GPU.
-      std::vector<at::Tensor> weights_out;
-      if (impl.cuda) {
-        // The unit's gradients come down into pinned fp32 memory; the GPU accumulators are free
-        // again as soon as they are copied. A streamed block's new weights are not uploaded here:
-        // its next load converts its master (the stream's loader).
-        std::vector<at::Tensor> host_grads;
-        auto* grad_base = reinterpret_cast<float*>(impl.grad_pinned[i % 2].data());
-        std::int64_t offset = 0;
-        for (at::Tensor* w : unit.compute) {
-          host_grads.push_back(float_view(grad_base + offset, *w));
+      if (!in_cpu) wait(reads[s % 2], "read_wait");
+      const std::size_t i = pieces[s].i;
+      const StatePiece& piece = pieces[s].piece;
+      const UnitTensors& unit = impl.units[impl.order[i]];
+      if (piece.index == 0) {
+        {
+          auto t = phases_.scope("grad_wait");
+          job = pop_job(impl.order[i]);
+        }
+        // Where AdamW writes the new compute weights: in place (CPU tier), or a pinned bf16 slot
+        // that then goes up to the GPU.
+        weights_out.clear();
+        if (impl.cuda) {
+          // The unit's gradients come down into pinned fp32 memory; the GPU accumulators are free
+          // again as soon as they are copied. A streamed block's new weights are not uploaded
+          // here: its next load converts its master (the stream's loader).
+          std::vector<at::Tensor> host_grads;
+          auto* grad_base = reinterpret_cast<float*>(impl.grad_pinned[i % 2].data());
+          std::int64_t offset = 0;
+          for (at::Tensor* w : unit.compute) {
+            host_grads.push_back(float_view(grad_base + offset, *w));
+            if (!streamed(job.unit)) {
+              weights_out.push_back(bf16_view(impl.weight_pinned[i % 2].data() + 2 * offset, *w));
+            }
+            offset += w->numel();
+          }
+          if (!job.host) {  // else: already in the block's CPU accumulator
+            {
+              auto t = phases_.scope("download");
+              transfer_->download(job.grads, host_grads, job.ready);
+            }
+            t_.stats_.pcie_d2h_bytes += 4 * static_cast<std::uint64_t>(offset);
+            release_pool_slot(job.pool_slot);
+            job.pool_slot = -1;
+            job.grads = std::move(host_grads);
+          }
           if (!streamed(job.unit)) {
-            weights_out.push_back(bf16_view(impl.weight_pinned[i % 2].data() + 2 * offset, *w));
+            auto t = phases_.scope("upload_wait");  // the slot's previous weights are on the GPU
+            CudaTransfer::wait(uploads_[i % 2]);
           }
-          offset += w->numel();
+        } else if (!streamed(job.unit)) {
+          for (at::Tensor* w : unit.compute) weights_out.push_back(*w);
         }
-        if (!job.host) {  // else: already in the block's CPU accumulator
-          {
-            auto t = phases_.scope("download");
-            transfer_->download(job.grads, host_grads, job.ready);
-          }
-          t_.stats_.pcie_d2h_bytes += 4 * static_cast<std::uint64_t>(offset);
-          release_pool_slot(job.pool_slot);
-          job.pool_slot = -1;
-          job.grads = std::move(host_grads);
-        }
-        if (!streamed(job.unit)) {
-          auto t = phases_.scope("upload_wait");  // the slot's previous weights are on the GPU
-          CudaTransfer::wait(uploads_[i % 2]);
-        }
-      } else if (!streamed(job.unit)) {
-        for (at::Tensor* w : unit.compute) weights_out.push_back(*w);
       }
       {
         auto t = phases_.scope("adam");
-        float* base = base_of(i);
-        std::int64_t offset = 0;
-        for (std::size_t j = 0; j < unit.compute.size(); ++j) {
-          const at::Tensor& w = *unit.compute[j];
-          at::Tensor master = float_view(base + offset, w);
-          at::Tensor m = float_view(base + unit.padded + offset, w);
-          at::Tensor v = float_view(base + 2 * unit.padded + offset, w);
-          if (job.scaled) job.grads[j].mul_(job.scale);
+        float* base = base_of(s);
+        for (const TensorSpan& span : piece_spans(unit.numels, piece)) {
+          at::Tensor master = float_span(base + span.piece_offset, span.floats);
+          at::Tensor m = float_span(base + piece.floats + span.piece_offset, span.floats);
+          at::Tensor v = float_span(base + 2 * piece.floats + span.piece_offset, span.floats);
+          at::Tensor grad = flat_slice(job.grads[span.tensor], span.tensor_offset, span.floats);
+          if (job.scaled) grad.mul_(job.scale);
           // A streamed block's compute weights are its master: nothing else to write.
-          adamw_step(adam_options_for(t_.train_, unit.names[j], lr_), step_, master, m, v,
-                     job.grads[j], weights_out.empty() ? nullptr : &weights_out[j],
-                     t_.train_.isa);
-          offset += w.numel();
+          at::Tensor out;
+          if (!weights_out.empty()) {
+            out = flat_slice(weights_out[span.tensor], span.tensor_offset, span.floats);
+          }
+          adamw_step(adam_options_for(t_.train_, unit.names[span.tensor], lr_), step_, master, m,
+                     v, grad, out.defined() ? &out : nullptr, t_.train_.isa);
         }
       }
-      if (impl.cuda && !streamed(job.unit)) {
-        std::vector<at::Tensor> compute;
-        for (at::Tensor* w : unit.compute) compute.push_back(*w);
-        uploads_[i % 2] = transfer_->upload(weights_out, compute);
-        for (const at::Tensor& w : compute) {
-          t_.stats_.pcie_h2d_bytes += 2 * static_cast<std::uint64_t>(w.numel());
+      if (piece.index + 1 == static_cast<std::int64_t>(unit.pieces.size())) {  // the unit is done
+        if (impl.cuda && !streamed(job.unit)) {
+          std::vector<at::Tensor> compute;
+          for (at::Tensor* w : unit.compute) compute.push_back(*w);
+          uploads_[i % 2] = transfer_->upload(weights_out, compute);
+          for (const at::Tensor& w : compute) {
+            t_.stats_.pcie_h2d_bytes += 2 * static_cast<std::uint64_t>(w.numel());
+          }
         }
+        if (impl.in_backward.load()) ++t_.stats_.units_updated_during_backward;
+        release_pool_slot(job.pool_slot);
+        job = Job{};
       }
-      if (impl.in_backward.load()) ++t_.stats_.units_updated_during_backward;
-      release_pool_slot(job.pool_slot);
       if (!commit) continue;
-      auto f = store.write(unit_store_name(job.unit), base_of(i), 0, bytes_of(i));
-      t_.stats_.ssd_write_bytes += bytes_of(i);
+      auto f = store.write(unit_store_name(unit_at(s)), base_of(s), offset_of(s), bytes_of(s));
+      t_.stats_.ssd_write_bytes += bytes_of(s);
       if (in_cpu) {
         cpu_writes.push_back(std::move(f));
       } else {
-        writes[i % 2] = std::move(f);
+        writes[s % 2] = std::move(f);
       }
     }
     {
@@ -476,6 +514,9 @@ OffloadPlan plan_offload_run(const ModelConfig& config, const TrainOptions& trai
   shape.cuda = train.device == TrainDevice::kCuda;
   shape.commit_every = options.commit_every;
   shape.block_grads_in_cpu = options.block_grads_in_cpu;
+  shape.state_piece_floats = state_piece_floats(
+      options.store_extent_bytes,
+      options.state_piece_floats > 0 ? options.state_piece_floats : kDefaultStatePieceFloats);
   return plan_offload(config, shape, budgets, options.rates);
 }
 
@@ -547,14 +588,20 @@ OffloadTrainer::OffloadTrainer(ModelConfig config, GptWeights initial, TrainOpti
     impl.units[unit].names.push_back(name);
     impl.units[unit].compute.push_back(tensor);
   }
-  for (std::int64_t u = 0; u < units; ++u)
-    impl.units[static_cast<std::size_t>(u)].padded = unit_padded_params(config_, u);
+  impl.piece_floats = plan_.state_piece_floats;
+  for (std::int64_t u = 0; u < units; ++u) {
+    UnitTensors& unit = impl.units[static_cast<std::size_t>(u)];
+    unit.padded = unit_padded_params(config_, u);
+    unit.pieces = unit_pieces(unit.padded, impl.piece_floats);
+    for (const at::Tensor* w : unit.compute) unit.numels.push_back(w->numel());
+  }
   impl.order.push_back(config_.n_layer + 1);
   for (std::int64_t l = config_.n_layer; l >= 1; --l) impl.order.push_back(l);
   impl.order.push_back(0);
 
-  // Buffers: states in RAM or two staging slots; gradient accumulators.
-  const std::size_t slot_bytes = 12 * static_cast<std::size_t>(max_unit_padded_params(config_));
+  // Buffers: states in RAM or two staging slots of one piece; gradient accumulators.
+  const std::size_t slot_bytes = 12 * static_cast<std::size_t>(
+                                          std::min(max_unit_padded_params(config_), impl.piece_floats));
   if (plan_.states_in_cpu) {
     for (const UnitTensors& unit : impl.units) {
       impl.cpu_states.emplace_back(12 * static_cast<std::size_t>(unit.padded), /*pin=*/false);
@@ -627,37 +674,46 @@ OffloadTrainer::OffloadTrainer(ModelConfig config, GptWeights initial, TrainOpti
     impl.gpu_stash = std::make_unique<CudaInputStash>(
         config_.n_layer, std::vector<std::int64_t>{train_.micro_batch, train_.seq, config_.n_embd});
   }
+  // A block's fp32 weights are the master segments of its state pieces: gathered into `dst`
+  // (padded floats) from RAM, or read from the store, on the stream's loader thread.
+  auto gather_master = [this](std::int64_t unit, float* dst) {
+    Impl& im = *impl_;
+    const UnitTensors& u = im.units[static_cast<std::size_t>(unit)];
+    std::vector<std::shared_future<void>> reads;
+    for (const StatePiece& piece : u.pieces) {
+      const std::size_t bytes = 4 * static_cast<std::size_t>(piece.floats);
+      if (plan_.states_in_cpu) {
+        std::memcpy(dst + piece.first,
+                    reinterpret_cast<const float*>(
+                        im.cpu_states[static_cast<std::size_t>(unit)].data()) +
+                        3 * piece.first,
+                    bytes);
+      } else {
+        reads.push_back(store_->read(unit_store_name(unit), dst + piece.first,
+                                     piece.byte_offset(im.piece_floats), bytes));
+      }
+    }
+    for (auto& read : reads) read.get();
+  };
   if (impl.streaming && impl.cuda) {
-    // The same, converted to bf16 and uploaded (cuda_transfer.h); from RAM without a copy.
+    // The same, converted to bf16 and uploaded (cuda_transfer.h); from RAM without a copy when the
+    // block is one piece (its master is then contiguous there).
+    const bool one_piece = impl.units[1].pieces.size() == 1;
     impl.stream = std::make_unique<BlockStream>(make_cuda_block_slots(
-        config_, plan_.stream_slots, !plan_.states_in_cpu,
-        [this](std::int64_t block, float* scratch) -> const float* {
-          Impl& im = *impl_;
+        config_, plan_.stream_slots, !(plan_.states_in_cpu && one_piece),
+        [this, gather_master, one_piece](std::int64_t block, float* scratch) -> const float* {
           const std::int64_t unit = 1 + block;
-          if (plan_.states_in_cpu) {
+          if (plan_.states_in_cpu && one_piece) {
             return reinterpret_cast<const float*>(
-                im.cpu_states[static_cast<std::size_t>(unit)].data());
+                impl_->cpu_states[static_cast<std::size_t>(unit)].data());
           }
-          const std::size_t bytes =
-              4 * static_cast<std::size_t>(im.units[static_cast<std::size_t>(unit)].padded);
-          store_->read(unit_store_name(unit), scratch, 0, bytes).get();
+          gather_master(unit, scratch);
           return scratch;
         }));
   } else if (impl.streaming) {
-    // A block's fp32 weights are the first segment of its states: from RAM, or read from the store
-    // on the stream's loader thread.
     impl.stream = std::make_unique<BlockStream>(
-        config_, plan_.stream_slots, [this](std::int64_t block, float* dst) {
-          Impl& im = *impl_;
-          const std::int64_t unit = 1 + block;
-          const std::size_t bytes =
-              4 * static_cast<std::size_t>(im.units[static_cast<std::size_t>(unit)].padded);
-          if (plan_.states_in_cpu) {
-            std::memcpy(dst, im.cpu_states[static_cast<std::size_t>(unit)].data(), bytes);
-          } else {
-            store_->read(unit_store_name(unit), dst, 0, bytes).get();
-          }
-        });
+        config_, plan_.stream_slots,
+        [gather_master](std::int64_t block, float* dst) { gather_master(1 + block, dst); });
   }
 }
 
@@ -682,23 +738,25 @@ void OffloadTrainer::init_store(const GptWeights& master) {
                    {3 * impl.units[static_cast<std::size_t>(u)].padded});
   }
   store_->define(kMetaName, StoreDType::kI64, {kMetaLen});
+  // Piece by piece through one piece of scratch (states in the store), or straight from RAM.
   AlignedBuffer scratch;
+  if (!plan_.states_in_cpu) scratch = AlignedBuffer(impl.staging[0].size(), /*pin=*/false);
   for (std::size_t u = 0; u < impl.units.size(); ++u) {
     const UnitTensors& unit = impl.units[u];
-    const std::size_t bytes = 12 * static_cast<std::size_t>(unit.padded);
-    AlignedBuffer* buffer = &scratch;
-    if (plan_.states_in_cpu) {
-      buffer = &impl.cpu_states[u];
-    } else {
-      scratch = AlignedBuffer(bytes, /*pin=*/false);  // zero-filled: m = v = 0
+    for (const StatePiece& piece : unit.pieces) {
+      const std::size_t bytes = 12 * static_cast<std::size_t>(piece.floats);
+      float* base = plan_.states_in_cpu
+                        ? reinterpret_cast<float*>(impl.cpu_states[u].data()) + 3 * piece.first
+                        : reinterpret_cast<float*>(scratch.data());
+      std::memset(base, 0, bytes);  // m = v = 0, and the padding
+      for (const TensorSpan& span : piece_spans(unit.numels, piece)) {
+        float_span(base + span.piece_offset, span.floats)
+            .copy_(flat_slice(*unit_master[u][span.tensor], span.tensor_offset, span.floats));
+      }
+      store_->write(unit_store_name(static_cast<std::int64_t>(u)), base,
+                    piece.byte_offset(impl.piece_floats), bytes)
+          .get();
     }
-    auto* base = reinterpret_cast<float*>(buffer->data());
-    std::int64_t offset = 0;
-    for (const at::Tensor* w : unit_master[u]) {
-      float_view(base + offset, *w).copy_(*w);
-      offset += w->numel();
-    }
-    store_->write(unit_store_name(static_cast<std::int64_t>(u)), base, 0, bytes).get();
   }
   auto* meta = reinterpret_cast<std::int64_t*>(impl.meta.data());
   meta[kMetaFormat] = kMetaFormatVersion;
@@ -709,6 +767,7 @@ void OffloadTrainer::init_store(const GptWeights& master) {
   meta[kMetaAccum] = train_.accum;
   meta[kMetaLayers] = config_.n_layer;
   meta[kMetaHidden] = config_.n_embd;
+  meta[kMetaPieceFloats] = impl.piece_floats;
   store_->write(kMetaName, meta, 0, kMetaLen * sizeof(std::int64_t)).get();
   store_->commit();
   first_step_ = 1;
@@ -721,15 +780,24 @@ void OffloadTrainer::open_store() {
     throw common::UsageError("the store in '" + options_.ssd_dirs[0] + "' holds no training run",
                              "drop --resume to start a new run");
   }
-  store_->read(kMetaName, meta, 0, kMetaLen * sizeof(std::int64_t), /*verify=*/true).get();
+  // An older layout (format 1) had a shorter train.state: refuse it by its format, not its size.
+  const std::uint64_t meta_bytes = store_->info(kMetaName).bytes;
+  if (meta_bytes < 8) {
+    throw common::RunError("the store's train.state is " + std::to_string(meta_bytes) + " bytes",
+                           "start a new run in an empty --ssd directory");
+  }
+  store_->read(kMetaName, meta, 0, std::min<std::uint64_t>(meta_bytes, kMetaLen * sizeof(std::int64_t)),
+               /*verify=*/true)
+      .get();
   const std::pair<const char*, std::pair<std::int64_t, std::int64_t>> checks[] = {
       {"--seed", {meta[kMetaSeed], static_cast<std::int64_t>(train_.seed)}},
       {"--micro-batch", {meta[kMetaBatch], train_.micro_batch}},
       {"--seq", {meta[kMetaSeq], train_.seq}},
       {"--accum", {meta[kMetaAccum], train_.accum}},
       {"--model layers", {meta[kMetaLayers], config_.n_layer}},
-      {"--model hidden", {meta[kMetaHidden], config_.n_embd}}};
-  if (meta[kMetaFormat] != kMetaFormatVersion) {
+      {"--model hidden", {meta[kMetaHidden], config_.n_embd}},
+      {"state piece floats", {meta[kMetaPieceFloats], impl.piece_floats}}};
+  if (meta[kMetaFormat] != kMetaFormatVersion || meta_bytes != kMetaLen * sizeof(std::int64_t)) {
     throw common::RunError(
         "the store's train.state has format " + std::to_string(meta[kMetaFormat]),
         "start a new run in an empty --ssd directory");
@@ -744,23 +812,24 @@ void OffloadTrainer::open_store() {
   }
   first_step_ = meta[kMetaStep] + 1;
   AlignedBuffer scratch;
+  if (!plan_.states_in_cpu) scratch = AlignedBuffer(impl.staging[0].size(), /*pin=*/false);
   for (std::size_t u = 0; u < impl.units.size(); ++u) {
     const UnitTensors& unit = impl.units[u];
-    const std::size_t bytes = 12 * static_cast<std::size_t>(unit.padded);
-    AlignedBuffer* buffer = &scratch;
-    if (plan_.states_in_cpu) {
-      buffer = &impl.cpu_states[u];
-    } else {
-      scratch = AlignedBuffer(bytes, /*pin=*/false);
-    }
-    auto* base = reinterpret_cast<float*>(buffer->data());
-    store_->read(unit_store_name(static_cast<std::int64_t>(u)), base, 0, bytes, /*verify=*/true)
-        .get();
-    std::int64_t offset = 0;
-    const bool streamed_unit = impl.streaming && u >= 1 && u <= static_cast<std::size_t>(config_.n_layer);
-    for (at::Tensor* w : unit.compute) {
-      if (!streamed_unit) w->copy_(float_view(base + offset, *w));
-      offset += w->numel();
+    const bool streamed_unit =
+        impl.streaming && u >= 1 && u <= static_cast<std::size_t>(config_.n_layer);
+    for (const StatePiece& piece : unit.pieces) {
+      float* base = plan_.states_in_cpu
+                        ? reinterpret_cast<float*>(impl.cpu_states[u].data()) + 3 * piece.first
+                        : reinterpret_cast<float*>(scratch.data());
+      store_->read(unit_store_name(static_cast<std::int64_t>(u)), base,
+                   piece.byte_offset(impl.piece_floats), 12 * static_cast<std::size_t>(piece.floats),
+                   /*verify=*/true)
+          .get();
+      if (streamed_unit) continue;  // its weights come from the stream
+      for (const TensorSpan& span : piece_spans(unit.numels, piece)) {
+        flat_slice(*unit.compute[span.tensor], span.tensor_offset, span.floats)
+            .copy_(float_span(base + span.piece_offset, span.floats));
+      }
     }
   }
 }
@@ -773,18 +842,22 @@ GptWeights OffloadTrainer::read_master() {
   std::map<std::string, at::Tensor*> by_name;
   for (auto& [name, t] : out.named()) by_name[name] = t;
   Impl& impl = *impl_;
+  // The master segment of each piece, through one piece-sized buffer.
+  AlignedBuffer buffer(
+      4 * static_cast<std::size_t>(std::min(max_unit_padded_params(config_), impl.piece_floats)),
+      /*pin=*/false);
+  auto* base = reinterpret_cast<float*>(buffer.data());
   for (std::size_t u = 0; u < impl.units.size(); ++u) {
     const UnitTensors& unit = impl.units[u];
-    // Exactly the unit's bytes: the buffer may be larger (huge-page rounding).
-    const std::size_t bytes = 12 * static_cast<std::size_t>(unit.padded);
-    AlignedBuffer buffer(bytes, /*pin=*/false);
-    auto* base = reinterpret_cast<float*>(buffer.data());
-    store_->read(unit_store_name(static_cast<std::int64_t>(u)), base, 0, bytes, /*verify=*/true)
-        .get();
-    std::int64_t offset = 0;
-    for (std::size_t j = 0; j < unit.compute.size(); ++j) {
-      by_name.at(unit.names[j])->copy_(float_view(base + offset, *unit.compute[j]));
-      offset += unit.compute[j]->numel();
+    for (const StatePiece& piece : unit.pieces) {
+      store_->read(unit_store_name(static_cast<std::int64_t>(u)), base,
+                   piece.byte_offset(impl.piece_floats), 4 * static_cast<std::size_t>(piece.floats),
+                   /*verify=*/true)
+          .get();
+      for (const TensorSpan& span : piece_spans(unit.numels, piece)) {
+        flat_slice(*by_name.at(unit.names[span.tensor]), span.tensor_offset, span.floats)
+            .copy_(float_span(base + span.piece_offset, span.floats));
+      }
     }
   }
   return out;

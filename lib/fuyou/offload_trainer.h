@@ -6,7 +6,9 @@
 // after the LM head, block l after its backward, the embeddings last) the compute thread hands them
 // to the optimizer thread, which has already prefetched that unit's master/m/v into one of two
 // staging slots, runs the fused AdamW (cpu_adam.h), writes the states back asynchronously and
-// publishes the new compute weights — overlapped with the backward of the following blocks.
+// publishes the new compute weights — overlapped with the backward of the following blocks. The
+// states are laid out, prefetched, updated and written in pieces of at most 2^24 floats of each
+// of master, m, v (state_pieces.h), so a staging slot holds one piece, not one whole unit.
 // Gradient buffers of blocks in flight are distinct (a pool of two with K = 1, one per block
 // otherwise); so are the staging slots. At the end of a step the optimizer thread commits the store
 // (the checkpoint: states, weights, step; the data position follows from the step) and the next
@@ -26,7 +28,8 @@
 // The step ends only when every upload is done. Same operations as InMemoryTrainer's CUDA path.
 // Streaming (CPU tier, when the compute weights exceed --gpu-mem): the embeddings and ln_f stay in
 // the compute tier, the blocks stream through plan().stream_slots slots (block_stream.h), each
-// loaded from its fp32 master — the first segment of its states in RAM or in the store — before
+// loaded from its fp32 master — the first segment of each of its state pieces, in RAM or in the
+// store — before
 // the forward and again before the backward; their updates go only to the master.
 // When even that leaves no room, the block inputs go to the store as the forward makes them and
 // come back ahead of the backward (input_stash.h).
@@ -77,6 +80,9 @@ struct OffloadOptions {
   std::uint64_t store_extent_bytes = std::uint64_t{4} << 20;
   // Tests: the CPU tier runs the CUDA tier's gradient drain (OffloadShape::block_grads_in_cpu).
   bool block_grads_in_cpu = false;
+  // Floats per optimizer state piece (state_pieces.h), rounded to the store's extent; 0 = the
+  // default (2^24). A store keeps the piece size it was created with: --resume checks it.
+  std::int64_t state_piece_floats = 0;
 };
 
 // Measured over one run (volatile: depends on the machine).

@@ -421,3 +421,60 @@ TEST_CASE(
   CHECK(streamed.binding == "stream_convert");
   CHECK(streamed.bound_seconds == doctest::Approx(2.0 * 2 * 8 * 49984 / 1e3));
 }
+
+TEST_CASE("states in the store are staged in pieces: two slots of one piece, not of one unit") {
+  // tiny with pieces of 16,384 floats: the largest piece is 16,384 (blocks: 3 pieces of 16,384
+  // and one of 1,024; embeddings 16,384 + 8,192), so a slot is 12 · 16,384 = 196,608 B.
+  const ModelConfig c = model_config_from_name("tiny");
+  OffloadShape s;
+  s.state_piece_floats = 16384;
+  OffloadBudgets b = roomy();
+  b.cpu_bytes = 2 * 196608;
+  const OffloadPlan plan = plan_offload(c, s, b);
+  CHECK_FALSE(plan.states_in_cpu);
+  CHECK(plan.state_piece_floats == 16384);
+  CHECK(plan.cpu_total == 2 * 196608);
+  // The same bytes go to and from the store: the layout changes, not the amount.
+  CHECK(plan.ssd_read_bytes == kTinyStateBytes);
+  CHECK(plan.ssd_total == 2 * 5 * (std::uint64_t{4} << 20));
+  const std::string text = plan.describe();
+  INFO(text);
+  CHECK(text.find("a piece of at most 64.0 KiB of each") != std::string::npos);
+  b.cpu_bytes = 2 * 196608 - 1;
+  const std::string message = usage_message(c, s, b);
+  INFO(message);
+  CHECK(message.find(std::to_string(2 * 196608) + " B") != std::string::npos);
+  // Pieces larger than every unit: whole units, as without pieces.
+  s.state_piece_floats = 1 << 24;
+  b.cpu_bytes = 2 * kTinySlotBytes;
+  CHECK(plan_offload(c, s, b).cpu_total == 2 * kTinySlotBytes);
+  s.state_piece_floats = 1000;
+  CHECK(usage_message(c, s, b).find("multiple of 1024") != std::string::npos);
+}
+
+TEST_CASE("CUDA blocks streamed from states in RAM in several pieces need a gather buffer") {
+  // The loader uploads a block from one contiguous fp32 master; in pieces it is not contiguous in
+  // RAM, so one fp32 block buffer (4 · 50,176 B) counts in --cpu-mem, and in the decision.
+  const ModelConfig c = eight_block_model();
+  OffloadShape s = cuda_shape();
+  OffloadBudgets b = roomy();
+  b.compute_bytes = cuda_budget_for_slots(c, s, 2);
+  auto gather_buffer = [](const OffloadPlan& p) {
+    for (const PlanItem& item : p.cpu_items)
+      if (item.what == "fp32 block read buffer") return item.bytes;
+    return std::uint64_t{0};
+  };
+  const OffloadPlan whole = plan_offload(c, s, b);
+  REQUIRE(whole.states_in_cpu);
+  CHECK(gather_buffer(whole) == 0);
+  s.state_piece_floats = 16384;
+  const OffloadPlan pieces = plan_offload(c, s, b);
+  REQUIRE(pieces.states_in_cpu);
+  CHECK(gather_buffer(pieces) == 4 * kPadded);
+  CHECK(pieces.cpu_total == whole.cpu_total + 4 * kPadded);
+  // Exactly the budget of the whole-unit plan: the pieces' states no longer fit beside the buffer.
+  b.cpu_bytes = whole.cpu_total;
+  const OffloadPlan spilled = plan_offload(c, s, b);
+  CHECK_FALSE(spilled.states_in_cpu);
+  CHECK(gather_buffer(spilled) == 4 * kPadded);  // the store's read buffer, as before
+}

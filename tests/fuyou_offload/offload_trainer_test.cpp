@@ -16,6 +16,7 @@
 #include "../fuyou/test_util.h"
 #include "fuyou/demo_text.h"
 #include "fuyou/gpt_weights.h"
+#include "fuyou/tensor_store.h"
 #include "fuyou/trainer.h"
 #include "offload_test_support.h"
 
@@ -332,4 +333,104 @@ TEST_CASE("the CUDA tier's gradient drain on the CPU tier: K = 3, overlapped, st
   offload.budgets.compute_bytes = compute_budget_for_slots(options, offload, 2) - 4ull * 49984;
   CHECK(plan_for(options, offload).block_grads_in_cpu);
   compare_with_in_memory(options, offload, true);
+}
+
+// Optimizer states staged in pieces of 16,384 floats (state_pieces.h; the tests' 64 KiB extents
+// allow that size): the embeddings are 2 pieces (16,384 + 4,096), each block 4 (3 · 16,384 +
+// 1,024, cutting through its tensors), ln_f 1. AdamW is elementwise, so the bits are those of
+// whole units, hence of in-memory AdamW. The CPU budget: exactly two staging slots of one piece.
+namespace {
+
+constexpr std::int64_t kPieceFloats = 16384;
+constexpr std::uint64_t kTwoPieceSlots = 2 * 12 * kPieceFloats;
+
+OffloadOptions piece_options(const std::string& name, std::uint64_t cpu_bytes) {
+  OffloadOptions o = offload_options(name, cpu_bytes);
+  o.state_piece_floats = kPieceFloats;
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("states staged in pieces of 16,384 floats, K = 2 + clipping: still bit for bit") {
+  TrainOptions options = small_options();
+  options.grad_clip = 0.5;
+  options.accum = 2;
+  const OffloadOptions offload = piece_options("pieces", kTwoPieceSlots);
+  const OffloadPlan plan = plan_for(options, offload);
+  CHECK(plan.state_piece_floats == kPieceFloats);
+  CHECK(plan.cpu_total == kTwoPieceSlots);
+  const OffloadStats stats = compare_with_in_memory(options, offload, false);
+  const std::uint64_t state_bytes = 12ull * (20480 + 3 * 50176 + 1024);
+  CHECK(stats.ssd_read_bytes == 20 * state_bytes);
+  CHECK(stats.ssd_write_bytes == 20 * state_bytes);
+  // One budget byte less is refused before anything runs.
+  CHECK_THROWS_AS(plan_for(options, piece_options("pieces-small", kTwoPieceSlots - 1)),
+                  sparsetrain::common::UsageError);
+}
+
+TEST_CASE("states in pieces, overlapped updates, blocks streamed from the store's pieces") {
+  TrainOptions options = small_options();
+  options.grad_clip = 0;
+  OffloadOptions offload = piece_options("pieces-stream", kTwoPieceSlots);
+  offload.budgets.compute_bytes = compute_budget_for_slots(options, offload, 2);
+  REQUIRE(plan_for(options, offload).stream_slots == 2);
+  const OffloadStats stats = compare_with_in_memory(options, offload, false);
+  CHECK(stats.units_updated_during_backward >= 2 * 20);
+  const std::uint64_t loads = 20 * 6 + 3 * 2 * 3;  // as in the whole-unit streaming test
+  CHECK(stats.stream_read_bytes == loads * 4 * 50176);
+}
+
+TEST_CASE("states in pieces in RAM: blocks streamed from RAM, committed every 3 steps") {
+  TrainOptions options = small_options();
+  options.grad_clip = 0.5;
+  OffloadOptions offload = piece_options("pieces-ram", 64 << 20);
+  offload.commit_every = 3;
+  offload.budgets.compute_bytes = compute_budget_for_slots(options, offload, 2);
+  REQUIRE(plan_for(options, offload).stream_slots == 2);
+  const OffloadStats stats = compare_with_in_memory(options, offload, true);
+  CHECK(stats.ssd_read_bytes == 0);
+  CHECK(stats.commits == 7);  // steps 3, 6, …, 18 and the last
+}
+
+TEST_CASE("a run in pieces resumes bit for bit; another piece size or an old store is refused") {
+  Fixture f;
+  TrainOptions options = small_options();
+  options.grad_clip = 1.0;
+  const ReferenceRun reference(f, options);
+  OffloadOptions offload = piece_options("pieces-resume", kTwoPieceSlots);
+  {
+    OffloadTrainer first(f.config, f.initial_weights(), options, offload);
+    train_and_stop_after(first, f.train_data, f.valid_data, 7);
+  }
+  offload.resume = true;
+  {
+    OffloadOptions other = offload;
+    other.state_piece_floats = 2 * kPieceFloats;
+    other.budgets.cpu_bytes = 2 * kTwoPieceSlots;
+    fuyou_test::check_usage_error(
+        [&] { OffloadTrainer bad(f.config, GptWeights{}, options, other); },
+        {"state piece floats", "16384", "32768"});
+  }
+  OffloadTrainer second(f.config, GptWeights{}, options, offload);
+  check_resumed_run(second, f, reference, 8);
+
+  // A store written before pieces (train.state format 1: eight fields) is refused by its format.
+  OffloadOptions old = piece_options("pieces-old-format", kTwoPieceSlots);
+  {
+    StoreOptions store_options;
+    store_options.extent_bytes = old.store_extent_bytes;
+    auto store = TensorStore::create(old.ssd_dirs, store_options);
+    store->define("train.state", StoreDType::kI64, {8});
+    const std::int64_t meta[8] = {1, 5, 7, 4, 32, 1, 3, 64};
+    store->write("train.state", meta, 0, sizeof meta).get();
+    store->commit();
+  }
+  old.resume = true;
+  try {
+    OffloadTrainer bad(f.config, GptWeights{}, options, old);
+    FAIL("a format 1 store was opened");
+  } catch (const sparsetrain::common::RunError& e) {
+    CHECK(std::string(e.what()).find("format 1") != std::string::npos);
+  }
 }
