@@ -152,6 +152,7 @@ struct FinetuneOptions {
   std::string gpu_mem;  // compute tier; empty = no limit
   bool resume = false;
   std::int64_t commit_every = 1;
+  std::string state_piece;  // empty = the default (64 MiB of each of master, m, v)
 };
 
 nlohmann::json plan_json(const fy::OffloadPlan& p) {
@@ -195,6 +196,14 @@ fy::OffloadOptions offload_options_of(const FinetuneOptions& options) {
   o.budgets.compute_bytes = options.gpu_mem.empty() ? 0 : common::parse_bytes(options.gpu_mem);
   o.resume = options.resume;
   o.commit_every = options.commit_every;
+  if (!options.state_piece.empty()) {
+    const std::uint64_t bytes = common::parse_bytes(options.state_piece);
+    if (bytes < 4096) {
+      throw common::UsageError("--state-piece " + options.state_piece + " is below 4 KiB",
+                               "use e.g. --state-piece 64MiB (the default)");
+    }
+    o.state_piece_floats = static_cast<std::int64_t>(bytes / 4);
+  }
   return o;
 }
 
@@ -426,9 +435,10 @@ void run_finetune(FinetuneOptions options, CommandContext& context) {
     return;
   }
   if (options.resume || !options.cpu_mem.empty() || !options.gpu_mem.empty() ||
-      options.commit_every != 1) {
+      options.commit_every != 1 || !options.state_piece.empty()) {
     throw common::UsageError(
-        "--resume, --cpu-mem, --gpu-mem and --commit-every apply to offloaded runs only",
+        "--resume, --cpu-mem, --gpu-mem, --commit-every and --state-piece apply to offloaded "
+        "runs only",
                              "add --ssd DIR to offload, or drop them to train in memory");
   }
   if (context.global.dry_run) {
@@ -535,6 +545,12 @@ void add_finetune_command(CLI::App& fuyou) {
                   "committed every step")
       ->check(CLI::PositiveNumber)
       ->capture_default_str()
+      ->group(kOffload);
+  sub->add_option("--state-piece", options->state_piece,
+                  "Offload: the optimizer reads, updates and writes the states in pieces of at "
+                  "most this much of each of master, m, v (default 64MiB, rounded down to a "
+                  "multiple of the store's extent rule); --cpu-mem needs two pieces' 3 x SIZE "
+                  "when the states live in the store. Fixed for a store: --resume checks it")
       ->group(kOffload);
   const std::string kOutput = "Output";
   sub->add_option("--export", options->export_path,

@@ -796,7 +796,7 @@ void OffloadTrainer::open_store() {
       {"--accum", {meta[kMetaAccum], train_.accum}},
       {"--model layers", {meta[kMetaLayers], config_.n_layer}},
       {"--model hidden", {meta[kMetaHidden], config_.n_embd}},
-      {"state piece floats", {meta[kMetaPieceFloats], impl.piece_floats}}};
+      {"--state-piece (floats)", {meta[kMetaPieceFloats], impl.piece_floats}}};
   if (meta[kMetaFormat] != kMetaFormatVersion || meta_bytes != kMetaLen * sizeof(std::int64_t)) {
     throw common::RunError(
         "the store's train.state has format " + std::to_string(meta[kMetaFormat]),

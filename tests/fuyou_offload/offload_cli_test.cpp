@@ -89,6 +89,27 @@ TEST_CASE("a CPU budget too small for two staging slots is refused with exit 2")
   CHECK(r.exit_code == 2);
 }
 
+TEST_CASE("--state-piece sets the states' piece size, rounded to the store's extent rule") {
+  const fs::path d = scratch("piece");
+  // 4 MiB extents: pieces are whole multiples of 1 Mi floats (4 MiB of each of master, m, v).
+  auto r = run_sparsetrain(tiny_args("5") + std::vector<std::string>{
+                                                "--ssd", ssd_of(d), "--cpu-mem", "1200KiB",
+                                                "--state-piece", "6MiB", "--dry-run", "--out",
+                                                (d / "plan.json").string()});
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  CHECK(r.out.find("a piece of at most 4.00 MiB of each") != std::string::npos);
+  CHECK(read_json(d / "plan.json")["metrics"]["offload"]["state_piece_floats"] == 1 << 20);
+  r = run_sparsetrain(tiny_args("5") + std::vector<std::string>{"--ssd", ssd_of(d), "--cpu-mem",
+                                                                "1200KiB", "--state-piece", "1KiB"});
+  CHECK(r.exit_code == 2);
+  CHECK(r.err.find("--state-piece 1KiB is below 4 KiB") != std::string::npos);
+  r = run_sparsetrain(tiny_args("5") + std::vector<std::string>{"--state-piece", "64MiB"});
+  CHECK(r.exit_code == 2);
+  CHECK(r.err.find("apply to offloaded runs only") != std::string::npos);
+  CHECK_FALSE(fs::exists(d / "a" / "sparsetrain-store.json"));
+}
+
 TEST_CASE("an offloaded run records the in-memory run's losses and reports bytes and the bound") {
   const fs::path d = scratch("same");
   auto mem = run_sparsetrain(tiny_args("6") +

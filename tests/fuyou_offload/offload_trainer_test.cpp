@@ -410,7 +410,7 @@ TEST_CASE("a run in pieces resumes bit for bit; another piece size or an old sto
     other.budgets.cpu_bytes = 2 * kTwoPieceSlots;
     fuyou_test::check_usage_error(
         [&] { OffloadTrainer bad(f.config, GptWeights{}, options, other); },
-        {"state piece floats", "16384", "32768"});
+        {"--state-piece (floats) 16384", "32768"});
   }
   OffloadTrainer second(f.config, GptWeights{}, options, offload);
   check_resumed_run(second, f, reference, 8);
