@@ -82,6 +82,13 @@ TEST_CASE("a CPU budget too small for two staging slots is refused with exit 2")
   CHECK(r.exit_code == 2);
   CHECK(r.err.find("--cpu-mem does not fit") != std::string::npos);
   CHECK_FALSE(fs::exists(d / "a" / "sparsetrain-store.json"));
+  // Refused before the rate probes: GPT-3 175B's probe block alone would be 7 GiB of fp32 weights
+  // and minutes of work on this machine (the CLI tests' time limit fails the test then).
+  r = run_sparsetrain({"fuyou", "finetune", "--model", "gpt3-175b", "--device", "cpu", "--seq",
+                       "1024", "--micro-batch", "1", "--ssd", ssd_of(d), "--cpu-mem", "64MiB",
+                       "--progress", "never"});
+  CHECK(r.exit_code == 2);
+  CHECK(r.err.find("--cpu-mem does not fit: needs 384 MiB") != std::string::npos);
   r = run_sparsetrain(tiny_args("5") + std::vector<std::string>{"--ssd", ssd_of(d)});
   CHECK(r.exit_code == 2);
   CHECK(r.err.find("--cpu-mem") != std::string::npos);
