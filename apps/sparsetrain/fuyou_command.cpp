@@ -551,9 +551,10 @@ void add_finetune_command(CLI::App& fuyou) {
       ->group(kOffload);
   sub->add_option("--state-piece", options->state_piece,
                   "Offload: the optimizer reads, updates and writes the states in pieces of at "
-                  "most this much of each of master, m, v (default 64MiB, rounded down to a "
-                  "multiple of the store's extent rule); --cpu-mem needs two pieces' 3 x SIZE "
-                  "when the states live in the store. Fixed for a store: --resume checks it")
+                  "most this much of each of master, m, v (default 64MiB; rounded down to a "
+                  "multiple of 4MiB, at least 4MiB, so that pieces fill whole store extents); "
+                  "with the states in the store --cpu-mem holds two pieces, 6 x SIZE. Fixed "
+                  "for a store: --resume checks it")
       ->group(kOffload);
   const std::string kOutput = "Output";
   sub->add_option("--export", options->export_path,

@@ -83,9 +83,8 @@ OffloadPlan plan_offload(const ModelConfig& config, const OffloadShape& shape,
   }
   plan.state_piece_floats = shape.state_piece_floats;
   // The largest piece any unit has: a staging slot holds its master, m and v.
-  const std::int64_t piece_floats =
-      std::min(max_unit_padded_params(config), shape.state_piece_floats);
-  const std::uint64_t staging_bytes = 3 * kF32 * u64(piece_floats);
+  plan.largest_piece_floats = std::min(max_unit_padded_params(config), shape.state_piece_floats);
+  const std::uint64_t staging_bytes = 3 * kF32 * u64(plan.largest_piece_floats);
 
   const std::uint64_t block_params = u64(config.block_param_count());
   const std::uint64_t block_padded = u64(unit_padded_params(config, 1));
@@ -323,7 +322,7 @@ std::string OffloadPlan::describe() const {
       << (states_in_cpu ? "in CPU memory (written to the store on commit steps)"
                         : "in the SSD store, " + std::to_string(state_slots) +
                               " staging slots of a piece of at most " +
-                              bytes(4 * static_cast<std::uint64_t>(state_piece_floats)) +
+                              bytes(4 * static_cast<std::uint64_t>(largest_piece_floats)) +
                               " of each")
       << "\n";
   if (stream_slots > 0) {

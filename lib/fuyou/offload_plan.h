@@ -108,6 +108,7 @@ struct OffloadPlan {
   std::int64_t grad_block_slots = 0;  // block gradient buffers: 2 (double buffer) or n_layer
   std::int64_t state_slots = 0;       // staging buffers of one state piece (0 if in CPU)
   std::int64_t state_piece_floats = 0;  // P (state_pieces.h), as the store lays the states out
+  std::int64_t largest_piece_floats = 0;  // min(P, the largest unit): what a staging slot holds
   std::int64_t pinned_slots = 0;      // CUDA: pinned gradient (fp32) and weight (bf16) slots each
   std::int64_t params = 0;
   std::vector<PlanItem> compute_items, cpu_items, ssd_items;

@@ -514,6 +514,11 @@ OffloadPlan plan_offload_run(const ModelConfig& config, const TrainOptions& trai
   shape.cuda = train.device == TrainDevice::kCuda;
   shape.commit_every = options.commit_every;
   shape.block_grads_in_cpu = options.block_grads_in_cpu;
+  if (options.state_piece_floats < 0) {
+    throw common::UsageError(
+        "state piece of " + std::to_string(options.state_piece_floats) + " floats",
+        "pass a positive piece size, or 0 for the default");
+  }
   shape.state_piece_floats = state_piece_floats(
       options.store_extent_bytes,
       options.state_piece_floats > 0 ? options.state_piece_floats : kDefaultStatePieceFloats);
@@ -642,6 +647,15 @@ OffloadTrainer::OffloadTrainer(ModelConfig config, GptWeights initial, TrainOpti
   store_options.extent_bytes = options_.store_extent_bytes;
   if (options_.resume) {
     store_ = TensorStore::open(options_.ssd_dirs, store_options);
+    // The store keeps the extent it was made with; pieces must fill whole extents of it
+    // (state_pieces.h: no two in-flight writes may share one).
+    if (12 * static_cast<std::uint64_t>(impl.piece_floats) % store_->extent_bytes() != 0) {
+      throw common::RunError("the store in '" + options_.ssd_dirs[0] + "' has extents of " +
+                                 std::to_string(store_->extent_bytes()) +
+                                 " bytes, which pieces of " + std::to_string(impl.piece_floats) +
+                                 " floats do not fill",
+                             "resume with the store extent the run was started with");
+    }
     open_store();
   } else {
     store_ = TensorStore::create(options_.ssd_dirs, store_options);

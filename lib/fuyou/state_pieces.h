@@ -1,8 +1,9 @@
 // Optimizer state pieces: how a unit's fp32 master weights and Adam m, v are laid out in the store
 // (and in RAM when they live there), so that the optimizer stages one bounded piece at a time
-// instead of a whole unit. Without pieces the --cpu-mem floor was two whole units' states (2 × 12 B
-// per parameter of the largest unit: 7.0 GiB for GPT-3 13B's blocks); with pieces of P floats it is
-// 2 × 12 × P bytes (384 MiB at the default P = 2^24).
+// instead of a whole unit. Without pieces the states' share of the --cpu-mem floor was two whole
+// units' states (2 × 12 B per parameter of the largest unit: 7.0 GiB for GPT-3 13B's blocks); with
+// pieces of P floats it is 2 × 12 × P bytes (384 MiB at the default P = 2^24). (The CUDA tier's
+// pinned gradient and weight slots are still one whole unit each: 12 B per parameter of it.)
 //
 // Layout of unit u's store tensor (offload_plan.h numbers the units), padded = its parameters
 // rounded up to 1024 floats:

@@ -411,6 +411,12 @@ TEST_CASE("a run in pieces resumes bit for bit; another piece size or an old sto
     fuyou_test::check_usage_error(
         [&] { OffloadTrainer bad(f.config, GptWeights{}, options, other); },
         {"--state-piece (floats) 16384", "32768"});
+    // Pieces that would not fill the store's 64 KiB extents (12 · 5,120 B): refused before use.
+    other.store_extent_bytes = 4096;
+    other.state_piece_floats = 5120;
+    CHECK_THROWS_WITH_AS(OffloadTrainer(f.config, GptWeights{}, options, other),
+                         doctest::Contains("has extents of 65536 bytes"),
+                         sparsetrain::common::RunError);
   }
   OffloadTrainer second(f.config, GptWeights{}, options, offload);
   check_resumed_run(second, f, reference, 8);
