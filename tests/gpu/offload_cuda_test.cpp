@@ -269,6 +269,38 @@ TEST_CASE("a streamed CUDA run stopped after step 10 resumes from the store") {
   check_resumed_run(second, f, reference, want, "resumed streamed run's final master");
 }
 
+// Optimizer states in pieces of 16,384 floats (state_pieces.h; the 64 KiB test extents allow it):
+// each block's 198,656 padded floats are 13 pieces, so the updates of every unit run piece by
+// piece into its pinned bf16 weight slot before one upload, and streamed blocks are gathered from
+// the pieces in RAM into the loader's fp32 buffer before conversion.
+TEST_CASE("CUDA offloaded training with the states in pieces matches in-memory CUDA training") {
+  TrainOptions options = small_options();
+  options.grad_clip = 0;
+  OffloadOptions offload = offload_options("pieces", 8 << 20);
+  offload.state_piece_floats = 16384;
+  const OffloadStats stats = compare_with_in_memory(options, offload);
+  const std::uint64_t params = static_cast<std::uint64_t>(Fixture{}.config.param_count());
+  CHECK(stats.pcie_d2h_bytes == 20 * 4 * params);  // the same transfers as whole units
+  CHECK(stats.pcie_h2d_bytes == 20 * 2 * params);
+}
+
+TEST_CASE("streamed CUDA blocks gathered from states in pieces in RAM, K = 2 + clipping, match") {
+  TrainOptions options = small_options();
+  options.grad_clip = 0.5;
+  options.accum = 2;
+  OffloadOptions offload = streamed_options("stream-pieces", options, 64 << 20);  // states in RAM
+  offload.state_piece_floats = 16384;
+  Fixture f;
+  const OffloadPlan plan = plan_offload_run(f.config, options, offload);
+  REQUIRE(plan.stream_slots == 2);
+  bool gather_buffer = false;
+  for (const PlanItem& item : plan.cpu_items) gather_buffer |= item.what == "fp32 block read buffer";
+  CHECK(gather_buffer);
+  const OffloadStats stats = compare_with_in_memory(options, offload, /*states_in_cpu=*/true);
+  CHECK(stats.ssd_read_bytes == 0);
+  CHECK(stats.stream_read_bytes == (20 * 2 * 8 + 3 * 2 * 4) * 4ull * 198656);
+}
+
 int main(int argc, char** argv) {
   ::setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8", 0);  // cuBLAS's deterministic mode
   if (!torch::cuda::is_available()) {
