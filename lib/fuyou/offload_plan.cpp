@@ -164,7 +164,7 @@ OffloadPlan plan_offload(const ModelConfig& config, const OffloadShape& shape,
   // block gradient accumulators when they live on the CPU, and (states in the store) one fp32
   // block buffer the loader reads the master into.
   const std::uint64_t pinned_bytes =
-      shape.cuda ? 2 * (kF32 + kBF16) * u64(max_unit_padded_params(config)) : 0;
+      shape.cuda ? 2 * (kF32 + kBF16) * u64(plan.largest_piece_floats) : 0;
   std::vector<PlanItem> stream_cpu_items;
   if (cuda_stream) {
     stream_cpu_items.push_back({"2 pinned bf16 block upload buffers", 2 * kBF16 * block_padded});
@@ -197,12 +197,12 @@ OffloadPlan plan_offload(const ModelConfig& config, const OffloadShape& shape,
     plan.cpu_items.push_back({"fp32 block read buffer", kF32 * block_padded});
   }
   if (shape.cuda) {
-    // One unit's gradients downloading while the previous one updates; likewise for the weights
-    // going back up.
+    // One state piece's gradients downloading while the previous one updates; likewise for the
+    // weights going back up.
     plan.pinned_slots = 2;
-    const std::uint64_t unit_floats = u64(max_unit_padded_params(config));
-    plan.cpu_items.push_back({"2 pinned fp32 gradient slots", 2 * kF32 * unit_floats});
-    plan.cpu_items.push_back({"2 pinned bf16 weight slots", 2 * kBF16 * unit_floats});
+    const std::uint64_t piece_floats = u64(plan.largest_piece_floats);  // they go piece by piece
+    plan.cpu_items.push_back({"2 pinned fp32 gradient slots", 2 * kF32 * piece_floats});
+    plan.cpu_items.push_back({"2 pinned bf16 weight slots", 2 * kBF16 * piece_floats});
   }
   plan.cpu_items.insert(plan.cpu_items.end(), stream_cpu_items.begin(), stream_cpu_items.end());
   plan.cpu_total = sum_items(plan.cpu_items);

@@ -56,16 +56,12 @@ void accumulate(at::Tensor& acc, const at::Tensor& g) {
   if (g.defined()) acc.add_(g.to(acc.options()));
 }
 
-at::Tensor float_view(float* base, const at::Tensor& like) {
-  return at::from_blob(base, like.sizes(), at::TensorOptions().dtype(at::kFloat));
-}
-
 at::Tensor float_span(float* base, std::int64_t n) {
   return at::from_blob(base, {n}, at::TensorOptions().dtype(at::kFloat));
 }
 
-at::Tensor bf16_view(std::byte* base, const at::Tensor& like) {
-  return at::from_blob(base, like.sizes(), at::TensorOptions().dtype(at::kBFloat16));
+at::Tensor bf16_span(std::byte* base, std::int64_t n) {
+  return at::from_blob(base, {n}, at::TensorOptions().dtype(at::kBFloat16));
 }
 
 // The optimizer unit of a canonical tensor name (offload_plan.h's numbering).
@@ -120,7 +116,8 @@ struct OffloadTrainer::Impl {
   std::int64_t piece_floats = 0;          // P, state_pieces.h
   std::vector<AlignedBuffer> cpu_states;  // per unit, its pieces' [master | m | v], states_in_cpu
   AlignedBuffer staging[2];               // otherwise: two slots of one piece
-  // CUDA: pinned host slots, alternating by unit: fp32 gradients coming down, bf16 weights going up.
+  // CUDA: pinned host slots of one state piece, alternating by piece: fp32 gradients coming down,
+  // bf16 weights going up.
   AlignedBuffer grad_pinned[2], weight_pinned[2];
   AlignedBuffer meta;                     // train.state
   // Gradient accumulators, fp32, compute tier.
@@ -266,32 +263,42 @@ class OffloadTrainer::OptimizerStage {
     auto t = phases_.scope("drain");
     const auto l = static_cast<std::size_t>(job.unit - 1);
     BlockWeights& acc = impl.host_block_grads[l];
-    std::vector<at::Tensor> host = job.grads;
-    if (impl.cuda) {
-      // grad_pinned[0] is free here: the updates use it only between pops.
-      auto* base = reinterpret_cast<float*>(impl.grad_pinned[0].data());
-      std::int64_t offset = 0;
-      for (std::size_t i = 0; i < host.size(); ++i) {
-        host[i] = float_view(base + offset, acc.tensors[i]);
-        offset += acc.tensors[i].numel();
+    const UnitTensors& unit = impl.units[static_cast<std::size_t>(job.unit)];
+    // Piece by piece: on CUDA through grad_pinned[0], which holds one piece and is free here (the
+    // updates use the pinned slots only between pops).
+    for (const StatePiece& piece : unit.pieces) {
+      const std::vector<TensorSpan> spans = piece_spans(unit.numels, piece);
+      std::vector<at::Tensor> host;
+      for (const TensorSpan& span : spans) {
+        host.push_back(flat_slice(job.grads[span.tensor], span.tensor_offset, span.floats));
       }
-      transfer_->download(job.grads, host, job.ready);
-      t_.stats_.pcie_d2h_bytes += 4 * static_cast<std::uint64_t>(offset);
-      job.grads.clear();
-      release_pool_slot(job.pool_slot);
-    }
-    for (int i = 0; i < kBlockTensorCount; ++i) {
-      if (job.first) {
-        acc[i].copy_(host[static_cast<std::size_t>(i)]);
-      } else {
-        acc[i].add_(host[static_cast<std::size_t>(i)]);
+      if (impl.cuda) {
+        std::vector<at::Tensor> gpu = std::move(host);
+        host.clear();
+        auto* base = reinterpret_cast<float*>(impl.grad_pinned[0].data());
+        for (const TensorSpan& span : spans) {
+          host.push_back(float_span(base + span.piece_offset, span.floats));
+          t_.stats_.pcie_d2h_bytes += 4 * static_cast<std::uint64_t>(span.floats);
+        }
+        transfer_->download(gpu, host, job.ready);
+        if (piece.index + 1 == static_cast<std::int64_t>(unit.pieces.size())) {
+          job.grads.clear();
+          release_pool_slot(job.pool_slot);  // all of it is in pinned memory or added up
+          job.pool_slot = -1;
+        }
+      }
+      for (std::size_t k = 0; k < spans.size(); ++k) {
+        at::Tensor dst = flat_slice(acc[static_cast<int>(spans[k].tensor)], spans[k].tensor_offset,
+                                    spans[k].floats);
+        if (job.first) {
+          dst.copy_(host[k]);
+        } else {
+          dst.add_(host[k]);
+        }
       }
     }
-    if (!impl.cuda) {
-      host.clear();
-      job.grads.clear();
-      release_pool_slot(job.pool_slot);
-    }
+    job.grads.clear();
+    release_pool_slot(job.pool_slot);
     if (job.norm) {
       // The in-memory trainer's expression, on the CPU (its reduction order differs from the
       // GPU's: the norm, hence a clipping factor, may differ in the last bits).
@@ -356,7 +363,6 @@ class OffloadTrainer::OptimizerStage {
     };
     if (!in_cpu && n > 0) issue_read(0);
     Job job;                             // the current unit's gradients
-    std::vector<at::Tensor> weights_out;  // where its new compute weights go
     for (std::size_t s = 0; s < n; ++s) {
       if (!in_cpu && s + 1 < n) {
         wait(writes[(s + 1) % 2], "write_wait");  // the slot's previous piece is on disk
@@ -366,73 +372,76 @@ class OffloadTrainer::OptimizerStage {
       const std::size_t i = pieces[s].i;
       const StatePiece& piece = pieces[s].piece;
       const UnitTensors& unit = impl.units[impl.order[i]];
+      const bool last_piece = piece.index + 1 == static_cast<std::int64_t>(unit.pieces.size());
       if (piece.index == 0) {
-        {
-          auto t = phases_.scope("grad_wait");
-          job = pop_job(impl.order[i]);
-        }
-        // Where AdamW writes the new compute weights: in place (CPU tier), or a pinned bf16 slot
-        // that then goes up to the GPU.
-        weights_out.clear();
-        if (impl.cuda) {
-          // The unit's gradients come down into pinned fp32 memory; the GPU accumulators are free
-          // again as soon as they are copied. A streamed block's new weights are not uploaded
-          // here: its next load converts its master (the stream's loader).
-          std::vector<at::Tensor> host_grads;
-          auto* grad_base = reinterpret_cast<float*>(impl.grad_pinned[i % 2].data());
-          std::int64_t offset = 0;
-          for (at::Tensor* w : unit.compute) {
-            host_grads.push_back(float_view(grad_base + offset, *w));
-            if (!streamed(job.unit)) {
-              weights_out.push_back(bf16_view(impl.weight_pinned[i % 2].data() + 2 * offset, *w));
-            }
-            offset += w->numel();
+        auto t = phases_.scope("grad_wait");
+        job = pop_job(impl.order[i]);
+      }
+      // This piece's gradients (grads[k] for spans[k]) and where AdamW writes its new compute
+      // weights (outs[k]): in place (CPU tier), or a pinned bf16 slot that then goes up to the GPU.
+      // A streamed block's new weights are not written: its next load converts its master.
+      const std::vector<TensorSpan> spans = piece_spans(unit.numels, piece);
+      std::vector<at::Tensor> grads, outs;
+      for (const TensorSpan& span : spans) {
+        grads.push_back(flat_slice(job.grads[span.tensor], span.tensor_offset, span.floats));
+      }
+      if (impl.cuda) {
+        if (!job.host) {  // else: already in the block's CPU accumulator
+          // Down into pinned fp32 memory, one piece at a time; the GPU accumulators are free
+          // again once the last piece is copied.
+          std::vector<at::Tensor> gpu = std::move(grads);
+          grads.clear();
+          auto* grad_base = reinterpret_cast<float*>(impl.grad_pinned[s % 2].data());
+          for (const TensorSpan& span : spans) {
+            grads.push_back(float_span(grad_base + span.piece_offset, span.floats));
+            t_.stats_.pcie_d2h_bytes += 4 * static_cast<std::uint64_t>(span.floats);
           }
-          if (!job.host) {  // else: already in the block's CPU accumulator
-            {
-              auto t = phases_.scope("download");
-              transfer_->download(job.grads, host_grads, job.ready);
-            }
-            t_.stats_.pcie_d2h_bytes += 4 * static_cast<std::uint64_t>(offset);
+          {
+            auto t = phases_.scope("download");
+            transfer_->download(gpu, grads, job.ready);
+          }
+          if (last_piece) {
             release_pool_slot(job.pool_slot);
             job.pool_slot = -1;
-            job.grads = std::move(host_grads);
           }
-          if (!streamed(job.unit)) {
+        }
+        if (!streamed(job.unit)) {
+          {
             auto t = phases_.scope("upload_wait");  // the slot's previous weights are on the GPU
-            CudaTransfer::wait(uploads_[i % 2]);
+            CudaTransfer::wait(uploads_[s % 2]);
           }
-        } else if (!streamed(job.unit)) {
-          for (at::Tensor* w : unit.compute) weights_out.push_back(*w);
+          for (const TensorSpan& span : spans) {
+            outs.push_back(
+                bf16_span(impl.weight_pinned[s % 2].data() + 2 * span.piece_offset, span.floats));
+          }
+        }
+      } else if (!streamed(job.unit)) {
+        for (const TensorSpan& span : spans) {
+          outs.push_back(flat_slice(*unit.compute[span.tensor], span.tensor_offset, span.floats));
         }
       }
       {
         auto t = phases_.scope("adam");
         float* base = base_of(s);
-        for (const TensorSpan& span : piece_spans(unit.numels, piece)) {
+        for (std::size_t k = 0; k < spans.size(); ++k) {
+          const TensorSpan& span = spans[k];
           at::Tensor master = float_span(base + span.piece_offset, span.floats);
           at::Tensor m = float_span(base + piece.floats + span.piece_offset, span.floats);
           at::Tensor v = float_span(base + 2 * piece.floats + span.piece_offset, span.floats);
-          at::Tensor grad = flat_slice(job.grads[span.tensor], span.tensor_offset, span.floats);
-          if (job.scaled) grad.mul_(job.scale);
-          // A streamed block's compute weights are its master: nothing else to write.
-          at::Tensor out;
-          if (!weights_out.empty()) {
-            out = flat_slice(weights_out[span.tensor], span.tensor_offset, span.floats);
-          }
+          if (job.scaled) grads[k].mul_(job.scale);
           adamw_step(adam_options_for(t_.train_, unit.names[span.tensor], lr_), step_, master, m,
-                     v, grad, out.defined() ? &out : nullptr, t_.train_.isa);
+                     v, grads[k], outs.empty() ? nullptr : &outs[k], t_.train_.isa);
         }
       }
-      if (piece.index + 1 == static_cast<std::int64_t>(unit.pieces.size())) {  // the unit is done
-        if (impl.cuda && !streamed(job.unit)) {
-          std::vector<at::Tensor> compute;
-          for (at::Tensor* w : unit.compute) compute.push_back(*w);
-          uploads_[i % 2] = transfer_->upload(weights_out, compute);
-          for (const at::Tensor& w : compute) {
-            t_.stats_.pcie_h2d_bytes += 2 * static_cast<std::uint64_t>(w.numel());
-          }
+      if (impl.cuda && !streamed(job.unit)) {
+        std::vector<at::Tensor> gpu;
+        for (const TensorSpan& span : spans) {
+          gpu.push_back(flat_slice(*unit.compute[span.tensor], span.tensor_offset, span.floats));
+          t_.stats_.pcie_h2d_bytes += 2 * static_cast<std::uint64_t>(span.floats);
         }
+        uploads_[s % 2] = transfer_->upload(outs, gpu);
+      }
+      if (last_piece) {  // the unit is done
         if (impl.in_backward.load()) ++t_.stats_.units_updated_during_backward;
         release_pool_slot(job.pool_slot);
         job = Job{};
@@ -615,7 +624,8 @@ OffloadTrainer::OffloadTrainer(ModelConfig config, GptWeights initial, TrainOpti
     for (auto& slot : impl.staging) slot = AlignedBuffer(slot_bytes);
   }
   if (impl.cuda) {
-    const std::size_t unit_floats = static_cast<std::size_t>(max_unit_padded_params(config_));
+    // One state piece each (the largest): the transfers go piece by piece.
+    const std::size_t unit_floats = static_cast<std::size_t>(plan_.largest_piece_floats);
     for (int i = 0; i < 2; ++i) {
       impl.grad_pinned[i] = AlignedBuffer(4 * unit_floats, /*pin=*/true);
       impl.weight_pinned[i] = AlignedBuffer(2 * unit_floats, /*pin=*/true);

@@ -22,9 +22,10 @@
 // (scripts/fuyou_compute_thread_io.sh checks it with strace).
 // CUDA tier (--device cuda): the compute weights are bf16 on the GPU and the gradient accumulators
 // fp32 there; the compute thread records a CUDA event after each unit's gradients and goes on; the
-// optimizer thread, on a copy stream of its own (cuda_transfer.h), waits for that event, downloads
-// the gradients into one of two pinned fp32 slots, runs the same CPU AdamW writing bf16 weights
-// into one of two pinned slots and uploads them, the upload overlapping the next unit's update.
+// optimizer thread, on a copy stream of its own (cuda_transfer.h), waits for that event and, state
+// piece by state piece, downloads the gradients into one of two pinned fp32 slots, runs the same
+// CPU AdamW writing bf16 weights into one of two pinned slots and uploads them, the upload
+// overlapping the next piece's update.
 // The step ends only when every upload is done. Same operations as InMemoryTrainer's CUDA path.
 // Streaming (CPU tier, when the compute weights exceed --gpu-mem): the embeddings and ln_f stay in
 // the compute tier, the blocks stream through plan().stream_slots slots (block_stream.h), each

@@ -2,8 +2,9 @@
 // (and in RAM when they live there), so that the optimizer stages one bounded piece at a time
 // instead of a whole unit. Without pieces the states' share of the --cpu-mem floor was two whole
 // units' states (2 × 12 B per parameter of the largest unit: 7.0 GiB for GPT-3 13B's blocks); with
-// pieces of P floats it is 2 × 12 × P bytes (384 MiB at the default P = 2^24). (The CUDA tier's
-// pinned gradient and weight slots are still one whole unit each: 12 B per parameter of it.)
+// pieces of P floats it is 2 × 12 × P bytes (384 MiB at the default P = 2^24). The CUDA tier's
+// gradients come down and its weights go up piece by piece too, so its two pinned fp32 gradient
+// and two bf16 weight slots hold one piece each (192 MiB at the default P), not one unit.
 //
 // Layout of unit u's store tensor (offload_plan.h numbers the units), padded = its parameters
 // rounded up to 1024 floats:

@@ -471,9 +471,15 @@ TEST_CASE("CUDA blocks streamed from states in RAM in several pieces need a gath
   const OffloadPlan pieces = plan_offload(c, s, b);
   REQUIRE(pieces.states_in_cpu);
   CHECK(gather_buffer(pieces) == 4 * kPadded);
-  CHECK(pieces.cpu_total == whole.cpu_total + 4 * kPadded);
-  // Exactly the budget of the whole-unit plan: the pieces' states no longer fit beside the buffer.
-  b.cpu_bytes = whole.cpu_total;
+  // Plus the gather buffer; minus, in the pinned slots (2 × fp32 + 2 × bf16), a block's 50,176
+  // floats become a piece's 16,384: the transfers go piece by piece too.
+  CHECK(pieces.cpu_total == whole.cpu_total + 4 * kPadded - 12 * (kPadded - 16384));
+  for (const PlanItem& item : pieces.cpu_items) {
+    if (item.what == "2 pinned fp32 gradient slots") CHECK(item.bytes == 2 * 4 * 16384);
+    if (item.what == "2 pinned bf16 weight slots") CHECK(item.bytes == 2 * 2 * 16384);
+  }
+  // One byte less than that: the states no longer fit beside the buffer, they go to the store.
+  b.cpu_bytes = pieces.cpu_total - 1;
   const OffloadPlan spilled = plan_offload(c, s, b);
   CHECK_FALSE(spilled.states_in_cpu);
   CHECK(gather_buffer(spilled) == 4 * kPadded);  // the store's read buffer, as before

@@ -440,3 +440,17 @@ TEST_CASE("a run in pieces resumes bit for bit; another piece size or an old sto
     CHECK(std::string(e.what()).find("format 1") != std::string::npos);
   }
 }
+
+TEST_CASE("the CUDA tier's gradient drain on the CPU tier in pieces: K = 2 + clipping, bit for bit") {
+  // Each micro-batch's block gradients add up into the CPU accumulators piece by piece (on CUDA
+  // through one pinned piece), here 4 pieces per block.
+  TrainOptions options = small_options();
+  options.grad_clip = 0.5;
+  options.accum = 2;
+  OffloadOptions offload = piece_options("pieces-drain", 2 << 20);
+  offload.block_grads_in_cpu = true;
+  offload.budgets.compute_bytes = compute_budget_for_slots(options, offload, 2) - 4ull * 49984;
+  REQUIRE(plan_for(options, offload).block_grads_in_cpu);
+  const OffloadStats stats = compare_with_in_memory(options, offload, false);
+  CHECK(stats.optimizer_phases.all().count("drain") == 1);
+}
