@@ -226,9 +226,11 @@ fy::TokenData load_tokens(const FinetuneOptions& options, std::string& source) {
   return bin ? fy::TokenData::from_llmc_bin(options.data) : fy::TokenData::from_text_file(options.data);
 }
 
-fy::TrainDevice resolve_device(const std::string& device) {
+// A dry run may plan a CUDA run on a machine without a GPU (with the reference GPU's rates).
+fy::TrainDevice resolve_device(const std::string& device, bool dry_run) {
   if (device == "cpu") return fy::TrainDevice::kCpu;
   const bool cuda = torch::cuda::is_available();
+  if (device == "cuda" && !cuda && dry_run) return fy::TrainDevice::kCuda;
   if (device == "cuda" && !cuda) {
     throw common::EnvironmentError("--device cuda: no CUDA device is visible",
                                    "run on a GPU machine or pass --device cpu");
@@ -288,10 +290,17 @@ void run_offloaded(const FinetuneOptions& options, const fy::ModelConfig& config
   // A run that cannot fit is refused before the rate probes, which run one block of the model
   // (a 175B block alone is 7 GiB of fp32 weights). The rates change the bound, not the fit.
   fy::plan_offload_run(config, options.train, offload);
+  // --device cuda --dry-run without a GPU: plan with the reference GPU machine's rates.
+  const bool reference_rates = cuda && !torch::cuda::is_available();
+  if (reference_rates) {
+    common::log_warn("no CUDA device here: planning only, the bound uses the H200 machine's "
+                     "measured rates (bench/results/fuyou_h200), not this machine's");
+  }
   {
     auto t = context.record.timings().scope("measure_rates");
-    offload.rates = cuda ? fy::measure_cuda_rates(config, options.train)
-                         : fy::measure_cpu_rates(config, options.train);
+    offload.rates = reference_rates ? fy::reference_cuda_rates()
+                    : cuda          ? fy::measure_cuda_rates(config, options.train)
+                                    : fy::measure_cpu_rates(config, options.train);
     // A dry run only plans: it writes nothing to the --ssd directories.
     if (!context.global.dry_run) offload.rates = fy::measure_ssd_rates(options.ssd, offload.rates);
   }
@@ -313,9 +322,12 @@ void run_offloaded(const FinetuneOptions& options, const fy::ModelConfig& config
         {"pcie_h2d_bytes_per_s", offload.rates.pcie_h2d_bytes_per_s},
         {"pcie_d2h_bytes_per_s", offload.rates.pcie_d2h_bytes_per_s},
         {"stream_convert_params_per_s", offload.rates.stream_convert_params_per_s},
-        {"source", context.global.dry_run ? "compute, cpu_adam, pcie, stream_convert measured "
-                                            "now; ssd from DESIGN.md (a dry run writes no probe)"
-                                          : "all measured now (offload_rates.h)"},
+        {"source", reference_rates ? "no CUDA device here: the H200 machine's measured rates "
+                                     "(offload_rates.h: reference_cuda_rates)"
+                   : context.global.dry_run
+                       ? "compute, cpu_adam, pcie, stream_convert measured now; ssd from "
+                         "DESIGN.md (a dry run writes no probe)"
+                       : "all measured now (offload_rates.h)"},
         {"compute_probe",
          "one transformer block's forward + recompute backward at the run's "
          "[B, T, C], 8*P_block + 16*C*T FLOP per token"}}},
@@ -396,7 +408,7 @@ void run_finetune(FinetuneOptions options, CommandContext& context) {
   nlohmann::json& metrics = context.record.metrics();
   const fy::ModelConfig config = fy::model_config_from_name(options.model);
   options.train.seed = context.global.seed;
-  options.train.device = resolve_device(options.device);
+  options.train.device = resolve_device(options.device, context.global.dry_run);
   const bool cuda = options.train.device == fy::TrainDevice::kCuda;
   if (!(options.valid_fraction > 0 && options.valid_fraction < 1)) {
     throw common::UsageError("--valid-fraction must lie in (0, 1)", "try --valid-fraction 0.1");

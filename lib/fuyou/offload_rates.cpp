@@ -86,6 +86,19 @@ OffloadRates measure_cpu_rates(const ModelConfig& config, const TrainOptions& tr
   return base;
 }
 
+OffloadRates reference_cuda_rates() {
+  OffloadRates r;
+  r.compute_flops_per_s = 6.79e14;
+  r.cpu_adam_params_per_s = 6.51e9;
+  r.pcie_h2d_bytes_per_s = 5.50e10;
+  r.pcie_d2h_bytes_per_s = 5.48e10;
+  r.ssd_read_bytes_per_s = 2.33e9;
+  r.ssd_write_bytes_per_s = 2.49e9;
+  r.ssd_mixed_bytes_per_s = 2.45e9;
+  r.stream_convert_params_per_s = 0;
+  return r;
+}
+
 OffloadRates measure_cuda_rates(const ModelConfig& config, const TrainOptions& train,
                                 OffloadRates base) {
   if (!torch::cuda::is_available()) {

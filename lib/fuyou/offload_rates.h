@@ -27,6 +27,12 @@ OffloadRates measure_cpu_rates(const ModelConfig& config, const TrainOptions& tr
 OffloadRates measure_cuda_rates(const ModelConfig& config, const TrainOptions& train,
                                 OffloadRates base = {});
 
+// The rates measured on the H200 machine (16 cores, one NVMe SSD; GPT-3 1.3B, B = 8, T = 1024;
+// bench/results/fuyou_h200/final/offload-store-states.json), for planning a CUDA run on a machine
+// without a GPU (`--device cuda --dry-run`): its bound is that machine's, not this one's.
+// stream_convert was not measured there (0: no such term).
+OffloadRates reference_cuda_rates();
+
 // ssd_read / ssd_write: `bytes_per_dir` (rounded to 4 KiB, capped at an eighth of the free space)
 // written with O_DIRECT to a probe file in every directory at once, synced, read back; then
 // ssd_mixed: that file read while a second one is written (what a step with the states in the

@@ -17,7 +17,8 @@ std::int64_t state_piece_floats(std::uint64_t extent_bytes, std::int64_t target)
   }
   // 12·P ≡ 0 (mod extent)  <=>  P ≡ 0 (mod extent / gcd(extent, 12)); and P ≡ 0 (mod 1024).
   const auto extent = static_cast<std::int64_t>(extent_bytes);
-  const std::int64_t step = std::lcm(extent / std::gcd(extent, std::int64_t{12}), std::int64_t{1024});
+  const std::int64_t step =
+      std::lcm(extent / std::gcd(extent, std::int64_t{12}), std::int64_t{1024});
   return std::max(step, target / step * step);
 }
 

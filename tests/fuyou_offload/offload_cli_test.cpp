@@ -118,6 +118,31 @@ TEST_CASE("--state-piece sets the states' piece size, rounded to the store's ext
   CHECK_FALSE(fs::exists(d / "a" / "sparsetrain-store.json"));
 }
 
+TEST_CASE("--device cuda --dry-run plans a CUDA run even where no GPU is visible") {
+  const fs::path d = scratch("cuda-plan");
+  std::vector<std::string> args = {"fuyou",    "finetune", "--model",      "tiny",  "--device",
+                                   "cuda",     "--ssd",    ssd_of(d),      "--cpu-mem", "2MiB",
+                                   "--seq",    "32",       "--micro-batch", "4",     "--progress",
+                                   "never"};
+  auto r = run_sparsetrain(args + std::vector<std::string>{"--dry-run", "--out",
+                                                           (d / "plan.json").string()});
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  CHECK(r.out.find("2 pinned fp32 gradient slots") != std::string::npos);  // the CUDA tier's plan
+  CHECK(r.out.find("bound by") != std::string::npos);
+  CHECK_FALSE(fs::exists(d / "a" / "sparsetrain-store.json"));
+  if (r.err.find("no CUDA device here") != std::string::npos) {  // CI: no GPU
+    const auto record = read_json(d / "plan.json");
+    CHECK(record["run"]["offload_bound"]["rates"]["source"].get<std::string>().find("H200") !=
+          std::string::npos);
+    // Training itself still needs the GPU.
+    r = run_sparsetrain(args + std::vector<std::string>{"--steps", "1"});
+    CHECK(r.exit_code != 0);
+    CHECK(r.err.find("no CUDA device is visible") != std::string::npos);
+    CHECK_FALSE(fs::exists(d / "a" / "sparsetrain-store.json"));
+  }
+}
+
 TEST_CASE("an offloaded run records the in-memory run's losses and reports bytes and the bound") {
   const fs::path d = scratch("same");
   auto mem = run_sparsetrain(tiny_args("6") +
