@@ -117,11 +117,21 @@ c10::cuda::CUDAStream checked_pool_stream() {
 
 class CudaBlockSlots final : public BlockStream::Slots {
  public:
-  CudaBlockSlots(const ModelConfig& config, std::int64_t slots, bool scratch, BlockMasterFn master)
+  CudaBlockSlots(const ModelConfig& config, std::int64_t slots, std::int64_t piece_floats,
+                 bool scratch, BlockMasterFn master)
       : floats_(config.block_param_count()),
         padded_(unit_padded_params(config, 1)),
+        pieces_(unit_pieces(padded_, piece_floats)),
         master_(std::move(master)),
         stream_(checked_pool_stream()) {
+    std::vector<std::int64_t> numels;
+    for (int i = 0; i < kBlockTensorCount; ++i) {
+      std::int64_t n = 1;
+      for (std::int64_t d : block_tensor_shape(config, i)) n *= d;
+      numels.push_back(n);
+    }
+    for (const StatePiece& piece : pieces_) spans_.push_back(piece_spans(numels, piece));
+    const auto buffer_floats = static_cast<std::size_t>(std::min(piece_floats, padded_));
     // One allocation per tensor, as the resident tier's weights have: the same alignment, so
     // cuBLAS has no reason to pick other kernels than for resident weights.
     const auto bf16 = at::TensorOptions().dtype(at::kBFloat16).device(at::kCUDA);
@@ -131,9 +141,8 @@ class CudaBlockSlots final : public BlockStream::Slots {
         slot[i] = at::empty(block_tensor_shape(config, i), bf16);
       gpu_.push_back(std::move(slot));
     }
-    for (auto& buffer : pinned_)
-      buffer = common::io::AlignedBuffer(2 * static_cast<std::size_t>(padded_));
-    if (scratch) scratch_ = common::io::AlignedBuffer(4 * static_cast<std::size_t>(padded_), false);
+    for (auto& buffer : pinned_) buffer = common::io::AlignedBuffer(2 * buffer_floats);
+    if (scratch) scratch_ = common::io::AlignedBuffer(4 * buffer_floats, /*pin=*/false);
     uploads_.resize(static_cast<std::size_t>(slots));
     released_.resize(static_cast<std::size_t>(slots));
     // The slots were allocated on the current stream (their memory may have been freed there by
@@ -147,33 +156,42 @@ class CudaBlockSlots final : public BlockStream::Slots {
 
   std::int64_t count() const override { return static_cast<std::int64_t>(gpu_.size()); }
 
-  // Reads and converts on the host at once; the upload then waits, on the GPU, for the compute
-  // stream to be done with the slot's last block (its release mark, recorded before BlockStream
-  // let this fill start), so the conversion overlaps the GPU's work on that block.
+  // Piece by piece: reads and converts on the host, then enqueues the piece's upload; the first
+  // upload waits, on the GPU, for the compute stream to be done with the slot's last block (its
+  // release mark, recorded before BlockStream let this fill start), so the conversion overlaps the
+  // GPU's work on that block. The copy stream runs the uploads in order: the last piece's event
+  // marks the whole block.
   std::uint64_t fill(std::int64_t slot, std::int64_t block) override {
     const auto s = static_cast<std::size_t>(slot);
-    const std::size_t p = fills_++ % 2;
-    CudaTransfer::wait(pinned_uploads_[p]);  // the pinned buffer's last upload has left it
-    const float* src =
-        master_(block, scratch_.data() ? reinterpret_cast<float*>(scratch_.data()) : nullptr);
-    fp32_to_bf16_rne(src, reinterpret_cast<std::uint16_t*>(pinned_[p].data()), floats_);
-    at::Tensor host =
-        at::from_blob(pinned_[p].data(), {floats_}, at::TensorOptions().dtype(at::kBFloat16));
-    auto mark = std::make_shared<CudaMarkImpl>();
-    {
-      c10::cuda::CUDAStreamGuard guard(stream_);
-      if (released_[s]) released_[s]->event.block(stream_);
-      released_[s].reset();
-      std::int64_t offset = 0;
-      for (at::Tensor& dst : gpu_[s].tensors) {
-        dst.copy_(host.narrow(0, offset, dst.numel()).view(dst.sizes()), /*non_blocking=*/true);
-        offset += dst.numel();
+    CudaMark last;
+    for (const StatePiece& piece : pieces_) {
+      const std::vector<TensorSpan>& spans = spans_[static_cast<std::size_t>(piece.index)];
+      const std::int64_t n = std::min(piece.floats, floats_ - piece.first);  // weights, no padding
+      const std::size_t p = fills_++ % 2;
+      CudaTransfer::wait(pinned_uploads_[p]);  // the pinned buffer's last upload has left it
+      const float* src = master_(
+          block, piece, scratch_.data() ? reinterpret_cast<float*>(scratch_.data()) : nullptr);
+      fp32_to_bf16_rne(src, reinterpret_cast<std::uint16_t*>(pinned_[p].data()), n);
+      at::Tensor host =
+          at::from_blob(pinned_[p].data(), {n}, at::TensorOptions().dtype(at::kBFloat16));
+      auto mark = std::make_shared<CudaMarkImpl>();
+      {
+        c10::cuda::CUDAStreamGuard guard(stream_);
+        if (released_[s]) released_[s]->event.block(stream_);
+        released_[s].reset();
+        for (const TensorSpan& span : spans) {
+          at::Tensor& dst = gpu_[s][static_cast<int>(span.tensor)];
+          dst.view({-1})
+              .narrow(0, span.tensor_offset, span.floats)
+              .copy_(host.narrow(0, span.piece_offset, span.floats), /*non_blocking=*/true);
+        }
+        mark->event.record(stream_);
       }
-      mark->event.record(stream_);
+      pinned_uploads_[p] = mark;
+      last = std::move(mark);
+      uploaded_bytes_ += 2 * static_cast<std::uint64_t>(n);
     }
-    uploads_[s] = mark;
-    pinned_uploads_[p] = std::move(mark);
-    uploaded_bytes_ += 2 * static_cast<std::uint64_t>(floats_);
+    uploads_[s] = std::move(last);
     return 4 * static_cast<std::uint64_t>(padded_);
   }
 
@@ -191,6 +209,8 @@ class CudaBlockSlots final : public BlockStream::Slots {
 
  private:
   std::int64_t floats_ = 0, padded_ = 0;
+  std::vector<StatePiece> pieces_;             // of a block's states
+  std::vector<std::vector<TensorSpan>> spans_;  // per piece: where it meets the block's tensors
   BlockMasterFn master_;
   c10::cuda::CUDAStream stream_;
   std::vector<BlockWeights> gpu_;  // per slot: the block's bf16 tensors
@@ -206,9 +226,10 @@ class CudaBlockSlots final : public BlockStream::Slots {
 }  // namespace
 
 std::unique_ptr<BlockStream::Slots> make_cuda_block_slots(const ModelConfig& config,
-                                                          std::int64_t slots, bool scratch,
+                                                          std::int64_t slots,
+                                                          std::int64_t piece_floats, bool scratch,
                                                           BlockMasterFn master) {
-  return std::make_unique<CudaBlockSlots>(config, slots, scratch, std::move(master));
+  return std::make_unique<CudaBlockSlots>(config, slots, piece_floats, scratch, std::move(master));
 }
 
 struct CudaInputStash::Impl {
@@ -324,8 +345,8 @@ CudaMark CudaTransfer::upload(const std::vector<at::Tensor>&, std::vector<at::Te
 }
 void CudaTransfer::wait(const CudaMark&) {}
 
-std::unique_ptr<BlockStream::Slots> make_cuda_block_slots(const ModelConfig&, std::int64_t, bool,
-                                                          BlockMasterFn) {
+std::unique_ptr<BlockStream::Slots> make_cuda_block_slots(const ModelConfig&, std::int64_t,
+                                                          std::int64_t, bool, BlockMasterFn) {
   throw common::EnvironmentError("this sparsetrain was built without CUDA",
                                  "rebuild against a CUDA LibTorch or pass --device cpu");
 }

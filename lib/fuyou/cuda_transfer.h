@@ -18,6 +18,7 @@
 
 #include "fuyou/block_stream.h"
 #include "fuyou/model_config.h"
+#include "fuyou/state_pieces.h"
 
 namespace sparsetrain::fuyou {
 
@@ -55,25 +56,29 @@ class CudaTransfer {
 // output. Needs no CUDA.
 void fp32_to_bf16_rne(const float* src, std::uint16_t* dst, std::int64_t n);
 
-// Loader thread: block `block`'s fp32 weights (BlockTensor order, each tensor after the previous):
-// a pointer into the states in RAM, or `scratch` (padded block floats, or null when the slots were
-// made without one) after reading them into it. Blocking; may throw.
-using BlockMasterFn = std::function<const float*(std::int64_t block, float* scratch)>;
+// Loader thread: the fp32 weights of block `block`'s state piece `piece` (state_pieces.h: the
+// block's flat floats [piece.first, piece.first + piece.floats), BlockTensor order, each tensor after
+// the previous): a pointer into the states in RAM, or `scratch` (one piece of floats, or null when
+// the slots were made without one) after reading them into it. Blocking; may throw.
+using BlockMasterFn =
+    std::function<const float*(std::int64_t block, const StatePiece& piece, float* scratch)>;
 
 // The CUDA tier's slots for a BlockStream: `slots` >= 2 bf16 GPU slots of one block each
 // (allocated once, one allocation per tensor as resident weights have), two pinned bf16 host
-// buffers of one block (registered once) and, with `scratch`, one fp32 host buffer for store reads.
-// fill (loader thread) waits on the host for the previous upload out of the pinned buffer it takes,
-// converts the block's fp32 master to bf16 on the CPU (round to nearest even in integer arithmetic:
-// exactly the CPU AdamW's bf16 output, which is what the resident tier uploads), and uploads it on
-// a copy stream of its own, recording an event; the upload first waits, on the GPU, for the event
-// the compute stream recorded at the slot's last release (so the conversion overlaps the GPU's
-// work on the slot's previous block). use (compute thread) makes the
+// buffers of one state piece of `piece_floats` (registered once) and, with `scratch`, one fp32
+// host buffer of one piece for store reads. fill (loader thread) goes piece by piece: waits on the
+// host for the previous upload out of the pinned buffer it takes, converts the piece's fp32 master
+// to bf16 on the CPU (round to nearest even in integer arithmetic: exactly the CPU AdamW's bf16
+// output, which is what the resident tier uploads), and uploads it on a copy stream of its own
+// (so one piece converts while the previous one crosses PCIe), recording an event after the last
+// piece; the first upload waits, on the GPU, for the event the compute stream recorded at the
+// slot's last release (so the conversion overlaps the GPU's work on the slot's previous block). use (compute thread) makes the
 // compute stream wait for that event; end_use records one on it. So the compute thread never waits
 // on the host for a copy, and the GPU holds `slots` blocks at a time. uploaded_bytes(): bf16 bytes
 // sent up so far (what fill returns is the fp32 bytes read).
 std::unique_ptr<BlockStream::Slots> make_cuda_block_slots(const ModelConfig& config,
-                                                          std::int64_t slots, bool scratch,
+                                                          std::int64_t slots,
+                                                          std::int64_t piece_floats, bool scratch,
                                                           BlockMasterFn master);
 std::uint64_t cuda_block_slots_uploaded_bytes(const BlockStream::Slots& slots);
 

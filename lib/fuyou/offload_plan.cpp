@@ -160,14 +160,18 @@ OffloadPlan plan_offload(const ModelConfig& config, const OffloadShape& shape,
   // CPU budget: the states when they fit, else two staging slots of one state piece each (one
   // updating, one loading or writing back).
   // The CUDA tier's pinned slots are needed either way: the states stay in RAM only beside them.
-  // Streaming on CUDA adds two pinned bf16 block buffers (fp32 master -> bf16 -> upload), the
-  // block gradient accumulators when they live on the CPU, and (states in the store) one fp32
-  // block buffer the loader reads the master into.
+  // Streaming on CUDA adds two pinned bf16 buffers of one state piece (fp32 master -> bf16 ->
+  // upload, piece by piece), the block gradient accumulators when they live on the CPU, and
+  // (states in the store) one fp32 piece buffer the loader reads the master into.
   const std::uint64_t pinned_bytes =
       shape.cuda ? 2 * (kF32 + kBF16) * u64(plan.largest_piece_floats) : 0;
   std::vector<PlanItem> stream_cpu_items;
+  // The stream's loader converts and uploads a block piece by piece (one state piece at a time).
+  const std::int64_t stream_piece_floats =
+      std::min<std::int64_t>(shape.state_piece_floats, static_cast<std::int64_t>(block_padded));
   if (cuda_stream) {
-    stream_cpu_items.push_back({"2 pinned bf16 block upload buffers", 2 * kBF16 * block_padded});
+    stream_cpu_items.push_back(
+        {"2 pinned bf16 piece upload buffers", 2 * kBF16 * u64(stream_piece_floats)});
   }
   if (plan.block_grads_in_cpu) {
     stream_cpu_items.push_back(
@@ -179,12 +183,8 @@ OffloadPlan plan_offload(const ModelConfig& config, const OffloadShape& shape,
                                   u64(l) * u64(common::io::align_up(kBF16 * u64(tokens * c)))});
     }
   }
-  // The stream's loader reads a block's fp32 master into a buffer of its own from the store, or
-  // gathers it from RAM when the block's states are in several pieces (not contiguous there).
-  const bool block_pieces = u64(shape.state_piece_floats) < block_padded;
-  plan.states_in_cpu = state_bytes + pinned_bytes + sum_items(stream_cpu_items) +
-                           (cuda_stream && block_pieces ? kF32 * block_padded : 0) <=
-                       budgets.cpu_bytes;
+  plan.states_in_cpu =
+      state_bytes + pinned_bytes + sum_items(stream_cpu_items) <= budgets.cpu_bytes;
   if (plan.states_in_cpu) {
     plan.state_slots = 0;
     plan.cpu_items.push_back({"fp32 master + Adam m, v", state_bytes});
@@ -193,8 +193,8 @@ OffloadPlan plan_offload(const ModelConfig& config, const OffloadShape& shape,
     plan.cpu_items.push_back(
         {"2 staging slots of one state piece's master + m + v", 2 * staging_bytes});
   }
-  if (cuda_stream && (!plan.states_in_cpu || block_pieces)) {
-    plan.cpu_items.push_back({"fp32 block read buffer", kF32 * block_padded});
+  if (cuda_stream && !plan.states_in_cpu) {  // the loader reads a piece of master from the store
+    plan.cpu_items.push_back({"fp32 piece read buffer", kF32 * u64(stream_piece_floats)});
   }
   if (shape.cuda) {
     // One state piece's gradients downloading while the previous one updates; likewise for the

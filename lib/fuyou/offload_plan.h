@@ -14,7 +14,8 @@
 // accumulators, bf16 block inputs; gradients cross PCIe to the CPU in fp32 through two pinned slots
 // and the updated bf16 weights come back through two more (both counted in --cpu-mem). When the
 // bf16 weights do not fit, the blocks stream through stream_slots GPU slots there too (SSD or RAM
-// fp32 master -> bf16 in two pinned buffers -> GPU, before every forward and every backward), the
+// fp32 master -> bf16 in two pinned buffers of one state piece -> GPU, piece by piece, before every
+// forward and every backward), the
 // block gradients leave the GPU after each block's backward through a pool of two fp32 buffers and,
 // with accumulation or clipping, add up in CPU memory (block_grads_in_cpu; counted in --cpu-mem);
 // when even two slots leave no room, the block inputs go to pinned CPU memory (inputs_in_cpu). On

@@ -698,8 +698,8 @@ OffloadTrainer::OffloadTrainer(ModelConfig config, GptWeights initial, TrainOpti
     impl.gpu_stash = std::make_unique<CudaInputStash>(
         config_.n_layer, std::vector<std::int64_t>{train_.micro_batch, train_.seq, config_.n_embd});
   }
-  // A block's fp32 weights are the master segments of its state pieces: gathered into `dst`
-  // (padded floats) from RAM, or read from the store, on the stream's loader thread.
+  // CPU tier: a block's fp32 weights are the master segments of its state pieces, gathered into
+  // its slot `dst` (padded floats) from RAM, or read from the store, on the stream's loader thread.
   auto gather_master = [this](std::int64_t unit, float* dst) {
     Impl& im = *impl_;
     const UnitTensors& u = im.units[static_cast<std::size_t>(unit)];
@@ -720,18 +720,18 @@ OffloadTrainer::OffloadTrainer(ModelConfig config, GptWeights initial, TrainOpti
     for (auto& read : reads) read.get();
   };
   if (impl.streaming && impl.cuda) {
-    // The same, converted to bf16 and uploaded (cuda_transfer.h); from RAM without a copy when the
-    // block is one piece (its master is then contiguous there).
-    const bool one_piece = impl.units[1].pieces.size() == 1;
+    // The same, piece by piece, converted to bf16 and uploaded (cuda_transfer.h): a piece's master
+    // segment from RAM without a copy, or read from the store into the slots' piece buffer.
     impl.stream = std::make_unique<BlockStream>(make_cuda_block_slots(
-        config_, plan_.stream_slots, !(plan_.states_in_cpu && one_piece),
-        [this, gather_master, one_piece](std::int64_t block, float* scratch) -> const float* {
-          const std::int64_t unit = 1 + block;
-          if (plan_.states_in_cpu && one_piece) {
-            return reinterpret_cast<const float*>(
-                impl_->cpu_states[static_cast<std::size_t>(unit)].data());
+        config_, plan_.stream_slots, impl.piece_floats, !plan_.states_in_cpu,
+        [this](std::int64_t block, const StatePiece& piece, float* scratch) -> const float* {
+          const auto unit = static_cast<std::size_t>(1 + block);
+          if (plan_.states_in_cpu) {
+            return reinterpret_cast<const float*>(impl_->cpu_states[unit].data()) + 3 * piece.first;
           }
-          gather_master(unit, scratch);
+          store_->read(unit_store_name(1 + block), scratch, piece.byte_offset(impl_->piece_floats),
+                       4 * static_cast<std::uint64_t>(piece.floats))
+              .get();
           return scratch;
         }));
   } else if (impl.streaming) {

@@ -305,7 +305,7 @@ TEST_CASE("the CUDA tier streams bf16 blocks through the slots that fit instead 
   CHECK(three.states_in_cpu);
   bool upload_buffers = false;
   for (const PlanItem& item : three.cpu_items) {
-    if (item.what == "2 pinned bf16 block upload buffers") {
+    if (item.what == "2 pinned bf16 piece upload buffers") {
       upload_buffers = true;
       CHECK(item.bytes == 2 * 2 * kPadded);
     }
@@ -452,35 +452,35 @@ TEST_CASE("states in the store are staged in pieces: two slots of one piece, not
   CHECK(usage_message(c, s, b).find("multiple of 1024") != std::string::npos);
 }
 
-TEST_CASE("CUDA blocks streamed from states in RAM in several pieces need a gather buffer") {
-  // The loader uploads a block from one contiguous fp32 master; in pieces it is not contiguous in
-  // RAM, so one fp32 block buffer (4 · 50,176 B) counts in --cpu-mem, and in the decision.
+TEST_CASE("streamed CUDA blocks go up piece by piece: their CPU buffers hold one state piece") {
+  // The loader converts and uploads a block one state piece at a time (from the RAM states
+  // directly: a piece's master segment is contiguous there), so its two pinned bf16 buffers and,
+  // with the states in the store, its fp32 read buffer hold one piece (16,384 floats), not one
+  // block (50,176); so do the optimizer's pinned gradient and weight slots.
   const ModelConfig c = eight_block_model();
   OffloadShape s = cuda_shape();
   OffloadBudgets b = roomy();
   b.compute_bytes = cuda_budget_for_slots(c, s, 2);
-  auto gather_buffer = [](const OffloadPlan& p) {
+  auto item_bytes = [](const OffloadPlan& p, const std::string& what) {
     for (const PlanItem& item : p.cpu_items)
-      if (item.what == "fp32 block read buffer") return item.bytes;
+      if (item.what == what) return item.bytes;
     return std::uint64_t{0};
   };
   const OffloadPlan whole = plan_offload(c, s, b);
   REQUIRE(whole.states_in_cpu);
-  CHECK(gather_buffer(whole) == 0);
+  CHECK(item_bytes(whole, "2 pinned bf16 piece upload buffers") == 2 * 2 * kPadded);
   s.state_piece_floats = 16384;
   const OffloadPlan pieces = plan_offload(c, s, b);
   REQUIRE(pieces.states_in_cpu);
-  CHECK(gather_buffer(pieces) == 4 * kPadded);
-  // Plus the gather buffer; minus, in the pinned slots (2 × fp32 + 2 × bf16), a block's 50,176
-  // floats become a piece's 16,384: the transfers go piece by piece too.
-  CHECK(pieces.cpu_total == whole.cpu_total + 4 * kPadded - 12 * (kPadded - 16384));
-  for (const PlanItem& item : pieces.cpu_items) {
-    if (item.what == "2 pinned fp32 gradient slots") CHECK(item.bytes == 2 * 4 * 16384);
-    if (item.what == "2 pinned bf16 weight slots") CHECK(item.bytes == 2 * 2 * 16384);
-  }
-  // One byte less than that: the states no longer fit beside the buffer, they go to the store.
+  CHECK(item_bytes(pieces, "2 pinned bf16 piece upload buffers") == 2 * 2 * 16384);
+  CHECK(item_bytes(pieces, "2 pinned fp32 gradient slots") == 2 * 4 * 16384);
+  CHECK(item_bytes(pieces, "2 pinned bf16 weight slots") == 2 * 2 * 16384);
+  CHECK(item_bytes(pieces, "fp32 piece read buffer") == 0);  // states in RAM: read in place
+  // 2 · (2 + 4 + 2) bytes per float fewer, for 50,176 − 16,384 floats.
+  CHECK(pieces.cpu_total == whole.cpu_total - 16 * (kPadded - 16384));
+  // One byte less: the states go to the store, and the loader reads a piece at a time from it.
   b.cpu_bytes = pieces.cpu_total - 1;
   const OffloadPlan spilled = plan_offload(c, s, b);
   CHECK_FALSE(spilled.states_in_cpu);
-  CHECK(gather_buffer(spilled) == 4 * kPadded);  // the store's read buffer, as before
+  CHECK(item_bytes(spilled, "fp32 piece read buffer") == 4 * 16384);
 }
