@@ -158,9 +158,10 @@ class CudaBlockSlots final : public BlockStream::Slots {
 
   // Piece by piece: reads and converts on the host, then enqueues the piece's upload; the first
   // upload waits, on the GPU, for the compute stream to be done with the slot's last block (its
-  // release mark, recorded before BlockStream let this fill start), so the conversion overlaps the
-  // GPU's work on that block. The copy stream runs the uploads in order: the last piece's event
-  // marks the whole block.
+  // release mark, recorded before BlockStream let this fill start), so the first two pieces'
+  // conversions overlap the GPU's work on that block (a third waits on the host for the first's
+  // upload, hence for that release: two pinned buffers bound how far the loader runs ahead). The
+  // copy stream runs the uploads in order: the last piece's event marks the whole block.
   std::uint64_t fill(std::int64_t slot, std::int64_t block) override {
     const auto s = static_cast<std::size_t>(slot);
     CudaMark last;

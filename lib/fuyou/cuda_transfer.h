@@ -70,8 +70,8 @@ using BlockMasterFn =
 // host for the previous upload out of the pinned buffer it takes, converts the piece's fp32 master
 // to bf16 on the CPU (round to nearest even in integer arithmetic: exactly the CPU AdamW's bf16
 // output, which is what the resident tier uploads), and uploads it on a copy stream of its own
-// (so one piece converts while the previous one crosses PCIe), recording an event after the last
-// piece; the first upload waits, on the GPU, for the event the compute stream recorded at the
+// (so one piece converts while the previous one crosses PCIe), recording an event after each piece
+// (the last one's marks the block); the first upload waits, on the GPU, for the event the compute stream recorded at the
 // slot's last release (so the conversion overlaps the GPU's work on the slot's previous block). use (compute thread) makes the
 // compute stream wait for that event; end_use records one on it. So the compute thread never waits
 // on the host for a copy, and the GPU holds `slots` blocks at a time. uploaded_bytes(): bf16 bytes

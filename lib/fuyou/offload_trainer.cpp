@@ -400,6 +400,10 @@ class OffloadTrainer::OptimizerStage {
             auto t = phases_.scope("download");
             transfer_->download(gpu, grads, job.ready);
           }
+          // The GPU buffer is free once the last piece is down: after the AdamW of the unit's
+          // other pieces (a whole-unit download freed it before any AdamW, but needed a pinned
+          // slot of one unit). On the H200 a 1.3B block's backward (~70 ms) outlasts a block's
+          // AdamW (~8 ms), so the backward should not wait for it; grad_slot_wait shows if it does.
           if (last_piece) {
             release_pool_slot(job.pool_slot);
             job.pool_slot = -1;
