@@ -13,6 +13,7 @@
 // otherwise); so are the staging slots. At the end of a step the optimizer thread commits the store
 // (the checkpoint: states, weights, step; the data position follows from the step) and the next
 // forward starts only then, so the next iteration sees exactly plain AdamW's weights.
+// (The optimizer thread is optimizer_stage.h; what the two share, offload_internals.h.)
 //
 // Gradient clipping by global norm stays exact by deferral: with --grad-clip > 0 every gradient is
 // kept until the backward ends, the norm is computed in the in-memory trainer's order, and only
