@@ -80,12 +80,13 @@ struct OffloadTrainer::Impl {
   std::vector<UnitTensors> units;         // by unit id
   std::vector<std::int64_t> order;        // processing order: ln_f, blocks L-1 … 0, embeddings
   std::int64_t piece_floats = 0;          // P, state_pieces.h
-  std::vector<common::io::AlignedBuffer> cpu_states;  // per unit, its pieces' [master | m | v], states_in_cpu
-  common::io::AlignedBuffer staging[2];               // otherwise: two slots of one piece
+  // states_in_cpu: per unit, its pieces' [master | m | v] (the store's layout).
+  std::vector<common::io::AlignedBuffer> cpu_states;
+  common::io::AlignedBuffer staging[2];  // otherwise: two slots of one piece
   // CUDA: pinned host slots of one state piece, alternating by piece: fp32 gradients coming down,
   // bf16 weights going up.
   common::io::AlignedBuffer grad_pinned[2], weight_pinned[2];
-  common::io::AlignedBuffer meta;                     // train.state
+  common::io::AlignedBuffer meta;  // train.state
   // Gradient accumulators, fp32, compute tier.
   at::Tensor wte_grad, wpe_grad, lnf_w_grad, lnf_b_grad;
   std::vector<BlockWeights> block_grads;  // n_layer (full) or 2 (pool)

@@ -223,7 +223,8 @@ OffloadPlan plan_offload(const ModelConfig& config, const OffloadShape& shape,
                            : ""));
   }
 
-  // SSD: one store tensor per unit ([master | m | v], copy-on-write: two slots per extent).
+  // SSD: one store tensor per unit (its state pieces' [master | m | v], state_pieces.h;
+  // copy-on-write: two slots per extent).
   std::uint64_t store_bytes = 0;
   const std::uint64_t extent = std::max<std::uint64_t>(4096, budgets.store_extent_bytes);
   for (std::int64_t u = 0; u < unit_count(config); ++u) {
