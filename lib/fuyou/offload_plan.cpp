@@ -197,9 +197,9 @@ OffloadPlan plan_offload(const ModelConfig& config, const OffloadShape& shape,
     plan.cpu_items.push_back({"fp32 piece read buffer", kF32 * u64(stream_piece_floats)});
   }
   if (shape.cuda) {
-    // One state piece each: the weights of one piece go up while the next piece updates (the
-    // gradient downloads are synchronous, so their second slot is spare: noted, kept for an
-    // asynchronous download).
+    // One state piece each: the weights of one piece go up while the next piece updates. The
+    // gradient downloads are synchronous, so the second gradient slot is spare (4 B per float of a
+    // piece); dropping it would move the GPU tests' budgets, so it waits for a GPU session.
     plan.pinned_slots = 2;
     const std::uint64_t piece_floats = u64(plan.largest_piece_floats);  // they go piece by piece
     plan.cpu_items.push_back({"2 pinned fp32 gradient slots", 2 * kF32 * piece_floats});

@@ -178,8 +178,7 @@ OffloadTrainer::OffloadTrainer(ModelConfig config, GptWeights initial, TrainOpti
   impl.order.push_back(0);
 
   // Buffers: states in RAM or two staging slots of one piece; gradient accumulators.
-  const std::size_t slot_bytes = 12 * static_cast<std::size_t>(
-                                          std::min(max_unit_padded_params(config_), impl.piece_floats));
+  const std::size_t slot_bytes = 12 * static_cast<std::size_t>(plan_.largest_piece_floats);
   if (plan_.states_in_cpu) {
     for (const UnitTensors& unit : impl.units) {
       impl.cpu_states.emplace_back(12 * static_cast<std::size_t>(unit.padded), /*pin=*/false);
@@ -432,7 +431,7 @@ GptWeights OffloadTrainer::read_master() {
   Impl& impl = *impl_;
   // The master segment of each piece, through one piece-sized buffer.
   AlignedBuffer buffer(
-      4 * static_cast<std::size_t>(std::min(max_unit_padded_params(config_), impl.piece_floats)),
+      4 * static_cast<std::size_t>(plan_.largest_piece_floats),
       /*pin=*/false);
   auto* base = reinterpret_cast<float*>(buffer.data());
   for (std::size_t u = 0; u < impl.units.size(); ++u) {

@@ -308,13 +308,21 @@ TEST_CASE("block inputs through the store, blocks streamed, K = 2: still bit for
 // a pool of two buffers and add up in CPU memory; the optimizer thread drains them between its
 // updates), run on the CPU tier so that its sequencing is checked without a GPU. One block gradient
 // buffer fewer in the compute tier (3 -> 2) than compute_budget_for_slots counts.
+namespace {
+
+OffloadOptions with_drain(const TrainOptions& options, OffloadOptions offload) {
+  offload.block_grads_in_cpu = true;
+  offload.budgets.compute_bytes = compute_budget_for_slots(options, offload, 2) - 4ull * 49984;
+  return offload;
+}
+
+}  // namespace
+
 TEST_CASE("the CUDA tier's gradient drain on the CPU tier: K = 2 + clipping, states in the store") {
   TrainOptions options = small_options();
   options.grad_clip = 0.5;
   options.accum = 2;
-  OffloadOptions offload = offload_options("drain", 2 << 20);
-  offload.block_grads_in_cpu = true;
-  offload.budgets.compute_bytes = compute_budget_for_slots(options, offload, 2) - 4ull * 49984;
+  const OffloadOptions offload = with_drain(options, offload_options("drain", 2 << 20));
   const OffloadPlan plan = plan_for(options, offload);
   CHECK(plan.stream_slots == 2);
   CHECK(plan.block_grads_in_cpu);
@@ -328,9 +336,7 @@ TEST_CASE("the CUDA tier's gradient drain on the CPU tier: K = 3, overlapped, st
   TrainOptions options = small_options();
   options.grad_clip = 0;
   options.accum = 3;
-  OffloadOptions offload = offload_options("drain-ram", 64 << 20);
-  offload.block_grads_in_cpu = true;
-  offload.budgets.compute_bytes = compute_budget_for_slots(options, offload, 2) - 4ull * 49984;
+  const OffloadOptions offload = with_drain(options, offload_options("drain-ram", 64 << 20));
   CHECK(plan_for(options, offload).block_grads_in_cpu);
   compare_with_in_memory(options, offload, true);
 }
@@ -447,9 +453,7 @@ TEST_CASE("the CUDA tier's gradient drain on the CPU tier in pieces: K = 2 + cli
   TrainOptions options = small_options();
   options.grad_clip = 0.5;
   options.accum = 2;
-  OffloadOptions offload = piece_options("pieces-drain", 2 << 20);
-  offload.block_grads_in_cpu = true;
-  offload.budgets.compute_bytes = compute_budget_for_slots(options, offload, 2) - 4ull * 49984;
+  const OffloadOptions offload = with_drain(options, piece_options("pieces-drain", 2 << 20));
   REQUIRE(plan_for(options, offload).block_grads_in_cpu);
   const OffloadStats stats = compare_with_in_memory(options, offload, false);
   CHECK(stats.optimizer_phases.all().count("drain") == 1);
