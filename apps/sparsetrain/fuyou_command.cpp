@@ -168,6 +168,7 @@ nlohmann::json plan_json(const fy::OffloadPlan& p) {
           {"stream_slots", p.stream_slots},
           {"inputs_in_store", p.inputs_in_store},
           {"block_grads_in_cpu", p.block_grads_in_cpu},
+          {"block_grads_in_store", p.block_grads_in_store},
           {"inputs_in_cpu", p.inputs_in_cpu},
           {"grad_block_buffers", p.grad_block_slots},
           {"state_staging_slots", p.state_slots},

@@ -44,6 +44,9 @@ inline constexpr std::int64_t kMetaFormatVersion = 2;
 
 inline std::string unit_store_name(std::int64_t unit) { return "states." + std::to_string(unit); }
 inline std::string input_store_name(std::int64_t layer) { return "inputs." + std::to_string(layer); }
+// Block `layer`'s fp32 gradient accumulator (plan block_grads_in_store): its pieces as the states'
+// (state_pieces.h), piece p at byte 4·P·p. Scratch: rewritten every step, never read on resume.
+inline std::string grad_store_name(std::int64_t layer) { return "grads." + std::to_string(layer); }
 
 inline at::Tensor float_span(float* base, std::int64_t n) {
   return at::from_blob(base, {n}, at::TensorOptions().dtype(at::kFloat));
@@ -84,8 +87,9 @@ struct OffloadTrainer::Impl {
   std::vector<common::io::AlignedBuffer> cpu_states;
   common::io::AlignedBuffer staging[2];  // otherwise: two slots of one piece
   // CUDA: pinned host slots of one state piece, alternating by piece: fp32 gradients coming down,
-  // bf16 weights going up.
-  common::io::AlignedBuffer grad_pinned[2], weight_pinned[2];
+  // bf16 weights going up. grad_slots also carry the pieces of block gradients in the store (both
+  // tiers; plain memory of one block piece on the CPU tier).
+  common::io::AlignedBuffer grad_slots[2], weight_pinned[2];
   common::io::AlignedBuffer meta;  // train.state
   // Gradient accumulators, fp32, compute tier.
   at::Tensor wte_grad, wpe_grad, lnf_w_grad, lnf_b_grad;
@@ -96,7 +100,11 @@ struct OffloadTrainer::Impl {
   // fp32 CPU, one accumulator per block (the optimizer thread's drain). block_norm_terms[l]: its
   // squared-norm terms, computed by the optimizer thread after the last drain (K > 1).
   bool host_grads = false;
-  std::vector<BlockWeights> host_block_grads;
+  std::vector<BlockWeights> host_block_grads;  // empty when grads_in_store
+  // plan_.block_grads_in_store: the accumulators are the store's grad_store_name tensors instead,
+  // and grad_read holds one stored piece while the drain adds it to the incoming one.
+  bool grads_in_store = false;
+  common::io::AlignedBuffer grad_read;
   std::vector<std::vector<at::Tensor>> block_norm_terms;
   std::atomic<bool> in_backward{false};   // compute thread inside a step's backward passes
 };

@@ -207,6 +207,23 @@ OffloadPlan plan_offload(const ModelConfig& config, const OffloadShape& shape,
   }
   plan.cpu_items.insert(plan.cpu_items.end(), stream_cpu_items.begin(), stream_cpu_items.end());
   plan.cpu_total = sum_items(plan.cpu_items);
+  // The block gradient accumulators do not fit beside the staging buffers either: they go to the
+  // store, and RAM keeps one gradient piece read buffer (the drain adds a stored piece to the
+  // incoming one) and, on the CPU tier, two gradient piece buffers (CUDA: its pinned gradient
+  // slots). They stay in RAM before the states do: they are touched every micro-batch.
+  const std::uint64_t grad_piece_bytes =
+      kF32 * u64(std::min<std::int64_t>(shape.state_piece_floats,
+                                        static_cast<std::int64_t>(block_padded)));
+  if (plan.cpu_total > budgets.cpu_bytes && plan.block_grads_in_cpu && !plan.states_in_cpu) {
+    plan.block_grads_in_store = true;
+    const std::string accumulators = std::to_string(l) + " fp32 block gradient accumulators";
+    plan.cpu_items.erase(std::remove_if(plan.cpu_items.begin(), plan.cpu_items.end(),
+                                        [&](const PlanItem& item) { return item.what == accumulators; }),
+                         plan.cpu_items.end());
+    if (!shape.cuda) plan.cpu_items.push_back({"2 fp32 gradient piece buffers", 2 * grad_piece_bytes});
+    plan.cpu_items.push_back({"fp32 gradient piece read buffer", grad_piece_bytes});
+    plan.cpu_total = sum_items(plan.cpu_items);
+  }
   if (plan.cpu_total > budgets.cpu_bytes) {
     refuse(
         "--cpu-mem", plan.cpu_total, budgets.cpu_bytes, plan.cpu_items,
@@ -237,6 +254,11 @@ OffloadPlan plan_offload(const ModelConfig& config, const OffloadShape& shape,
     plan.ssd_items.push_back({"store: " + std::to_string(l) + " block inputs, two slots per extent",
                               u64(l) * 2 * round_up(input_bytes, extent)});
   }
+  if (plan.block_grads_in_store) {
+    plan.ssd_items.push_back(
+        {"store: " + std::to_string(l) + " block gradient accumulators, two slots per extent",
+         u64(l) * 2 * round_up(kF32 * block_padded, extent)});
+  }
   plan.ssd_total = sum_items(plan.ssd_items);
   const std::uint64_t ssd_have = budgets.ssd_free_bytes + budgets.ssd_used_bytes;
   if (plan.ssd_total > ssd_have) {
@@ -261,6 +283,12 @@ OffloadPlan plan_offload(const ModelConfig& config, const OffloadShape& shape,
   if (plan.inputs_in_store) {  // each micro-batch writes its L block inputs and reads them back
     plan.ssd_read_bytes += u64(shape.accum * l) * input_bytes;
     plan.ssd_write_bytes += u64(shape.accum * l) * input_bytes;
+  }
+  if (plan.block_grads_in_store) {
+    // Each micro-batch's drain writes every block's accumulator (after reading it back from
+    // micro-batch 1 on); the update reads it once: K writes and K reads of each per step.
+    plan.ssd_read_bytes += u64(shape.accum * l) * kF32 * block_padded;
+    plan.ssd_write_bytes += u64(shape.accum * l) * kF32 * block_padded;
   }
   if (cuda_stream) {
     // Up: the streamed blocks' bf16 weights for every forward and every backward (recompute) of
@@ -334,7 +362,9 @@ std::string OffloadPlan::describe() const {
         << "), before each forward and each backward (recompute)"
         << (pinned_slots > 0 ? ", converted to bf16 in pinned memory and uploaded on a copy stream"
                              : "")
-        << (block_grads_in_cpu ? "; block gradients add up in CPU memory" : "")
+        << (block_grads_in_store  ? "; block gradients add up in the store"
+            : block_grads_in_cpu ? "; block gradients add up in CPU memory"
+                                 : "")
         << (inputs_in_store ? "; block inputs go through the store" : "")
         << (inputs_in_cpu ? "; block inputs go to pinned CPU memory and back" : "") << "\n";
   }

@@ -17,7 +17,8 @@
 // fp32 master -> bf16 in two pinned buffers of one state piece -> GPU, piece by piece, before every
 // forward and every backward), the
 // block gradients leave the GPU after each block's backward through a pool of two fp32 buffers and,
-// with accumulation or clipping, add up in CPU memory (block_grads_in_cpu; counted in --cpu-mem);
+// with accumulation or clipping, add up in CPU memory (block_grads_in_cpu; counted in --cpu-mem),
+// or in the store when --cpu-mem cannot hold them (block_grads_in_store);
 // when even two slots leave no room, the block inputs go to pinned CPU memory (inputs_in_cpu). On
 // the CPU-only path the "compute tier" is a CPU memory budget (--gpu-mem), separate from the CPU
 // budget for optimizer states and staging (--cpu-mem), everything is fp32 and the PCIe terms are
@@ -103,9 +104,15 @@ struct OffloadPlan {
   // forward makes them and come back ahead of the backward, over PCIe.
   bool inputs_in_cpu = false;
   // CUDA tier, streaming with accumulation (K > 1) or clipping: each block's fp32 gradients are
-  // summed over the micro-batches (and kept for the norm) in CPU memory, one accumulator per block;
-  // the GPU keeps only the pool of two block gradient buffers they leave through.
+  // summed over the micro-batches (and kept for the norm) on the CPU side, one accumulator per
+  // block; the GPU keeps only the pool of two block gradient buffers they leave through.
   bool block_grads_in_cpu = false;
+  // ... and when those accumulators (4 B per block parameter) do not fit --cpu-mem beside the
+  // staging buffers (the states are then in the store too): one store tensor per block, laid out
+  // in pieces like the states (state_pieces.h, 4·P bytes apart), which the optimizer thread's drain
+  // reads, adds to and writes back piece by piece and its update reads back. RAM then holds one
+  // piece read buffer (and, on the CPU tier, two gradient piece buffers; CUDA has its pinned ones).
+  bool block_grads_in_store = false;
   std::int64_t grad_block_slots = 0;  // block gradient buffers: 2 (double buffer) or n_layer
   std::int64_t state_slots = 0;       // staging buffers of one state piece (0 if in CPU)
   std::int64_t state_piece_floats = 0;  // P (state_pieces.h), as the store lays the states out

@@ -190,7 +190,7 @@ OffloadTrainer::OffloadTrainer(ModelConfig config, GptWeights initial, TrainOpti
     // One state piece each (the largest): the transfers go piece by piece.
     const std::size_t unit_floats = static_cast<std::size_t>(plan_.largest_piece_floats);
     for (int i = 0; i < 2; ++i) {
-      impl.grad_pinned[i] = AlignedBuffer(4 * unit_floats, /*pin=*/true);
+      impl.grad_slots[i] = AlignedBuffer(4 * unit_floats, /*pin=*/true);
       impl.weight_pinned[i] = AlignedBuffer(2 * unit_floats, /*pin=*/true);
     }
   }
@@ -203,14 +203,21 @@ OffloadTrainer::OffloadTrainer(ModelConfig config, GptWeights initial, TrainOpti
   impl.host_grads = plan_.block_grads_in_cpu;
   impl.pool = plan_.grad_block_slots < config_.n_layer || impl.host_grads;
   impl.block_grads.resize(static_cast<std::size_t>(plan_.grad_block_slots));
-  if (impl.host_grads) {
+  impl.grads_in_store = plan_.block_grads_in_store;
+  if (impl.grads_in_store) {
+    const std::size_t piece_bytes = 4 * static_cast<std::size_t>(impl.units[1].pieces[0].floats);
+    impl.grad_read = AlignedBuffer(piece_bytes, /*pin=*/false);
+    if (!impl.cuda) {
+      for (auto& slot : impl.grad_slots) slot = AlignedBuffer(piece_bytes, /*pin=*/false);
+    }
+  } else if (impl.host_grads) {
     impl.host_block_grads.resize(static_cast<std::size_t>(config_.n_layer));
     for (BlockWeights& block : impl.host_block_grads) {
       for (int i = 0; i < kBlockTensorCount; ++i)
         block[i] = at::zeros(block_tensor_shape(config_, i), cpu32);
     }
-    impl.block_norm_terms.resize(static_cast<std::size_t>(config_.n_layer));
   }
+  if (impl.host_grads) impl.block_norm_terms.resize(static_cast<std::size_t>(config_.n_layer));
   for (BlockWeights& block : impl.block_grads) {
     for (int i = 0; i < kBlockTensorCount; ++i)
       block[i] = at::zeros(block_tensor_shape(config_, i), f32);
@@ -236,6 +243,13 @@ OffloadTrainer::OffloadTrainer(ModelConfig config, GptWeights initial, TrainOpti
     if (impl.streaming) {  // the store (or the RAM states) has them now
       for (BlockWeights& block : compute_.blocks) {
         for (at::Tensor& t : block.tensors) t = at::empty(t.sizes(), meta32);
+      }
+    }
+  }
+  if (impl.grads_in_store) {
+    for (std::int64_t l = 0; l < config_.n_layer; ++l) {
+      if (!store_->contains(grad_store_name(l))) {
+        store_->define(grad_store_name(l), StoreDType::kF32, {impl.units[1].padded});
       }
     }
   }
@@ -620,8 +634,12 @@ TrainResult OffloadTrainer::train(const TokenData& train_data, const TokenData& 
           drain.norm = last && train_.accum > 1;
           stage.submit(std::move(drain));
           if (last) {
-            std::vector<at::Tensor> host(impl.host_block_grads[li].tensors.begin(),
-                                         impl.host_block_grads[li].tensors.end());
+            // The block's accumulator in RAM, or none: the update reads it from the store.
+            std::vector<at::Tensor> host;
+            if (!impl.grads_in_store) {
+              host.assign(impl.host_block_grads[li].tensors.begin(),
+                          impl.host_block_grads[li].tensors.end());
+            }
             if (clip) {
               deferred[static_cast<std::size_t>(1 + l)] = std::move(host);
             } else {

@@ -48,7 +48,10 @@
 // reduces the block's norm terms on the CPU (a different reduction order than the GPU's: the
 // global norm, hence a clipping factor, may differ in the last bits; with K = 1 they come from the
 // GPU pool slot as before). The compute thread waits (condition variable) for every drain before
-// the norm. Not verified on a GPU yet (tests/gpu/offload_cuda_test.cpp has the checks).
+// the norm. When --cpu-mem cannot hold those accumulators (plan().block_grads_in_store) they live
+// in the store, one tensor per block in state-piece layout: the drain adds each piece to the stored
+// sum (the same additions) and writes it back, and the update reads it back piece by piece.
+// Not verified on a GPU yet (tests/gpu/offload_cuda_test.cpp has the checks).
 // When two streamed slots do not fit beside the block inputs, those go to pinned CPU memory as the
 // forward makes them and come back ahead of the backward, all enqueued on a copy stream with
 // events (cuda_transfer.h: CudaInputStash; plan().inputs_in_cpu).

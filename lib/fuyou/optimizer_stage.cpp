@@ -55,9 +55,18 @@ void OffloadTrainer::OptimizerStage::drain(Job& job) {
   Impl& impl = *t_.impl_;
   auto t = phases_.scope("drain");
   const auto l = static_cast<std::size_t>(job.unit - 1);
+  if (impl.grads_in_store) {
+    drain_into_store(job);
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      ++drained_;
+    }
+    cv_.notify_all();
+    return;
+  }
   BlockWeights& acc = impl.host_block_grads[l];
   const UnitTensors& unit = impl.units[static_cast<std::size_t>(job.unit)];
-  // Piece by piece: on CUDA through grad_pinned[0], which holds one piece and is free here (the
+  // Piece by piece: on CUDA through grad_slots[0], which holds one piece and is free here (the
   // updates use the pinned slots only between pops).
   for (const StatePiece& piece : unit.pieces) {
     const std::vector<TensorSpan> spans = piece_spans(unit.numels, piece);
@@ -68,7 +77,7 @@ void OffloadTrainer::OptimizerStage::drain(Job& job) {
     if (impl.cuda) {
       std::vector<at::Tensor> gpu = std::move(host);
       host.clear();
-      auto* base = reinterpret_cast<float*>(impl.grad_pinned[0].data());
+      auto* base = reinterpret_cast<float*>(impl.grad_slots[0].data());
       for (const TensorSpan& span : spans) {
         host.push_back(float_span(base + span.piece_offset, span.floats));
         t_.stats_.pcie_d2h_bytes += 4 * static_cast<std::uint64_t>(span.floats);
@@ -104,6 +113,76 @@ void OffloadTrainer::OptimizerStage::drain(Job& job) {
     ++drained_;
   }
   cv_.notify_all();
+}
+
+void OffloadTrainer::OptimizerStage::drain_into_store(Job& job) {
+  Impl& impl = *t_.impl_;
+  TensorStore& store = *t_.store_;
+  const UnitTensors& unit = impl.units[static_cast<std::size_t>(job.unit)];
+  const std::string name = grad_store_name(job.unit - 1);
+  std::vector<at::Tensor> norm_terms;  // job.norm: per tensor, the sum of its spans' terms
+  if (job.norm) {  // one tensor each (assign would share one among them all)
+    for (std::size_t i = 0; i < unit.numels.size(); ++i)
+      norm_terms.push_back(at::zeros({}, at::TensorOptions().dtype(at::kDouble)));
+  }
+  std::shared_future<void> write;  // the previous piece's, from the other grad slot
+  for (const StatePiece& piece : unit.pieces) {
+    const std::vector<TensorSpan> spans = piece_spans(unit.numels, piece);
+    // This slot's last write (two pieces ago) ended before the previous piece's write was issued.
+    auto* base = reinterpret_cast<float*>(impl.grad_slots[piece.index % 2].data());
+    std::vector<at::Tensor> incoming, pool;
+    for (const TensorSpan& span : spans) {
+      incoming.push_back(float_span(base + span.piece_offset, span.floats));
+      pool.push_back(flat_slice(job.grads[span.tensor], span.tensor_offset, span.floats));
+    }
+    if (impl.cuda) {
+      for (const TensorSpan& span : spans)
+        t_.stats_.pcie_d2h_bytes += 4 * static_cast<std::uint64_t>(span.floats);
+      transfer_->download(pool, incoming, job.ready);
+      if (piece.index + 1 == static_cast<std::int64_t>(unit.pieces.size())) {
+        pool.clear();
+        job.grads.clear();
+        release_pool_slot(job.pool_slot);  // all of it is in pinned memory now
+        job.pool_slot = -1;
+      }
+    } else {
+      for (std::size_t k = 0; k < spans.size(); ++k) incoming[k].copy_(pool[k]);
+    }
+    const std::uint64_t offset = 4 * static_cast<std::uint64_t>(impl.piece_floats) *
+                                 static_cast<std::uint64_t>(piece.index);
+    const std::uint64_t bytes = 4 * static_cast<std::uint64_t>(piece.floats);
+    if (!job.first) {
+      // g_k + sum: the same IEEE additions as the RAM accumulator's sum + g_k.
+      auto* stored = reinterpret_cast<float*>(impl.grad_read.data());
+      {
+        auto t = phases_.scope("grad_read_wait");
+        store.read(name, stored, offset, bytes).get();
+      }
+      t_.stats_.ssd_read_bytes += bytes;
+      for (std::size_t k = 0; k < spans.size(); ++k)
+        incoming[k].add_(float_span(stored + spans[k].piece_offset, spans[k].floats));
+    }
+    if (job.norm) {
+      for (std::size_t k = 0; k < spans.size(); ++k)
+        norm_terms[spans[k].tensor] += incoming[k].pow(2).sum().to(at::kDouble);
+    }
+    if (write.valid()) {
+      // One write in flight: a piece may share its edge extent with the next, whose
+      // read-modify-write must see it.
+      auto t = phases_.scope("grad_write_wait");
+      write.get();
+    }
+    write = store.write(name, base, offset, bytes);
+    t_.stats_.ssd_write_bytes += bytes;
+  }
+  if (write.valid()) {
+    auto t = phases_.scope("grad_write_wait");
+    write.get();  // the update (or the next drain) reads it back
+  }
+  job.grads.clear();
+  release_pool_slot(job.pool_slot);
+  job.pool_slot = -1;
+  if (job.norm) impl.block_norm_terms[static_cast<std::size_t>(job.unit - 1)] = std::move(norm_terms);
 }
 
 void OffloadTrainer::OptimizerStage::release_pool_slot(int slot) {
@@ -154,6 +233,19 @@ void OffloadTrainer::OptimizerStage::run_step() {
     reads[s % 2] = store.read(unit_store_name(unit_at(s)), base_of(s), offset_of(s), bytes_of(s));
     t_.stats_.ssd_read_bytes += bytes_of(s);
   };
+  // A block's gradients in the store (Impl::grads_in_store): read piece by piece into the grad
+  // slots, the next piece of the same unit prefetched (its gradients are final once its update
+  // job is popped, the drains before it done).
+  std::shared_future<void> grad_reads[2];
+  auto issue_grad_read = [&](std::size_t s) {
+    const StatePiece& piece = pieces[s].piece;
+    const std::uint64_t bytes = 4 * static_cast<std::uint64_t>(piece.floats);
+    grad_reads[s % 2] = store.read(
+        grad_store_name(unit_at(s) - 1), impl.grad_slots[s % 2].data(),
+        4 * static_cast<std::uint64_t>(impl.piece_floats) * static_cast<std::uint64_t>(piece.index),
+        bytes);
+    t_.stats_.ssd_read_bytes += bytes;
+  };
   if (!in_cpu && n > 0) issue_read(0);
   Job job;                             // the current unit's gradients
   for (std::size_t s = 0; s < n; ++s) {
@@ -175,8 +267,17 @@ void OffloadTrainer::OptimizerStage::run_step() {
     // A streamed block's new weights are not written: its next load converts its master.
     const std::vector<TensorSpan> spans = piece_spans(unit.numels, piece);
     std::vector<at::Tensor> grads, outs;
-    for (const TensorSpan& span : spans) {
-      grads.push_back(flat_slice(job.grads[span.tensor], span.tensor_offset, span.floats));
+    if (job.host && impl.grads_in_store) {
+      if (!grad_reads[s % 2].valid()) issue_grad_read(s);  // the unit's first piece
+      if (!last_piece) issue_grad_read(s + 1);
+      wait(grad_reads[s % 2], "grad_read_wait");
+      auto* grad_base = reinterpret_cast<float*>(impl.grad_slots[s % 2].data());
+      for (const TensorSpan& span : spans)
+        grads.push_back(float_span(grad_base + span.piece_offset, span.floats));
+    } else {
+      for (const TensorSpan& span : spans) {
+        grads.push_back(flat_slice(job.grads[span.tensor], span.tensor_offset, span.floats));
+      }
     }
     if (impl.cuda) {
       if (!job.host) {  // else: already in the block's CPU accumulator
@@ -184,7 +285,7 @@ void OffloadTrainer::OptimizerStage::run_step() {
         // again once the last piece is copied.
         std::vector<at::Tensor> gpu = std::move(grads);
         grads.clear();
-        auto* grad_base = reinterpret_cast<float*>(impl.grad_pinned[s % 2].data());
+        auto* grad_base = reinterpret_cast<float*>(impl.grad_slots[s % 2].data());
         for (const TensorSpan& span : spans) {
           grads.push_back(float_span(grad_base + span.piece_offset, span.floats));
           t_.stats_.pcie_d2h_bytes += 4 * static_cast<std::uint64_t>(span.floats);

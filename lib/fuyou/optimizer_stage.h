@@ -108,6 +108,13 @@ class OffloadTrainer::OptimizerStage {
   // + g_0 on micro-batch 0: the pool slot is zeroed and accumulated into on the GPU exactly as
   // there), so the sum is bit for bit the same.
   void drain(Job& job);
+  // drain when the accumulators are in the store (Impl::grads_in_store): per piece, the incoming
+  // gradient lands in a grad slot (alternating; CUDA downloads it there, the CPU tier copies it
+  // from the pool slot), from micro-batch 1 on the stored sum (read into Impl::grad_read) is added
+  // to it, and it goes back to the store, one write in flight, overlapping the next piece's
+  // download. Norm terms (`norm`): each tensor's spans' fp32 sums of squares added in double (one
+  // span per tensor, unless pieces cut through it, is the RAM path's very expression).
+  void drain_into_store(Job& job);
 
   // Gives a block gradient pool slot back to the compute thread (-1: none).
   void release_pool_slot(int slot);

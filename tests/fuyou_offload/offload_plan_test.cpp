@@ -355,6 +355,35 @@ TEST_CASE("streamed CUDA blocks with accumulation add their gradients up in CPU 
   CHECK(clipped.pcie_d2h_bytes == 4 * kParams);
 }
 
+TEST_CASE("streamed CUDA blocks' gradient accumulators go to the store when RAM cannot hold them") {
+  const ModelConfig c = eight_block_model();
+  OffloadShape s = cuda_shape(3);
+  OffloadBudgets b = roomy();
+  b.compute_bytes = cuda_budget_for_slots(c, s, 2);
+  // States in the store with the accumulators in RAM (the previous test's in_store plan) ...
+  const std::uint64_t ram =
+      2 * 12 * kPadded + 4 * kPadded + 2 * 6 * kPadded + 2 * 2 * kPadded + 8 * 4 * kBlock;
+  b.cpu_bytes = ram;
+  const OffloadPlan in_ram = plan_offload(c, s, b);
+  CHECK(in_ram.block_grads_in_cpu);
+  CHECK_FALSE(in_ram.block_grads_in_store);
+  // ... and one byte less: they go to the store, RAM keeps one gradient piece read buffer (the
+  // pinned gradient slots carry the pieces), and every micro-batch writes and reads each of them.
+  b.cpu_bytes = ram - 1;
+  const OffloadPlan p = plan_offload(c, s, b);
+  CHECK(p.block_grads_in_cpu);
+  CHECK(p.block_grads_in_store);
+  CHECK_FALSE(p.states_in_cpu);
+  const std::uint64_t floor = ram - 8 * 4 * kBlock + 4 * kPadded;
+  CHECK(p.cpu_total == floor);
+  CHECK(p.ssd_read_bytes == in_ram.ssd_read_bytes + 3 * 8 * 4 * kPadded);
+  CHECK(p.ssd_write_bytes == in_ram.ssd_write_bytes + 3 * 8 * 4 * kPadded);
+  CHECK(p.ssd_total > in_ram.ssd_total);  // 8 more store tensors, two slots per extent
+  CHECK(p.describe().find("block gradients add up in the store") != std::string::npos);
+  b.cpu_bytes = floor - 1;
+  CHECK_THROWS_AS(plan_offload(c, s, b), sparsetrain::common::UsageError);
+}
+
 TEST_CASE("CUDA block inputs go to pinned CPU memory when two slots do not fit beside them") {
   const ModelConfig c = eight_block_model();
   const OffloadShape s = cuda_shape();

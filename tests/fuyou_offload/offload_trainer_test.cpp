@@ -9,6 +9,7 @@
 #include <doctest/doctest.h>
 #include <torch/torch.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <string>
@@ -457,4 +458,88 @@ TEST_CASE("the CUDA tier's gradient drain on the CPU tier in pieces: K = 2 + cli
   REQUIRE(plan_for(options, offload).block_grads_in_cpu);
   const OffloadStats stats = compare_with_in_memory(options, offload, false);
   CHECK(stats.optimizer_phases.all().count("drain") == 1);
+}
+
+// The drain's block gradient accumulators in the store, when --cpu-mem holds neither the states
+// nor them (offload_plan.h: block_grads_in_store): RAM keeps two staging slots of one state piece,
+// two gradient piece buffers and one gradient piece read buffer (36 B per float of a piece), and
+// each step writes and reads every block's accumulator once per micro-batch. In pieces of 16,384
+// floats: with whole blocks as pieces, this 3-block model's accumulators would take less RAM.
+namespace {
+
+constexpr std::uint64_t kBlockPadded = 50176;  // floats of a block's padded states segment
+constexpr std::uint64_t kStateBytes = 12ull * (20480 + 3 * kBlockPadded + 1024);
+
+OffloadOptions grads_in_store(const TrainOptions& options, const std::string& name) {
+  OffloadOptions offload = piece_options(name, 36 * static_cast<std::uint64_t>(kPieceFloats));
+  offload = with_drain(options, offload);
+  const OffloadPlan plan = plan_for(options, offload);
+  REQUIRE(plan.block_grads_in_store);
+  CHECK(plan.cpu_total == offload.budgets.cpu_bytes);
+  return offload;
+}
+
+}  // namespace
+
+TEST_CASE("block gradients add up in the store: clipping, K = 1, bit for bit; resumes") {
+  Fixture f;
+  TrainOptions options = small_options();
+  options.grad_clip = 0.5;
+  const OffloadOptions offload = grads_in_store(options, "grads-store");
+  const OffloadStats stats = compare_with_in_memory(options, offload, false);
+  const std::uint64_t grad_bytes = 3 * 4 * kBlockPadded;  // every block's accumulator, once
+  CHECK(stats.ssd_write_bytes == 20 * (kStateBytes + grad_bytes));
+  CHECK(stats.ssd_read_bytes == 20 * (kStateBytes + grad_bytes) + stats.stream_read_bytes);
+  // One byte less of --cpu-mem is refused, naming the gradient buffers.
+  OffloadOptions small = offload;
+  small.budgets.cpu_bytes -= 1;
+  fuyou_test::check_usage_error([&] { plan_for(options, small); },
+                                {"--cpu-mem", "fp32 gradient piece read buffer"});
+
+  // Stopped after step 7 and resumed: the accumulators are scratch, rewritten every step.
+  const ReferenceRun reference(f, options);
+  OffloadOptions again = grads_in_store(options, "grads-store-resume");
+  {
+    OffloadTrainer first(f.config, f.initial_weights(), options, again);
+    train_and_stop_after(first, f.train_data, f.valid_data, 7);
+  }
+  again.resume = true;
+  OffloadTrainer second(f.config, GptWeights{}, options, again);
+  check_resumed_run(second, f, reference, 8);
+}
+
+TEST_CASE("block gradients add up in the store: K = 3, overlapped, bit for bit") {
+  TrainOptions options = small_options();
+  options.grad_clip = 0;
+  options.accum = 3;
+  const OffloadOptions offload = grads_in_store(options, "grads-store-k3");
+  const OffloadStats stats = compare_with_in_memory(options, offload, false);
+  CHECK(stats.units_updated_during_backward > 0);
+  // Each micro-batch writes every accumulator; micro-batches 1 and 2 and the update read it back.
+  const std::uint64_t grad_bytes = 3 * 3 * 4 * kBlockPadded;
+  CHECK(stats.ssd_write_bytes == 20 * (kStateBytes + grad_bytes));
+  CHECK(stats.ssd_read_bytes == 20 * (kStateBytes + grad_bytes) + stats.stream_read_bytes);
+}
+
+TEST_CASE("block gradients add up in the store: K = 2 + clipping, within 1e-6") {
+  // The pieces cut through the block tensors: the sum is still bit for bit, but a
+  // tensor's norm term adds its pieces' sums, a reduction order of its own, so the clipping
+  // factor (hence the weights) may differ in the last bits.
+  Fixture f;
+  TrainOptions options = small_options();
+  options.grad_clip = 0.5;
+  options.accum = 2;
+  const ReferenceRun reference(f, options);
+  const OffloadOptions offload = grads_in_store(options, "grads-store-pieces");
+  OffloadTrainer trainer(f.config, f.initial_weights(), options, offload);
+  const TrainResult got = trainer.train(f.train_data, f.valid_data);
+  REQUIRE(got.losses.size() == reference.result.losses.size());
+  for (std::size_t i = 0; i < got.losses.size(); ++i) {
+    CHECK(std::abs(got.losses[i] - reference.result.losses[i]) <=
+          1e-6 * std::abs(reference.result.losses[i]));
+  }
+  const double diff = max_relative_difference(trainer.read_master(), reference.trainer.master());
+  INFO("max relative difference " << diff);
+  CHECK(diff <= 1e-6);
+  CHECK(trainer.stats().optimizer_phases.all().count("grad_read_wait") == 1);
 }

@@ -313,3 +313,19 @@ int main(int argc, char** argv) {
   doctest::Context context(argc, argv);
   return context.run();
 }
+
+TEST_CASE("streamed CUDA blocks with clipping, gradients added up in the store, match too") {
+  // 10 MiB of CPU budget holds neither the states nor the 4 blocks' fp32 accumulators (11.9 MB
+  // with them, 9.5 MB without): they go to the store through the pinned gradient slots.
+  TrainOptions options = small_options();
+  options.grad_clip = 0.5;
+  OffloadOptions offload = streamed_options("stream-grads-store", options, 10 << 20);
+  Fixture f;
+  REQUIRE(plan_offload_run(f.config, options, offload).block_grads_in_store);
+  const OffloadStats stats = compare_with_in_memory(options, offload);
+  CHECK(stats.units_updated_during_backward == 0);
+  CHECK(stats.pcie_d2h_bytes == 20 * 4 * (kOutside + 4 * kBlock));
+  // Each step writes the states and every block's accumulator once.
+  const std::uint64_t state_bytes = 12ull * (49152 + 4 * 198656 + 1024);
+  CHECK(stats.ssd_write_bytes == 20 * (state_bytes + 4 * 4 * 198656));
+}
