@@ -173,10 +173,9 @@ OffloadPlan plan_offload(const ModelConfig& config, const OffloadShape& shape,
     stream_cpu_items.push_back(
         {"2 pinned bf16 piece upload buffers", 2 * kBF16 * u64(stream_piece_floats)});
   }
-  if (plan.block_grads_in_cpu) {
-    stream_cpu_items.push_back(
-        {std::to_string(l) + " fp32 block gradient accumulators", kF32 * u64(l) * block_params});
-  }
+  const PlanItem accumulators{std::to_string(l) + " fp32 block gradient accumulators",
+                              kF32 * u64(l) * block_params};
+  if (plan.block_grads_in_cpu) stream_cpu_items.push_back(accumulators);
   if (cuda_stream) {
     if (plan.inputs_in_cpu) {
       stream_cpu_items.push_back({std::to_string(l) + " pinned bf16 block inputs",
@@ -199,7 +198,9 @@ OffloadPlan plan_offload(const ModelConfig& config, const OffloadShape& shape,
   if (shape.cuda) {
     // One state piece each: the weights of one piece go up while the next piece updates. The
     // gradient downloads are synchronous, so the second gradient slot is spare (4 B per float of a
-    // piece); dropping it would move the GPU tests' budgets, so it waits for a GPU session.
+    // piece) unless the block gradients add up in the store (the drain then downloads into one
+    // while the other's piece is written, and the update reads ahead into the other); dropping it
+    // would move the GPU tests' budgets, so it waits for a GPU session.
     plan.pinned_slots = 2;
     const std::uint64_t piece_floats = u64(plan.largest_piece_floats);  // they go piece by piece
     plan.cpu_items.push_back({"2 pinned fp32 gradient slots", 2 * kF32 * piece_floats});
@@ -208,21 +209,27 @@ OffloadPlan plan_offload(const ModelConfig& config, const OffloadShape& shape,
   plan.cpu_items.insert(plan.cpu_items.end(), stream_cpu_items.begin(), stream_cpu_items.end());
   plan.cpu_total = sum_items(plan.cpu_items);
   // The block gradient accumulators do not fit beside the staging buffers either: they go to the
-  // store, and RAM keeps one gradient piece read buffer (the drain adds a stored piece to the
-  // incoming one) and, on the CPU tier, two gradient piece buffers (CUDA: its pinned gradient
-  // slots). They stay in RAM before the states do: they are touched every micro-batch.
+  // store (when that needs less RAM: not for a model of very few, small blocks), and RAM keeps one
+  // gradient piece read buffer (the drain adds a stored piece to the incoming one) and, on the
+  // CPU tier, two gradient piece buffers (CUDA: its pinned gradient slots). They stay in RAM
+  // before the states do: they are touched every micro-batch. (With K = 1, the states in RAM and
+  // the accumulators in the store would read less from the store, 4 B per parameter a step
+  // against 16; not planned: the states are 3x the accumulators' RAM.)
   const std::uint64_t grad_piece_bytes =
       kF32 * u64(std::min<std::int64_t>(shape.state_piece_floats,
                                         static_cast<std::int64_t>(block_padded)));
   if (plan.cpu_total > budgets.cpu_bytes && plan.block_grads_in_cpu && !plan.states_in_cpu) {
-    plan.block_grads_in_store = true;
-    const std::string accumulators = std::to_string(l) + " fp32 block gradient accumulators";
-    plan.cpu_items.erase(std::remove_if(plan.cpu_items.begin(), plan.cpu_items.end(),
-                                        [&](const PlanItem& item) { return item.what == accumulators; }),
-                         plan.cpu_items.end());
-    if (!shape.cuda) plan.cpu_items.push_back({"2 fp32 gradient piece buffers", 2 * grad_piece_bytes});
-    plan.cpu_items.push_back({"fp32 gradient piece read buffer", grad_piece_bytes});
-    plan.cpu_total = sum_items(plan.cpu_items);
+    std::vector<PlanItem> items;
+    for (const PlanItem& item : plan.cpu_items) {
+      if (item.what != accumulators.what) items.push_back(item);
+    }
+    if (!shape.cuda) items.push_back({"2 fp32 gradient piece buffers", 2 * grad_piece_bytes});
+    items.push_back({"fp32 gradient piece read buffer", grad_piece_bytes});
+    if (sum_items(items) < plan.cpu_total) {
+      plan.block_grads_in_store = true;
+      plan.cpu_items = std::move(items);
+      plan.cpu_total = sum_items(plan.cpu_items);
+    }
   }
   if (plan.cpu_total > budgets.cpu_bytes) {
     refuse(

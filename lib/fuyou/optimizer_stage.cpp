@@ -3,6 +3,7 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <future>
 
 #include "fuyou/cpu_adam.h"
@@ -126,6 +127,10 @@ void OffloadTrainer::OptimizerStage::drain_into_store(Job& job) {
       norm_terms.push_back(at::zeros({}, at::TensorOptions().dtype(at::kDouble)));
   }
   std::shared_future<void> write;  // the previous piece's, from the other grad slot
+  // Pieces 4·P bytes apart fill whole extents (always for power-of-two extents, as 12·P fills
+  // them): no two pieces then share one.
+  const bool whole_extents =
+      (4 * static_cast<std::uint64_t>(impl.piece_floats)) % store.extent_bytes() == 0;
   for (const StatePiece& piece : unit.pieces) {
     const std::vector<TensorSpan> spans = piece_spans(unit.numels, piece);
     // This slot's last write (two pieces ago) ended before the previous piece's write was issued.
@@ -139,14 +144,19 @@ void OffloadTrainer::OptimizerStage::drain_into_store(Job& job) {
       for (const TensorSpan& span : spans)
         t_.stats_.pcie_d2h_bytes += 4 * static_cast<std::uint64_t>(span.floats);
       transfer_->download(pool, incoming, job.ready);
-      if (piece.index + 1 == static_cast<std::int64_t>(unit.pieces.size())) {
-        pool.clear();
-        job.grads.clear();
-        release_pool_slot(job.pool_slot);  // all of it is in pinned memory now
-        job.pool_slot = -1;
-      }
     } else {
       for (std::size_t k = 0; k < spans.size(); ++k) incoming[k].copy_(pool[k]);
+    }
+    const bool last_piece = piece.index + 1 == static_cast<std::int64_t>(unit.pieces.size());
+    if (last_piece) {
+      pool.clear();
+      job.grads.clear();
+      release_pool_slot(job.pool_slot);  // all of it is in the grad slot now
+      job.pool_slot = -1;
+      // The unit's padding (after its last tensor) goes to the store as zeros, not as whatever
+      // the slot last held: the stored bytes, and their checksums, are then deterministic.
+      const std::int64_t used = spans.empty() ? 0 : spans.back().piece_offset + spans.back().floats;
+      std::fill(base + used, base + piece.floats, 0.0f);
     }
     const std::uint64_t offset = 4 * static_cast<std::uint64_t>(impl.piece_floats) *
                                  static_cast<std::uint64_t>(piece.index);
@@ -154,8 +164,13 @@ void OffloadTrainer::OptimizerStage::drain_into_store(Job& job) {
     if (!job.first) {
       // g_k + sum: the same IEEE additions as the RAM accumulator's sum + g_k.
       auto* stored = reinterpret_cast<float*>(impl.grad_read.data());
+      if (write.valid() && !whole_extents) {
+        // The previous piece's write may still be rewriting an extent this piece shares.
+        auto t = phases_.scope("grad_write_wait");
+        write.get();
+      }
       {
-        auto t = phases_.scope("grad_read_wait");
+        auto t = phases_.scope("drain_read_wait");
         store.read(name, stored, offset, bytes).get();
       }
       t_.stats_.ssd_read_bytes += bytes;
@@ -167,8 +182,8 @@ void OffloadTrainer::OptimizerStage::drain_into_store(Job& job) {
         norm_terms[spans[k].tensor] += incoming[k].pow(2).sum().to(at::kDouble);
     }
     if (write.valid()) {
-      // One write in flight: a piece may share its edge extent with the next, whose
-      // read-modify-write must see it.
+      // One write in flight: unless pieces fill whole extents, a piece may share its edge extent
+      // with the next, whose read-modify-write must see it.
       auto t = phases_.scope("grad_write_wait");
       write.get();
     }

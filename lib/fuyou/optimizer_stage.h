@@ -32,7 +32,9 @@ class OffloadTrainer::OptimizerStage {
     // of block unit - 1; download them and copy (`first`, micro-batch 0) or add them into the
     // block's CPU accumulator, then (`norm`) compute its norm terms. Not an update.
     bool drain = false, first = false, norm = false;
-    bool host = false;  // an update whose `grads` are already in CPU memory (the accumulator)
+    // An update of a block whose gradients were drained: `grads` are its CPU accumulator, or
+    // empty when the accumulators are in the store (the update reads them back piece by piece).
+    bool host = false;
   };
 
   explicit OptimizerStage(OffloadTrainer& trainer)
@@ -110,10 +112,11 @@ class OffloadTrainer::OptimizerStage {
   void drain(Job& job);
   // drain when the accumulators are in the store (Impl::grads_in_store): per piece, the incoming
   // gradient lands in a grad slot (alternating; CUDA downloads it there, the CPU tier copies it
-  // from the pool slot), from micro-batch 1 on the stored sum (read into Impl::grad_read) is added
-  // to it, and it goes back to the store, one write in flight, overlapping the next piece's
-  // download. Norm terms (`norm`): each tensor's spans' fp32 sums of squares added in double (one
-  // span per tensor, unless pieces cut through it, is the RAM path's very expression).
+  // from the pool slot), from micro-batch 1 on the stored sum (read into Impl::grad_read; phase
+  // drain_read_wait) is added to it, and it goes back to the store, one write in flight,
+  // overlapping the next piece's download. Norm terms (`norm`): each tensor's spans' fp32 sums of
+  // squares added in double (one span per tensor, unless pieces cut through it, is the RAM path's
+  // very expression).
   void drain_into_store(Job& job);
 
   // Gives a block gradient pool slot back to the compute thread (-1: none).

@@ -481,7 +481,7 @@ OffloadOptions grads_in_store(const TrainOptions& options, const std::string& na
 
 }  // namespace
 
-TEST_CASE("block gradients add up in the store: clipping, K = 1, bit for bit; resumes") {
+TEST_CASE("block gradients add up in the store: clipping, K = 1, bit for bit; a run resumes into it") {
   Fixture f;
   TrainOptions options = small_options();
   options.grad_clip = 0.5;
@@ -496,11 +496,17 @@ TEST_CASE("block gradients add up in the store: clipping, K = 1, bit for bit; re
   fuyou_test::check_usage_error([&] { plan_for(options, small); },
                                 {"--cpu-mem", "fp32 gradient piece read buffer"});
 
-  // Stopped after step 7 and resumed: the accumulators are scratch, rewritten every step.
+  // Started with the accumulators in RAM (1 MiB of --cpu-mem), stopped after step 7, resumed with
+  // them in the store (which defines their tensors then): they are scratch, rewritten every step.
   const ReferenceRun reference(f, options);
   OffloadOptions again = grads_in_store(options, "grads-store-resume");
   {
-    OffloadTrainer first(f.config, f.initial_weights(), options, again);
+    OffloadOptions roomier = again;
+    roomier.budgets.cpu_bytes = 1 << 20;
+    OffloadTrainer first(f.config, f.initial_weights(), options, roomier);
+    REQUIRE(first.plan().block_grads_in_cpu);
+    REQUIRE_FALSE(first.plan().block_grads_in_store);
+    REQUIRE_FALSE(first.plan().states_in_cpu);
     train_and_stop_after(first, f.train_data, f.valid_data, 7);
   }
   again.resume = true;

@@ -10,7 +10,8 @@
 // weights within 2e-2 of the largest weight, a wrong or stale update moves them by far more; the
 // actual differences are printed. Skips (77) where no device is visible, as on CI.
 // Streaming (a --gpu-mem that holds only 2 bf16 block slots; K = 1; K = 2 with clipping, states
-// in RAM; K = 2 overlapped; block inputs in pinned CPU memory; stop + resume), written without a
+// in RAM; K = 2 overlapped; block inputs in pinned CPU memory; stop + resume; clipping with the
+// block gradients added up in the store), written without a
 // GPU at hand and first run by scripts/gpu_check.sh: the blocks' bf16 weights are the
 // CPU's round-to-nearest-even of the fp32 master, which is what the resident tier's CPU AdamW
 // writes, so K = 1 runs do the same operations as the resident ones; with K > 1 the block
@@ -303,17 +304,6 @@ TEST_CASE("streamed CUDA blocks uploaded piece by piece from RAM, K = 2 + clippi
   CHECK(stats.stream_read_bytes == (20 * 2 * 8 + 3 * 2 * 4) * 4ull * 198656);
 }
 
-int main(int argc, char** argv) {
-  ::setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8", 0);  // cuBLAS's deterministic mode
-  if (!torch::cuda::is_available()) {
-    std::printf("no CUDA device visible: skipping\n");
-    return 77;
-  }
-  at::globalContext().setDeterministicAlgorithms(true, /*warn_only=*/true);
-  doctest::Context context(argc, argv);
-  return context.run();
-}
-
 TEST_CASE("streamed CUDA blocks with clipping, gradients added up in the store, match too") {
   // 10 MiB of CPU budget holds neither the states nor the 4 blocks' fp32 accumulators (11.9 MB
   // with them, 9.5 MB without): they go to the store through the pinned gradient slots.
@@ -328,4 +318,15 @@ TEST_CASE("streamed CUDA blocks with clipping, gradients added up in the store, 
   // Each step writes the states and every block's accumulator once.
   const std::uint64_t state_bytes = 12ull * (49152 + 4 * 198656 + 1024);
   CHECK(stats.ssd_write_bytes == 20 * (state_bytes + 4 * 4 * 198656));
+}
+
+int main(int argc, char** argv) {
+  ::setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8", 0);  // cuBLAS's deterministic mode
+  if (!torch::cuda::is_available()) {
+    std::printf("no CUDA device visible: skipping\n");
+    return 77;
+  }
+  at::globalContext().setDeterministicAlgorithms(true, /*warn_only=*/true);
+  doctest::Context context(argc, argv);
+  return context.run();
 }
