@@ -127,6 +127,7 @@ void OffloadTrainer::OptimizerStage::drain_into_store(Job& job) {
       norm_terms.push_back(at::zeros({}, at::TensorOptions().dtype(at::kDouble)));
   }
   std::shared_future<void> write;  // the previous piece's, from the other grad slot
+  auto* stored = reinterpret_cast<float*>(impl.grad_read.data());  // one piece of the stored sum
   // Pieces 4·P bytes apart fill whole extents (always for power-of-two extents, as 12·P fills
   // them): no two pieces then share one.
   const bool whole_extents =
@@ -139,6 +140,19 @@ void OffloadTrainer::OptimizerStage::drain_into_store(Job& job) {
     for (const TensorSpan& span : spans) {
       incoming.push_back(float_span(base + span.piece_offset, span.floats));
       pool.push_back(flat_slice(job.grads[span.tensor], span.tensor_offset, span.floats));
+    }
+    const std::uint64_t offset = 4 * static_cast<std::uint64_t>(impl.piece_floats) *
+                                 static_cast<std::uint64_t>(piece.index);
+    const std::uint64_t bytes = 4 * static_cast<std::uint64_t>(piece.floats);
+    std::shared_future<void> stored_read;  // the stored sum, read while g_k comes down
+    if (!job.first) {
+      if (write.valid() && !whole_extents) {
+        // The previous piece's write may still be rewriting an extent this piece shares.
+        auto t = phases_.scope("grad_write_wait");
+        write.get();
+      }
+      stored_read = store.read(name, stored, offset, bytes);
+      t_.stats_.ssd_read_bytes += bytes;
     }
     if (impl.cuda) {
       for (const TensorSpan& span : spans)
@@ -158,22 +172,12 @@ void OffloadTrainer::OptimizerStage::drain_into_store(Job& job) {
       const std::int64_t used = spans.empty() ? 0 : spans.back().piece_offset + spans.back().floats;
       std::fill(base + used, base + piece.floats, 0.0f);
     }
-    const std::uint64_t offset = 4 * static_cast<std::uint64_t>(impl.piece_floats) *
-                                 static_cast<std::uint64_t>(piece.index);
-    const std::uint64_t bytes = 4 * static_cast<std::uint64_t>(piece.floats);
     if (!job.first) {
       // g_k + sum: the same IEEE additions as the RAM accumulator's sum + g_k.
-      auto* stored = reinterpret_cast<float*>(impl.grad_read.data());
-      if (write.valid() && !whole_extents) {
-        // The previous piece's write may still be rewriting an extent this piece shares.
-        auto t = phases_.scope("grad_write_wait");
-        write.get();
-      }
       {
         auto t = phases_.scope("drain_read_wait");
-        store.read(name, stored, offset, bytes).get();
+        stored_read.get();
       }
-      t_.stats_.ssd_read_bytes += bytes;
       for (std::size_t k = 0; k < spans.size(); ++k)
         incoming[k].add_(float_span(stored + spans[k].piece_offset, spans[k].floats));
     }

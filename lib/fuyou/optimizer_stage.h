@@ -112,9 +112,9 @@ class OffloadTrainer::OptimizerStage {
   void drain(Job& job);
   // drain when the accumulators are in the store (Impl::grads_in_store): per piece, the incoming
   // gradient lands in a grad slot (alternating; CUDA downloads it there, the CPU tier copies it
-  // from the pool slot), from micro-batch 1 on the stored sum (read into Impl::grad_read; phase
-  // drain_read_wait) is added to it, and it goes back to the store, one write in flight,
-  // overlapping the next piece's download. Norm terms (`norm`): each tensor's spans' fp32 sums of
+  // from the pool slot), from micro-batch 1 on the stored sum (read into Impl::grad_read while
+  // the piece comes down; phase drain_read_wait) is added to it, and it goes back to the store,
+  // one write in flight, overlapping the next piece's download and read. Norm terms (`norm`): each tensor's spans' fp32 sums of
   // squares added in double (one span per tensor, unless pieces cut through it, is the RAM path's
   // very expression).
   void drain_into_store(Job& job);
