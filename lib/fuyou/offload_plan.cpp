@@ -343,6 +343,31 @@ OffloadPlan plan_offload(const ModelConfig& config, const OffloadShape& shape,
                                                 static_cast<double>(block_params) /
                                                 rates.stream_convert_params_per_s});
   }
+  if (shape.grad_clip) {
+    // Clipping: no update can start before the global norm, i.e. before the last backward ends.
+    // So the step is at least the compute (or the streamed blocks' reads, which feed it) followed
+    // by what only the updates do: read the states the staging slots could not prefetch (two
+    // pieces, fewer bytes than two slots) and the stored block gradients, write the states back,
+    // run AdamW. A sum, not a max: clipping serializes them.
+    const std::uint64_t stream_reads =
+        plan.stream_slots > 0 && !plan.states_in_cpu
+            ? u64(2 * shape.accum * l) * kF32 * block_padded
+            : 0;
+    const double before = std::max(plan.flops / rates.compute_flops_per_s,
+                                   static_cast<double>(stream_reads) / rates.ssd_read_bytes_per_s);
+    std::uint64_t reads = plan.states_in_cpu ? 0 : state_bytes - std::min(state_bytes, 2 * staging_bytes);
+    if (plan.block_grads_in_store) reads += u64(l) * kF32 * block_padded;
+    const std::uint64_t writes =
+        plan.states_in_cpu ? state_bytes / u64(std::max<std::int64_t>(1, shape.commit_every))
+                           : state_bytes;
+    const double io =
+        rates.ssd_mixed_bytes_per_s > 0 && reads > 0
+            ? static_cast<double>(reads + writes) / rates.ssd_mixed_bytes_per_s
+            : std::max(static_cast<double>(reads) / rates.ssd_read_bytes_per_s,
+                       static_cast<double>(writes) / rates.ssd_write_bytes_per_s);
+    plan.terms.push_back(
+        {"compute_then_update", before + std::max(io, params / rates.cpu_adam_params_per_s)});
+  }
   for (const BoundTerm& term : plan.terms) {
     if (term.seconds > plan.bound_seconds) {
       plan.bound_seconds = term.seconds;

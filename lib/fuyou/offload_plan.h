@@ -4,7 +4,9 @@
 // and predicts the bytes each tier moves per iteration and the iteration-time lower bound
 //   T_iter >= max(T_compute, T_pcie_h2d, T_pcie_d2h, T_ssd_read, T_ssd_write, T_cpu_adam)
 // (DESIGN.md) with the binding term, plus `ssd_read_write` when reads and writes go to the same
-// disks at once (a measured mixed rate: one disk does not do both at full speed). Not a sum of
+// disks at once (a measured mixed rate: one disk does not do both at full speed), and with
+// clipping `compute_then_update` = compute + the I/O and AdamW only the updates do, a sum: they
+// cannot start before the global norm, i.e. the end of the backward. Otherwise not a sum of
 // compute and AdamW on the CPU tier although they share its cores: measured, AdamW's memory-bound
 // passes overlapped the GEMMs almost for free (926 M model: 17.4 s/step, compute alone 17.1 s). A
 // plan that does not fit is refused before anything runs, with the numbers that do not fit. Pure
@@ -86,7 +88,7 @@ struct PlanItem {
 
 struct BoundTerm {
   std::string name;  // "compute", "ssd_read", "ssd_write", "ssd_read_write", "cpu_adam", "pcie_*",
-                     // "stream_convert"
+                     // "stream_convert", "compute_then_update" (clipping: see the top)
   double seconds = 0;  // amount per iteration / rate
 };
 

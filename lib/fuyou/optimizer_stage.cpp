@@ -253,9 +253,15 @@ void OffloadTrainer::OptimizerStage::run_step() {
     t_.stats_.ssd_read_bytes += bytes_of(s);
   };
   // A block's gradients in the store (Impl::grads_in_store): read piece by piece into the grad
-  // slots, the next piece of the same unit prefetched (its gradients are final once its update
-  // job is popped, the drains before it done).
+  // slots, the next piece prefetched when its gradients are final: a piece of the same unit (the
+  // unit's update job is popped, the drains before it done), or any once every drain of the step
+  // is done (clipping: before the first update). Drains use both grad slots, so no prefetch
+  // crosses into a unit while a drain may still come.
   std::shared_future<void> grad_reads[2];
+  const std::int64_t step_drains = t_.train_.accum * t_.config_.n_layer;
+  auto stored_grads = [&](std::size_t s) {
+    return impl.grads_in_store && s < n && unit_at(s) >= 1 && unit_at(s) <= t_.config_.n_layer;
+  };
   auto issue_grad_read = [&](std::size_t s) {
     const StatePiece& piece = pieces[s].piece;
     const std::uint64_t bytes = 4 * static_cast<std::uint64_t>(piece.floats);
@@ -286,9 +292,9 @@ void OffloadTrainer::OptimizerStage::run_step() {
     // A streamed block's new weights are not written: its next load converts its master.
     const std::vector<TensorSpan> spans = piece_spans(unit.numels, piece);
     std::vector<at::Tensor> grads, outs;
+    if (stored_grads(s) && !grad_reads[s % 2].valid()) issue_grad_read(s);  // not prefetched
+    if (stored_grads(s + 1) && (!last_piece || drains_done() == step_drains)) issue_grad_read(s + 1);
     if (job.host && impl.grads_in_store) {
-      if (!grad_reads[s % 2].valid()) issue_grad_read(s);  // the unit's first piece
-      if (!last_piece) issue_grad_read(s + 1);
       wait(grad_reads[s % 2], "grad_read_wait");
       auto* grad_base = reinterpret_cast<float*>(impl.grad_slots[s % 2].data());
       for (const TensorSpan& span : spans)

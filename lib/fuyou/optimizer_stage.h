@@ -122,6 +122,12 @@ class OffloadTrainer::OptimizerStage {
   // Gives a block gradient pool slot back to the compute thread (-1: none).
   void release_pool_slot(int slot);
 
+  // Drains done this step (this thread does them; the lock is for the compute thread's reads).
+  std::int64_t drains_done() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return drained_;
+  }
+
   // One optimizer step over every unit's state pieces: prefetch, AdamW, write back, commit.
   void run_step();
 

@@ -189,6 +189,35 @@ TEST_CASE("the lower bound is the largest term and names it") {
         doctest::Approx(static_cast<double>(p.ssd_read_bytes + p.ssd_write_bytes) / 1e6));
 }
 
+TEST_CASE("with clipping the bound adds the updates' own work to the compute") {
+  const ModelConfig c = model_config_from_name("tiny");
+  OffloadShape s;
+  s.micro_batch = 4;
+  s.seq = 32;
+  s.accum = 2;
+  OffloadBudgets b = roomy();
+  b.cpu_bytes = 2 * kTinySlotBytes;  // states in the store
+  OffloadRates r;
+  r.compute_flops_per_s = 1e8;  // 2.55328256 s (the previous test's FLOPs)
+  r.ssd_read_bytes_per_s = 1e9;
+  r.ssd_write_bytes_per_s = 1e9;
+  r.cpu_adam_params_per_s = 1e9;
+  OffloadPlan p = plan_offload(c, s, b, r);
+  CHECK(p.binding == "compute");
+  for (const BoundTerm& term : p.terms) CHECK(term.name != "compute_then_update");
+  s.grad_clip = true;
+  p = plan_offload(c, s, b, r);
+  // After the norm: read what two staging slots could not prefetch (1,511,424 - 2 · 602,112 =
+  // 307,200 B), write all 1,511,424 B back (the larger at 1 GB/s both ways), AdamW 124,672
+  // parameters at 1e9/s (less): 1.511424 ms after the compute.
+  CHECK(p.binding == "compute_then_update");
+  CHECK(p.bound_seconds == doctest::Approx(2.55328256 + 0.001511424));
+  // Slow AdamW instead: it is what follows the compute.
+  r.cpu_adam_params_per_s = 1e5;
+  p = plan_offload(c, s, b, r);
+  CHECK(p.bound_seconds == doctest::Approx(2.55328256 + 1.24672));
+}
+
 TEST_CASE("the CUDA tier: bf16 weights on the GPU, pinned slots in the CPU budget, PCIe bytes") {
   const ModelConfig c = model_config_from_name("tiny");  // N = 124,672; largest unit a block
   OffloadShape s;
