@@ -119,16 +119,24 @@ OffloadPlan plan_offload(const ModelConfig& config, const OffloadShape& shape,
   if (budgets.compute_bytes > 0 && plan.compute_total > budgets.compute_bytes) {
     // Stream the blocks: each slot holds one block's compute weights (padded as in the store); as
     // many slots as fit, at least two (one computing, one loading), at most one per block.
-    if (shape.cuda || shape.block_grads_in_cpu) {
+    const std::uint64_t slot_bytes = act * block_padded;
+    // The CPU tier keeps a gradient buffer per block in the compute tier (accumulation or
+    // clipping) while the smallest streaming layout still fits beside them: two slots, the block
+    // inputs through the store.
+    const std::uint64_t smallest_with_buffers =
+        sum_items(plan.compute_items) - plan.compute_items[0].bytes + act * outside_params +
+        2 * slot_bytes - plan.compute_items[3].bytes + 3 * act * u64(tokens * c);
+    if (shape.cuda || shape.block_grads_in_cpu ||
+        (plan.grad_block_slots == l && smallest_with_buffers > budgets.compute_bytes)) {
       // The GPU cannot hold an accumulator per block either: each block's gradients leave it right
       // after that block's backward, through a pool of two fp32 buffers, and (accumulation or
-      // clipping) add up in CPU memory (cpu items below). (CPU tier: only when asked, for tests.)
+      // clipping) add up on the CPU side, in --cpu-mem or the store (cpu items below). The CPU
+      // tier does the same when its compute budget cannot hold them (or when asked, for tests).
       plan.grad_block_slots = 2;
       plan.block_grads_in_cpu = shape.grad_clip || shape.accum > 1;
       plan.compute_items[2] = {std::to_string(plan.grad_block_slots) + " block gradient buffers",
                                kF32 * u64(plan.grad_block_slots) * block_params};
     }
-    const std::uint64_t slot_bytes = act * block_padded;
     const std::uint64_t fixed =
         sum_items(plan.compute_items) - plan.compute_items[0].bytes + act * outside_params;
     std::uint64_t room = budgets.compute_bytes > fixed ? budgets.compute_bytes - fixed : 0;

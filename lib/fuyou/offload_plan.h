@@ -24,7 +24,9 @@
 // when even two slots leave no room, the block inputs go to pinned CPU memory (inputs_in_cpu). On
 // the CPU-only path the "compute tier" is a CPU memory budget (--gpu-mem), separate from the CPU
 // budget for optimizer states and staging (--cpu-mem), everything is fp32 and the PCIe terms are
-// zero. Not modelled: the token data in RAM, allocator slack, torch's own workspace.
+// zero; its block gradient buffers drain to the CPU side like the GPU's when the compute budget
+// cannot hold one per block. Not modelled: the token data in RAM, allocator slack, torch's own
+// workspace.
 #pragma once
 
 #include <cstdint>
@@ -70,10 +72,10 @@ struct OffloadShape {
   std::int64_t loss_chunk_rows = 0;  // 0 = default_loss_chunk_rows rule (≤ 64 MiB of fp32 logits)
   bool cuda = false;  // compute tier on a GPU: bf16 compute, PCIe transfers, pinned slots
   std::int64_t commit_every = 1;  // states in CPU memory go to the store every N steps
-  // CPU tier, streaming with K > 1 or clipping: put the block gradient accumulators in the CPU
-  // budget and drain each micro-batch's block gradients into them, as the CUDA tier does when it
-  // streams (block_grads_in_cpu). For tests: it runs that path without a GPU. (The CUDA tier
-  // decides by itself.)
+  // CPU tier, streaming with K > 1 or clipping: drain each micro-batch's block gradients into
+  // accumulators on the CPU side (--cpu-mem or the store), as the CUDA tier does when it streams
+  // (block_grads_in_cpu), even when the compute budget could hold them. For tests: it runs that
+  // path without a GPU. (Both tiers otherwise decide by themselves.)
   bool block_grads_in_cpu = false;
   // Floats per state piece (state_pieces.h): the optimizer stages at most this much of each of a
   // unit's master, m, v at a time. plan_offload_run derives it from the store's extent.

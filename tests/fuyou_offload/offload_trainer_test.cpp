@@ -333,6 +333,28 @@ TEST_CASE("the CUDA tier's gradient drain on the CPU tier: K = 2 + clipping, sta
   CHECK(stats.optimizer_phases.all().count("drain") == 1);
 }
 
+TEST_CASE("the CPU tier drains block gradients by itself when its budget cannot hold them") {
+  // Clipping keeps every block's gradients until the norm: 3 buffers in the compute tier while two
+  // streamed slots still fit beside them; one buffer's bytes less and the drain takes over.
+  TrainOptions options = small_options();
+  options.grad_clip = 0.5;
+  OffloadOptions offload = offload_options("auto-drain", 2 << 20);
+  offload.budgets.compute_bytes = compute_budget_for_slots(options, offload, 2);
+  const OffloadPlan kept = plan_for(options, offload);
+  CHECK(kept.stream_slots == 2);
+  CHECK(kept.grad_block_slots == 3);
+  CHECK_FALSE(kept.block_grads_in_cpu);
+  offload.budgets.compute_bytes -= 4ull * 49984;
+  const OffloadPlan drained = plan_for(options, offload);
+  CHECK(drained.stream_slots == 2);
+  CHECK(drained.grad_block_slots == 2);
+  CHECK(drained.block_grads_in_cpu);
+  CHECK_FALSE(drained.block_grads_in_store);
+  CHECK_FALSE(drained.inputs_in_store);
+  const OffloadStats stats = compare_with_in_memory(options, offload, false);
+  CHECK(stats.optimizer_phases.all().count("drain") == 1);
+}
+
 TEST_CASE("the CUDA tier's gradient drain on the CPU tier: K = 3, overlapped, states in RAM") {
   TrainOptions options = small_options();
   options.grad_clip = 0;
