@@ -95,8 +95,9 @@ struct OffloadTrainer::Impl {
   at::Tensor wte_grad, wpe_grad, lnf_w_grad, lnf_b_grad;
   std::vector<BlockWeights> block_grads;  // n_layer (full) or 2 (pool)
   bool pool = false;                      // block_grads is a pool of 2 shared by turns
-  // CUDA streaming with K > 1 or clipping (plan_.block_grads_in_cpu): each block's gradients leave
-  // the GPU through the pool after every micro-batch's backward of that block and add up here,
+  // Streaming with K > 1 or clipping (plan_.block_grads_in_cpu: CUDA, or the CPU tier when its
+  // compute budget cannot hold a buffer per block): each block's gradients leave the compute tier
+  // through the pool after every micro-batch's backward of that block and add up here,
   // fp32 CPU, one accumulator per block (the optimizer thread's drain). block_norm_terms[l]: its
   // squared-norm terms, computed by the optimizer thread after the last drain (K > 1).
   bool host_grads = false;

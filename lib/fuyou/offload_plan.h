@@ -5,7 +5,7 @@
 //   T_iter >= max(T_compute, T_pcie_h2d, T_pcie_d2h, T_ssd_read, T_ssd_write, T_cpu_adam)
 // (DESIGN.md) with the binding term, plus `ssd_read_write` when reads and writes go to the same
 // disks at once (a measured mixed rate: one disk does not do both at full speed), and with
-// clipping `compute_then_update` = compute + the I/O and AdamW only the updates do, a sum: they
+// clipping `compute_then_update` = compute + the SSD I/O and AdamW only the updates do, a sum: they
 // cannot start before the global norm, i.e. the end of the backward. Otherwise not a sum of
 // compute and AdamW on the CPU tier although they share its cores: measured, AdamW's memory-bound
 // passes overlapped the GEMMs almost for free (926 M model: 17.4 s/step, compute alone 17.1 s). A
@@ -107,9 +107,10 @@ struct OffloadPlan {
   // CUDA tier, likewise: the block inputs go to pinned CPU memory (counted in --cpu-mem) as the
   // forward makes them and come back ahead of the backward, over PCIe.
   bool inputs_in_cpu = false;
-  // CUDA tier, streaming with accumulation (K > 1) or clipping: each block's fp32 gradients are
-  // summed over the micro-batches (and kept for the norm) on the CPU side, one accumulator per
-  // block; the GPU keeps only the pool of two block gradient buffers they leave through.
+  // Streaming with accumulation (K > 1) or clipping, on CUDA (or on the CPU tier when its compute
+  // budget cannot hold a buffer per block): each block's fp32 gradients are summed over the
+  // micro-batches (and kept for the norm) on the CPU side, one accumulator per block; the compute
+  // tier keeps only the pool of two block gradient buffers they leave through.
   bool block_grads_in_cpu = false;
   // ... and when those accumulators (4 B per block parameter) do not fit --cpu-mem beside the
   // staging buffers (the states are then in the store too): one store tensor per block, laid out

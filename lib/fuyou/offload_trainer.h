@@ -83,7 +83,8 @@ struct OffloadOptions {
   // last; states in the store are written and committed every step regardless.
   std::int64_t commit_every = 1;
   std::uint64_t store_extent_bytes = std::uint64_t{4} << 20;
-  // Tests: the CPU tier runs the CUDA tier's gradient drain (OffloadShape::block_grads_in_cpu).
+  // Tests: the CPU tier runs the CUDA tier's gradient drain even when its compute budget could
+  // hold a gradient buffer per block (OffloadShape::block_grads_in_cpu).
   bool block_grads_in_cpu = false;
   // Floats per optimizer state piece (state_pieces.h), rounded to the store's extent; 0 = the
   // default (2^24). A store keeps the piece size it was created with: --resume checks it.

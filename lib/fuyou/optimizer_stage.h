@@ -104,7 +104,7 @@ class OffloadTrainer::OptimizerStage {
   Job pop_job(std::int64_t unit);
 
   // One micro-batch's gradients of a streamed block: GPU pool slot -> pinned fp32 -> the block's
-  // CPU accumulator (CPU tier, for tests: straight from the pool slot). Sum order, per element:
+  // CPU accumulator (CPU tier: straight from the pool slot). Sum order, per element:
   // ((g_0 + g_1) + g_2) + …, each g_k the bf16 gradient widened to fp32 (exact) and added in fp32 —
   // the in-memory trainer's GPU accumulator does the very same IEEE additions in the same order (0
   // + g_0 on micro-batch 0: the pool slot is zeroed and accumulated into on the GPU exactly as

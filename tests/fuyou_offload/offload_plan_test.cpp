@@ -216,6 +216,18 @@ TEST_CASE("with clipping the bound adds the updates' own work to the compute") {
   r.cpu_adam_params_per_s = 1e5;
   p = plan_offload(c, s, b, r);
   CHECK(p.bound_seconds == doctest::Approx(2.55328256 + 1.24672));
+  // A slow mixed rate (1 MB/s): reads then writes one after the other (1.818624 ms) is the
+  // least the updates' I/O can take, not (R + W) / mixed.
+  r.cpu_adam_params_per_s = 1e9;
+  r.ssd_mixed_bytes_per_s = 1e6;
+  p = plan_offload(c, s, b, r);
+  bool found = false;
+  for (const BoundTerm& term : p.terms) {
+    if (term.name != "compute_then_update") continue;
+    found = true;
+    CHECK(term.seconds == doctest::Approx(2.55328256 + 0.001818624));
+  }
+  CHECK(found);
 }
 
 TEST_CASE("the CUDA tier: bf16 weights on the GPU, pinned slots in the CPU budget, PCIe bytes") {

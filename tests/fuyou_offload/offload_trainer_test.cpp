@@ -335,7 +335,7 @@ TEST_CASE("the CUDA tier's gradient drain on the CPU tier: K = 2 + clipping, sta
 
 TEST_CASE("the CPU tier drains block gradients by itself when its budget cannot hold them") {
   // Clipping keeps every block's gradients until the norm: 3 buffers in the compute tier while two
-  // streamed slots still fit beside them; one buffer's bytes less and the drain takes over.
+  // streamed slots still fit beside them.
   TrainOptions options = small_options();
   options.grad_clip = 0.5;
   OffloadOptions offload = offload_options("auto-drain", 2 << 20);
@@ -344,7 +344,14 @@ TEST_CASE("the CPU tier drains block gradients by itself when its budget cannot 
   CHECK(kept.stream_slots == 2);
   CHECK(kept.grad_block_slots == 3);
   CHECK_FALSE(kept.block_grads_in_cpu);
-  offload.budgets.compute_bytes -= 4ull * 49984;
+  // The smallest layout with 3 buffers: 2 slots, 3 block inputs kept instead of 4 (32 KiB each),
+  // the others through the store. One byte less and the drain takes over.
+  offload.budgets.compute_bytes -= 1000 + 4 * 4 * 32 * 64;
+  const OffloadPlan smallest = plan_for(options, offload);
+  CHECK(smallest.grad_block_slots == 3);
+  CHECK(smallest.inputs_in_store);
+  CHECK_FALSE(smallest.block_grads_in_cpu);
+  offload.budgets.compute_bytes -= 1;
   const OffloadPlan drained = plan_for(options, offload);
   CHECK(drained.stream_slots == 2);
   CHECK(drained.grad_block_slots == 2);
