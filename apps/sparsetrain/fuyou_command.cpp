@@ -349,17 +349,24 @@ void run_offloaded(const FinetuneOptions& options, const fy::ModelConfig& config
                      " defers each step's updates until the global norm is known (exact); "
                      "--grad-clip 0 overlaps them with the backward");
   }
-  fy::GptWeights weights;
-  if (!options.resume) {
-    auto t = context.record.timings().scope("init");
-    weights = options.init.empty()
-                  ? fy::init_gpt_weights(config, context.global.seed, at::TensorOptions())
-                  : fy::load_hf_gpt2(config, options.init, at::TensorOptions());
-  }
   std::unique_ptr<fy::OffloadTrainer> trainer;
-  {
+  if (!options.resume && !options.init.empty()) {
+    fy::GptWeights weights;  // a safetensors file is read whole
+    {
+      auto t = context.record.timings().scope("init");
+      weights = fy::load_hf_gpt2(config, options.init, at::TensorOptions());
+    }
     auto t = context.record.timings().scope("store_init");
     trainer = std::make_unique<fy::OffloadTrainer>(config, std::move(weights), options.train, offload);
+  } else {
+    // A random init goes into the store one tensor at a time: the model need not fit in RAM
+    // (never visited on --resume).
+    auto t = context.record.timings().scope("store_init");
+    const std::uint64_t seed = context.global.seed;
+    const fy::WeightSource initial = [&config, seed](const fy::WeightVisitor& visit) {
+      fy::for_each_init_gpt_weight(config, seed, visit);
+    };
+    trainer = std::make_unique<fy::OffloadTrainer>(config, initial, options.train, offload);
   }
   common::Progress progress("finetune", static_cast<std::uint64_t>(options.train.steps), "steps",
                             /*interval_s=*/10.0);

@@ -84,36 +84,47 @@ std::int64_t GptWeights::numel() const {
   return n;
 }
 
-GptWeights init_gpt_weights(const ModelConfig& config, std::uint64_t seed,
-                            const c10::TensorOptions& options) {
+void for_each_init_gpt_weight(const ModelConfig& config, std::uint64_t seed,
+                              const WeightVisitor& visit) {
   config.validate();
   at::Generator gen = at::detail::createCPUGenerator(seed);
   const auto cpu = at::TensorOptions().dtype(at::kFloat);
   const double std_dev = 0.02;
   const double residual_std = 0.02 / std::sqrt(2.0 * static_cast<double>(config.n_layer));
   auto normal = [&](std::vector<std::int64_t> shape, double sd) {
-    return at::normal(0.0, sd, shape, gen, cpu).to(options);
+    return at::normal(0.0, sd, shape, gen, cpu);
   };
   const std::int64_t c = config.n_embd;
-  GptWeights w;
-  w.wte = normal({config.vocab, c}, std_dev);
-  w.wpe = normal({config.n_positions, c}, std_dev);
-  w.blocks.resize(static_cast<std::size_t>(config.n_layer));
-  for (BlockWeights& block : w.blocks) {
+  visit("wte.weight", normal({config.vocab, c}, std_dev));
+  visit("wpe.weight", normal({config.n_positions, c}, std_dev));
+  for (std::int64_t layer = 0; layer < config.n_layer; ++layer) {
     for (int i = 0; i < kBlockTensorCount; ++i) {
       const auto shape = block_tensor_shape(config, i);
+      const std::string name = "h." + std::to_string(layer) + "." + kBlockNames[i];
       if (i == kLn1Weight || i == kLn2Weight) {
-        block[i] = at::ones(shape, options);
+        visit(name, at::ones(shape, cpu));
       } else if (block_tensor_decays(i)) {
         const bool residual = i == kAttnProjWeight || i == kMlpProjWeight;
-        block[i] = normal(shape, residual ? residual_std : std_dev);
+        visit(name, normal(shape, residual ? residual_std : std_dev));
       } else {
-        block[i] = at::zeros(shape, options);
+        visit(name, at::zeros(shape, cpu));
       }
     }
   }
-  w.ln_f_weight = at::ones({c}, options);
-  w.ln_f_bias = at::zeros({c}, options);
+  visit("ln_f.weight", at::ones({c}, cpu));
+  visit("ln_f.bias", at::zeros({c}, cpu));
+}
+
+GptWeights init_gpt_weights(const ModelConfig& config, std::uint64_t seed,
+                            const c10::TensorOptions& options) {
+  config.validate();
+  GptWeights w;
+  w.blocks.resize(static_cast<std::size_t>(config.n_layer));
+  auto named = w.named();
+  std::size_t next = 0;
+  for_each_init_gpt_weight(config, seed, [&](const std::string&, const at::Tensor& t) {
+    *named[next++].second = t.to(options);
+  });
   return w;
 }
 

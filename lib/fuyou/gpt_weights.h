@@ -11,6 +11,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -70,6 +71,12 @@ bool weight_decays(const std::string& canonical_name);
 // CPU in fp32 from `seed` (so every device gets the same numbers), then moved to `options`.
 GptWeights init_gpt_weights(const ModelConfig& config, std::uint64_t seed,
                             const c10::TensorOptions& options);
+// One weight at a time: its canonical name and tensor, in GptWeights::named() order.
+using WeightVisitor = std::function<void(const std::string& name, const at::Tensor& tensor)>;
+// init_gpt_weights one fp32 CPU tensor at a time (the same generator, order and numbers), so that a
+// model larger than RAM can be initialised into an offloaded trainer (offload_trainer.h).
+void for_each_init_gpt_weight(const ModelConfig& config, std::uint64_t seed,
+                              const WeightVisitor& visit);
 // Zero tensors of the same shapes, on `options` (gradient accumulators, Adam moments).
 GptWeights zeros_like_weights(const GptWeights& like, const c10::TensorOptions& options);
 // Copies of every tensor converted to `options` (device and dtype).

@@ -5,10 +5,13 @@
 #include <sys/statvfs.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <future>
+#include <sstream>
 
 #include "common/error.h"
 #include "common/io/aligned_buffer.h"
@@ -98,7 +101,25 @@ OffloadPlan plan_offload_run(const ModelConfig& config, const TrainOptions& trai
   return plan_offload(config, shape, budgets, options.rates);
 }
 
+namespace {
+
+// `weights` as a source (checked first, unless resuming: then it is never visited).
+WeightSource source_of(const ModelConfig& config, GptWeights weights, bool resume) {
+  if (!resume) check_weight_shapes(config, weights);
+  auto held = std::make_shared<GptWeights>(std::move(weights));
+  return [held](const WeightVisitor& visit) {
+    for (const auto& [name, tensor] : held->named()) visit(name, *tensor);
+  };
+}
+
+}  // namespace
+
 OffloadTrainer::OffloadTrainer(ModelConfig config, GptWeights initial, TrainOptions train,
+                               OffloadOptions options)
+    : OffloadTrainer(ModelConfig(config), source_of(config, std::move(initial), options.resume),
+                     train, std::move(options)) {}
+
+OffloadTrainer::OffloadTrainer(ModelConfig config, WeightSource initial, TrainOptions train,
                                OffloadOptions options)
     : config_(std::move(config)),
       train_(train),
@@ -117,13 +138,11 @@ OffloadTrainer::OffloadTrainer(ModelConfig config, GptWeights initial, TrainOpti
   // Streamed blocks keep only their shapes here (meta tensors: no memory).
   const auto meta32 = at::TensorOptions().dtype(at::kFloat).device(at::kMeta);
 
-  // Compute weights (compute tier: fp32 CPU, or bf16 GPU) and the unit table over them. `master`
-  // holds the fp32 initial weights until the store has them.
+  // Compute weights (compute tier: fp32 CPU, or bf16 GPU) and the unit table over them.
   const auto cpu32 = at::TensorOptions().dtype(at::kFloat).device(at::kCPU);
   const auto compute_options = impl.cuda
                                    ? at::TensorOptions().dtype(at::kBFloat16).device(at::kCUDA)
                                    : cpu32;
-  GptWeights master;
   if (options_.resume) {
     compute_.wte = at::zeros({config_.vocab, config_.n_embd}, compute_options);
     compute_.wpe = at::zeros({config_.n_positions, config_.n_embd}, compute_options);
@@ -137,27 +156,17 @@ OffloadTrainer::OffloadTrainer(ModelConfig config, GptWeights initial, TrainOpti
     compute_.ln_f_weight = at::zeros({config_.n_embd}, compute_options);
     compute_.ln_f_bias = at::zeros({config_.n_embd}, compute_options);
   } else {
-    check_weight_shapes(config_, initial);
-    // Taken over without a copy when already fp32 CPU contiguous (a model-sized copy otherwise).
-    for (auto& [name, t] : initial.named()) *t = t->to(cpu32).contiguous();
-    if (impl.cuda && impl.streaming) {
-      // Only the embeddings and ln_f go to the GPU; the blocks stream from the master.
-      compute_.wte = initial.wte.to(compute_options);
-      compute_.wpe = initial.wpe.to(compute_options);
-      compute_.ln_f_weight = initial.ln_f_weight.to(compute_options);
-      compute_.ln_f_bias = initial.ln_f_bias.to(compute_options);
-      compute_.blocks.resize(static_cast<std::size_t>(config_.n_layer));
-      for (BlockWeights& block : compute_.blocks) {
-        for (int i = 0; i < kBlockTensorCount; ++i)
-          block[i] = at::empty(block_tensor_shape(config_, i), meta32);
-      }
-      master = std::move(initial);
-    } else if (impl.cuda) {
-      compute_ = weights_to(initial, compute_options);
-      master = std::move(initial);
-    } else {
-      compute_ = std::move(initial);  // the CPU tier's compute weights are the master weights
+    // Shapes only until init_store visits the source: it sets the resident tensors as they
+    // arrive; streamed blocks stay shape-only.
+    compute_.wte = at::empty({config_.vocab, config_.n_embd}, meta32);
+    compute_.wpe = at::empty({config_.n_positions, config_.n_embd}, meta32);
+    compute_.blocks.resize(static_cast<std::size_t>(config_.n_layer));
+    for (BlockWeights& block : compute_.blocks) {
+      for (int i = 0; i < kBlockTensorCount; ++i)
+        block[i] = at::empty(block_tensor_shape(config_, i), meta32);
     }
+    compute_.ln_f_weight = at::empty({config_.n_embd}, meta32);
+    compute_.ln_f_bias = at::empty({config_.n_embd}, meta32);
   }
   const std::int64_t units = unit_count(config_);
   impl.units.resize(static_cast<std::size_t>(units));
@@ -239,11 +248,19 @@ OffloadTrainer::OffloadTrainer(ModelConfig config, GptWeights initial, TrainOpti
     open_store();
   } else {
     store_ = TensorStore::create(options_.ssd_dirs, store_options);
-    init_store(impl.cuda ? master : compute_);
-    if (impl.streaming) {  // the store (or the RAM states) has them now
-      for (BlockWeights& block : compute_.blocks) {
-        for (at::Tensor& t : block.tensors) t = at::empty(t.sizes(), meta32);
+    try {
+      init_store(initial);
+    } catch (...) {
+      // Nothing was committed: take the new, empty store away again, so that the same command
+      // can run once the cause is fixed.
+      store_.reset();
+      std::error_code ignored;
+      std::filesystem::remove(options_.ssd_dirs[0] + "/" + TensorStore::kManifestName, ignored);
+      for (std::size_t i = 0; i < options_.ssd_dirs.size(); ++i) {
+        std::filesystem::remove(
+            options_.ssd_dirs[i] + "/sparsetrain-store." + std::to_string(i) + ".dat", ignored);
       }
+      throw;
     }
   }
   if (impl.grads_in_store) {
@@ -327,37 +344,85 @@ OffloadTrainer::~OffloadTrainer() {
   }
 }
 
-void OffloadTrainer::init_store(const GptWeights& master) {
+void OffloadTrainer::init_store(const WeightSource& initial) {
   Impl& impl = *impl_;
-  // The fp32 master tensors of each unit, in the unit table's order.
-  std::vector<std::vector<const at::Tensor*>> unit_master(impl.units.size());
-  for (const auto& [name, tensor] : master.named()) {
-    unit_master[static_cast<std::size_t>(unit_of(config_, name))].push_back(tensor);
-  }
   for (std::int64_t u = 0; u < unit_count(config_); ++u) {
     store_->define(unit_store_name(u), StoreDType::kF32,
                    {3 * impl.units[static_cast<std::size_t>(u)].padded});
   }
   store_->define(kMetaName, StoreDType::kI64, {kMetaLen});
-  // Piece by piece through one piece of scratch (states in the store), or straight from RAM.
+  // The tensors arrive in unit order and, within a unit, in its tensor order: each fills the
+  // master segments of the unit's pieces from where the previous one ended, and a piece goes to
+  // the store as soon as its last tensor float is in (m = v = 0). Through one piece of scratch
+  // (states in the store), or straight into the states in RAM.
   AlignedBuffer scratch;
   if (!plan_.states_in_cpu) scratch = AlignedBuffer(impl.staging[0].size(), /*pin=*/false);
-  for (std::size_t u = 0; u < impl.units.size(); ++u) {
-    const UnitTensors& unit = impl.units[u];
-    for (const StatePiece& piece : unit.pieces) {
-      const std::size_t bytes = 12 * static_cast<std::size_t>(piece.floats);
-      float* base = plan_.states_in_cpu
-                        ? reinterpret_cast<float*>(impl.cpu_states[u].data()) + 3 * piece.first
-                        : reinterpret_cast<float*>(scratch.data());
-      std::memset(base, 0, bytes);  // m = v = 0, and the padding
-      for (const TensorSpan& span : piece_spans(unit.numels, piece)) {
-        float_span(base + span.piece_offset, span.floats)
-            .copy_(flat_slice(*unit_master[u][span.tensor], span.tensor_offset, span.floats));
-      }
-      store_->write(unit_store_name(static_cast<std::int64_t>(u)), base,
-                    piece.byte_offset(impl.piece_floats), bytes)
-          .get();
+  const auto cpu32 = at::TensorOptions().dtype(at::kFloat).device(at::kCPU);
+  const auto named = compute_.named();
+  std::size_t next = 0;       // index into `named` of the tensor expected next
+  std::int64_t filled = 0;    // floats of the current unit written so far
+  std::size_t piece_at = 0;   // the current unit's piece being filled
+  auto piece_base = [&](std::size_t u, const StatePiece& piece) {
+    return plan_.states_in_cpu
+               ? reinterpret_cast<float*>(impl.cpu_states[u].data()) + 3 * piece.first
+               : reinterpret_cast<float*>(scratch.data());
+  };
+  auto flush = [&](std::size_t u, const StatePiece& piece) {
+    float* base = piece_base(u, piece);
+    store_->write(unit_store_name(static_cast<std::int64_t>(u)), base,
+                  piece.byte_offset(impl.piece_floats), 12 * static_cast<std::size_t>(piece.floats))
+        .get();
+    if (!plan_.states_in_cpu) std::memset(base, 0, scratch.size());  // m = v = 0, padding 0
+  };
+  initial([&](const std::string& name, const at::Tensor& given) {
+    if (next >= named.size() || name != named[next].first) {
+      throw common::UsageError(
+          "initial weights: got tensor '" + name + "' where '" +
+              (next < named.size() ? named[next].first : std::string("nothing more")) +
+              "' was expected",
+          "pass every GPT weight once, in GptWeights::named() order");
     }
+    at::Tensor* compute = named[next].second;
+    if (given.sizes() != compute->sizes()) {
+      std::ostringstream shapes;
+      shapes << given.sizes() << " instead of " << compute->sizes();
+      throw common::UsageError("initial weights: '" + name + "' has shape " + shapes.str(),
+                               "check --model against the weights");
+    }
+    const at::Tensor t = given.to(cpu32).contiguous();  // no copy when already so
+    const auto u = static_cast<std::size_t>(unit_of(config_, name));
+    const UnitTensors& unit = impl.units[u];
+    if (name == unit.names.front()) {
+      filled = 0;
+      piece_at = 0;
+    }
+    // Into the master segments of the pieces it spans.
+    const float* src = t.data_ptr<float>();
+    std::int64_t left = t.numel();
+    while (left > 0) {
+      const StatePiece& piece = unit.pieces[piece_at];
+      const std::int64_t n = std::min(left, piece.first + piece.floats - filled);
+      std::memcpy(piece_base(u, piece) + (filled - piece.first), src,
+                  static_cast<std::size_t>(n) * sizeof(float));
+      src += n;
+      left -= n;
+      filled += n;
+      if (filled == piece.first + piece.floats) {
+        flush(u, piece);
+        ++piece_at;
+      }
+    }
+    // The unit's last piece, unless its data ended on the piece's end (no padding) and it went above.
+    if (name == unit.names.back() && piece_at < unit.pieces.size()) flush(u, unit.pieces[piece_at]);
+    // The resident compute weights: the CPU tier keeps this very tensor, CUDA a bf16 copy.
+    if (!(impl.streaming && u >= 1 && u <= static_cast<std::size_t>(config_.n_layer))) {
+      *compute = impl.cuda ? t.to(at::TensorOptions().dtype(at::kBFloat16).device(at::kCUDA)) : t;
+    }
+    ++next;
+  });
+  if (next != named.size()) {
+    throw common::UsageError("initial weights: '" + named[next].first + "' is missing",
+                             "pass every GPT weight once, in GptWeights::named() order");
   }
   auto* meta = reinterpret_cast<std::int64_t*>(impl.meta.data());
   meta[kMetaFormat] = kMetaFormatVersion;

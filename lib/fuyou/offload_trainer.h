@@ -121,13 +121,23 @@ struct OffloadStats {
 OffloadPlan plan_offload_run(const ModelConfig& config, const TrainOptions& train,
                              const OffloadOptions& options);
 
+// The initial weights, one tensor at a time in GptWeights::named() order (any dtype, CPU): e.g.
+// for_each_init_gpt_weight (gpt_weights.h). The trainer keeps only what its compute tier holds and
+// sends each tensor to the states (store or RAM) as it arrives, so the model never has to fit in
+// memory at once.
+using WeightSource = std::function<void(const WeightVisitor& visit)>;
+
 class OffloadTrainer {
  public:
-  // initial: fp32 CPU weights, taken over as the compute weights and updated in place (ignored with
-  // options.resume: the store has them). Plans the run
-  // (UsageError when it does not fit), then creates the store in options.ssd_dirs (UsageError when
-  // one exists there and resume is off) or opens it (resume; UsageError when its run disagrees with
-  // `train` on seed, micro-batch, seq, accum or model).
+  // initial: visited once (not at all with options.resume: the store has the weights); fp32 CPU
+  // contiguous tensors that the CPU tier keeps resident are taken over as its compute weights and
+  // updated in place. Plans the run (UsageError when it does not fit), then creates the store in
+  // options.ssd_dirs (UsageError when one exists there and resume is off) or opens it (resume;
+  // UsageError when its run disagrees with `train` on seed, micro-batch, seq, accum or model). A
+  // source that skips, repeats, reorders or misshapes a tensor is refused (UsageError naming it).
+  OffloadTrainer(ModelConfig config, WeightSource initial, TrainOptions train,
+                 OffloadOptions options);
+  // The same from weights already in memory.
   OffloadTrainer(ModelConfig config, GptWeights initial, TrainOptions train,
                  OffloadOptions options);
   ~OffloadTrainer();
@@ -152,7 +162,8 @@ class OffloadTrainer {
  private:
   class OptimizerStage;
   struct Impl;
-  void init_store(const GptWeights& master);  // a new store from fp32 CPU weights (m = v = 0)
+  // A new store from the initial weights (m = v = 0), setting the resident compute weights.
+  void init_store(const WeightSource& initial);
   void open_store();
 
   ModelConfig config_;

@@ -578,3 +578,64 @@ TEST_CASE("block gradients add up in the store: K = 2 + clipping, within 1e-6") 
   CHECK(diff <= 1e-6);
   CHECK(trainer.stats().optimizer_phases.all().count("grad_read_wait") == 1);
 }
+
+// The initial weights one tensor at a time (for_each_init_gpt_weight): nothing holds the whole
+// model, yet the run is the one from init_gpt_weights's weights, bit for bit: states in the store
+// in pieces that cut through tensors (the tensors fill them in turn), blocks streamed (so only the
+// embeddings and ln_f are kept), or states in RAM.
+namespace {
+
+void check_streamed_init(const TrainOptions& options, const OffloadOptions& offload) {
+  Fixture f;
+  const ReferenceRun reference(f, options);
+  OffloadTrainer trainer(
+      f.config, [&](const WeightVisitor& visit) { for_each_init_gpt_weight(f.config, 3, visit); },
+      options, offload);
+  const TrainResult got = trainer.train(f.train_data, f.valid_data);
+  REQUIRE(got.losses.size() == reference.result.losses.size());
+  for (std::size_t i = 0; i < got.losses.size(); ++i)
+    CHECK(got.losses[i] == reference.result.losses[i]);
+  CHECK(bitwise_equal(trainer.read_master(), reference.trainer.master()));
+}
+
+}  // namespace
+
+TEST_CASE("initial weights streamed in one tensor at a time give the same run") {
+  TrainOptions options = small_options();
+  options.grad_clip = 0;
+  check_streamed_init(options, piece_options("init-stream-pieces", kTwoPieceSlots));
+  OffloadOptions streamed = piece_options("init-stream-blocks", kTwoPieceSlots);
+  streamed.budgets.compute_bytes = compute_budget_for_slots(options, streamed, 2);
+  check_streamed_init(options, streamed);
+  check_streamed_init(options, piece_options("init-stream-ram", 64 << 20));
+}
+
+TEST_CASE("a weight source that skips, reorders or misshapes a tensor is refused, store removed") {
+  Fixture f;
+  const TrainOptions options = small_options();
+  const OffloadOptions offload = offload_options("init-bad", 64 << 20);
+  const std::string manifest = offload.ssd_dirs[0] + "/" + TensorStore::kManifestName;
+  const GptWeights w = f.initial_weights();
+  const auto named = w.named();
+  auto run = [&](const WeightSource& source, const std::vector<std::string>& parts) {
+    fuyou_test::check_usage_error(
+        [&] { OffloadTrainer bad(f.config, source, options, offload); }, parts);
+    CHECK_FALSE(std::filesystem::exists(manifest));  // the same command can run again
+  };
+  run([&](const WeightVisitor& visit) {  // ln_f.bias never comes
+        for (std::size_t i = 0; i + 1 < named.size(); ++i) visit(named[i].first, *named[i].second);
+      },
+      {"'ln_f.bias' is missing"});
+  run([&](const WeightVisitor& visit) {  // wpe first
+        visit(named[1].first, *named[1].second);
+      },
+      {"got tensor 'wpe.weight' where 'wte.weight' was expected"});
+  run([&](const WeightVisitor& visit) {
+        visit(named[0].first, *named[0].second);
+        visit(named[1].first, named[1].second->narrow(0, 0, 8));
+      },
+      {"'wpe.weight' has shape [8, 64] instead of [64, 64]"});
+  // And a good source then runs in the same directory.
+  OffloadTrainer good(f.config, f.initial_weights(), options, offload);
+  CHECK(std::filesystem::exists(manifest));
+}
