@@ -350,21 +350,17 @@ void run_offloaded(const FinetuneOptions& options, const fy::ModelConfig& config
                      "--grad-clip 0 overlaps them with the backward");
   }
   std::unique_ptr<fy::OffloadTrainer> trainer;
-  if (!options.resume && !options.init.empty()) {
-    fy::GptWeights weights;  // a safetensors file is read whole
-    {
-      auto t = context.record.timings().scope("init");
-      weights = fy::load_hf_gpt2(config, options.init, at::TensorOptions());
-    }
-    auto t = context.record.timings().scope("store_init");
-    trainer = std::make_unique<fy::OffloadTrainer>(config, std::move(weights), options.train, offload);
-  } else {
-    // A random init goes into the store one tensor at a time: the model need not fit in RAM
-    // (never visited on --resume).
+  {
+    // The initial weights (a random init, or the --init checkpoint read tensor by tensor) go into
+    // the store one tensor at a time: the model need not fit in RAM. Never visited on --resume.
     auto t = context.record.timings().scope("store_init");
     const std::uint64_t seed = context.global.seed;
-    const fy::WeightSource initial = [&config, seed](const fy::WeightVisitor& visit) {
-      fy::for_each_init_gpt_weight(config, seed, visit);
+    const fy::WeightSource initial = [&config, &options, seed](const fy::WeightVisitor& visit) {
+      if (options.init.empty()) {
+        fy::for_each_init_gpt_weight(config, seed, visit);
+      } else {
+        fy::for_each_hf_gpt2_weight(config, options.init, visit);
+      }
     };
     trainer = std::make_unique<fy::OffloadTrainer>(config, initial, options.train, offload);
   }

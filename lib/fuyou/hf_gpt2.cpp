@@ -86,6 +86,69 @@ GptWeights gpt_weights_from_hf(const ModelConfig& config, const TensorMap& tenso
   return weights;
 }
 
+void for_each_hf_gpt2_weight(const ModelConfig& config, const std::string& path,
+                             const WeightVisitor& visit) {
+  config.validate();
+  const SafetensorsReader reader(path);
+  // The checkpoint's name of each of our tensors, checked as gpt_weights_from_hf checks them, and
+  // a shape-only copy of the weights (meta tensors) for check_weight_shapes.
+  GptWeights shapes;
+  shapes.blocks.resize(static_cast<std::size_t>(config.n_layer));
+  std::map<std::string, at::Tensor*> slots;
+  for (auto& [name, tensor] : shapes.named()) slots[name] = tensor;
+  std::map<std::string, std::string> file_name;  // canonical -> as in the file
+  const std::string hint = "pass a Hugging Face GPT-2 checkpoint matching --model " + config.name;
+  bool lm_head = false;
+  for (const SafetensorsReader::Info& info : reader.tensors()) {
+    if (info.name == "lm_head.weight") {
+      lm_head = true;
+      continue;
+    }
+    const std::string canonical =
+        info.name.rfind(kPrefix, 0) == 0 ? info.name.substr(12) : info.name;
+    if (is_mask_buffer(canonical)) continue;
+    auto slot = slots.find(canonical);
+    if (slot == slots.end()) {
+      throw common::UsageError("checkpoint tensor '" + info.name + "' is not part of model '" +
+                                   config.name + "'", hint);
+    }
+    if (file_name.count(canonical) != 0) {
+      throw common::UsageError("checkpoint holds '" + canonical + "' twice (with and without the '" +
+                                   kPrefix + "' prefix)", hint);
+    }
+    std::vector<std::int64_t> shape = info.shape;
+    if (is_conv1d_name(canonical)) {
+      if (shape.size() != 2) {
+        throw common::UsageError("checkpoint tensor '" + info.name + "' should be 2-D", hint);
+      }
+      std::swap(shape[0], shape[1]);
+    }
+    *slot->second = at::empty(shape, at::TensorOptions().device(at::kMeta));
+    file_name[canonical] = info.name;
+  }
+  for (const auto& [name, slot] : slots) {
+    if (file_name.count(name) == 0) {
+      throw common::UsageError("checkpoint lacks tensor '" + name + "' (or '" + kPrefix + name + "')",
+                               hint);
+    }
+  }
+  check_weight_shapes(config, shapes);
+  if (lm_head) {
+    const at::Tensor head = reader.read("lm_head.weight");
+    const at::Tensor wte = reader.read(file_name["wte.weight"]);
+    if (head.sizes() != wte.sizes() || !at::equal(head.to(at::kFloat), wte.to(at::kFloat))) {
+      throw common::UsageError("checkpoint's lm_head.weight differs from wte.weight",
+                               "our GPT ties the LM head to the token embedding; export without "
+                               "an untied head");
+    }
+  }
+  for (const auto& [name, tensor] : shapes.named()) {
+    (void)tensor;
+    const at::Tensor value = reader.read(file_name[name]);
+    visit(name, (is_conv1d_name(name) ? value.t() : value).to(at::kFloat).contiguous());
+  }
+}
+
 TensorMap gpt_weights_to_hf(const GptWeights& weights, at::ScalarType dtype) {
   TensorMap out;
   for (const auto& [name, tensor] : weights.named()) {

@@ -29,6 +29,12 @@ TensorMap gpt_weights_to_hf(const GptWeights& weights, at::ScalarType dtype);
 // read_safetensors + gpt_weights_from_hf.
 GptWeights load_hf_gpt2(const ModelConfig& config, const std::string& path,
                         const c10::TensorOptions& options);
+// load_hf_gpt2's weights one fp32 CPU tensor at a time, in GptWeights::named() order, reading each
+// from the file as it goes (SafetensorsReader): the same checks (from the header, before the first
+// tensor; the tied-head check reads lm_head and wte) and the same numbers, without the whole model
+// in memory: for an offloaded trainer's initial weights (offload_trainer.h).
+void for_each_hf_gpt2_weight(const ModelConfig& config, const std::string& path,
+                             const WeightVisitor& visit);
 // gpt_weights_to_hf + write_safetensors (atomic), with metadata {"format": "pt", …}.
 void export_hf_gpt2(const std::string& path, const GptWeights& weights, at::ScalarType dtype,
                     const std::map<std::string, std::string>& metadata = {});

@@ -217,6 +217,40 @@ TensorMap read_safetensors(const std::string& path) {
   return tensors;
 }
 
+struct SafetensorsReader::Impl {
+  explicit Impl(const std::string& path) : file(path), header(read_header(file)) {}
+  InputFile file;
+  Header header;
+  std::vector<Info> infos;
+  std::map<std::string, const Entry*> by_name;
+};
+
+SafetensorsReader::SafetensorsReader(const std::string& path)
+    : impl_(std::make_unique<Impl>(path)) {
+  for (const Entry& entry : impl_->header.entries) {
+    impl_->infos.push_back({entry.name, entry.dtype->name, entry.shape});
+    impl_->by_name[entry.name] = &entry;
+  }
+}
+
+SafetensorsReader::~SafetensorsReader() = default;
+
+const std::vector<SafetensorsReader::Info>& SafetensorsReader::tensors() const {
+  return impl_->infos;
+}
+
+at::Tensor SafetensorsReader::read(const std::string& name) const {
+  const auto found = impl_->by_name.find(name);
+  if (found == impl_->by_name.end()) fail(impl_->file.path(), "has no tensor '" + name + "'");
+  const Entry& entry = *found->second;
+  at::Tensor tensor = at::empty(entry.shape, at::TensorOptions().dtype(entry.dtype->type));
+  if (entry.end > entry.begin) {
+    impl_->file.read_exact(impl_->header.data_start + entry.begin, tensor.data_ptr(),
+                           entry.end - entry.begin);
+  }
+  return tensor;
+}
+
 std::map<std::string, std::string> read_safetensors_metadata(const std::string& path) {
   InputFile file(path);
   return read_header(file).metadata;

@@ -15,8 +15,11 @@
 // data ordered by element size (largest first) then name, so every tensor is aligned.
 #pragma once
 
+#include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
+#include <vector>
 
 namespace at {
 class Tensor;
@@ -28,6 +31,29 @@ namespace sparsetrain::fuyou {
 using TensorMap = std::map<std::string, at::Tensor>;
 
 TensorMap read_safetensors(const std::string& path);
+
+// The same file tensor by tensor: the header is read and checked on open, as above; each read()
+// reads that one tensor's bytes. For a checkpoint that need not fit in memory at once.
+class SafetensorsReader {
+ public:
+  struct Info {
+    std::string name;
+    std::string dtype;  // "F32", "F16", "BF16"
+    std::vector<std::int64_t> shape;
+  };
+  explicit SafetensorsReader(const std::string& path);  // UsageError as read_safetensors
+  ~SafetensorsReader();
+  SafetensorsReader(const SafetensorsReader&) = delete;
+  SafetensorsReader& operator=(const SafetensorsReader&) = delete;
+
+  const std::vector<Info>& tensors() const;  // in the file's data order
+  // A CPU tensor, contiguous, dtype as stored; UsageError naming the file for an unknown name.
+  at::Tensor read(const std::string& name) const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
 // Only the "__metadata__" string map (empty when absent); validates the whole header as above.
 std::map<std::string, std::string> read_safetensors_metadata(const std::string& path);
 // Written atomically (temp + rename); metadata goes to "__metadata__". Tensors must be defined,

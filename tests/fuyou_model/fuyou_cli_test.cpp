@@ -114,6 +114,17 @@ TEST_CASE("exported weights load back with --init and reproduce the final valida
   REQUIRE(run_sparsetrain(again).exit_code == 0);
   // Same seed -> same validation batches; fp32 export -> the same model.
   CHECK(read_json(second)["metrics"]["initial_val_loss"] == read_json(first)["metrics"]["final_val_loss"]);
+  // The offloaded trainer reads the checkpoint tensor by tensor into its store: the same model.
+  const fs::path third = scratch_dir() / "third.json", store = scratch_dir() / "init-store";
+  fs::remove_all(store);
+  fs::create_directories(store);
+  std::vector<std::string> offloaded = tiny_run(third, "5", /*steps=*/"1");
+  offloaded.insert(offloaded.end(), {"--init", weights.string(), "--ssd", store.string(),
+                                     "--cpu-mem", "2MiB"});
+  const auto r = run_sparsetrain(offloaded);
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  CHECK(read_json(third)["metrics"]["initial_val_loss"] == read_json(first)["metrics"]["final_val_loss"]);
 }
 
 TEST_CASE("llm.c token files train a model with a large enough vocabulary and are refused otherwise") {

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/process.h"
+#include "common/error.h"
 #include "fuyou/gpt_model.h"
 #include "fuyou/hf_gpt2.h"
 
@@ -51,6 +52,51 @@ TEST_CASE("a transformers GPT2LMHeadModel loads and gives its loss and gradients
     const double got = ours.at(name).to(at::kDouble).norm().item<double>();
     CHECK(got == doctest::Approx(norm.get<double>()).epsilon(1e-4));
   }
+}
+
+TEST_CASE("the same checkpoint read tensor by tensor gives the same weights, checked the same way") {
+  const ModelConfig config = model_config_from_name("custom:L=2,C=32,H=4,V=64,T=16");
+  const std::string path = (g_dir / "model.safetensors").string();
+  GptWeights whole = load_hf_gpt2(config, path, at::TensorOptions());
+  auto want = whole.named();
+  std::size_t next = 0;
+  for_each_hf_gpt2_weight(config, path, [&](const std::string& name, const at::Tensor& t) {
+    REQUIRE(next < want.size());
+    CHECK(name == want[next].first);
+    CHECK((t.scalar_type() == at::ScalarType::Float));
+    CHECK(t.is_contiguous());
+    CHECK(at::equal(t, *want[next].second));
+    ++next;
+  });
+  CHECK(next == want.size());
+
+  // A checkpoint without one tensor, with an unknown one, or with an untied head: refused before
+  // the first tensor is visited, with load_hf_gpt2's words.
+  auto refused = [&](const TensorMap& tensors, const std::string& words) {
+    const std::string bad = (g_dir / "bad.safetensors").string();
+    write_safetensors(bad, tensors);
+    int visited = 0;
+    try {
+      for_each_hf_gpt2_weight(config, bad, [&](const std::string&, const at::Tensor&) { ++visited; });
+      FAIL("accepted a checkpoint that " << words);
+    } catch (const sparsetrain::common::UsageError& e) {
+      CHECK(std::string(e.what()).find(words) != std::string::npos);
+    }
+    CHECK(visited == 0);
+  };
+  TensorMap tensors = gpt_weights_to_hf(whole, at::kFloat);
+  TensorMap missing = tensors;
+  missing.erase("transformer.h.1.mlp.c_fc.bias");
+  refused(missing, "checkpoint lacks tensor 'h.1.mlp.c_fc.bias'");
+  TensorMap unknown = tensors;
+  unknown["transformer.h.7.mlp.c_fc.bias"] = at::zeros({128});
+  refused(unknown, "'transformer.h.7.mlp.c_fc.bias' is not part of model");
+  TensorMap untied = tensors;
+  untied["lm_head.weight"] = at::zeros({64, 32});
+  refused(untied, "lm_head.weight differs from wte.weight");
+  TensorMap misshaped = tensors;
+  misshaped["transformer.wpe.weight"] = at::zeros({8, 32});
+  refused(misshaped, "weight 'wpe.weight' has shape [8, 32]");
 }
 
 int main(int argc, char** argv) {
