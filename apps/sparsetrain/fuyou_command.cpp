@@ -288,6 +288,9 @@ void run_offloaded(const FinetuneOptions& options, const fy::ModelConfig& config
   nlohmann::json& metrics = context.record.metrics();
   const bool cuda = options.train.device == fy::TrainDevice::kCuda;
   fy::OffloadOptions offload = offload_options_of(options);
+  // A checkpoint that does not fit the model is refused before anything is measured or made (the
+  // store reads it tensor by tensor later).
+  if (!options.resume && !options.init.empty()) fy::check_hf_gpt2(config, options.init);
   // A run that cannot fit is refused before the rate probes, which run one block of the model
   // (a 175B block alone is 7 GiB of fp32 weights). The rates change the bound, not the fit.
   fy::plan_offload_run(config, options.train, offload);

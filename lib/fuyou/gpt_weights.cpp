@@ -122,7 +122,8 @@ GptWeights init_gpt_weights(const ModelConfig& config, std::uint64_t seed,
   w.blocks.resize(static_cast<std::size_t>(config.n_layer));
   auto named = w.named();
   std::size_t next = 0;
-  for_each_init_gpt_weight(config, seed, [&](const std::string&, const at::Tensor& t) {
+  for_each_init_gpt_weight(config, seed, [&](const std::string& name, const at::Tensor& t) {
+    ST_ASSERT(name == named[next].first, "init order differs from named()");
     *named[next++].second = t.to(options);
   });
   return w;

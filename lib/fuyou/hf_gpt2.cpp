@@ -86,10 +86,13 @@ GptWeights gpt_weights_from_hf(const ModelConfig& config, const TensorMap& tenso
   return weights;
 }
 
-void for_each_hf_gpt2_weight(const ModelConfig& config, const std::string& path,
-                             const WeightVisitor& visit) {
+namespace {
+
+// gpt_weights_from_hf's checks on an open checkpoint, from its header (and the tied head's two
+// tensors): our canonical name -> the name in the file, for every weight.
+std::map<std::string, std::string> checked_hf_names(const ModelConfig& config,
+                                                    const SafetensorsReader& reader) {
   config.validate();
-  const SafetensorsReader reader(path);
   // The checkpoint's name of each of our tensors, checked as gpt_weights_from_hf checks them, and
   // a shape-only copy of the weights (meta tensors) for check_weight_shapes.
   GptWeights shapes;
@@ -142,7 +145,23 @@ void for_each_hf_gpt2_weight(const ModelConfig& config, const std::string& path,
                                "an untied head");
     }
   }
-  for (const auto& [name, tensor] : shapes.named()) {
+  return file_name;
+}
+
+}  // namespace
+
+void check_hf_gpt2(const ModelConfig& config, const std::string& path) {
+  const SafetensorsReader reader(path);
+  checked_hf_names(config, reader);
+}
+
+void for_each_hf_gpt2_weight(const ModelConfig& config, const std::string& path,
+                             const WeightVisitor& visit) {
+  const SafetensorsReader reader(path);
+  std::map<std::string, std::string> file_name = checked_hf_names(config, reader);
+  GptWeights order;
+  order.blocks.resize(static_cast<std::size_t>(config.n_layer));
+  for (const auto& [name, tensor] : order.named()) {
     (void)tensor;
     const at::Tensor value = reader.read(file_name[name]);
     visit(name, (is_conv1d_name(name) ? value.t() : value).to(at::kFloat).contiguous());

@@ -35,6 +35,8 @@ GptWeights load_hf_gpt2(const ModelConfig& config, const std::string& path,
 // in memory: for an offloaded trainer's initial weights (offload_trainer.h).
 void for_each_hf_gpt2_weight(const ModelConfig& config, const std::string& path,
                              const WeightVisitor& visit);
+// Those checks alone (UsageError naming the problem), e.g. before a store is made for the weights.
+void check_hf_gpt2(const ModelConfig& config, const std::string& path);
 // gpt_weights_to_hf + write_safetensors (atomic), with metadata {"format": "pt", …}.
 void export_hf_gpt2(const std::string& path, const GptWeights& weights, at::ScalarType dtype,
                     const std::map<std::string, std::string>& metadata = {});

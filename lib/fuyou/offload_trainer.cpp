@@ -9,7 +9,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstring>
-#include <filesystem>
+#include <exception>
 #include <future>
 #include <sstream>
 
@@ -72,7 +72,7 @@ OffloadPlan plan_offload_run(const ModelConfig& config, const TrainOptions& trai
     budgets.ssd_free_bytes += free_bytes_of(options.ssd_dirs[i]);
     if (options.resume) {
       budgets.ssd_used_bytes +=
-          file_bytes_of(options.ssd_dirs[i] + "/sparsetrain-store." + std::to_string(i) + ".dat");
+          file_bytes_of(options.ssd_dirs[i] + "/" + TensorStore::data_file_name(i));
     }
   }
   budgets.store_extent_bytes = options.store_extent_bytes;
@@ -117,7 +117,7 @@ WeightSource source_of(const ModelConfig& config, GptWeights weights, bool resum
 OffloadTrainer::OffloadTrainer(ModelConfig config, GptWeights initial, TrainOptions train,
                                OffloadOptions options)
     : OffloadTrainer(ModelConfig(config), source_of(config, std::move(initial), options.resume),
-                     train, std::move(options)) {}
+                     train, OffloadOptions(options)) {}
 
 OffloadTrainer::OffloadTrainer(ModelConfig config, WeightSource initial, TrainOptions train,
                                OffloadOptions options)
@@ -232,6 +232,23 @@ OffloadTrainer::OffloadTrainer(ModelConfig config, WeightSource initial, TrainOp
       block[i] = at::zeros(block_tensor_shape(config_, i), f32);
   }
 
+  // A store this constructor creates is taken away again if it throws before it returns (a bad
+  // weight source, a full disk while reserving space, a failed allocation): nothing in it is worth
+  // keeping, and the same command can then run once the cause is fixed. The workers that go
+  // through the store stop first (the destructor, which does that, does not run).
+  struct NewStoreGuard {
+    OffloadTrainer& t;
+    bool created = false;
+    const int unwinding = std::uncaught_exceptions();
+    ~NewStoreGuard() {
+      if (!created || std::uncaught_exceptions() == unwinding) return;
+      t.impl_->stream.reset();
+      t.impl_->stash.reset();
+      t.impl_->gpu_stash.reset();
+      t.store_.reset();
+      TensorStore::remove_new(t.options_.ssd_dirs);
+    }
+  } new_store{*this};
   StoreOptions store_options;
   store_options.extent_bytes = options_.store_extent_bytes;
   if (options_.resume) {
@@ -248,20 +265,8 @@ OffloadTrainer::OffloadTrainer(ModelConfig config, WeightSource initial, TrainOp
     open_store();
   } else {
     store_ = TensorStore::create(options_.ssd_dirs, store_options);
-    try {
-      init_store(initial);
-    } catch (...) {
-      // Nothing was committed: take the new, empty store away again, so that the same command
-      // can run once the cause is fixed.
-      store_.reset();
-      std::error_code ignored;
-      std::filesystem::remove(options_.ssd_dirs[0] + "/" + TensorStore::kManifestName, ignored);
-      for (std::size_t i = 0; i < options_.ssd_dirs.size(); ++i) {
-        std::filesystem::remove(
-            options_.ssd_dirs[i] + "/sparsetrain-store." + std::to_string(i) + ".dat", ignored);
-      }
-      throw;
-    }
+    new_store.created = true;
+    init_store(initial);
   }
   if (impl.grads_in_store) {
     for (std::int64_t l = 0; l < config_.n_layer; ++l) {
@@ -354,7 +359,8 @@ void OffloadTrainer::init_store(const WeightSource& initial) {
   // The tensors arrive in unit order and, within a unit, in its tensor order: each fills the
   // master segments of the unit's pieces from where the previous one ended, and a piece goes to
   // the store as soon as its last tensor float is in (m = v = 0). Through one piece of scratch
-  // (states in the store), or straight into the states in RAM.
+  // (states in the store; zeroed after each piece), or straight into the states in RAM (zero-filled
+  // when allocated).
   AlignedBuffer scratch;
   if (!plan_.states_in_cpu) scratch = AlignedBuffer(impl.staging[0].size(), /*pin=*/false);
   const auto cpu32 = at::TensorOptions().dtype(at::kFloat).device(at::kCPU);
@@ -383,9 +389,13 @@ void OffloadTrainer::init_store(const WeightSource& initial) {
           "pass every GPT weight once, in GptWeights::named() order");
     }
     at::Tensor* compute = named[next].second;
-    if (given.sizes() != compute->sizes()) {
+    if (!given.defined() || given.sizes() != compute->sizes()) {
       std::ostringstream shapes;
-      shapes << given.sizes() << " instead of " << compute->sizes();
+      if (given.defined()) {
+        shapes << given.sizes() << " instead of " << compute->sizes();
+      } else {
+        shapes << "(undefined) instead of " << compute->sizes();
+      }
       throw common::UsageError("initial weights: '" + name + "' has shape " + shapes.str(),
                                "check --model against the weights");
     }

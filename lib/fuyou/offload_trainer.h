@@ -123,8 +123,10 @@ OffloadPlan plan_offload_run(const ModelConfig& config, const TrainOptions& trai
 
 // The initial weights, one tensor at a time in GptWeights::named() order (any dtype, CPU): e.g.
 // for_each_init_gpt_weight (gpt_weights.h). The trainer keeps only what its compute tier holds and
-// sends each tensor to the states (store or RAM) as it arrives, so the model never has to fit in
-// memory at once.
+// sends each tensor to the states (store or RAM) as it arrives: no whole-model copy is made, so
+// with the blocks streamed and the states in the store the model never has to fit in memory.
+// The CPU tier may keep a visited fp32 contiguous tensor itself as a resident compute weight: a
+// source hands over tensors that own their memory and that it does not touch again.
 using WeightSource = std::function<void(const WeightVisitor& visit)>;
 
 class OffloadTrainer {
@@ -137,7 +139,8 @@ class OffloadTrainer {
   // source that skips, repeats, reorders or misshapes a tensor is refused (UsageError naming it).
   OffloadTrainer(ModelConfig config, WeightSource initial, TrainOptions train,
                  OffloadOptions options);
-  // The same from weights already in memory.
+  // The same from weights already in memory, their shapes checked first (UsageError naming the
+  // tensor); the CPU tier's resident fp32 contiguous ones are updated in place.
   OffloadTrainer(ModelConfig config, GptWeights initial, TrainOptions train,
                  OffloadOptions options);
   ~OffloadTrainer();

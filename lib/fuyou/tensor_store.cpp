@@ -37,7 +37,6 @@ constexpr DTypeRow kDTypes[] = {{StoreDType::kF32, "F32", 4},   {StoreDType::kF1
                                 {StoreDType::kI16, "I16", 2},   {StoreDType::kI8, "I8", 1},
                                 {StoreDType::kU8, "U8", 1},     {StoreDType::kBool, "BOOL", 1}};
 
-std::string data_file_name(std::size_t index) { return cat("sparsetrain-store.", index, ".dat"); }
 
 std::uint64_t align_down(std::uint64_t x) { return x / io::kIoAlignment * io::kIoAlignment; }
 bool aligned_ptr(const void* p) {
@@ -148,6 +147,10 @@ void TensorStore::open_files(bool create) {
   }
 }
 
+std::string TensorStore::data_file_name(std::size_t index) {
+  return cat("sparsetrain-store.", index, ".dat");
+}
+
 std::unique_ptr<TensorStore> TensorStore::create(const std::vector<std::string>& dirs,
                                                  StoreOptions options) {
   std::unique_ptr<TensorStore> store(new TensorStore(dirs, options));
@@ -155,11 +158,26 @@ std::unique_ptr<TensorStore> TensorStore::create(const std::vector<std::string>&
     throw UsageError(cat("a tensor store already exists in '", dirs[0], "'"),
                      "open it instead, or remove its files to start over");
   }
+  for (std::size_t i = 0; i < dirs.size(); ++i) {  // another store's data, listed elsewhere first
+    const std::string path = dirs[i] + "/" + data_file_name(i);
+    if (::access(path.c_str(), F_OK) == 0) {
+      throw UsageError(cat("a tensor store data file already exists: '", path, "'"),
+                       "give --ssd directories without a store, or remove that store's files");
+    }
+  }
   store->open_files(/*create=*/true);
   store->file_bytes_.assign(dirs.size(), 0);
   store->committed_manifest_ = store->manifest_json();
   common::write_file_atomic(store->manifest_path(), store->committed_manifest_);
   return store;
+}
+
+void TensorStore::remove_new(const std::vector<std::string>& dirs) {
+  if (dirs.empty()) return;
+  std::error_code ignored;
+  std::filesystem::remove(dirs[0] + "/" + kManifestName, ignored);
+  for (std::size_t i = 0; i < dirs.size(); ++i)
+    std::filesystem::remove(dirs[i] + "/" + data_file_name(i), ignored);
 }
 
 std::unique_ptr<TensorStore> TensorStore::open(const std::vector<std::string>& dirs,

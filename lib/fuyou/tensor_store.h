@@ -61,11 +61,17 @@ class TensorStore {
  public:
   static constexpr std::uint64_t kWhole = ~std::uint64_t{0};
   static constexpr const char* kManifestName = "sparsetrain-store.json";
+  // The data file of directory `index` (in --ssd order): "sparsetrain-store.<index>.dat".
+  static std::string data_file_name(std::size_t index);
 
   // A new, empty store at version 0 in `dirs` (existing directories). UsageError when a store
-  // already exists there or a directory is missing/unwritable.
+  // already exists there (its manifest, or a data file this store would overwrite) or a directory
+  // is missing/unwritable.
   static std::unique_ptr<TensorStore> create(const std::vector<std::string>& dirs,
                                              StoreOptions options = {});
+  // Deletes the files of the store create(dirs) made (manifest, data files), for a caller that
+  // created one and failed before using it; no store object may have them open. Errors ignored.
+  static void remove_new(const std::vector<std::string>& dirs);
   // Opens the store in `dirs` (the order given at creation) at its last committed version. A store
   // that fails its checks (malformed manifest, missing or short data file) is refused: RunError.
   static std::unique_ptr<TensorStore> open(const std::vector<std::string>& dirs,
