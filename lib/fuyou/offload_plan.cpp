@@ -175,12 +175,13 @@ OffloadPlan plan_offload(const ModelConfig& config, const OffloadShape& shape,
   const std::uint64_t pinned_bytes =
       shape.cuda ? 2 * (kF32 + kBF16) * u64(plan.largest_piece_floats) : 0;
   std::vector<PlanItem> stream_cpu_items;
-  // The stream's loader converts and uploads a block piece by piece (one state piece at a time).
-  const std::int64_t stream_piece_floats =
+  // A block's largest state piece: the stream's loader converts and uploads a block piece by
+  // piece, and block gradients in the store go through buffers of one piece.
+  const std::int64_t block_piece_floats =
       std::min<std::int64_t>(shape.state_piece_floats, static_cast<std::int64_t>(block_padded));
   if (cuda_stream) {
     stream_cpu_items.push_back(
-        {"2 pinned bf16 piece upload buffers", 2 * kBF16 * u64(stream_piece_floats)});
+        {"2 pinned bf16 piece upload buffers", 2 * kBF16 * u64(block_piece_floats)});
   }
   const PlanItem accumulators{std::to_string(l) + " fp32 block gradient accumulators",
                               kF32 * u64(l) * block_params};
@@ -202,7 +203,7 @@ OffloadPlan plan_offload(const ModelConfig& config, const OffloadShape& shape,
         {"2 staging slots of one state piece's master + m + v", 2 * staging_bytes});
   }
   if (cuda_stream && !plan.states_in_cpu) {  // the loader reads a piece of master from the store
-    plan.cpu_items.push_back({"fp32 piece read buffer", kF32 * u64(stream_piece_floats)});
+    plan.cpu_items.push_back({"fp32 piece read buffer", kF32 * u64(block_piece_floats)});
   }
   if (shape.cuda) {
     // One state piece each: the weights of one piece go up while the next piece updates. The
@@ -224,9 +225,7 @@ OffloadPlan plan_offload(const ModelConfig& config, const OffloadShape& shape,
   // before the states do: they are touched every micro-batch. (With K = 1, the states in RAM and
   // the accumulators in the store would read less from the store, 4 B per parameter a step
   // against 16; not planned: the states are 3x the accumulators' RAM.)
-  const std::uint64_t grad_piece_bytes =
-      kF32 * u64(std::min<std::int64_t>(shape.state_piece_floats,
-                                        static_cast<std::int64_t>(block_padded)));
+  const std::uint64_t grad_piece_bytes = kF32 * u64(block_piece_floats);
   if (plan.cpu_total > budgets.cpu_bytes && plan.block_grads_in_cpu && !plan.states_in_cpu) {
     std::vector<PlanItem> items;
     for (const PlanItem& item : plan.cpu_items) {

@@ -53,18 +53,24 @@ OffloadTrainer::OptimizerStage::Job OffloadTrainer::OptimizerStage::pop_job(std:
 }
 
 void OffloadTrainer::OptimizerStage::drain(Job& job) {
-  Impl& impl = *t_.impl_;
-  auto t = phases_.scope("drain");
-  const auto l = static_cast<std::size_t>(job.unit - 1);
-  if (impl.grads_in_store) {
-    drain_into_store(job);
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      ++drained_;
+  {
+    auto t = phases_.scope("drain");
+    if (t_.impl_->grads_in_store) {
+      drain_into_store(job);
+    } else {
+      drain_into_ram(job);
     }
-    cv_.notify_all();
-    return;
   }
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    ++drained_;
+  }
+  cv_.notify_all();
+}
+
+void OffloadTrainer::OptimizerStage::drain_into_ram(Job& job) {
+  Impl& impl = *t_.impl_;
+  const auto l = static_cast<std::size_t>(job.unit - 1);
   BlockWeights& acc = impl.host_block_grads[l];
   const UnitTensors& unit = impl.units[static_cast<std::size_t>(job.unit)];
   // Piece by piece: on CUDA through grad_slots[0], which holds one piece and is free here (the
@@ -109,11 +115,6 @@ void OffloadTrainer::OptimizerStage::drain(Job& job) {
     for (const at::Tensor& g : acc.tensors) terms.push_back(g.pow(2).sum().to(at::kDouble));
     impl.block_norm_terms[l] = std::move(terms);
   }
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    ++drained_;
-  }
-  cv_.notify_all();
 }
 
 void OffloadTrainer::OptimizerStage::drain_into_store(Job& job) {
@@ -141,8 +142,7 @@ void OffloadTrainer::OptimizerStage::drain_into_store(Job& job) {
       incoming.push_back(float_span(base + span.piece_offset, span.floats));
       pool.push_back(flat_slice(job.grads[span.tensor], span.tensor_offset, span.floats));
     }
-    const std::uint64_t offset = 4 * static_cast<std::uint64_t>(impl.piece_floats) *
-                                 static_cast<std::uint64_t>(piece.index);
+    const std::uint64_t offset = grad_piece_offset(piece);
     const std::uint64_t bytes = 4 * static_cast<std::uint64_t>(piece.floats);
     std::shared_future<void> stored_read;  // the stored sum, read while g_k comes down
     if (!job.first) {
@@ -267,8 +267,7 @@ void OffloadTrainer::OptimizerStage::run_step() {
     const std::uint64_t bytes = 4 * static_cast<std::uint64_t>(piece.floats);
     grad_reads[s % 2] = store.read(
         grad_store_name(unit_at(s) - 1), impl.grad_slots[s % 2].data(),
-        4 * static_cast<std::uint64_t>(impl.piece_floats) * static_cast<std::uint64_t>(piece.index),
-        bytes);
+        grad_piece_offset(piece), bytes);
     t_.stats_.ssd_read_bytes += bytes;
   };
   if (!in_cpu && n > 0) issue_read(0);

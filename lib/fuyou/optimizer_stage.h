@@ -104,12 +104,14 @@ class OffloadTrainer::OptimizerStage {
   Job pop_job(std::int64_t unit);
 
   // One micro-batch's gradients of a streamed block: GPU pool slot -> pinned fp32 -> the block's
-  // CPU accumulator (CPU tier: straight from the pool slot). Sum order, per element:
+  // accumulator, in RAM (drain_into_ram) or in the store (drain_into_store); CPU tier: straight
+  // from the pool slot. Counts the drain for wait_drains. Sum order, per element:
   // ((g_0 + g_1) + g_2) + …, each g_k the bf16 gradient widened to fp32 (exact) and added in fp32 —
   // the in-memory trainer's GPU accumulator does the very same IEEE additions in the same order (0
   // + g_0 on micro-batch 0: the pool slot is zeroed and accumulated into on the GPU exactly as
   // there), so the sum is bit for bit the same.
   void drain(Job& job);
+  void drain_into_ram(Job& job);  // Impl::host_block_grads
   // drain when the accumulators are in the store (Impl::grads_in_store): per piece, the incoming
   // gradient lands in a grad slot (alternating; CUDA downloads it there, the CPU tier copies it
   // from the pool slot), from micro-batch 1 on the stored sum (read into Impl::grad_read while
@@ -118,6 +120,11 @@ class OffloadTrainer::OptimizerStage {
   // squares added in double (one span per tensor, unless pieces cut through it, is the RAM path's
   // very expression).
   void drain_into_store(Job& job);
+  // Byte offset of a block piece in its grad_store_name tensor (offload_internals.h): 4·P·p.
+  std::uint64_t grad_piece_offset(const StatePiece& piece) const {
+    return 4 * static_cast<std::uint64_t>(t_.impl_->piece_floats) *
+           static_cast<std::uint64_t>(piece.index);
+  }
 
   // Gives a block gradient pool slot back to the compute thread (-1: none).
   void release_pool_slot(int slot);

@@ -20,6 +20,15 @@ namespace {
 constexpr std::uint64_t kTinyStateBytes = 1511424;
 constexpr std::uint64_t kTinySlotBytes = 602112;
 
+// B = 4, T = 32, K = 2.
+OffloadShape small_shape() {
+  OffloadShape s;
+  s.micro_batch = 4;
+  s.seq = 32;
+  s.accum = 2;
+  return s;
+}
+
 OffloadBudgets roomy() {
   OffloadBudgets b;
   b.cpu_bytes = std::uint64_t{1} << 30;
@@ -151,10 +160,7 @@ TEST_CASE("block gradient buffers: a pool of two only without clipping and accum
 
 TEST_CASE("the lower bound is the largest term and names it") {
   const ModelConfig c = model_config_from_name("tiny");
-  OffloadShape s;
-  s.micro_batch = 4;
-  s.seq = 32;
-  s.accum = 2;
+  OffloadShape s = small_shape();
   OffloadBudgets b = roomy();
   b.cpu_bytes = 0;  // states in the store
   // FLOPs: (8·N' + 16·L·C·T) per token, N' = N - wpe = 124,672 - 8,192 = 116,480:
@@ -191,10 +197,7 @@ TEST_CASE("the lower bound is the largest term and names it") {
 
 TEST_CASE("with clipping the bound adds the updates' own work to the compute") {
   const ModelConfig c = model_config_from_name("tiny");
-  OffloadShape s;
-  s.micro_batch = 4;
-  s.seq = 32;
-  s.accum = 2;
+  OffloadShape s = small_shape();
   OffloadBudgets b = roomy();
   b.cpu_bytes = 2 * kTinySlotBytes;  // states in the store
   OffloadRates r;
@@ -232,10 +235,7 @@ TEST_CASE("with clipping the bound adds the updates' own work to the compute") {
 
 TEST_CASE("the CUDA tier: bf16 weights on the GPU, pinned slots in the CPU budget, PCIe bytes") {
   const ModelConfig c = model_config_from_name("tiny");  // N = 124,672; largest unit a block
-  OffloadShape s;
-  s.micro_batch = 4;
-  s.seq = 32;
-  s.accum = 2;
+  OffloadShape s = small_shape();
   s.cuda = true;
   OffloadBudgets b = roomy();
   OffloadRates r;
