@@ -1,4 +1,4 @@
-// adamw_bench: throughput of our fused CPU AdamW (lib/fuyou/cpu_adam.h) side by side, in one run,
+// adamw_bench: throughput of our fused CPU AdamW (lib/fuyou/optim/cpu_adam.h) side by side, in one run,
 // with torch::optim::AdamW and torch's fused CPU AdamW (at::_fused_adamw_, the kernel behind
 // torch.optim.AdamW(fused=True)), plus a STREAM triad measuring this machine's memory bandwidth.
 // Prints one JSON document (commit, hardware, every parameter, raw samples, medians) on stdout.
@@ -32,9 +32,9 @@
 #include <nlohmann/json.hpp>
 #include <vector>
 
-#include "common/build_info.h"
-#include "common/system_info.h"
-#include "fuyou/cpu_adam.h"
+#include "common/run/build_info.h"
+#include "common/run/system_info.h"
+#include "fuyou/optim/cpu_adam.h"
 
 namespace fuyou = sparsetrain::fuyou;
 namespace common = sparsetrain::common;

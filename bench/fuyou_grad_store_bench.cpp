@@ -18,15 +18,15 @@
 #include <string>
 #include <vector>
 
-#include "common/build_info.h"
+#include "common/run/build_info.h"
 #include "common/error.h"
-#include "common/system_info.h"
-#include "fuyou/demo_text.h"
-#include "fuyou/gpt_weights.h"
-#include "fuyou/model_config.h"
-#include "fuyou/offload_rates.h"
-#include "fuyou/offload_trainer.h"
-#include "fuyou/token_data.h"
+#include "common/run/system_info.h"
+#include "fuyou/model/demo_text.h"
+#include "fuyou/model/gpt_weights.h"
+#include "fuyou/model/model_config.h"
+#include "fuyou/offload/offload_rates.h"
+#include "fuyou/offload/offload_trainer.h"
+#include "fuyou/model/token_data.h"
 
 namespace fuyou = sparsetrain::fuyou;
 namespace common = sparsetrain::common;

@@ -27,14 +27,14 @@
 #include <omp.h>
 #endif
 
-#include "common/build_info.h"
-#include "common/system_info.h"
+#include "common/run/build_info.h"
+#include "common/run/system_info.h"
 #include "common/timer.h"
-#include "teddy/edge_scorer.h"
-#include "teddy/edge_selection.h"
-#include "teddy/graph_generator.h"
-#include "teddy/graph_io.h"
-#include "teddy/gzip_file.h"
+#include "teddy/prune/edge_scorer.h"
+#include "teddy/prune/edge_selection.h"
+#include "teddy/graph/graph_generator.h"
+#include "teddy/graph/graph_io.h"
+#include "teddy/graph/gzip_file.h"
 
 namespace st = sparsetrain;
 namespace teddy = sparsetrain::teddy;

@@ -9,7 +9,7 @@
 #include <functional>
 #include <string>
 
-#include "common/run_record.h"
+#include "common/run/run_record.h"
 
 namespace sparsetrain::cli {
 

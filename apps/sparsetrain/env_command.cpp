@@ -6,9 +6,9 @@
 #include <iostream>
 
 #include "cli.h"
-#include "common/build_info.h"
+#include "common/run/build_info.h"
 #include "common/io/probe.h"
-#include "common/system_info.h"
+#include "common/run/system_info.h"
 #include "common/units.h"
 
 namespace sparsetrain::cli {

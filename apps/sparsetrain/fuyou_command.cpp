@@ -18,14 +18,14 @@
 #include "common/log.h"
 #include "common/progress.h"
 #include "common/units.h"
-#include "fuyou/demo_text.h"
-#include "fuyou/gpt_model.h"
-#include "fuyou/hf_gpt2.h"
-#include "fuyou/model_config.h"
-#include "fuyou/offload_rates.h"
-#include "fuyou/offload_trainer.h"
-#include "fuyou/token_data.h"
-#include "fuyou/trainer.h"
+#include "fuyou/model/demo_text.h"
+#include "fuyou/model/gpt_model.h"
+#include "fuyou/model/hf_gpt2.h"
+#include "fuyou/model/model_config.h"
+#include "fuyou/offload/offload_rates.h"
+#include "fuyou/offload/offload_trainer.h"
+#include "fuyou/model/token_data.h"
+#include "fuyou/train/in_memory_trainer.h"
 
 namespace sparsetrain::cli {
 

@@ -19,7 +19,7 @@
 #include "common/log.h"
 #include "common/timer.h"
 #include "common/units.h"
-#include "fuyou/tensor_store.h"
+#include "fuyou/store/tensor_store.h"
 
 namespace sparsetrain::cli {
 

@@ -6,10 +6,10 @@
 
 #include "cli.h"
 #include "common/log.h"
-#include "common/system_info.h"
-#include "teddy/graph_generator.h"
-#include "teddy/graph_io.h"
-#include "teddy/graph_stats.h"
+#include "common/run/system_info.h"
+#include "teddy/graph/graph_generator.h"
+#include "teddy/graph/graph_io.h"
+#include "teddy/graph/graph_stats.h"
 
 namespace sparsetrain::cli {
 

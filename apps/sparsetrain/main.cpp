@@ -11,11 +11,11 @@
 #include <sstream>
 
 #include "cli.h"
-#include "common/build_info.h"
+#include "common/run/build_info.h"
 #include "common/error.h"
 #include "common/log.h"
 #include "common/progress.h"
-#include "common/system_info.h"
+#include "common/run/system_info.h"
 
 namespace st = sparsetrain;
 using st::common::ExitCode;

@@ -9,11 +9,11 @@
 
 #include "cli.h"
 #include "common/log.h"
-#include "common/system_info.h"
-#include "teddy/edge_scorer.h"
-#include "teddy/edge_selection.h"
-#include "teddy/graph_io.h"
-#include "teddy/graph_stats.h"
+#include "common/run/system_info.h"
+#include "teddy/prune/edge_scorer.h"
+#include "teddy/prune/edge_selection.h"
+#include "teddy/graph/graph_io.h"
+#include "teddy/graph/graph_stats.h"
 
 namespace sparsetrain::cli {
 

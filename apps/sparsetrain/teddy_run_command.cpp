@@ -2,7 +2,7 @@
 // or more (graph, weight) sparsity levels, train them over several seeds, and report per level
 // the achieved sparsities, accuracy (mean ± std over seeds), inference MACs against dense and
 // the wall time of finding the ticket. Without --graph it runs on the embedded synthetic dataset
-// (a Cora-sized contextual SBM, graph_generator.h). The work is in lib/teddy/ticket_search.h.
+// (a Cora-sized contextual SBM, graph_generator.h). The work is in lib/teddy/gnn/ticket_search.h.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -12,9 +12,9 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "common/progress.h"
-#include "teddy/graph_generator.h"
-#include "teddy/graph_io.h"
-#include "teddy/ticket_search.h"
+#include "teddy/graph/graph_generator.h"
+#include "teddy/graph/graph_io.h"
+#include "teddy/gnn/ticket_search.h"
 
 namespace sparsetrain::cli {
 

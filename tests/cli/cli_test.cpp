@@ -7,7 +7,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "cli_support.h"
+#include "cli/cli_support.h"
 
 using sparsetrain::test::run_sparsetrain;
 namespace fs = std::filesystem;

@@ -12,9 +12,9 @@
 #include <vector>
 
 #include "common/error.h"
-#include "teddy/graph.h"
-#include "teddy/graph_io.h"
-#include "teddy/gzip_file.h"
+#include "teddy/graph/graph.h"
+#include "teddy/graph/graph_io.h"
+#include "teddy/graph/gzip_file.h"
 
 namespace teddy = sparsetrain::teddy;
 

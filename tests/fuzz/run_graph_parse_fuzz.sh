@@ -11,8 +11,8 @@ cxx=${CXX_FUZZ:-$(command -v clang++-14 || command -v clang++ || true)}
 [ -n "$cxx" ] || { echo "no clang++ with libFuzzer found; skipping" >&2; exit 77; }
 mkdir -p "$work/corpus"
 "$cxx" -std=c++17 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-  -I"$root/lib" "$root/tests/fuzz/graph_parse_fuzz.cpp" "$root/lib/teddy/text_parse.cpp" \
-  "$root/lib/teddy/gzip_file.cpp" "$root/lib/teddy/graph_io.cpp" "$root/lib/teddy/graph.cpp" \
+  -I"$root/lib" "$root/tests/fuzz/graph_parse_fuzz.cpp" "$root/lib/teddy/graph/text_parse.cpp" \
+  "$root/lib/teddy/graph/gzip_file.cpp" "$root/lib/teddy/graph/graph_io.cpp" "$root/lib/teddy/graph/graph.cpp" \
   "$root/lib/common/error.cpp" -ldeflate -lz -lpthread -o "$work/graph_parse_fuzz"
 # Seeds: one per mode (first byte = mode, second = node-count bound).
 printf '\x00\x080,1\n1,2\n2,3\n' >"$work/corpus/csv"

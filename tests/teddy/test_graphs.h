@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "teddy/graph.h"
+#include "teddy/graph/graph.h"
 
 namespace sparsetrain::test {
 

@@ -1,0 +1,79 @@
+// The GPT computation, block by block, over weights the caller places (gpt_weights.h):
+//   tokens [B, T] -> embed -> x0 [B, T, C] -> block 0 -> x1 -> … -> block L-1 -> xL
+//   -> final LayerNorm -> logits = h · wteᵀ [B, T, V] -> mean cross-entropy over the B·T targets.
+// Blocks are pre-LN GPT-2 blocks: x += proj(causal_attention(LN1(x))); x += mlp(LN2(x)), with
+// scaled_dot_product_attention (scale 1/sqrt(head_dim)) and GELU, tanh approximation.
+//
+// Training runs with block-wise recompute (the API the offloaded trainer streams): the forward keeps
+// only each block's input; the backward walks the blocks in reverse, recomputes each block from its
+// input under autograd and returns the gradients of its weights and of its input. The LM loss is
+// chunked over rows of B·T so logits never take B·T·V memory at once (at most chunk_rows·V).
+// Dropout is not implemented (fine-tuning at p = 0), so every step is deterministic on the CPU.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+
+#include "fuyou/model/gpt_weights.h"
+#include "fuyou/model/model_config.h"
+
+namespace sparsetrain::fuyou {
+
+// tokens: int64 [B, T] with T <= n_positions -> x0 [B, T, C] = wte[tokens] + wpe[0:T].
+at::Tensor embed_forward(const GptWeights& weights, const at::Tensor& tokens);
+// Adds the embedding's gradients for x0's gradient `grad_x0` [B, T, C] into wte_grad [V, C] and
+// wpe_grad [T_max, C] (any dtype and device of the accumulators).
+void embed_backward(const at::Tensor& tokens, const at::Tensor& grad_x0, at::Tensor& wte_grad,
+                    at::Tensor& wpe_grad);
+
+// One transformer block: x [B, T, C] -> [B, T, C], in the dtype and on the device of the weights.
+// Records an autograd graph only if a weight or x requires grad.
+at::Tensor block_forward(const ModelConfig& config, const BlockWeights& block, const at::Tensor& x);
+
+struct BlockGrads {
+  at::Tensor input_grad;     // [B, T, C]: d(loss)/d(block input)
+  BlockWeights weight_grads; // same shapes, dtype and device as the weights
+};
+// Recomputes the block from `input` under autograd and backpropagates `output_grad` [B, T, C].
+// The weights and input are not modified and need not require grad.
+BlockGrads block_backward(const ModelConfig& config, const BlockWeights& block,
+                          const at::Tensor& input, const at::Tensor& output_grad);
+
+// Rows of B·T per logits chunk for `chunk_rows` = 0: at most 64 MiB of fp32 logits per chunk.
+std::int64_t default_loss_chunk_rows(const ModelConfig& config);
+
+// Mean cross-entropy of the LM head over all B·T positions of xL [B, T, C] against targets int64
+// [B, T], in chunks of `chunk_rows` rows (0 = default). No gradients. Logits go to fp32 for the loss.
+double lm_loss(const ModelConfig& config, const GptWeights& weights, const at::Tensor& x_final,
+               const at::Tensor& targets, std::int64_t chunk_rows = 0);
+
+struct LmLossBackward {
+  double loss = 0;           // mean cross-entropy (unscaled)
+  at::Tensor input_grad;     // [B, T, C]: d(grad_scale·loss)/d(xL)
+  at::Tensor ln_f_weight_grad, ln_f_bias_grad;  // [C]
+  at::Tensor wte_grad;       // [V, C]: the LM head's share of the tied embedding's gradient
+};
+// lm_loss and its gradients, scaled by `grad_scale` (e.g. 1/accum), chunk by chunk.
+LmLossBackward lm_loss_backward(const ModelConfig& config, const GptWeights& weights,
+                                const at::Tensor& x_final, const at::Tensor& targets,
+                                double grad_scale, std::int64_t chunk_rows = 0);
+
+// Forward and backward of the whole model with block-wise recompute: returns the mean loss and adds
+// the gradients of grad_scale·loss into `grads` (accumulators shaped like `weights`, e.g. fp32
+// zeros_like_weights). Peak activation memory: the L block inputs plus one block's internals plus
+// one logits chunk.
+double gpt_forward_backward(const ModelConfig& config, const GptWeights& weights,
+                            const at::Tensor& tokens, const at::Tensor& targets, double grad_scale,
+                            GptWeights& grads, std::int64_t chunk_rows = 0);
+
+// Mean loss without gradients (validation), block by block, chunked.
+double gpt_loss(const ModelConfig& config, const GptWeights& weights, const at::Tensor& tokens,
+                const at::Tensor& targets, std::int64_t chunk_rows = 0);
+
+// Reference: the loss as one autograd graph over the whole model with full, unchunked logits
+// (0-dim tensor). Set requires_grad on the weights and call backward() to get every gradient.
+at::Tensor gpt_loss_full_graph(const ModelConfig& config, const GptWeights& weights,
+                               const at::Tensor& tokens, const at::Tensor& targets);
+
+}  // namespace sparsetrain::fuyou

@@ -1,0 +1,370 @@
+// CudaTransfer (see cuda_transfer.h).
+#include "fuyou/offload/cuda_transfer.h"
+
+#include <ATen/Parallel.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/from_blob.h>
+
+#include <atomic>
+#include <cstring>
+
+#include "common/error.h"
+#include "common/io/aligned_buffer.h"
+#include "common/log.h"
+#include "fuyou/offload/offload_plan.h"
+
+#if SPARSETRAIN_HAVE_CUDA
+#include <ATen/cuda/CUDAEvent.h>
+#include <c10/cuda/CUDAFunctions.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <cuda_runtime_api.h>
+#endif
+
+namespace sparsetrain::fuyou {
+
+// fp32 -> bf16, round to nearest even in integer arithmetic (subnormals kept, NaN -> 0x7FC0): what
+// c10::BFloat16 and the CPU AdamW's bf16 output (cpu_adam.cpp) do, whatever instructions this
+// torch build would pick for a tensor conversion. Threaded (lib/fuyou compiles with OpenMP).
+void fp32_to_bf16_rne(const float* src, std::uint16_t* dst, std::int64_t n) {
+  at::parallel_for(0, n, std::int64_t{1} << 16, [src, dst](std::int64_t begin, std::int64_t end) {
+    const float* __restrict in = src;
+    std::uint16_t* __restrict out = dst;
+    for (std::int64_t i = begin; i < end; ++i) {  // branch-free: vectorizes
+      std::uint32_t u;
+      std::memcpy(&u, in + i, sizeof u);
+      const std::uint32_t rounded = (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16;
+      out[i] = static_cast<std::uint16_t>((u & 0x7FFFFFFFu) > 0x7F800000u ? 0x7FC0u : rounded);
+    }
+  });
+}
+
+#if SPARSETRAIN_HAVE_CUDA
+
+struct CudaMarkImpl {
+  at::cuda::CUDAEvent event;  // timing off: cheaper record and sync
+};
+
+CudaMark mark_compute_stream() {
+  if (c10::cuda::device_count() == 0) return {};
+  auto mark = std::make_shared<CudaMarkImpl>();
+  mark->event.record(c10::cuda::getCurrentCUDAStream());
+  return mark;
+}
+
+namespace {
+
+// For destructors (noexcept): waits for `stream` (and, with `device`, the whole device) without
+// throwing. A sticky CUDA error from earlier work is logged, not thrown: throwing here would
+// terminate the process during unwinding and hide the first error.
+void synchronize_quietly(const c10::cuda::CUDAStream& stream, bool device) {
+  cudaError_t err = cudaStreamSynchronize(stream.stream());
+  if (err == cudaSuccess && device) err = cudaDeviceSynchronize();
+  if (err != cudaSuccess) {
+    common::log_error("CUDA error while releasing transfer buffers: ", cudaGetErrorString(err));
+  }
+}
+
+}  // namespace
+
+struct CudaTransfer::Impl {
+  c10::cuda::CUDAStream stream;
+};
+
+CudaTransfer::CudaTransfer() {
+  if (c10::cuda::device_count() == 0) {
+    throw common::EnvironmentError("the CUDA tier needs a CUDA device and none is visible",
+                                   "run on a GPU machine or pass --device cpu");
+  }
+  impl_ = std::make_unique<Impl>(Impl{c10::cuda::getStreamFromPool(/*isHighPriority=*/false)});
+}
+
+CudaTransfer::~CudaTransfer() {
+  if (impl_) synchronize_quietly(impl_->stream, /*device=*/false);
+}
+
+void CudaTransfer::download(const std::vector<at::Tensor>& src, std::vector<at::Tensor>& dst,
+                            const CudaMark& after) {
+  ST_ASSERT(src.size() == dst.size(), "download: tensor lists differ in length");
+  c10::cuda::CUDAStreamGuard guard(impl_->stream);
+  if (after) after->event.block(impl_->stream);
+  for (std::size_t i = 0; i < src.size(); ++i) dst[i].copy_(src[i], /*non_blocking=*/true);
+  impl_->stream.synchronize();
+}
+
+CudaMark CudaTransfer::upload(const std::vector<at::Tensor>& src, std::vector<at::Tensor>& dst) {
+  ST_ASSERT(src.size() == dst.size(), "upload: tensor lists differ in length");
+  c10::cuda::CUDAStreamGuard guard(impl_->stream);
+  for (std::size_t i = 0; i < src.size(); ++i) dst[i].copy_(src[i], /*non_blocking=*/true);
+  auto mark = std::make_shared<CudaMarkImpl>();
+  mark->event.record(impl_->stream);
+  return mark;
+}
+
+void CudaTransfer::wait(const CudaMark& mark) {
+  if (mark) mark->event.synchronize();
+}
+
+namespace {
+
+c10::cuda::CUDAStream checked_pool_stream() {
+  if (c10::cuda::device_count() == 0) {
+    throw common::EnvironmentError("the CUDA tier needs a CUDA device and none is visible",
+                                   "run on a GPU machine or pass --device cpu");
+  }
+  return c10::cuda::getStreamFromPool(/*isHighPriority=*/false);
+}
+
+class CudaBlockSlots final : public BlockStream::Slots {
+ public:
+  CudaBlockSlots(const ModelConfig& config, std::int64_t slots, std::int64_t piece_floats,
+                 bool scratch, BlockMasterFn master)
+      : floats_(config.block_param_count()),
+        padded_(unit_padded_params(config, 1)),
+        pieces_(unit_pieces(padded_, piece_floats)),
+        master_(std::move(master)),
+        stream_(checked_pool_stream()) {
+    std::vector<std::int64_t> numels;
+    for (int i = 0; i < kBlockTensorCount; ++i) {
+      std::int64_t n = 1;
+      for (std::int64_t d : block_tensor_shape(config, i)) n *= d;
+      numels.push_back(n);
+    }
+    for (const StatePiece& piece : pieces_) spans_.push_back(piece_spans(numels, piece));
+    const auto buffer_floats = static_cast<std::size_t>(std::min(piece_floats, padded_));
+    // One allocation per tensor, as the resident tier's weights have: the same alignment, so
+    // cuBLAS has no reason to pick other kernels than for resident weights.
+    const auto bf16 = at::TensorOptions().dtype(at::kBFloat16).device(at::kCUDA);
+    for (std::int64_t s = 0; s < slots; ++s) {
+      BlockWeights slot;
+      for (int i = 0; i < kBlockTensorCount; ++i)
+        slot[i] = at::empty(block_tensor_shape(config, i), bf16);
+      gpu_.push_back(std::move(slot));
+    }
+    for (auto& buffer : pinned_) buffer = common::io::AlignedBuffer(2 * buffer_floats);
+    if (scratch) scratch_ = common::io::AlignedBuffer(4 * buffer_floats, /*pin=*/false);
+    uploads_.resize(static_cast<std::size_t>(slots));
+    released_.resize(static_cast<std::size_t>(slots));
+    // The slots were allocated on the current stream (their memory may have been freed there by
+    // work still pending; deterministic mode even fills them there); the copy stream writes them.
+    mark_compute_stream()->event.block(stream_);
+  }
+  ~CudaBlockSlots() override {
+    // Nothing may still write or read the slots when their memory goes back to the allocator.
+    synchronize_quietly(stream_, /*device=*/true);
+  }
+
+  std::int64_t count() const override { return static_cast<std::int64_t>(gpu_.size()); }
+
+  // Piece by piece: reads and converts on the host, then enqueues the piece's upload; the first
+  // upload waits, on the GPU, for the compute stream to be done with the slot's last block (its
+  // release mark, recorded before BlockStream let this fill start), so the first two pieces'
+  // conversions overlap the GPU's work on that block (a third waits on the host for the first's
+  // upload, hence for that release: two pinned buffers bound how far the loader runs ahead). The
+  // copy stream runs the uploads in order: the last piece's event marks the whole block.
+  std::uint64_t fill(std::int64_t slot, std::int64_t block) override {
+    const auto s = static_cast<std::size_t>(slot);
+    CudaMark last;
+    for (const StatePiece& piece : pieces_) {
+      const std::vector<TensorSpan>& spans = spans_[static_cast<std::size_t>(piece.index)];
+      const std::int64_t n = std::min(piece.floats, floats_ - piece.first);  // weights, no padding
+      const std::size_t p = fills_++ % 2;
+      CudaTransfer::wait(pinned_uploads_[p]);  // the pinned buffer's last upload has left it
+      const float* src = master_(
+          block, piece, scratch_.data() ? reinterpret_cast<float*>(scratch_.data()) : nullptr);
+      fp32_to_bf16_rne(src, reinterpret_cast<std::uint16_t*>(pinned_[p].data()), n);
+      at::Tensor host =
+          at::from_blob(pinned_[p].data(), {n}, at::TensorOptions().dtype(at::kBFloat16));
+      auto mark = std::make_shared<CudaMarkImpl>();
+      {
+        c10::cuda::CUDAStreamGuard guard(stream_);
+        if (released_[s]) released_[s]->event.block(stream_);
+        released_[s].reset();
+        for (const TensorSpan& span : spans) {
+          at::Tensor& dst = gpu_[s][static_cast<int>(span.tensor)];
+          dst.view({-1})
+              .narrow(0, span.tensor_offset, span.floats)
+              .copy_(host.narrow(0, span.piece_offset, span.floats), /*non_blocking=*/true);
+        }
+        mark->event.record(stream_);
+      }
+      pinned_uploads_[p] = mark;
+      last = std::move(mark);
+      uploaded_bytes_ += 2 * static_cast<std::uint64_t>(n);
+    }
+    uploads_[s] = std::move(last);
+    return 4 * static_cast<std::uint64_t>(padded_);
+  }
+
+  const BlockWeights& use(std::int64_t slot) override {
+    const auto s = static_cast<std::size_t>(slot);
+    uploads_[s]->event.block(c10::cuda::getCurrentCUDAStream());  // a stream wait, not a host one
+    return gpu_[s];
+  }
+
+  void end_use(std::int64_t slot) override {
+    released_[static_cast<std::size_t>(slot)] = mark_compute_stream();
+  }
+
+  std::uint64_t uploaded_bytes() const { return uploaded_bytes_.load(); }
+
+ private:
+  std::int64_t floats_ = 0, padded_ = 0;
+  std::vector<StatePiece> pieces_;             // of a block's states
+  std::vector<std::vector<TensorSpan>> spans_;  // per piece: where it meets the block's tensors
+  BlockMasterFn master_;
+  c10::cuda::CUDAStream stream_;
+  std::vector<BlockWeights> gpu_;  // per slot: the block's bf16 tensors
+  common::io::AlignedBuffer pinned_[2], scratch_;
+  std::size_t fills_ = 0;       // loader thread only
+  CudaMark pinned_uploads_[2];  // loader thread only
+  // uploads_[s]: written by fill, read by use; released_[s]: written by end_use, read by fill. The
+  // BlockStream's mutex orders each write before the other thread's read.
+  std::vector<CudaMark> uploads_, released_;
+  std::atomic<std::uint64_t> uploaded_bytes_{0};
+};
+
+}  // namespace
+
+std::unique_ptr<BlockStream::Slots> make_cuda_block_slots(const ModelConfig& config,
+                                                          std::int64_t slots,
+                                                          std::int64_t piece_floats, bool scratch,
+                                                          BlockMasterFn master) {
+  return std::make_unique<CudaBlockSlots>(config, slots, piece_floats, scratch, std::move(master));
+}
+
+struct CudaInputStash::Impl {
+  Impl(std::int64_t layers_, std::vector<std::int64_t> shape_)
+      : layers(layers_), shape(std::move(shape_)), stream(checked_pool_stream()) {}
+  std::int64_t layers = 0, numel = 0;
+  std::vector<std::int64_t> shape;
+  c10::cuda::CUDAStream stream;
+  common::io::AlignedBuffer host;       // layers × one input (4 KiB aligned each), pinned
+  std::size_t stride = 0;               // bytes between two inputs in `host`
+  at::Tensor gpu[2];                    // bf16 [B, T, C] each
+  CudaMark up[2];                       // the upload into each slot
+  std::int64_t pushed = 0, popped = 0;  // this pass
+  std::uint64_t down_bytes = 0, up_bytes = 0;
+
+  at::Tensor host_view(std::int64_t layer) {
+    return at::from_blob(host.data() + static_cast<std::size_t>(layer) * stride, shape,
+                         at::TensorOptions().dtype(at::kBFloat16));
+  }
+  // Copy stream: after everything enqueued so far on the compute stream.
+  void after_compute() { mark_compute_stream()->event.block(stream); }
+  void upload(std::int64_t layer) {
+    const std::size_t slot = static_cast<std::size_t>(layer % 2);
+    c10::cuda::CUDAStreamGuard guard(stream);
+    gpu[slot].copy_(host_view(layer), /*non_blocking=*/true);
+    auto mark = std::make_shared<CudaMarkImpl>();
+    mark->event.record(stream);
+    up[slot] = std::move(mark);
+    up_bytes += 2 * static_cast<std::uint64_t>(numel);
+  }
+};
+
+CudaInputStash::CudaInputStash(std::int64_t layers, std::vector<std::int64_t> shape)
+    : impl_(std::make_unique<Impl>(layers, std::move(shape))) {
+  Impl& s = *impl_;
+  s.numel = 1;
+  for (std::int64_t d : s.shape) s.numel *= d;
+  s.stride = common::io::align_up(2 * static_cast<std::size_t>(s.numel));
+  s.host = common::io::AlignedBuffer(static_cast<std::size_t>(layers) * s.stride);
+  for (auto& slot : s.gpu) {
+    slot = at::empty(s.shape, at::TensorOptions().dtype(at::kBFloat16).device(at::kCUDA));
+  }
+  s.after_compute();  // the slots were allocated on the compute stream; the copy stream writes them
+}
+
+CudaInputStash::~CudaInputStash() {
+  if (!impl_) return;
+  synchronize_quietly(impl_->stream, /*device=*/true);
+}
+
+void CudaInputStash::push(std::int64_t layer, const at::Tensor& input) {
+  Impl& s = *impl_;
+  ST_ASSERT(layer == s.pushed && layer < s.layers && s.popped == 0,
+            "block input " + std::to_string(layer) + " pushed out of order");
+  ST_ASSERT(input.numel() == s.numel && input.scalar_type() == at::kBFloat16,
+            "a block input of another shape or dtype");
+  const at::Tensor src = input.contiguous();
+  s.after_compute();  // src is complete
+  {
+    c10::cuda::CUDAStreamGuard guard(s.stream);
+    s.host_view(layer).copy_(src, /*non_blocking=*/true);
+  }
+  src.record_stream(s.stream);  // its memory is not reused before the copy is done
+  s.down_bytes += 2 * static_cast<std::uint64_t>(s.numel);
+  ++s.pushed;
+}
+
+at::Tensor CudaInputStash::pop(std::int64_t layer) {
+  Impl& s = *impl_;
+  ST_ASSERT(s.pushed == s.layers && layer == s.layers - 1 - s.popped,
+            "block input " + std::to_string(layer) + " popped out of order");
+  // Every earlier use of the GPU slots (the backward of the block two pops ago) is enqueued.
+  s.after_compute();
+  if (s.popped == 0) s.upload(layer);   // the first: nothing prefetched it
+  if (layer >= 1) s.upload(layer - 1);  // the next one, while this block's backward runs
+  ++s.popped;
+  const std::size_t slot = static_cast<std::size_t>(layer % 2);
+  s.up[slot]->event.block(c10::cuda::getCurrentCUDAStream());
+  return s.gpu[slot];
+}
+
+void CudaInputStash::end_pass() {
+  Impl& s = *impl_;
+  ST_ASSERT(s.popped == s.layers, "a block-input pass ended before every input came back");
+  s.pushed = s.popped = 0;
+}
+
+std::uint64_t CudaInputStash::bytes_down() const { return impl_->down_bytes; }
+std::uint64_t CudaInputStash::bytes_up() const { return impl_->up_bytes; }
+
+std::uint64_t cuda_block_slots_uploaded_bytes(const BlockStream::Slots& slots) {
+  const auto* cuda = dynamic_cast<const CudaBlockSlots*>(&slots);
+  return cuda ? cuda->uploaded_bytes() : 0;
+}
+
+#else  // no CUDA in this build
+
+struct CudaMarkImpl {};
+
+CudaMark mark_compute_stream() { return {}; }
+
+struct CudaTransfer::Impl {};
+
+CudaTransfer::CudaTransfer() {
+  throw common::EnvironmentError("this sparsetrain was built without CUDA",
+                                 "rebuild against a CUDA LibTorch or pass --device cpu");
+}
+CudaTransfer::~CudaTransfer() = default;
+void CudaTransfer::download(const std::vector<at::Tensor>&, std::vector<at::Tensor>&,
+                            const CudaMark&) {}
+CudaMark CudaTransfer::upload(const std::vector<at::Tensor>&, std::vector<at::Tensor>&) {
+  return {};
+}
+void CudaTransfer::wait(const CudaMark&) {}
+
+std::unique_ptr<BlockStream::Slots> make_cuda_block_slots(const ModelConfig&, std::int64_t,
+                                                          std::int64_t, bool, BlockMasterFn) {
+  throw common::EnvironmentError("this sparsetrain was built without CUDA",
+                                 "rebuild against a CUDA LibTorch or pass --device cpu");
+}
+std::uint64_t cuda_block_slots_uploaded_bytes(const BlockStream::Slots&) { return 0; }
+
+struct CudaInputStash::Impl {};
+CudaInputStash::CudaInputStash(std::int64_t, std::vector<std::int64_t>) {
+  throw common::EnvironmentError("this sparsetrain was built without CUDA",
+                                 "rebuild against a CUDA LibTorch or pass --device cpu");
+}
+CudaInputStash::~CudaInputStash() = default;
+void CudaInputStash::push(std::int64_t, const at::Tensor&) {}
+at::Tensor CudaInputStash::pop(std::int64_t) { return {}; }
+void CudaInputStash::end_pass() {}
+std::uint64_t CudaInputStash::bytes_down() const { return 0; }
+std::uint64_t CudaInputStash::bytes_up() const { return 0; }
+
+#endif
+
+}  // namespace sparsetrain::fuyou

@@ -1,0 +1,117 @@
+// Host <-> GPU copies for the offloaded trainer's CUDA tier, on a copy stream of their own, ordered
+// against the compute thread's stream by CUDA events (no CUDA types in this header: callers outside
+// CUDA builds still compile). The compute thread only records marks (cudaEventRecord: no wait);
+// the optimizer thread, which owns a CudaTransfer, waits on them, downloads gradients into pinned
+// host memory and uploads the new compute weights.
+// Also the CUDA tier's block slots for BlockStream (block_stream.h), when the blocks' compute
+// weights do not fit the GPU budget: see make_cuda_block_slots.
+// Without CUDA (build or device), constructing a CudaTransfer or CUDA block slots throws
+// EnvironmentError and mark_compute_stream returns an empty mark.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "fuyou/offload/block_stream.h"
+#include "fuyou/model/model_config.h"
+#include "fuyou/offload/state_pieces.h"
+
+namespace sparsetrain::fuyou {
+
+struct CudaMarkImpl;
+// A point in a stream's work: complete once everything enqueued before it has run.
+using CudaMark = std::shared_ptr<CudaMarkImpl>;
+
+// Compute thread: a mark after everything enqueued so far on the current CUDA stream.
+CudaMark mark_compute_stream();
+
+class CudaTransfer {
+ public:
+  CudaTransfer();  // a stream from the pool of the current device
+  ~CudaTransfer();
+  CudaTransfer(const CudaTransfer&) = delete;
+  CudaTransfer& operator=(const CudaTransfer&) = delete;
+
+  // dst[i] (host, pinned, same numel and dtype) <- src[i] (GPU), once `after` is reached; returns
+  // when the copies are done (blocks the calling thread, never the compute stream).
+  void download(const std::vector<at::Tensor>& src, std::vector<at::Tensor>& dst,
+                const CudaMark& after);
+  // dst[i] (GPU) <- src[i] (host, pinned) enqueued on the copy stream; returns a mark for their
+  // completion (src must stay untouched until then).
+  CudaMark upload(const std::vector<at::Tensor>& src, std::vector<at::Tensor>& dst);
+  // Blocks the calling thread until `mark` is reached (no-op for an empty mark).
+  static void wait(const CudaMark& mark);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// fp32 -> bf16 bits, round to nearest even in integer arithmetic (subnormals kept, NaN -> 0x7FC0),
+// threaded: the CUDA block slots' conversion, the same as c10::BFloat16 and the CPU AdamW's bf16
+// output. Needs no CUDA.
+void fp32_to_bf16_rne(const float* src, std::uint16_t* dst, std::int64_t n);
+
+// Loader thread: the fp32 weights of block `block`'s state piece `piece` (state_pieces.h: the
+// block's flat floats [piece.first, piece.first + piece.floats), BlockTensor order, each tensor after
+// the previous): a pointer into the states in RAM, or `scratch` (one piece of floats, or null when
+// the slots were made without one) after reading them into it. Blocking; may throw.
+using BlockMasterFn =
+    std::function<const float*(std::int64_t block, const StatePiece& piece, float* scratch)>;
+
+// The CUDA tier's slots for a BlockStream: `slots` >= 2 bf16 GPU slots of one block each
+// (allocated once, one allocation per tensor as resident weights have), two pinned bf16 host
+// buffers of one state piece of `piece_floats` (registered once) and, with `scratch`, one fp32
+// host buffer of one piece for store reads. fill (loader thread) goes piece by piece: waits on the
+// host for the previous upload out of the pinned buffer it takes, converts the piece's fp32 master
+// to bf16 on the CPU (round to nearest even in integer arithmetic: exactly the CPU AdamW's bf16
+// output, which is what the resident tier uploads), and uploads it on a copy stream of its own
+// (so one piece converts while the previous one crosses PCIe), recording an event after each piece
+// (the last one's marks the block); the first upload waits, on the GPU, for the event the compute stream recorded at the
+// slot's last release (so the conversion overlaps the GPU's work on the slot's previous block). use (compute thread) makes the
+// compute stream wait for that event; end_use records one on it. So the compute thread never waits
+// on the host for a copy, and the GPU holds `slots` blocks at a time. uploaded_bytes(): bf16 bytes
+// sent up so far (what fill returns is the fp32 bytes read).
+std::unique_ptr<BlockStream::Slots> make_cuda_block_slots(const ModelConfig& config,
+                                                          std::int64_t slots,
+                                                          std::int64_t piece_floats, bool scratch,
+                                                          BlockMasterFn master);
+std::uint64_t cuda_block_slots_uploaded_bytes(const BlockStream::Slots& slots);
+
+// The CUDA tier's block inputs (activation checkpoints) in pinned CPU memory, when the GPU budget
+// does not hold them beside the streamed blocks (offload_plan.h: inputs_in_cpu): the analogue of
+// input_stash.h's store round trip, without a thread. push (forward order) enqueues, on a copy
+// stream of its own, the input's copy into its pinned host buffer after an event on the compute
+// stream, and marks the GPU tensor used by that stream (the caching allocator then does not
+// recycle its memory before the copy is done); pop (reverse order) makes the copy stream wait for
+// an event on the compute stream (every earlier use of the GPU slots is enqueued before it),
+// uploads the next input the backward will need into one of two GPU slots, and makes the compute
+// stream wait for the input it returns. The compute thread only enqueues work and events: it
+// never waits on the host. bf16 round-trips exactly, so the backward sees the very tensors it
+// would have kept. Per micro-batch: push(0) … push(L-1), pop(L-1) … pop(0), end_pass().
+class CudaInputStash {
+ public:
+  // `shape`: one input, [B, T, C] bf16. Allocates `layers` pinned host buffers (registered once)
+  // and two GPU slots.
+  CudaInputStash(std::int64_t layers, std::vector<std::int64_t> shape);
+  ~CudaInputStash();
+  CudaInputStash(const CudaInputStash&) = delete;
+  CudaInputStash& operator=(const CudaInputStash&) = delete;
+
+  void push(std::int64_t layer, const at::Tensor& input);
+  // A tensor over a GPU slot, for work enqueued before the next pop (which refills the slot).
+  at::Tensor pop(std::int64_t layer);
+  void end_pass();
+  std::uint64_t bytes_down() const;  // device -> pinned host, in all
+  std::uint64_t bytes_up() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace sparsetrain::fuyou

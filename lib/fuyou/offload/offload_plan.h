@@ -1,0 +1,157 @@
+// The Fuyou placement planner: from a model, the training shape and the memory budgets, decides
+// where the fp32 master weights and Adam m, v live (the CPU budget when they fit, else the SSD
+// store), how many blocks of compute weights the compute tier holds, which gradient buffers exist,
+// and predicts the bytes each tier moves per iteration and the iteration-time lower bound
+//   T_iter >= max(T_compute, T_pcie_h2d, T_pcie_d2h, T_ssd_read, T_ssd_write, T_cpu_adam)
+// (DESIGN.md) with the binding term, plus `ssd_read_write` when reads and writes go to the same
+// disks at once (a measured mixed rate: one disk does not do both at full speed), and with
+// clipping `compute_then_update` = compute + the SSD I/O and AdamW only the updates do, a sum: they
+// cannot start before the global norm, i.e. the end of the backward. Otherwise not a sum of
+// compute and AdamW on the CPU tier although they share its cores: measured, AdamW's memory-bound
+// passes overlapped the GEMMs almost for free (926 M model: 17.4 s/step, compute alone 17.1 s). A
+// plan that does not fit is refused before anything runs, with the numbers that do not fit. Pure
+// arithmetic: no torch, no I/O (free disk space is an input).
+//
+// Tiers: with CUDA the compute tier is the GPU (--gpu-mem): bf16 compute weights, fp32 gradient
+// accumulators, bf16 block inputs; gradients cross PCIe to the CPU in fp32 through two pinned slots
+// and the updated bf16 weights come back through two more (both counted in --cpu-mem). When the
+// bf16 weights do not fit, the blocks stream through stream_slots GPU slots there too (SSD or RAM
+// fp32 master -> bf16 in two pinned buffers of one state piece -> GPU, piece by piece, before every
+// forward and every backward), the
+// block gradients leave the GPU after each block's backward through a pool of two fp32 buffers and,
+// with accumulation or clipping, add up in CPU memory (block_grads_in_cpu; counted in --cpu-mem),
+// or in the store when --cpu-mem cannot hold them (block_grads_in_store);
+// when even two slots leave no room, the block inputs go to pinned CPU memory (inputs_in_cpu). On
+// the CPU-only path the "compute tier" is a CPU memory budget (--gpu-mem), separate from the CPU
+// budget for optimizer states and staging (--cpu-mem), everything is fp32 and the PCIe terms are
+// zero; its block gradient buffers drain to the CPU side like the GPU's when the compute budget
+// cannot hold one per block. Not modelled: the token data in RAM, allocator slack, torch's own
+// workspace.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "fuyou/model/model_config.h"
+#include "fuyou/offload/state_pieces.h"
+
+namespace sparsetrain::fuyou {
+
+struct OffloadBudgets {
+  std::uint64_t cpu_bytes = 0;       // --cpu-mem: states resident in RAM + staging buffers
+  std::uint64_t compute_bytes = 0;   // --gpu-mem: compute tier (GPU, or CPU memory); 0 = no limit
+  std::uint64_t ssd_free_bytes = 0;  // free bytes over all --ssd directories together
+  std::uint64_t ssd_used_bytes = 0;  // bytes the store already holds (resume): not needed again
+  std::uint64_t store_extent_bytes = std::uint64_t{4}
+                                     << 20;  // the store rounds each tensor up to it
+};
+
+// Throughputs for the bound (bytes/s, FLOP/s, parameters/s). Defaults: DESIGN.md's development
+// machine (2-core EPYC, virtual disk); the caller replaces what it measured.
+struct OffloadRates {
+  double ssd_read_bytes_per_s = 1.5e9;
+  double ssd_write_bytes_per_s = 3.0e9;
+  // Reads and writes at once on the same directories (bytes/s of both together): one SSD shares
+  // its bandwidth between them. 0 = not measured (no such term).
+  double ssd_mixed_bytes_per_s = 0;
+  double cpu_adam_params_per_s = 1.0e9;
+  double compute_flops_per_s = 1.0e11;  // CPU fp32 GEMM; set from a measurement
+  double pcie_h2d_bytes_per_s = 0;      // 0 = no PCIe (CPU compute tier)
+  double pcie_d2h_bytes_per_s = 0;
+  // CUDA streaming: the loader's fp32 -> bf16 conversion of the streamed blocks, parameters/s
+  // (a CPU memory pass of its own). 0 = not measured (no such term).
+  double stream_convert_params_per_s = 0;
+};
+
+struct OffloadShape {
+  std::int64_t micro_batch = 8;  // B
+  std::int64_t seq = 128;        // T
+  std::int64_t accum = 1;        // K
+  bool grad_clip = false;  // global-norm clipping: every gradient is held until the norm is known
+  std::int64_t loss_chunk_rows = 0;  // 0 = default_loss_chunk_rows rule (≤ 64 MiB of fp32 logits)
+  bool cuda = false;  // compute tier on a GPU: bf16 compute, PCIe transfers, pinned slots
+  std::int64_t commit_every = 1;  // states in CPU memory go to the store every N steps
+  // CPU tier, streaming with K > 1 or clipping: drain each micro-batch's block gradients into
+  // accumulators on the CPU side (--cpu-mem or the store), as the CUDA tier does when it streams
+  // (block_grads_in_cpu), even when the compute budget could hold them. For tests: it runs that
+  // path without a GPU. (Both tiers otherwise decide by themselves.)
+  bool block_grads_in_cpu = false;
+  // Floats per state piece (state_pieces.h): the optimizer stages at most this much of each of a
+  // unit's master, m, v at a time. plan_offload_run derives it from the store's extent.
+  std::int64_t state_piece_floats = kDefaultStatePieceFloats;
+};
+
+// One line of a memory budget: what it is for and how many bytes.
+struct PlanItem {
+  std::string what;
+  std::uint64_t bytes = 0;
+};
+
+struct BoundTerm {
+  std::string name;  // "compute", "ssd_read", "ssd_write", "ssd_read_write", "cpu_adam", "pcie_*",
+                     // "stream_convert", "compute_then_update" (clipping: see the top)
+  double seconds = 0;  // amount per iteration / rate
+};
+
+struct OffloadPlan {
+  bool states_in_cpu = false;  // master, m, v held in RAM (still written through to the store)
+  // Blocks of compute weights held in the compute tier: all of them, or (when they do not fit)
+  // none, the blocks then streaming through stream_slots slots from their fp32 master in the
+  // store or in RAM, in the order of use (forward 0 … L-1, backward L-1 … 0).
+  std::int64_t resident_blocks = 0;
+  std::int64_t stream_slots = 0;
+  // CPU tier, when even streamed blocks leave no room: the block inputs (activation checkpoints)
+  // go to the store as the forward makes them and come back ahead of the backward.
+  bool inputs_in_store = false;
+  // CUDA tier, likewise: the block inputs go to pinned CPU memory (counted in --cpu-mem) as the
+  // forward makes them and come back ahead of the backward, over PCIe.
+  bool inputs_in_cpu = false;
+  // Streaming with accumulation (K > 1) or clipping, on CUDA (or on the CPU tier when its compute
+  // budget cannot hold a buffer per block): each block's fp32 gradients are summed over the
+  // micro-batches (and kept for the norm) on the CPU side, one accumulator per block; the compute
+  // tier keeps only the pool of two block gradient buffers they leave through.
+  bool block_grads_in_cpu = false;
+  // ... and when those accumulators (4 B per block parameter) do not fit --cpu-mem beside the
+  // staging buffers (the states are then in the store too): one store tensor per block, laid out
+  // in pieces like the states (state_pieces.h, 4·P bytes apart), which the optimizer thread's drain
+  // reads, adds to and writes back piece by piece and its update reads back. RAM then holds one
+  // piece read buffer (and, on the CPU tier, two gradient piece buffers; CUDA has its pinned ones).
+  bool block_grads_in_store = false;
+  std::int64_t grad_block_slots = 0;  // block gradient buffers: 2 (double buffer) or n_layer
+  std::int64_t state_slots = 0;       // staging buffers of one state piece (0 if in CPU)
+  std::int64_t state_piece_floats = 0;  // P (state_pieces.h), as the store lays the states out
+  std::int64_t largest_piece_floats = 0;  // min(P, the largest unit): what a staging slot holds
+  std::int64_t pinned_slots = 0;      // CUDA: pinned gradient (fp32) and weight (bf16) slots each
+  std::int64_t params = 0;
+  std::vector<PlanItem> compute_items, cpu_items, ssd_items;
+  std::uint64_t compute_total = 0, cpu_total = 0, ssd_total = 0;
+
+  // Per iteration (one optimizer step of K micro-batches).
+  double flops = 0;  // 8·N + 16·L·C·T per token (block recompute) × tokens
+  std::uint64_t ssd_read_bytes = 0, ssd_write_bytes = 0;
+  std::uint64_t pcie_h2d_bytes = 0, pcie_d2h_bytes = 0;
+  std::vector<BoundTerm> terms;  // every term of the bound
+  double bound_seconds = 0;      // max of terms
+  std::string binding;           // name of the largest term
+
+  // Human-readable plan (several lines, for --dry-run).
+  std::string describe() const;
+};
+
+// Optimizer units, in the order the backward finishes their gradients: ln_f, blocks L-1 … 0, then
+// the embeddings (wte's gradient is complete only after the embedding backward).
+//   unit 0 = embeddings (wte, wpe), unit 1 + l = block l, unit L + 1 = ln_f (weight, bias).
+std::int64_t unit_count(const ModelConfig& config);
+std::int64_t unit_params(const ModelConfig& config, std::int64_t unit);
+// Floats of one state segment of a unit in the store and in staging buffers: params rounded up to
+// 1024 (4096 bytes), so master, m and v each start 4096-aligned.
+std::int64_t unit_padded_params(const ModelConfig& config, std::int64_t unit);
+std::int64_t max_unit_padded_params(const ModelConfig& config);
+
+// Plans a run. Throws UsageError when it does not fit, naming the budget, what it needs, what it
+// has, and the flag to change.
+OffloadPlan plan_offload(const ModelConfig& config, const OffloadShape& shape,
+                         const OffloadBudgets& budgets, const OffloadRates& rates = {});
+
+}  // namespace sparsetrain::fuyou

@@ -1,0 +1,37 @@
+// What the offloaded trainer measured over one run: bytes per tier, commits, the stream's loads
+// and waits, the phases of its compute and optimizer threads. Volatile (depends on the machine):
+// it goes to the run record's `run` block, never beside the metrics.
+#pragma once
+
+#include <cstdint>
+
+#include "common/timer.h"
+
+namespace sparsetrain::fuyou {
+
+// Measured over one run (volatile: depends on the machine).
+struct OffloadStats {
+  std::uint64_t ssd_read_bytes = 0;   // state reads (store → staging)
+  std::uint64_t ssd_write_bytes = 0;  // state write-backs (staging or CPU states → store)
+  std::uint64_t pcie_d2h_bytes = 0;   // CUDA: gradients down (fp32), drains included
+  // CUDA: updated weights up (bf16), and streamed blocks' loads (validation passes included).
+  std::uint64_t pcie_h2d_bytes = 0;
+  std::uint64_t commits = 0;
+  // Streamed blocks (plan().stream_slots > 0): weights loaded (store or RAM; counted in
+  // ssd_read_bytes when from the store, validation passes included), and the compute thread's
+  // waits for them (inside its forward and backward times).
+  std::uint64_t stream_read_bytes = 0;
+  double stream_wait_seconds = 0;
+  // Block inputs through the store (plan().inputs_in_store), counted in ssd_*_bytes too; on CUDA
+  // through pinned CPU memory (plan().inputs_in_cpu), counted in pcie_*_bytes instead.
+  std::uint64_t input_bytes_written = 0, input_bytes_read = 0;
+  // Units whose AdamW finished while the compute thread was still in that step's backward: the
+  // overlap, counted (0 with --grad-clip, whose updates wait for the norm).
+  std::uint64_t units_updated_during_backward = 0;
+  std::int64_t steps = 0;               // steps this run took
+  double step_seconds = 0;              // training seconds / steps (evaluation excluded)
+  common::PhaseTimes compute_phases;    // compute thread: forward, backward, wait_*
+  common::PhaseTimes optimizer_phases;  // optimizer thread: read_wait, adam, write_wait, commit
+};
+
+}  // namespace sparsetrain::fuyou

@@ -1,0 +1,79 @@
+// The training options both trainers share (see train_options.h).
+#include "fuyou/train/train_options.h"
+
+#include <torch/torch.h>
+
+#include <cmath>
+
+#include "common/error.h"
+#include "fuyou/model/gpt_model.h"
+
+namespace sparsetrain::fuyou {
+
+namespace {
+
+// Validation batches come from their own stream so that changing --steps never changes them.
+constexpr std::uint64_t kValidSeedSalt = 0x5eed0f7a11da7aULL;
+
+}  // namespace
+
+void check_train_options(const ModelConfig& config, const TrainOptions& o) {
+  auto positive = [](const char* flag, std::int64_t value) {
+    if (value <= 0) {
+      throw common::UsageError(std::string(flag) + " must be positive, got " + std::to_string(value),
+                               "see sparsetrain fuyou finetune --help");
+    }
+  };
+  positive("--steps", o.steps);
+  positive("--micro-batch", o.micro_batch);
+  positive("--seq", o.seq);
+  positive("--accum", o.accum);
+  positive("--eval-batches", o.eval_batches);
+  if (o.seq > config.n_positions) {
+    throw common::UsageError("--seq " + std::to_string(o.seq) + " exceeds model '" + config.name +
+                                 "' positions (" + std::to_string(config.n_positions) + ")",
+                             "lower --seq or pick a model with a longer context");
+  }
+  if (!(o.lr > 0) || !std::isfinite(o.lr)) {
+    throw common::UsageError("--lr must be a positive number", "try --lr 1e-3");
+  }
+  if (o.warmup < 0 || o.eval_every < 0 || o.grad_clip < 0 || o.min_lr_ratio < 0 ||
+      o.min_lr_ratio > 1) {
+    throw common::UsageError("--warmup, --eval-every and --grad-clip must be >= 0 and "
+                             "--min-lr-ratio in [0, 1]",
+                             "see sparsetrain fuyou finetune --help");
+  }
+}
+
+double lr_at_step(const TrainOptions& options, std::int64_t step) {
+  const double peak = options.lr;
+  if (step <= options.warmup) return peak * static_cast<double>(step) / static_cast<double>(options.warmup + 1);
+  const double span = static_cast<double>(std::max<std::int64_t>(1, options.steps - options.warmup));
+  const double progress = std::min(1.0, static_cast<double>(step - options.warmup) / span);
+  const double floor = peak * options.min_lr_ratio;
+  return floor + 0.5 * (peak - floor) * (1.0 + std::cos(M_PI * progress));
+}
+
+AdamWOptions adam_options_for(const TrainOptions& options, const std::string& name, double lr) {
+  AdamWOptions adam = options.adam;
+  adam.lr = lr;
+  if (!weight_decays(name)) adam.weight_decay = 0.0;
+  return adam;
+}
+
+std::pair<at::Tensor, at::Tensor> validation_batch(const TokenData& valid_data,
+                                                   const TrainOptions& options, std::int64_t i) {
+  return valid_data.batch(options.seed ^ kValidSeedSalt, i, options.micro_batch, options.seq);
+}
+
+double evaluate_loss(const ModelConfig& config, const GptWeights& weights,
+                     const TokenData& valid_data, const TrainOptions& options) {
+  double sum = 0;
+  for (std::int64_t i = 0; i < options.eval_batches; ++i) {
+    auto [x, y] = validation_batch(valid_data, options, i);
+    sum += gpt_loss(config, weights, x, y, options.loss_chunk_rows);
+  }
+  return sum / static_cast<double>(options.eval_batches);
+}
+
+}  // namespace sparsetrain::fuyou

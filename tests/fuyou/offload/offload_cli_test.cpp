@@ -1,0 +1,219 @@
+// `sparsetrain fuyou finetune --ssd …` from the command line: --dry-run prints the plan, runs that
+// cannot fit are refused with exit 2 before anything is written, an offloaded run records the same
+// losses as the in-memory run, and a run killed (SIGKILL) mid-training resumes with --resume to the
+// uninterrupted run's exported weights, byte for byte.
+#include <doctest/doctest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <sstream>
+#include <thread>
+#include <vector>
+
+#include "cli/cli_support.h"
+
+using sparsetrain::test::run_sparsetrain;
+namespace fs = std::filesystem;
+using sparsetrain::test::read_json;
+
+namespace {
+
+// Small models on a shared machine: one intra-op thread keeps the runs fast (see fuyou_cli_test).
+const bool kOneThread = (::setenv("OMP_NUM_THREADS", "1", /*overwrite=*/0), true);
+
+fs::path scratch(const std::string& name) {
+  fs::path d =
+      fs::temp_directory_path() / ("st-offload-cli-" + name + "-" + std::to_string(::getpid()));
+  fs::remove_all(d);
+  fs::create_directories(d / "a");
+  fs::create_directories(d / "b");
+  return d;
+}
+
+std::string ssd_of(const fs::path& d) { return (d / "a").string() + "," + (d / "b").string(); }
+
+std::string read_bytes(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+std::vector<std::string> tiny_args(const std::string& steps) {
+  return {"fuyou",          "finetune", "--model", "tiny", "--steps",      steps,
+          "--micro-batch",  "4",        "--seq",   "32",   "--eval-every", "0",
+          "--eval-batches", "1",        "--seed",  "5",    "--progress",   "never",
+          "--device",       "cpu"};
+}
+
+std::vector<std::string> operator+(std::vector<std::string> a, const std::vector<std::string>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
+}  // namespace
+
+TEST_CASE("--dry-run prints the placement and the bound, and writes no store") {
+  const fs::path d = scratch("dry");
+  auto r = run_sparsetrain(
+      tiny_args("5") + std::vector<std::string>{"--ssd", ssd_of(d), "--cpu-mem", "1200KiB",
+                                                "--dry-run", "--out", (d / "plan.json").string()});
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  CHECK(r.out.find("in the SSD store, 2 staging slots") != std::string::npos);
+  CHECK(r.out.find("bound by") != std::string::npos);
+  CHECK_FALSE(fs::exists(d / "a" / "sparsetrain-store.json"));
+  const auto record = read_json(d / "plan.json");
+  CHECK(record["metrics"]["offload"]["states"] == "store");
+  CHECK(record["metrics"]["offload"]["per_iteration"]["ssd_read_bytes"] == 1511424);
+}
+
+TEST_CASE("a CPU budget too small for two staging slots is refused with exit 2") {
+  const fs::path d = scratch("small");
+  auto r = run_sparsetrain(tiny_args("5") +
+                           std::vector<std::string>{"--ssd", ssd_of(d), "--cpu-mem", "64KiB"});
+  CHECK(r.exit_code == 2);
+  CHECK(r.err.find("--cpu-mem does not fit") != std::string::npos);
+  CHECK_FALSE(fs::exists(d / "a" / "sparsetrain-store.json"));
+  // Refused before the rate probes: GPT-3 175B's probe block alone would be 7 GiB of fp32 weights
+  // and minutes of work on this machine (the CLI tests' time limit fails the test then).
+  r = run_sparsetrain({"fuyou", "finetune", "--model", "gpt3-175b", "--device", "cpu", "--seq",
+                       "1024", "--micro-batch", "1", "--ssd", ssd_of(d), "--cpu-mem", "64MiB",
+                       "--progress", "never"});
+  CHECK(r.exit_code == 2);
+  CHECK(r.err.find("--cpu-mem does not fit: needs 384 MiB") != std::string::npos);
+  r = run_sparsetrain(tiny_args("5") + std::vector<std::string>{"--ssd", ssd_of(d)});
+  CHECK(r.exit_code == 2);
+  CHECK(r.err.find("--cpu-mem") != std::string::npos);
+  r = run_sparsetrain(tiny_args("5") + std::vector<std::string>{"--resume"});
+  CHECK(r.exit_code == 2);
+}
+
+TEST_CASE("--state-piece sets the states' piece size, rounded to the store's extent rule") {
+  const fs::path d = scratch("piece");
+  // 4 MiB extents: pieces are whole multiples of 1 Mi floats (4 MiB of each of master, m, v).
+  auto r = run_sparsetrain(tiny_args("5") + std::vector<std::string>{
+                                                "--ssd", ssd_of(d), "--cpu-mem", "1200KiB",
+                                                "--state-piece", "6MiB", "--dry-run", "--out",
+                                                (d / "plan.json").string()});
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  // The pieces are 1 Mi floats; the largest unit (a block, 50,176 floats = 196 KiB) is one piece.
+  CHECK(r.out.find("a piece of at most 196 KiB of each") != std::string::npos);
+  CHECK(read_json(d / "plan.json")["metrics"]["offload"]["state_piece_floats"] == 1 << 20);
+  r = run_sparsetrain(tiny_args("5") + std::vector<std::string>{"--ssd", ssd_of(d), "--cpu-mem",
+                                                                "1200KiB", "--state-piece", "1KiB"});
+  CHECK(r.exit_code == 2);
+  CHECK(r.err.find("--state-piece 1KiB is below 4 KiB") != std::string::npos);
+  r = run_sparsetrain(tiny_args("5") + std::vector<std::string>{"--state-piece", "64MiB"});
+  CHECK(r.exit_code == 2);
+  CHECK(r.err.find("apply to offloaded runs only") != std::string::npos);
+  CHECK_FALSE(fs::exists(d / "a" / "sparsetrain-store.json"));
+}
+
+TEST_CASE("--device cuda --dry-run plans a CUDA run even where no GPU is visible") {
+  const fs::path d = scratch("cuda-plan");
+  std::vector<std::string> args = {"fuyou",    "finetune", "--model",      "tiny",  "--device",
+                                   "cuda",     "--ssd",    ssd_of(d),      "--cpu-mem", "2MiB",
+                                   "--seq",    "32",       "--micro-batch", "4",     "--progress",
+                                   "never"};
+  auto r = run_sparsetrain(args + std::vector<std::string>{"--dry-run", "--out",
+                                                           (d / "plan.json").string()});
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  CHECK(r.out.find("2 pinned fp32 gradient slots") != std::string::npos);  // the CUDA tier's plan
+  CHECK(r.out.find("bound by") != std::string::npos);
+  CHECK_FALSE(fs::exists(d / "a" / "sparsetrain-store.json"));
+  if (r.err.find("no CUDA device here") != std::string::npos) {  // CI: no GPU
+    const auto record = read_json(d / "plan.json");
+    CHECK(record["run"]["offload_bound"]["rates"]["source"].get<std::string>().find("H200") !=
+          std::string::npos);
+    // Training itself still needs the GPU.
+    r = run_sparsetrain(args + std::vector<std::string>{"--steps", "1"});
+    CHECK(r.exit_code != 0);
+    CHECK(r.err.find("no CUDA device is visible") != std::string::npos);
+    CHECK_FALSE(fs::exists(d / "a" / "sparsetrain-store.json"));
+  }
+}
+
+TEST_CASE("an offloaded run records the in-memory run's losses and reports bytes and the bound") {
+  const fs::path d = scratch("same");
+  auto mem = run_sparsetrain(tiny_args("6") +
+                             std::vector<std::string>{"--out", (d / "mem.json").string()});
+  REQUIRE(mem.exit_code == 0);
+  auto off = run_sparsetrain(tiny_args("6") +
+                             std::vector<std::string>{"--ssd", ssd_of(d), "--cpu-mem", "1200KiB",
+                                                      "--out", (d / "off.json").string()});
+  INFO(off.err);
+  REQUIRE(off.exit_code == 0);
+  const auto a = read_json(d / "mem.json");
+  const auto b = read_json(d / "off.json");
+  CHECK(a["metrics"]["losses"] == b["metrics"]["losses"]);
+  CHECK(a["metrics"]["final_val_loss"] == b["metrics"]["final_val_loss"]);
+  const auto& measured = b["run"]["offload_measured"];
+  CHECK(measured["ssd_read_bytes"] == 6 * 1511424);
+  CHECK(measured["ssd_write_bytes"] == 6 * 1511424);
+  CHECK(measured["measured_over_bound"].get<double>() > 0);
+}
+
+TEST_CASE("a run killed at a random step resumes to the uninterrupted run's weights") {
+  const fs::path d = scratch("kill");
+  const std::vector<std::string> base =
+      tiny_args("16") + std::vector<std::string>{"--grad-clip", "0"};
+  fs::create_directories(d / "whole" / "a");
+  auto whole = run_sparsetrain(
+      base + std::vector<std::string>{"--ssd", (d / "whole" / "a").string(), "--cpu-mem", "1200KiB",
+                                      "--export", (d / "whole.safetensors").string()});
+  REQUIRE(whole.exit_code == 0);
+
+  std::mt19937 rng(static_cast<unsigned>(::getpid()));
+  const int kill_after = 2 + static_cast<int>(rng() % 12);  // committed steps before the kill
+  MESSAGE("killing after step " << kill_after << " is committed");
+  std::vector<std::string> args =
+      base + std::vector<std::string>{"--ssd", ssd_of(d), "--cpu-mem", "1200KiB"};
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    const int null_fd = ::open("/dev/null", O_WRONLY);
+    ::dup2(null_fd, STDOUT_FILENO);
+    ::dup2(null_fd, STDERR_FILENO);
+    std::vector<char*> argv{const_cast<char*>(SPARSETRAIN_BINARY)};
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ::execv(SPARSETRAIN_BINARY, argv.data());
+    ::_exit(127);
+  }
+  // Store version 1 = the initial commit; step k commits version k + 1.
+  const fs::path manifest = d / "a" / "sparsetrain-store.json";
+  bool killed = false;
+  for (int i = 0; i < 6000 && !killed; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    if (!fs::exists(manifest)) continue;
+    try {
+      if (read_json(manifest)["version"].get<int>() >= kill_after + 1) {
+        ::kill(pid, SIGKILL);
+        killed = true;
+      }
+    } catch (const nlohmann::json::exception&) {
+    }
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  REQUIRE(killed);
+  REQUIRE(WIFSIGNALED(status));
+
+  auto resumed = run_sparsetrain(
+      args + std::vector<std::string>{"--resume", "--export", (d / "resumed.safetensors").string(),
+                                      "--out", (d / "resumed.json").string()});
+  INFO(resumed.err);
+  REQUIRE(resumed.exit_code == 0);
+  const auto record = read_json(d / "resumed.json");
+  CHECK(record["metrics"]["first_step"].get<int>() >= kill_after + 1);
+  CHECK(read_bytes(d / "resumed.safetensors") == read_bytes(d / "whole.safetensors"));
+}

@@ -1,0 +1,332 @@
+// The offloaded trainer's CUDA tier against the in-memory trainer's CUDA path (the reference: the
+// same bf16 compute, fp32 GPU accumulators and CPU AdamW, with nothing offloaded or overlapped):
+// 20 steps of a small GPT with the states in the SSD store under a CPU budget smaller than them,
+// overlapped (no clipping) and deferred (clipping + accumulation); and a run stopped at step 10
+// that resumes from the store. The run asks torch for deterministic kernels (warn-only: those
+// without a deterministic version, e.g. some attention backwards, stay as they are), so what is
+// left of run-to-run noise comes from atomics in such kernels; in a first run without that, the
+// token embedding's backward (index_add_, atomics) made a clipped, accumulated run drift past 1e-3
+// relative in loss. Tolerances are therefore bf16's: losses within 5e-3 relative and fp32 master
+// weights within 2e-2 of the largest weight, a wrong or stale update moves them by far more; the
+// actual differences are printed. Skips (77) where no device is visible, as on CI.
+// Streaming (a --gpu-mem that holds only 2 bf16 block slots; K = 1; K = 2 with clipping, states
+// in RAM; K = 2 overlapped; block inputs in pinned CPU memory; stop + resume; clipping with the
+// block gradients added up in the store), written without a
+// GPU at hand and first run by scripts/gpu_check.sh: the blocks' bf16 weights are the
+// CPU's round-to-nearest-even of the fp32 master, which is what the resident tier's CPU AdamW
+// writes, so K = 1 runs do the same operations as the resident ones; with K > 1 the block
+// gradients add up on the CPU (same fp32 additions, same order) but their norm is reduced on the
+// CPU, so a clipping factor may differ in its last bits: same tolerances.
+#define DOCTEST_CONFIG_IMPLEMENT
+#include <c10/util/Logging.h>  // before doctest, whose CHECK must replace c10's
+#include <doctest/doctest.h>
+#include <torch/torch.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+
+#include "fuyou/offload/offload_test_support.h"
+#include "common/error.h"
+#include "fuyou/model/demo_text.h"
+#include "fuyou/model/gpt_weights.h"
+#include "fuyou/offload/offload_trainer.h"
+#include "fuyou/train/in_memory_trainer.h"
+
+using namespace sparsetrain::fuyou;
+using offload_test::max_relative_difference;
+using offload_test::train_and_stop_after;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Fixture {
+  ModelConfig config = model_config_from_name("custom:L=4,C=128,H=4,V=256,T=128");
+  std::pair<TokenData, TokenData> data = TokenData::from_bytes(std::string(demo_text())).split(0.1);
+};
+
+TrainOptions small_options() {
+  TrainOptions o;
+  o.steps = 20;
+  o.micro_batch = 8;
+  o.seq = 64;
+  o.lr = 3e-3;
+  o.warmup = 2;
+  o.eval_every = 10;
+  o.eval_batches = 2;
+  o.seed = 7;
+  o.device = TrainDevice::kCuda;
+  return o;
+}
+
+OffloadOptions offload_options(const std::string& name, std::uint64_t cpu_bytes) {
+  const fs::path root = fs::temp_directory_path() / ("st-cuda-offload-" + name);
+  fs::remove_all(root);
+  return offload_test::striped_store_options(root, cpu_bytes);
+}
+
+void check_losses(const TrainResult& got, const std::vector<double>& want, std::size_t from) {
+  double worst = 0;
+  for (std::size_t i = 0; i < got.losses.size(); ++i) {
+    const double w = want[from + i];
+    worst = std::max(worst, std::abs(got.losses[i] - w) / std::abs(w));
+    INFO("step " << from + i + 1 << ": offloaded " << got.losses[i] << ", in memory " << w);
+    CHECK(std::abs(got.losses[i] - w) <= 5e-3 * std::abs(w));
+  }
+  MESSAGE("largest relative loss difference " << worst);
+}
+
+// Trains the resumed run `second` (steps 11..20) and checks it against the uninterrupted
+// `reference` run, which gave `want`: losses as check_losses, final fp32 master within 2e-2 of the
+// largest weight; prints that difference after `what`.
+void check_resumed_run(OffloadTrainer& second, const Fixture& f, const InMemoryTrainer& reference,
+                       const TrainResult& want, const std::string& what) {
+  const TrainResult got = second.train(f.data.first, f.data.second);
+  REQUIRE(got.losses.size() == 10);
+  check_losses(got, want.losses, 10);
+  const double diff = max_relative_difference(second.read_master(), reference.master());
+  MESSAGE(what << ": max relative difference " << diff);
+  CHECK(diff <= 2e-2);
+}
+
+// The smallest --gpu-mem the planner accepts for this run, with the block inputs on the GPU or
+// (inputs_out) in CPU memory: the one that streams the blocks through 2 slots (found by bisection
+// over the pure-arithmetic plan).
+std::uint64_t smallest_gpu_budget(const TrainOptions& options, OffloadOptions offload,
+                                  bool inputs_out = false) {
+  Fixture f;
+  offload.budgets.compute_bytes = 0;
+  std::uint64_t hi = plan_offload_run(f.config, options, offload).compute_total, lo = 1;
+  while (lo < hi) {
+    const std::uint64_t mid = lo + (hi - lo) / 2;
+    offload.budgets.compute_bytes = mid;
+    bool fits = false;
+    try {
+      fits = inputs_out || !plan_offload_run(f.config, options, offload).inputs_in_cpu;
+    } catch (const sparsetrain::common::UsageError&) {
+    }
+    (fits ? hi : lo) = fits ? mid : mid + 1;
+  }
+  return lo;
+}
+
+// Trains both ways on the GPU and compares; returns the offloaded run's stats.
+OffloadStats compare_with_in_memory(const TrainOptions& options, OffloadOptions offload,
+                                    bool states_in_cpu = false) {
+  Fixture f;
+  InMemoryTrainer reference(f.config, init_gpt_weights(f.config, 3, at::TensorOptions()), options);
+  const TrainResult want = reference.train(f.data.first, f.data.second);
+  OffloadTrainer trainer(f.config, init_gpt_weights(f.config, 3, at::TensorOptions()), options,
+                         offload);
+  CHECK(trainer.plan().states_in_cpu == states_in_cpu);
+  const TrainResult got = trainer.train(f.data.first, f.data.second);
+  REQUIRE(got.losses.size() == want.losses.size());
+  check_losses(got, want.losses, 0);
+  CHECK(want.losses.back() < want.losses.front() - 0.1);  // it trained
+  const double diff = max_relative_difference(trainer.read_master(), reference.master());
+  MESSAGE("final fp32 master weights: max relative difference " << diff);
+  CHECK(diff <= 2e-2);
+  if (trainer.plan().stream_slots == 0) {
+    // The compute weights are the master's bf16 rounding.
+    const double compute_diff = max_relative_difference(trainer.weights(), trainer.read_master());
+    CHECK(compute_diff <= 1.0 / 128);
+  } else {
+    // Streamed blocks are nowhere on the GPU between uses: shape-only tensors here.
+    CHECK(trainer.weights().blocks[0][0].is_meta());
+    CHECK(trainer.weights().wte.is_cuda());
+  }
+  return trainer.stats();
+}
+
+}  // namespace
+
+TEST_CASE("CUDA offloaded training with states in the store matches in-memory CUDA training") {
+  TrainOptions options = small_options();
+  options.grad_clip = 0;  // updates overlap the backward
+  const OffloadStats stats = compare_with_in_memory(options, offload_options("store", 8 << 20));
+  const std::uint64_t params = static_cast<std::uint64_t>(Fixture{}.config.param_count());
+  CHECK(stats.pcie_d2h_bytes == 20 * 4 * params);  // fp32 gradients down
+  CHECK(stats.pcie_h2d_bytes == 20 * 2 * params);  // bf16 weights up
+  CHECK(stats.commits == 20);
+  MESSAGE("units updated during backward: " << stats.units_updated_during_backward << " of "
+                                            << 20 * (4 + 2));
+}
+
+TEST_CASE("CUDA offloaded training with clipping and accumulation matches in-memory CUDA") {
+  TrainOptions options = small_options();
+  options.grad_clip = 0.5;
+  options.accum = 2;
+  const OffloadStats stats = compare_with_in_memory(options, offload_options("clip", 8 << 20));
+  CHECK(stats.units_updated_during_backward == 0);
+}
+
+TEST_CASE("a CUDA run stopped after step 10 resumes from the store") {
+  Fixture f;
+  TrainOptions options = small_options();
+  options.grad_clip = 1.0;
+  InMemoryTrainer reference(f.config, init_gpt_weights(f.config, 3, at::TensorOptions()), options);
+  const TrainResult want = reference.train(f.data.first, f.data.second);
+  OffloadOptions offload = offload_options("resume", 8 << 20);
+  {
+    OffloadTrainer first(f.config, init_gpt_weights(f.config, 3, at::TensorOptions()), options,
+                         offload);
+    train_and_stop_after(first, f.data.first, f.data.second, 10);
+  }
+  offload.resume = true;
+  OffloadTrainer second(f.config, GptWeights{}, options, offload);
+  CHECK(second.first_step() == 11);
+  check_resumed_run(second, f, reference, want, "resumed run's final master");
+}
+
+namespace {
+
+// L = 4, C = 128: a block has 12 · 128² + 13 · 128 = 198,272 parameters; the embeddings and ln_f
+// (256 + 128) · 128 + 256 = 49,408.
+constexpr std::uint64_t kBlock = 198272, kOutside = 49408;
+
+// 12 MiB of CPU budget: below the states (10.1 MB) plus the pinned buffers, so the states go to
+// the store; above the staging, pinned and (K > 1) CPU gradient buffers the streamed plan needs.
+OffloadOptions streamed_options(const std::string& name, const TrainOptions& options,
+                                std::uint64_t cpu_bytes = 12 << 20, bool inputs_out = false) {
+  OffloadOptions offload = offload_options(name, cpu_bytes);
+  offload.budgets.compute_bytes = smallest_gpu_budget(options, offload, inputs_out);
+  Fixture f;
+  const OffloadPlan plan = plan_offload_run(f.config, options, offload);
+  MESSAGE("--gpu-mem " << offload.budgets.compute_bytes << " B:\n" << plan.describe());
+  CHECK(plan.stream_slots == 2);
+  CHECK(plan.resident_blocks == 0);
+  CHECK(plan.inputs_in_cpu == inputs_out);
+  return offload;
+}
+
+}  // namespace
+
+TEST_CASE("CUDA blocks streamed through 2 GPU slots from the store match in-memory CUDA training") {
+  TrainOptions options = small_options();
+  options.grad_clip = 0;  // K = 1, no clipping: gradients leave through the GPU pool of two
+  OffloadOptions offload = streamed_options("stream", options);
+  const OffloadStats stats = compare_with_in_memory(options, offload);
+  // Up: each step 4 blocks forward + 4 backward, validation at steps 0, 10, 20 (2 batches of 4
+  // blocks), all bf16; plus the embeddings' and ln_f's updated weights every step.
+  const std::uint64_t loads = 20 * 8 + 3 * 2 * 4;
+  CHECK(stats.pcie_h2d_bytes == loads * 2 * kBlock + 20 * 2 * kOutside);
+  CHECK(stats.pcie_d2h_bytes == 20 * 4 * (kOutside + 4 * kBlock));  // every fp32 gradient once
+  CHECK(stats.stream_read_bytes == loads * 4 * 198656);  // fp32 master, padded, from the store
+  MESSAGE("compute thread waited " << stats.stream_wait_seconds << " s for streamed blocks");
+}
+
+TEST_CASE("streamed CUDA blocks with accumulation (K = 2) and clipping match in-memory CUDA") {
+  TrainOptions options = small_options();
+  options.grad_clip = 0.5;
+  options.accum = 2;
+  OffloadOptions offload = streamed_options("stream-clip", options, 64 << 20);  // states in RAM
+  Fixture f;
+  REQUIRE(plan_offload_run(f.config, options, offload).block_grads_in_cpu);
+  const OffloadStats stats = compare_with_in_memory(options, offload, /*states_in_cpu=*/true);
+  CHECK(stats.units_updated_during_backward == 0);
+  // Each block's gradients come down after every micro-batch's backward of it.
+  CHECK(stats.pcie_d2h_bytes == 20 * 4 * (kOutside + 2 * 4 * kBlock));
+  CHECK(stats.ssd_read_bytes == 0);
+}
+
+TEST_CASE("streamed CUDA blocks with K = 2, overlapped updates, states in the store, match too") {
+  TrainOptions options = small_options();
+  options.grad_clip = 0;
+  options.accum = 2;
+  OffloadOptions offload = streamed_options("stream-accum", options);
+  const OffloadStats stats = compare_with_in_memory(options, offload);
+  MESSAGE("units updated during backward: " << stats.units_updated_during_backward);
+}
+
+TEST_CASE("streamed CUDA blocks with the block inputs in pinned CPU memory, K = 2, match too") {
+  TrainOptions options = small_options();
+  options.grad_clip = 1.0;
+  options.accum = 2;
+  OffloadOptions offload = streamed_options("stream-inputs", options, 16 << 20, true);
+  const OffloadStats stats = compare_with_in_memory(options, offload);
+  // Each micro-batch's 4 block inputs (bf16 [8, 64, 128]) go down and come back up.
+  const std::uint64_t input = 2 * 8 * 64 * 128;
+  CHECK(stats.input_bytes_written == 20 * 2 * 4 * input);
+  CHECK(stats.input_bytes_read == 20 * 2 * 4 * input);
+}
+
+TEST_CASE("a streamed CUDA run stopped after step 10 resumes from the store") {
+  Fixture f;
+  TrainOptions options = small_options();
+  options.grad_clip = 1.0;
+  InMemoryTrainer reference(f.config, init_gpt_weights(f.config, 3, at::TensorOptions()), options);
+  const TrainResult want = reference.train(f.data.first, f.data.second);
+  OffloadOptions offload = streamed_options("stream-resume", options);
+  {
+    OffloadTrainer first(f.config, init_gpt_weights(f.config, 3, at::TensorOptions()), options,
+                         offload);
+    train_and_stop_after(first, f.data.first, f.data.second, 10);
+  }
+  offload.resume = true;
+  OffloadTrainer second(f.config, GptWeights{}, options, offload);
+  CHECK(second.first_step() == 11);
+  REQUIRE(second.plan().stream_slots == 2);
+  check_resumed_run(second, f, reference, want, "resumed streamed run's final master");
+}
+
+// Optimizer states in pieces of 16,384 floats (state_pieces.h; the 64 KiB test extents allow it):
+// each block's 198,656 padded floats are 13 pieces, so every unit's gradients come down, update
+// and go back up piece by piece through pinned slots of one piece, and streamed blocks are
+// converted and uploaded piece by piece straight from the states in RAM.
+TEST_CASE("CUDA offloaded training with the states in pieces matches in-memory CUDA training") {
+  TrainOptions options = small_options();
+  options.grad_clip = 0;
+  OffloadOptions offload = offload_options("pieces", 8 << 20);
+  offload.state_piece_floats = 16384;
+  const OffloadStats stats = compare_with_in_memory(options, offload);
+  const std::uint64_t params = static_cast<std::uint64_t>(Fixture{}.config.param_count());
+  CHECK(stats.pcie_d2h_bytes == 20 * 4 * params);  // the same transfers as whole units
+  CHECK(stats.pcie_h2d_bytes == 20 * 2 * params);
+}
+
+TEST_CASE("streamed CUDA blocks uploaded piece by piece from RAM, K = 2 + clipping, match") {
+  TrainOptions options = small_options();
+  options.grad_clip = 0.5;
+  options.accum = 2;
+  OffloadOptions offload = streamed_options("stream-pieces", options, 64 << 20);  // states in RAM
+  offload.state_piece_floats = 16384;
+  Fixture f;
+  const OffloadPlan plan = plan_offload_run(f.config, options, offload);
+  REQUIRE(plan.stream_slots == 2);
+  std::uint64_t upload_buffers = 0;
+  for (const PlanItem& item : plan.cpu_items) {
+    if (item.what == "2 pinned bf16 piece upload buffers") upload_buffers = item.bytes;
+  }
+  CHECK(upload_buffers == 2 * 2 * 16384);  // one piece each, not one block
+  const OffloadStats stats = compare_with_in_memory(options, offload, /*states_in_cpu=*/true);
+  CHECK(stats.ssd_read_bytes == 0);
+  CHECK(stats.stream_read_bytes == (20 * 2 * 8 + 3 * 2 * 4) * 4ull * 198656);
+}
+
+TEST_CASE("streamed CUDA blocks with clipping, gradients added up in the store, match too") {
+  // 10 MiB of CPU budget holds neither the states nor the 4 blocks' fp32 accumulators (11.9 MB
+  // with them, 9.5 MB without): they go to the store through the pinned gradient slots.
+  TrainOptions options = small_options();
+  options.grad_clip = 0.5;
+  OffloadOptions offload = streamed_options("stream-grads-store", options, 10 << 20);
+  Fixture f;
+  REQUIRE(plan_offload_run(f.config, options, offload).block_grads_in_store);
+  const OffloadStats stats = compare_with_in_memory(options, offload);
+  CHECK(stats.units_updated_during_backward == 0);
+  CHECK(stats.pcie_d2h_bytes == 20 * 4 * (kOutside + 4 * kBlock));
+  // Each step writes the states and every block's accumulator once.
+  const std::uint64_t state_bytes = 12ull * (49152 + 4 * 198656 + 1024);
+  CHECK(stats.ssd_write_bytes == 20 * (state_bytes + 4 * 4 * 198656));
+}
+
+int main(int argc, char** argv) {
+  ::setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8", 0);  // cuBLAS's deterministic mode
+  if (!torch::cuda::is_available()) {
+    std::printf("no CUDA device visible: skipping\n");
+    return 77;
+  }
+  at::globalContext().setDeterministicAlgorithms(true, /*warn_only=*/true);
+  doctest::Context context(argc, argv);
+  return context.run();
+}
