@@ -21,16 +21,15 @@ void check_tokens(const ModelConfig& config, const at::Tensor& tokens, const cha
               " but the model has only ", config.n_positions, " positions");
 }
 
-// Adds `g` into accumulator `acc` (converting dtype/device as needed).
-void accumulate(at::Tensor& acc, const at::Tensor& g) {
-  if (g.defined()) acc.add_(g.to(acc.options()));
-}
-
 std::int64_t resolve_chunk_rows(const ModelConfig& config, std::int64_t chunk_rows) {
   return chunk_rows > 0 ? chunk_rows : default_loss_chunk_rows(config);
 }
 
 }  // namespace
+
+void accumulate(at::Tensor& acc, const at::Tensor& g) {
+  if (g.defined()) acc.add_(g.to(acc.options()));
+}
 
 at::Tensor embed_forward(const GptWeights& weights, const at::Tensor& tokens) {
   const std::int64_t t = tokens.size(1);

@@ -31,6 +31,10 @@ void embed_backward(const at::Tensor& tokens, const at::Tensor& grad_x0, at::Ten
 // Records an autograd graph only if a weight or x requires grad.
 at::Tensor block_forward(const ModelConfig& config, const BlockWeights& block, const at::Tensor& x);
 
+// Adds gradient `g` into accumulator `acc`, converting dtype and device (an undefined `g` adds
+// nothing): both trainers' one operation on their accumulators, so they add the same bits.
+void accumulate(at::Tensor& acc, const at::Tensor& g);
+
 struct BlockGrads {
   at::Tensor input_grad;     // [B, T, C]: d(loss)/d(block input)
   BlockWeights weight_grads; // same shapes, dtype and device as the weights

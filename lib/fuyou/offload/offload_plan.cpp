@@ -1,8 +1,12 @@
-// plan_offload (see offload_plan.h).
+// plan_offload (see offload_plan.h): sizes the compute tier, then the CPU tier, refuses what does
+// not fit, sizes the SSD store, counts each iteration's traffic and computes the bound's terms.
+// Each tier's items are named fields of a struct until the end, where they become the ordered
+// PlanItem lists.
 #include "fuyou/offload/offload_plan.h"
 
 #include <algorithm>
 #include <cstdio>
+#include <optional>
 #include <sstream>
 
 #include "common/error.h"
@@ -13,12 +17,18 @@ namespace sparsetrain::fuyou {
 
 namespace {
 
-constexpr std::uint64_t kF32 = 4;
-constexpr std::uint64_t kBF16 = 2;
+constexpr std::uint64_t kF32 = 4;   // fp32 weights, gradients, activations, logits
+constexpr std::uint64_t kBF16 = 2;  // the CUDA tier's compute weights and activations
 constexpr std::int64_t kPadFloats = 1024;         // 4096 bytes
 constexpr std::int64_t kLogitBytes = 64ll << 20;  // gpt_model.cpp's default chunk rule
 
+std::uint64_t u64(std::int64_t x) { return static_cast<std::uint64_t>(x); }
+
 std::uint64_t round_up(std::uint64_t x, std::uint64_t to) { return (x + to - 1) / to * to; }
+
+std::uint64_t room_left(std::uint64_t budget, std::uint64_t used) {
+  return budget > used ? budget - used : 0;
+}
 
 std::uint64_t sum_items(const std::vector<PlanItem>& items) {
   std::uint64_t total = 0;
@@ -35,6 +45,10 @@ std::string list_items(const std::vector<PlanItem>& items) {
   return out;
 }
 
+void append_if(std::vector<PlanItem>& items, const std::optional<PlanItem>& item) {
+  if (item) items.push_back(*item);
+}
+
 void refuse(const std::string& budget, std::uint64_t need, std::uint64_t have,
             const std::vector<PlanItem>& items, const std::string& hint) {
   auto exact = [](std::uint64_t b) {
@@ -43,6 +57,487 @@ void refuse(const std::string& budget, std::uint64_t need, std::uint64_t have,
   throw common::UsageError(budget + " does not fit: needs " + exact(need) + " (" +
                                list_items(items) + ") but has " + exact(have),
                            hint);
+}
+
+// What follows from the model and the shape alone, shared by every tier.
+struct Sizes {
+  std::int64_t l = 0;       // blocks
+  std::int64_t c = 0;       // hidden size
+  std::int64_t tokens = 0;  // B·T of one micro-batch
+  std::uint64_t act = 0;    // bytes per compute-precision element: bf16 on CUDA, else fp32
+  std::uint64_t states_bytes = 0;   // [master | m | v] of every unit, padded as in the store
+  std::uint64_t staging_bytes = 0;  // one staging slot: [master | m | v] of the largest piece
+  std::uint64_t block_params = 0;
+  std::int64_t block_padded = 0;        // a block's floats per state segment
+  std::uint64_t outside_params = 0;     // wte, wpe, ln_f
+  std::int64_t block_piece_floats = 0;  // a block's largest state piece
+};
+
+// UsageError unless P is a positive multiple of 1024 (4096-byte segments).
+void check_state_piece_floats(std::int64_t piece_floats) {
+  if (piece_floats < kPadFloats || piece_floats % kPadFloats != 0) {
+    throw common::UsageError("state piece of " + std::to_string(piece_floats) +
+                                 " floats is not a positive multiple of 1024",
+                             "leave the state piece size at its default");
+  }
+}
+
+Sizes derive_sizes(const ModelConfig& config, const OffloadShape& shape,
+                   std::int64_t largest_piece_floats) {
+  Sizes s;
+  s.l = config.n_layer;
+  s.c = config.n_embd;
+  s.tokens = shape.micro_batch * shape.seq;
+  s.act = shape.cuda ? kBF16 : kF32;
+  std::int64_t padded = 0;
+  for (std::int64_t u = 0; u < unit_count(config); ++u) padded += unit_padded_params(config, u);
+  s.states_bytes = state_bytes(padded);
+  s.staging_bytes = state_bytes(largest_piece_floats);
+  s.block_params = u64(config.block_param_count());
+  s.block_padded = unit_padded_params(config, 1);
+  s.outside_params = u64(config.param_count()) - u64(s.l) * s.block_params;
+  // The stream's loader converts and uploads a block piece by piece, and block gradients in the
+  // store go through buffers of one piece.
+  s.block_piece_floats = std::min<std::int64_t>(shape.state_piece_floats, s.block_padded);
+  return s;
+}
+
+// ---- Compute tier ------------------------------------------------------------------------------
+
+// The compute tier's items by role; list() gives them in the plan's order.
+struct ComputeItems {
+  PlanItem weights;  // every compute weight, or (streaming) the embeddings + ln_f
+  std::optional<PlanItem> stream_slots;  // streaming only
+  PlanItem outside_grads;                // embedding + ln_f gradient accumulators
+  PlanItem grad_buffers;                 // block gradient buffers
+  PlanItem inputs;                       // block inputs (activation checkpoints)
+  PlanItem recompute;                    // one block's recompute
+  PlanItem logits;                       // one logits chunk + its gradient
+
+  std::vector<PlanItem> list() const {
+    std::vector<PlanItem> items{weights};
+    append_if(items, stream_slots);
+    items.insert(items.end(), {outside_grads, grad_buffers, inputs, recompute, logits});
+    return items;
+  }
+  std::uint64_t total() const { return sum_items(list()); }
+};
+
+PlanItem size_grad_buffers(std::int64_t slots, std::uint64_t bytes) {
+  return {std::to_string(slots) + " block gradient buffers", bytes};
+}
+
+// Every block resident: the compute tier before any streaming decision.
+ComputeItems size_resident_compute(const ModelConfig& config, const OffloadShape& shape,
+                                   const Sizes& s, std::int64_t grad_block_slots) {
+  const std::int64_t rows = std::min<std::int64_t>(
+      s.tokens, shape.loss_chunk_rows > 0
+                    ? shape.loss_chunk_rows
+                    : std::max<std::int64_t>(1, kLogitBytes / (config.vocab * 4)));
+  ComputeItems items;
+  items.weights = {shape.cuda ? "bf16 compute weights" : "fp32 compute weights",
+                   s.act * u64(config.param_count())};
+  items.outside_grads = {"embedding + ln_f gradient accumulators",
+                         kF32 * u64(unit_params(config, 0) + 2 * s.c)};
+  items.grad_buffers = size_grad_buffers(
+      grad_block_slots, kF32 * u64(grad_block_slots * config.block_param_count()));
+  items.inputs = {"block inputs (L + 1)", s.act * u64((s.l + 1) * s.tokens * s.c)};
+  // Estimate of one block's recompute under autograd: ~24 activations of [B, T, C] (LN, qkv,
+  // attention, 4C MLP, their gradients) plus the attention matrix and its gradient.
+  items.recompute = {"one block's recompute (estimate)",
+                     s.act * u64(24 * s.tokens * s.c +
+                                 2 * shape.micro_batch * config.n_head * shape.seq * shape.seq)};
+  items.logits = {"logits chunk + its gradient", kF32 * u64(3 * rows * config.vocab)};
+  return items;
+}
+
+// Bytes of the compute tier besides the streamed blocks: all but the weights item, plus the
+// embeddings and ln_f, which stay.
+std::uint64_t size_beside_blocks(const ComputeItems& items, const Sizes& s) {
+  return items.total() - items.weights.bytes + s.act * s.outside_params;
+}
+
+// Bytes the compute tier keeps of the block inputs once they leave it: two input slots and the
+// running activation.
+std::uint64_t size_kept_inputs(const Sizes& s) { return 3 * s.act * u64(s.tokens * s.c); }
+
+// Streaming: whether the block gradients leave the compute tier through a pool of two buffers.
+// Always on CUDA (the GPU cannot hold an accumulator per block either) and when asked (tests);
+// the CPU tier otherwise keeps a buffer per block (accumulation or clipping) while the smallest
+// streaming layout still fits beside them: two slots, the block inputs through the store. With
+// L <= 2 the pool of two saves nothing.
+bool decide_grad_pool(const OffloadShape& shape, const OffloadBudgets& budgets, const Sizes& s,
+                      std::int64_t grad_block_slots, const ComputeItems& items,
+                      std::uint64_t slot_bytes) {
+  const std::uint64_t smallest_with_buffers = size_beside_blocks(items, s) + 2 * slot_bytes -
+                                              items.inputs.bytes + size_kept_inputs(s);
+  return shape.cuda || shape.block_grads_in_cpu ||
+         (s.l > 2 && grad_block_slots == s.l && smallest_with_buffers > budgets.compute_bytes);
+}
+
+// The blocks stream from their fp32 master (the compute weights do not fit): each slot holds one
+// block's compute weights (padded as in the store); as many slots as fit, at least two (one
+// computing, one loading), at most one per block.
+void stream_blocks(const OffloadShape& shape, const OffloadBudgets& budgets, const Sizes& s,
+                   OffloadPlan& plan, ComputeItems& items) {
+  const std::uint64_t slot_bytes = s.act * u64(s.block_padded);
+  if (decide_grad_pool(shape, budgets, s, plan.grad_block_slots, items, slot_bytes)) {
+    // Each block's gradients leave right after its backward and, with accumulation or clipping,
+    // add up on the CPU side, in --cpu-mem or the store (plan_cpu_tier).
+    plan.grad_block_slots = 2;
+    plan.block_grads_in_cpu = shape.grad_clip || shape.accum > 1;
+    items.grad_buffers = size_grad_buffers(plan.grad_block_slots,
+                                           kF32 * u64(plan.grad_block_slots) * s.block_params);
+  }
+  const std::uint64_t fixed = size_beside_blocks(items, s);
+  std::uint64_t room = room_left(budgets.compute_bytes, fixed);
+  if (room < 2 * slot_bytes) {
+    // Then the block inputs leave the compute tier too. CPU tier: through the store
+    // (input_stash.h); CUDA: in pinned CPU memory (cuda_transfer.h: CudaInputStash).
+    const std::uint64_t kept = size_kept_inputs(s);
+    room = room_left(budgets.compute_bytes, fixed - items.inputs.bytes + kept);
+    items.inputs = {"2 block-input slots + the running activation", kept};
+    (shape.cuda ? plan.inputs_in_cpu : plan.inputs_in_store) = true;
+  }
+  plan.stream_slots = std::max<std::int64_t>(
+      2, std::min<std::int64_t>(s.l, static_cast<std::int64_t>(room / slot_bytes)));
+  plan.resident_blocks = 0;
+  items.weights = {shape.cuda ? "bf16 embeddings + ln_f" : "fp32 embeddings + ln_f",
+                   s.act * s.outside_params};
+  items.stream_slots = PlanItem{std::to_string(plan.stream_slots) + " streamed block slots",
+                                u64(plan.stream_slots) * slot_bytes};
+}
+
+// Decided first (streaming on CUDA adds CPU buffers), refused after the CPU tier: every block's
+// compute weights when they fit, else the blocks stream. Sets resident_blocks, stream_slots,
+// grad_block_slots, block_grads_in_cpu, inputs_in_cpu / inputs_in_store.
+ComputeItems plan_compute_tier(const ModelConfig& config, const OffloadShape& shape,
+                               const OffloadBudgets& budgets, const Sizes& s, OffloadPlan& plan) {
+  plan.resident_blocks = s.l;
+  // Every gradient must stay until the norm is known (clipping), or accumulate over K
+  // micro-batches.
+  plan.grad_block_slots =
+      (shape.grad_clip || shape.accum > 1) ? s.l : std::min<std::int64_t>(2, s.l);
+  ComputeItems items = size_resident_compute(config, shape, s, plan.grad_block_slots);
+  if (budgets.compute_bytes > 0 && items.total() > budgets.compute_bytes) {
+    stream_blocks(shape, budgets, s, plan, items);
+  }
+  return items;
+}
+
+// ---- CPU tier ----------------------------------------------------------------------------------
+
+// The CPU tier's items by role; list() gives them in the plan's order.
+struct CpuItems {
+  PlanItem states;  // master + m + v of every unit, or two staging slots of one piece
+  std::optional<PlanItem> piece_read;      // CUDA streaming, states in the store: master piece
+  std::optional<PlanItem> pinned_grads;    // CUDA
+  std::optional<PlanItem> pinned_weights;  // CUDA
+  std::optional<PlanItem> upload_buffers;  // CUDA streaming: bf16 conversion of a piece
+  std::optional<PlanItem> grad_accumulators;   // block_grads_in_cpu, in RAM
+  std::optional<PlanItem> pinned_inputs;       // inputs_in_cpu
+  std::optional<PlanItem> grad_piece_buffers;  // block_grads_in_store, CPU tier
+  std::optional<PlanItem> grad_piece_read;     // block_grads_in_store
+
+  std::vector<PlanItem> list() const {
+    std::vector<PlanItem> items{states};
+    for (const auto* item : {&piece_read, &pinned_grads, &pinned_weights, &upload_buffers,
+                             &grad_accumulators, &pinned_inputs, &grad_piece_buffers,
+                             &grad_piece_read}) {
+      append_if(items, *item);
+    }
+    return items;
+  }
+  std::uint64_t total() const { return sum_items(list()); }
+};
+
+bool streams_on_cuda(const OffloadShape& shape, const OffloadPlan& plan) {
+  return shape.cuda && plan.stream_slots > 0;
+}
+
+// The buffers needed wherever the states live. CUDA: two pinned fp32 gradient and two bf16 weight
+// slots of one state piece (the weights of one piece go up while the next piece updates; the
+// gradients come down piece by piece). Streaming on CUDA: two pinned bf16 buffers of one block
+// piece (fp32 master -> bf16 -> upload); the block gradient accumulators when they add up on the
+// CPU side; the block inputs when they go to pinned memory.
+CpuItems size_cpu_buffers(const OffloadShape& shape, const Sizes& s, OffloadPlan& plan) {
+  CpuItems items;
+  if (shape.cuda) {
+    // Two gradient slots although the gradient downloads are synchronous: the second is used
+    // when the block gradients add up in the store (the drain downloads into one while the
+    // other's piece is written, and the update reads ahead into the other), else it is spare,
+    // 4 B per float of a piece.
+    plan.pinned_slots = 2;
+    items.pinned_grads = PlanItem{"2 pinned fp32 gradient slots",
+                                  2 * segment_bytes(plan.largest_piece_floats)};
+    items.pinned_weights = PlanItem{"2 pinned bf16 weight slots",
+                                    2 * kBF16 * u64(plan.largest_piece_floats)};
+  }
+  const bool cuda_stream = streams_on_cuda(shape, plan);
+  if (cuda_stream) {
+    items.upload_buffers =
+        PlanItem{"2 pinned bf16 piece upload buffers", 2 * kBF16 * u64(s.block_piece_floats)};
+  }
+  if (plan.block_grads_in_cpu) {
+    items.grad_accumulators = PlanItem{std::to_string(s.l) + " fp32 block gradient accumulators",
+                                       kF32 * u64(s.l) * s.block_params};
+  }
+  if (cuda_stream && plan.inputs_in_cpu) {
+    items.pinned_inputs =
+        PlanItem{std::to_string(s.l) + " pinned bf16 block inputs",
+                 u64(s.l) * u64(common::io::align_up(kBF16 * u64(s.tokens * s.c)))};
+  }
+  return items;
+}
+
+// The states stay in RAM when they fit beside the buffers; else two staging slots of one state
+// piece each (one updating, one loading or writing back), and streaming on CUDA reads each piece
+// of master from the store into one fp32 buffer.
+void place_states(const OffloadShape& shape, const OffloadBudgets& budgets, const Sizes& s,
+                  OffloadPlan& plan, CpuItems& items) {
+  const std::uint64_t pinned_bytes =
+      shape.cuda ? items.pinned_grads->bytes + items.pinned_weights->bytes : 0;
+  std::uint64_t stream_bytes = 0;
+  for (const auto* item : {&items.upload_buffers, &items.grad_accumulators, &items.pinned_inputs}) {
+    if (*item) stream_bytes += (*item)->bytes;
+  }
+  plan.states_in_cpu = s.states_bytes + pinned_bytes + stream_bytes <= budgets.cpu_bytes;
+  plan.state_slots = plan.states_in_cpu ? 0 : 2;
+  items.states = plan.states_in_cpu
+                     ? PlanItem{"fp32 master + Adam m, v", s.states_bytes}
+                     : PlanItem{"2 staging slots of one state piece's master + m + v",
+                                2 * s.staging_bytes};
+  if (streams_on_cuda(shape, plan) && !plan.states_in_cpu) {
+    items.piece_read = PlanItem{"fp32 piece read buffer", segment_bytes(s.block_piece_floats)};
+  }
+}
+
+// The block gradient accumulators do not fit beside the staging buffers either: they go to the
+// store (when that needs less RAM: not for a model of very few, small blocks), and RAM keeps one
+// gradient piece read buffer (the drain adds a stored piece to the incoming one) and, on the CPU
+// tier, two gradient piece buffers (CUDA: its pinned gradient slots). They stay in RAM before the
+// states do: they are touched every micro-batch. (With K = 1, the states in RAM and the
+// accumulators in the store would read less from the store, 4 B per parameter a step against 16;
+// not planned: the states are 3x the accumulators' RAM.)
+void store_grads_if_smaller(const OffloadShape& shape, const Sizes& s, OffloadPlan& plan,
+                            CpuItems& items) {
+  const std::uint64_t grad_piece_bytes = segment_bytes(s.block_piece_floats);
+  CpuItems stored = items;
+  stored.grad_accumulators.reset();
+  if (!shape.cuda) {
+    stored.grad_piece_buffers = PlanItem{"2 fp32 gradient piece buffers", 2 * grad_piece_bytes};
+  }
+  stored.grad_piece_read = PlanItem{"fp32 gradient piece read buffer", grad_piece_bytes};
+  if (stored.total() < items.total()) {
+    plan.block_grads_in_store = true;
+    items = std::move(stored);
+  }
+}
+
+// Sets states_in_cpu, state_slots, pinned_slots, block_grads_in_store.
+CpuItems plan_cpu_tier(const OffloadShape& shape, const OffloadBudgets& budgets, const Sizes& s,
+                       OffloadPlan& plan) {
+  CpuItems items = size_cpu_buffers(shape, s, plan);
+  place_states(shape, budgets, s, plan, items);
+  if (items.total() > budgets.cpu_bytes && plan.block_grads_in_cpu && !plan.states_in_cpu) {
+    store_grads_if_smaller(shape, s, plan, items);
+  }
+  return items;
+}
+
+// The CPU tier is checked before the compute tier: its refusal names the floor of --cpu-mem.
+void refuse_over_budgets(const OffloadShape& shape, const OffloadBudgets& budgets,
+                         const OffloadPlan& plan) {
+  if (plan.cpu_total > budgets.cpu_bytes) {
+    refuse(
+        "--cpu-mem", plan.cpu_total, budgets.cpu_bytes, plan.cpu_items,
+        "raise --cpu-mem to at least " + common::format_bytes(static_cast<double>(plan.cpu_total)));
+  }
+  if (budgets.compute_bytes > 0 && plan.compute_total > budgets.compute_bytes) {
+    refuse("--gpu-mem (compute tier)", plan.compute_total, budgets.compute_bytes,
+           plan.compute_items,
+           "raise --gpu-mem to at least " +
+               common::format_bytes(static_cast<double>(plan.compute_total)) +
+               ", or lower --micro-batch/--seq" +
+               (shape.cuda ? " (the CUDA tier streams the blocks through two slots at least, "
+                             "beside two block-input slots)"
+                           : ""));
+  }
+}
+
+// ---- SSD ---------------------------------------------------------------------------------------
+
+// One block input in the store: fp32 [B, T, C] (the store holds them only for the CPU tier).
+std::uint64_t size_block_input(const Sizes& s) { return kF32 * u64(s.tokens * s.c); }
+
+// One store tensor per unit (its state pieces' [master | m | v], state_pieces.h; copy-on-write:
+// two slots per extent), train.state, and the block inputs and gradients when they go there.
+void plan_ssd(const ModelConfig& config, const OffloadBudgets& budgets, const Sizes& s,
+              OffloadPlan& plan) {
+  std::uint64_t store_bytes = 0;
+  const std::uint64_t extent = std::max<std::uint64_t>(4096, budgets.store_extent_bytes);
+  for (std::int64_t u = 0; u < unit_count(config); ++u) {
+    store_bytes += 2 * round_up(state_bytes(unit_padded_params(config, u)), extent);
+  }
+  store_bytes += 2 * extent;  // train.state
+  plan.ssd_items.push_back({"store: master + m + v, two slots per extent", store_bytes});
+  if (plan.inputs_in_store) {
+    plan.ssd_items.push_back({"store: " + std::to_string(s.l) +
+                                  " block inputs, two slots per extent",
+                              u64(s.l) * 2 * round_up(size_block_input(s), extent)});
+  }
+  if (plan.block_grads_in_store) {
+    plan.ssd_items.push_back(
+        {"store: " + std::to_string(s.l) + " block gradient accumulators, two slots per extent",
+         u64(s.l) * 2 * round_up(segment_bytes(s.block_padded), extent)});
+  }
+  plan.ssd_total = sum_items(plan.ssd_items);
+  const std::uint64_t ssd_have = budgets.ssd_free_bytes + budgets.ssd_used_bytes;
+  if (plan.ssd_total > ssd_have) {
+    refuse("--ssd", plan.ssd_total, ssd_have, plan.ssd_items,
+           "free space on the --ssd directories or add more of them");
+  }
+}
+
+// ---- Per-iteration traffic ---------------------------------------------------------------------
+
+// The store is the checkpoint: states in the store are written every step, states in RAM on
+// commit steps (every commit_every-th).
+std::uint64_t count_state_writes(const OffloadShape& shape, const Sizes& s,
+                                 const OffloadPlan& plan) {
+  return plan.states_in_cpu ? s.states_bytes / u64(std::max<std::int64_t>(1, shape.commit_every))
+                            : s.states_bytes;
+}
+
+// Streamed blocks read their fp32 master from the store twice per micro-batch (forward and
+// backward).
+std::uint64_t count_stream_reads(const OffloadShape& shape, const Sizes& s,
+                                 const OffloadPlan& plan) {
+  return plan.stream_slots > 0 && !plan.states_in_cpu
+             ? u64(2 * shape.accum * s.l) * segment_bytes(s.block_padded)
+             : 0;
+}
+
+void count_ssd_traffic(const OffloadShape& shape, const Sizes& s, OffloadPlan& plan) {
+  plan.ssd_read_bytes = (plan.states_in_cpu ? 0 : s.states_bytes) +
+                        count_stream_reads(shape, s, plan);
+  plan.ssd_write_bytes = count_state_writes(shape, s, plan);
+  if (plan.inputs_in_store) {  // each micro-batch writes its L block inputs and reads them back
+    plan.ssd_read_bytes += u64(shape.accum * s.l) * size_block_input(s);
+    plan.ssd_write_bytes += u64(shape.accum * s.l) * size_block_input(s);
+  }
+  if (plan.block_grads_in_store) {
+    // Each micro-batch's drain writes every block's accumulator (after reading it back from
+    // micro-batch 1 on); the update reads it once: K writes and K reads of each per step.
+    plan.ssd_read_bytes += u64(shape.accum * s.l) * segment_bytes(s.block_padded);
+    plan.ssd_write_bytes += u64(shape.accum * s.l) * segment_bytes(s.block_padded);
+  }
+}
+
+void count_pcie_traffic(const OffloadShape& shape, const Sizes& s, OffloadPlan& plan) {
+  const std::uint64_t token_bytes = 2 * 8 * u64(s.tokens * shape.accum);  // int64 ids + targets
+  if (streams_on_cuda(shape, plan)) {
+    // Up: the streamed blocks' bf16 weights for every forward and every backward (recompute) of
+    // every micro-batch, the other units' updated weights once, the token ids and targets. Down:
+    // the other units' fp32 gradients once; each block's once per step, or once per micro-batch
+    // when they add up in CPU memory.
+    plan.pcie_h2d_bytes = kBF16 * s.outside_params +
+                          u64(2 * shape.accum * s.l) * kBF16 * s.block_params + token_bytes;
+    plan.pcie_d2h_bytes =
+        kF32 * s.outside_params +
+        u64((plan.block_grads_in_cpu ? shape.accum : 1) * s.l) * kF32 * s.block_params;
+    if (plan.inputs_in_cpu) {  // each micro-batch's L block inputs go down and come back up
+      plan.pcie_d2h_bytes += u64(shape.accum * s.l) * kBF16 * u64(s.tokens * s.c);
+      plan.pcie_h2d_bytes += u64(shape.accum * s.l) * kBF16 * u64(s.tokens * s.c);
+    }
+  } else if (shape.cuda) {
+    // Down: every fp32 gradient once per step. Up: every bf16 weight once per step, plus the
+    // micro-batches' token ids and targets.
+    plan.pcie_d2h_bytes = kF32 * u64(plan.params);
+    plan.pcie_h2d_bytes = kBF16 * u64(plan.params) + token_bytes;
+  }
+}
+
+// FLOPs with block recompute, SSD and PCIe bytes, per optimizer step of K micro-batches.
+void count_traffic(const ModelConfig& config, const OffloadShape& shape, const Sizes& s,
+                   OffloadPlan& plan) {
+  plan.flops = config.train_flops_per_token_recompute(shape.seq) *
+               static_cast<double>(s.tokens * shape.accum);
+  count_ssd_traffic(shape, s, plan);
+  count_pcie_traffic(shape, s, plan);
+}
+
+// ---- Bound -------------------------------------------------------------------------------------
+
+// Clipping: no update can start before the global norm, i.e. before the last backward ends. So
+// the step is at least the compute (or the streamed blocks' reads, which feed it) followed by what
+// only the updates do: read the states the staging slots could not prefetch (two pieces, fewer
+// bytes than two slots) and the stored block gradients, write the states back, run AdamW. A sum,
+// not a max: clipping serializes them.
+double bound_compute_then_update(const OffloadShape& shape, const OffloadRates& rates,
+                                 const Sizes& s, const OffloadPlan& plan) {
+  const double before =
+      std::max(plan.flops / rates.compute_flops_per_s,
+               static_cast<double>(count_stream_reads(shape, s, plan)) /
+                   rates.ssd_read_bytes_per_s);
+  std::uint64_t reads =
+      plan.states_in_cpu ? 0 : s.states_bytes - std::min(s.states_bytes, 2 * s.staging_bytes);
+  if (plan.block_grads_in_store) reads += u64(s.l) * segment_bytes(s.block_padded);
+  const std::uint64_t writes = count_state_writes(shape, s, plan);
+  // Reads and writes at once: at least each alone, and the mixed rate's time unless doing them
+  // one after the other is faster (the mixed rate is measured half and half).
+  const double read_s = static_cast<double>(reads) / rates.ssd_read_bytes_per_s;
+  const double write_s = static_cast<double>(writes) / rates.ssd_write_bytes_per_s;
+  double io = std::max(read_s, write_s);
+  if (rates.ssd_mixed_bytes_per_s > 0 && reads > 0) {
+    io = std::max(io, std::min(read_s + write_s, static_cast<double>(reads + writes) /
+                                                     rates.ssd_mixed_bytes_per_s));
+  }
+  const double params = static_cast<double>(plan.params);
+  return before + std::max(io, params / rates.cpu_adam_params_per_s);
+}
+
+// Every term of the bound (amount per iteration / rate), in the plan's order; a term whose rate
+// was not measured is left out.
+void add_bound_terms(const OffloadShape& shape, const OffloadRates& rates, const Sizes& s,
+                     OffloadPlan& plan) {
+  const double params = static_cast<double>(plan.params);
+  const auto per_s = [](std::uint64_t amount, double rate) {
+    return static_cast<double>(amount) / rate;
+  };
+  plan.terms.push_back({"compute", plan.flops / rates.compute_flops_per_s});
+  plan.terms.push_back({"ssd_read", per_s(plan.ssd_read_bytes, rates.ssd_read_bytes_per_s)});
+  plan.terms.push_back({"ssd_write", per_s(plan.ssd_write_bytes, rates.ssd_write_bytes_per_s)});
+  if (rates.ssd_mixed_bytes_per_s > 0 && plan.ssd_read_bytes > 0) {
+    plan.terms.push_back({"ssd_read_write", per_s(plan.ssd_read_bytes + plan.ssd_write_bytes,
+                                                  rates.ssd_mixed_bytes_per_s)});
+  }
+  plan.terms.push_back({"cpu_adam", params / rates.cpu_adam_params_per_s});
+  if (rates.pcie_h2d_bytes_per_s > 0) {
+    plan.terms.push_back({"pcie_h2d", per_s(plan.pcie_h2d_bytes, rates.pcie_h2d_bytes_per_s)});
+  }
+  if (rates.pcie_d2h_bytes_per_s > 0) {
+    plan.terms.push_back({"pcie_d2h", per_s(plan.pcie_d2h_bytes, rates.pcie_d2h_bytes_per_s)});
+  }
+  if (streams_on_cuda(shape, plan) && rates.stream_convert_params_per_s > 0) {
+    // Every streamed load converts one block: forward and backward of every micro-batch.
+    plan.terms.push_back({"stream_convert", static_cast<double>(2 * shape.accum * s.l) *
+                                                static_cast<double>(s.block_params) /
+                                                rates.stream_convert_params_per_s});
+  }
+  if (shape.grad_clip) {
+    plan.terms.push_back({"compute_then_update", bound_compute_then_update(shape, rates, s, plan)});
+  }
+}
+
+// The bound is the largest term; the first of equal ones binds.
+void pick_binding(OffloadPlan& plan) {
+  for (const BoundTerm& term : plan.terms) {
+    if (term.seconds > plan.bound_seconds) {
+      plan.bound_seconds = term.seconds;
+      plan.binding = term.name;
+    }
+  }
 }
 
 }  // namespace
@@ -69,323 +564,26 @@ std::int64_t max_unit_padded_params(const ModelConfig& config) {
 OffloadPlan plan_offload(const ModelConfig& config, const OffloadShape& shape,
                          const OffloadBudgets& budgets, const OffloadRates& rates) {
   config.validate();
+  check_state_piece_floats(shape.state_piece_floats);
   OffloadPlan plan;
-  const auto u64 = [](std::int64_t x) { return static_cast<std::uint64_t>(x); };
-  const std::int64_t c = config.n_embd, l = config.n_layer;
   plan.params = config.param_count();
-  std::int64_t padded = 0;
-  for (std::int64_t u = 0; u < unit_count(config); ++u) padded += unit_padded_params(config, u);
-  const std::uint64_t state_bytes = 3 * kF32 * u64(padded);  // master + m + v
-  if (shape.state_piece_floats < kPadFloats || shape.state_piece_floats % kPadFloats != 0) {
-    throw common::UsageError("state piece of " + std::to_string(shape.state_piece_floats) +
-                                 " floats is not a positive multiple of 1024",
-                             "leave the state piece size at its default");
-  }
   plan.state_piece_floats = shape.state_piece_floats;
   // The largest piece any unit has: a staging slot holds its master, m and v.
   plan.largest_piece_floats = std::min(max_unit_padded_params(config), shape.state_piece_floats);
-  const std::uint64_t staging_bytes = 3 * kF32 * u64(plan.largest_piece_floats);
+  const Sizes sizes = derive_sizes(config, shape, plan.largest_piece_floats);
 
-  const std::uint64_t block_params = u64(config.block_param_count());
-  const std::uint64_t block_padded = u64(unit_padded_params(config, 1));
-  const std::uint64_t outside_params = u64(plan.params) - u64(l) * block_params;  // wte, wpe, ln_f
-
-  // Compute tier (decided first: streaming on CUDA adds CPU buffers; refused after the CPU check):
-  // every block's compute weights when they fit; else the embeddings and ln_f stay and the blocks
-  // stream through a few slots (streamed_items below). Plus gradient buffers, block inputs, one
-  // block's recompute, one logits chunk.
-  plan.resident_blocks = l;
-  const std::int64_t tokens = shape.micro_batch * shape.seq;
-  // Every gradient must stay until the norm is known (clipping), or accumulate over K
-  // micro-batches.
-  plan.grad_block_slots = (shape.grad_clip || shape.accum > 1) ? l : std::min<std::int64_t>(2, l);
-  const std::int64_t rows = std::min<std::int64_t>(
-      tokens, shape.loss_chunk_rows > 0
-                  ? shape.loss_chunk_rows
-                  : std::max<std::int64_t>(1, kLogitBytes / (config.vocab * 4)));
-  const std::uint64_t act = shape.cuda ? kBF16 : kF32;  // compute precision
-  plan.compute_items = {
-      {shape.cuda ? "bf16 compute weights" : "fp32 compute weights", act * u64(plan.params)},
-      {"embedding + ln_f gradient accumulators", kF32 * u64(unit_params(config, 0) + 2 * c)},
-      {std::to_string(plan.grad_block_slots) + " block gradient buffers",
-       kF32 * u64(plan.grad_block_slots * config.block_param_count())},
-      {"block inputs (L + 1)", act * u64((l + 1) * tokens * c)},
-      // Estimate of one block's recompute under autograd: ~24 activations of [B, T, C] (LN, qkv,
-      // attention, 4C MLP, their gradients) plus the attention matrix and its gradient.
-      {"one block's recompute (estimate)",
-       act * u64(24 * tokens * c + 2 * shape.micro_batch * config.n_head * shape.seq * shape.seq)},
-      {"logits chunk + its gradient", kF32 * u64(3 * rows * config.vocab)}};
+  const ComputeItems compute = plan_compute_tier(config, shape, budgets, sizes, plan);
+  plan.compute_items = compute.list();
   plan.compute_total = sum_items(plan.compute_items);
-  if (budgets.compute_bytes > 0 && plan.compute_total > budgets.compute_bytes) {
-    // Stream the blocks: each slot holds one block's compute weights (padded as in the store); as
-    // many slots as fit, at least two (one computing, one loading), at most one per block.
-    const std::uint64_t slot_bytes = act * block_padded;
-    // The CPU tier keeps a gradient buffer per block in the compute tier (accumulation or
-    // clipping) while the smallest streaming layout still fits beside them: two slots, the block
-    // inputs through the store (3 kept instead of L + 1). With L <= 2 the pool of two saves
-    // nothing.
-    const std::uint64_t smallest_with_buffers =
-        sum_items(plan.compute_items) - plan.compute_items[0].bytes + act * outside_params +
-        2 * slot_bytes - plan.compute_items[3].bytes + 3 * act * u64(tokens * c);
-    if (shape.cuda || shape.block_grads_in_cpu ||
-        (l > 2 && plan.grad_block_slots == l && smallest_with_buffers > budgets.compute_bytes)) {
-      // The GPU cannot hold an accumulator per block either: each block's gradients leave it right
-      // after that block's backward, through a pool of two fp32 buffers, and (accumulation or
-      // clipping) add up on the CPU side, in --cpu-mem or the store (cpu items below). The CPU
-      // tier does the same when its compute budget cannot hold them (or when asked, for tests).
-      plan.grad_block_slots = 2;
-      plan.block_grads_in_cpu = shape.grad_clip || shape.accum > 1;
-      plan.compute_items[2] = {std::to_string(plan.grad_block_slots) + " block gradient buffers",
-                               kF32 * u64(plan.grad_block_slots) * block_params};
-    }
-    const std::uint64_t fixed =
-        sum_items(plan.compute_items) - plan.compute_items[0].bytes + act * outside_params;
-    std::uint64_t room = budgets.compute_bytes > fixed ? budgets.compute_bytes - fixed : 0;
-    if (room < 2 * slot_bytes) {
-      // Then the block inputs leave the compute tier too: it keeps two input slots and the
-      // running activation instead of L + 1 inputs. CPU tier: through the store (input_stash.h);
-      // CUDA: in pinned CPU memory (cuda_transfer.h: CudaInputStash; cpu items below).
-      const std::uint64_t kept = 3 * act * u64(tokens * c);
-      std::uint64_t& inputs = plan.compute_items[3].bytes;
-      const std::uint64_t fixed_without = fixed - inputs + kept;
-      room = budgets.compute_bytes > fixed_without ? budgets.compute_bytes - fixed_without : 0;
-      inputs = kept;
-      plan.compute_items[3].what = "2 block-input slots + the running activation";
-      (shape.cuda ? plan.inputs_in_cpu : plan.inputs_in_store) = true;
-    }
-    plan.stream_slots = std::max<std::int64_t>(
-        2, std::min<std::int64_t>(l, static_cast<std::int64_t>(room / slot_bytes)));
-    plan.resident_blocks = 0;
-    plan.compute_items[0] = {shape.cuda ? "bf16 embeddings + ln_f" : "fp32 embeddings + ln_f",
-                             act * outside_params};
-    plan.compute_items.insert(
-        plan.compute_items.begin() + 1,
-        {std::to_string(plan.stream_slots) + " streamed block slots",
-         u64(plan.stream_slots) * slot_bytes});
-    plan.compute_total = sum_items(plan.compute_items);
-  }
-  const bool cuda_stream = shape.cuda && plan.stream_slots > 0;
-
-  // CPU budget: the states when they fit, else two staging slots of one state piece each (one
-  // updating, one loading or writing back).
-  // The CUDA tier's pinned slots are needed either way: the states stay in RAM only beside them.
-  // Streaming on CUDA adds two pinned bf16 buffers of one state piece (fp32 master -> bf16 ->
-  // upload, piece by piece), the block gradient accumulators when they live on the CPU, and
-  // (states in the store) one fp32 piece buffer the loader reads the master into.
-  const std::uint64_t pinned_bytes =
-      shape.cuda ? 2 * (kF32 + kBF16) * u64(plan.largest_piece_floats) : 0;
-  std::vector<PlanItem> stream_cpu_items;
-  // A block's largest state piece: the stream's loader converts and uploads a block piece by
-  // piece, and block gradients in the store go through buffers of one piece.
-  const std::int64_t block_piece_floats =
-      std::min<std::int64_t>(shape.state_piece_floats, static_cast<std::int64_t>(block_padded));
-  if (cuda_stream) {
-    stream_cpu_items.push_back(
-        {"2 pinned bf16 piece upload buffers", 2 * kBF16 * u64(block_piece_floats)});
-  }
-  const PlanItem accumulators{std::to_string(l) + " fp32 block gradient accumulators",
-                              kF32 * u64(l) * block_params};
-  if (plan.block_grads_in_cpu) stream_cpu_items.push_back(accumulators);
-  if (cuda_stream) {
-    if (plan.inputs_in_cpu) {
-      stream_cpu_items.push_back({std::to_string(l) + " pinned bf16 block inputs",
-                                  u64(l) * u64(common::io::align_up(kBF16 * u64(tokens * c)))});
-    }
-  }
-  plan.states_in_cpu =
-      state_bytes + pinned_bytes + sum_items(stream_cpu_items) <= budgets.cpu_bytes;
-  if (plan.states_in_cpu) {
-    plan.state_slots = 0;
-    plan.cpu_items.push_back({"fp32 master + Adam m, v", state_bytes});
-  } else {
-    plan.state_slots = 2;
-    plan.cpu_items.push_back(
-        {"2 staging slots of one state piece's master + m + v", 2 * staging_bytes});
-  }
-  if (cuda_stream && !plan.states_in_cpu) {  // the loader reads a piece of master from the store
-    plan.cpu_items.push_back({"fp32 piece read buffer", kF32 * u64(block_piece_floats)});
-  }
-  if (shape.cuda) {
-    // One state piece each: the weights of one piece go up while the next piece updates. The
-    // gradient downloads are synchronous, so the second gradient slot is spare (4 B per float of a
-    // piece) unless the block gradients add up in the store (the drain then downloads into one
-    // while the other's piece is written, and the update reads ahead into the other); dropping it
-    // would move the GPU tests' budgets, so it waits for a GPU session.
-    plan.pinned_slots = 2;
-    const std::uint64_t piece_floats = u64(plan.largest_piece_floats);  // they go piece by piece
-    plan.cpu_items.push_back({"2 pinned fp32 gradient slots", 2 * kF32 * piece_floats});
-    plan.cpu_items.push_back({"2 pinned bf16 weight slots", 2 * kBF16 * piece_floats});
-  }
-  plan.cpu_items.insert(plan.cpu_items.end(), stream_cpu_items.begin(), stream_cpu_items.end());
+  const CpuItems cpu = plan_cpu_tier(shape, budgets, sizes, plan);
+  plan.cpu_items = cpu.list();
   plan.cpu_total = sum_items(plan.cpu_items);
-  // The block gradient accumulators do not fit beside the staging buffers either: they go to the
-  // store (when that needs less RAM: not for a model of very few, small blocks), and RAM keeps one
-  // gradient piece read buffer (the drain adds a stored piece to the incoming one) and, on the
-  // CPU tier, two gradient piece buffers (CUDA: its pinned gradient slots). They stay in RAM
-  // before the states do: they are touched every micro-batch. (With K = 1, the states in RAM and
-  // the accumulators in the store would read less from the store, 4 B per parameter a step
-  // against 16; not planned: the states are 3x the accumulators' RAM.)
-  const std::uint64_t grad_piece_bytes = kF32 * u64(block_piece_floats);
-  if (plan.cpu_total > budgets.cpu_bytes && plan.block_grads_in_cpu && !plan.states_in_cpu) {
-    std::vector<PlanItem> items;
-    for (const PlanItem& item : plan.cpu_items) {
-      if (item.what != accumulators.what) items.push_back(item);
-    }
-    if (!shape.cuda) items.push_back({"2 fp32 gradient piece buffers", 2 * grad_piece_bytes});
-    items.push_back({"fp32 gradient piece read buffer", grad_piece_bytes});
-    if (sum_items(items) < plan.cpu_total) {
-      plan.block_grads_in_store = true;
-      plan.cpu_items = std::move(items);
-      plan.cpu_total = sum_items(plan.cpu_items);
-    }
-  }
-  if (plan.cpu_total > budgets.cpu_bytes) {
-    refuse(
-        "--cpu-mem", plan.cpu_total, budgets.cpu_bytes, plan.cpu_items,
-        "raise --cpu-mem to at least " + common::format_bytes(static_cast<double>(plan.cpu_total)));
-  }
-  if (budgets.compute_bytes > 0 && plan.compute_total > budgets.compute_bytes) {
-    refuse("--gpu-mem (compute tier)", plan.compute_total, budgets.compute_bytes,
-           plan.compute_items,
-           "raise --gpu-mem to at least " +
-               common::format_bytes(static_cast<double>(plan.compute_total)) +
-               ", or lower --micro-batch/--seq" +
-               (shape.cuda ? " (the CUDA tier streams the blocks through two slots at least, "
-                             "beside two block-input slots)"
-                           : ""));
-  }
+  refuse_over_budgets(shape, budgets, plan);
+  plan_ssd(config, budgets, sizes, plan);
 
-  // SSD: one store tensor per unit (its state pieces' [master | m | v], state_pieces.h;
-  // copy-on-write: two slots per extent).
-  std::uint64_t store_bytes = 0;
-  const std::uint64_t extent = std::max<std::uint64_t>(4096, budgets.store_extent_bytes);
-  for (std::int64_t u = 0; u < unit_count(config); ++u) {
-    store_bytes += 2 * round_up(3 * kF32 * u64(unit_padded_params(config, u)), extent);
-  }
-  store_bytes += 2 * extent;  // train.state
-  plan.ssd_items.push_back({"store: master + m + v, two slots per extent", store_bytes});
-  const std::uint64_t input_bytes = kF32 * u64(tokens * c);  // one block input
-  if (plan.inputs_in_store) {
-    plan.ssd_items.push_back({"store: " + std::to_string(l) + " block inputs, two slots per extent",
-                              u64(l) * 2 * round_up(input_bytes, extent)});
-  }
-  if (plan.block_grads_in_store) {
-    plan.ssd_items.push_back(
-        {"store: " + std::to_string(l) + " block gradient accumulators, two slots per extent",
-         u64(l) * 2 * round_up(kF32 * block_padded, extent)});
-  }
-  plan.ssd_total = sum_items(plan.ssd_items);
-  const std::uint64_t ssd_have = budgets.ssd_free_bytes + budgets.ssd_used_bytes;
-  if (plan.ssd_total > ssd_have) {
-    refuse("--ssd", plan.ssd_total, ssd_have, plan.ssd_items,
-           "free space on the --ssd directories or add more of them");
-  }
-
-  // Per iteration.
-  plan.flops =
-      config.train_flops_per_token_recompute(shape.seq) * static_cast<double>(tokens * shape.accum);
-  plan.ssd_read_bytes = plan.states_in_cpu ? 0 : state_bytes;
-  if (plan.stream_slots > 0 && !plan.states_in_cpu) {
-    // Streamed blocks read their fp32 master from the store twice per micro-batch (forward and
-    // backward).
-    plan.ssd_read_bytes += u64(2 * shape.accum * l) * kF32 * u64(unit_padded_params(config, 1));
-  }
-  // The store is the checkpoint: states in the store are written every step, states in RAM on
-  // commit steps (every commit_every-th).
-  plan.ssd_write_bytes =
-      plan.states_in_cpu ? state_bytes / u64(std::max<std::int64_t>(1, shape.commit_every))
-                         : state_bytes;
-  if (plan.inputs_in_store) {  // each micro-batch writes its L block inputs and reads them back
-    plan.ssd_read_bytes += u64(shape.accum * l) * input_bytes;
-    plan.ssd_write_bytes += u64(shape.accum * l) * input_bytes;
-  }
-  if (plan.block_grads_in_store) {
-    // Each micro-batch's drain writes every block's accumulator (after reading it back from
-    // micro-batch 1 on); the update reads it once: K writes and K reads of each per step.
-    plan.ssd_read_bytes += u64(shape.accum * l) * kF32 * block_padded;
-    plan.ssd_write_bytes += u64(shape.accum * l) * kF32 * block_padded;
-  }
-  if (cuda_stream) {
-    // Up: the streamed blocks' bf16 weights for every forward and every backward (recompute) of
-    // every micro-batch, the other units' updated weights once, the token ids and targets. Down:
-    // the other units' fp32 gradients once; each block's once per step, or once per micro-batch
-    // when they add up in CPU memory.
-    plan.pcie_h2d_bytes = kBF16 * outside_params + u64(2 * shape.accum * l) * kBF16 * block_params +
-                          2 * 8 * u64(tokens * shape.accum);
-    plan.pcie_d2h_bytes =
-        kF32 * outside_params +
-        u64((plan.block_grads_in_cpu ? shape.accum : 1) * l) * kF32 * block_params;
-    if (plan.inputs_in_cpu) {  // each micro-batch's L block inputs go down and come back up
-      plan.pcie_d2h_bytes += u64(shape.accum * l) * kBF16 * u64(tokens * c);
-      plan.pcie_h2d_bytes += u64(shape.accum * l) * kBF16 * u64(tokens * c);
-    }
-  } else if (shape.cuda) {
-    // Down: every fp32 gradient once per step. Up: every bf16 weight once per step, plus the
-    // micro-batches' token ids and targets (int64).
-    plan.pcie_d2h_bytes = kF32 * u64(plan.params);
-    plan.pcie_h2d_bytes = kBF16 * u64(plan.params) + 2 * 8 * u64(tokens * shape.accum);
-  }
-  const double params = static_cast<double>(plan.params);
-  plan.terms.push_back({"compute", plan.flops / rates.compute_flops_per_s});
-  plan.terms.push_back(
-      {"ssd_read", static_cast<double>(plan.ssd_read_bytes) / rates.ssd_read_bytes_per_s});
-  plan.terms.push_back(
-      {"ssd_write", static_cast<double>(plan.ssd_write_bytes) / rates.ssd_write_bytes_per_s});
-  if (rates.ssd_mixed_bytes_per_s > 0 && plan.ssd_read_bytes > 0) {
-    plan.terms.push_back(
-        {"ssd_read_write",
-         static_cast<double>(plan.ssd_read_bytes + plan.ssd_write_bytes) / rates.ssd_mixed_bytes_per_s});
-  }
-  plan.terms.push_back({"cpu_adam", params / rates.cpu_adam_params_per_s});
-  if (rates.pcie_h2d_bytes_per_s > 0) {
-    plan.terms.push_back(
-        {"pcie_h2d", static_cast<double>(plan.pcie_h2d_bytes) / rates.pcie_h2d_bytes_per_s});
-  }
-  if (rates.pcie_d2h_bytes_per_s > 0) {
-    plan.terms.push_back(
-        {"pcie_d2h", static_cast<double>(plan.pcie_d2h_bytes) / rates.pcie_d2h_bytes_per_s});
-  }
-  if (cuda_stream && rates.stream_convert_params_per_s > 0) {
-    // Every streamed load converts one block: forward and backward of every micro-batch.
-    plan.terms.push_back({"stream_convert", static_cast<double>(2 * shape.accum * l) *
-                                                static_cast<double>(block_params) /
-                                                rates.stream_convert_params_per_s});
-  }
-  if (shape.grad_clip) {
-    // Clipping: no update can start before the global norm, i.e. before the last backward ends.
-    // So the step is at least the compute (or the streamed blocks' reads, which feed it) followed
-    // by what only the updates do: read the states the staging slots could not prefetch (two
-    // pieces, fewer bytes than two slots) and the stored block gradients, write the states back,
-    // run AdamW. A sum, not a max: clipping serializes them.
-    const std::uint64_t stream_reads =
-        plan.stream_slots > 0 && !plan.states_in_cpu
-            ? u64(2 * shape.accum * l) * kF32 * block_padded
-            : 0;
-    const double before = std::max(plan.flops / rates.compute_flops_per_s,
-                                   static_cast<double>(stream_reads) / rates.ssd_read_bytes_per_s);
-    std::uint64_t reads = plan.states_in_cpu ? 0 : state_bytes - std::min(state_bytes, 2 * staging_bytes);
-    if (plan.block_grads_in_store) reads += u64(l) * kF32 * block_padded;
-    const std::uint64_t writes =
-        plan.states_in_cpu ? state_bytes / u64(std::max<std::int64_t>(1, shape.commit_every))
-                           : state_bytes;
-    // Reads and writes at once: at least each alone, and the mixed rate's time unless doing them
-    // one after the other is faster (the mixed rate is measured half and half).
-    const double read_s = static_cast<double>(reads) / rates.ssd_read_bytes_per_s;
-    const double write_s = static_cast<double>(writes) / rates.ssd_write_bytes_per_s;
-    double io = std::max(read_s, write_s);
-    if (rates.ssd_mixed_bytes_per_s > 0 && reads > 0) {
-      io = std::max(io, std::min(read_s + write_s, static_cast<double>(reads + writes) /
-                                                       rates.ssd_mixed_bytes_per_s));
-    }
-    plan.terms.push_back(
-        {"compute_then_update", before + std::max(io, params / rates.cpu_adam_params_per_s)});
-  }
-  for (const BoundTerm& term : plan.terms) {
-    if (term.seconds > plan.bound_seconds) {
-      plan.bound_seconds = term.seconds;
-      plan.binding = term.name;
-    }
-  }
+  count_traffic(config, shape, sizes, plan);
+  add_bound_terms(shape, rates, sizes, plan);
+  pick_binding(plan);
   return plan;
 }
 
@@ -396,8 +594,7 @@ std::string OffloadPlan::describe() const {
       << (states_in_cpu ? "in CPU memory (written to the store on commit steps)"
                         : "in the SSD store, " + std::to_string(state_slots) +
                               " staging slots of a piece of at most " +
-                              bytes(4 * static_cast<std::uint64_t>(largest_piece_floats)) +
-                              " of each")
+                              bytes(segment_bytes(largest_piece_floats)) + " of each")
       << "\n";
   if (stream_slots > 0) {
     out << "blocks        streamed through " << stream_slots

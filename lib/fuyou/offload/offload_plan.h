@@ -1,32 +1,30 @@
-// The Fuyou placement planner: from a model, the training shape and the memory budgets, decides
-// where the fp32 master weights and Adam m, v live (the CPU budget when they fit, else the SSD
-// store), how many blocks of compute weights the compute tier holds, which gradient buffers exist,
-// and predicts the bytes each tier moves per iteration and the iteration-time lower bound
-//   T_iter >= max(T_compute, T_pcie_h2d, T_pcie_d2h, T_ssd_read, T_ssd_write, T_cpu_adam)
-// (DESIGN.md) with the binding term, plus `ssd_read_write` when reads and writes go to the same
-// disks at once (a measured mixed rate: one disk does not do both at full speed), and with
-// clipping `compute_then_update` = compute + the SSD I/O and AdamW only the updates do, a sum: they
-// cannot start before the global norm, i.e. the end of the backward. Otherwise not a sum of
-// compute and AdamW on the CPU tier although they share its cores: measured, AdamW's memory-bound
-// passes overlapped the GEMMs almost for free (926 M model: 17.4 s/step, compute alone 17.1 s). A
-// plan that does not fit is refused before anything runs, with the numbers that do not fit. Pure
-// arithmetic: no torch, no I/O (free disk space is an input).
-//
-// Tiers: with CUDA the compute tier is the GPU (--gpu-mem): bf16 compute weights, fp32 gradient
-// accumulators, bf16 block inputs; gradients cross PCIe to the CPU in fp32 through two pinned slots
-// and the updated bf16 weights come back through two more (both counted in --cpu-mem). When the
-// bf16 weights do not fit, the blocks stream through stream_slots GPU slots there too (SSD or RAM
-// fp32 master -> bf16 in two pinned buffers of one state piece -> GPU, piece by piece, before every
-// forward and every backward), the
-// block gradients leave the GPU after each block's backward through a pool of two fp32 buffers and,
-// with accumulation or clipping, add up in CPU memory (block_grads_in_cpu; counted in --cpu-mem),
-// or in the store when --cpu-mem cannot hold them (block_grads_in_store);
-// when even two slots leave no room, the block inputs go to pinned CPU memory (inputs_in_cpu). On
-// the CPU-only path the "compute tier" is a CPU memory budget (--gpu-mem), separate from the CPU
-// budget for optimizer states and staging (--cpu-mem), everything is fp32 and the PCIe terms are
-// zero; its block gradient buffers drain to the CPU side like the GPU's when the compute budget
-// cannot hold one per block. Not modelled: the token data in RAM, allocator slack, torch's own
-// workspace.
+// The Fuyou placement planner. plan_offload decides where every byte of a run lives and what each
+// iteration costs at least, before anything runs.
+//   In: the model, the training shape (OffloadShape), the budgets (OffloadBudgets: --cpu-mem,
+//   --gpu-mem, the --ssd free space) and the rates (OffloadRates). Out (OffloadPlan): where the
+//   fp32 master weights and Adam m, v live; resident or streamed blocks; where the block gradients
+//   add up and the block inputs wait; each tier's items and total; the SSD and PCIe bytes and FLOPs
+//   per iteration; and the lower bound
+//     T_iter >= max(T_compute, T_pcie_h2d, T_pcie_d2h, T_ssd_read, T_ssd_write, T_cpu_adam)
+//   (DESIGN.md) with its binding term, plus `ssd_read_write` (a measured mixed rate: one disk does
+//   not read and write at full speed at once), `stream_convert` and, with clipping,
+//   `compute_then_update`: compute + the SSD I/O and AdamW only the updates do, a sum, as no update
+//   starts before the global norm. Compute and AdamW are not summed otherwise: measured, AdamW's
+//   memory-bound passes overlapped the GEMMs almost for free (926 M model: 17.4 s/step, compute
+//   alone 17.1 s).
+//   Invariants: pure arithmetic, no torch, no I/O (free disk space is an input); a plan that does
+//   not fit is refused (UsageError naming the budget, its items and the flag) before anything runs.
+//   Not modelled: the token data in RAM, allocator slack, torch's own workspace.
+// Tiers, decided in this order:
+//   Compute (--gpu-mem: the GPU, bf16 weights and inputs; CPU-only, a RAM budget, all fp32): every
+//   block's weights, else the blocks stream through stream_slots slots from their fp32 master;
+//   streaming on CUDA (or with no room for a gradient buffer per block) sends the block gradients
+//   out through two buffers to add up on the CPU side (K > 1 or clipping), and when even two slots
+//   leave no room the block inputs leave too (CUDA: pinned RAM; CPU: the store).
+//   CPU (--cpu-mem): the states, else two staging slots of one state piece; CUDA's pinned gradient
+//   and weight slots; streaming's buffers; the block gradient accumulators (block_grads_in_cpu),
+//   or, when they do not fit, the store holds them and RAM one piece's buffers.
+//   SSD (--ssd): the store's unit tensors, two slots per extent; stashed inputs; stored gradients.
 #pragma once
 
 #include <cstdint>

@@ -1,60 +1,27 @@
-// The offloaded trainer behind `sparsetrain fuyou finetune --ssd …` (Fuyou's pipeline), CPU
-// compute tier: the fp32 master weights and Adam m, v live in the SSD tensor store (or in the CPU
-// budget when the planner puts them there, written through to the store), the compute weights in
-// the compute tier. Each iteration runs the forward block by block and the backward in reverse with
-// block-wise recompute (gpt_model.h); as soon as an optimizer unit's gradients are final (ln_f
-// after the LM head, block l after its backward, the embeddings last) the compute thread hands them
-// to the optimizer thread, which has already prefetched that unit's master/m/v into one of two
-// staging slots, runs the fused AdamW (cpu_adam.h), writes the states back asynchronously and
-// publishes the new compute weights — overlapped with the backward of the following blocks. The
-// states are laid out, prefetched, updated and written in pieces of at most 2^24 floats of each
-// of master, m, v (state_pieces.h), so a staging slot holds one piece, not one whole unit.
-// Gradient buffers of blocks in flight are distinct (a pool of two with K = 1, one per block
-// otherwise); so are the staging slots. At the end of a step the optimizer thread commits the store
-// (the checkpoint: states, weights, step; the data position follows from the step) and the next
-// forward starts only then, so the next iteration sees exactly plain AdamW's weights.
-// (The optimizer thread is optimizer_stage.h; what the two share, offload_internals.h.)
+// OffloadTrainer: the offloaded trainer behind `sparsetrain fuyou finetune --ssd …` (Fuyou's
+// pipeline). Same run as InMemoryTrainer (train/in_memory_trainer.h), bit for bit on the CPU tier:
+// same data order, schedule, AdamW, clipping and validation; what differs is where things live.
 //
-// Gradient clipping by global norm stays exact by deferral: with --grad-clip > 0 every gradient is
-// kept until the backward ends, the norm is computed in the in-memory trainer's order, and only
-// then do the updates run (state prefetch still overlaps the backward; the AdamW itself does not).
-// Threads: the compute thread (the caller) only computes and waits on condition variables; every
-// store call (read, write, commit) happens on the optimizer thread
-// (scripts/fuyou_compute_thread_io.sh checks it with strace).
-// CUDA tier (--device cuda): the compute weights are bf16 on the GPU and the gradient accumulators
-// fp32 there; the compute thread records a CUDA event after each unit's gradients and goes on; the
-// optimizer thread, on a copy stream of its own (cuda_transfer.h), waits for that event and, state
-// piece by state piece, downloads the gradients into one of two pinned fp32 slots, runs the same
-// CPU AdamW writing bf16 weights into one of two pinned slots and uploads them, the upload
-// overlapping the next piece's update.
-// The step ends only when every upload is done. Same operations as InMemoryTrainer's CUDA path.
-// Streaming (CPU tier, when the compute weights exceed --gpu-mem): the embeddings and ln_f stay in
-// the compute tier, the blocks stream through plan().stream_slots slots (block_stream.h), each
-// loaded from its fp32 master — the first segment of each of its state pieces, in RAM or in the
-// store — before
-// the forward and again before the backward; their updates go only to the master.
-// When even that leaves no room, the block inputs go to the store as the forward makes them and
-// come back ahead of the backward (input_stash.h).
-// Streaming on the CUDA tier (when the bf16 weights do not fit --gpu-mem): the embeddings and ln_f
-// stay on the GPU; the blocks stream through plan().stream_slots bf16 GPU slots (cuda_transfer.h:
-// make_cuda_block_slots — the loader thread converts the fp32 master, from RAM or the store, to
-// bf16 in pinned memory and uploads it on a copy stream; the compute stream waits on the upload's
-// event, the copy stream on the release's). A streamed block's update goes only to its master: no upload
-// from the optimizer. Its gradients leave the GPU right after its backward through the pool of two
-// fp32 buffers: with K = 1 and no clipping as any unit's (downloaded by the update); otherwise
-// (plan().block_grads_in_cpu) the optimizer thread "drains" each micro-batch's gradient into the
-// block's fp32 CPU accumulator — copy at micro-batch 0, then add: per element ((g0 + g1) + g2) …
-// in fp32, the in-memory trainer's GPU accumulator's very additions in its order — and with K > 1
-// reduces the block's norm terms on the CPU (a different reduction order than the GPU's: the
-// global norm, hence a clipping factor, may differ in the last bits; with K = 1 they come from the
-// GPU pool slot as before). The compute thread waits (condition variable) for every drain before
-// the norm. When --cpu-mem cannot hold those accumulators (plan().block_grads_in_store) they live
-// in the store, one tensor per block in state-piece layout: the drain adds each piece to the stored
-// sum (the same additions) and writes it back, and the update reads it back piece by piece.
-// Not verified on a GPU yet (tests/gpu/offload_cuda_test.cpp has the checks).
-// When two streamed slots do not fit beside the block inputs, those go to pinned CPU memory as the
-// forward makes them and come back ahead of the backward, all enqueued on a copy stream with
-// events (cuda_transfer.h: CudaInputStash; plan().inputs_in_cpu).
+// Owns: the plan (offload_plan.h), the SSD tensor store (the checkpoint: states, weights, step),
+// the compute weights, and the placements its constructor chooses once from the plan
+// (offload_internals.h):
+//   states        StatePlacement     RAM (written through on commit steps) or the store alone
+//   blocks        ComputeBlocks      resident in the compute tier, or streamed through a few slots
+//   block inputs  BlockInputs        compute tier, the store (CPU tier), or pinned CPU memory (CUDA)
+//   block grads   BlockGradients     one buffer per block, a pool of two, or drained to the CPU
+//                                    side (GradAccumulators: RAM or the store)
+//   compute tier  ComputeTierLink    CPU (fp32, in place) or CUDA (bf16 GPU weights, pinned slots)
+// train() runs the forward block by block and the backward in reverse with block-wise recompute
+// (model/gpt_model.h); as soon as a unit's gradients are final it hands them to the optimizer
+// thread (optimizer_stage.h), which has prefetched that unit's state pieces, runs the fused AdamW
+// and writes them back, overlapped with the rest of the backward; with --grad-clip > 0 the updates
+// wait for the global norm (exact by deferral). A step ends when every update and the commit are
+// done, so the next forward sees exactly plain AdamW's weights.
+// Invariants: the compute thread only computes and waits; every store call of a step happens on
+// the optimizer thread (scripts/fuyou_compute_thread_io.sh checks it with strace) or on the
+// placements' loader threads; a resumed run continues bit for bit from the last commit. The CUDA
+// tier's transfers are not yet verified on a GPU (tests/fuyou/offload/offload_cuda_test.cpp has
+// the checks).
 #pragma once
 
 #include <cstdint>
@@ -64,16 +31,19 @@
 #include <string>
 #include <vector>
 
+#include "common/timer.h"
 #include "fuyou/model/gpt_weights.h"
 #include "fuyou/model/model_config.h"
 #include "fuyou/offload/offload_plan.h"
 #include "fuyou/offload/offload_stats.h"
 #include "fuyou/model/token_data.h"
-#include "fuyou/train/in_memory_trainer.h"
+#include "fuyou/train/train_options.h"
 
 namespace sparsetrain::fuyou {
 
+class StepGradients;
 class TensorStore;
+struct OffloadState;
 
 struct OffloadOptions {
   std::vector<std::string> ssd_dirs;  // the store's directories (striped)
@@ -139,11 +109,23 @@ class OffloadTrainer {
   GptWeights read_master();
 
  private:
-  class OptimizerStage;
-  struct Impl;
+  // Constructor parts: the compute weights (shapes, or zeros to be loaded), the unit table, the
+  // store (created and filled, or opened and checked), the placements.
+  void make_compute_weights();
+  void make_unit_table();
+  void open_or_create_store(const WeightSource& initial);
+  void make_placements();
   // A new store from the initial weights (m = v = 0), setting the resident compute weights.
   void init_store(const WeightSource& initial);
   void open_store();
+  void check_resumed_run(const std::int64_t* meta, std::uint64_t meta_bytes) const;
+  // One micro-batch's forward and backward (k of the step's K); adds its loss to loss_sum.
+  void run_micro_batch(const TokenData& train_data, std::int64_t step, std::int64_t k,
+                       double& loss_sum, StepGradients& grads,
+                       std::unique_ptr<common::PhaseTimes::Scope>& backward,
+                       common::PhaseTimes& phases);
+  // Mean validation loss (evaluate_loss's computation, with the blocks from the placement).
+  double evaluate(const TokenData& valid_data);
 
   ModelConfig config_;
   TrainOptions train_;
@@ -151,8 +133,9 @@ class OffloadTrainer {
   OffloadPlan plan_;
   OffloadStats stats_;
   std::int64_t first_step_ = 1;
-  std::unique_ptr<Impl> impl_;  // buffers the store's I/O points into: destroyed after store_
-  GptWeights compute_;          // fp32, compute tier
+  // The placements and buffers the store's I/O points into: destroyed after store_.
+  std::unique_ptr<OffloadState> impl_;
+  GptWeights compute_;  // the compute tier's: fp32 CPU, or bf16 GPU; streamed blocks shape-only
   std::unique_ptr<TensorStore> store_;  // last: its destructor waits for I/O in flight
 };
 

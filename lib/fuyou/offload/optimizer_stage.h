@@ -1,9 +1,15 @@
-// OffloadTrainer::OptimizerStage, the offloaded trainer's optimizer thread (offload_trainer.h):
-// the compute thread submits each unit's gradients as a Job; this thread prefetches the units'
-// state pieces from the store in processing order, runs AdamW on them as their gradients arrive,
-// publishes the new compute weights, writes the states back and commits at the end of the step.
-// On CUDA it also drains streamed blocks' gradients into their CPU accumulators. Included by
-// offload_trainer.cpp only.
+// The offloaded trainer's optimizer thread. The compute thread submits jobs (optimizer_jobs.h) in
+// the order the backward finishes them; for each step this thread walks every unit's state pieces
+// in processing order (ln_f, blocks L-1 … 0, embeddings): the states come through the
+// StatePlacement (prefetched while the previous piece updates), the gradients from the compute
+// tier through the ComputeTierLink or, for drained blocks, from the GradAccumulators; AdamW
+// (cpu_adam.h) updates the piece, the link publishes the new compute weights, the placement writes
+// the piece back; at the end of the step it commits the store (the checkpoint: states, weights,
+// step) when the states are in the store or it is a commit step. Drain jobs queued before an
+// update are done on the way to it. It owns no placement: they outlive it (OffloadState).
+// Threads: every store call of a step happens on this thread; the compute thread only submits and
+// waits (condition variables). An error ends the thread and reaches the compute thread through
+// its next wait.
 #pragma once
 
 #include <condition_variable>
@@ -15,136 +21,68 @@
 #include <vector>
 
 #include "common/timer.h"
-#include "fuyou/offload/offload_internals.h"
+#include "fuyou/offload/offload_units.h"
+#include "fuyou/offload/optimizer_jobs.h"
 
 namespace sparsetrain::fuyou {
 
-class OffloadTrainer::OptimizerStage {
+struct OffloadState;
+struct OffloadStats;
+struct TrainOptions;
+class ComputeTierLink;
+class TensorStore;
+
+class OptimizerStage {
  public:
-  struct Job {
-    std::int64_t unit = 0;
-    std::vector<at::Tensor> grads;  // in the unit's tensor order (CPU, or GPU accumulators)
-    double scale = 1.0;             // clipping factor, applied when `scaled`
-    bool scaled = false;
-    int pool_slot = -1;  // block gradient pool slot to give back, or -1
-    CudaMark ready;      // CUDA: the gradients are final once the compute stream reaches it
-    // Impl::host_grads only. A drain: `grads` (a GPU pool slot) hold one micro-batch's gradients
-    // of block unit - 1; download them and copy (`first`, micro-batch 0) or add them into the
-    // block's CPU accumulator, then (`norm`) compute its norm terms. Not an update.
-    bool drain = false, first = false, norm = false;
-    // An update of a block whose gradients were drained: `grads` are its CPU accumulator, or
-    // empty when the accumulators are in the store (the update reads them back piece by piece).
-    bool host = false;
-  };
+  // `state`, `store`, `train` and `stats` must outlive the stage; commit_every: see OffloadOptions.
+  OptimizerStage(OffloadState& state, TensorStore& store, const TrainOptions& train,
+                 std::int64_t commit_every, OffloadStats& stats);
+  ~OptimizerStage();
+  OptimizerStage(const OptimizerStage&) = delete;
+  OptimizerStage& operator=(const OptimizerStage&) = delete;
 
-  explicit OptimizerStage(OffloadTrainer& trainer)
-      : t_(trainer),
-        transfer_(trainer.impl_->cuda ? std::make_unique<CudaTransfer>() : nullptr),
-        thread_([this] { loop(); }) {}
-  ~OptimizerStage() {
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      stop_ = true;
-    }
-    cv_.notify_all();
-    thread_.join();
-  }
-
-  void start_step(std::int64_t step, double lr) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    step_ = step;
-    lr_ = lr;
-    step_active_ = true;
-    step_done_ = false;
-    drained_ = 0;
-    pool_busy_[0] = pool_busy_[1] = false;
-    cv_.notify_all();
-  }
-  void submit(Job job) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    jobs_.push_back(std::move(job));
-    cv_.notify_all();
-  }
-  // Compute thread: a free block-gradient pool slot (waits for the optimizer to release one).
-  int acquire_pool_slot() {
-    std::unique_lock<std::mutex> lock(mutex_);
-    cv_.wait(lock, [&] { return error_ || !pool_busy_[0] || !pool_busy_[1]; });
-    rethrow_locked();
-    const int slot = pool_busy_[0] ? 1 : 0;
-    pool_busy_[slot] = true;
-    return slot;
-  }
-  // Compute thread: waits until `n` drains of this step are done (their accumulators and norm terms
-  // are then final).
-  void wait_drains(std::int64_t n) {
-    std::unique_lock<std::mutex> lock(mutex_);
-    cv_.wait(lock, [&] { return error_ || drained_ >= n; });
-    rethrow_locked();
-  }
-  void wait_step_done() {
-    std::unique_lock<std::mutex> lock(mutex_);
-    cv_.wait(lock, [&] { return error_ || step_done_; });
-    rethrow_locked();
-  }
-  common::PhaseTimes& phases() { return phases_; }
+  // Compute thread: step `step` at learning rate `lr` begins (this thread starts prefetching).
+  void start_step(std::int64_t step, double lr);
+  void submit(OptimizerJob job);
+  // Compute thread: a free block-gradient pool slot (waits for this thread to release one).
+  int acquire_pool_slot();
+  // Compute thread: waits until `n` drains of this step are done (their accumulators and norm
+  // terms are then final).
+  void wait_drains(std::int64_t n);
+  void wait_step_done();
+  // Gives a block gradient pool slot back to the compute thread (-1: none). Any thread.
+  void release_pool_slot(int slot);
+  common::PhaseTimes& phases() { return phases_; }  // read once the thread is idle
 
  private:
+  void loop();
+  void run_step();
+  // The next update job, which must be `unit`'s; drains queued before it are done on the way.
+  UpdateJob pop_update(std::int64_t unit);
+  void drain(DrainJob& job);
+  // Piece s's gradients (one view per span), readable on the CPU.
+  std::vector<at::Tensor> piece_grads(UpdateJob& job, std::size_t s,
+                                      const std::vector<TensorSpan>& spans, bool last_piece);
+  // AdamW over piece s's spans: `base` its [master | m | v], `outs` the new compute weights.
+  void update_piece(const UpdateJob& job, const UnitTensors& unit, const StatePiece& piece,
+                    float* base, const std::vector<TensorSpan>& spans,
+                    std::vector<at::Tensor>& grads, std::vector<at::Tensor>& outs);
+  void commit_step();
+  std::int64_t drains_done();
   void rethrow_locked() {
     if (error_) std::rethrow_exception(error_);
   }
-  bool streamed(std::int64_t unit) const {
-    return t_.impl_->streaming && unit >= 1 && unit <= t_.config_.n_layer;
-  }
 
-  // The thread's body: one run_step per start_step, until stopped; an error ends it and reaches
-  // the compute thread through its next wait.
-  void loop();
-
-  // The next update job, which must be `unit`'s; drains queued before it are done on the way.
-  Job pop_job(std::int64_t unit);
-
-  // One micro-batch's gradients of a streamed block: GPU pool slot -> pinned fp32 -> the block's
-  // accumulator, in RAM (drain_into_ram) or in the store (drain_into_store); CPU tier: straight
-  // from the pool slot. Counts the drain for wait_drains. Sum order, per element:
-  // ((g_0 + g_1) + g_2) + …, each g_k the bf16 gradient widened to fp32 (exact) and added in fp32 —
-  // the in-memory trainer's GPU accumulator does the very same IEEE additions in the same order (0
-  // + g_0 on micro-batch 0: the pool slot is zeroed and accumulated into on the GPU exactly as
-  // there), so the sum is bit for bit the same.
-  void drain(Job& job);
-  void drain_into_ram(Job& job);  // Impl::host_block_grads
-  // drain when the accumulators are in the store (Impl::grads_in_store): per piece, the incoming
-  // gradient lands in a grad slot (alternating; CUDA downloads it there, the CPU tier copies it
-  // from the pool slot), from micro-batch 1 on the stored sum (read into Impl::grad_read while
-  // the piece comes down; phase drain_read_wait) is added to it, and it goes back to the store,
-  // one write in flight, overlapping the next piece's download and read. Norm terms (`norm`): each tensor's spans' fp32 sums of
-  // squares added in double (one span per tensor, unless pieces cut through it, is the RAM path's
-  // very expression).
-  void drain_into_store(Job& job);
-  // Byte offset of a block piece in its grad_store_name tensor (offload_internals.h): 4·P·p.
-  std::uint64_t grad_piece_offset(const StatePiece& piece) const {
-    return 4 * static_cast<std::uint64_t>(t_.impl_->piece_floats) *
-           static_cast<std::uint64_t>(piece.index);
-  }
-
-  // Gives a block gradient pool slot back to the compute thread (-1: none).
-  void release_pool_slot(int slot);
-
-  // Drains done this step (this thread does them; the lock is for the compute thread's reads).
-  std::int64_t drains_done() {
-    std::lock_guard<std::mutex> lock(mutex_);
-    return drained_;
-  }
-
-  // One optimizer step over every unit's state pieces: prefetch, AdamW, write back, commit.
-  void run_step();
-
-  OffloadTrainer& t_;
-  std::unique_ptr<CudaTransfer> transfer_;  // CUDA: the optimizer thread's copy stream
-  CudaMark uploads_[2];                     // CUDA: the last upload out of each weight slot
-  common::PhaseTimes phases_;  // touched by the optimizer thread only (read after it is idle)
+  OffloadState& state_;
+  TensorStore& store_;
+  const TrainOptions& train_;
+  const std::int64_t commit_every_;
+  OffloadStats& stats_;
+  std::unique_ptr<ComputeTierLink> link_;  // made per stage: CUDA's holds a copy stream
+  common::PhaseTimes phases_;  // touched by this thread only (read after it is idle)
   std::mutex mutex_;
   std::condition_variable cv_;
-  std::deque<Job> jobs_;
+  std::deque<OptimizerJob> jobs_;
   std::int64_t step_ = 0;
   double lr_ = 0;
   bool step_active_ = false, step_done_ = false, stop_ = false;

@@ -75,8 +75,6 @@ void InMemoryTrainer::optimizer_step(std::int64_t step, double lr) {
 TrainResult InMemoryTrainer::train(const TokenData& train_data, const TokenData& valid_data,
                                    const std::function<void(const StepReport&)>& on_step) {
   TrainResult result;
-  const std::int64_t tokens_per_step = options_.micro_batch * options_.seq * options_.accum;
-  const double flops_per_token = config_.train_flops_per_token(options_.seq);
   auto eval_scope = [&] {
     auto t = result.phases.scope("eval");
     return evaluate(valid_data);
@@ -92,22 +90,16 @@ TrainResult InMemoryTrainer::train(const TokenData& train_data, const TokenData&
       at::Tensor x, y;
       {
         auto t = result.phases.scope("data");
-        std::tie(x, y) = train_data.batch(options_.seed, (step - 1) * options_.accum + k,
-                                          options_.micro_batch, options_.seq);
+        std::tie(x, y) = training_batch(train_data, options_, step, k);
       }
       auto t = result.phases.scope("forward_backward");
       loss_sum += gpt_forward_backward(config_, compute_, x, y, 1.0 / static_cast<double>(options_.accum),
                                        grads_, options_.loss_chunk_rows);
     }
-    const double loss = loss_sum / static_cast<double>(options_.accum);
-    if (!std::isfinite(loss)) {
-      throw common::RunError("training loss became " + std::to_string(loss) + " at step " +
-                                 std::to_string(step),
-                             "lower --lr or raise --warmup");
-    }
     StepReport report;
     report.step = step;
-    report.loss = loss;
+    report.loss = loss_sum / static_cast<double>(options_.accum);
+    check_loss_finite(report.loss, step, "lower --lr or raise --warmup");
     report.lr = lr_at(step);
     {
       auto t = result.phases.scope("optimizer");
@@ -120,22 +112,14 @@ TrainResult InMemoryTrainer::train(const TokenData& train_data, const TokenData&
       }
       optimizer_step(step, report.lr);
     }
-    result.train_seconds += step_timer.seconds();
-    result.tokens += tokens_per_step;
-    result.losses.push_back(loss);
-    report.tokens_per_s = static_cast<double>(result.tokens) / result.train_seconds;
-    report.tflops = report.tokens_per_s * flops_per_token / 1e12;
-    const bool last = step == options_.steps;
-    if (last || (options_.eval_every > 0 && step % options_.eval_every == 0)) {
+    record_step(result, report, step_timer.seconds(), config_, options_);
+    if (is_eval_step(options_, step)) {
       report.val_loss = eval_scope();
       result.val_losses.emplace_back(step, *report.val_loss);
     }
     if (on_step) on_step(report);
   }
-  result.tokens_per_s = static_cast<double>(result.tokens) / std::max(result.train_seconds, 1e-9);
-  result.tflops = result.tokens_per_s * flops_per_token / 1e12;
-  result.tflops_recompute =
-      result.tokens_per_s * config_.train_flops_per_token_recompute(options_.seq) / 1e12;
+  finish_train_result(result, config_, options_);
   return result;
 }
 

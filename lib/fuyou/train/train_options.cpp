@@ -3,6 +3,7 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "common/error.h"
@@ -74,6 +75,41 @@ double evaluate_loss(const ModelConfig& config, const GptWeights& weights,
     sum += gpt_loss(config, weights, x, y, options.loss_chunk_rows);
   }
   return sum / static_cast<double>(options.eval_batches);
+}
+
+std::pair<at::Tensor, at::Tensor> training_batch(const TokenData& train_data,
+                                                 const TrainOptions& options, std::int64_t step,
+                                                 std::int64_t k) {
+  return train_data.batch(options.seed, (step - 1) * options.accum + k, options.micro_batch,
+                          options.seq);
+}
+
+void check_loss_finite(double loss, std::int64_t step, const char* hint) {
+  if (!std::isfinite(loss)) {
+    throw common::RunError(
+        "training loss became " + std::to_string(loss) + " at step " + std::to_string(step), hint);
+  }
+}
+
+bool is_eval_step(const TrainOptions& options, std::int64_t step) {
+  return step == options.steps || (options.eval_every > 0 && step % options.eval_every == 0);
+}
+
+void record_step(TrainResult& result, StepReport& report, double seconds,
+                 const ModelConfig& config, const TrainOptions& options) {
+  result.train_seconds += seconds;
+  result.tokens += options.micro_batch * options.seq * options.accum;
+  result.losses.push_back(report.loss);
+  report.tokens_per_s = static_cast<double>(result.tokens) / result.train_seconds;
+  report.tflops = report.tokens_per_s * config.train_flops_per_token(options.seq) / 1e12;
+}
+
+void finish_train_result(TrainResult& result, const ModelConfig& config,
+                         const TrainOptions& options) {
+  result.tokens_per_s = static_cast<double>(result.tokens) / std::max(result.train_seconds, 1e-9);
+  result.tflops = result.tokens_per_s * config.train_flops_per_token(options.seq) / 1e12;
+  result.tflops_recompute =
+      result.tokens_per_s * config.train_flops_per_token_recompute(options.seq) / 1e12;
 }
 
 }  // namespace sparsetrain::fuyou

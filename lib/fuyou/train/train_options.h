@@ -74,4 +74,19 @@ std::pair<at::Tensor, at::Tensor> validation_batch(const TokenData& valid_data,
 double evaluate_loss(const ModelConfig& config, const GptWeights& weights,
                      const TokenData& valid_data, const TrainOptions& options);
 
+// Micro-batch k (0-based) of 1-based `step` in the training stream: (tokens, targets) [B, T].
+std::pair<at::Tensor, at::Tensor> training_batch(const TokenData& train_data,
+                                                 const TrainOptions& options, std::int64_t step,
+                                                 std::int64_t k);
+// RunError naming the step when the step's mean loss is not finite; `hint` says how to go on.
+void check_loss_finite(double loss, std::int64_t step, const char* hint);
+// Whether step `step` ends with a validation (every eval_every steps, and the last).
+bool is_eval_step(const TrainOptions& options, std::int64_t step);
+// After a step that took `seconds` (evaluation excluded): the run's totals and the report's rates.
+void record_step(TrainResult& result, StepReport& report, double seconds,
+                 const ModelConfig& config, const TrainOptions& options);
+// At the end of a run: its rates from its totals.
+void finish_train_result(TrainResult& result, const ModelConfig& config,
+                         const TrainOptions& options);
+
 }  // namespace sparsetrain::fuyou

@@ -1,0 +1,248 @@
+// StepGradients and the three block-gradient placements (see block_grads.h).
+#include "fuyou/offload/block_grads.h"
+
+#include <cmath>
+#include <utility>
+
+#include "common/error.h"
+#include "fuyou/offload/grad_accumulators.h"
+#include "fuyou/offload/optimizer_stage.h"
+
+namespace sparsetrain::fuyou {
+
+StepGradients::StepGradients(OptimizerStage& stage, std::size_t units, double grad_clip,
+                             std::function<CudaMark()> mark, common::PhaseTimes& phases,
+                             std::unique_ptr<common::PhaseTimes::Scope>& backward)
+    : stage_(stage),
+      grad_clip_(grad_clip),
+      mark_(std::move(mark)),
+      phases_(phases),
+      backward_(backward),
+      norm_terms_(units),
+      deferred_(units),
+      drained_(units, false) {}
+
+void StepGradients::add_norm_terms(std::int64_t unit, const std::vector<at::Tensor>& grads) {
+  for (const at::Tensor& g : grads) {
+    norm_terms_[static_cast<std::size_t>(unit)].push_back(g.pow(2).sum().to(at::kDouble));
+  }
+}
+
+void StepGradients::set_norm_terms(std::int64_t unit, std::vector<at::Tensor> terms) {
+  norm_terms_[static_cast<std::size_t>(unit)] = std::move(terms);
+}
+
+void StepGradients::finish(std::int64_t unit, std::vector<at::Tensor> grads, int pool_slot) {
+  if (grad_clip_ > 0) {
+    deferred_[static_cast<std::size_t>(unit)] = std::move(grads);
+    return;
+  }
+  add_norm_terms(unit, grads);
+  // CUDA: the optimizer's download waits for this point of the compute stream, not the host.
+  UpdateJob job;
+  job.unit = unit;
+  job.grads = std::move(grads);
+  job.pool_slot = pool_slot;
+  job.ready = mark_();
+  stage_.submit(std::move(job));
+}
+
+void StepGradients::finish_drained(std::int64_t unit, std::vector<at::Tensor> grads) {
+  drained_[static_cast<std::size_t>(unit)] = true;
+  if (grad_clip_ > 0) {
+    deferred_[static_cast<std::size_t>(unit)] = std::move(grads);
+    return;
+  }
+  UpdateJob job;
+  job.unit = unit;
+  job.grads = std::move(grads);
+  job.drained = true;
+  stage_.submit(std::move(job));
+}
+
+int StepGradients::acquire_pool_slot() {
+  backward_.reset();
+  int slot = -1;
+  {
+    auto t = phases_.scope("grad_slot_wait");
+    slot = stage_.acquire_pool_slot();
+  }
+  backward_ = std::make_unique<common::PhaseTimes::Scope>(phases_, "backward");
+  return slot;
+}
+
+void StepGradients::drain(std::int64_t unit, std::vector<at::Tensor> grads, int pool_slot,
+                          bool first, bool norm) {
+  DrainJob job;
+  job.unit = unit;
+  job.grads = std::move(grads);
+  job.pool_slot = pool_slot;
+  job.ready = mark_();
+  job.first = first;
+  job.norm = norm;
+  stage_.submit(std::move(job));
+}
+
+void StepGradients::wait_drains(std::int64_t n) {
+  auto t = phases_.scope("drain_wait");  // every block's gradients are in CPU memory
+  stage_.wait_drains(n);
+}
+
+double StepGradients::finish_backward(const at::Tensor& like,
+                                      const std::vector<std::int64_t>& order) {
+  const bool clip = grad_clip_ > 0;
+  if (clip) {  // drained blocks' terms came through add_norm_terms / set_norm_terms
+    for (std::size_t u = 0; u < deferred_.size(); ++u) {
+      if (!drained_[u]) add_norm_terms(static_cast<std::int64_t>(u), deferred_[u]);
+    }
+  }
+  at::Tensor sq = at::zeros({}, like.options().dtype(at::kDouble));
+  for (const auto& terms : norm_terms_) {
+    for (const at::Tensor& term : terms) sq += term;
+  }
+  const double norm = std::sqrt(sq.item<double>());
+  if (!clip) return norm;
+  const bool scaled = norm > grad_clip_;
+  const double scale = grad_clip_ / (norm + 1e-6);
+  const CudaMark ready = mark_();
+  for (std::int64_t unit : order) {
+    const auto u = static_cast<std::size_t>(unit);
+    UpdateJob job;
+    job.unit = unit;
+    job.grads = std::move(deferred_[u]);
+    job.scale = scale;
+    job.scaled = scaled;
+    job.ready = ready;
+    job.drained = drained_[u];
+    stage_.submit(std::move(job));
+  }
+  return norm;
+}
+
+namespace {
+
+std::vector<BlockWeights> make_buffers(const ModelConfig& config, const at::TensorOptions& fp32,
+                                       std::int64_t count) {
+  std::vector<BlockWeights> buffers(static_cast<std::size_t>(count));
+  for (BlockWeights& block : buffers) {
+    for (int i = 0; i < kBlockTensorCount; ++i)
+      block[i] = at::zeros(block_tensor_shape(config, i), fp32);
+  }
+  return buffers;
+}
+
+std::vector<at::Tensor> tensors_of(const BlockWeights& block) {
+  return {block.tensors.begin(), block.tensors.end()};
+}
+
+void zero(BlockWeights& block) {
+  for (at::Tensor& g : block.tensors) g.zero_();
+}
+
+void accumulate_into(BlockWeights& acc, const BlockGrads& block) {
+  for (int i = 0; i < kBlockTensorCount; ++i) accumulate(acc[i], block.weight_grads[i]);
+}
+
+class ResidentBlockGrads final : public BlockGradients {
+ public:
+  ResidentBlockGrads(const ModelConfig& config, const at::TensorOptions& fp32)
+      : buffers_(make_buffers(config, fp32, config.n_layer)) {}
+  void start_step() override {
+    for (BlockWeights& block : buffers_) zero(block);
+  }
+  void take(std::int64_t l, std::int64_t, bool last, const BlockGrads& block,
+            StepGradients& step) override {
+    BlockWeights& acc = buffers_[static_cast<std::size_t>(l)];
+    accumulate_into(acc, block);
+    if (last) step.finish(1 + l, tensors_of(acc), -1);
+  }
+
+ private:
+  std::vector<BlockWeights> buffers_;  // one per block
+};
+
+class PooledBlockGrads final : public BlockGradients {
+ public:
+  PooledBlockGrads(const ModelConfig& config, const at::TensorOptions& fp32, std::int64_t buffers)
+      : pool_(make_buffers(config, fp32, buffers)) {}
+  void take(std::int64_t l, std::int64_t, bool last, const BlockGrads& block,
+            StepGradients& step) override {
+    ST_ASSERT(last, "a block gradient pool without drains needs K = 1");
+    const int slot = step.acquire_pool_slot();
+    BlockWeights& acc = pool_[static_cast<std::size_t>(slot)];
+    zero(acc);
+    accumulate_into(acc, block);
+    step.finish(1 + l, tensors_of(acc), slot);
+  }
+
+ private:
+  std::vector<BlockWeights> pool_;  // 2, by turns
+};
+
+class DrainedBlockGrads final : public BlockGradients {
+ public:
+  DrainedBlockGrads(const ModelConfig& config, const at::TensorOptions& fp32,
+                    std::int64_t buffers, std::int64_t accum, GradAccumulators& accumulators)
+      : pool_(make_buffers(config, fp32, buffers)),
+        layers_(config.n_layer),
+        accum_(accum),
+        accumulators_(accumulators) {}
+  void take(std::int64_t l, std::int64_t k, bool last, const BlockGrads& block,
+            StepGradients& step) override {
+    const int slot = step.acquire_pool_slot();
+    BlockWeights& acc = pool_[static_cast<std::size_t>(slot)];
+    if (k > 0) {
+      // Only g_k, widened to fp32: the drain adds it to the CPU-side accumulator.
+      for (int i = 0; i < kBlockTensorCount; ++i) {
+        const at::Tensor& g = block.weight_grads[i];
+        if (g.defined()) {
+          acc[i].copy_(g);
+        } else {
+          acc[i].zero_();
+        }
+      }
+    } else {
+      zero(acc);
+      accumulate_into(acc, block);
+    }
+    std::vector<at::Tensor> slot_grads = tensors_of(acc);
+    // K = 1: the pool slot holds the final gradient; its norm terms come from the compute tier,
+    // as in the in-memory trainer. K > 1: the drain computes them from the CPU-side sum.
+    if (last && accum_ == 1) step.add_norm_terms(1 + l, slot_grads);
+    step.drain(1 + l, std::move(slot_grads), slot, /*first=*/k == 0,
+               /*norm=*/last && accum_ > 1);
+    if (last) step.finish_drained(1 + l, accumulators_.update_grads(l));
+  }
+  void finish_backward(StepGradients& step) override {
+    step.wait_drains(accum_ * layers_);
+    if (accum_ == 1) return;
+    for (std::int64_t l = 0; l < layers_; ++l) step.set_norm_terms(1 + l, accumulators_.norm_terms(l));
+  }
+
+ private:
+  std::vector<BlockWeights> pool_;  // 2, by turns
+  const std::int64_t layers_, accum_;
+  GradAccumulators& accumulators_;
+};
+
+}  // namespace
+
+std::unique_ptr<BlockGradients> make_resident_block_grads(const ModelConfig& config,
+                                                          const at::TensorOptions& fp32) {
+  return std::make_unique<ResidentBlockGrads>(config, fp32);
+}
+
+std::unique_ptr<BlockGradients> make_pooled_block_grads(const ModelConfig& config,
+                                                        const at::TensorOptions& fp32,
+                                                        std::int64_t buffers) {
+  return std::make_unique<PooledBlockGrads>(config, fp32, buffers);
+}
+
+std::unique_ptr<BlockGradients> make_drained_block_grads(const ModelConfig& config,
+                                                         const at::TensorOptions& fp32,
+                                                         std::int64_t buffers, std::int64_t accum,
+                                                         GradAccumulators& accumulators) {
+  return std::make_unique<DrainedBlockGrads>(config, fp32, buffers, accum, accumulators);
+}
+
+}  // namespace sparsetrain::fuyou

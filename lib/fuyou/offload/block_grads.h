@@ -1,0 +1,90 @@
+// The compute thread's side of a step's gradients.
+//  - StepGradients: one step's hand-over of final gradients to the optimizer thread, and the
+//    global norm. Without clipping each unit goes to the optimizer as soon as its gradients are
+//    final (overlapping the rest of the backward); with clipping every unit waits for the norm,
+//    computed over every unit's squared-norm terms in unit order (the in-memory trainer's sum),
+//    and then goes, scaled.
+//  - BlockGradients: where block l's gradients add up over the K micro-batches, chosen once from
+//    the plan: ResidentBlockGrads (one fp32 buffer per block in the compute tier), PooledBlockGrads
+//    (K = 1, no clipping: two buffers used by turns, each handed to the optimizer with its block),
+//    DrainedBlockGrads (plan block_grads_in_cpu: every micro-batch's gradients leave through the
+//    pool of two and add up on the CPU side, grad_accumulators.h).
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "common/timer.h"
+#include "fuyou/model/gpt_model.h"
+#include "fuyou/offload/cuda_transfer.h"
+
+namespace sparsetrain::fuyou {
+
+class GradAccumulators;
+class OptimizerStage;
+
+class StepGradients {
+ public:
+  // mark: a CudaMark on the compute stream (CUDA) or none; phases: the compute thread's, with
+  // `backward` the open "backward" scope the pool waits step out of.
+  StepGradients(OptimizerStage& stage, std::size_t units, double grad_clip,
+                std::function<CudaMark()> mark, common::PhaseTimes& phases,
+                std::unique_ptr<common::PhaseTimes::Scope>& backward);
+
+  // Unit's final gradients in the compute tier (in `pool_slot` of the block pool, or -1).
+  void finish(std::int64_t unit, std::vector<at::Tensor> grads, int pool_slot);
+  // A drained block's final gradients (its CPU accumulator, or none: in the store); its norm
+  // terms come through add_norm_terms / set_norm_terms.
+  void finish_drained(std::int64_t unit, std::vector<at::Tensor> grads);
+  void add_norm_terms(std::int64_t unit, const std::vector<at::Tensor>& grads);
+  void set_norm_terms(std::int64_t unit, std::vector<at::Tensor> terms);
+  // A block pool slot, waiting outside the backward's time (phase grad_slot_wait).
+  int acquire_pool_slot();
+  void drain(std::int64_t unit, std::vector<at::Tensor> grads, int pool_slot, bool first,
+             bool norm);
+  // Waits for `n` drains (phase drain_wait).
+  void wait_drains(std::int64_t n);
+  // After the backward: the global norm before clipping (a `like`-device double sum, in unit
+  // order); with clipping, every unit then goes to the optimizer in `order`, scaled.
+  double finish_backward(const at::Tensor& like, const std::vector<std::int64_t>& order);
+
+ private:
+  OptimizerStage& stage_;
+  const double grad_clip_;
+  std::function<CudaMark()> mark_;
+  common::PhaseTimes& phases_;
+  std::unique_ptr<common::PhaseTimes::Scope>& backward_;
+  std::vector<std::vector<at::Tensor>> norm_terms_;  // by unit, in the order they came
+  std::vector<std::vector<at::Tensor>> deferred_;    // clipping: by unit, its gradients
+  std::vector<bool> drained_;                        // by unit
+};
+
+class BlockGradients {
+ public:
+  virtual ~BlockGradients() = default;
+  virtual void start_step() {}
+  // Block l's gradients of micro-batch k (`last`: the step's last), just computed.
+  virtual void take(std::int64_t l, std::int64_t k, bool last, const BlockGrads& block,
+                    StepGradients& step) = 0;
+  // After the step's backward passes, before the norm.
+  virtual void finish_backward(StepGradients& step) { (void)step; }
+};
+
+// `buffers` fp32 gradient buffers shaped like `config`'s blocks, made with `fp32` (the compute
+// tier's device): n_layer resident, or a pool of 2.
+std::unique_ptr<BlockGradients> make_resident_block_grads(const ModelConfig& config,
+                                                          const at::TensorOptions& fp32);
+std::unique_ptr<BlockGradients> make_pooled_block_grads(const ModelConfig& config,
+                                                        const at::TensorOptions& fp32,
+                                                        std::int64_t buffers);
+// `accumulators` must outlive it; accum: K.
+std::unique_ptr<BlockGradients> make_drained_block_grads(const ModelConfig& config,
+                                                         const at::TensorOptions& fp32,
+                                                         std::int64_t buffers, std::int64_t accum,
+                                                         GradAccumulators& accumulators);
+
+}  // namespace sparsetrain::fuyou

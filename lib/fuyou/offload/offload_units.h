@@ -1,0 +1,91 @@
+// The offloaded trainer's optimizer units and the store's layout of a training run, shared by the
+// trainer, its placements and its optimizer thread (internal: not included outside offload/).
+//  - Units (offload_plan.h numbers them): 0 = embeddings (wte, wpe), 1 + l = block l, L + 1 =
+//    ln_f; processed ln_f, blocks L-1 … 0, embeddings, the order the backward finishes them.
+//  - Store tensors: "states.<unit>" (f32, the unit's state pieces, state_pieces.h), "train.state"
+//    (i64 [kMetaLen]), "inputs.<l>" (block inputs, plan inputs_in_store), "grads.<l>" (block
+//    gradient accumulators, plan block_grads_in_store: pieces 4·P bytes apart; scratch, rewritten
+//    every step, never read on resume).
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/from_blob.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/error.h"
+#include "fuyou/model/model_config.h"
+#include "fuyou/offload/state_pieces.h"
+
+namespace sparsetrain::fuyou {
+
+inline constexpr const char* kMetaName = "train.state";
+// train.state, int64 [kMetaLen]: what a resumed run must agree with, and the step (data position).
+enum MetaField : int {
+  kMetaFormat,
+  kMetaStep,
+  kMetaSeed,
+  kMetaBatch,
+  kMetaSeq,
+  kMetaAccum,
+  kMetaLayers,
+  kMetaHidden,
+  kMetaPieceFloats,  // the states' layout (state_pieces.h)
+  kMetaLen
+};
+// 2: states laid out in pieces, kMetaPieceFloats added.
+inline constexpr std::int64_t kMetaFormatVersion = 2;
+
+inline std::string unit_store_name(std::int64_t unit) { return "states." + std::to_string(unit); }
+inline std::string input_store_name(std::int64_t layer) { return "inputs." + std::to_string(layer); }
+inline std::string grad_store_name(std::int64_t layer) { return "grads." + std::to_string(layer); }
+
+// The optimizer unit of a canonical tensor name.
+inline std::int64_t unit_of(const ModelConfig& config, const std::string& name) {
+  if (name.rfind("h.", 0) == 0) return 1 + std::stoll(name.substr(2));
+  if (name.rfind("ln_f.", 0) == 0) return config.n_layer + 1;
+  return 0;
+}
+
+// Is `unit` a block (1 … L)?
+inline bool is_block_unit(const ModelConfig& config, std::int64_t unit) {
+  return unit >= 1 && unit <= config.n_layer;
+}
+
+// n floats at `base` as a 1-D fp32 / bf16 tensor (no copy).
+inline at::Tensor float_span(float* base, std::int64_t n) {
+  return at::from_blob(base, {n}, at::TensorOptions().dtype(at::kFloat));
+}
+inline at::Tensor bf16_span(std::byte* base, std::int64_t n) {
+  return at::from_blob(base, {n}, at::TensorOptions().dtype(at::kBFloat16));
+}
+
+// A tensor's flat floats [offset, offset + n) as a 1-D view (contiguous tensors only: the view
+// must alias the tensor's memory).
+inline at::Tensor flat_slice(const at::Tensor& t, std::int64_t offset, std::int64_t n) {
+  ST_ASSERT(t.is_contiguous(), "state piece of a non-contiguous tensor");
+  return t.view({-1}).narrow(0, offset, n);
+}
+
+// One optimizer unit: its tensors in named() order.
+struct UnitTensors {
+  std::vector<std::string> names;
+  std::vector<at::Tensor*> compute;  // the compute weights the optimizer publishes into
+  std::vector<std::int64_t> numels;  // of each tensor
+  std::int64_t padded = 0;           // floats of the unit's states, each of master, m, v
+  std::vector<StatePiece> pieces;    // how the store (and RAM) lay them out
+  // The optimizer writes its new compute weights; false for streamed blocks, whose next load
+  // converts the master instead.
+  bool published = true;
+};
+
+// One state piece of a step, in the optimizer's processing order.
+struct UnitPiece {
+  std::int64_t unit = 0;
+  StatePiece piece;
+};
+
+}  // namespace sparsetrain::fuyou

@@ -1,0 +1,198 @@
+// StatesInRam and StatesInStore (see state_placement.h).
+#include "fuyou/offload/state_placement.h"
+
+#include <cstring>
+#include <future>
+
+#include "common/io/aligned_buffer.h"
+#include "fuyou/offload/offload_stats.h"
+#include "fuyou/store/tensor_store.h"
+
+namespace sparsetrain::fuyou {
+
+namespace {
+
+using common::io::AlignedBuffer;
+
+// What both placements share: the store, the layout, the traffic count.
+class StatesBase : public StatePlacement {
+ public:
+  StatesBase(const std::vector<UnitTensors>& units, std::int64_t piece_floats, TensorStore& store,
+             OffloadStats& stats)
+      : units_(units), piece_floats_(piece_floats), store_(store), stats_(stats) {}
+
+  void start_step(const std::vector<UnitPiece>& pieces) override { pieces_ = &pieces; }
+
+ protected:
+  std::shared_future<void> write_piece(std::int64_t unit, const StatePiece& piece,
+                                       const float* base) {
+    stats_.ssd_write_bytes += piece.bytes();
+    return store_.write(unit_store_name(unit), base, piece.byte_offset(piece_floats_),
+                        piece.bytes());
+  }
+  std::shared_future<void> read_piece(std::int64_t unit, const StatePiece& piece, float* base,
+                                      bool verify = false) {
+    return store_.read(unit_store_name(unit), base, piece.byte_offset(piece_floats_),
+                       piece.bytes(), verify);
+  }
+  std::shared_future<void> read_master(std::int64_t unit, const StatePiece& piece, float* dst) {
+    return store_.read(unit_store_name(unit), dst, piece.byte_offset(piece_floats_),
+                       piece.master_bytes());
+  }
+  static void wait(std::shared_future<void>& f, common::PhaseTimes& phases, const char* phase) {
+    if (!f.valid()) return;
+    auto t = phases.scope(phase);
+    f.get();
+    f = {};
+  }
+
+  const std::vector<UnitTensors>& units_;
+  const std::int64_t piece_floats_;
+  TensorStore& store_;
+  OffloadStats& stats_;
+  const std::vector<UnitPiece>* pieces_ = nullptr;
+};
+
+class StatesInRam final : public StatesBase {
+ public:
+  StatesInRam(const std::vector<UnitTensors>& units, std::int64_t piece_floats,
+              TensorStore& store, OffloadStats& stats)
+      : StatesBase(units, piece_floats, store, stats) {
+    // Zero-filled: m = v = 0 and the padding 0 before init writes the masters.
+    for (const UnitTensors& unit : units) {
+      states_.emplace_back(state_bytes(unit.padded), /*pin=*/false);
+    }
+  }
+
+  float* acquire(std::size_t s, common::PhaseTimes&) override {
+    const UnitPiece& p = (*pieces_)[s];
+    return at(p.unit, p.piece);
+  }
+  void release(std::size_t s, bool write) override {
+    if (!write) return;
+    const UnitPiece& p = (*pieces_)[s];
+    writes_.push_back(write_piece(p.unit, p.piece, at(p.unit, p.piece)));
+  }
+  void finish_step(common::PhaseTimes& phases) override {
+    for (auto& f : writes_) wait(f, phases, "write_wait");
+    writes_.clear();
+  }
+  bool in_store() const override { return false; }
+
+  float* init_buffer(std::int64_t unit, const StatePiece& piece) override {
+    return at(unit, piece);
+  }
+  void init_flush(std::int64_t unit, const StatePiece& piece) override {
+    store_.write(unit_store_name(unit), at(unit, piece), piece.byte_offset(piece_floats_),
+                 piece.bytes())
+        .get();
+  }
+  const float* load(std::int64_t unit, const StatePiece& piece) override {
+    read_piece(unit, piece, at(unit, piece), /*verify=*/true).get();
+    return at(unit, piece);
+  }
+  const float* master(std::int64_t unit, const StatePiece& piece, float*) override {
+    return at(unit, piece);
+  }
+  void gather_master(std::int64_t unit, float* dst) override {
+    for (const StatePiece& piece : units_[static_cast<std::size_t>(unit)].pieces) {
+      std::memcpy(dst + piece.first, at(unit, piece), piece.master_bytes());
+    }
+  }
+
+ private:
+  float* at(std::int64_t unit, const StatePiece& piece) {
+    return reinterpret_cast<float*>(states_[static_cast<std::size_t>(unit)].data()) +
+           piece.states_offset();
+  }
+
+  std::vector<AlignedBuffer> states_;  // per unit: its pieces' [master | m | v], the store's layout
+  std::vector<std::shared_future<void>> writes_;  // this step's
+};
+
+class StatesInStore final : public StatesBase {
+ public:
+  StatesInStore(const std::vector<UnitTensors>& units, std::int64_t piece_floats,
+                std::int64_t largest_piece_floats, TensorStore& store, OffloadStats& stats)
+      : StatesBase(units, piece_floats, store, stats) {
+    for (auto& slot : staging_) slot = AlignedBuffer(state_bytes(largest_piece_floats));
+  }
+
+  void start_step(const std::vector<UnitPiece>& pieces) override {
+    StatesBase::start_step(pieces);
+    if (!pieces.empty()) issue_read(0);
+  }
+  float* acquire(std::size_t s, common::PhaseTimes& phases) override {
+    if (s + 1 < pieces_->size()) {
+      wait(writes_[(s + 1) % 2], phases, "write_wait");  // the slot's previous piece is on disk
+      issue_read(s + 1);                                 // prefetch the next piece's states
+    }
+    wait(reads_[s % 2], phases, "read_wait");
+    return slot(s);
+  }
+  void release(std::size_t s, bool write) override {
+    if (!write) return;
+    const UnitPiece& p = (*pieces_)[s];
+    writes_[s % 2] = write_piece(p.unit, p.piece, slot(s));
+  }
+  void finish_step(common::PhaseTimes& phases) override {
+    for (auto& f : writes_) wait(f, phases, "write_wait");
+  }
+  bool in_store() const override { return true; }
+
+  // init and load go through one piece of scratch (zero, as a new buffer is; zeroed again after
+  // each piece), made on first use and freed by finish_setup.
+  float* init_buffer(std::int64_t, const StatePiece&) override { return scratch(); }
+  void init_flush(std::int64_t unit, const StatePiece& piece) override {
+    float* base = scratch();
+    store_.write(unit_store_name(unit), base, piece.byte_offset(piece_floats_), piece.bytes())
+        .get();
+    std::memset(base, 0, scratch_.size());  // m = v = 0, padding 0
+  }
+  const float* load(std::int64_t unit, const StatePiece& piece) override {
+    float* base = scratch();
+    read_piece(unit, piece, base, /*verify=*/true).get();
+    return base;
+  }
+  void finish_setup() override { scratch_ = AlignedBuffer(); }
+  const float* master(std::int64_t unit, const StatePiece& piece, float* scratch) override {
+    read_master(unit, piece, scratch).get();
+    return scratch;
+  }
+  void gather_master(std::int64_t unit, float* dst) override {
+    std::vector<std::shared_future<void>> reads;
+    for (const StatePiece& piece : units_[static_cast<std::size_t>(unit)].pieces) {
+      reads.push_back(read_master(unit, piece, dst + piece.first));
+    }
+    for (auto& read : reads) read.get();
+  }
+
+ private:
+  float* slot(std::size_t s) { return reinterpret_cast<float*>(staging_[s % 2].data()); }
+  void issue_read(std::size_t s) {
+    const UnitPiece& p = (*pieces_)[s];
+    reads_[s % 2] = read_piece(p.unit, p.piece, slot(s));
+    stats_.ssd_read_bytes += p.piece.bytes();
+  }
+  float* scratch() {
+    if (scratch_.size() == 0) scratch_ = AlignedBuffer(staging_[0].size(), /*pin=*/false);
+    return reinterpret_cast<float*>(scratch_.data());
+  }
+
+  AlignedBuffer staging_[2];  // one piece's [master | m | v] each, alternating by piece
+  AlignedBuffer scratch_;     // the constructor's (init, resume)
+  std::shared_future<void> reads_[2], writes_[2];
+};
+
+}  // namespace
+
+std::unique_ptr<StatePlacement> make_state_placement(bool in_ram,
+                                                     const std::vector<UnitTensors>& units,
+                                                     std::int64_t piece_floats,
+                                                     std::int64_t largest_piece_floats,
+                                                     TensorStore& store, OffloadStats& stats) {
+  if (in_ram) return std::make_unique<StatesInRam>(units, piece_floats, store, stats);
+  return std::make_unique<StatesInStore>(units, piece_floats, largest_piece_floats, store, stats);
+}
+
+}  // namespace sparsetrain::fuyou

@@ -1,0 +1,67 @@
+// Where the optimizer states live between steps: the fp32 master weights and Adam m, v of every
+// unit, laid out in state pieces (state_pieces.h). Chosen once from the plan (states_in_cpu):
+//  - StatesInRam: every unit's pieces in RAM in the store's layout, written through to the store
+//    on commit steps only (--commit-every); AdamW updates them in place.
+//  - StatesInStore: in the store alone; two staging slots of one piece each alternate by piece,
+//    the next piece prefetched while this one updates, each written back after its update.
+// The optimizer thread runs a step through start_step / acquire / release / finish_step; the
+// constructor fills a new store through init_buffer / init_flush; a resumed run loads through load;
+// the block streams read a block's master through master / gather_master (their loader threads).
+// A placement owns its buffers, which the store's I/O points into: it must outlive the store's
+// I/O in flight. It counts its store traffic in OffloadStats::ssd_*_bytes.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "common/timer.h"
+#include "fuyou/offload/offload_units.h"
+
+namespace sparsetrain::fuyou {
+
+class TensorStore;
+struct OffloadStats;
+
+class StatePlacement {
+ public:
+  virtual ~StatePlacement() = default;
+
+  // Optimizer thread, one step over `pieces` (every unit's, in processing order; kept by the
+  // caller until finish_step). Piece s uses staging slot s % 2.
+  virtual void start_step(const std::vector<UnitPiece>& pieces) = 0;
+  // Piece s's [master | m | v] (piece.floats each), ready for AdamW: waits for its read and
+  // starts piece s + 1's.
+  virtual float* acquire(std::size_t s, common::PhaseTimes& phases) = 0;
+  // Done updating piece s; `write`: send it to the store now.
+  virtual void release(std::size_t s, bool write) = 0;
+  // Waits for every write of the step.
+  virtual void finish_step(common::PhaseTimes& phases) = 0;
+  // true when the states live only in the store: every step writes and commits them.
+  virtual bool in_store() const = 0;
+
+  // New store: the buffer in which unit `unit`'s piece is assembled (master segment written by
+  // the caller; m, v and the padding zero), then written (blocking) by init_flush.
+  virtual float* init_buffer(std::int64_t unit, const StatePiece& piece) = 0;
+  virtual void init_flush(std::int64_t unit, const StatePiece& piece) = 0;
+  // Resume: reads the piece from the store (checksums verified) and returns its [master | m | v].
+  virtual const float* load(std::int64_t unit, const StatePiece& piece) = 0;
+  // After init or load: frees what they needed (a piece of scratch) before training starts.
+  virtual void finish_setup() {}
+  // A block's streamed load: the piece's master segment (piece.floats), in place in RAM or read
+  // from the store into `scratch` (at least piece.floats floats). Blocking; any thread.
+  virtual const float* master(std::int64_t unit, const StatePiece& piece, float* scratch) = 0;
+  // The unit's whole master (padded floats, the unit's flat order) into dst. Blocking.
+  virtual void gather_master(std::int64_t unit, float* dst) = 0;
+};
+
+// The plan's placement: in RAM when `in_ram`, else in the store through two slots of
+// `largest_piece_floats` floats per segment. `units`, `store` and `stats` must outlive it.
+std::unique_ptr<StatePlacement> make_state_placement(bool in_ram,
+                                                     const std::vector<UnitTensors>& units,
+                                                     std::int64_t piece_floats,
+                                                     std::int64_t largest_piece_floats,
+                                                     TensorStore& store, OffloadStats& stats);
+
+}  // namespace sparsetrain::fuyou
