@@ -25,24 +25,11 @@ at::Tensor index_tensor(const std::vector<std::uint32_t>& ids) {
 
 }  // namespace
 
-GraphTensors make_graph_tensors(const Graph& graph, const std::vector<std::uint8_t>* keep,
-                                const std::string& split) {
-  if (!graph.has_features() || graph.labels.size() != graph.num_nodes) {
-    throw common::UsageError("graph has no node features or labels",
-                             "GNN training needs raw/node-feat.csv.gz and raw/node-label.csv.gz");
-  }
-  auto s = graph.splits.find(split);
-  if (s == graph.splits.end()) {
-    throw common::UsageError("graph has no split '" + split + "'",
-                             "GNN training needs split/" + split + "/{train,valid,test}.csv.gz");
-  }
-  const std::int64_t n = graph.num_nodes;
-  const std::int64_t f = graph.feature_dim;
-  GraphTensors t;
-  t.num_nodes = n;
-  t.num_features = f;
-  t.num_edges = static_cast<std::int64_t>(graph.num_edges());
+namespace {
 
+// t.x, t.x_t, t.x_t_perm, t.x_dense: the normalised node features.
+void set_features(const Graph& graph, GraphTensors& t) {
+  const std::int64_t n = t.num_nodes, f = t.num_features;
   // Row-normalised features as PyG's NormalizeFeatures: x - min(x) over the whole matrix, each
   // row divided by max(row sum, 1). For 0/1 bag-of-words features (Planetoid) the shift is 0 and
   // rows sum to 1; signed features (csbm's Gaussians) become non-negative instead of being divided
@@ -99,15 +86,11 @@ GraphTensors make_graph_tensors(const Graph& graph, const std::vector<std::uint8
       t.x_dense = t.x.to_dense();
     }
   }
+}
 
-  t.labels = torch::tensor(graph.labels, torch::kInt64);
-  std::int64_t max_label = 0;
-  for (std::int64_t y : graph.labels) max_label = std::max(max_label, y);
-  t.num_classes = max_label + 1;
-  t.train_idx = index_tensor(s->second.train);
-  t.valid_idx = index_tensor(s->second.valid);
-  t.test_idx = index_tensor(s->second.test);
-
+// t.edge_*, t.src/dst, t.gcn_norm, the CSR index tensors: the kept edges plus self loops.
+void set_adjacency(const Graph& graph, const std::vector<std::uint8_t>* keep, GraphTensors& t) {
+  const std::int64_t n = t.num_nodes;
   // Entries in CSR row order (row = dst), then an added self loop for nodes that lack one.
   std::vector<std::int64_t> src, dst, eid;
   std::vector<std::uint8_t> added;
@@ -186,6 +169,37 @@ GraphTensors make_graph_tensors(const Graph& graph, const std::vector<std::uint8
   t.csr_col = t.src.to(index_type);
   t.csr_t_row_ptr = t.t_row_ptr.to(index_type);
   t.csr_t_col = t.dst.index_select(0, t.t_perm).to(index_type);
+}
+
+}  // namespace
+
+GraphTensors make_graph_tensors(const Graph& graph, const std::vector<std::uint8_t>* keep,
+                                const std::string& split) {
+  if (!graph.has_features() || graph.labels.size() != graph.num_nodes) {
+    throw common::UsageError("graph has no node features or labels",
+                             "GNN training needs raw/node-feat.csv.gz and raw/node-label.csv.gz");
+  }
+  const auto s = graph.splits.find(split);
+  if (s == graph.splits.end()) {
+    throw common::UsageError("graph has no split '" + split + "'",
+                             "GNN training needs split/" + split + "/{train,valid,test}.csv.gz");
+  }
+  const std::int64_t n = graph.num_nodes;
+  const std::int64_t f = graph.feature_dim;
+  GraphTensors t;
+  t.num_nodes = n;
+  t.num_features = f;
+  t.num_edges = static_cast<std::int64_t>(graph.num_edges());
+  set_features(graph, t);
+
+  t.labels = torch::tensor(graph.labels, torch::kInt64);
+  std::int64_t max_label = 0;
+  for (std::int64_t y : graph.labels) max_label = std::max(max_label, y);
+  t.num_classes = max_label + 1;
+  t.train_idx = index_tensor(s->second.train);
+  t.valid_idx = index_tensor(s->second.valid);
+  t.test_idx = index_tensor(s->second.test);
+  set_adjacency(graph, keep, t);
   return t;
 }
 
