@@ -326,11 +326,15 @@ bool TensorStore::contains(const std::string& name) const {
   return false;
 }
 
+std::shared_ptr<TensorStore::Tensor> TensorStore::find_locked(const std::string& name) const {
+  for (const auto& t : tensors_)
+    if (t->info.name == name) return t;
+  throw UsageError(cat("no tensor '", name, "' in the store in '", dirs_[0], "'"));
+}
+
 TensorInfo TensorStore::info(const std::string& name) const {
   std::lock_guard<std::mutex> lock(mutex_);
-  for (const auto& t : tensors_)
-    if (t->info.name == name) return t->info;
-  throw UsageError(cat("no tensor '", name, "' in the store in '", dirs_[0], "'"));
+  return find_locked(name)->info;
 }
 
 void TensorStore::define(const std::string& name, StoreDType dtype,
@@ -410,10 +414,7 @@ std::shared_future<void> TensorStore::write(const std::string& name, const void*
   const auto* data = static_cast<const std::byte*>(src);
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    std::shared_ptr<Tensor> tensor;
-    for (const auto& t : tensors_)
-      if (t->info.name == name) tensor = t;
-    if (!tensor) throw UsageError(cat("no tensor '", name, "' in the store in '", dirs_[0], "'"));
+    const std::shared_ptr<Tensor> tensor = find_locked(name);
     check_range(tensor->info, offset, bytes);
     if (bytes == 0) return pending->done = std::async(std::launch::deferred, [] {}).share();
     const std::uint64_t first = offset / extent_bytes_;
@@ -494,10 +495,7 @@ std::shared_future<void> TensorStore::read(const std::string& name, void* dst, s
   std::string tensor_name;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    std::shared_ptr<Tensor> tensor;
-    for (const auto& t : tensors_)
-      if (t->info.name == name) tensor = t;
-    if (!tensor) throw UsageError(cat("no tensor '", name, "' in the store in '", dirs_[0], "'"));
+    const std::shared_ptr<Tensor> tensor = find_locked(name);
     check_range(tensor->info, offset, bytes);
     if (bytes == 0) return std::async(std::launch::deferred, [] {}).share();
     const std::uint64_t first = offset / extent_bytes_;

@@ -124,6 +124,8 @@ class TensorStore {
   std::string manifest_path() const;
   void wait_pending(std::exception_ptr* first_error);
   void restore_committed();
+  // The tensor called `name` (mutex_ held); UsageError naming the store when there is none.
+  std::shared_ptr<Tensor> find_locked(const std::string& name) const;
 
   std::vector<std::string> dirs_;
   StoreOptions options_;
