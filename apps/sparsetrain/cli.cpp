@@ -23,4 +23,10 @@ bool is_plumbing_option(const std::string& name) {
          name == "dry-run" || name == "config" || name == "help" || name == "version";
 }
 
+CLI::Option* add_gzip_level_option(CLI::App* command, int& level) {
+  return command
+      ->add_option("--gzip-level", level, "gzip level of the written files (1 fast .. 9 small)")
+      ->check(CLI::Range(1, 9));
+}
+
 }  // namespace sparsetrain::cli

@@ -40,6 +40,10 @@ const CommandFn* find_command_runner(const CLI::App* command);
 // Option names that are output plumbing, not configuration: they go to the record's "run" block.
 bool is_plumbing_option(const std::string& name);
 
+// Options more than one command takes, with one help text. `--gzip-level` (1..9) of the graph
+// files a command writes (teddy/graph/graph_io.h: SaveOptions).
+CLI::Option* add_gzip_level_option(CLI::App* command, int& level);
+
 // Command groups; each adds its subcommands to `app`.
 void add_env_command(CLI::App& app);
 void add_graph_commands(CLI::App& app);

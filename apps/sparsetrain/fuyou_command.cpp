@@ -22,7 +22,9 @@
 #include "fuyou/model/gpt_model.h"
 #include "fuyou/model/hf_gpt2.h"
 #include "fuyou/model/model_config.h"
+#include "fuyou/offload/offload_plan_json.h"
 #include "fuyou/offload/offload_rates.h"
+#include "fuyou/offload/offload_stats.h"
 #include "fuyou/offload/offload_trainer.h"
 #include "fuyou/model/token_data.h"
 #include "fuyou/train/in_memory_trainer.h"
@@ -155,37 +157,6 @@ struct FinetuneOptions {
   std::string state_piece;  // empty = the default (64 MiB of each of master, m, v)
 };
 
-nlohmann::json plan_json(const fy::OffloadPlan& p) {
-  nlohmann::json terms = nlohmann::json::object();
-  for (const fy::BoundTerm& term : p.terms) terms[term.name] = term.seconds;
-  auto items = [](const std::vector<fy::PlanItem>& list) {
-    nlohmann::json out = nlohmann::json::array();
-    for (const fy::PlanItem& item : list) out.push_back({{"what", item.what}, {"bytes", item.bytes}});
-    return out;
-  };
-  return {{"states", p.states_in_cpu ? "cpu" : "store"},
-          {"resident_blocks", p.resident_blocks},
-          {"stream_slots", p.stream_slots},
-          {"inputs_in_store", p.inputs_in_store},
-          {"block_grads_in_cpu", p.block_grads_in_cpu},
-          {"block_grads_in_store", p.block_grads_in_store},
-          {"inputs_in_cpu", p.inputs_in_cpu},
-          {"grad_block_buffers", p.grad_block_slots},
-          {"state_staging_slots", p.state_slots},
-          {"state_piece_floats", p.state_piece_floats},
-          {"compute_bytes", p.compute_total},
-          {"compute_items", items(p.compute_items)},
-          {"cpu_bytes", p.cpu_total},
-          {"cpu_items", items(p.cpu_items)},
-          {"ssd_bytes", p.ssd_total},
-          {"per_iteration",
-           {{"flops", p.flops},
-            {"ssd_read_bytes", p.ssd_read_bytes},
-            {"ssd_write_bytes", p.ssd_write_bytes},
-            {"pcie_h2d_bytes", p.pcie_h2d_bytes},
-            {"pcie_d2h_bytes", p.pcie_d2h_bytes}}}};
-}
-
 fy::OffloadOptions offload_options_of(const FinetuneOptions& options) {
   fy::OffloadOptions o;
   o.ssd_dirs = options.ssd;
@@ -312,32 +283,22 @@ void run_offloaded(const FinetuneOptions& options, const fy::ModelConfig& config
   metrics["device"] = cuda ? "cuda" : "cpu";
   metrics["precision"] =
       cuda ? "bf16 compute on the GPU, fp32 master and Adam state in the store / CPU" : "fp32";
-  metrics["offload"] = plan_json(plan);
+  metrics["offload"] = plan;
   metrics["offload"]["grad_clip_mode"] =
       options.train.grad_clip > 0 ? "deferred: updates wait for the global norm (exact)"
                                   : "overlapped with backward";
-  nlohmann::json bound = {
-      {"rates",
-       {{"compute_flops_per_s", offload.rates.compute_flops_per_s},
-        {"ssd_read_bytes_per_s", offload.rates.ssd_read_bytes_per_s},
-        {"ssd_write_bytes_per_s", offload.rates.ssd_write_bytes_per_s},
-        {"ssd_mixed_bytes_per_s", offload.rates.ssd_mixed_bytes_per_s},
-        {"cpu_adam_params_per_s", offload.rates.cpu_adam_params_per_s},
-        {"pcie_h2d_bytes_per_s", offload.rates.pcie_h2d_bytes_per_s},
-        {"pcie_d2h_bytes_per_s", offload.rates.pcie_d2h_bytes_per_s},
-        {"stream_convert_params_per_s", offload.rates.stream_convert_params_per_s},
-        {"source", reference_rates ? "no CUDA device here: the H200 machine's measured rates "
-                                     "(offload_rates.h: reference_cuda_rates)"
-                   : context.global.dry_run
-                       ? "compute, cpu_adam, pcie, stream_convert measured now; ssd from "
-                         "DESIGN.md (a dry run writes no probe)"
-                       : "all measured now (offload_rates.h)"},
-        {"compute_probe",
-         "one transformer block's forward + recompute backward at the run's "
-         "[B, T, C], 8*P_block + 16*C*T FLOP per token"}}},
-      {"bound_seconds", plan.bound_seconds},
-      {"binding", plan.binding}};
-  for (const fy::BoundTerm& term : plan.terms) bound["terms"][term.name] = term.seconds;
+  nlohmann::json bound = fy::offload_bound_json(plan);
+  bound["rates"] = offload.rates;
+  bound["rates"]["source"] =
+      reference_rates ? "no CUDA device here: the H200 machine's measured rates "
+                        "(offload_rates.h: reference_cuda_rates)"
+      : context.global.dry_run
+          ? "compute, cpu_adam, pcie, stream_convert measured now; ssd from "
+            "DESIGN.md (a dry run writes no probe)"
+          : "all measured now (offload_rates.h)";
+  bound["rates"]["compute_probe"] =
+      "one transformer block's forward + recompute backward at the run's "
+      "[B, T, C], 8*P_block + 16*C*T FLOP per token";
   context.record.run_extra()["offload_bound"] = bound;
   if (context.global.dry_run) {
     std::cout << "would fine-tune " << config.name << " (" << with_commas(config.param_count())
@@ -377,23 +338,10 @@ void run_offloaded(const FinetuneOptions& options, const fy::ModelConfig& config
   report_result(result, config, options, context);
   metrics["first_step"] = trainer->first_step();
   const fy::OffloadStats& stats = trainer->stats();
-  nlohmann::json measured = {
-      {"steps", stats.steps},
-      {"step_seconds", stats.step_seconds},
-      {"ssd_read_bytes", stats.ssd_read_bytes},
-      {"ssd_write_bytes", stats.ssd_write_bytes},
-      {"commits", stats.commits},
-      {"stream_read_bytes", stats.stream_read_bytes},
-      {"stream_wait_seconds", stats.stream_wait_seconds},
-      {"input_bytes_written", stats.input_bytes_written},
-      {"input_bytes_read", stats.input_bytes_read},
-      {"units_updated_during_backward", stats.units_updated_during_backward},
-      {"pcie_h2d_bytes", stats.pcie_h2d_bytes},
-      {"pcie_d2h_bytes", stats.pcie_d2h_bytes},
-      {"measured_over_bound", plan.bound_seconds > 0 ? stats.step_seconds / plan.bound_seconds : 0},
-      {"binding", plan.binding}};
-  for (const auto& [phase, seconds] : stats.compute_phases.all()) measured["compute_thread"][phase] = seconds;
-  for (const auto& [phase, seconds] : stats.optimizer_phases.all()) measured["optimizer_thread"][phase] = seconds;
+  nlohmann::json measured = stats;
+  measured["measured_over_bound"] =
+      plan.bound_seconds > 0 ? stats.step_seconds / plan.bound_seconds : 0;
+  measured["binding"] = plan.binding;
   context.record.run_extra()["offload_measured"] = measured;
   common::log_info("fuyou finetune (offloaded): ", stats.steps, " steps, ",
                    stats.step_seconds, " s/step against a bound of ", plan.bound_seconds,

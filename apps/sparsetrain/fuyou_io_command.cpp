@@ -1,21 +1,16 @@
 // `sparsetrain fuyou bench-io` and `sparsetrain fuyou store verify`: the SSD side of Fuyou.
 //  - bench-io measures what the disks behind --ssd deliver through our I/O engine (O_DIRECT,
 //    io_uring, --block × --qd): sequential write and read, and read+write at once, per directory
-//    and striped across all of them, with CPU seconds per GB moved. Its --out record feeds the
-//    planner's cost model. It writes --size bytes per directory into scratch files it removes
-//    (twice that with several directories: the striped phases get fresh files of their own).
+//    and striped across all of them, with CPU seconds per GB moved. The probe is the library's
+//    (common/io/ssd_probe.h), the one `fuyou finetune --ssd` measures its SSD rates with; the
+//    planner does not read this record. It writes --size bytes per directory into scratch files
+//    it removes (twice that with several directories: the striped phases get fresh files).
 //  - store verify reads every committed extent of a tensor store and checks its CRC-32C.
-#include <sys/resource.h>
-#include <unistd.h>
-
-#include <chrono>
-#include <cstring>
 #include <iostream>
-#include <thread>
 
 #include "cli.h"
-#include "common/io/aligned_buffer.h"
 #include "common/io/io_engine.h"
+#include "common/io/ssd_probe.h"
 #include "common/log.h"
 #include "common/timer.h"
 #include "common/units.h"
@@ -37,107 +32,27 @@ struct BenchIoOptions {
   std::string backend = "auto";
 };
 
-double cpu_seconds() {
-  rusage usage{};
-  ::getrusage(RUSAGE_SELF, &usage);
-  auto sec = [](const timeval& tv) { return static_cast<double>(tv.tv_sec) + tv.tv_usec * 1e-6; };
-  return sec(usage.ru_utime) + sec(usage.ru_stime);
+nlohmann::json phase_json(const io::ProbePhaseRate& r, const std::vector<const char*>& names) {
+  nlohmann::json j = {{"seconds", r.seconds}, {"cpu_s_per_gb", r.cpu_s_per_gb}};
+  for (std::size_t s = 0; s < names.size(); ++s)
+    j[std::string(names[s]) + "_gbps"] = r.streams[s].gbps;
+  return j;
 }
-
-// One stream of a phase: `bytes` moved by `op` over `files` (round-robin by block when striped).
-struct Stream {
-  io::IoOp op;
-  std::vector<io::FileId> files;
-  std::uint64_t offset;             // in each file
-  std::uint64_t bytes;              // in total
-  std::uint64_t stripe_blocks = 1;  // consecutive blocks per file before moving to the next
-};
-
-struct StreamResult {
-  double seconds = 0;
-  double gbps = 0;  // 1e9 bytes per second
-};
-
-struct PhaseResult {
-  std::vector<StreamResult> streams;
-  double seconds = 0;
-  double cpu_s_per_gb = 0;
-};
-
-// Runs all streams at once; each is one batch of block-sized requests whose buffers cycle through
-// that stream's own qd × block pinned buffer (contents are not checked: this is a benchmark).
-PhaseResult run_phase(io::IoEngine& engine, const std::vector<Stream>& streams,
-                      std::vector<io::AlignedBuffer>& buffers) {
-  const std::size_t block = engine.options().block_bytes;
-  const std::size_t slots = engine.options().queue_depth;
-  std::vector<std::vector<io::IoRequest>> batches(streams.size());
-  std::uint64_t total = 0;
-  for (std::size_t s = 0; s < streams.size(); ++s) {
-    const Stream& st = streams[s];
-    const std::uint64_t blocks = st.bytes / block;
-    const std::size_t n = st.files.size();
-    const std::uint64_t u = st.stripe_blocks;
-    for (std::uint64_t i = 0; i < blocks; ++i) {
-      const std::uint64_t unit = i / u;  // stripe unit i falls in; unit k lives in file k % n
-      batches[s].push_back({st.op, st.files[unit % n], st.offset + ((unit / n) * u + i % u) * block,
-                            buffers[s].data() + (i % slots) * block, block});
-    }
-    total += blocks * block;
-  }
-  const double cpu0 = cpu_seconds();
-  common::Timer timer;
-  std::vector<std::shared_future<void>> futures;
-  for (auto& b : batches) futures.push_back(engine.submit(std::move(b)).share());
-  PhaseResult result;
-  result.streams.resize(streams.size());
-  std::vector<std::thread> waiters;
-  for (std::size_t s = 0; s < streams.size(); ++s) {
-    waiters.emplace_back([&, s] {
-      try {
-        futures[s].wait();
-      } catch (...) {
-      }
-      result.streams[s].seconds = timer.seconds();
-    });
-  }
-  for (auto& w : waiters) w.join();
-  for (auto& f : futures) f.get();  // rethrows an I/O error
-  result.seconds = timer.seconds();
-  result.cpu_s_per_gb = (cpu_seconds() - cpu0) / (static_cast<double>(total) / 1e9);
-  for (std::size_t s = 0; s < streams.size(); ++s) {
-    result.streams[s].gbps =
-        static_cast<double>(streams[s].bytes / block * block) / 1e9 / result.streams[s].seconds;
-  }
-  return result;
-}
-
-// Removes the scratch files however the benchmark ends.
-struct ScratchFiles {
-  std::vector<std::string> paths;
-  ~ScratchFiles() {
-    for (const std::string& p : paths) ::unlink(p.c_str());
-  }
-};
 
 void run_bench_io(const BenchIoOptions& options, CommandContext& context) {
   io::IoOptions io_options;
   io_options.block_bytes = common::parse_bytes(options.block);
   io_options.queue_depth = options.qd;
   io_options.backend = io::parse_io_backend(options.backend);
-  const std::uint64_t block = io_options.block_bytes;
-  std::uint64_t stripe = common::parse_bytes(options.stripe) / block * block;
-  if (stripe == 0) {
+  const io::SsdProbeShape shape =
+      io::fit_ssd_probe(common::parse_bytes(options.size), common::parse_bytes(options.stripe),
+                        io_options.block_bytes);
+  if (shape.stripe_bytes == 0) {
     throw common::UsageError(
         cat("--stripe ", options.stripe, " is smaller than --block ", options.block),
         "pass --stripe a multiple of --block, e.g. 4MiB");
   }
-  // Each file holds whole stripe units, and the read+write phase splits it into two halves of
-  // whole units: size = 2 * half, half a multiple of the unit (shrunk for small sizes).
-  std::uint64_t half = common::parse_bytes(options.size) / 2 / block * block;
-  stripe = std::max<std::uint64_t>(block, std::min(stripe, half));
-  half = half / stripe * stripe;
-  const std::uint64_t size = 2 * half;
-  if (size == 0) {
+  if (shape.file_bytes == 0) {
     throw common::UsageError(
         cat("--size ", options.size, " is smaller than two blocks (", options.block, ")"),
         "pass --size of at least --block, e.g. --size 1GiB");
@@ -149,86 +64,53 @@ void run_bench_io(const BenchIoOptions& options, CommandContext& context) {
 
   nlohmann::json& m = context.record.metrics();
   m["backend"] = io::io_backend_name(engine->backend());
-  m["size_bytes_per_dir"] = size;
+  m["size_bytes_per_dir"] = shape.file_bytes;
   m["block_bytes"] = io_options.block_bytes;
   m["queue_depth"] = io_options.queue_depth;
-  m["stripe_bytes"] = stripe;
+  m["stripe_bytes"] = shape.stripe_bytes;
   if (context.global.dry_run) {
-    std::cout << "bench-io would write and read " << common::format_bytes(static_cast<double>(size))
+    std::cout << "bench-io would write and read "
+              << common::format_bytes(static_cast<double>(shape.file_bytes))
               << " per phase in each of " << n << " directories\n";
     return;
   }
 
-  ScratchFiles scratch;
-  bool direct = true;
-  // Fresh, preallocated files for each target (per directory, then striped), so every write phase
-  // fills unwritten extents: overwriting blocks a previous phase wrote is cheaper on ext4 and would
-  // flatter whichever target came second.
+  // Fresh files for each target (per directory, then striped): see ssd_probe.h.
+  io::SsdProbe probe(*engine, options.dirs, shape, "bench-io");
   auto make_files = [&](const std::string& tag) {
     auto t = context.record.timings().scope("prepare");
-    std::vector<io::FileId> made;
-    for (std::size_t d = 0; d < n; ++d) {
-      const std::string path =
-          options.dirs[d] + "/.sparsetrain-bench-io." + std::to_string(::getpid()) + tag + ".dat";
-      made.push_back(engine->open_file(path, io::OpenMode::kCreate));
-      scratch.paths.push_back(path);
-      direct = direct && engine->is_direct(made.back());
-      // Room for the whole size in each file (concurrent phases use two halves).
-      engine->allocate(made.back(), 0, size);
-    }
-    return made;
+    return probe.create_files(tag);
   };
   const std::vector<io::FileId> files = make_files("");
   const std::vector<io::FileId> striped_files =
       n > 1 ? make_files(".striped") : std::vector<io::FileId>{};
-  m["o_direct"] = direct;
-  std::vector<io::AlignedBuffer> buffers;
-  for (int s = 0; s < 2; ++s) {
-    buffers.emplace_back(io_options.block_bytes * io_options.queue_depth);
-    for (std::size_t i = 0; i < buffers.back().size(); i += 8) {
-      const std::uint64_t word = (i + 1) * 0x9E3779B97F4A7C15ull;  // incompressible-ish, not zeros
-      std::memcpy(buffers.back().data() + i, &word, 8);
-    }
-    engine->register_buffer(buffers.back().data(), buffers.back().size());
-  }
+  m["o_direct"] = probe.direct();
 
-  auto phase_json = [](const PhaseResult& r, const std::vector<const char*>& names) {
-    nlohmann::json j = {{"seconds", r.seconds}, {"cpu_s_per_gb", r.cpu_s_per_gb}};
-    for (std::size_t s = 0; s < names.size(); ++s)
-      j[std::string(names[s]) + "_gbps"] = r.streams[s].gbps;
-    return j;
-  };
   // The table goes to stdout unless the run record does (--out -): stdout stays clean for data.
   const bool table = context.global.out != "-";
-  auto report = [table](const std::string& label, const PhaseResult& r,
-                        const std::vector<const char*>& names) {
-    if (!table) return;
-    std::cout << label;
-    for (std::size_t s = 0; s < names.size(); ++s)
-      std::cout << "  " << names[s] << " " << r.streams[s].gbps << " GB/s";
-    std::cout << "  (cpu " << r.cpu_s_per_gb << " s/GB)\n";
-  };
   std::cout.precision(3);
   std::cout << std::fixed;
-
-  // Order per target: write, read (what was just written), then half read + half write at once.
   auto run_target = [&](const std::string& label, const std::vector<io::FileId>& target) {
     auto t = context.record.timings().scope(label);
-    const std::uint64_t total = size * target.size();
     nlohmann::json j;
-    const std::uint64_t u = stripe / block;
-    PhaseResult w = run_phase(*engine, {{io::IoOp::kWrite, target, 0, total, u}}, buffers);
-    report(label + " write     ", w, {"write"});
-    j["write"] = phase_json(w, {"write"});
-    PhaseResult r = run_phase(*engine, {{io::IoOp::kRead, target, 0, total, u}}, buffers);
-    report(label + " read      ", r, {"read"});
-    j["read"] = phase_json(r, {"read"});
-    PhaseResult rw = run_phase(*engine,
-                               {{io::IoOp::kRead, target, 0, half * target.size(), u},
-                                {io::IoOp::kWrite, target, half, half * target.size(), u}},
-                               buffers);
-    report(label + " read+write", rw, {"read", "write"});
-    j["read_write"] = phase_json(rw, {"read", "write"});
+    probe.run(target, [&](const std::string& phase, const io::ProbePhaseRate& r) {
+      // The streams' names ("write" / "read" / "read", "write") and the table's column.
+      std::vector<const char*> names = {"read", "write"};
+      const char* column = " read+write";
+      if (phase == "write") {
+        names = {"write"};
+        column = " write     ";
+      } else if (phase == "read") {
+        names = {"read"};
+        column = " read      ";
+      }
+      j[phase] = phase_json(r, names);
+      if (!table) return;
+      std::cout << label << column;
+      for (std::size_t s = 0; s < names.size(); ++s)
+        std::cout << "  " << names[s] << " " << r.streams[s].gbps << " GB/s";
+      std::cout << "  (cpu " << r.cpu_s_per_gb << " s/GB)\n";
+    });
     return j;
   };
   nlohmann::json per_dir = nlohmann::json::array();

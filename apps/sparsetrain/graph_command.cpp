@@ -217,9 +217,7 @@ void add_graph_commands(CLI::App& app) {
       ->check(CLI::IsMember({"gaussian", "words"}));
   g->add_option("--words", gen->words, "csbm --features words: distinct words per node")
       ->check(CLI::Range(1, 1 << 20));
-  g->add_option("--gzip-level", gen->gzip_level,
-                "gzip level of the written files (1 fast .. 9 small)")
-      ->check(CLI::Range(1, 9));
+  add_gzip_level_option(g, gen->gzip_level);
   g->footer(
       "Examples:\n"
       "  sparsetrain graph generate csbm --out-graph data/csbm --seed 1\n"

@@ -215,9 +215,7 @@ void add_teddy_commands(CLI::App& app) {
   p->add_option("--self-loops", o->self_loops, "Input self loops: keep (never pruned), drop, error")
       ->check(CLI::IsMember({"keep", "drop", "error"}));
   p->add_flag("--directed", o->directed, "The edge file lists both directions of each edge");
-  p->add_option("--gzip-level", o->gzip_level,
-                "gzip level of the written files (1 fast .. 9 small)")
-      ->check(CLI::Range(1, 9));
+  add_gzip_level_option(p, o->gzip_level);
   p->footer(
       "Selection: k = floor(S * m) undirected pairs (m counts self loops, as the official code "
       "counts\n"

@@ -157,9 +157,7 @@ void run_teddy_run(const RunOptions& o, CommandContext& ctx) {
     auto timer = ctx.record.timings().scope("load");
     return load_dataset(o, &dataset);
   }();
-  const int trainings =
-      o.seeds * (1 + static_cast<int>(t.levels.size()) * (o.method == "ugs" ? 2 : 1));
-  common::Progress bar("train", static_cast<std::uint64_t>(trainings), "runs");
+  common::Progress bar("train", static_cast<std::uint64_t>(teddy::count_trainings(t)), "runs");
   teddy::TicketReport r;
   {
     auto timer = ctx.record.timings().scope("train");

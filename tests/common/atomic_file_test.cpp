@@ -17,6 +17,12 @@ fs::path fresh_dir(const char* name) {
   fs::create_directories(dir);
   return dir;
 }
+
+int count_entries(const fs::path& dir) {
+  int entries = 0;
+  for ([[maybe_unused]] const auto& e : fs::directory_iterator(dir)) ++entries;
+  return entries;
+}
 }  // namespace
 
 TEST_CASE("an atomic write replaces the whole file and leaves no temporary behind") {
@@ -64,4 +70,59 @@ TEST_CASE("a failed write keeps the old content") {
 TEST_CASE("reading a missing file names it") {
   CHECK_THROWS_WITH_AS(read_file("/no/such/input.csv"),
                        "cannot read '/no/such/input.csv': No such file or directory", UsageError);
+}
+
+TEST_CASE("a streamed atomic file appears whole on commit, and not at all before") {
+  fs::path dir = fresh_dir("stream");
+  const std::string path = (dir / "out.bin").string();
+  write_file_atomic(path, "old");
+  {
+    AtomicFile file(path);
+    file.write("new ");
+    const unsigned char bytes[3] = {'a', 0, 'b'};
+    file.write(bytes, sizeof bytes);
+    CHECK(read_file(path) == "old");  // readers see the old content until the rename
+    file.commit();
+  }
+  CHECK(read_file(path) == std::string("new a\0b", 7));
+  CHECK(count_entries(dir) == 1);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("an atomic file dropped without commit leaves the old content and no temporary") {
+  fs::path dir = fresh_dir("drop");
+  const std::string path = (dir / "out.bin").string();
+  write_file_atomic(path, "old");
+  {
+    AtomicFile file(path);
+    file.write("half of it");
+  }
+  CHECK(read_file(path) == "old");
+  CHECK(count_entries(dir) == 1);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("an atomic directory replaces the old tree on commit and leaves nothing without it") {
+  fs::path dir = fresh_dir("tree");
+  const fs::path target = dir / "graph";
+  fs::create_directories(target / "raw");
+  write_file_atomic((target / "raw" / "old.txt").string(), "old");
+  {
+    AtomicDirectory out(target.string());
+    CHECK(out.temp_path() == target.string() + ".tmp." + std::to_string(::getpid()));
+    fs::create_directories(fs::path(out.temp_path()) / "raw");
+    write_file_atomic((fs::path(out.temp_path()) / "raw" / "half.txt").string(), "x");
+  }  // not committed: the temporary tree goes, the old one stays
+  CHECK(read_file((target / "raw" / "old.txt").string()) == "old");
+  CHECK_FALSE(fs::exists(target.string() + ".tmp." + std::to_string(::getpid())));
+  {
+    AtomicDirectory out(target.string());
+    fs::create_directories(fs::path(out.temp_path()) / "raw");
+    write_file_atomic((fs::path(out.temp_path()) / "raw" / "new.txt").string(), "new");
+    out.commit();
+  }
+  CHECK(read_file((target / "raw" / "new.txt").string()) == "new");
+  CHECK_FALSE(fs::exists(target / "raw" / "old.txt"));
+  CHECK(count_entries(dir) == 1);
+  fs::remove_all(dir);
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the graph-parser fuzz harness with clang's libFuzzer + ASan + UBSan (no CMake, no torch:
-# the parsers need only lib/teddy's I/O files, lib/common/error.cpp, zlib and libdeflate) and runs
-# it.
+# the parsers need only lib/teddy's I/O files, lib/common/{error,atomic_file}.cpp, zlib and
+# libdeflate) and runs it.
 #   tests/fuzz/run_graph_parse_fuzz.sh [SECONDS=120] [WORKDIR=/tmp/sparsetrain-fuzz]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -13,7 +13,8 @@ mkdir -p "$work/corpus"
 "$cxx" -std=c++17 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
   -I"$root/lib" "$root/tests/fuzz/graph_parse_fuzz.cpp" "$root/lib/teddy/graph/text_parse.cpp" \
   "$root/lib/teddy/graph/gzip_file.cpp" "$root/lib/teddy/graph/graph_io.cpp" "$root/lib/teddy/graph/graph.cpp" \
-  "$root/lib/common/error.cpp" -ldeflate -lz -lpthread -o "$work/graph_parse_fuzz"
+  "$root/lib/common/error.cpp" "$root/lib/common/atomic_file.cpp" -ldeflate -lz -lpthread \
+  -o "$work/graph_parse_fuzz"
 # Seeds: one per mode (first byte = mode, second = node-count bound).
 printf '\x00\x080,1\n1,2\n2,3\n' >"$work/corpus/csv"
 printf '\x01\x00# c\n0 1\n1\t2\n\n2,3\n' >"$work/corpus/edgelist"

@@ -1,6 +1,7 @@
 // Cheap checks of what the I/O stack allows here, for `sparsetrain env` and for choosing the I/O
 // backend: can we set up an io_uring (seccomp and old kernels refuse it), and does a directory's
-// filesystem accept O_DIRECT (tmpfs and some overlay setups do not)?
+// filesystem accept O_DIRECT (tmpfs and some overlay setups do not)? Yes/no answers only: the
+// bandwidth of the disks is measured by ssd_probe.h.
 #pragma once
 
 #include <string>

@@ -7,8 +7,9 @@
 #include <nlohmann/json.hpp>
 #include <vector>
 
+#include "common/atomic_file.h"
 #include "common/error.h"
-#include "fuyou/model/binary_file.h"
+#include "common/input_file.h"
 
 namespace sparsetrain::fuyou {
 
@@ -127,7 +128,7 @@ Entry parse_entry(const std::string& path, const std::string& name, const nlohma
   return entry;
 }
 
-Header read_header(const InputFile& file) {
+Header read_header(const common::InputFile& file) {
   const std::string& path = file.path();
   if (file.size() < 8)
     fail(path,
@@ -204,7 +205,7 @@ Header read_header(const InputFile& file) {
 }  // namespace
 
 TensorMap read_safetensors(const std::string& path) {
-  InputFile file(path);
+  common::InputFile file(path);
   const Header header = read_header(file);
   TensorMap tensors;
   for (const Entry& entry : header.entries) {
@@ -219,7 +220,7 @@ TensorMap read_safetensors(const std::string& path) {
 
 struct SafetensorsReader::Impl {
   explicit Impl(const std::string& path) : file(path), header(read_header(file)) {}
-  InputFile file;
+  common::InputFile file;
   Header header;
   std::vector<Info> infos;
   std::map<std::string, const Entry*> by_name;
@@ -252,7 +253,7 @@ at::Tensor SafetensorsReader::read(const std::string& name) const {
 }
 
 std::map<std::string, std::string> read_safetensors_metadata(const std::string& path) {
-  InputFile file(path);
+  common::InputFile file(path);
   return read_header(file).metadata;
 }
 
@@ -302,7 +303,7 @@ void write_safetensors(const std::string& path, const TensorMap& tensors,
   for (int i = 0; i < 8; ++i)
     length_bytes[i] = static_cast<unsigned char>(header.size() >> (8 * i));
 
-  AtomicOutputFile out(path);
+  common::AtomicFile out(path);
   out.write(length_bytes, 8);
   out.write(header.data(), header.size());
   for (const Item& item : items) {

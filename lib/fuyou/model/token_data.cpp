@@ -7,8 +7,9 @@
 #include <cmath>
 #include <cstring>
 
+#include "common/atomic_file.h"
 #include "common/error.h"
-#include "fuyou/model/binary_file.h"
+#include "common/input_file.h"
 
 namespace sparsetrain::fuyou {
 
@@ -46,7 +47,7 @@ TokenData::TokenData(std::vector<std::uint16_t> tokens, std::string source)
 }
 
 TokenData TokenData::from_llmc_bin(const std::string& path) {
-  InputFile file(path);
+  common::InputFile file(path);
   const std::string hint =
       "expected an llm.c token file (dev/data/*.py in karpathy/llm.c write them)";
   if (file.size() < static_cast<std::uint64_t>(kLlmcHeaderBytes)) {
@@ -82,7 +83,7 @@ TokenData TokenData::from_llmc_bin(const std::string& path) {
 }
 
 TokenData TokenData::from_text_file(const std::string& path) {
-  InputFile file(path);
+  common::InputFile file(path);
   if (file.size() == 0) {
     throw common::UsageError("text file '" + path + "' is empty", "pass a file with some text");
   }
@@ -111,7 +112,7 @@ void TokenData::write_llmc_bin(const std::string& path) const {
   header[0] = kLlmcMagic;
   header[1] = kLlmcVersion;
   header[2] = static_cast<std::int32_t>(tokens_.size());
-  AtomicOutputFile out(path);
+  common::AtomicFile out(path);
   out.write(header, sizeof(header));
   out.write(tokens_.data(), tokens_.size() * sizeof(std::uint16_t));
   out.commit();

@@ -3,12 +3,13 @@
 
 #include <sys/statvfs.h>
 #include <torch/torch.h>
-#include <unistd.h>
 
 #include <algorithm>
+#include <nlohmann/json.hpp>
 
 #include "common/io/aligned_buffer.h"
 #include "common/io/io_engine.h"
+#include "common/io/ssd_probe.h"
 #include "common/log.h"
 #include "common/timer.h"
 #include "fuyou/optim/cpu_adam.h"
@@ -156,55 +157,33 @@ OffloadRates measure_ssd_rates(const std::vector<std::string>& dirs, OffloadRate
                      "DESIGN.md's rates");
     return base;
   }
-  std::vector<std::string> paths, mixed_paths;
-  for (const std::string& dir : dirs) {
-    paths.push_back(dir + "/.sparsetrain-rate-probe");
-    mixed_paths.push_back(dir + "/.sparsetrain-rate-probe-2");
-  }
   try {
     auto engine = io::IoEngine::create({}, dirs);
-    io::AlignedBuffer buffer(bytes, /*pin=*/false);
-    std::fill_n(buffer.data(), buffer.size(), std::byte{0x5a});  // not all zeros
-    io::AlignedBuffer second(bytes, /*pin=*/false);
-    std::vector<io::FileId> files, mixed_files;
-    for (const std::string& path : paths) files.push_back(engine->open_file(path, io::OpenMode::kCreate));
-    for (const std::string& path : mixed_paths) {
-      mixed_files.push_back(engine->open_file(path, io::OpenMode::kCreate));
-    }
-    auto requests = [&](io::IoOp op, const std::vector<io::FileId>& list_of, std::byte* data) {
-      std::vector<io::IoRequest> list;
-      for (io::FileId file : list_of) list.push_back({op, file, 0, data, bytes});
-      return list;
-    };
-    for (io::FileId file : files) engine->allocate(file, 0, bytes);
-    for (io::FileId file : mixed_files) engine->allocate(file, 0, bytes);
-    common::Timer write_timer;
-    engine->run(requests(io::IoOp::kWrite, files, buffer.data()));
-    for (io::FileId file : files) engine->sync(file);
-    const double write_s = write_timer.seconds();
-    common::Timer read_timer;
-    engine->run(requests(io::IoOp::kRead, files, buffer.data()));
-    const double read_s = read_timer.seconds();
-    common::Timer mixed_timer;
-    auto reading = engine->submit(requests(io::IoOp::kRead, files, second.data()));
-    engine->run(requests(io::IoOp::kWrite, mixed_files, buffer.data()));
-    reading.get();
-    for (io::FileId file : mixed_files) engine->sync(file);
-    const double mixed_s = mixed_timer.seconds();
-    const bool direct = engine->is_direct(files[0]);
-    for (io::FileId file : files) engine->close_file(file);
-    for (io::FileId file : mixed_files) engine->close_file(file);
-    const double total = static_cast<double>(bytes * files.size());
-    if (direct) base.ssd_mixed_bytes_per_s = 2 * total / std::max(mixed_s, 1e-9);
-    base.ssd_write_bytes_per_s = total / std::max(write_s, 1e-9);
+    const io::SsdProbeShape shape =
+        io::fit_ssd_probe(bytes, io::kDefaultProbeStripeBytes, engine->options().block_bytes);
+    io::SsdProbe probe(*engine, dirs, shape, "rate-probe");
+    const io::ProbeTargetRate rate = probe.run(probe.create_files(""));
+    base.ssd_write_bytes_per_s = rate.write.bytes_per_s();
     // Reads of a file that was not opened O_DIRECT come from the page cache: not the disk's rate.
-    if (direct) base.ssd_read_bytes_per_s = total / std::max(read_s, 1e-9);
+    if (probe.direct()) {
+      base.ssd_read_bytes_per_s = rate.read.bytes_per_s();
+      base.ssd_mixed_bytes_per_s = rate.read_write.bytes_per_s();
+    }
   } catch (const common::Error& e) {
     common::log_warn("SSD rate probe failed (", e.what(), "); the bound uses DESIGN.md's rates");
   }
-  for (const std::string& path : paths) ::unlink(path.c_str());
-  for (const std::string& path : mixed_paths) ::unlink(path.c_str());
   return base;
+}
+
+void to_json(nlohmann::json& j, const OffloadRates& rates) {
+  j = {{"compute_flops_per_s", rates.compute_flops_per_s},
+       {"ssd_read_bytes_per_s", rates.ssd_read_bytes_per_s},
+       {"ssd_write_bytes_per_s", rates.ssd_write_bytes_per_s},
+       {"ssd_mixed_bytes_per_s", rates.ssd_mixed_bytes_per_s},
+       {"cpu_adam_params_per_s", rates.cpu_adam_params_per_s},
+       {"pcie_h2d_bytes_per_s", rates.pcie_h2d_bytes_per_s},
+       {"pcie_d2h_bytes_per_s", rates.pcie_d2h_bytes_per_s},
+       {"stream_convert_params_per_s", rates.stream_convert_params_per_s}};
 }
 
 }  // namespace sparsetrain::fuyou

@@ -6,6 +6,7 @@
 // sequential write and read rates. What is not measured keeps `base`'s value.
 #pragma once
 
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <vector>
 
@@ -33,13 +34,18 @@ OffloadRates measure_cuda_rates(const ModelConfig& config, const TrainOptions& t
 // stream_convert was not measured there (0: no such term).
 OffloadRates reference_cuda_rates();
 
-// ssd_read / ssd_write: `bytes_per_dir` (rounded to 4 KiB, capped at an eighth of the free space)
-// written with O_DIRECT to a probe file in every directory at once, synced, read back; then
-// ssd_mixed: that file read while a second one is written (what a step with the states in the
-// store does); the files are removed.
-// The rates are totals over the directories, as the store stripes across them. A directory that
-// cannot take the probe keeps the rates of `base`, with a warning.
+// ssd_write / ssd_read / ssd_mixed: common/io/ssd_probe.h's phases (as `fuyou bench-io` runs them)
+// over one scratch file of `bytes_per_dir` (capped at an eighth of the free space) in every
+// directory, striped in 4 MiB units as the store stripes: a write, a read back, then the first
+// halves read while the second halves are written (what a step with the states in the store
+// does; reads and writes together); the files are removed. The rates are totals over the
+// directories. Reads without O_DIRECT (the page cache) keep `base`'s read and mixed rates; a
+// directory that cannot take the probe keeps all of `base`'s, with a warning.
 OffloadRates measure_ssd_rates(const std::vector<std::string>& dirs, OffloadRates base = {},
                                std::uint64_t bytes_per_dir = std::uint64_t{256} << 20);
+
+// Every rate under its field's name (bytes/s, FLOP/s, parameters/s; 0 = not measured). OffloadRates
+// itself is in offload_plan.h, the planner's input; its JSON lives here, with its measurement.
+void to_json(nlohmann::json& j, const OffloadRates& rates);
 
 }  // namespace sparsetrain::fuyou

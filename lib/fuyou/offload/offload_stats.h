@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json_fwd.hpp>
 
 #include "common/timer.h"
 
@@ -33,5 +34,10 @@ struct OffloadStats {
   common::PhaseTimes compute_phases;    // compute thread: forward, backward, wait_*
   common::PhaseTimes optimizer_phases;  // optimizer thread: read_wait, adam, write_wait, commit
 };
+
+// Every field under its own name (bytes, counts, seconds), the phases as "compute_thread" and
+// "optimizer_thread" objects {phase: seconds} (absent when empty): the run record's
+// run.offload_measured, beside which the caller puts what needs the plan (the bound's ratio).
+void to_json(nlohmann::json& j, const OffloadStats& stats);
 
 }  // namespace sparsetrain::fuyou

@@ -5,14 +5,13 @@
 
 #include <algorithm>
 #include <cmath>
-#include <limits>
-#include <map>
 
 #include "common/error.h"
 #include "common/timer.h"
 #include "teddy/prune/edge_scorer.h"
 #include "teddy/prune/edge_selection.h"
 #include "teddy/gnn/graph_tensors.h"
+#include "teddy/gnn/ugs.h"
 #include "teddy/gnn/weight_projection.h"
 
 namespace sparsetrain::teddy {
@@ -30,6 +29,11 @@ double stddev(const std::vector<double>& v) {
   double s = 0;
   for (double x : v) s += (x - m) * (x - m);
   return v.empty() ? 0.0 : std::sqrt(s / static_cast<double>(v.size()));
+}
+
+int count_trainings(const TicketOptions& options) {
+  const int levels = static_cast<int>(options.levels.size());
+  return options.seeds * (1 + levels * (options.method == "ugs" ? 2 : 1));
 }
 
 namespace {
@@ -91,8 +95,7 @@ struct Search {
   }
 
   TicketReport run() {
-    const int levels = static_cast<int>(o.levels.size());
-    total = o.seeds * (1 + levels * (o.method == "ugs" ? 2 : 1));
+    total = count_trainings(o);
     TicketReport report;
     report.num_edges = static_cast<std::int64_t>(graph.num_edges());
     report.levels.resize(o.levels.size());
@@ -179,6 +182,8 @@ struct Search {
     }
   }
 
+  // UGS rounds (ugs.h), one per level in order: a level is reached by pruning the previous one's
+  // ticket further, so its ticket time is the sum of the rounds so far.
   void run_ugs(TicketReport& report, std::uint64_t seed) {
     for (std::size_t i = 1; i < o.levels.size(); ++i) {
       if (o.levels[i].graph < o.levels[i - 1].graph ||
@@ -187,95 +192,20 @@ struct Search {
                                  "list --levels from the sparsest to the densest");
       }
     }
-    const std::int64_t m = static_cast<std::int64_t>(graph.num_edges());
-    std::vector<std::uint8_t> keep(graph.num_edges(), 1);
-    auto model = new_model(seed, make_graph_tensors(graph, nullptr, o.split));
-    std::vector<at::Tensor> init;  // rewind target
-    for (const at::Tensor& p : model->parameters()) init.push_back(p.detach().clone());
-    auto rewind = [&] {
-      torch::NoGradGuard no_grad;
-      const auto params = model->parameters();
-      for (std::size_t j = 0; j < params.size(); ++j) params[j].copy_(init[j]);
-    };
-    std::vector<at::Tensor> binary;  // fixed 0/1 weight masks
-    for (const at::Tensor& w : model->weight_matrices()) binary.push_back(torch::ones_like(w));
+    const UgsTrainFn train_fn = [this](GnnModelImpl& model, const GraphTensors& g,
+                                       const TrainOptions& t) { return train(model, g, t); };
+    UgsPruner ugs(graph, new_model(seed, make_graph_tensors(graph, nullptr, o.split)),
+                  {o.ugs_s1, o.ugs_s2, o.train, o.split}, seed);
     double elapsed = 0;
-
     for (std::size_t i = 0; i < o.levels.size(); ++i) {
       common::Timer round_timer;
-      // 1. Mask search from the rewound init on the current ticket.
-      rewind();
-      const GraphTensors g = make_graph_tensors(graph, &keep, o.split);
-      // Masks start at 1 plus ±1e-5 seeded noise, as the official UGS code: edges and weights that
-      // only feel the L1 term otherwise move in lockstep and tie, and the tie-break (edge id)
-      // would prune low-numbered nodes' edges first.
-      at::Generator gen = at::detail::createCPUGenerator(seed * 1000003ULL + i);
-      auto noisy_ones = [&](const at::Tensor& like) {
-        return 1.0 + (2.0 * torch::rand(like.sizes(), gen, like.options()) - 1.0) * 1e-5;
-      };
-      at::Tensor edge_mask = noisy_ones(torch::empty({m})).requires_grad_(true);
-      std::vector<at::Tensor> weight_masks;
-      for (const at::Tensor& b : binary) {
-        weight_masks.push_back((b * noisy_ones(b)).requires_grad_(true));
-      }
-      model->weight_masks = weight_masks;
-      at::Tensor best_edge_mask = edge_mask.detach().clone();
-      std::vector<at::Tensor> best_weight_masks;
-      for (const at::Tensor& w : weight_masks) best_weight_masks.push_back(w.detach().clone());
-      TrainOptions search = o.train;
-      search.weight_sparsity = 0;
-      search.teacher_logits = at::Tensor();
-      search.edge_mask = edge_mask;
-      search.extra_parameters = weight_masks;
-      search.extra_parameters.push_back(edge_mask);
-      search.extra_loss = [&] {
-        at::Tensor l1 = o.ugs_s1 * edge_mask.abs().sum();
-        for (const at::Tensor& w : weight_masks) l1 = l1 + o.ugs_s2 * w.abs().sum();
-        return l1;
-      };
-      search.after_step = [&] {  // pruned weights stay pruned
-        torch::NoGradGuard no_grad;
-        for (std::size_t j = 0; j < binary.size(); ++j) weight_masks[j].mul_(binary[j]);
-      };
-      search.on_best = [&] {
-        best_edge_mask = edge_mask.detach().clone();
-        for (std::size_t j = 0; j < weight_masks.size(); ++j) {
-          best_weight_masks[j] = weight_masks[j].detach().clone();
-        }
-      };
-      train(*model, g, search);
-      model->weight_masks.clear();
+      ugs.search_masks(i, train_fn);
       step();
-
-      // 2. Prune the lowest |mask| down to the level (already pruned entries score -1).
-      std::vector<float> edge_scores(graph.num_edges());
-      const at::Tensor em = best_edge_mask.abs().contiguous();
-      const float* emp = em.data_ptr<float>();
-      for (std::size_t e = 0; e < graph.num_edges(); ++e) {
-        const Edge& edge = graph.edges[e];
-        edge_scores[e] = edge.src == edge.dst ? std::numeric_limits<float>::infinity()
-                         : keep[e]            ? emp[e]
-                                              : -1.0f;
-      }
-      keep = select_pruned_edges(edge_scores, {o.levels[i].graph}).keep_mask(0);
-      std::vector<at::Tensor> weight_scores;
-      for (std::size_t j = 0; j < binary.size(); ++j) {
-        weight_scores.push_back(torch::where(binary[j] > 0, best_weight_masks[j].abs(),
-                                             torch::full_like(binary[j], -1.0)));
-      }
-      binary = lowest_k_masks(weight_scores, zero_count(total_numel(binary), o.levels[i].weight));
-
-      // 3. Rewind and retrain the ticket with fixed masks.
-      rewind();
-      const GraphTensors ticket = make_graph_tensors(graph, &keep, o.split);
-      TrainOptions retrain = o.train;
-      retrain.weight_sparsity = 0;
-      retrain.teacher_logits = at::Tensor();
-      retrain.projection = ProjectionSet::kWeights;
-      retrain.fixed_masks = binary;
-      const TrainResult r = train(*model, ticket, retrain);
+      ugs.prune_to(o.levels[i].graph, o.levels[i].weight);
+      const TrainResult r = ugs.retrain(train_fn);
       elapsed += round_timer.seconds();
-      record(report.levels[i], *model, ticket, r, elapsed, keep, model->weight_matrices());
+      record(report.levels[i], ugs.model(), ugs.ticket(), r, elapsed, ugs.keep(),
+             ugs.model().weight_matrices());
       step();
     }
   }

@@ -7,12 +7,11 @@
 //           with the l0 projection after every step and λ · KL(teacher ‖ student).
 //   random  per seed and level: random edges (seeded uniform scores, nested levels) and a random
 //           fixed weight mask over the projection set, trained plainly.
-//   ugs     Unified GNN Sparsification (Chen et al. 2021): per round, train learnable masks on the
-//           edges and on the weight matrices with L1 penalties (s1, s2) from the rewound init,
-//           prune the lowest-|mask| edges and weights down to the round's level (levels ascending:
-//           paper levels are 5 % of the remaining edges and 20 % of the remaining weights per
-//           round), rewind to the init and retrain with the fixed masks to score the ticket.
-//           One mask per undirected edge (both directions share it); self loops are never pruned.
+//   ugs     Unified GNN Sparsification (Chen et al. 2021; the rounds are ugs.h): per seed, one
+//           round per level in order (levels ascending: paper levels are 5 % of the remaining
+//           edges and 20 % of the remaining weights per round) — learnable edge and weight masks
+//           trained with L1 penalties (s1, s2) from the rewound init, the lowest |mask| pruned to
+//           the level, the ticket rewound and retrained with the fixed masks.
 //
 // Graph sparsity counts pruned undirected edges over all of them (self loops included, as
 // `teddy prune` does); weight sparsity is the zero fraction of the projection set (teddy,
@@ -71,6 +70,10 @@ struct TicketReport {
 // `progress(done, total)` is called after each training; may be empty.
 TicketReport find_tickets(const Graph& graph, const TicketOptions& options,
                           const std::function<void(int, int)>& progress = {});
+
+// The trainings find_tickets runs (progress's `total`): per seed the dense one, then one per level
+// (two for ugs: mask search and retraining).
+int count_trainings(const TicketOptions& options);
 
 double mean(const std::vector<double>& v);
 double stddev(const std::vector<double>& v);  // population std (numpy's default)

@@ -2,7 +2,6 @@
 #include "teddy/graph/graph_io.h"
 
 #include <libdeflate.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <charconv>
@@ -12,6 +11,7 @@
 #include <memory>
 #include <system_error>
 
+#include "common/atomic_file.h"
 #include "common/error.h"
 #include "common/timer.h"
 #include "teddy/graph/gzip_file.h"
@@ -511,21 +511,45 @@ inline void append_u64(std::string& out, std::uint64_t v) {
   out.append(buf, r.ptr);
 }
 
-void write_int_file(const std::string& path, const std::vector<std::uint64_t>& values, int level,
-                    SaveReport& rep) {
-  GzipWriter w(path, level);
-  std::string text;
-  for (std::uint64_t v : values) {
-    append_u64(text, v);
-    text.push_back('\n');
-    if (text.size() > (1u << 20)) {
-      w.write(text);
-      text.clear();
+// A GzipWriter fed whole lines in batches of about 1 MiB of text (GzipWriter cuts its members at
+// line ends by itself, so the batch size does not change the bytes: it only saves a call a line).
+class GzipLines {
+ public:
+  static constexpr std::size_t kBatchBytes = std::size_t{1} << 20;
+
+  GzipLines(const std::string& path, int level) : writer_(path, level) {
+    text_.reserve(kBatchBytes + 64);
+  }
+  // The line being built; end it with end_line().
+  std::string& text() { return text_; }
+  void end_line() {
+    text_.push_back('\n');
+    if (text_.size() >= kBatchBytes) {
+      writer_.write(text_);
+      text_.clear();
     }
   }
-  w.write(text);
-  w.close();
-  rep.bytes_written += w.bytes_written();
+  // Writes the rest, closes (fsync) and adds the file's bytes to `rep`.
+  void close(SaveReport& rep) {
+    writer_.write(text_);
+    text_.clear();
+    writer_.close();
+    rep.bytes_written += writer_.bytes_written();
+  }
+
+ private:
+  GzipWriter writer_;
+  std::string text_;
+};
+
+void write_int_file(const std::string& path, const std::vector<std::uint64_t>& values, int level,
+                    SaveReport& rep) {
+  GzipLines out(path, level);
+  for (std::uint64_t v : values) {
+    append_u64(out.text(), v);
+    out.end_line();
+  }
+  out.close(rep);
 }
 
 template <typename T>
@@ -559,30 +583,22 @@ void save_graph(const Graph& graph, const std::string& dir, const SaveOptions& o
     throw common::UsageError("cannot create '" + dir + "': parent directory does not exist",
                              "create " + parent.string() + " first");
   }
-  const fs::path tmp = parent / (target.filename().string() + ".tmp." + std::to_string(::getpid()));
-  fs::remove_all(tmp, ec);
   try {
+    common::AtomicDirectory out(dir);  // removed on any throw below unless committed
+    const fs::path tmp(out.temp_path());
     fs::create_directories(tmp / "raw");
     const std::string raw = (tmp / "raw").string() + "/";
     {
-      GzipWriter w(raw + "edge.csv.gz", options.gzip_level);
-      std::string text;
-      text.reserve((1u << 20) + 64);
+      GzipLines edges(raw + "edge.csv.gz", options.gzip_level);
       for (std::size_t id = 0; id < graph.edges.size(); ++id) {
         if (keep != nullptr && !(*keep)[id]) continue;
         const Edge e = graph.edges[id];
-        append_u64(text, e.src);
-        text.push_back(',');
-        append_u64(text, e.dst);
-        text.push_back('\n');
-        if (text.size() >= (1u << 20)) {
-          w.write(text);
-          text.clear();
-        }
+        append_u64(edges.text(), e.src);
+        edges.text().push_back(',');
+        append_u64(edges.text(), e.dst);
+        edges.end_line();
       }
-      w.write(text);
-      w.close();
-      rep.bytes_written += w.bytes_written();
+      edges.close(rep);
     }
     write_int_file(raw + "num-node-list.csv.gz", {graph.num_nodes}, options.gzip_level, rep);
     std::uint64_t num_edges = graph.num_edges();
@@ -591,25 +607,19 @@ void save_graph(const Graph& graph, const std::string& dir, const SaveOptions& o
           std::count_if(keep->begin(), keep->end(), [](std::uint8_t k) { return k != 0; }));
     write_int_file(raw + "num-edge-list.csv.gz", {num_edges}, options.gzip_level, rep);
     if (graph.has_features()) {
-      GzipWriter w(raw + "node-feat.csv.gz", options.gzip_level);
-      std::string text;
+      GzipLines features(raw + "node-feat.csv.gz", options.gzip_level);
       char buf[32];
       for (std::uint64_t v = 0; v < graph.num_nodes; ++v) {
         const float* row = graph.features.data() + v * graph.feature_dim;
+        std::string& text = features.text();
         for (std::uint32_t j = 0; j < graph.feature_dim; ++j) {
           if (j) text.push_back(',');
           const auto r = std::to_chars(buf, buf + sizeof buf, row[j]);  // shortest round-trip
           text.append(buf, r.ptr);
         }
-        text.push_back('\n');
-        if (text.size() >= (1u << 20)) {
-          w.write(text);
-          text.clear();
-        }
+        features.end_line();
       }
-      w.write(text);
-      w.close();
-      rep.bytes_written += w.bytes_written();
+      features.close(rep);
     }
     if (!graph.labels.empty()) {
       std::vector<std::uint64_t> labels(graph.labels.begin(), graph.labels.end());
@@ -622,15 +632,10 @@ void save_graph(const Graph& graph, const std::string& dir, const SaveOptions& o
       write_int_file((sdir / "valid.csv.gz").string(), widen(split.valid), options.gzip_level, rep);
       write_int_file((sdir / "test.csv.gz").string(), widen(split.test), options.gzip_level, rep);
     }
-    if (fs::exists(target, ec)) fs::remove_all(target);
-    fs::rename(tmp, target);
+    out.commit();  // replaces an existing graph (checked above), then renames
   } catch (const fs::filesystem_error& e) {
-    fs::remove_all(tmp, ec);
     throw common::RunError("cannot write graph '" + dir + "': " + e.code().message(),
                            "check free space and permissions");
-  } catch (...) {
-    fs::remove_all(tmp, ec);
-    throw;
   }
   rep.seconds = timer.seconds();
 }

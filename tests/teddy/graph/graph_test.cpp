@@ -7,8 +7,6 @@
 #include <tuple>
 
 #include "common/error.h"
-#include "teddy/prune/edge_scorer.h"
-#include "teddy/prune/edge_selection.h"
 #include "teddy/graph/graph_generator.h"
 #include "teddy/graph/graph_stats.h"
 #include "teddy/test_graphs.h"
@@ -108,17 +106,6 @@ TEST_CASE("statistics of a graph with an isolated node and a self loop") {
   CHECK(s.degree_min == 0);
   CHECK(s.degree_max == 2);
   CHECK(s.degree_mean == doctest::Approx(5.0 / 4));
-}
-
-TEST_CASE("pruning the middle of a path splits it into two components") {
-  const auto g = test::path4();
-  const auto lv =
-      teddy::select_pruned_edges(teddy::make_edge_scorer("teddy", 0)->score(g), {1.0 / 3});
-  const auto pruned = teddy::filter_edges(g, lv.keep_mask(0));
-  const auto s = teddy::compute_graph_stats(pruned);
-  CHECK(s.connected_components == 2);
-  CHECK(s.isolated_nodes == 0);
-  CHECK(pruned.edges == std::vector<Edge>{{0, 1}, {2, 3}});
 }
 
 TEST_CASE(

@@ -11,6 +11,7 @@
 #include "common/error.h"
 #include "teddy/prune/edge_scorer.h"
 #include "teddy/graph/graph_generator.h"
+#include "teddy/graph/graph_stats.h"
 #include "teddy/test_graphs.h"
 
 using namespace sparsetrain;
@@ -109,4 +110,15 @@ TEST_CASE("selection keys order by float score first, then by edge id") {
   CHECK(teddy::edge_selection_key(0.5f, 1) < teddy::edge_selection_key(0.5f, 2));
   CHECK(teddy::edge_selection_key(0.5f, 9) < teddy::edge_selection_key(0.75f, 0));
   CHECK(teddy::edge_selection_key(1e30f, 9) < teddy::edge_selection_key(INFINITY, 0));
+}
+
+TEST_CASE("pruning the middle of a path splits it into two components") {
+  const auto g = test::path4();
+  const auto lv =
+      teddy::select_pruned_edges(teddy::make_edge_scorer("teddy", 0)->score(g), {1.0 / 3});
+  const auto pruned = teddy::filter_edges(g, lv.keep_mask(0));
+  const auto s = teddy::compute_graph_stats(pruned);
+  CHECK(s.connected_components == 2);
+  CHECK(s.isolated_nodes == 0);
+  CHECK(pruned.edges == std::vector<test::Edge>{{0, 1}, {2, 3}});
 }
