@@ -141,8 +141,9 @@ std::vector<at::Tensor> OptimizerStage::piece_grads(UpdateJob& job, std::size_t 
                                                     const std::vector<TensorSpan>& spans,
                                                     bool last_piece) {
   if (state_.accumulators) {
-    const std::int64_t step_drains = train_.accum * (static_cast<std::int64_t>(state_.units.size()) - 2);
-    state_.accumulators->prefetch(s, last_piece, !last_piece || drains_done() == step_drains);
+    // Every drain of the step: K per block (the units are the L blocks, the embeddings, ln_f).
+    const auto blocks = static_cast<std::int64_t>(state_.units.size()) - 2;
+    state_.accumulators->prefetch(s, last_piece, drains_done() == train_.accum * blocks);
   }
   if (job.drained) return state_.accumulators->piece_grads(job, s, spans, phases_);
   std::vector<at::Tensor> grads;
