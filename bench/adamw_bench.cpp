@@ -1,5 +1,5 @@
-// adamw_bench: throughput of our fused CPU AdamW (lib/fuyou/optim/cpu_adam.h) side by side, in one run,
-// with torch::optim::AdamW and torch's fused CPU AdamW (at::_fused_adamw_, the kernel behind
+// adamw_bench: throughput of our fused CPU AdamW (lib/fuyou/optim/cpu_adam.h) side by side, in one
+// run, with torch::optim::AdamW and torch's fused CPU AdamW (at::_fused_adamw_, the kernel behind
 // torch.optim.AdamW(fused=True)), plus a STREAM triad measuring this machine's memory bandwidth.
 // Prints one JSON document (commit, hardware, every parameter, raw samples, medians) on stdout.
 //

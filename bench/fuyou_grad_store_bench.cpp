@@ -18,15 +18,15 @@
 #include <string>
 #include <vector>
 
-#include "common/run/build_info.h"
 #include "common/error.h"
+#include "common/run/build_info.h"
 #include "common/run/system_info.h"
 #include "fuyou/model/demo_text.h"
 #include "fuyou/model/gpt_weights.h"
 #include "fuyou/model/model_config.h"
+#include "fuyou/model/token_data.h"
 #include "fuyou/offload/offload_rates.h"
 #include "fuyou/offload/offload_trainer.h"
-#include "fuyou/model/token_data.h"
 
 namespace fuyou = sparsetrain::fuyou;
 namespace common = sparsetrain::common;
@@ -97,8 +97,8 @@ int main(int argc, char** argv) {
     // the store variant's three gradient piece buffers.
     const fuyou::OffloadPlan roomy = fuyou::plan_offload_run(config, train, base);
     const std::uint64_t staging = 24 * static_cast<std::uint64_t>(roomy.largest_piece_floats);
-    const std::uint64_t block_piece = static_cast<std::uint64_t>(std::min<std::int64_t>(
-        roomy.state_piece_floats, fuyou::unit_padded_params(config, 1)));
+    const std::uint64_t block_piece = static_cast<std::uint64_t>(
+        std::min<std::int64_t>(roomy.state_piece_floats, fuyou::unit_padded_params(config, 1)));
     struct Variant {
       std::string name;
       std::uint64_t cpu_bytes;
@@ -186,8 +186,8 @@ int main(int argc, char** argv) {
           {"compute_flops_per_s", base.rates.compute_flops_per_s},
           {"cpu_adam_params_per_s", base.rates.cpu_adam_params_per_s}}},
         {"results", results},
-        {"store_over_ram_step_time", median(variants[1].step_seconds) /
-                                         median(variants[0].step_seconds)}};
+        {"store_over_ram_step_time",
+         median(variants[1].step_seconds) / median(variants[0].step_seconds)}};
     std::cout << doc.dump(2) << "\n";
     return 0;
   } catch (const common::Error& e) {

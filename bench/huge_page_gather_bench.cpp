@@ -1,11 +1,11 @@
 // huge_page_gather_bench: random gathers from a large float64 array on ordinary 4 KiB pages against
 // the same array on transparent huge pages (common/huge_page_allocator.h), in one run — the
-// measurement behind putting TEDDY's node-factor arrays on huge pages (lib/teddy/prune/edge_scorer.cpp).
-// The index stream is skewed like a power-law graph's neighbour lists (index = r²/n for uniform r,
-// so low ids are hit most) and is the same for both arrays. Samples alternate between the two so
-// that machine noise hits both alike; report the ratio of medians.
-// Prints one JSON document (commit, hardware, every parameter, raw samples, medians) on stdout.
-// Not a test: nothing here asserts timings.
+// measurement behind putting TEDDY's node-factor arrays on huge pages
+// (lib/teddy/prune/edge_scorer.cpp). The index stream is skewed like a power-law graph's neighbour
+// lists (index = r²/n for uniform r, so low ids are hit most) and is the same for both arrays.
+// Samples alternate between the two so that machine noise hits both alike; report the ratio of
+// medians. Prints one JSON document (commit, hardware, every parameter, raw samples, medians) on
+// stdout. Not a test: nothing here asserts timings.
 #include <omp.h>
 
 #include <algorithm>
@@ -18,8 +18,8 @@
 #include <string>
 #include <vector>
 
-#include "common/run/build_info.h"
 #include "common/huge_page_allocator.h"
+#include "common/run/build_info.h"
 #include "common/run/system_info.h"
 
 namespace common = sparsetrain::common;

@@ -30,11 +30,11 @@
 #include "common/run/build_info.h"
 #include "common/run/system_info.h"
 #include "common/timer.h"
-#include "teddy/prune/edge_scorer.h"
-#include "teddy/prune/edge_selection.h"
 #include "teddy/graph/graph_generator.h"
 #include "teddy/graph/graph_io.h"
 #include "teddy/graph/gzip_file.h"
+#include "teddy/prune/edge_scorer.h"
+#include "teddy/prune/edge_selection.h"
 
 namespace st = sparsetrain;
 namespace teddy = sparsetrain::teddy;

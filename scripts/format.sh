@@ -14,6 +14,20 @@ if [ "${1:-}" = "--check" ]; then
   for f in "${files[@]}"; do
     clang-format --style=file --dry-run --Werror "$f" >/dev/null 2>&1 || drift+=("$f")
   done
+  # clang-format keeps comments as written (ReflowComments: false): their 100 columns are checked
+  # here, in characters (· and — are one column each).
+  mapfile -t long < <(python3 - "${files[@]}" <<'PY'
+import sys
+for f in sys.argv[1:]:
+    for n, line in enumerate(open(f, encoding="utf-8"), 1):
+        if len(line.rstrip("\n")) > 100:
+            print(f"{f}:{n}")
+PY
+)
+  if [ ${#long[@]} -gt 0 ]; then
+    printf '  %s\n' "${long[@]}" >&2
+    die "${#long[@]} line(s) past 100 columns" "break them (comments are not reflowed for you)" 1
+  fi
   if [ ${#drift[@]} -gt 0 ]; then
     printf '  %s\n' "${drift[@]}" >&2
     die "${#drift[@]} file(s) differ from .clang-format ($(clang-format --version | grep -o '[0-9][0-9.]*' | head -1))" \

@@ -19,8 +19,9 @@ const CommandFn* find_command_runner(const CLI::App* command) {
 }
 
 bool is_plumbing_option(const std::string& name) {
-  return name == "out" || name == "out-graph" || name == "jsonl" || name == "log-level" || name == "progress" ||
-         name == "dry-run" || name == "config" || name == "help" || name == "version";
+  return name == "out" || name == "out-graph" || name == "jsonl" || name == "log-level" ||
+         name == "progress" || name == "dry-run" || name == "config" || name == "help" ||
+         name == "version";
 }
 
 CLI::Option* add_gzip_level_option(CLI::App* command, int& level) {

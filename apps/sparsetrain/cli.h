@@ -15,12 +15,12 @@ namespace sparsetrain::cli {
 
 // Flags every command accepts, before or after the subcommand name.
 struct GlobalOptions {
-  std::uint64_t seed = 0;        // --seed: every random choice derives from it
-  std::string out;               // --out: run record path, '-' = stdout, empty = none
-  std::string jsonl;             // --jsonl: event stream path, '-' = stdout
+  std::uint64_t seed = 0;  // --seed: every random choice derives from it
+  std::string out;         // --out: run record path, '-' = stdout, empty = none
+  std::string jsonl;       // --jsonl: event stream path, '-' = stdout
   std::string log_level = "info";
   std::string progress = "auto";
-  bool dry_run = false;          // validate and print the plan, do no work
+  bool dry_run = false;  // validate and print the plan, do no work
 };
 
 // What a command's run function gets: the global flags and the record it fills (metrics, timings).

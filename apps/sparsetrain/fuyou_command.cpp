@@ -1,7 +1,7 @@
 // `sparsetrain fuyou …`: fine-tuning beyond GPU and CPU memory, streaming states from SSDs.
 //   fuyou describe  — a model's parameters, FLOPs per token and bytes of model states
-//   fuyou finetune  — fine-tuning (CPU fp32, or CUDA bf16) on token data or built-in text: in memory,
-//                     or with --ssd offloaded (master weights and Adam states in the SSD store)
+//   fuyou finetune  — fine-tuning (CPU fp32, or CUDA bf16) on token data or built-in text: in
+//                     memory, or with --ssd offloaded (master weights and Adam states in the store)
 // CLI wiring only: the model and trainer live in lib/fuyou.
 #include <ATen/Context.h>
 #include <torch/cuda.h>
@@ -22,11 +22,11 @@
 #include "fuyou/model/gpt_model.h"
 #include "fuyou/model/hf_gpt2.h"
 #include "fuyou/model/model_config.h"
+#include "fuyou/model/token_data.h"
 #include "fuyou/offload/offload_plan_json.h"
 #include "fuyou/offload/offload_rates.h"
 #include "fuyou/offload/offload_stats.h"
 #include "fuyou/offload/offload_trainer.h"
-#include "fuyou/model/token_data.h"
 #include "fuyou/train/in_memory_trainer.h"
 
 namespace sparsetrain::cli {
@@ -59,9 +59,13 @@ std::string with_commas(std::int64_t n) {
 }
 
 nlohmann::json model_json(const fy::ModelConfig& c) {
-  return {{"name", c.name},         {"layers", c.n_layer},          {"hidden", c.n_embd},
-          {"heads", c.n_head},      {"vocab", c.vocab},
-          {"positions", c.n_positions}, {"parameters", c.param_count()}};
+  return {{"name", c.name},
+          {"layers", c.n_layer},
+          {"hidden", c.n_embd},
+          {"heads", c.n_head},
+          {"vocab", c.vocab},
+          {"positions", c.n_positions},
+          {"parameters", c.param_count()}};
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -82,13 +86,13 @@ void describe_one(const fy::ModelConfig& c, std::int64_t seq, nlohmann::json& ou
   std::cout << "model         " << c.name << ": " << c.n_layer << " layers, hidden " << c.n_embd
             << ", " << c.n_head << " heads of " << c.head_dim() << ", vocab " << c.vocab << ", "
             << c.n_positions << " positions\n"
-            << "parameters    " << with_commas(params) << " (" << format_si(static_cast<double>(params))
-            << "); per block " << with_commas(c.block_param_count()) << ", embeddings "
+            << "parameters    " << with_commas(params) << " ("
+            << format_si(static_cast<double>(params)) << "); per block "
+            << with_commas(c.block_param_count()) << ", embeddings "
             << with_commas((c.vocab + c.n_positions) * c.n_embd) << " (LM head tied to wte)\n"
             << "FLOPs/token   " << format_si(flops, "FLOP") << " training at seq " << t
-            << " (6·N + 12·L·C·T, N = " << with_commas(c.flops_param_count())
-            << " without wpe); " << format_si(flops_rc, "FLOP")
-            << " with block recompute (8·N + 16·L·C·T)\n"
+            << " (6·N + 12·L·C·T, N = " << with_commas(c.flops_param_count()) << " without wpe); "
+            << format_si(flops_rc, "FLOP") << " with block recompute (8·N + 16·L·C·T)\n"
             << "model states  " << common::format_bytes(states)
             << " at 16 B/param (bf16 weights 2 + bf16 grads 2 + fp32 master 4 + Adam m 4 + v 4)\n"
             << "activations   " << common::format_bytes(act_per_token)
@@ -125,8 +129,9 @@ void add_describe_command(CLI::App& fuyou) {
   auto options = std::make_shared<DescribeOptions>();
   CLI::App* sub = fuyou.add_subcommand(
       "describe", "Print a model's parameters, FLOPs per token and bytes of model states");
-  sub->add_option("--model", options->model,
-                  "Preset (tiny, small, gpt2, gpt3-125m … gpt3-175b), custom:L=..,C=..,H=.., or all");
+  sub->add_option(
+      "--model", options->model,
+      "Preset (tiny, small, gpt2, gpt3-125m … gpt3-175b), custom:L=..,C=..,H=.., or all");
   sub->add_option("--seq", options->seq, "Sequence length for FLOPs (0 = the model's positions)")
       ->check(CLI::NonNegativeNumber);
   sub->footer(
@@ -141,8 +146,8 @@ void add_describe_command(CLI::App& fuyou) {
 
 struct FinetuneOptions {
   std::string model = "tiny";
-  std::string init;    // HF GPT-2 safetensors
-  std::string data;    // llm.c .bin or text; empty = built-in text
+  std::string init;  // HF GPT-2 safetensors
+  std::string data;  // llm.c .bin or text; empty = built-in text
   std::string device = "auto";
   std::string export_path;
   std::string export_dtype = "fp32";
@@ -192,10 +197,12 @@ fy::TokenData load_tokens(const FinetuneOptions& options, std::string& source) {
     source = "built-in text (data/fuyou/demo_text.txt, bytes)";
     return fy::TokenData::from_bytes(std::string(fy::demo_text()), "built-in text");
   }
-  const bool bin = looks_like_llmc(options.data) ||
-                   (options.data.size() > 4 && options.data.compare(options.data.size() - 4, 4, ".bin") == 0);
+  const bool bin =
+      looks_like_llmc(options.data) ||
+      (options.data.size() > 4 && options.data.compare(options.data.size() - 4, 4, ".bin") == 0);
   source = options.data + (bin ? " (llm.c tokens)" : " (text, bytes)");
-  return bin ? fy::TokenData::from_llmc_bin(options.data) : fy::TokenData::from_text_file(options.data);
+  return bin ? fy::TokenData::from_llmc_bin(options.data)
+             : fy::TokenData::from_text_file(options.data);
 }
 
 // A dry run may plan a CUDA run on a machine without a GPU (with the reference GPU's rates).
@@ -213,10 +220,12 @@ fy::TrainDevice resolve_device(const std::string& device, bool dry_run) {
 void report_result(const fy::TrainResult& result, const fy::ModelConfig& config,
                    const FinetuneOptions& options, CommandContext& context) {
   nlohmann::json& metrics = context.record.metrics();
-  for (const auto& [phase, seconds] : result.phases.all()) context.record.timings().add(phase, seconds);
+  for (const auto& [phase, seconds] : result.phases.all())
+    context.record.timings().add(phase, seconds);
   metrics["losses"] = result.losses;
   nlohmann::json val = nlohmann::json::array();
-  for (const auto& [step, loss] : result.val_losses) val.push_back({{"step", step}, {"loss", loss}});
+  for (const auto& [step, loss] : result.val_losses)
+    val.push_back({{"step", step}, {"loss", loss}});
   metrics["val_losses"] = std::move(val);
   if (!result.val_losses.empty()) {
     metrics["initial_val_loss"] = result.val_losses.front().second;
@@ -268,8 +277,9 @@ void run_offloaded(const FinetuneOptions& options, const fy::ModelConfig& config
   // --device cuda --dry-run without a GPU: plan with the reference GPU machine's rates.
   const bool reference_rates = cuda && !torch::cuda::is_available();
   if (reference_rates) {
-    common::log_warn("no CUDA device here: planning only, the bound uses the H200 machine's "
-                     "measured rates (bench/results/fuyou_h200), not this machine's");
+    common::log_warn(
+        "no CUDA device here: planning only, the bound uses the H200 machine's "
+        "measured rates (bench/results/fuyou_h200), not this machine's");
   }
   {
     auto t = context.record.timings().scope("measure_rates");
@@ -284,18 +294,17 @@ void run_offloaded(const FinetuneOptions& options, const fy::ModelConfig& config
   metrics["precision"] =
       cuda ? "bf16 compute on the GPU, fp32 master and Adam state in the store / CPU" : "fp32";
   metrics["offload"] = plan;
-  metrics["offload"]["grad_clip_mode"] =
-      options.train.grad_clip > 0 ? "deferred: updates wait for the global norm (exact)"
-                                  : "overlapped with backward";
+  metrics["offload"]["grad_clip_mode"] = options.train.grad_clip > 0
+                                             ? "deferred: updates wait for the global norm (exact)"
+                                             : "overlapped with backward";
   nlohmann::json bound = fy::offload_bound_json(plan);
   bound["rates"] = offload.rates;
   bound["rates"]["source"] =
-      reference_rates ? "no CUDA device here: the H200 machine's measured rates "
-                        "(offload_rates.h: reference_cuda_rates)"
-      : context.global.dry_run
-          ? "compute, cpu_adam, pcie, stream_convert measured now; ssd from "
-            "DESIGN.md (a dry run writes no probe)"
-          : "all measured now (offload_rates.h)";
+      reference_rates          ? "no CUDA device here: the H200 machine's measured rates "
+                                 "(offload_rates.h: reference_cuda_rates)"
+      : context.global.dry_run ? "compute, cpu_adam, pcie, stream_convert measured now; ssd from "
+                                 "DESIGN.md (a dry run writes no probe)"
+                               : "all measured now (offload_rates.h)";
   bound["rates"]["compute_probe"] =
       "one transformer block's forward + recompute backward at the run's "
       "[B, T, C], 8*P_block + 16*C*T FLOP per token";
@@ -343,18 +352,19 @@ void run_offloaded(const FinetuneOptions& options, const fy::ModelConfig& config
       plan.bound_seconds > 0 ? stats.step_seconds / plan.bound_seconds : 0;
   measured["binding"] = plan.binding;
   context.record.run_extra()["offload_measured"] = measured;
-  common::log_info("fuyou finetune (offloaded): ", stats.steps, " steps, ",
-                   stats.step_seconds, " s/step against a bound of ", plan.bound_seconds,
-                   " s (", plan.binding, "): ratio ",
+  common::log_info("fuyou finetune (offloaded): ", stats.steps, " steps, ", stats.step_seconds,
+                   " s/step against a bound of ", plan.bound_seconds, " s (", plan.binding,
+                   "): ratio ",
                    plan.bound_seconds > 0 ? stats.step_seconds / plan.bound_seconds : 0,
                    "; store read ", common::format_bytes(static_cast<double>(stats.ssd_read_bytes)),
                    ", written ", common::format_bytes(static_cast<double>(stats.ssd_write_bytes)));
   if (!options.export_path.empty()) {
     auto t = context.record.timings().scope("export");
     // The fp32 master weights as committed (the compute weights may be bf16 or streamed).
-    fy::export_hf_gpt2(options.export_path, trainer->read_master(),
-                       options.export_dtype == "bf16" ? at::kBFloat16 : at::kFloat,
-                       {{"model", config.name}, {"produced_by", "sparsetrain fuyou finetune --ssd"}});
+    fy::export_hf_gpt2(
+        options.export_path, trainer->read_master(),
+        options.export_dtype == "bf16" ? at::kBFloat16 : at::kFloat,
+        {{"model", config.name}, {"produced_by", "sparsetrain fuyou finetune --ssd"}});
     common::log_info("wrote ", options.export_path);
   }
 }
@@ -373,32 +383,34 @@ void run_finetune(FinetuneOptions options, CommandContext& context) {
   auto load_scope = std::make_unique<common::PhaseTimes::Scope>(context.record.timings(), "load");
   const fy::TokenData all = load_tokens(options, source);
   if (all.vocab_needed() > config.vocab) {
-      throw common::UsageError("data '" + source + "' has token ids up to " +
-                                   std::to_string(all.vocab_needed() - 1) + " but model '" +
-                                   config.name + "' has a vocabulary of " + std::to_string(config.vocab),
-                               "pick a model with vocab 50257 (gpt2, gpt3-*) for GPT-2 tokens");
+    throw common::UsageError(
+        "data '" + source + "' has token ids up to " + std::to_string(all.vocab_needed() - 1) +
+            " but model '" + config.name + "' has a vocabulary of " + std::to_string(config.vocab),
+        "pick a model with vocab 50257 (gpt2, gpt3-*) for GPT-2 tokens");
   }
   const auto [train_data, valid_data] = all.split(options.valid_fraction);
   load_scope.reset();
   const std::int64_t window = options.train.seq + 1;
   if (train_data.size() < window || valid_data.size() < window) {
-    throw common::UsageError("data '" + source + "' is too short: " + std::to_string(train_data.size()) +
+    throw common::UsageError("data '" + source +
+                                 "' is too short: " + std::to_string(train_data.size()) +
                                  " training and " + std::to_string(valid_data.size()) +
                                  " validation tokens for windows of " + std::to_string(window),
                              "lower --seq or pass more data");
   }
 
-  const std::int64_t tokens_per_step = options.train.micro_batch * options.train.seq * options.train.accum;
-  common::log_info("fuyou finetune: model ", config.name, " (", format_si(static_cast<double>(config.param_count())),
-                   " parameters), ", cuda ? "CUDA bf16" : "CPU fp32", ", ", options.train.steps,
-                   " steps of ", tokens_per_step, " tokens, data ", source, ": ",
-                   train_data.size(), " train / ", valid_data.size(), " validation tokens");
+  const std::int64_t tokens_per_step =
+      options.train.micro_batch * options.train.seq * options.train.accum;
+  common::log_info("fuyou finetune: model ", config.name, " (",
+                   format_si(static_cast<double>(config.param_count())), " parameters), ",
+                   cuda ? "CUDA bf16" : "CPU fp32", ", ", options.train.steps, " steps of ",
+                   tokens_per_step, " tokens, data ", source, ": ", train_data.size(), " train / ",
+                   valid_data.size(), " validation tokens");
   metrics["model"] = model_json(config);
   metrics["device"] = cuda ? "cuda" : "cpu";
   metrics["precision"] = cuda ? "bf16 compute, fp32 master and Adam state on the CPU" : "fp32";
-  metrics["data"] = {{"source", source},
-                     {"train_tokens", train_data.size()},
-                     {"valid_tokens", valid_data.size()}};
+  metrics["data"] = {
+      {"source", source}, {"train_tokens", train_data.size()}, {"valid_tokens", valid_data.size()}};
   metrics["tokens_per_step"] = tokens_per_step;
   if (!options.ssd.empty()) {
     run_offloaded(options, config, train_data, valid_data, context);
@@ -409,13 +421,13 @@ void run_finetune(FinetuneOptions options, CommandContext& context) {
     throw common::UsageError(
         "--resume, --cpu-mem, --gpu-mem, --commit-every and --state-piece apply to offloaded "
         "runs only",
-                             "add --ssd DIR to offload, or drop them to train in memory");
+        "add --ssd DIR to offload, or drop them to train in memory");
   }
   if (context.global.dry_run) {
     std::cout << "would fine-tune " << config.name << " (" << with_commas(config.param_count())
               << " parameters) on " << (cuda ? "CUDA (bf16)" : "CPU (fp32)") << " for "
-              << options.train.steps << " steps of " << tokens_per_step << " tokens; data " << source
-              << "\n";
+              << options.train.steps << " steps of " << tokens_per_step << " tokens; data "
+              << source << "\n";
     return;
   }
 
@@ -455,8 +467,9 @@ void add_finetune_command(CLI::App& fuyou) {
   CLI::App* sub = fuyou.add_subcommand(
       "finetune", "Fine-tune a GPT in memory (CPU fp32 or CUDA bf16) on tokens or built-in text");
   const std::string kModel = "Model and data";
-  sub->add_option("--model", options->model,
-                  "Preset (tiny, small, gpt2, gpt3-125m … gpt3-175b) or custom:L=..,C=..,H=..[,V=..][,T=..]")
+  sub->add_option(
+         "--model", options->model,
+         "Preset (tiny, small, gpt2, gpt3-125m … gpt3-175b) or custom:L=..,C=..,H=..[,V=..][,T=..]")
       ->group(kModel);
   sub->add_option("--init", options->init, "Start from this Hugging Face GPT-2 safetensors file")
       ->check(CLI::ExistingFile)
@@ -465,25 +478,29 @@ void add_finetune_command(CLI::App& fuyou) {
                   "llm.c .bin token file or a text file (bytes); default: built-in text")
       ->check(CLI::ExistingFile)
       ->group(kModel);
-  sub->add_option("--valid-fraction", options->valid_fraction, "Tail of the data held out for validation")
+  sub->add_option("--valid-fraction", options->valid_fraction,
+                  "Tail of the data held out for validation")
       ->group(kModel);
   sub->add_option("--device", options->device, "Where to compute")
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}))
       ->group(kModel);
   const std::string kTrain = "Training";
   sub->add_option("--steps", t.steps, "Optimizer steps")->group(kTrain);
-  sub->add_option("--micro-batch", t.micro_batch, "Sequences per forward/backward (B)")->group(kTrain);
+  sub->add_option("--micro-batch", t.micro_batch, "Sequences per forward/backward (B)")
+      ->group(kTrain);
   sub->add_option("--seq", t.seq, "Tokens per sequence (T)")->group(kTrain);
   sub->add_option("--accum", t.accum, "Micro-batches per optimizer step (K)")->group(kTrain);
   sub->add_option("--lr", t.lr, "Peak learning rate")->group(kTrain);
   sub->add_option("--warmup", t.warmup, "Linear warm-up steps, then cosine decay")->group(kTrain);
   sub->add_option("--min-lr-ratio", t.min_lr_ratio, "Final learning rate as a fraction of --lr")
       ->group(kTrain);
-  sub->add_option("--weight-decay", t.adam.weight_decay, "AdamW decoupled weight decay (matrices and embeddings)")
+  sub->add_option("--weight-decay", t.adam.weight_decay,
+                  "AdamW decoupled weight decay (matrices and embeddings)")
       ->group(kTrain);
   sub->add_option("--beta1", t.adam.beta1, "AdamW beta1")->group(kTrain);
   sub->add_option("--beta2", t.adam.beta2, "AdamW beta2")->group(kTrain);
-  sub->add_option("--grad-clip", t.grad_clip, "Clip the global gradient norm (0 = off)")->group(kTrain);
+  sub->add_option("--grad-clip", t.grad_clip, "Clip the global gradient norm (0 = off)")
+      ->group(kTrain);
   sub->add_option("--eval-every", t.eval_every, "Validation every N steps (0 = only at the end)")
       ->group(kTrain);
   sub->add_option("--eval-batches", t.eval_batches, "Micro-batches per validation")->group(kTrain);
@@ -545,7 +562,8 @@ void add_finetune_command(CLI::App& fuyou) {
 }  // namespace
 
 void add_fuyou_commands(CLI::App& app) {
-  CLI::App* fuyou = app.add_subcommand("fuyou", "Fine-tune models larger than GPU and CPU memory from SSDs");
+  CLI::App* fuyou =
+      app.add_subcommand("fuyou", "Fine-tune models larger than GPU and CPU memory from SSDs");
   fuyou->configurable();
   add_describe_command(*fuyou);
   add_finetune_command(*fuyou);

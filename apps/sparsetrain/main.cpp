@@ -11,10 +11,10 @@
 #include <sstream>
 
 #include "cli.h"
-#include "common/run/build_info.h"
 #include "common/error.h"
 #include "common/log.h"
 #include "common/progress.h"
+#include "common/run/build_info.h"
 #include "common/run/system_info.h"
 
 namespace st = sparsetrain;
@@ -79,7 +79,8 @@ void collect_config(const CLI::App* app, nlohmann::json& config, nlohmann::json&
     } else if (opt->get_expected_max() > 1) {
       // vector defaults are captured as "[a,b]"
       std::string text = opt->get_default_str();
-      if (text.size() >= 2 && text.front() == '[' && text.back() == ']') text = text.substr(1, text.size() - 2);
+      if (text.size() >= 2 && text.front() == '[' && text.back() == ']')
+        text = text.substr(1, text.size() - 2);
       value = nlohmann::json::array();
       std::stringstream items(text);
       for (std::string item; std::getline(items, item, ',');) value.push_back(typed_value(item));
@@ -108,11 +109,13 @@ class TorchWarningsToLog final : public c10::WarningHandler {
 int main(int argc, char** argv) {
   static TorchWarningsToLog torch_warnings;
   c10::WarningUtils::set_warning_handler(&torch_warnings);
-  CLI::App app{"sparsetrain: graph lottery tickets for GNNs (TEDDY) and fine-tuning of models larger "
-               "than GPU and CPU memory from SSDs (Fuyou).",
-               kProgram};
+  CLI::App app{
+      "sparsetrain: graph lottery tickets for GNNs (TEDDY) and fine-tuning of models larger "
+      "than GPU and CPU memory from SSDs (Fuyou).",
+      kProgram};
   app.option_defaults()->always_capture_default();
-  app.set_version_flag("--version", version_text, "Print version, commit, torch, CUDA and liburing");
+  app.set_version_flag("--version", version_text,
+                       "Print version, commit, torch, CUDA and liburing");
   app.set_config("--config", "", "TOML file of options; flags on the command line win");
   app.allow_config_extras(CLI::config_extras_mode::error);
   app.fallthrough();  // global flags may follow the subcommand
@@ -121,7 +124,8 @@ int main(int argc, char** argv) {
   st::cli::GlobalOptions global;
   const std::string kGlobal = "Global options";
   app.add_option("--seed", global.seed, "Seed for every random choice")->group(kGlobal);
-  app.add_option("--out", global.out, "Write the run record (JSON) here; '-' = stdout")->group(kGlobal);
+  app.add_option("--out", global.out, "Write the run record (JSON) here; '-' = stdout")
+      ->group(kGlobal);
   app.add_option("--jsonl", global.jsonl, "Stream log and progress events (JSON Lines) here")
       ->group(kGlobal);
   app.add_option("--log-level", global.log_level, "Log threshold on stderr")
@@ -136,7 +140,8 @@ int main(int argc, char** argv) {
       "Exit codes: 0 ok, 1 run failed, 2 usage or config error (nothing run), 3 environment\n"
       "unavailable (CUDA, io_uring, O_DIRECT), 70 internal bug, 130 interrupted.\n\n"
       "Examples:\n"
-      "  sparsetrain teddy prune --graph ../shared/data/cora --levels paper --out-graph cora-levels --out prune.json\n"
+      "  sparsetrain teddy prune --graph ../shared/data/cora --levels paper --out-graph "
+      "cora-levels --out prune.json\n"
       "  sparsetrain fuyou finetune --model small --steps 400 --out finetune.json\n"
       "  sparsetrain env --dir /mnt/nvme --out env.json");
 

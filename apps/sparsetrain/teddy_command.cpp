@@ -10,10 +10,10 @@
 #include "cli.h"
 #include "common/log.h"
 #include "common/run/system_info.h"
-#include "teddy/prune/edge_scorer.h"
-#include "teddy/prune/edge_selection.h"
 #include "teddy/graph/graph_io.h"
 #include "teddy/graph/graph_stats.h"
+#include "teddy/prune/edge_scorer.h"
+#include "teddy/prune/edge_selection.h"
 
 namespace sparsetrain::cli {
 

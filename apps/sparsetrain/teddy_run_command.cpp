@@ -12,9 +12,9 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "common/progress.h"
+#include "teddy/gnn/ticket_search.h"
 #include "teddy/graph/graph_generator.h"
 #include "teddy/graph/graph_io.h"
-#include "teddy/gnn/ticket_search.h"
 
 namespace sparsetrain::cli {
 

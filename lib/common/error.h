@@ -1,6 +1,7 @@
 // Errors: the two tiers of the house style.
 //  - Caller errors (bad flags, bad files, full disks, missing CUDA) are exceptions derived from
-//    `Error`, each carrying a one-line message, an optional hint and the exit code `main` maps it to.
+//    `Error`, each carrying a one-line message, an optional hint and the exit code `main` maps
+//    it to.
 //  - Internal bugs are `ST_ASSERT` failures: an `InternalError` (exit 70) with file:line.
 // Library code throws and never prints or exits; apps/sparsetrain/main.cpp catches once.
 #pragma once
@@ -10,7 +11,8 @@
 
 namespace sparsetrain::common {
 
-// Exit codes (STYLE.md). 0 ok · 1 run failed · 2 usage/config · 3 environment · 70 bug · 130 SIGINT.
+// Exit codes (STYLE.md).
+// 0 ok · 1 run failed · 2 usage/config · 3 environment · 70 bug · 130 SIGINT.
 enum class ExitCode : int {
   kOk = 0,
   kRunFailed = 1,
@@ -78,7 +80,7 @@ void check_interrupt();
 
 }  // namespace sparsetrain::common
 
-#define ST_ASSERT(cond, msg)                                                      \
-  do {                                                                            \
+#define ST_ASSERT(cond, msg)                                                         \
+  do {                                                                               \
     if (!(cond)) ::sparsetrain::common::fail_assert(#cond, __FILE__, __LINE__, msg); \
   } while (0)

@@ -38,12 +38,18 @@ LogLevel parse_log_level(std::string_view name) {
 
 const char* log_level_name(LogLevel level) {
   switch (level) {
-    case LogLevel::kTrace: return "trace";
-    case LogLevel::kDebug: return "debug";
-    case LogLevel::kInfo: return "info";
-    case LogLevel::kWarn: return "warn";
-    case LogLevel::kError: return "error";
-    case LogLevel::kOff: return "off";
+    case LogLevel::kTrace:
+      return "trace";
+    case LogLevel::kDebug:
+      return "debug";
+    case LogLevel::kInfo:
+      return "info";
+    case LogLevel::kWarn:
+      return "warn";
+    case LogLevel::kError:
+      return "error";
+    case LogLevel::kOff:
+      return "off";
   }
   return "?";
 }
@@ -65,7 +71,9 @@ void open_event_stream(const std::string& path) {
     return;
   }
   auto stream = std::make_unique<std::ofstream>(path, std::ios::out | std::ios::trunc);
-  if (!*stream) throw_path_error("cannot open event stream", path, errno, "pass --jsonl a writable file or '-'");
+  if (!*stream)
+    throw_path_error("cannot open event stream", path, errno,
+                     "pass --jsonl a writable file or '-'");
   g_events = std::move(stream);
 }
 
@@ -92,8 +100,8 @@ void log_message(LogLevel level, std::string_view message) {
                  static_cast<int>(message.size()), message.data());
   }
   if (event_stream_open()) {
-    nlohmann::json event{{"type", "log"}, {"t", t}, {"level", log_level_name(level)},
-                         {"msg", std::string(message)}};
+    nlohmann::json event{
+        {"type", "log"}, {"t", t}, {"level", log_level_name(level)}, {"msg", std::string(message)}};
     emit_event_line(event.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
   }
 }

@@ -9,7 +9,6 @@
 #include <string>
 #include <string_view>
 
-
 namespace sparsetrain::common {
 
 enum class LogLevel { kTrace = 0, kDebug, kInfo, kWarn, kError, kOff };

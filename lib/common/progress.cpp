@@ -20,10 +20,14 @@ std::atomic<ProgressMode> g_mode{ProgressMode::kAuto};
 std::string format_count(double n, const std::string& unit) {
   if (unit == "B") return format_bytes(n);
   char buf[32];
-  if (n >= 1e9) std::snprintf(buf, sizeof buf, "%.2fG", n / 1e9);
-  else if (n >= 1e6) std::snprintf(buf, sizeof buf, "%.2fM", n / 1e6);
-  else if (n >= 1e4) std::snprintf(buf, sizeof buf, "%.1fk", n / 1e3);
-  else std::snprintf(buf, sizeof buf, "%.0f", n);
+  if (n >= 1e9)
+    std::snprintf(buf, sizeof buf, "%.2fG", n / 1e9);
+  else if (n >= 1e6)
+    std::snprintf(buf, sizeof buf, "%.2fM", n / 1e6);
+  else if (n >= 1e4)
+    std::snprintf(buf, sizeof buf, "%.1fk", n / 1e3);
+  else
+    std::snprintf(buf, sizeof buf, "%.0f", n);
   return buf;
 }
 
@@ -33,7 +37,8 @@ ProgressMode parse_progress_mode(std::string_view name) {
   if (name == "auto") return ProgressMode::kAuto;
   if (name == "always") return ProgressMode::kAlways;
   if (name == "never") return ProgressMode::kNever;
-  throw UsageError("unknown progress mode '" + std::string(name) + "'", "use auto, always or never");
+  throw UsageError("unknown progress mode '" + std::string(name) + "'",
+                   "use auto, always or never");
 }
 void set_progress_mode(ProgressMode mode) { g_mode.store(mode); }
 ProgressMode progress_mode() { return g_mode.load(); }
@@ -108,15 +113,16 @@ void Progress::maybe_draw(bool force) {
   const double elapsed = now - start_;
   if (enabled_) {
     const std::string line = render(done, elapsed, tty_);
-    if (tty_) std::fprintf(stderr, "\r\033[2K%s", line.c_str());
-    else if (log_enabled(LogLevel::kInfo)) std::fprintf(stderr, "%s\n", line.c_str());
+    if (tty_)
+      std::fprintf(stderr, "\r\033[2K%s", line.c_str());
+    else if (log_enabled(LogLevel::kInfo))
+      std::fprintf(stderr, "%s\n", line.c_str());
     std::fflush(stderr);
   }
   if (event_stream_open()) {
     const double rate = elapsed > 0 ? static_cast<double>(done) / elapsed : 0.0;
-    nlohmann::json event{{"type", "progress"}, {"t", now},        {"label", label_},
-                         {"done", done},       {"total", total_}, {"unit", unit_},
-                         {"rate", rate}};
+    nlohmann::json event{{"type", "progress"}, {"t", now},      {"label", label_}, {"done", done},
+                         {"total", total_},    {"unit", unit_}, {"rate", rate}};
     if (total_ > 0 && rate > 0 && done < total_) event["eta_s"] = (total_ - done) / rate;
     if (!note_.empty()) event["note"] = note_;
     emit_event_line(event.dump());

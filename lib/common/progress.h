@@ -1,8 +1,8 @@
 // A progress bar for long loops. On a terminal (or --progress always) it redraws one stderr line:
 //   score  [#########.........]  48%  4.8M/10.0M edges  12.3M edges/s  ETA 0.4 s
 // Otherwise (--progress auto on a pipe) it prints a plain line at most every `interval` seconds, so
-// logs stay readable; --progress never prints nothing. Every redraw also goes to the --jsonl stream.
-// `advance` is thread-safe and cheap (one atomic add; drawing is rate-limited).
+// logs stay readable; --progress never prints nothing. Every redraw also goes to the --jsonl
+// stream. `advance` is thread-safe and cheap (one atomic add; drawing is rate-limited).
 #pragma once
 
 #include <atomic>

@@ -42,18 +42,22 @@ std::pair<double, std::string> split_number(std::string_view text, const char* k
 }  // namespace
 
 std::uint64_t parse_bytes(std::string_view text) {
+  // A table, one unit family per line.
+  // clang-format off
   static constexpr std::array<Suffix, 14> kSuffixes{{
       {"", 1.0}, {"B", 1.0},
       {"KiB", 1024.0}, {"MiB", 1048576.0}, {"GiB", 1073741824.0}, {"TiB", 1099511627776.0},
       {"K", 1024.0}, {"M", 1048576.0}, {"G", 1073741824.0}, {"T", 1099511627776.0},
       {"kB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12},
   }};
+  // clang-format on
   auto [value, suffix] = split_number(text, "size", "24GiB");
   for (const Suffix& s : kSuffixes) {
     if (suffix == s.name) {
       double bytes = value * s.scale;
       if (bytes >= 18446744073709551615.0) {
-        throw UsageError("size '" + std::string(text) + "' is too large", "sizes must be below 16 EiB");
+        throw UsageError("size '" + std::string(text) + "' is too large",
+                         "sizes must be below 16 EiB");
       }
       double rounded = std::floor(bytes + 0.5);
       if (std::fabs(rounded - bytes) > std::max(1e-6, bytes * 1e-12)) {  // float noise only
@@ -69,7 +73,13 @@ std::uint64_t parse_bytes(std::string_view text) {
 
 double parse_duration(std::string_view text) {
   static constexpr std::array<Suffix, 7> kSuffixes{{
-      {"", 1.0}, {"s", 1.0}, {"ms", 1e-3}, {"us", 1e-6}, {"ns", 1e-9}, {"min", 60.0}, {"h", 3600.0},
+      {"", 1.0},
+      {"s", 1.0},
+      {"ms", 1e-3},
+      {"us", 1e-6},
+      {"ns", 1e-9},
+      {"min", 60.0},
+      {"h", 3600.0},
   }};
   auto [value, suffix] = split_number(text, "duration", "500ms");
   for (const Suffix& s : kSuffixes) {
@@ -90,7 +100,10 @@ std::string format_bytes(double bytes) {
   if (unit == 0) {
     std::snprintf(buf, sizeof buf, "%.0f B", bytes);
   } else {
-    std::snprintf(buf, sizeof buf, bytes < 10 ? "%.2f %s" : bytes < 100 ? "%.1f %s" : "%.0f %s",
+    std::snprintf(buf, sizeof buf,
+                  bytes < 10    ? "%.2f %s"
+                  : bytes < 100 ? "%.1f %s"
+                                : "%.0f %s",
                   bytes, kUnits[unit]);
   }
   return buf;

@@ -70,7 +70,8 @@ TEST_CASE("a config file sets options and command-line flags override it") {
   CHECK(read_json(out1)["config"]["seed"] == 5);
 
   const fs::path out2 = scratch_dir() / "flag-wins.json";
-  auto r2 = run_sparsetrain({"--config", config.string(), "env", "--seed", "7", "--out", out2.string()});
+  auto r2 =
+      run_sparsetrain({"--config", config.string(), "env", "--seed", "7", "--out", out2.string()});
   REQUIRE(r2.exit_code == 0);
   CHECK(read_json(out2)["config"]["seed"] == 7);
 }

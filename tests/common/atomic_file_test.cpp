@@ -1,10 +1,11 @@
+#include "common/atomic_file.h"
+
 #include <doctest/doctest.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
 
-#include "common/atomic_file.h"
 #include "common/error.h"
 
 using namespace sparsetrain::common;
@@ -12,7 +13,8 @@ namespace fs = std::filesystem;
 
 namespace {
 fs::path fresh_dir(const char* name) {
-  fs::path dir = fs::temp_directory_path() / (std::string("st-") + name + "-" + std::to_string(::getpid()));
+  fs::path dir =
+      fs::temp_directory_path() / (std::string("st-") + name + "-" + std::to_string(::getpid()));
   fs::remove_all(dir);
   fs::create_directories(dir);
   return dir;

@@ -1,8 +1,8 @@
+#include "common/error.h"
+
 #include <doctest/doctest.h>
 
 #include <cerrno>
-
-#include "common/error.h"
 
 using namespace sparsetrain::common;
 

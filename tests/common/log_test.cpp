@@ -1,3 +1,5 @@
+#include "common/log.h"
+
 #include <doctest/doctest.h>
 #include <unistd.h>
 
@@ -7,7 +9,6 @@
 
 #include "common/atomic_file.h"
 #include "common/error.h"
-#include "common/log.h"
 
 using namespace sparsetrain::common;
 
@@ -24,7 +25,8 @@ TEST_CASE("log levels parse, order and filter") {
 
 TEST_CASE("the event stream receives log lines as typed JSON") {
   const std::string path =
-      (std::filesystem::temp_directory_path() / ("st-events-" + std::to_string(::getpid()))).string();
+      (std::filesystem::temp_directory_path() / ("st-events-" + std::to_string(::getpid())))
+          .string();
   open_event_stream(path);
   set_log_level(LogLevel::kInfo);
   log_info(cat("read ", 42, " edges"));

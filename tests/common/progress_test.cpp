@@ -1,10 +1,11 @@
-#include <doctest/doctest.h>
-
-#include "common/error.h"
 #include "common/progress.h"
+
+#include <doctest/doctest.h>
 
 #include <thread>
 #include <vector>
+
+#include "common/error.h"
 
 using namespace sparsetrain::common;
 
@@ -12,7 +13,8 @@ TEST_CASE("a progress line shows fraction, counts, rate and ETA") {
   set_progress_mode(ProgressMode::kNever);
   Progress p("score", /*total=*/10'000'000, "edges");
   const std::string line = p.render(/*done=*/5'000'000, /*elapsed=*/2.0, /*bar=*/true);
-  CHECK(line == "score  [##########..........]   50%  5.00M/10.00M edges  2.50M edges/s  ETA 2.0 s");
+  CHECK(line ==
+        "score  [##########..........]   50%  5.00M/10.00M edges  2.50M edges/s  ETA 2.0 s");
   const std::string plain = p.render(5'000'000, 2.0, /*bar=*/false);
   CHECK(plain.find('[') == std::string::npos);
   CHECK(plain.find("ETA 2.0 s") != std::string::npos);

@@ -1,7 +1,8 @@
+#include "common/units.h"
+
 #include <doctest/doctest.h>
 
 #include "common/error.h"
-#include "common/units.h"
 
 using namespace sparsetrain::common;
 

@@ -12,8 +12,9 @@ TEST_CASE("a bf16 matmul on the GPU matches the CPU within bf16 tolerance") {
   auto a = torch::randn({256, 512});
   auto b = torch::randn({512, 128});
   auto expected = torch::matmul(a, b);
-  auto got = torch::matmul(a.to(torch::kCUDA, torch::kBFloat16), b.to(torch::kCUDA, torch::kBFloat16))
-                 .to(torch::kCPU, torch::kFloat32);
+  auto got =
+      torch::matmul(a.to(torch::kCUDA, torch::kBFloat16), b.to(torch::kCUDA, torch::kBFloat16))
+          .to(torch::kCPU, torch::kFloat32);
   // bf16 has 8 mantissa bits: relative error per product ~2^-8, summed over 512 terms
   const double rel = ((got - expected).norm() / expected.norm()).item<double>();
   MESSAGE("relative error " << rel);

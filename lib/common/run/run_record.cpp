@@ -28,11 +28,12 @@ nlohmann::json environment_json() {
   for (std::size_t i = 0; i < cuda.devices.size(); ++i) {
     devices.push_back({{"name", cuda.devices[i]}, {"memory_bytes", cuda.device_bytes[i]}});
   }
-  return {{"cpu", {{"model", cpu.model},
-                   {"logical_cores", cpu.logical_cores},
-                   {"avx2", cpu.avx2},
-                   {"avx512f", cpu.avx512f},
-                   {"avx512bf16", cpu.avx512bf16}}},
+  return {{"cpu",
+           {{"model", cpu.model},
+            {"logical_cores", cpu.logical_cores},
+            {"avx2", cpu.avx2},
+            {"avx512f", cpu.avx512f},
+            {"avx512bf16", cpu.avx512bf16}}},
           {"memory_bytes", total_memory_bytes()},
           {"cuda_driver_version", cuda.driver_version},
           {"cuda_devices", devices}};
@@ -43,20 +44,19 @@ nlohmann::json environment_json() {
 nlohmann::json build_json() {
   const BuildInfo& b = build_info();
   const CudaInfo cuda = cuda_info();
-  return {{"version", b.version},
-          {"git_commit", b.git_commit},
-          {"torch", b.torch_version},
-          {"cuda_runtime", cuda.compiled ? cuda.runtime_version : 0},
-          {"liburing", b.liburing_version},
-          {"compiler", b.compiler},
-          {"build_type", b.build_type},
-          {"sanitize", b.sanitize}};
+  return {
+      {"version", b.version},           {"git_commit", b.git_commit},
+      {"torch", b.torch_version},       {"cuda_runtime", cuda.compiled ? cuda.runtime_version : 0},
+      {"liburing", b.liburing_version}, {"compiler", b.compiler},
+      {"build_type", b.build_type},     {"sanitize", b.sanitize}};
 }
 
 RunRecord::RunRecord(std::string command, std::vector<std::string> argv)
     : command_(std::move(command)), argv_(std::move(argv)), started_at_(utc_now_iso8601()) {}
 
-void RunRecord::set_failed(const Error& error) { set_failed(error.code(), error.what(), error.hint()); }
+void RunRecord::set_failed(const Error& error) {
+  set_failed(error.code(), error.what(), error.hint());
+}
 
 void RunRecord::set_failed(ExitCode code, const std::string& message, const std::string& hint) {
   status_ = code == ExitCode::kInterrupted ? "interrupted" : "failed";
@@ -88,7 +88,8 @@ nlohmann::json RunRecord::to_json() const {
 }
 
 void RunRecord::write(const std::string& path) const {
-  write_file_atomic(path, to_json().dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+  write_file_atomic(path,
+                    to_json().dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
 }
 
 }  // namespace sparsetrain::common

@@ -8,7 +8,7 @@
 //     "error":   { "message", "hint", "exit_code" }            (only when not ok)
 //     "metrics": { command-specific results },
 //     "run":     { volatile: argv, host, started_at, wall_s, timings{phase: s}, peak_rss_bytes,
-//                  environment{cpu, memory, cuda devices}, output plumbing (--out, --jsonl, ...) } }
+//                  environment{cpu, memory, cuda devices}, output plumbing (--out, --jsonl, …) } }
 //
 // Everything outside "run" is a function of (build, config, seed): two runs that agree there must
 // produce byte-identical documents once "run" is removed (tested in tests/cli).

@@ -1,11 +1,11 @@
 #include "common/run/system_info.h"
 
 #include <sys/resource.h>
+#include <torch/cuda.h>
 #include <unistd.h>
 
 #include <fstream>
 #include <sstream>
-#include <torch/cuda.h>
 
 #ifdef SPARSETRAIN_HAVE_CUDA
 #include <cuda_runtime_api.h>
@@ -74,7 +74,8 @@ CpuInfo cpu_info() {
   while (std::getline(in, line)) {
     if (info.model.empty() && line.rfind("model name", 0) == 0) {
       auto colon = line.find(':');
-      if (colon != std::string::npos) info.model = line.substr(line.find_first_not_of(' ', colon + 1));
+      if (colon != std::string::npos)
+        info.model = line.substr(line.find_first_not_of(' ', colon + 1));
     }
     if (line.rfind("flags", 0) == 0) {
       std::istringstream flags(line);

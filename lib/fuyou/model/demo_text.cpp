@@ -20,7 +20,8 @@ namespace sparsetrain::fuyou {
 
 std::string_view demo_text() {
   return {sparsetrain_fuyou_demo_text_begin,
-          static_cast<std::size_t>(sparsetrain_fuyou_demo_text_end - sparsetrain_fuyou_demo_text_begin)};
+          static_cast<std::size_t>(sparsetrain_fuyou_demo_text_end -
+                                   sparsetrain_fuyou_demo_text_begin)};
 }
 
 }  // namespace sparsetrain::fuyou

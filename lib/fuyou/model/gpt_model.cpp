@@ -80,7 +80,8 @@ BlockGrads block_backward(const ModelConfig& config, const BlockWeights& block,
   auto grads = torch::autograd::grad({output}, wrt, {output_grad});
   BlockGrads out;
   out.input_grad = grads[0];
-  for (int i = 0; i < kBlockTensorCount; ++i) out.weight_grads[i] = grads[static_cast<std::size_t>(i) + 1];
+  for (int i = 0; i < kBlockTensorCount; ++i)
+    out.weight_grads[i] = grads[static_cast<std::size_t>(i) + 1];
   return out;
 }
 
@@ -102,7 +103,8 @@ double lm_loss(const ModelConfig& config, const GptWeights& weights, const at::T
     at::Tensor h = at::layer_norm(x.slice(0, r, end), {c}, weights.ln_f_weight, weights.ln_f_bias,
                                   config.layer_norm_eps);
     at::Tensor logits = at::matmul(h, weights.wte.t()).to(at::kFloat);  // [rows, V]
-    sum += at::cross_entropy_loss(logits, t.slice(0, r, end), {}, at::Reduction::Sum).to(at::kDouble);
+    sum +=
+        at::cross_entropy_loss(logits, t.slice(0, r, end), {}, at::Reduction::Sum).to(at::kDouble);
   }
   return sum.item<double>() / static_cast<double>(rows);
 }
@@ -146,7 +148,8 @@ double gpt_forward_backward(const ModelConfig& config, const GptWeights& weights
                             GptWeights& grads, std::int64_t chunk_rows) {
   check_tokens(config, tokens, "tokens");
   ST_ASSERT(weights.blocks.size() == grads.blocks.size(), "grads shaped unlike the weights");
-  std::vector<at::Tensor> inputs;  // inputs[l]: block l's input [B, T, C], the only saved activation
+  std::vector<at::Tensor>
+      inputs;  // inputs[l]: block l's input [B, T, C], the only saved activation
   inputs.reserve(weights.blocks.size());
   at::Tensor x;
   {
@@ -165,7 +168,8 @@ double gpt_forward_backward(const ModelConfig& config, const GptWeights& weights
   x = at::Tensor();
   for (std::size_t l = weights.blocks.size(); l-- > 0;) {
     BlockGrads block = block_backward(config, weights.blocks[l], inputs[l], grad);
-    for (int i = 0; i < kBlockTensorCount; ++i) accumulate(grads.blocks[l][i], block.weight_grads[i]);
+    for (int i = 0; i < kBlockTensorCount; ++i)
+      accumulate(grads.blocks[l][i], block.weight_grads[i]);
     grad = std::move(block.input_grad);
     inputs[l] = at::Tensor();  // free as we go
   }

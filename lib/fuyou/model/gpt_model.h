@@ -4,11 +4,12 @@
 // Blocks are pre-LN GPT-2 blocks: x += proj(causal_attention(LN1(x))); x += mlp(LN2(x)), with
 // scaled_dot_product_attention (scale 1/sqrt(head_dim)) and GELU, tanh approximation.
 //
-// Training runs with block-wise recompute (the API the offloaded trainer streams): the forward keeps
-// only each block's input; the backward walks the blocks in reverse, recomputes each block from its
-// input under autograd and returns the gradients of its weights and of its input. The LM loss is
-// chunked over rows of B·T so logits never take B·T·V memory at once (at most chunk_rows·V).
-// Dropout is not implemented (fine-tuning at p = 0), so every step is deterministic on the CPU.
+// Training runs with block-wise recompute (the API the offloaded trainer streams): the forward
+// keeps only each block's input; the backward walks the blocks in reverse, recomputes each block
+// from its input under autograd and returns the gradients of its weights and of its input. The LM
+// loss is chunked over rows of B·T so logits never take B·T·V memory at once (at most
+// chunk_rows·V). Dropout is not implemented (fine-tuning at p = 0), so every step is deterministic
+// on the CPU.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -36,8 +37,8 @@ at::Tensor block_forward(const ModelConfig& config, const BlockWeights& block, c
 void accumulate(at::Tensor& acc, const at::Tensor& g);
 
 struct BlockGrads {
-  at::Tensor input_grad;     // [B, T, C]: d(loss)/d(block input)
-  BlockWeights weight_grads; // same shapes, dtype and device as the weights
+  at::Tensor input_grad;      // [B, T, C]: d(loss)/d(block input)
+  BlockWeights weight_grads;  // same shapes, dtype and device as the weights
 };
 // Recomputes the block from `input` under autograd and backpropagates `output_grad` [B, T, C].
 // The weights and input are not modified and need not require grad.
@@ -48,15 +49,16 @@ BlockGrads block_backward(const ModelConfig& config, const BlockWeights& block,
 std::int64_t default_loss_chunk_rows(const ModelConfig& config);
 
 // Mean cross-entropy of the LM head over all B·T positions of xL [B, T, C] against targets int64
-// [B, T], in chunks of `chunk_rows` rows (0 = default). No gradients. Logits go to fp32 for the loss.
+// [B, T], in chunks of `chunk_rows` rows (0 = default). No gradients. Logits go to fp32 for the
+// loss.
 double lm_loss(const ModelConfig& config, const GptWeights& weights, const at::Tensor& x_final,
                const at::Tensor& targets, std::int64_t chunk_rows = 0);
 
 struct LmLossBackward {
-  double loss = 0;           // mean cross-entropy (unscaled)
-  at::Tensor input_grad;     // [B, T, C]: d(grad_scale·loss)/d(xL)
+  double loss = 0;                              // mean cross-entropy (unscaled)
+  at::Tensor input_grad;                        // [B, T, C]: d(grad_scale·loss)/d(xL)
   at::Tensor ln_f_weight_grad, ln_f_bias_grad;  // [C]
-  at::Tensor wte_grad;       // [V, C]: the LM head's share of the tied embedding's gradient
+  at::Tensor wte_grad;  // [V, C]: the LM head's share of the tied embedding's gradient
 };
 // lm_loss and its gradients, scaled by `grad_scale` (e.g. 1/accum), chunk by chunk.
 LmLossBackward lm_loss_backward(const ModelConfig& config, const GptWeights& weights,

@@ -31,13 +31,20 @@ std::vector<std::int64_t> block_tensor_shape(const ModelConfig& config, int inde
   check_index(index);
   const std::int64_t c = config.n_embd;
   switch (index) {
-    case kAttnQkvWeight: return {3 * c, c};
-    case kAttnQkvBias: return {3 * c};
-    case kAttnProjWeight: return {c, c};
-    case kMlpFcWeight: return {4 * c, c};
-    case kMlpFcBias: return {4 * c};
-    case kMlpProjWeight: return {c, 4 * c};
-    default: return {c};  // LayerNorm weights and biases, projection biases
+    case kAttnQkvWeight:
+      return {3 * c, c};
+    case kAttnQkvBias:
+      return {3 * c};
+    case kAttnProjWeight:
+      return {c, c};
+    case kMlpFcWeight:
+      return {4 * c, c};
+    case kMlpFcBias:
+      return {4 * c};
+    case kMlpProjWeight:
+      return {c, 4 * c};
+    default:
+      return {c};  // LayerNorm weights and biases, projection biases
   }
 }
 
@@ -74,7 +81,8 @@ std::vector<std::pair<std::string, at::Tensor*>> GptWeights::named() {
 
 std::vector<std::pair<std::string, const at::Tensor*>> GptWeights::named() const {
   std::vector<std::pair<std::string, const at::Tensor*>> out;
-  for (auto& [name, tensor] : const_cast<GptWeights*>(this)->named()) out.emplace_back(name, tensor);
+  for (auto& [name, tensor] : const_cast<GptWeights*>(this)->named())
+    out.emplace_back(name, tensor);
   return out;
 }
 
@@ -133,7 +141,8 @@ GptWeights zeros_like_weights(const GptWeights& like, const c10::TensorOptions& 
   GptWeights out = like;  // copies handles; each is replaced below
   auto src = like.named();
   auto dst = out.named();
-  for (std::size_t i = 0; i < src.size(); ++i) *dst[i].second = at::zeros(src[i].second->sizes(), options);
+  for (std::size_t i = 0; i < src.size(); ++i)
+    *dst[i].second = at::zeros(src[i].second->sizes(), options);
   return out;
 }
 

@@ -54,8 +54,8 @@ struct GptWeights {
   at::Tensor wte;  // [V, C] token embedding, also the LM head (logits = h · wteᵀ)
   at::Tensor wpe;  // [T_max, C] learned position embedding
   std::vector<BlockWeights> blocks;  // n_layer
-  at::Tensor ln_f_weight;  // [C]
-  at::Tensor ln_f_bias;    // [C]
+  at::Tensor ln_f_weight;            // [C]
+  at::Tensor ln_f_bias;              // [C]
 
   // Every tensor with its canonical name, in a fixed order: wte, wpe, h.0.* … h.{L-1}.*, ln_f.*.
   std::vector<std::pair<std::string, at::Tensor*>> named();

@@ -15,10 +15,11 @@ namespace {
 constexpr const char* kPrefix = "transformer.";
 
 bool is_conv1d_name(const std::string& canonical) {
-  for (const char* suffix : {".attn.c_attn.weight", ".attn.c_proj.weight", ".mlp.c_fc.weight",
-                             ".mlp.c_proj.weight"}) {
+  for (const char* suffix :
+       {".attn.c_attn.weight", ".attn.c_proj.weight", ".mlp.c_fc.weight", ".mlp.c_proj.weight"}) {
     const std::string s(suffix);
-    if (canonical.size() > s.size() && canonical.compare(canonical.size() - s.size(), s.size(), s) == 0 &&
+    if (canonical.size() > s.size() &&
+        canonical.compare(canonical.size() - s.size(), s.size(), s) == 0 &&
         canonical.rfind("h.", 0) == 0) {
       return true;
     }
@@ -54,12 +55,13 @@ GptWeights gpt_weights_from_hf(const ModelConfig& config, const TensorMap& tenso
     if (is_mask_buffer(canonical)) continue;
     auto slot = slots.find(canonical);
     if (slot == slots.end()) {
-      throw common::UsageError("checkpoint tensor '" + name + "' is not part of model '" +
-                                   config.name + "'", hint);
+      throw common::UsageError(
+          "checkpoint tensor '" + name + "' is not part of model '" + config.name + "'", hint);
     }
     if (slot->second->defined()) {
-      throw common::UsageError("checkpoint holds '" + canonical + "' twice (with and without the '" +
-                                   kPrefix + "' prefix)", hint);
+      throw common::UsageError("checkpoint holds '" + canonical +
+                                   "' twice (with and without the '" + kPrefix + "' prefix)",
+                               hint);
     }
     if (tensor.dim() != 2 && is_conv1d_name(canonical)) {
       throw common::UsageError("checkpoint tensor '" + name + "' should be 2-D", hint);
@@ -69,8 +71,8 @@ GptWeights gpt_weights_from_hf(const ModelConfig& config, const TensorMap& tenso
   }
   for (const auto& [name, slot] : slots) {
     if (!slot->defined()) {
-      throw common::UsageError("checkpoint lacks tensor '" + name + "' (or '" + kPrefix + name + "')",
-                               hint);
+      throw common::UsageError(
+          "checkpoint lacks tensor '" + name + "' (or '" + kPrefix + name + "')", hint);
     }
   }
   check_weight_shapes(config, weights);
@@ -112,12 +114,13 @@ std::map<std::string, std::string> checked_hf_names(const ModelConfig& config,
     if (is_mask_buffer(canonical)) continue;
     auto slot = slots.find(canonical);
     if (slot == slots.end()) {
-      throw common::UsageError("checkpoint tensor '" + info.name + "' is not part of model '" +
-                                   config.name + "'", hint);
+      throw common::UsageError(
+          "checkpoint tensor '" + info.name + "' is not part of model '" + config.name + "'", hint);
     }
     if (file_name.count(canonical) != 0) {
-      throw common::UsageError("checkpoint holds '" + canonical + "' twice (with and without the '" +
-                                   kPrefix + "' prefix)", hint);
+      throw common::UsageError("checkpoint holds '" + canonical +
+                                   "' twice (with and without the '" + kPrefix + "' prefix)",
+                               hint);
     }
     std::vector<std::int64_t> shape = info.shape;
     if (is_conv1d_name(canonical)) {
@@ -131,8 +134,8 @@ std::map<std::string, std::string> checked_hf_names(const ModelConfig& config,
   }
   for (const auto& [name, slot] : slots) {
     if (file_name.count(name) == 0) {
-      throw common::UsageError("checkpoint lacks tensor '" + name + "' (or '" + kPrefix + name + "')",
-                               hint);
+      throw common::UsageError(
+          "checkpoint lacks tensor '" + name + "' (or '" + kPrefix + name + "')", hint);
     }
   }
   check_weight_shapes(config, shapes);
@@ -172,8 +175,9 @@ TensorMap gpt_weights_to_hf(const GptWeights& weights, at::ScalarType dtype) {
   TensorMap out;
   for (const auto& [name, tensor] : weights.named()) {
     at::Tensor value = is_conv1d_name(name) ? tensor->t() : *tensor;
-    out[kPrefix + name] = value.to(at::TensorOptions().device(at::kCPU).dtype(dtype),
-                                   /*non_blocking=*/false, /*copy=*/true)
+    out[kPrefix + name] = value
+                              .to(at::TensorOptions().device(at::kCPU).dtype(dtype),
+                                  /*non_blocking=*/false, /*copy=*/true)
                               .contiguous();
   }
   return out;

@@ -1,9 +1,9 @@
 // Hugging Face GPT-2 checkpoints <-> GptWeights. HF names are "transformer.wte.weight",
-// "transformer.h.N.attn.c_attn.weight", …, "transformer.ln_f.bias" (+ "lm_head.weight" tied to wte);
-// the "transformer." prefix and lm_head.weight may be absent (GPT2Model checkpoints, tied heads).
-// HF's Conv1D layers (attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj) store weights [in, out]
-// (y = x·W + b); we store [out, in] and transpose on the way in and out. The causal-mask buffers
-// "h.N.attn.bias" / "h.N.attn.masked_bias" of older checkpoints are ignored.
+// "transformer.h.N.attn.c_attn.weight", …, "transformer.ln_f.bias" (+ "lm_head.weight" tied to
+// wte); the "transformer." prefix and lm_head.weight may be absent (GPT2Model checkpoints, tied
+// heads). HF's Conv1D layers (attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj) store weights [in,
+// out] (y = x·W + b); we store [out, in] and transpose on the way in and out. The causal-mask
+// buffers "h.N.attn.bias" / "h.N.attn.masked_bias" of older checkpoints are ignored.
 #pragma once
 
 #include <ATen/core/Tensor.h>

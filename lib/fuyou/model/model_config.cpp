@@ -2,7 +2,8 @@
 //  - GPT-2: Radford et al. 2019 and the Hugging Face configs (vocab 50257, 1024 positions).
 //  - GPT-3: Brown et al. 2020, Table 2.1 (vocab 50257, context 2048). Two rows of that table do not
 //    divide evenly (1.3B: d_model 2048 with "24 heads of 128"; 13B: d_model 5140 with 40 heads of
-//    128); we use 16 heads of 128 for 1.3B and d_model 5120 for 13B, as the released replications do.
+//    128); we use 16 heads of 128 for 1.3B and d_model 5120 for 13B, as the released replications
+//    do.
 //  - 30B and 66B are not in the GPT-3 paper; they are OPT's sizes (Zhang et al. 2022, Table 1):
 //    48 layers × 7168 with 56 heads, 64 layers × 9216 with 72 heads, context 2048.
 #include "fuyou/model/model_config.h"
@@ -53,8 +54,10 @@ ModelConfig parse_custom(const std::string& name) {
   config.name = name;
   config.vocab = 256;
   config.n_positions = 1024;
-  std::map<std::string, std::int64_t*> fields{{"L", &config.n_layer}, {"C", &config.n_embd},
-                                              {"H", &config.n_head},  {"V", &config.vocab},
+  std::map<std::string, std::int64_t*> fields{{"L", &config.n_layer},
+                                              {"C", &config.n_embd},
+                                              {"H", &config.n_head},
+                                              {"V", &config.vocab},
                                               {"T", &config.n_positions}};
   std::map<std::string, bool> seen;
   std::stringstream spec(name.substr(name.find(':') + 1));
@@ -84,14 +87,16 @@ ModelConfig parse_custom(const std::string& name) {
 }  // namespace
 
 void ModelConfig::validate() const {
-  const std::pair<const char*, std::int64_t> sizes[] = {
-      {"layers", n_layer}, {"hidden", n_embd}, {"heads", n_head}, {"vocab", vocab},
-      {"positions", n_positions}};
+  const std::pair<const char*, std::int64_t> sizes[] = {{"layers", n_layer},
+                                                        {"hidden", n_embd},
+                                                        {"heads", n_head},
+                                                        {"vocab", vocab},
+                                                        {"positions", n_positions}};
   for (const auto& [field, value] : sizes) {
     if (value <= 0) {
-      throw common::UsageError("model '" + name + "': " + field + " must be positive, got " +
-                                   std::to_string(value),
-                               "pick a preset with --model, e.g. tiny or gpt3-125m");
+      throw common::UsageError(
+          "model '" + name + "': " + field + " must be positive, got " + std::to_string(value),
+          "pick a preset with --model, e.g. tiny or gpt3-125m");
     }
   }
   if (n_embd % n_head != 0) {
@@ -113,9 +118,7 @@ std::int64_t ModelConfig::param_count() const {
   return vocab * n_embd + n_positions * n_embd + n_layer * block_param_count() + 2 * n_embd;
 }
 
-std::int64_t ModelConfig::flops_param_count() const {
-  return param_count() - n_positions * n_embd;
-}
+std::int64_t ModelConfig::flops_param_count() const { return param_count() - n_positions * n_embd; }
 
 double ModelConfig::train_flops_per_token(std::int64_t seq) const {
   return 6.0 * static_cast<double>(flops_param_count()) +

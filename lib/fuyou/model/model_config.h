@@ -12,9 +12,9 @@ namespace sparsetrain::fuyou {
 struct ModelConfig {
   std::string name = "custom";
   std::int64_t n_layer = 2;
-  std::int64_t n_embd = 64;   // hidden size C
-  std::int64_t n_head = 4;    // C must be a multiple of n_head
-  std::int64_t vocab = 256;   // V: token embedding rows, also the LM head's outputs (tied)
+  std::int64_t n_embd = 64;        // hidden size C
+  std::int64_t n_head = 4;         // C must be a multiple of n_head
+  std::int64_t vocab = 256;        // V: token embedding rows, also the LM head's outputs (tied)
   std::int64_t n_positions = 128;  // T_max: rows of the learned position embedding
   double layer_norm_eps = 1e-5;
 
@@ -22,7 +22,8 @@ struct ModelConfig {
   // Throws UsageError naming the field when a size is non-positive or C % n_head != 0.
   void validate() const;
 
-  // Parameters of one transformer block: 2 LayerNorms, qkv, attention out, MLP in and out (+ biases).
+  // Parameters of one transformer block: 2 LayerNorms, qkv, attention out, MLP in and out, with
+  // their biases.
   std::int64_t block_param_count() const;
   // wte [V, C] + wpe [T_max, C] + blocks + final LayerNorm; the LM head is tied to wte (0 extra).
   std::int64_t param_count() const;
@@ -31,7 +32,8 @@ struct ModelConfig {
   // Training FLOPs per token at sequence length `seq` (PaLM appendix B / nanoGPT's MFU):
   //   6·N + 12·n_layer·C·seq   (forward 2·N + 4·L·C·seq for QK^T and AV, backward twice that).
   double train_flops_per_token(std::int64_t seq) const;
-  // The same with every block's forward recomputed in backward (block-wise recompute): 8·N + 16·L·C·seq.
+  // The same with every block's forward recomputed in backward (block-wise recompute):
+  //   8·N + 16·L·C·seq.
   double train_flops_per_token_recompute(std::int64_t seq) const;
 };
 

@@ -181,8 +181,8 @@ class PooledBlockGrads final : public BlockGradients {
 
 class DrainedBlockGrads final : public BlockGradients {
  public:
-  DrainedBlockGrads(const ModelConfig& config, const at::TensorOptions& fp32,
-                    std::int64_t buffers, std::int64_t accum, GradAccumulators& accumulators)
+  DrainedBlockGrads(const ModelConfig& config, const at::TensorOptions& fp32, std::int64_t buffers,
+                    std::int64_t accum, GradAccumulators& accumulators)
       : pool_(make_buffers(config, fp32, buffers)),
         layers_(config.n_layer),
         accum_(accum),
@@ -216,7 +216,8 @@ class DrainedBlockGrads final : public BlockGradients {
   void finish_backward(StepGradients& step) override {
     step.wait_drains(accum_ * layers_);
     if (accum_ == 1) return;
-    for (std::int64_t l = 0; l < layers_; ++l) step.set_norm_terms(1 + l, accumulators_.norm_terms(l));
+    for (std::int64_t l = 0; l < layers_; ++l)
+      step.set_norm_terms(1 + l, accumulators_.norm_terms(l));
   }
 
  private:

@@ -34,13 +34,14 @@ class InputsInStore final : public BlockInputs {
  public:
   InputsInStore(TensorStore& store, std::int64_t layers, std::int64_t batch, std::int64_t seq,
                 std::int64_t hidden)
-      : stash_(layers, {batch, seq, hidden}, /*slots=*/2,
-               [&store, bytes = bytes_of(batch, seq, hidden)](std::int64_t layer, const float* src) {
-                 store.write(input_store_name(layer), src, 0, bytes).get();
-               },
-               [&store, bytes = bytes_of(batch, seq, hidden)](std::int64_t layer, float* dst) {
-                 store.read(input_store_name(layer), dst, 0, bytes).get();
-               }) {}
+      : stash_(
+            layers, {batch, seq, hidden}, /*slots=*/2,
+            [&store, bytes = bytes_of(batch, seq, hidden)](std::int64_t layer, const float* src) {
+              store.write(input_store_name(layer), src, 0, bytes).get();
+            },
+            [&store, bytes = bytes_of(batch, seq, hidden)](std::int64_t layer, float* dst) {
+              store.read(input_store_name(layer), dst, 0, bytes).get();
+            }) {}
   void push(std::int64_t layer, const at::Tensor& input) override { stash_.push(layer, input); }
   at::Tensor pop(std::int64_t layer) override { return stash_.pop(layer); }
   void end_pass() override { stash_.end_pass(); }

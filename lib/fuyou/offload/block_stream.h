@@ -74,13 +74,13 @@ class BlockStream {
 
   // Starts a pass; the previous one must be over (every access acquired and released).
   void start(std::vector<std::int64_t> sequence);
-  // Compute thread: the next block of the sequence, which must be `block`; waits until it is loaded.
-  // Rethrows a loader error.
+  // Compute thread: the next block of the sequence, which must be `block`; waits until it is
+  // loaded. Rethrows a loader error.
   const BlockWeights& acquire(std::int64_t block);
   // Compute thread: done with the block acquired last (its slot may be refilled).
   void release();
 
-  double wait_seconds() const;  // the compute thread's waits in acquire, in all
+  double wait_seconds() const;         // the compute thread's waits in acquire, in all
   std::uint64_t loaded_bytes() const;  // what fill reported, in all
   std::uint64_t loads() const;         // fills, in all
 

@@ -66,8 +66,7 @@ class CudaLink final : public ComputeTierLink {
     std::vector<at::Tensor> outs;
     for (const TensorSpan& span : spans) {
       // bf16: 2 bytes a float of the piece.
-      outs.push_back(
-          bf16_span(weight_slots_[s % 2].data() + 2 * span.piece_offset, span.floats));
+      outs.push_back(bf16_span(weight_slots_[s % 2].data() + 2 * span.piece_offset, span.floats));
     }
     return outs;
   }

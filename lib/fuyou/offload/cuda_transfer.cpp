@@ -210,7 +210,7 @@ class CudaBlockSlots final : public BlockStream::Slots {
 
  private:
   std::int64_t floats_ = 0, padded_ = 0;
-  std::vector<StatePiece> pieces_;             // of a block's states
+  std::vector<StatePiece> pieces_;              // of a block's states
   std::vector<std::vector<TensorSpan>> spans_;  // per piece: where it meets the block's tensors
   BlockMasterFn master_;
   c10::cuda::CUDAStream stream_;

@@ -16,8 +16,8 @@
 #include <memory>
 #include <vector>
 
-#include "fuyou/offload/block_stream.h"
 #include "fuyou/model/model_config.h"
+#include "fuyou/offload/block_stream.h"
 #include "fuyou/offload/state_pieces.h"
 
 namespace sparsetrain::fuyou {
@@ -57,9 +57,9 @@ class CudaTransfer {
 void fp32_to_bf16_rne(const float* src, std::uint16_t* dst, std::int64_t n);
 
 // Loader thread: the fp32 weights of block `block`'s state piece `piece` (state_pieces.h: the
-// block's flat floats [piece.first, piece.first + piece.floats), BlockTensor order, each tensor after
-// the previous): a pointer into the states in RAM, or `scratch` (one piece of floats, or null when
-// the slots were made without one) after reading them into it. Blocking; may throw.
+// block's flat floats [piece.first, piece.first + piece.floats), BlockTensor order, each tensor
+// after the previous): a pointer into the states in RAM, or `scratch` (one piece of floats, or
+// null when the slots were made without one) after reading them into it. Blocking; may throw.
 using BlockMasterFn =
     std::function<const float*(std::int64_t block, const StatePiece& piece, float* scratch)>;
 
@@ -71,11 +71,12 @@ using BlockMasterFn =
 // to bf16 on the CPU (round to nearest even in integer arithmetic: exactly the CPU AdamW's bf16
 // output, which is what the resident tier uploads), and uploads it on a copy stream of its own
 // (so one piece converts while the previous one crosses PCIe), recording an event after each piece
-// (the last one's marks the block); the first upload waits, on the GPU, for the event the compute stream recorded at the
-// slot's last release (so the conversion overlaps the GPU's work on the slot's previous block). use (compute thread) makes the
-// compute stream wait for that event; end_use records one on it. So the compute thread never waits
-// on the host for a copy, and the GPU holds `slots` blocks at a time. uploaded_bytes(): bf16 bytes
-// sent up so far (what fill returns is the fp32 bytes read).
+// (the last one's marks the block); the first upload waits, on the GPU, for the event the compute
+// stream recorded at the slot's last release (so the conversion overlaps the GPU's work on the
+// slot's previous block). use (compute thread) makes the compute stream wait for that event;
+// end_use records one on it. So the compute thread never waits on the host for a copy, and the GPU
+// holds `slots` blocks at a time. uploaded_bytes(): bf16 bytes sent up so far (what fill returns
+// is the fp32 bytes read).
 std::unique_ptr<BlockStream::Slots> make_cuda_block_slots(const ModelConfig& config,
                                                           std::int64_t slots,
                                                           std::int64_t piece_floats, bool scratch,

@@ -56,8 +56,8 @@ class AccumulatorsInRam final : public GradAccumulators {
         job.pool_slot = -1;
       }
       for (std::size_t k = 0; k < spans.size(); ++k) {
-        at::Tensor dst = flat_slice(acc[static_cast<int>(spans[k].tensor)],
-                                    spans[k].tensor_offset, spans[k].floats);
+        at::Tensor dst = flat_slice(acc[static_cast<int>(spans[k].tensor)], spans[k].tensor_offset,
+                                    spans[k].floats);
         if (job.first) {
           dst.copy_(host[k]);
         } else {
@@ -125,7 +125,7 @@ class AccumulatorsInStore final : public GradAccumulators {
     const UnitTensors& unit = units_[static_cast<std::size_t>(job.unit)];
     const std::string name = grad_store_name(job.unit - 1);
     std::vector<at::Tensor> terms;  // job.norm: per tensor, the sum of its spans' terms
-    if (job.norm) {  // one tensor each (assign would share one among them all)
+    if (job.norm) {                 // one tensor each (assign would share one among them all)
       for (std::size_t i = 0; i < unit.numels.size(); ++i)
         terms.push_back(at::zeros({}, at::TensorOptions().dtype(at::kDouble)));
     }

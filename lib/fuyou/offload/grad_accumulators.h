@@ -38,8 +38,7 @@ class GradAccumulators {
   // Optimizer thread: adds job's micro-batch into block job.unit - 1's accumulator through
   // `link`, then gives its pool slot back through `release_slot` (as soon as the slot is free).
   virtual void drain(DrainJob& job, ComputeTierLink& link,
-                     const std::function<void(int)>& release_slot,
-                     common::PhaseTimes& phases) = 0;
+                     const std::function<void(int)>& release_slot, common::PhaseTimes& phases) = 0;
   // Compute thread, at a block's last micro-batch: what its update job carries as gradients.
   virtual std::vector<at::Tensor> update_grads(std::int64_t layer) = 0;
   // Optimizer thread, a step's updates over `pieces` (the processing order): before piece s's
@@ -59,8 +58,7 @@ class GradAccumulators {
   }
 
  protected:
-  explicit GradAccumulators(std::int64_t layers)
-      : norm_terms_(static_cast<std::size_t>(layers)) {}
+  explicit GradAccumulators(std::int64_t layers) : norm_terms_(static_cast<std::size_t>(layers)) {}
 
  private:
   std::vector<std::vector<at::Tensor>> norm_terms_;

@@ -42,10 +42,9 @@ at::Tensor InputStash::view(std::size_t op) {
 
 void InputStash::push(std::int64_t layer, const at::Tensor& input) {
   const auto op = static_cast<std::size_t>(layer);
-  TORCH_CHECK(input.scalar_type() == at::kFloat && input.device().is_cpu() &&
-                  input.numel() == floats_,
-              "InputStash::push: layer ", layer, " input must be fp32 CPU with ", floats_,
-              " elements");
+  TORCH_CHECK(
+      input.scalar_type() == at::kFloat && input.device().is_cpu() && input.numel() == floats_,
+      "InputStash::push: layer ", layer, " input must be fp32 CPU with ", floats_, " elements");
   {
     std::unique_lock<std::mutex> lock(mutex_);
     ST_ASSERT(op < state_.size() / 2 && state_[op] == 0, "stash push out of order");

@@ -47,7 +47,9 @@ class InputStash {
   double wait_seconds() const;  // the compute thread's waits in push and pop
 
  private:
-  bool slot_free(std::size_t op) const { return op < slots_.size() || state_[op - slots_.size()] == 2; }
+  bool slot_free(std::size_t op) const {
+    return op < slots_.size() || state_[op - slots_.size()] == 2;
+  }
   at::Tensor view(std::size_t op);
   void loop();
 

@@ -45,7 +45,7 @@ struct OffloadState {
   // The embeddings' and ln_f's gradient accumulators, fp32, compute tier.
   at::Tensor wte_grad, wpe_grad, lnf_w_grad, lnf_b_grad;
   std::function<CudaMark()> mark_compute;  // CUDA: a mark on the compute stream; CPU: none
-  std::atomic<bool> in_backward{false};  // the compute thread is inside a step's backward passes
+  std::atomic<bool> in_backward{false};    // the compute thread is inside a step's backward passes
 };
 
 }  // namespace sparsetrain::fuyou

@@ -17,8 +17,8 @@ namespace sparsetrain::fuyou {
 
 namespace {
 
-constexpr std::uint64_t kF32 = 4;   // fp32 weights, gradients, activations, logits
-constexpr std::uint64_t kBF16 = 2;  // the CUDA tier's compute weights and activations
+constexpr std::uint64_t kF32 = 4;                 // fp32 weights, gradients, activations, logits
+constexpr std::uint64_t kBF16 = 2;                // the CUDA tier's compute weights and activations
 constexpr std::int64_t kPadFloats = 1024;         // 4096 bytes
 constexpr std::int64_t kLogitBytes = 64ll << 20;  // gpt_model.cpp's default chunk rule
 
@@ -61,10 +61,10 @@ void refuse(const std::string& budget, std::uint64_t need, std::uint64_t have,
 
 // What follows from the model and the shape alone, shared by every tier.
 struct Sizes {
-  std::int64_t l = 0;       // blocks
-  std::int64_t c = 0;       // hidden size
-  std::int64_t tokens = 0;  // B·T of one micro-batch
-  std::uint64_t act = 0;    // bytes per compute-precision element: bf16 on CUDA, else fp32
+  std::int64_t l = 0;               // blocks
+  std::int64_t c = 0;               // hidden size
+  std::int64_t tokens = 0;          // B·T of one micro-batch
+  std::uint64_t act = 0;            // bytes per compute-precision element: bf16 on CUDA, else fp32
   std::uint64_t states_bytes = 0;   // [master | m | v] of every unit, padded as in the store
   std::uint64_t staging_bytes = 0;  // one staging slot: [master | m | v] of the largest piece
   std::uint64_t block_params = 0;
@@ -139,8 +139,8 @@ ComputeItems size_resident_compute(const ModelConfig& config, const OffloadShape
                    s.act * u64(config.param_count())};
   items.outside_grads = {"embedding + ln_f gradient accumulators",
                          kF32 * u64(unit_params(config, 0) + 2 * s.c)};
-  items.grad_buffers = size_grad_buffers(
-      grad_block_slots, kF32 * u64(grad_block_slots * config.block_param_count()));
+  items.grad_buffers = size_grad_buffers(grad_block_slots,
+                                         kF32 * u64(grad_block_slots * config.block_param_count()));
   items.inputs = {"block inputs (L + 1)", s.act * u64((s.l + 1) * s.tokens * s.c)};
   // Estimate of one block's recompute under autograd: ~24 activations of [B, T, C] (LN, qkv,
   // attention, 4C MLP, their gradients) plus the attention matrix and its gradient.
@@ -169,8 +169,8 @@ std::uint64_t size_kept_inputs(const Sizes& s) { return 3 * s.act * u64(s.tokens
 bool decide_grad_pool(const OffloadShape& shape, const OffloadBudgets& budgets, const Sizes& s,
                       std::int64_t grad_block_slots, const ComputeItems& items,
                       std::uint64_t slot_bytes) {
-  const std::uint64_t smallest_with_buffers = size_beside_blocks(items, s) + 2 * slot_bytes -
-                                              items.inputs.bytes + size_kept_inputs(s);
+  const std::uint64_t smallest_with_buffers =
+      size_beside_blocks(items, s) + 2 * slot_bytes - items.inputs.bytes + size_kept_inputs(s);
   return shape.cuda || shape.block_grads_in_cpu ||
          (s.l > 2 && grad_block_slots == s.l && smallest_with_buffers > budgets.compute_bytes);
 }
@@ -230,10 +230,10 @@ ComputeItems plan_compute_tier(const ModelConfig& config, const OffloadShape& sh
 // The CPU tier's items by role; list() gives them in the plan's order.
 struct CpuItems {
   PlanItem states;  // master + m + v of every unit, or two staging slots of one piece
-  std::optional<PlanItem> piece_read;      // CUDA streaming, states in the store: master piece
-  std::optional<PlanItem> pinned_grads;    // CUDA
-  std::optional<PlanItem> pinned_weights;  // CUDA
-  std::optional<PlanItem> upload_buffers;  // CUDA streaming: bf16 conversion of a piece
+  std::optional<PlanItem> piece_read;          // CUDA streaming, states in the store: master piece
+  std::optional<PlanItem> pinned_grads;        // CUDA
+  std::optional<PlanItem> pinned_weights;      // CUDA
+  std::optional<PlanItem> upload_buffers;      // CUDA streaming: bf16 conversion of a piece
   std::optional<PlanItem> grad_accumulators;   // block_grads_in_cpu, in RAM
   std::optional<PlanItem> pinned_inputs;       // inputs_in_cpu
   std::optional<PlanItem> grad_piece_buffers;  // block_grads_in_store, CPU tier
@@ -241,9 +241,9 @@ struct CpuItems {
 
   std::vector<PlanItem> list() const {
     std::vector<PlanItem> items{states};
-    for (const auto* item : {&piece_read, &pinned_grads, &pinned_weights, &upload_buffers,
-                             &grad_accumulators, &pinned_inputs, &grad_piece_buffers,
-                             &grad_piece_read}) {
+    for (const auto* item :
+         {&piece_read, &pinned_grads, &pinned_weights, &upload_buffers, &grad_accumulators,
+          &pinned_inputs, &grad_piece_buffers, &grad_piece_read}) {
       append_if(items, *item);
     }
     return items;
@@ -268,10 +268,10 @@ CpuItems size_cpu_buffers(const OffloadShape& shape, const Sizes& s, OffloadPlan
     // other's piece is written, and the update reads ahead into the other), else it is spare,
     // 4 B per float of a piece.
     plan.pinned_slots = 2;
-    items.pinned_grads = PlanItem{"2 pinned fp32 gradient slots",
-                                  2 * segment_bytes(plan.largest_piece_floats)};
-    items.pinned_weights = PlanItem{"2 pinned bf16 weight slots",
-                                    2 * kBF16 * u64(plan.largest_piece_floats)};
+    items.pinned_grads =
+        PlanItem{"2 pinned fp32 gradient slots", 2 * segment_bytes(plan.largest_piece_floats)};
+    items.pinned_weights =
+        PlanItem{"2 pinned bf16 weight slots", 2 * kBF16 * u64(plan.largest_piece_floats)};
   }
   const bool cuda_stream = streams_on_cuda(shape, plan);
   if (cuda_stream) {
@@ -303,10 +303,10 @@ void place_states(const OffloadShape& shape, const OffloadBudgets& budgets, cons
   }
   plan.states_in_cpu = s.states_bytes + pinned_bytes + stream_bytes <= budgets.cpu_bytes;
   plan.state_slots = plan.states_in_cpu ? 0 : 2;
-  items.states = plan.states_in_cpu
-                     ? PlanItem{"fp32 master + Adam m, v", s.states_bytes}
-                     : PlanItem{"2 staging slots of one state piece's master + m + v",
-                                2 * s.staging_bytes};
+  items.states =
+      plan.states_in_cpu
+          ? PlanItem{"fp32 master + Adam m, v", s.states_bytes}
+          : PlanItem{"2 staging slots of one state piece's master + m + v", 2 * s.staging_bytes};
   if (streams_on_cuda(shape, plan) && !plan.states_in_cpu) {
     items.piece_read = PlanItem{"fp32 piece read buffer", segment_bytes(s.block_piece_floats)};
   }
@@ -382,9 +382,9 @@ void plan_ssd(const ModelConfig& config, const OffloadBudgets& budgets, const Si
   store_bytes += 2 * extent;  // train.state
   plan.ssd_items.push_back({"store: master + m + v, two slots per extent", store_bytes});
   if (plan.inputs_in_store) {
-    plan.ssd_items.push_back({"store: " + std::to_string(s.l) +
-                                  " block inputs, two slots per extent",
-                              u64(s.l) * 2 * round_up(size_block_input(s), extent)});
+    plan.ssd_items.push_back(
+        {"store: " + std::to_string(s.l) + " block inputs, two slots per extent",
+         u64(s.l) * 2 * round_up(size_block_input(s), extent)});
   }
   if (plan.block_grads_in_store) {
     plan.ssd_items.push_back(
@@ -419,8 +419,8 @@ std::uint64_t count_stream_reads(const OffloadShape& shape, const Sizes& s,
 }
 
 void count_ssd_traffic(const OffloadShape& shape, const Sizes& s, OffloadPlan& plan) {
-  plan.ssd_read_bytes = (plan.states_in_cpu ? 0 : s.states_bytes) +
-                        count_stream_reads(shape, s, plan);
+  plan.ssd_read_bytes =
+      (plan.states_in_cpu ? 0 : s.states_bytes) + count_stream_reads(shape, s, plan);
   plan.ssd_write_bytes = count_state_writes(shape, s, plan);
   if (plan.inputs_in_store) {  // each micro-batch writes its L block inputs and reads them back
     plan.ssd_read_bytes += u64(shape.accum * s.l) * size_block_input(s);
@@ -476,10 +476,9 @@ void count_traffic(const ModelConfig& config, const OffloadShape& shape, const S
 // not a max: clipping serializes them.
 double bound_compute_then_update(const OffloadShape& shape, const OffloadRates& rates,
                                  const Sizes& s, const OffloadPlan& plan) {
-  const double before =
-      std::max(plan.flops / rates.compute_flops_per_s,
-               static_cast<double>(count_stream_reads(shape, s, plan)) /
-                   rates.ssd_read_bytes_per_s);
+  const double before = std::max(
+      plan.flops / rates.compute_flops_per_s,
+      static_cast<double>(count_stream_reads(shape, s, plan)) / rates.ssd_read_bytes_per_s);
   std::uint64_t reads =
       plan.states_in_cpu ? 0 : s.states_bytes - std::min(s.states_bytes, 2 * s.staging_bytes);
   if (plan.block_grads_in_store) reads += u64(s.l) * segment_bytes(s.block_padded);
@@ -490,8 +489,8 @@ double bound_compute_then_update(const OffloadShape& shape, const OffloadRates& 
   const double write_s = static_cast<double>(writes) / rates.ssd_write_bytes_per_s;
   double io = std::max(read_s, write_s);
   if (rates.ssd_mixed_bytes_per_s > 0 && reads > 0) {
-    io = std::max(io, std::min(read_s + write_s, static_cast<double>(reads + writes) /
-                                                     rates.ssd_mixed_bytes_per_s));
+    io = std::max(io, std::min(read_s + write_s,
+                               static_cast<double>(reads + writes) / rates.ssd_mixed_bytes_per_s));
   }
   const double params = static_cast<double>(plan.params);
   return before + std::max(io, params / rates.cpu_adam_params_per_s);
@@ -603,7 +602,7 @@ std::string OffloadPlan::describe() const {
         << "), before each forward and each backward (recompute)"
         << (pinned_slots > 0 ? ", converted to bf16 in pinned memory and uploaded on a copy stream"
                              : "")
-        << (block_grads_in_store  ? "; block gradients add up in the store"
+        << (block_grads_in_store ? "; block gradients add up in the store"
             : block_grads_in_cpu ? "; block gradients add up in CPU memory"
                                  : "")
         << (inputs_in_store ? "; block inputs go through the store" : "")

@@ -116,11 +116,11 @@ struct OffloadPlan {
   // reads, adds to and writes back piece by piece and its update reads back. RAM then holds one
   // piece read buffer (and, on the CPU tier, two gradient piece buffers; CUDA has its pinned ones).
   bool block_grads_in_store = false;
-  std::int64_t grad_block_slots = 0;  // block gradient buffers: 2 (double buffer) or n_layer
-  std::int64_t state_slots = 0;       // staging buffers of one state piece (0 if in CPU)
-  std::int64_t state_piece_floats = 0;  // P (state_pieces.h), as the store lays the states out
+  std::int64_t grad_block_slots = 0;      // block gradient buffers: 2 (double buffer) or n_layer
+  std::int64_t state_slots = 0;           // staging buffers of one state piece (0 if in CPU)
+  std::int64_t state_piece_floats = 0;    // P (state_pieces.h), as the store lays the states out
   std::int64_t largest_piece_floats = 0;  // min(P, the largest unit): what a staging slot holds
-  std::int64_t pinned_slots = 0;      // CUDA: pinned gradient (fp32) and weight (bf16) slots each
+  std::int64_t pinned_slots = 0;  // CUDA: pinned gradient (fp32) and weight (bf16) slots each
   std::int64_t params = 0;
   std::vector<PlanItem> compute_items, cpu_items, ssd_items;
   std::uint64_t compute_total = 0, cpu_total = 0, ssd_total = 0;

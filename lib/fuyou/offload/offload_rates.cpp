@@ -12,9 +12,9 @@
 #include "common/io/ssd_probe.h"
 #include "common/log.h"
 #include "common/timer.h"
-#include "fuyou/optim/cpu_adam.h"
-#include "fuyou/offload/cuda_transfer.h"
 #include "fuyou/model/gpt_model.h"
+#include "fuyou/offload/cuda_transfer.h"
+#include "fuyou/optim/cpu_adam.h"
 
 namespace sparsetrain::fuyou {
 
@@ -35,7 +35,8 @@ double block_flops_per_s(const ModelConfig& config, const TrainOptions& train,
     w[i] = (at::randn(block_tensor_shape(config, i)) * 0.02).to(options);
   }
   const at::Tensor x = at::randn({train.micro_batch, train.seq, config.n_embd}).to(options);
-  const at::Tensor g = (at::randn({train.micro_batch, train.seq, config.n_embd}) * 1e-3).to(options);
+  const at::Tensor g =
+      (at::randn({train.micro_batch, train.seq, config.n_embd}) * 1e-3).to(options);
   auto pass = [&] {
     {
       torch::NoGradGuard no_grad;
@@ -45,10 +46,9 @@ double block_flops_per_s(const ModelConfig& config, const TrainOptions& train,
     if (cuda) torch::cuda::synchronize();
   };
   pass();
-  const double per_pass =
-      static_cast<double>(train.micro_batch * train.seq) *
-      (8.0 * static_cast<double>(config.block_param_count()) +
-       16.0 * static_cast<double>(config.n_embd * train.seq));
+  const double per_pass = static_cast<double>(train.micro_batch * train.seq) *
+                          (8.0 * static_cast<double>(config.block_param_count()) +
+                           16.0 * static_cast<double>(config.n_embd * train.seq));
   double best = 1e300;
   common::Timer total;
   for (int passes = 0; passes < 3 || total.seconds() < kProbeSeconds; ++passes) {
@@ -149,12 +149,14 @@ OffloadRates measure_ssd_rates(const std::vector<std::string>& dirs, OffloadRate
   for (const std::string& dir : dirs) {
     struct statvfs st {};
     if (::statvfs(dir.c_str(), &st) != 0) return base;
-    bytes = std::min<std::uint64_t>(bytes, static_cast<std::uint64_t>(st.f_bavail) * st.f_frsize / 8);
+    bytes =
+        std::min<std::uint64_t>(bytes, static_cast<std::uint64_t>(st.f_bavail) * st.f_frsize / 8);
   }
   bytes = bytes / io::kIoAlignment * io::kIoAlignment;
   if (bytes < (std::uint64_t{64} << 20)) {
-    common::log_warn("SSD rate probe skipped: under 64 MiB free per --ssd directory; the bound uses "
-                     "DESIGN.md's rates");
+    common::log_warn(
+        "SSD rate probe skipped: under 64 MiB free per --ssd directory; the bound uses "
+        "DESIGN.md's rates");
     return base;
   }
   try {

@@ -463,8 +463,8 @@ double OffloadTrainer::evaluate(const TokenData& valid_data) {
   return sum / static_cast<double>(train_.eval_batches);
 }
 
-void OffloadTrainer::run_micro_batch(const TokenData& train_data, std::int64_t step,
-                                     std::int64_t k, double& loss_sum, StepGradients& grads,
+void OffloadTrainer::run_micro_batch(const TokenData& train_data, std::int64_t step, std::int64_t k,
+                                     double& loss_sum, StepGradients& grads,
                                      std::unique_ptr<common::PhaseTimes::Scope>& backward,
                                      common::PhaseTimes& phases) {
   OffloadState& state = *impl_;
@@ -567,7 +567,8 @@ TrainResult OffloadTrainer::train(const TokenData& train_data, const TokenData& 
   state.inputs->add_stats(stats_);
   stats_.step_seconds =
       stats_.steps > 0 ? result.train_seconds / static_cast<double>(stats_.steps) : 0;
-  for (const auto& [phase, seconds] : stats_.compute_phases.all()) result.phases.add(phase, seconds);
+  for (const auto& [phase, seconds] : stats_.compute_phases.all())
+    result.phases.add(phase, seconds);
   finish_train_result(result, config_, train_);
   return result;
 }

@@ -7,7 +7,7 @@
 // (offload_internals.h):
 //   states        StatePlacement     RAM (written through on commit steps) or the store alone
 //   blocks        ComputeBlocks      resident in the compute tier, or streamed through a few slots
-//   block inputs  BlockInputs        compute tier, the store (CPU tier), or pinned CPU memory (CUDA)
+//   block inputs  BlockInputs        compute tier, the store (CPU tier), or pinned memory (CUDA)
 //   block grads   BlockGradients     one buffer per block, a pool of two, or drained to the CPU
 //                                    side (GradAccumulators: RAM or the store)
 //   compute tier  ComputeTierLink    CPU (fp32, in place) or CUDA (bf16 GPU weights, pinned slots)
@@ -34,9 +34,9 @@
 #include "common/timer.h"
 #include "fuyou/model/gpt_weights.h"
 #include "fuyou/model/model_config.h"
+#include "fuyou/model/token_data.h"
 #include "fuyou/offload/offload_plan.h"
 #include "fuyou/offload/offload_stats.h"
-#include "fuyou/model/token_data.h"
 #include "fuyou/train/train_options.h"
 
 namespace sparsetrain::fuyou {

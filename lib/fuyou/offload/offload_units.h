@@ -40,7 +40,9 @@ enum MetaField : int {
 inline constexpr std::int64_t kMetaFormatVersion = 2;
 
 inline std::string unit_store_name(std::int64_t unit) { return "states." + std::to_string(unit); }
-inline std::string input_store_name(std::int64_t layer) { return "inputs." + std::to_string(layer); }
+inline std::string input_store_name(std::int64_t layer) {
+  return "inputs." + std::to_string(layer);
+}
 inline std::string grad_store_name(std::int64_t layer) { return "grads." + std::to_string(layer); }
 
 // The optimizer unit of a canonical tensor name.

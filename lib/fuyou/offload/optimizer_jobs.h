@@ -20,8 +20,8 @@ struct UpdateJob {
   std::vector<at::Tensor> grads;
   double scale = 1.0;  // clipping factor, applied when `scaled`
   bool scaled = false;
-  int pool_slot = -1;  // block gradient pool slot to give back, or -1
-  CudaMark ready;      // CUDA: the gradients are final once the compute stream reaches it
+  int pool_slot = -1;    // block gradient pool slot to give back, or -1
+  CudaMark ready;        // CUDA: the gradients are final once the compute stream reaches it
   bool drained = false;  // a drained block: the gradients are on the CPU side already
 };
 

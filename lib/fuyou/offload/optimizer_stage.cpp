@@ -154,9 +154,8 @@ std::vector<at::Tensor> OptimizerStage::piece_grads(UpdateJob& job, std::size_t 
   // piece is down (after the AdamW of the unit's other pieces: on the H200 a 1.3B block's backward,
   // ~70 ms, outlasts a block's AdamW, ~8 ms, so the backward need not wait; grad_slot_wait shows
   // if it does).
-  const bool copied =
-      link_->fetch(grads, spans, reinterpret_cast<float*>(state_.grad_slots[s % 2].data()),
-                   job.ready, &phases_);
+  const bool copied = link_->fetch(
+      grads, spans, reinterpret_cast<float*>(state_.grad_slots[s % 2].data()), job.ready, &phases_);
   if (copied && last_piece) {
     release_pool_slot(job.pool_slot);
     job.pool_slot = -1;
@@ -183,8 +182,7 @@ void OptimizerStage::update_piece(const UpdateJob& job, const UnitTensors& unit,
 void OptimizerStage::run_step() {
   StatePlacement& states = *state_.states;
   // States in RAM reach the store only on commit steps; states in the store every step.
-  const bool commit =
-      states.in_store() || step_ % commit_every_ == 0 || step_ == train_.steps;
+  const bool commit = states.in_store() || step_ % commit_every_ == 0 || step_ == train_.steps;
   const std::vector<UnitPiece>& pieces = state_.step_pieces;
   states.start_step(pieces);
   if (state_.accumulators) state_.accumulators->start_step(pieces);

@@ -79,7 +79,7 @@ class OptimizerStage {
   const std::int64_t commit_every_;
   OffloadStats& stats_;
   std::unique_ptr<ComputeTierLink> link_;  // made per stage: CUDA's holds a copy stream
-  common::PhaseTimes phases_;  // touched by this thread only (read after it is idle)
+  common::PhaseTimes phases_;              // touched by this thread only (read after it is idle)
   std::mutex mutex_;
   std::condition_variable cv_;
   std::deque<OptimizerJob> jobs_;

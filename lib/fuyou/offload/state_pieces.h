@@ -34,7 +34,7 @@ std::int64_t state_piece_floats(std::uint64_t extent_bytes,
 // The states' byte arithmetic, owned here: the planner and the trainer size and address every state
 // buffer through these, never through a literal 12, 4 or 3.
 inline constexpr std::int64_t kStateSegments = 3;  // master, m, v
-// Bytes of `floats` floats of one segment: a master piece alone, a gradient piece, a bf16-free copy.
+// Bytes of `floats` floats of one segment: a master piece alone, or a gradient piece.
 constexpr std::uint64_t segment_bytes(std::int64_t floats) {
   return 4 * static_cast<std::uint64_t>(floats);
 }
@@ -57,8 +57,8 @@ struct StatePiece {
   }
   // Floats from the start of the unit's states in RAM (the store's layout) to this piece's master.
   std::int64_t states_offset() const { return kStateSegments * first; }
-  std::uint64_t bytes() const { return state_bytes(floats); }                 // [master | m | v]
-  std::uint64_t master_bytes() const { return segment_bytes(floats); }        // one segment
+  std::uint64_t bytes() const { return state_bytes(floats); }           // [master | m | v]
+  std::uint64_t master_bytes() const { return segment_bytes(floats); }  // one segment
   // Within the piece: master at 0, m at `floats`, v at 2·floats.
   std::int64_t m_offset() const { return floats; }
   std::int64_t v_offset() const { return 2 * floats; }

@@ -32,8 +32,8 @@ class StatesBase : public StatePlacement {
   }
   std::shared_future<void> read_piece(std::int64_t unit, const StatePiece& piece, float* base,
                                       bool verify = false) {
-    return store_.read(unit_store_name(unit), base, piece.byte_offset(piece_floats_),
-                       piece.bytes(), verify);
+    return store_.read(unit_store_name(unit), base, piece.byte_offset(piece_floats_), piece.bytes(),
+                       verify);
   }
   std::shared_future<void> read_master(std::int64_t unit, const StatePiece& piece, float* dst) {
     return store_.read(unit_store_name(unit), dst, piece.byte_offset(piece_floats_),
@@ -55,8 +55,8 @@ class StatesBase : public StatePlacement {
 
 class StatesInRam final : public StatesBase {
  public:
-  StatesInRam(const std::vector<UnitTensors>& units, std::int64_t piece_floats,
-              TensorStore& store, OffloadStats& stats)
+  StatesInRam(const std::vector<UnitTensors>& units, std::int64_t piece_floats, TensorStore& store,
+              OffloadStats& stats)
       : StatesBase(units, piece_floats, store, stats) {
     // Zero-filled: m = v = 0 and the padding 0 before init writes the masters.
     for (const UnitTensors& unit : units) {
@@ -83,8 +83,9 @@ class StatesInRam final : public StatesBase {
     return at(unit, piece);
   }
   void init_flush(std::int64_t unit, const StatePiece& piece) override {
-    store_.write(unit_store_name(unit), at(unit, piece), piece.byte_offset(piece_floats_),
-                 piece.bytes())
+    store_
+        .write(unit_store_name(unit), at(unit, piece), piece.byte_offset(piece_floats_),
+               piece.bytes())
         .get();
   }
   const float* load(std::int64_t unit, const StatePiece& piece) override {

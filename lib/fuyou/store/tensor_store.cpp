@@ -37,7 +37,6 @@ constexpr DTypeRow kDTypes[] = {{StoreDType::kF32, "F32", 4},   {StoreDType::kF1
                                 {StoreDType::kI16, "I16", 2},   {StoreDType::kI8, "I8", 1},
                                 {StoreDType::kU8, "U8", 1},     {StoreDType::kBool, "BOOL", 1}};
 
-
 std::uint64_t align_down(std::uint64_t x) { return x / io::kIoAlignment * io::kIoAlignment; }
 bool aligned_ptr(const void* p) {
   return reinterpret_cast<std::uintptr_t>(p) % io::kIoAlignment == 0;

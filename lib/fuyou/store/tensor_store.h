@@ -8,8 +8,9 @@
 // and then replaces the JSON manifest atomically (temp, fsync, rename, fsync dir). A process killed
 // mid-update, a full disk or an I/O error therefore leaves the store at its last committed version,
 // byte for byte; commit() after a failed write rolls the staged changes back and rethrows. Each
-// extent carries a CRC-32C (our own, SSE4.2 or table: fuyou/store/crc32c.h) checked by read(verify=true)
-// and verify(). Costs: 2x the tensors' size on disk; space of a tensor is never reused.
+// extent carries a CRC-32C (our own, SSE4.2 or table: fuyou/store/crc32c.h) checked by
+// read(verify=true) and verify(). Costs: 2x the tensors' size on disk; a tensor's space is never
+// reused.
 //
 // Layout: manifest `<dirs[0]>/sparsetrain-store.json`; data `<dirs[i]>/sparsetrain-store.<i>.dat`.
 // Extent k of a tensor lives in dir (first_dir + k) % N at byte base[dir] + ((k / N) * 2 + slot) *

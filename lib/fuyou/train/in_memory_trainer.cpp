@@ -93,8 +93,9 @@ TrainResult InMemoryTrainer::train(const TokenData& train_data, const TokenData&
         std::tie(x, y) = training_batch(train_data, options_, step, k);
       }
       auto t = result.phases.scope("forward_backward");
-      loss_sum += gpt_forward_backward(config_, compute_, x, y, 1.0 / static_cast<double>(options_.accum),
-                                       grads_, options_.loss_chunk_rows);
+      loss_sum +=
+          gpt_forward_backward(config_, compute_, x, y, 1.0 / static_cast<double>(options_.accum),
+                               grads_, options_.loss_chunk_rows);
     }
     StepReport report;
     report.step = step;

@@ -43,12 +43,12 @@ class InMemoryTrainer {
 
   ModelConfig config_;
   TrainOptions options_;
-  GptWeights master_;    // fp32 CPU
-  GptWeights m_, v_;     // fp32 CPU Adam moments
-  GptWeights compute_;   // CPU: aliases master_; CUDA: bf16 on the GPU
-  GptWeights grads_;     // fp32 accumulators beside compute_
-  GptWeights grads_cpu_; // CUDA only: fp32 CPU staging for the optimizer
-  GptWeights staged_;    // CUDA only: bf16 CPU weights written by the optimizer
+  GptWeights master_;     // fp32 CPU
+  GptWeights m_, v_;      // fp32 CPU Adam moments
+  GptWeights compute_;    // CPU: aliases master_; CUDA: bf16 on the GPU
+  GptWeights grads_;      // fp32 accumulators beside compute_
+  GptWeights grads_cpu_;  // CUDA only: fp32 CPU staging for the optimizer
+  GptWeights staged_;     // CUDA only: bf16 CPU weights written by the optimizer
 };
 
 }  // namespace sparsetrain::fuyou

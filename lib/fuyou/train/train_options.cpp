@@ -21,8 +21,9 @@ constexpr std::uint64_t kValidSeedSalt = 0x5eed0f7a11da7aULL;
 void check_train_options(const ModelConfig& config, const TrainOptions& o) {
   auto positive = [](const char* flag, std::int64_t value) {
     if (value <= 0) {
-      throw common::UsageError(std::string(flag) + " must be positive, got " + std::to_string(value),
-                               "see sparsetrain fuyou finetune --help");
+      throw common::UsageError(
+          std::string(flag) + " must be positive, got " + std::to_string(value),
+          "see sparsetrain fuyou finetune --help");
     }
   };
   positive("--steps", o.steps);
@@ -40,16 +41,19 @@ void check_train_options(const ModelConfig& config, const TrainOptions& o) {
   }
   if (o.warmup < 0 || o.eval_every < 0 || o.grad_clip < 0 || o.min_lr_ratio < 0 ||
       o.min_lr_ratio > 1) {
-    throw common::UsageError("--warmup, --eval-every and --grad-clip must be >= 0 and "
-                             "--min-lr-ratio in [0, 1]",
-                             "see sparsetrain fuyou finetune --help");
+    throw common::UsageError(
+        "--warmup, --eval-every and --grad-clip must be >= 0 and "
+        "--min-lr-ratio in [0, 1]",
+        "see sparsetrain fuyou finetune --help");
   }
 }
 
 double lr_at_step(const TrainOptions& options, std::int64_t step) {
   const double peak = options.lr;
-  if (step <= options.warmup) return peak * static_cast<double>(step) / static_cast<double>(options.warmup + 1);
-  const double span = static_cast<double>(std::max<std::int64_t>(1, options.steps - options.warmup));
+  if (step <= options.warmup)
+    return peak * static_cast<double>(step) / static_cast<double>(options.warmup + 1);
+  const double span =
+      static_cast<double>(std::max<std::int64_t>(1, options.steps - options.warmup));
   const double progress = std::min(1.0, static_cast<double>(step - options.warmup) / span);
   const double floor = peak * options.min_lr_ratio;
   return floor + 0.5 * (peak - floor) * (1.0 + std::cos(M_PI * progress));
@@ -95,8 +99,8 @@ bool is_eval_step(const TrainOptions& options, std::int64_t step) {
   return step == options.steps || (options.eval_every > 0 && step % options.eval_every == 0);
 }
 
-void record_step(TrainResult& result, StepReport& report, double seconds,
-                 const ModelConfig& config, const TrainOptions& options) {
+void record_step(TrainResult& result, StepReport& report, double seconds, const ModelConfig& config,
+                 const TrainOptions& options) {
   result.train_seconds += seconds;
   result.tokens += options.micro_batch * options.seq * options.accum;
   result.losses.push_back(report.loss);

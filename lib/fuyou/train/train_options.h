@@ -20,16 +20,17 @@ namespace sparsetrain::fuyou {
 enum class TrainDevice { kCpu, kCuda };
 
 struct TrainOptions {
-  std::int64_t steps = 200;       // optimizer steps
-  std::int64_t micro_batch = 8;   // B: sequences per forward/backward
-  std::int64_t seq = 128;         // T: tokens per sequence
-  std::int64_t accum = 1;         // K: micro-batches per optimizer step
-  double lr = 1e-3;               // peak learning rate
-  std::int64_t warmup = 0;        // steps of linear warm-up to lr
-  double min_lr_ratio = 0.1;      // cosine decay from lr to lr·min_lr_ratio at the last step
+  std::int64_t steps = 200;      // optimizer steps
+  std::int64_t micro_batch = 8;  // B: sequences per forward/backward
+  std::int64_t seq = 128;        // T: tokens per sequence
+  std::int64_t accum = 1;        // K: micro-batches per optimizer step
+  double lr = 1e-3;              // peak learning rate
+  std::int64_t warmup = 0;       // steps of linear warm-up to lr
+  double min_lr_ratio = 0.1;     // cosine decay from lr to lr·min_lr_ratio at the last step
   AdamWOptions adam{1e-3, 0.9, 0.95, 1e-8, 0.1};  // lr is overwritten per step by the schedule
-  double grad_clip = 1.0;         // global L2 norm; 0 = off
-  std::int64_t eval_every = 50;   // validation every N steps (and after the last); 0 = only at the end
+  double grad_clip = 1.0;                         // global L2 norm; 0 = off
+  // Validation every N steps (and after the last); 0 = only at the end.
+  std::int64_t eval_every = 50;
   std::int64_t eval_batches = 4;  // validation micro-batches per evaluation
   std::uint64_t seed = 0;         // data order (model init is the caller's)
   TrainDevice device = TrainDevice::kCpu;
@@ -38,20 +39,21 @@ struct TrainOptions {
 };
 
 struct StepReport {
-  std::int64_t step = 0;      // 1-based
-  double loss = 0;            // mean training loss over the step's K micro-batches
+  std::int64_t step = 0;  // 1-based
+  double loss = 0;        // mean training loss over the step's K micro-batches
   double lr = 0;
-  double grad_norm = 0;       // before clipping
-  double tokens_per_s = 0;    // training tokens / training seconds so far (evaluation excluded)
-  double tflops = 0;          // tokens_per_s · train_flops_per_token(T) / 1e12
+  double grad_norm = 0;     // before clipping
+  double tokens_per_s = 0;  // training tokens / training seconds so far (evaluation excluded)
+  double tflops = 0;        // tokens_per_s · train_flops_per_token(T) / 1e12
   std::optional<double> val_loss;  // set on evaluation steps
 };
 
 struct TrainResult {
-  std::vector<double> losses;                                  // per step
-  std::vector<std::pair<std::int64_t, double>> val_losses;     // (step, loss); step 0 = before training
-  std::int64_t tokens = 0;                                     // training tokens processed
-  double train_seconds = 0;                                    // data + forward/backward + optimizer
+  std::vector<double> losses;  // per step
+  std::vector<std::pair<std::int64_t, double>>
+      val_losses;            // (step, loss); step 0 = before training
+  std::int64_t tokens = 0;   // training tokens processed
+  double train_seconds = 0;  // data + forward/backward + optimizer
   double tokens_per_s = 0;
   double tflops = 0;            // model FLOPs: 6·N + 12·L·C·T per token (ModelConfig)
   double tflops_recompute = 0;  // hardware FLOPs with block recompute: 8·N + 16·L·C·T per token
@@ -83,8 +85,8 @@ void check_loss_finite(double loss, std::int64_t step, const char* hint);
 // Whether step `step` ends with a validation (every eval_every steps, and the last).
 bool is_eval_step(const TrainOptions& options, std::int64_t step);
 // After a step that took `seconds` (evaluation excluded): the run's totals and the report's rates.
-void record_step(TrainResult& result, StepReport& report, double seconds,
-                 const ModelConfig& config, const TrainOptions& options);
+void record_step(TrainResult& result, StepReport& report, double seconds, const ModelConfig& config,
+                 const TrainOptions& options);
 // At the end of a run: its rates from its totals.
 void finish_train_result(TrainResult& result, const ModelConfig& config,
                          const TrainOptions& options);

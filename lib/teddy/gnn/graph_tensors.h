@@ -35,9 +35,9 @@ struct GraphTensors {
   std::int64_t num_edges = 0;  // undirected edges of the source graph (before the keep mask)
 
   // Features normalised as PyG's NormalizeFeatures (x - min(x), rows divided by max(sum, 1)).
-  at::Tensor x;    // [N, F] sparse CSR float32 (int32 indices unless nnz exceeds them)
-  at::Tensor x_t;  // [F, N] sparse CSR, the transpose of x
-  at::Tensor x_t_perm;                        // [nnz] int64: x_t.values() == x.values()[x_t_perm]
+  at::Tensor x;         // [N, F] sparse CSR float32 (int32 indices unless nnz exceeds them)
+  at::Tensor x_t;       // [F, N] sparse CSR, the transpose of x
+  at::Tensor x_t_perm;  // [nnz] int64: x_t.values() == x.values()[x_t_perm]
   // [N, F] dense copy of x when more than kDenseFeatureDensity of it is non-zero (undefined
   // otherwise); feature_matmul then runs a dense mm.
   at::Tensor x_dense;
@@ -53,7 +53,7 @@ struct GraphTensors {
   // Cora feature product).
   at::Tensor csr_row_ptr, csr_col;      // [N + 1], [E'] of the entries by dst (col = src)
   at::Tensor csr_t_row_ptr, csr_t_col;  // [N + 1], [E'] of the transpose (rows = src, col = dst)
-  at::Tensor edge_id;    // [E'] int64 undirected edge id of each entry, -1 for added loops
+  at::Tensor edge_id;     // [E'] int64 undirected edge id of each entry, -1 for added loops
   at::Tensor added_loop;  // [E'] bool
   at::Tensor gcn_norm;    // [E'] float32: d_dst^-1/2 · d_src^-1/2, d counted with all E' entries
   std::int64_t kept_edges = 0;  // undirected edges kept by the mask

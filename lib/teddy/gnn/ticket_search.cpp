@@ -8,11 +8,11 @@
 
 #include "common/error.h"
 #include "common/timer.h"
-#include "teddy/prune/edge_scorer.h"
-#include "teddy/prune/edge_selection.h"
 #include "teddy/gnn/graph_tensors.h"
 #include "teddy/gnn/ugs.h"
 #include "teddy/gnn/weight_projection.h"
+#include "teddy/prune/edge_scorer.h"
+#include "teddy/prune/edge_selection.h"
 
 namespace sparsetrain::teddy {
 

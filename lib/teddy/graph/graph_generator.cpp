@@ -93,9 +93,8 @@ void add_word_features(Graph& g, const CsbmOptions& o, SplitMix64& rng) {
     const auto& topic = topics[static_cast<std::size_t>(g.labels[v])];
     float* x = g.features.data() + std::size_t{v} * d;
     for (std::uint32_t placed = 0; placed < words;) {
-      const std::uint32_t w = rng.uniform() < p_topic
-                                  ? topic[rng.below(topic.size())]
-                                  : static_cast<std::uint32_t>(rng.below(d));
+      const std::uint32_t w = rng.uniform() < p_topic ? topic[rng.below(topic.size())]
+                                                      : static_cast<std::uint32_t>(rng.below(d));
       if (x[w] == 0.0f) {
         x[w] = 1.0f;
         ++placed;

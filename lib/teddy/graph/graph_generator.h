@@ -32,8 +32,8 @@ struct CsbmOptions {
   std::uint32_t classes = 7;
   std::uint32_t feature_dim = 1433;
   double homophily = 0.81;  // Cora's edge homophily
-  double signal = 1.0;  // Gaussian: norm of the class means relative to the noise; words: odds
-                        // of a word coming from the class topic
+  double signal = 1.0;      // Gaussian: norm of the class means relative to the noise; words: odds
+                            // of a word coming from the class topic
   CsbmFeatures features = CsbmFeatures::kGaussian;
   std::uint32_t words = 18;  // kWords: distinct words (1-entries) per node (Cora: 18.2 on average)
   std::uint64_t seed = 0;

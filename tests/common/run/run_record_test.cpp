@@ -1,10 +1,11 @@
+#include "common/run/run_record.h"
+
 #include <doctest/doctest.h>
 #include <unistd.h>
 
 #include <filesystem>
 
 #include "common/atomic_file.h"
-#include "common/run/run_record.h"
 
 using namespace sparsetrain::common;
 
@@ -32,7 +33,8 @@ TEST_CASE("a failed run record says why and is still written") {
   RunRecord record("fuyou finetune", {});
   record.set_failed(RunError("disk full", "free space"));
   const std::string path =
-      (std::filesystem::temp_directory_path() / ("st-record-" + std::to_string(::getpid()))).string();
+      (std::filesystem::temp_directory_path() / ("st-record-" + std::to_string(::getpid())))
+          .string();
   record.write(path);
   auto doc = nlohmann::json::parse(read_file(path));
   CHECK(doc["status"] == "failed");

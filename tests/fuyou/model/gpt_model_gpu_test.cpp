@@ -25,7 +25,8 @@ double rel_error(const at::Tensor& a, const at::Tensor& b) {
 
 }  // namespace
 
-TEST_CASE("block-wise recompute in CUDA bf16 matches one bf16 autograd graph and the fp32 CPU graph") {
+TEST_CASE(
+    "block-wise recompute in CUDA bf16 matches one bf16 autograd graph and the fp32 CPU graph") {
   const ModelConfig config = model_config_from_name("custom:L=3,C=128,H=4,V=256,T=64");
   GptWeights cpu = init_gpt_weights(config, 7, at::TensorOptions());
   torch::manual_seed(8);
@@ -66,7 +67,8 @@ TEST_CASE("block-wise recompute in CUDA bf16 matches one bf16 autograd graph and
     worst16 = std::max(worst16, e16);
     worst32 = std::max(worst32, e32);
   }
-  MESSAGE("worst gradient relative error: vs bf16 graph " << worst16 << ", vs fp32 graph " << worst32);
+  MESSAGE("worst gradient relative error: vs bf16 graph " << worst16 << ", vs fp32 graph "
+                                                          << worst32);
 }
 
 int main(int argc, char** argv) {

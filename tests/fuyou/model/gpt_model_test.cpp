@@ -1,12 +1,13 @@
 // The GPT computation: a block against a hand-written attention/MLP, block-wise recompute against
 // one autograd graph over the whole model, and the chunked LM loss against full cross-entropy.
+#include "fuyou/model/gpt_model.h"
+
 #include <c10/util/Logging.h>  // before doctest, whose CHECK must replace c10's
 #include <doctest/doctest.h>
 #include <torch/torch.h>
 
 #include <cmath>
 
-#include "fuyou/model/gpt_model.h"
 #include "fuyou/model/gpt_weights.h"
 #include "fuyou/model/model_config.h"
 
@@ -38,7 +39,8 @@ std::pair<at::Tensor, at::Tensor> random_tokens(const ModelConfig& config, std::
 
 }  // namespace
 
-TEST_CASE("a block equals a hand-written pre-LN block with masked softmax attention and tanh GELU") {
+TEST_CASE(
+    "a block equals a hand-written pre-LN block with masked softmax attention and tanh GELU") {
   const ModelConfig config = model_config_from_name("custom:L=1,C=16,H=4,V=32,T=8");
   const GptWeights w = random_weights(config, 3);
   const BlockWeights& b = w.blocks[0];
@@ -64,7 +66,8 @@ TEST_CASE("a block equals a hand-written pre-LN block with masked softmax attent
     heads.push_back(torch::matmul(torch::softmax(scores, -1), v));
   }
   at::Tensor y = x + torch::matmul(torch::cat(heads, 2), b[kAttnProjWeight].t()) + b[kAttnProjBias];
-  at::Tensor m = torch::matmul(ln(y, b[kLn2Weight], b[kLn2Bias]), b[kMlpFcWeight].t()) + b[kMlpFcBias];
+  at::Tensor m =
+      torch::matmul(ln(y, b[kLn2Weight], b[kLn2Bias]), b[kMlpFcWeight].t()) + b[kMlpFcBias];
   m = 0.5 * m * (1 + torch::tanh(std::sqrt(2.0 / M_PI) * (m + 0.044715 * m.pow(3))));
   const at::Tensor expected = y + torch::matmul(m, b[kMlpProjWeight].t()) + b[kMlpProjBias];
 
@@ -113,7 +116,9 @@ TEST_CASE("block_backward returns the input gradient that chains blocks") {
   const at::Tensor x = torch::randn({2, 8, 16});
   const at::Tensor r = torch::randn({2, 8, 16});
   const at::Tensor x_leaf = x.clone().requires_grad_(true);
-  (block_forward(config, w.blocks[1], block_forward(config, w.blocks[0], x_leaf)) * r).sum().backward();
+  (block_forward(config, w.blocks[1], block_forward(config, w.blocks[0], x_leaf)) * r)
+      .sum()
+      .backward();
 
   at::Tensor x1;
   {
@@ -143,7 +148,8 @@ TEST_CASE("the chunked LM loss and its gradients equal full cross-entropy for an
 
   for (std::int64_t chunk : {1, 4, 20, 21, 1000}) {
     CAPTURE(chunk);
-    CHECK(lm_loss(config, w, x, targets, chunk) == doctest::Approx(ref.item<double>()).epsilon(1e-6));
+    CHECK(lm_loss(config, w, x, targets, chunk) ==
+          doctest::Approx(ref.item<double>()).epsilon(1e-6));
     const LmLossBackward g = lm_loss_backward(config, w, x, targets, /*grad_scale=*/1.0, chunk);
     CHECK(g.loss == doctest::Approx(ref.item<double>()).epsilon(1e-6));
     CHECK(rel_error(g.input_grad, x_leaf.grad()) <= 1e-6);
@@ -163,7 +169,8 @@ TEST_CASE("gpt_loss (validation path) equals the full-graph loss") {
   auto [tokens, targets] = random_tokens(config, 2, 12, 32);
   torch::NoGradGuard no_grad;
   CHECK(gpt_loss(config, w, tokens, targets, 7) ==
-        doctest::Approx(gpt_loss_full_graph(config, w, tokens, targets).item<double>()).epsilon(1e-6));
+        doctest::Approx(gpt_loss_full_graph(config, w, tokens, targets).item<double>())
+            .epsilon(1e-6));
 }
 
 TEST_CASE("sequences longer than the position table are refused") {

@@ -27,7 +27,8 @@ nlohmann::json g_reference;
 
 at::Tensor to_tensor(const nlohmann::json& rows) {
   std::vector<std::int64_t> flat;
-  for (const auto& row : rows) for (const auto& v : row) flat.push_back(v.get<std::int64_t>());
+  for (const auto& row : rows)
+    for (const auto& v : row) flat.push_back(v.get<std::int64_t>());
   return torch::tensor(flat, torch::kLong).view({static_cast<std::int64_t>(rows.size()), -1});
 }
 
@@ -35,7 +36,8 @@ at::Tensor to_tensor(const nlohmann::json& rows) {
 
 TEST_CASE("a transformers GPT2LMHeadModel loads and gives its loss and gradients") {
   const ModelConfig config = model_config_from_name("custom:L=2,C=32,H=4,V=64,T=16");
-  const GptWeights w = load_hf_gpt2(config, (g_dir / "model.safetensors").string(), at::TensorOptions());
+  const GptWeights w =
+      load_hf_gpt2(config, (g_dir / "model.safetensors").string(), at::TensorOptions());
   const at::Tensor x = to_tensor(g_reference["inputs"]);
   const at::Tensor y = to_tensor(g_reference["targets"]);
   GptWeights grads = zeros_like_weights(w, at::TensorOptions());
@@ -54,7 +56,8 @@ TEST_CASE("a transformers GPT2LMHeadModel loads and gives its loss and gradients
   }
 }
 
-TEST_CASE("the same checkpoint read tensor by tensor gives the same weights, checked the same way") {
+TEST_CASE(
+    "the same checkpoint read tensor by tensor gives the same weights, checked the same way") {
   const ModelConfig config = model_config_from_name("custom:L=2,C=32,H=4,V=64,T=16");
   const std::string path = (g_dir / "model.safetensors").string();
   GptWeights whole = load_hf_gpt2(config, path, at::TensorOptions());
@@ -77,7 +80,8 @@ TEST_CASE("the same checkpoint read tensor by tensor gives the same weights, che
     write_safetensors(bad, tensors);
     int visited = 0;
     try {
-      for_each_hf_gpt2_weight(config, bad, [&](const std::string&, const at::Tensor&) { ++visited; });
+      for_each_hf_gpt2_weight(config, bad,
+                              [&](const std::string&, const at::Tensor&) { ++visited; });
       FAIL("accepted a checkpoint that " << words);
     } catch (const sparsetrain::common::UsageError& e) {
       CHECK(std::string(e.what()).find(words) != std::string::npos);
@@ -102,10 +106,11 @@ TEST_CASE("the same checkpoint read tensor by tensor gives the same weights, che
 int main(int argc, char** argv) {
   g_dir = fs::temp_directory_path() / ("st-hf-" + std::to_string(::getpid()));
   fs::create_directories(g_dir);
-  const auto r = sparsetrain::test::run_process(SPARSETRAIN_PYTHON,
-                                                {SPARSETRAIN_HF_SCRIPT, g_dir.string()});
+  const auto r =
+      sparsetrain::test::run_process(SPARSETRAIN_PYTHON, {SPARSETRAIN_HF_SCRIPT, g_dir.string()});
   if (r.exit_code != 0) {
-    std::printf("transformers reference unavailable (exit %d): skipping\n%s", r.exit_code, r.err.c_str());
+    std::printf("transformers reference unavailable (exit %d): skipping\n%s", r.exit_code,
+                r.err.c_str());
     fs::remove_all(g_dir);
     return 77;
   }

@@ -1,11 +1,12 @@
 // Hugging Face GPT-2 names: Conv1D transposition semantics, round trips with and without the
 // "transformer." prefix and lm_head.weight, and refusals of foreign or incomplete checkpoints.
+#include "fuyou/model/hf_gpt2.h"
+
 #include <c10/util/Logging.h>  // before doctest, whose CHECK must replace c10's
 #include <doctest/doctest.h>
 #include <torch/torch.h>
 
 #include "common/error.h"
-#include "fuyou/model/hf_gpt2.h"
 
 using namespace sparsetrain::fuyou;
 using sparsetrain::common::UsageError;
@@ -59,7 +60,8 @@ TEST_CASE("HF names carry the transformer prefix and Conv1D weights are [in, out
 
 TEST_CASE("weights survive a round trip through HF names bit for bit, in fp32 and bf16") {
   const GptWeights w = random_weights();
-  check_equal(gpt_weights_from_hf(config(), gpt_weights_to_hf(w, at::kFloat), at::TensorOptions()), w);
+  check_equal(gpt_weights_from_hf(config(), gpt_weights_to_hf(w, at::kFloat), at::TensorOptions()),
+              w);
 
   const GptWeights w16 = weights_to(w, at::TensorOptions().dtype(at::kBFloat16));
   const GptWeights back = gpt_weights_from_hf(config(), gpt_weights_to_hf(w, at::kBFloat16),

@@ -1,11 +1,12 @@
 // Model presets: parameter counts against published figures, FLOPs per token by hand, custom specs.
+#include "fuyou/model/model_config.h"
+
 #include <doctest/doctest.h>
 
 #include <cmath>
 
 #include "common/error.h"
 #include "fuyou/model/gpt_weights.h"
-#include "fuyou/model/model_config.h"
 
 using namespace sparsetrain::fuyou;
 using sparsetrain::common::UsageError;

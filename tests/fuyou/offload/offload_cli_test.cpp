@@ -99,17 +99,18 @@ TEST_CASE("a CPU budget too small for two staging slots is refused with exit 2")
 TEST_CASE("--state-piece sets the states' piece size, rounded to the store's extent rule") {
   const fs::path d = scratch("piece");
   // 4 MiB extents: pieces are whole multiples of 1 Mi floats (4 MiB of each of master, m, v).
-  auto r = run_sparsetrain(tiny_args("5") + std::vector<std::string>{
-                                                "--ssd", ssd_of(d), "--cpu-mem", "1200KiB",
-                                                "--state-piece", "6MiB", "--dry-run", "--out",
-                                                (d / "plan.json").string()});
+  auto r = run_sparsetrain(tiny_args("5") +
+                           std::vector<std::string>{"--ssd", ssd_of(d), "--cpu-mem", "1200KiB",
+                                                    "--state-piece", "6MiB", "--dry-run", "--out",
+                                                    (d / "plan.json").string()});
   INFO(r.err);
   REQUIRE(r.exit_code == 0);
   // The pieces are 1 Mi floats; the largest unit (a block, 50,176 floats = 196 KiB) is one piece.
   CHECK(r.out.find("a piece of at most 196 KiB of each") != std::string::npos);
   CHECK(read_json(d / "plan.json")["metrics"]["offload"]["state_piece_floats"] == 1 << 20);
   r = run_sparsetrain(tiny_args("5") + std::vector<std::string>{"--ssd", ssd_of(d), "--cpu-mem",
-                                                                "1200KiB", "--state-piece", "1KiB"});
+                                                                "1200KiB", "--state-piece",
+                                                                "1KiB"});
   CHECK(r.exit_code == 2);
   CHECK(r.err.find("--state-piece 1KiB is below 4 KiB") != std::string::npos);
   r = run_sparsetrain(tiny_args("5") + std::vector<std::string>{"--state-piece", "64MiB"});
@@ -120,12 +121,11 @@ TEST_CASE("--state-piece sets the states' piece size, rounded to the store's ext
 
 TEST_CASE("--device cuda --dry-run plans a CUDA run even where no GPU is visible") {
   const fs::path d = scratch("cuda-plan");
-  std::vector<std::string> args = {"fuyou",    "finetune", "--model",      "tiny",  "--device",
-                                   "cuda",     "--ssd",    ssd_of(d),      "--cpu-mem", "2MiB",
-                                   "--seq",    "32",       "--micro-batch", "4",     "--progress",
-                                   "never"};
-  auto r = run_sparsetrain(args + std::vector<std::string>{"--dry-run", "--out",
-                                                           (d / "plan.json").string()});
+  std::vector<std::string> args = {
+      "fuyou",     "finetune", "--model", "tiny", "--device",      "cuda", "--ssd",      ssd_of(d),
+      "--cpu-mem", "2MiB",     "--seq",   "32",   "--micro-batch", "4",    "--progress", "never"};
+  auto r = run_sparsetrain(
+      args + std::vector<std::string>{"--dry-run", "--out", (d / "plan.json").string()});
   INFO(r.err);
   REQUIRE(r.exit_code == 0);
   CHECK(r.out.find("2 pinned fp32 gradient slots") != std::string::npos);  // the CUDA tier's plan

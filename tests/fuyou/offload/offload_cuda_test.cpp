@@ -27,10 +27,10 @@
 #include <filesystem>
 #include <string>
 
-#include "fuyou/offload/offload_test_support.h"
 #include "common/error.h"
 #include "fuyou/model/demo_text.h"
 #include "fuyou/model/gpt_weights.h"
+#include "fuyou/offload/offload_test_support.h"
 #include "fuyou/offload/offload_trainer.h"
 #include "fuyou/train/in_memory_trainer.h"
 

@@ -13,8 +13,8 @@
 #include <filesystem>
 
 #include "fuyou/model/gpt_weights.h"
-#include "fuyou/offload/offload_trainer.h"
 #include "fuyou/model/token_data.h"
+#include "fuyou/offload/offload_trainer.h"
 #include "fuyou/train/in_memory_trainer.h"
 
 namespace offload_test {

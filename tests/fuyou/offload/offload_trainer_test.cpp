@@ -14,12 +14,12 @@
 #include <filesystem>
 #include <string>
 
-#include "fuyou/test_util.h"
 #include "fuyou/model/demo_text.h"
 #include "fuyou/model/gpt_weights.h"
-#include "fuyou/store/tensor_store.h"
-#include "fuyou/train/in_memory_trainer.h"
 #include "fuyou/offload/offload_test_support.h"
+#include "fuyou/store/tensor_store.h"
+#include "fuyou/test_util.h"
+#include "fuyou/train/in_memory_trainer.h"
 
 using namespace sparsetrain::fuyou;
 using offload_test::max_relative_difference;
@@ -234,8 +234,8 @@ std::uint64_t compute_budget_for_slots(const TrainOptions& options, OffloadOptio
   offload.budgets.compute_bytes = 0;  // no limit: everything resident
   const OffloadPlan all = plan_offload_run(f.config, options, offload);
   REQUIRE(all.stream_slots == 0);
-  const std::uint64_t weights = 4ull * 170560;   // 20,480 + 3 · 49,984 + 128 parameters
-  const std::uint64_t resident = 4ull * 20608;   // embeddings + ln_f stay
+  const std::uint64_t weights = 4ull * 170560;     // 20,480 + 3 · 49,984 + 128 parameters
+  const std::uint64_t resident = 4ull * 20608;     // embeddings + ln_f stay
   const std::uint64_t input = 4ull * 4 * 32 * 64;  // [B, T, C] fp32
   return all.compute_total - weights + resident + slots * 4ull * 50176 + 1000 -
          (inputs_out ? input : 0);
@@ -477,7 +477,8 @@ TEST_CASE("a run in pieces resumes bit for bit; another piece size or an old sto
   }
 }
 
-TEST_CASE("the CUDA tier's gradient drain on the CPU tier in pieces: K = 2 + clipping, bit for bit") {
+TEST_CASE(
+    "the CUDA tier's gradient drain on the CPU tier in pieces: K = 2 + clipping, bit for bit") {
   // Each micro-batch's block gradients add up into the CPU accumulators piece by piece (on CUDA
   // through one pinned piece), here 4 pieces per block.
   TrainOptions options = small_options();
@@ -510,7 +511,8 @@ OffloadOptions grads_in_store(const TrainOptions& options, const std::string& na
 
 }  // namespace
 
-TEST_CASE("block gradients add up in the store: clipping, K = 1, bit for bit; a run resumes into it") {
+TEST_CASE(
+    "block gradients add up in the store: clipping, K = 1, bit for bit; a run resumes into it") {
   Fixture f;
   TrainOptions options = small_options();
   options.grad_clip = 0.5;
@@ -618,19 +620,22 @@ TEST_CASE("a weight source that skips, reorders or misshapes a tensor is refused
   const GptWeights w = f.initial_weights();
   const auto named = w.named();
   auto run = [&](const WeightSource& source, const std::vector<std::string>& parts) {
-    fuyou_test::check_usage_error(
-        [&] { OffloadTrainer bad(f.config, source, options, offload); }, parts);
+    fuyou_test::check_usage_error([&] { OffloadTrainer bad(f.config, source, options, offload); },
+                                  parts);
     CHECK_FALSE(std::filesystem::exists(manifest));  // the same command can run again
   };
-  run([&](const WeightVisitor& visit) {  // ln_f.bias never comes
+  run(
+      [&](const WeightVisitor& visit) {  // ln_f.bias never comes
         for (std::size_t i = 0; i + 1 < named.size(); ++i) visit(named[i].first, *named[i].second);
       },
       {"'ln_f.bias' is missing"});
-  run([&](const WeightVisitor& visit) {  // wpe first
+  run(
+      [&](const WeightVisitor& visit) {  // wpe first
         visit(named[1].first, *named[1].second);
       },
       {"got tensor 'wpe.weight' where 'wte.weight' was expected"});
-  run([&](const WeightVisitor& visit) {
+  run(
+      [&](const WeightVisitor& visit) {
         visit(named[0].first, *named[0].second);
         visit(named[1].first, named[1].second->narrow(0, 0, 8));
       },

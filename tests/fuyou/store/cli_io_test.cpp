@@ -8,8 +8,8 @@
 
 #include "cli/process.h"
 #include "common/atomic_file.h"
-#include "fuyou/store/tensor_store.h"
 #include "common/io/io_test_util.h"
+#include "fuyou/store/tensor_store.h"
 
 using sparsetrain::test::run_process;
 using sparsetrain::test::TempDir;

@@ -15,8 +15,8 @@
 
 #include "common/io/aligned_buffer.h"
 #include "common/io/io_engine.h"
-#include "fuyou/store/tensor_store.h"
 #include "common/io/io_test_util.h"
+#include "fuyou/store/tensor_store.h"
 
 namespace io = sparsetrain::common::io;
 using sparsetrain::fuyou::StoreDType;

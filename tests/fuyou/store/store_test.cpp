@@ -17,8 +17,8 @@
 
 #include "common/atomic_file.h"
 #include "common/io/aligned_buffer.h"
-#include "fuyou/store/tensor_store.h"
 #include "common/io/io_test_util.h"
+#include "fuyou/store/tensor_store.h"
 
 namespace io = sparsetrain::common::io;
 using sparsetrain::fuyou::StoreDType;
@@ -227,11 +227,11 @@ TEST_CASE("damaged or mismatched stores are refused with clear errors") {
   CHECK_THROWS_AS(TensorStore::create(dirs, small_extents()), sparsetrain::common::UsageError);
   // Another first directory, the same second one: its data file would be overwritten.
   const std::vector<std::string> other = {root.sub("c"), dirs[1]};
-  CHECK_THROWS_WITH_AS(TensorStore::create(other, small_extents()),
-                       doctest::Contains(("data file already exists: '" + dirs[1] +
-                                          "/sparsetrain-store.1.dat'")
-                                             .c_str()),
-                       sparsetrain::common::UsageError);
+  CHECK_THROWS_WITH_AS(
+      TensorStore::create(other, small_extents()),
+      doctest::Contains(
+          ("data file already exists: '" + dirs[1] + "/sparsetrain-store.1.dat'").c_str()),
+      sparsetrain::common::UsageError);
   CHECK(std::filesystem::file_size(dirs[1] + "/sparsetrain-store.1.dat") > 0);  // untouched
   CHECK_FALSE(std::filesystem::exists(other[0] + "/sparsetrain-store.json"));
   CHECK_THROWS_AS(TensorStore::open({dirs[0]}, small_extents()), sparsetrain::common::UsageError);

@@ -4,8 +4,8 @@
 #include <unistd.h>
 
 #include <cmath>
-#include <cstdlib>
 #include <cstdint>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -33,15 +33,17 @@ void write_llmc(const fs::path& path, const std::vector<std::uint16_t>& tokens) 
   header[2] = static_cast<std::int32_t>(tokens.size());
   std::ofstream out(path, std::ios::binary);
   out.write(reinterpret_cast<const char*>(header.data()), 256 * 4);
-  out.write(reinterpret_cast<const char*>(tokens.data()), static_cast<std::streamsize>(tokens.size() * 2));
+  out.write(reinterpret_cast<const char*>(tokens.data()),
+            static_cast<std::streamsize>(tokens.size() * 2));
 }
 
 // A short seeded tiny run: the arguments every reproducibility check shares.
 std::vector<std::string> tiny_run(const fs::path& out, const std::string& seed,
                                   const std::string& steps = "12") {
-  return {"fuyou", "finetune", "--model", "tiny", "--steps", steps, "--micro-batch", "4", "--seq",
-          "32",    "--accum",  "2", "--eval-every", "6", "--eval-batches", "2", "--seed", seed,
-          "--progress", "never", "--out", out.string()};
+  return {"fuyou",         "finetune", "--model",        "tiny",      "--steps", steps,
+          "--micro-batch", "4",        "--seq",          "32",        "--accum", "2",
+          "--eval-every",  "6",        "--eval-batches", "2",         "--seed",  seed,
+          "--progress",    "never",    "--out",          out.string()};
 }
 
 }  // namespace
@@ -59,7 +61,8 @@ TEST_CASE("describe prints GPT-2's 124,439,808 parameters and records FLOPs and 
         doctest::Approx(6.0 * (124439808 - 786432) + 12.0 * 12 * 768 * 1024));
 }
 
-TEST_CASE("describe all lists every preset up to GPT-3 175B; an unknown model exits 2 with a hint") {
+TEST_CASE(
+    "describe all lists every preset up to GPT-3 175B; an unknown model exits 2 with a hint") {
   auto all = run_sparsetrain({"fuyou", "describe", "--model", "all"});
   CHECK(all.exit_code == 0);
   CHECK(all.out.find("gpt3-175b") != std::string::npos);
@@ -70,7 +73,8 @@ TEST_CASE("describe all lists every preset up to GPT-3 175B; an unknown model ex
 }
 
 TEST_CASE("two seeded finetune runs on tiny give identical losses; another seed differs") {
-  const fs::path a = scratch_dir() / "a.json", b = scratch_dir() / "b.json", c = scratch_dir() / "c.json";
+  const fs::path a = scratch_dir() / "a.json", b = scratch_dir() / "b.json",
+                 c = scratch_dir() / "c.json";
   REQUIRE(run_sparsetrain(tiny_run(a, "3")).exit_code == 0);
   REQUIRE(run_sparsetrain(tiny_run(b, "3")).exit_code == 0);
   REQUIRE(run_sparsetrain(tiny_run(c, "4")).exit_code == 0);
@@ -90,9 +94,10 @@ TEST_CASE("two seeded finetune runs on tiny give identical losses; another seed 
 
 TEST_CASE("a small model's loss on the built-in text falls well below log(256) in 300 steps") {
   const fs::path out = scratch_dir() / "learn.json";
-  auto r = run_sparsetrain({"fuyou", "finetune", "--model", "tiny", "--steps", "300",
-                            "--micro-batch", "16", "--seq", "64", "--lr", "3e-3", "--warmup", "20",
-                            "--eval-every", "100", "--progress", "never", "--out", out.string()});
+  auto r = run_sparsetrain({"fuyou", "finetune",      "--model",  "tiny",  "--steps",
+                            "300",   "--micro-batch", "16",       "--seq", "64",
+                            "--lr",  "3e-3",          "--warmup", "20",    "--eval-every",
+                            "100",   "--progress",    "never",    "--out", out.string()});
   REQUIRE(r.exit_code == 0);
   const nlohmann::json m = read_json(out)["metrics"];
   const double first = m["losses"][0].get<double>();
@@ -113,33 +118,37 @@ TEST_CASE("exported weights load back with --init and reproduce the final valida
   again.insert(again.end(), {"--init", weights.string()});
   REQUIRE(run_sparsetrain(again).exit_code == 0);
   // Same seed -> same validation batches; fp32 export -> the same model.
-  CHECK(read_json(second)["metrics"]["initial_val_loss"] == read_json(first)["metrics"]["final_val_loss"]);
+  CHECK(read_json(second)["metrics"]["initial_val_loss"] ==
+        read_json(first)["metrics"]["final_val_loss"]);
   // The offloaded trainer reads the checkpoint tensor by tensor into its store: the same model.
   const fs::path third = scratch_dir() / "third.json", store = scratch_dir() / "init-store";
   fs::remove_all(store);
   fs::create_directories(store);
   std::vector<std::string> offloaded = tiny_run(third, "5", /*steps=*/"1");
-  offloaded.insert(offloaded.end(), {"--init", weights.string(), "--ssd", store.string(),
-                                     "--cpu-mem", "2MiB"});
+  offloaded.insert(offloaded.end(),
+                   {"--init", weights.string(), "--ssd", store.string(), "--cpu-mem", "2MiB"});
   const auto r = run_sparsetrain(offloaded);
   INFO(r.err);
   REQUIRE(r.exit_code == 0);
-  CHECK(read_json(third)["metrics"]["initial_val_loss"] == read_json(first)["metrics"]["final_val_loss"]);
+  CHECK(read_json(third)["metrics"]["initial_val_loss"] ==
+        read_json(first)["metrics"]["final_val_loss"]);
 }
 
-TEST_CASE("llm.c token files train a model with a large enough vocabulary and are refused otherwise") {
+TEST_CASE(
+    "llm.c token files train a model with a large enough vocabulary and are refused otherwise") {
   std::vector<std::uint16_t> tokens(4000);
-  for (std::size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<std::uint16_t>((i * 7) % 300);
+  for (std::size_t i = 0; i < tokens.size(); ++i)
+    tokens[i] = static_cast<std::uint16_t>((i * 7) % 300);
   const fs::path bin = scratch_dir() / "tokens.bin";
   write_llmc(bin, tokens);
-  auto small_vocab = run_sparsetrain({"fuyou", "finetune", "--model", "tiny", "--data", bin.string(),
-                                      "--steps", "2", "--progress", "never"});
+  auto small_vocab = run_sparsetrain({"fuyou", "finetune", "--model", "tiny", "--data",
+                                      bin.string(), "--steps", "2", "--progress", "never"});
   CHECK(small_vocab.exit_code == 2);
   CHECK(small_vocab.err.find("vocabulary of 256") != std::string::npos);
   const fs::path out = scratch_dir() / "bin.json";
   auto ok = run_sparsetrain({"fuyou", "finetune", "--model", "custom:L=1,C=32,H=2,V=300,T=64",
-                             "--data", bin.string(), "--steps", "2", "--seq", "32",
-                             "--micro-batch", "2", "--progress", "never", "--out", out.string()});
+                             "--data", bin.string(), "--steps", "2", "--seq", "32", "--micro-batch",
+                             "2", "--progress", "never", "--out", out.string()});
   REQUIRE(ok.exit_code == 0);
   CHECK(read_json(out)["metrics"]["data"]["train_tokens"] == 3600);
 }

@@ -33,13 +33,13 @@ TEST_CASE(
     "divided by max(sum, 1)") {
   teddy::Graph graph = teddy::test::tiny_graph();
   // Signed features with row sums below 1 after the shift, and an all-minimum row.
-  const at::Tensor raw = torch::tensor({-0.5, 0.0, 0.0, 0.0, 0.0,    //
+  const at::Tensor raw = torch::tensor({-0.5, 0.0,  0.0,  0.0,  0.0,   //
                                         -0.5, -0.5, -0.5, -0.5, -0.5,  //
-                                        0.5, 1.5, -0.5, -0.5, 2.5,     //
+                                        0.5,  1.5,  -0.5, -0.5, 2.5,   //
                                         -0.4, -0.5, -0.5, -0.5, -0.5,  //
-                                        3.0, 3.0, 3.0, 3.0, 3.0,       //
-                                        -0.5, 0.0, 0.5, 1.0, -0.5,     //
-                                        0.0, 0.0, 0.0, 0.0, 0.0},
+                                        3.0,  3.0,  3.0,  3.0,  3.0,   //
+                                        -0.5, 0.0,  0.5,  1.0,  -0.5,  //
+                                        0.0,  0.0,  0.0,  0.0,  0.0},
                                        torch::kFloat32)
                              .view({7, 5});
   graph.features.assign(raw.data_ptr<float>(), raw.data_ptr<float>() + 35);
@@ -51,7 +51,7 @@ TEST_CASE(
   INFO("got " << g.dense_features() << " want " << want);
   CHECK(torch::allclose(g.dense_features(), want, /*rtol=*/1e-6, /*atol=*/1e-7));
   CHECK(g.dense_features()[3].sum().item<double>() == doctest::Approx(0.1));  // not scaled up
-  CHECK(g.x._nnz() == (want != 0).sum().item<std::int64_t>());               // zeros not stored
+  CHECK(g.x._nnz() == (want != 0).sum().item<std::int64_t>());                // zeros not stored
 }
 
 TEST_CASE("dense features run X·W densely and match the CSR product in value and gradient") {
@@ -130,7 +130,7 @@ void check_gradients(const std::string& name, bool with_edge_mask, bool dense_fe
     }
   }
   INFO(name << (dense_features ? " (dense features)" : "") << " worst relative gradient error "
-              << worst);
+            << worst);
   CHECK(worst < 1e-6);
 }
 

@@ -9,10 +9,10 @@
 
 #include <cmath>
 
-#include "teddy/prune/edge_selection.h"
-#include "teddy/graph/graph_generator.h"
 #include "teddy/gnn/graph_tensors.h"
 #include "teddy/gnn/weight_projection.h"
+#include "teddy/graph/graph_generator.h"
+#include "teddy/prune/edge_selection.h"
 
 namespace teddy = sparsetrain::teddy;
 

@@ -9,9 +9,9 @@
 #include <numeric>
 
 #include "common/error.h"
-#include "teddy/prune/edge_scorer.h"
 #include "teddy/graph/graph_generator.h"
 #include "teddy/graph/graph_stats.h"
+#include "teddy/prune/edge_scorer.h"
 #include "teddy/test_graphs.h"
 
 using namespace sparsetrain;
@@ -65,7 +65,8 @@ TEST_CASE("sparsity 0 prunes nothing; bad level lists are usage errors") {
   const auto lv = teddy::select_pruned_edges(teddy_scores(test::path4()), {0.0});
   CHECK(lv.counts[0] == 0);
   CHECK(pruned_ids(lv, 0).empty());
-  CHECK_THROWS_AS(teddy::select_pruned_edges(std::vector<float>{1.0f}, {0.5, 0.2}), common::UsageError);
+  CHECK_THROWS_AS(teddy::select_pruned_edges(std::vector<float>{1.0f}, {0.5, 0.2}),
+                  common::UsageError);
   CHECK_THROWS_AS(teddy::select_pruned_edges(std::vector<float>{1.0f}, {1.5}), common::UsageError);
   CHECK_THROWS_AS(teddy::select_pruned_edges(std::vector<float>{1.0f}, {}), common::UsageError);
 }

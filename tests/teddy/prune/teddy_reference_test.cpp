@@ -15,9 +15,9 @@
 #include <filesystem>
 #include <numeric>
 
+#include "teddy/graph/graph_io.h"
 #include "teddy/prune/edge_scorer.h"
 #include "teddy/prune/edge_selection.h"
-#include "teddy/graph/graph_io.h"
 
 using namespace sparsetrain;
 
