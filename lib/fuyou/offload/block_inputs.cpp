@@ -17,6 +17,7 @@ namespace {
 class InputsInComputeTier final : public BlockInputs {
  public:
   void push(std::int64_t layer, const at::Tensor& input) override {
+    if (layer == 0) kept_.clear();  // a new pass, also after one that an error cut short
     ST_ASSERT(layer == static_cast<std::int64_t>(kept_.size()), "block inputs out of order");
     kept_.push_back(input);
   }

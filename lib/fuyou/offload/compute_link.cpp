@@ -1,6 +1,8 @@
 // The CPU and CUDA compute-tier links (see compute_link.h).
 #include "fuyou/offload/compute_link.h"
 
+#include <optional>
+
 #include "fuyou/offload/offload_stats.h"
 
 namespace sparsetrain::fuyou {
@@ -49,12 +51,9 @@ class CudaLink final : public ComputeTierLink {
       grads.push_back(float_span(slot + span.piece_offset, span.floats));
       stats_.pcie_d2h_bytes += segment_bytes(span.floats);
     }
-    if (phases == nullptr) {
-      transfer_.download(gpu, grads, ready);
-    } else {
-      auto t = phases->scope("download");
-      transfer_.download(gpu, grads, ready);
-    }
+    std::optional<common::PhaseTimes::Scope> timed;
+    if (phases != nullptr) timed.emplace(*phases, "download");
+    transfer_.download(gpu, grads, ready);
     return true;
   }
   std::vector<at::Tensor> outputs(const UnitTensors&, const std::vector<TensorSpan>& spans,
@@ -65,8 +64,8 @@ class CudaLink final : public ComputeTierLink {
     }
     std::vector<at::Tensor> outs;
     for (const TensorSpan& span : spans) {
-      // bf16: 2 bytes a float of the piece.
-      outs.push_back(bf16_span(weight_slots_[s % 2].data() + 2 * span.piece_offset, span.floats));
+      outs.push_back(
+          bf16_span(weight_slots_[s % 2].data() + kBf16Bytes * span.piece_offset, span.floats));
     }
     return outs;
   }
@@ -75,7 +74,7 @@ class CudaLink final : public ComputeTierLink {
     std::vector<at::Tensor> gpu;
     for (const TensorSpan& span : spans) {
       gpu.push_back(flat_slice(*unit.compute[span.tensor], span.tensor_offset, span.floats));
-      stats_.pcie_h2d_bytes += 2 * static_cast<std::uint64_t>(span.floats);  // bf16
+      stats_.pcie_h2d_bytes += kBf16Bytes * static_cast<std::uint64_t>(span.floats);
     }
     uploads_[s % 2] = transfer_.upload(outs, gpu);
   }

@@ -215,6 +215,7 @@ class AccumulatorsInStore final : public GradAccumulators {
   std::vector<at::Tensor> piece_grads(const UpdateJob&, std::size_t s,
                                       const std::vector<TensorSpan>& spans,
                                       common::PhaseTimes& phases) override {
+    ST_ASSERT(reads_[s % 2].valid(), "a stored gradient piece was never read");
     {
       auto t = phases.scope("grad_read_wait");
       reads_[s % 2].get();

@@ -29,19 +29,22 @@ struct OffloadState {
   std::vector<UnitPiece> step_pieces;  // every unit's state pieces, in processing order
   std::int64_t piece_floats = 0;       // P, state_pieces.h
 
-  // The placements (declared before the buffers they may point into are released: see the
-  // trainer's destructor for the order the threads stop in).
+  std::int64_t step_drains = 0;  // drains per step with drained block gradients: K · L
+
+  // Two slots of one state piece each, alternating by piece: CUDA's pinned fp32 gradients coming
+  // down and bf16 weights going up. grad_slots also carry block gradients in the store (both
+  // tiers; plain memory of one block piece on the CPU tier). Declared before the placements that
+  // point into them, so they are destroyed after them.
+  common::io::AlignedBuffer grad_slots[2], weight_slots[2];
+  common::io::AlignedBuffer meta;  // train.state, int64 [kMetaLen]
+
+  // The placements. The threads that go through the store (blocks' and inputs' loaders) are
+  // stopped by the trainer before the store goes (its destructor, NewStoreGuard).
   std::unique_ptr<StatePlacement> states;
   std::unique_ptr<ComputeBlocks> blocks;
   std::unique_ptr<BlockInputs> inputs;
   std::unique_ptr<GradAccumulators> accumulators;  // drained blocks (plan block_grads_in_cpu)
   std::unique_ptr<BlockGradients> block_grads;     // the compute thread's side
-
-  // Two slots of one state piece each, alternating by piece: CUDA's pinned fp32 gradients coming
-  // down and bf16 weights going up. grad_slots also carry block gradients in the store (both
-  // tiers; plain memory of one block piece on the CPU tier).
-  common::io::AlignedBuffer grad_slots[2], weight_slots[2];
-  common::io::AlignedBuffer meta;  // train.state, int64 [kMetaLen]
   // The embeddings' and ln_f's gradient accumulators, fp32, compute tier.
   at::Tensor wte_grad, wpe_grad, lnf_w_grad, lnf_b_grad;
   std::function<CudaMark()> mark_compute;  // CUDA: a mark on the compute stream; CPU: none

@@ -235,8 +235,8 @@ void OffloadTrainer::make_placements() {
   if (state.cuda) {  // one state piece each (the largest): the transfers go piece by piece
     for (int i = 0; i < 2; ++i) {
       state.grad_slots[i] = AlignedBuffer(segment_bytes(plan_.largest_piece_floats), /*pin=*/true);
-      state.weight_slots[i] =
-          AlignedBuffer(2 * static_cast<std::size_t>(plan_.largest_piece_floats), /*pin=*/true);
+      state.weight_slots[i] = AlignedBuffer(
+          kBf16Bytes * static_cast<std::size_t>(plan_.largest_piece_floats), /*pin=*/true);
     }
   }
   state.wte_grad = at::zeros_like(compute_.wte, fp32);
@@ -254,6 +254,7 @@ void OffloadTrainer::make_placements() {
     state.accumulators = make_accumulators_in_ram(config_, state.units, state.grad_slots);
   }
   if (state.accumulators) {
+    state.step_drains = train_.accum * config_.n_layer;
     state.block_grads = make_drained_block_grads(config_, fp32, plan_.grad_block_slots,
                                                  train_.accum, *state.accumulators);
   } else if (plan_.grad_block_slots < config_.n_layer) {
@@ -390,7 +391,7 @@ void OffloadTrainer::open_store() {
       if (!unit.published) continue;  // its weights come from the stream
       for (const TensorSpan& span : piece_spans(unit.numels, piece)) {
         flat_slice(*unit.compute[span.tensor], span.tensor_offset, span.floats)
-            .copy_(float_span(const_cast<float*>(base) + span.piece_offset, span.floats));
+            .copy_(float_span(base + span.piece_offset, span.floats));
       }
     }
   }

@@ -57,9 +57,16 @@ inline bool is_block_unit(const ModelConfig& config, std::int64_t unit) {
   return unit >= 1 && unit <= config.n_layer;
 }
 
+// bf16 compute weights: 2 bytes a value (the CUDA tier's pinned weight slots, its uploads).
+inline constexpr std::uint64_t kBf16Bytes = 2;
+
 // n floats at `base` as a 1-D fp32 / bf16 tensor (no copy).
 inline at::Tensor float_span(float* base, std::int64_t n) {
   return at::from_blob(base, {n}, at::TensorOptions().dtype(at::kFloat));
+}
+// Read-only use of a const buffer (from_blob takes void*; nothing writes through it).
+inline at::Tensor float_span(const float* base, std::int64_t n) {
+  return float_span(const_cast<float*>(base), n);
 }
 inline at::Tensor bf16_span(std::byte* base, std::int64_t n) {
   return at::from_blob(base, {n}, at::TensorOptions().dtype(at::kBFloat16));

@@ -140,10 +140,8 @@ void OptimizerStage::drain(DrainJob& job) {
 std::vector<at::Tensor> OptimizerStage::piece_grads(UpdateJob& job, std::size_t s,
                                                     const std::vector<TensorSpan>& spans,
                                                     bool last_piece) {
-  if (state_.accumulators) {
-    // Every drain of the step: K per block (the units are the L blocks, the embeddings, ln_f).
-    const auto blocks = static_cast<std::int64_t>(state_.units.size()) - 2;
-    state_.accumulators->prefetch(s, last_piece, drains_done() == train_.accum * blocks);
+  if (state_.accumulators) {  // `drains_done` matters only at a unit's last piece
+    state_.accumulators->prefetch(s, last_piece, last_piece && drains_done() == state_.step_drains);
   }
   if (job.drained) return state_.accumulators->piece_grads(job, s, spans, phases_);
   std::vector<at::Tensor> grads;
