@@ -4,9 +4,9 @@
 Alternates A and B within each round (the machine's load drifts, so neither gets the quiet
 minutes), and prints JSON with every sample, the medians per build, B/A of the medians and per
 round. Two modes:
-  finetune  runs `BINARY fuyou finetune --ssd DIRS --out X <args>` in a fresh store each time;
-            the sample is the record's run.offload_measured.step_seconds (or the in-memory
-            run's train seconds per step), and the losses of every run must be identical.
+  finetune  runs `BINARY fuyou finetune --ssd DIRS --out X <args>` (offloaded) in a fresh store
+            each time; the sample is the record's run.offload_measured.step_seconds, and
+            losses_identical says whether every run's losses are the same (they must be).
   adamw     runs `ADAMW_BENCH <args>`; the samples are each method's median_s.
 
   bench/ab_bench.py finetune --a OLD/sparsetrain --b NEW/sparsetrain --ssd /tmp/ab/a,/tmp/ab/b \\

@@ -3,12 +3,14 @@
 the longest functions in lib/ (Universal Ctags: function start to end line), the largest files,
 `if (` in the file that defines OffloadTrainer::train, and source files per folder.
   scripts/code_metrics.py [ROOT]     ROOT defaults to the checkout this script is in."""
-import collections, json, os, subprocess, sys
+import collections, json, os, shutil, subprocess, sys
 
 root = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), '..')
 os.chdir(root)
 files = subprocess.check_output(['git', 'ls-files', 'lib', 'apps', 'tests', 'bench'], text=True).split()
 src = [f for f in files if f.endswith(('.h', '.cpp')) and os.path.exists(f)]
+if shutil.which('ctags') is None:
+    sys.exit('code_metrics: ctags is not installed (hint: apt-get install universal-ctags)')
 tags = subprocess.run(['ctags', '--output-format=json', '--fields=+ne', '--kinds-c++=f', '-f', '-']
                       + [f for f in src if f.startswith('lib/')], capture_output=True, text=True).stdout
 funcs = []

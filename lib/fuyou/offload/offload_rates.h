@@ -12,7 +12,7 @@
 
 #include "fuyou/model/model_config.h"
 #include "fuyou/offload/offload_plan.h"
-#include "fuyou/train/in_memory_trainer.h"
+#include "fuyou/train/train_options.h"
 
 namespace sparsetrain::fuyou {
 

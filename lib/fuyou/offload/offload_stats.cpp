@@ -18,8 +18,9 @@ void to_json(nlohmann::json& j, const OffloadStats& stats) {
        {"units_updated_during_backward", stats.units_updated_during_backward},
        {"pcie_h2d_bytes", stats.pcie_h2d_bytes},
        {"pcie_d2h_bytes", stats.pcie_d2h_bytes}};
-  for (const auto& [phase, seconds] : stats.compute_phases.all())
+  for (const auto& [phase, seconds] : stats.compute_phases.all()) {
     j["compute_thread"][phase] = seconds;
+  }
   for (const auto& [phase, seconds] : stats.optimizer_phases.all()) {
     j["optimizer_thread"][phase] = seconds;
   }
