@@ -12,6 +12,10 @@
 #include <fstream>
 #include <iostream>
 #include <memory>
+#include <stdexcept>
+#include <string>
+#include <tuple>
+#include <utility>
 
 #include "cli.h"
 #include "common/error.h"
@@ -159,8 +163,57 @@ struct FinetuneOptions {
   std::string gpu_mem;  // compute tier; empty = no limit
   bool resume = false;
   std::int64_t commit_every = 1;
-  std::string state_piece;  // empty = the default (64 MiB of each of master, m, v)
+  std::string state_piece;           // empty = the default (64 MiB of each of master, m, v)
+  std::string stream = "auto";       // granularity: auto, block, piece
+  std::string store_slots = "auto";  // auto, 1, 2
+  // Hardware a --dry-run assumes instead of measuring (empty = measured / the directories).
+  std::string assume_ssd;   // COUNTxSIZE@READ[,WRITE]
+  std::string assume_pcie;  // H2D[,D2H]
+  double assume_tflops = 0;
+  bool assumes() const { return !assume_ssd.empty() || !assume_pcie.empty() || assume_tflops > 0; }
 };
+
+// "2GB/s" -> 2e9 bytes/s (a size as common/units.h reads it, then "/s").
+double parse_rate(const std::string& text, const std::string& flag) {
+  const std::string hint = flag + " takes rates like 2GB/s or 3.5GiB/s";
+  if (text.size() < 3 || text.compare(text.size() - 2, 2, "/s") != 0) {
+    throw common::UsageError(flag + ": '" + text + "' is not a rate", hint);
+  }
+  const double rate = static_cast<double>(common::parse_bytes(text.substr(0, text.size() - 2)));
+  if (rate <= 0) throw common::UsageError(flag + ": rate '" + text + "' is zero", hint);
+  return rate;
+}
+
+// "A[,B]" -> {A, B}, B = A when absent.
+std::pair<double, double> parse_rate_pair(const std::string& text, const std::string& flag) {
+  const auto comma = text.find(',');
+  const double first = parse_rate(text.substr(0, comma), flag);
+  return {first, comma == std::string::npos ? first : parse_rate(text.substr(comma + 1), flag)};
+}
+
+// "12x4TB@2GB/s" or "4x3.84TB@7GB/s,5GB/s": count, size of each, read[, write] rate of each.
+fy::AssumedSsds parse_assumed_ssds(const std::string& text) {
+  const std::string hint =
+      "write --assume-ssd COUNTxSIZE@READ[,WRITE], e.g. 4x4TB@2GB/s (each disk's size and rates)";
+  const auto x = text.find('x'), at = text.find('@');
+  if (x == std::string::npos || at == std::string::npos || at < x) {
+    throw common::UsageError("--assume-ssd '" + text + "' is not COUNTxSIZE@READ[,WRITE]", hint);
+  }
+  fy::AssumedSsds ssds;
+  try {
+    std::size_t used = 0;
+    ssds.count = std::stoll(text.substr(0, x), &used);
+    if (used != x) throw std::invalid_argument("trailing text");
+  } catch (const std::exception&) {
+    throw common::UsageError("--assume-ssd '" + text + "': bad disk count", hint);
+  }
+  if (ssds.count < 1) throw common::UsageError("--assume-ssd needs at least one disk", hint);
+  ssds.bytes_each = common::parse_bytes(text.substr(x + 1, at - x - 1));
+  if (ssds.bytes_each == 0) throw common::UsageError("--assume-ssd: disks of 0 bytes", hint);
+  std::tie(ssds.read_bytes_per_s_each, ssds.write_bytes_per_s_each) =
+      parse_rate_pair(text.substr(at + 1), "--assume-ssd");
+  return ssds;
+}
 
 fy::OffloadOptions offload_options_of(const FinetuneOptions& options) {
   fy::OffloadOptions o;
@@ -181,7 +234,24 @@ fy::OffloadOptions offload_options_of(const FinetuneOptions& options) {
     }
     o.state_piece_floats = static_cast<std::int64_t>(bytes / 4);
   }
+  o.pieces_per_block = options.stream == "block"   ? 1
+                       : options.stream == "piece" ? fy::kBlockPieces
+                                                   : 0;
+  o.store_slots = options.store_slots == "auto" ? 0 : std::stoll(options.store_slots);
+  if (!options.assume_ssd.empty()) o.assumed_ssds = parse_assumed_ssds(options.assume_ssd);
   return o;
+}
+
+// --assume-pcie and --assume-tflops over the rates (--assume-ssd's are in with_assumed_ssds).
+fy::OffloadRates with_assumptions(fy::OffloadRates rates, const FinetuneOptions& options,
+                                  const fy::OffloadOptions& offload) {
+  if (offload.assumed_ssds) rates = fy::with_assumed_ssds(rates, *offload.assumed_ssds);
+  if (!options.assume_pcie.empty()) {
+    std::tie(rates.pcie_h2d_bytes_per_s, rates.pcie_d2h_bytes_per_s) =
+        parse_rate_pair(options.assume_pcie, "--assume-pcie");
+  }
+  if (options.assume_tflops > 0) rates.compute_flops_per_s = options.assume_tflops * 1e12;
+  return rates;
 }
 
 // llm.c .bin files start with the int32 magic 20240520; anything else is read as text.
@@ -288,6 +358,7 @@ void run_offloaded(const FinetuneOptions& options, const fy::ModelConfig& config
                                     : fy::measure_cpu_rates(config, options.train);
     // A dry run only plans: it writes nothing to the --ssd directories.
     if (!context.global.dry_run) offload.rates = fy::measure_ssd_rates(options.ssd, offload.rates);
+    offload.rates = with_assumptions(offload.rates, options, offload);
   }
   const fy::OffloadPlan plan = fy::plan_offload_run(config, options.train, offload);
   metrics["device"] = cuda ? "cuda" : "cpu";
@@ -299,22 +370,41 @@ void run_offloaded(const FinetuneOptions& options, const fy::ModelConfig& config
                                              : "overlapped with backward";
   nlohmann::json bound = fy::offload_bound_json(plan);
   bound["rates"] = offload.rates;
-  bound["rates"]["source"] =
-      reference_rates          ? "no CUDA device here: the H200 machine's measured rates "
-                                 "(offload_rates.h: reference_cuda_rates)"
-      : context.global.dry_run ? "compute, cpu_adam, pcie, stream_convert measured now; ssd from "
-                                 "DESIGN.md (a dry run writes no probe)"
-                               : "all measured now (offload_rates.h)";
+  std::string source = reference_rates ? "no CUDA device here: the H200 machine's measured rates "
+                                         "(offload_rates.h: reference_cuda_rates)"
+                       : context.global.dry_run
+                           ? "compute, cpu_adam, pcie, stream_convert measured now; ssd from "
+                             "DESIGN.md (a dry run writes no probe)"
+                           : "all measured now (offload_rates.h)";
+  if (options.assumes()) {
+    source +=
+        "; assumed instead:" +
+        std::string(options.assume_ssd.empty() ? "" : " --assume-ssd " + options.assume_ssd) +
+        (options.assume_pcie.empty() ? "" : " --assume-pcie " + options.assume_pcie) +
+        (options.assume_tflops > 0 ? " --assume-tflops " + std::to_string(options.assume_tflops)
+                                   : "");
+  }
+  bound["rates"]["source"] = source;
   bound["rates"]["compute_probe"] =
       "one transformer block's forward + recompute backward at the run's "
       "[B, T, C], 8*P_block + 16*C*T FLOP per token";
   context.record.run_extra()["offload_bound"] = bound;
   if (context.global.dry_run) {
+    fy::OffloadShape shape = fy::offload_shape_of(options.train, offload);
+    const std::int64_t largest =
+        fy::largest_micro_batch(config, shape, fy::offload_budgets_of(offload), offload.rates);
+    metrics["offload"]["largest_micro_batch"] = largest;
+    const std::string where = offload.assumed_ssds
+                                  ? std::to_string(offload.assumed_ssds->count) + " assumed SSD" +
+                                        (offload.assumed_ssds->count == 1 ? "" : "s") + " (" +
+                                        options.assume_ssd + ")"
+                                  : std::to_string(options.ssd.size()) + " director" +
+                                        (options.ssd.size() == 1 ? "y" : "ies");
     std::cout << "would fine-tune " << config.name << " (" << with_commas(config.param_count())
-              << " parameters) offloaded to " << options.ssd.size() << " director"
-              << (options.ssd.size() == 1 ? "y" : "ies") << " for " << options.train.steps
-              << " steps" << (options.resume ? " (resuming)" : "") << "\n"
-              << plan.describe();
+              << " parameters) offloaded to " << where << " for " << options.train.steps << " steps"
+              << (options.resume ? " (resuming)" : "") << "\n"
+              << plan.describe() << "largest micro-batch that fits these budgets: " << largest
+              << " (at --seq " << options.train.seq << ", --accum " << options.train.accum << ")\n";
     return;
   }
   if (options.train.grad_clip > 0) {
@@ -412,15 +502,22 @@ void run_finetune(FinetuneOptions options, CommandContext& context) {
   metrics["data"] = {
       {"source", source}, {"train_tokens", train_data.size()}, {"valid_tokens", valid_data.size()}};
   metrics["tokens_per_step"] = tokens_per_step;
-  if (!options.ssd.empty()) {
+  if (options.assumes() && !context.global.dry_run) {
+    throw common::UsageError(
+        "--assume-ssd, --assume-pcie and --assume-tflops plan hardware that "
+        "is not here: they need --dry-run",
+        "add --dry-run, or drop them to train on this machine");
+  }
+  if (!options.ssd.empty() || !options.assume_ssd.empty()) {
     run_offloaded(options, config, train_data, valid_data, context);
     return;
   }
   if (options.resume || !options.cpu_mem.empty() || !options.gpu_mem.empty() ||
-      options.commit_every != 1 || !options.state_piece.empty()) {
+      options.commit_every != 1 || !options.state_piece.empty() || options.stream != "auto" ||
+      options.store_slots != "auto" || options.assumes()) {
     throw common::UsageError(
-        "--resume, --cpu-mem, --gpu-mem, --commit-every and --state-piece apply to offloaded "
-        "runs only",
+        "--resume, --cpu-mem, --gpu-mem, --commit-every, --state-piece, --stream, --store-slots "
+        "and --assume-* apply to offloaded runs only",
         "add --ssd DIR to offload, or drop them to train in memory");
   }
   if (context.global.dry_run) {
@@ -540,6 +637,32 @@ void add_finetune_command(CLI::App& fuyou) {
                   "with the states in the store --cpu-mem holds two pieces, 6 x SIZE. Fixed "
                   "for a store: --resume checks it")
       ->group(kOffload);
+  sub->add_option("--stream", options->stream,
+                  "Offload: how streamed blocks travel: whole, or in pieces (one matmul each, "
+                  "three loads a micro-batch instead of two) when two whole blocks do not fit "
+                  "--gpu-mem; auto picks whole blocks wherever they fit")
+      ->check(CLI::IsMember({"auto", "block", "piece"}))
+      ->capture_default_str()
+      ->group(kOffload);
+  sub->add_option("--store-slots", options->store_slots,
+                  "Offload: store slots per extent: 2 (copy-on-write, 24 B per parameter: a "
+                  "crash keeps the last commit) or 1 (updates in place, 12 B per parameter); auto "
+                  "picks 2 where they fit the SSDs")
+      ->check(CLI::IsMember({"auto", "1", "2"}))
+      ->capture_default_str()
+      ->group(kOffload);
+  const std::string kAssume = "Planning for other hardware (--dry-run only)";
+  sub->add_option("--assume-ssd", options->assume_ssd,
+                  "Plan on SSDs that are not here instead of --ssd: COUNTxSIZE@READ[,WRITE] per "
+                  "disk, e.g. 12x4TB@2GB/s")
+      ->group(kAssume);
+  sub->add_option("--assume-pcie", options->assume_pcie,
+                  "Plan with these PCIe rates, host to device [, device to host], e.g. 25GB/s")
+      ->group(kAssume);
+  sub->add_option("--assume-tflops", options->assume_tflops,
+                  "Plan with this compute rate (TFLOP/s of the block forward + backward)")
+      ->check(CLI::PositiveNumber)
+      ->group(kAssume);
   const std::string kOutput = "Output";
   sub->add_option("--export", options->export_path,
                   "Write the trained weights as Hugging Face GPT-2 safetensors")
@@ -555,7 +678,9 @@ void add_finetune_command(CLI::App& fuyou) {
       "  sparsetrain fuyou finetune --model small --ssd /mnt/a,/mnt/b --cpu-mem 6MiB --grad-clip 0 "
       "--steps 100 --out offload.json\n"
       "  sparsetrain fuyou finetune --model gpt2 --init gpt2.safetensors --data train.bin "
-      "--seq 1024 --micro-batch 4 --accum 8 --lr 6e-5 --export tuned.safetensors");
+      "--seq 1024 --micro-batch 4 --accum 8 --lr 6e-5 --export tuned.safetensors\n"
+      "  sparsetrain fuyou finetune --model gpt3-175b --device cuda --gpu-mem 24GiB --cpu-mem "
+      "64GiB --seq 2048 --micro-batch 1 --assume-ssd 12x4TB@2GB/s --dry-run");
   set_command_runner(sub, [options](CommandContext& context) { run_finetune(*options, context); });
 }
 

@@ -47,42 +47,166 @@ void embed_backward(const at::Tensor& tokens, const at::Tensor& grad_x0, at::Ten
   wpe_grad.slice(0, 0, t).add_(g.sum(0).to(wpe_grad.options()));
 }
 
+at::Tensor block_piece_forward(const ModelConfig& config, int piece, const BlockWeights& w,
+                               const at::Tensor& input) {
+  const std::int64_t c = config.n_embd;
+  switch (piece) {
+    case kAttnInPiece: {
+      const std::int64_t b = input.size(0), t = input.size(1);
+      const std::int64_t heads = config.n_head, d = config.head_dim();
+      at::Tensor h = at::layer_norm(input, {c}, w[kLn1Weight], w[kLn1Bias], config.layer_norm_eps);
+      at::Tensor qkv = at::linear(h, w[kAttnQkvWeight], w[kAttnQkvBias]);  // [B, T, 3C]
+      auto parts = qkv.split(c, /*dim=*/2);
+      // q, k, v: [B, H, T, D]
+      auto heads_view = [&](const at::Tensor& p) {
+        return p.view({b, t, heads, d}).transpose(1, 2);
+      };
+      at::Tensor a = at::scaled_dot_product_attention(heads_view(parts[0]), heads_view(parts[1]),
+                                                      heads_view(parts[2]), /*attn_mask=*/{},
+                                                      /*dropout_p=*/0.0, /*is_causal=*/true);
+      return a.transpose(1, 2).reshape({b, t, c});
+    }
+    case kAttnOutPiece:
+      return at::linear(input, w[kAttnProjWeight], w[kAttnProjBias]);
+    case kMlpInPiece: {
+      at::Tensor h = at::layer_norm(input, {c}, w[kLn2Weight], w[kLn2Bias], config.layer_norm_eps);
+      return at::gelu(at::linear(h, w[kMlpFcWeight], w[kMlpFcBias]), "tanh");  // [B, T, 4C]
+    }
+    case kMlpOutPiece:
+      return at::linear(input, w[kMlpProjWeight], w[kMlpProjBias]);
+    default:
+      TORCH_CHECK(false, "block piece ", piece);
+  }
+}
+
+namespace {
+
+// The two pieces whose output is added to the residual stream (attention out, MLP out).
+bool adds_to_residual(int piece) { return piece == kAttnOutPiece || piece == kMlpOutPiece; }
+
+// The pieces in forward order over `x`: piece p reads `input` (x, a, y, h in turn) and the
+// residual stream takes the outputs of the two that add to it. `output(p, input)` runs piece p.
+at::Tensor walk_forward(const at::Tensor& x,
+                        const std::function<at::Tensor(int, const at::Tensor&)>& output) {
+  at::Tensor residual = x, input = x;
+  for (int p = 0; p < kBlockPieces; ++p) {
+    at::Tensor out = output(p, input);
+    if (adds_to_residual(p)) {
+      residual = residual + out;
+      input = residual;
+    } else {
+      input = std::move(out);
+    }
+  }
+  return residual;
+}
+
+// The pieces in backward order from the gradient of the block output: a piece that adds to the
+// residual gets the residual stream's gradient, the others their successor's input gradient, and
+// the residual stream adds the input gradients of the pieces that branch off it (MLP in, attention
+// in): dy = dz + d(MLP in), dx = dy + d(attention in). `input_grad(p, output_grad)` backpropagates
+// piece p; returns d(loss)/dx.
+at::Tensor walk_backward(const at::Tensor& output_grad,
+                         const std::function<at::Tensor(int, const at::Tensor&)>& input_grad) {
+  at::Tensor residual = output_grad, next = output_grad;
+  for (int p = kBlockPieces - 1; p >= 0; --p) {
+    at::Tensor g = input_grad(p, adds_to_residual(p) ? residual : next);
+    if (adds_to_residual(p)) {
+      next = std::move(g);
+    } else {
+      residual = residual + g;
+      next = residual;
+    }
+  }
+  return residual;
+}
+
+// One piece's autograd graph from leaves of its input and tensors (no copies).
+struct PieceGraph {
+  at::Tensor input;
+  std::vector<at::Tensor> weights;  // the piece's tensors, in BlockTensor order
+  at::Tensor output;
+};
+
+PieceGraph piece_graph(const ModelConfig& config, int piece, const BlockWeights& block,
+                       const at::Tensor& input) {
+  PieceGraph graph;
+  BlockWeights leaves;
+  graph.input = grad_leaf(input);
+  const TensorRange range = block_piece_tensors(piece);
+  for (int i = range.first; i < range.last; ++i) {
+    leaves[i] = grad_leaf(block[i]);
+    graph.weights.push_back(leaves[i]);
+  }
+  graph.output = block_piece_forward(config, piece, leaves, graph.input);
+  return graph;
+}
+
+// Backpropagates output_grad through the graph: the input's gradient; the piece's weight
+// gradients into `grads`.
+at::Tensor backward_through(int piece, const PieceGraph& graph, const at::Tensor& output_grad,
+                            BlockWeights& grads) {
+  std::vector<at::Tensor> wrt{graph.input};
+  wrt.insert(wrt.end(), graph.weights.begin(), graph.weights.end());
+  auto out = torch::autograd::grad({graph.output}, wrt, {output_grad});
+  const int first = block_piece_tensors(piece).first;
+  for (std::size_t k = 0; k + 1 < out.size(); ++k) {
+    grads[first + static_cast<int>(k)] = out[k + 1];
+  }
+  return out[0];
+}
+
+}  // namespace
+
 at::Tensor block_forward(const ModelConfig& config, const BlockWeights& w, const at::Tensor& x) {
-  const std::int64_t b = x.size(0), t = x.size(1), c = config.n_embd;
-  const std::int64_t heads = config.n_head, d = config.head_dim();
-  at::Tensor h = at::layer_norm(x, {c}, w[kLn1Weight], w[kLn1Bias], config.layer_norm_eps);
-  at::Tensor qkv = at::linear(h, w[kAttnQkvWeight], w[kAttnQkvBias]);  // [B, T, 3C]
-  auto parts = qkv.split(c, /*dim=*/2);
-  // q, k, v: [B, H, T, D]
-  auto heads_view = [&](const at::Tensor& p) { return p.view({b, t, heads, d}).transpose(1, 2); };
-  at::Tensor a = at::scaled_dot_product_attention(heads_view(parts[0]), heads_view(parts[1]),
-                                                  heads_view(parts[2]), /*attn_mask=*/{},
-                                                  /*dropout_p=*/0.0, /*is_causal=*/true);
-  a = a.transpose(1, 2).reshape({b, t, c});
-  at::Tensor y = x + at::linear(a, w[kAttnProjWeight], w[kAttnProjBias]);
-  h = at::layer_norm(y, {c}, w[kLn2Weight], w[kLn2Bias], config.layer_norm_eps);
-  h = at::gelu(at::linear(h, w[kMlpFcWeight], w[kMlpFcBias]), "tanh");  // [B, T, 4C]
-  return y + at::linear(h, w[kMlpProjWeight], w[kMlpProjBias]);
+  return walk_forward(
+      x, [&](int p, const at::Tensor& input) { return block_piece_forward(config, p, w, input); });
+}
+
+at::Tensor block_forward_pieces(const ModelConfig& config, BlockPieceSource& source,
+                                const at::Tensor& x, BlockPieceInputs* inputs) {
+  return walk_forward(x, [&](int p, const at::Tensor& input) {
+    if (inputs) (*inputs)[static_cast<std::size_t>(p)] = input;
+    at::Tensor out = block_piece_forward(config, p, source.acquire(p), input);
+    source.release();
+    return out;
+  });
 }
 
 BlockGrads block_backward(const ModelConfig& config, const BlockWeights& block,
                           const at::Tensor& input, const at::Tensor& output_grad) {
   torch::AutoGradMode enable(true);
-  BlockWeights leaves;
-  std::vector<at::Tensor> wrt;
-  wrt.reserve(kBlockTensorCount + 1);
-  wrt.push_back(grad_leaf(input));
-  for (int i = 0; i < kBlockTensorCount; ++i) {
-    leaves[i] = grad_leaf(block[i]);
-    wrt.push_back(leaves[i]);
-  }
-  const at::Tensor output = block_forward(config, leaves, wrt[0]);
-  auto grads = torch::autograd::grad({output}, wrt, {output_grad});
+  // Each piece's graph from a leaf of its input: the forward once, as block_backward_pieces'
+  // recompute would run it.
+  std::array<PieceGraph, kBlockPieces> graphs;
+  walk_forward(input, [&](int p, const at::Tensor& piece_input) {
+    graphs[static_cast<std::size_t>(p)] = piece_graph(config, p, block, piece_input.detach());
+    return graphs[static_cast<std::size_t>(p)].output.detach();
+  });
   BlockGrads out;
-  out.input_grad = grads[0];
-  for (int i = 0; i < kBlockTensorCount; ++i)
-    out.weight_grads[i] = grads[static_cast<std::size_t>(i) + 1];
+  out.input_grad = walk_backward(output_grad, [&](int p, const at::Tensor& g) {
+    return backward_through(p, graphs[static_cast<std::size_t>(p)], g, out.weight_grads);
+  });
   return out;
+}
+
+at::Tensor block_backward_pieces(const ModelConfig& config, BlockPieceSource& source,
+                                 const BlockPieceInputs& inputs, const at::Tensor& output_grad,
+                                 const PieceGradsFn& take) {
+  torch::AutoGradMode enable(true);
+  return walk_backward(output_grad, [&](int p, const at::Tensor& g) {
+    BlockWeights grads;
+    at::Tensor input_grad;
+    {
+      // The graph holds the piece's weights: gone before the source may reuse their memory.
+      const PieceGraph graph =
+          piece_graph(config, p, source.acquire(p), inputs[static_cast<std::size_t>(p)]);
+      input_grad = backward_through(p, graph, g, grads);
+    }
+    source.release();
+    take(p, grads);
+    return input_grad;
+  });
 }
 
 std::int64_t default_loss_chunk_rows(const ModelConfig& config) {

@@ -14,7 +14,9 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <array>
 #include <cstdint>
+#include <functional>
 
 #include "fuyou/model/gpt_weights.h"
 #include "fuyou/model/model_config.h"
@@ -41,9 +43,43 @@ struct BlockGrads {
   BlockWeights weight_grads;  // same shapes, dtype and device as the weights
 };
 // Recomputes the block from `input` under autograd and backpropagates `output_grad` [B, T, C].
-// The weights and input are not modified and need not require grad.
+// The weights and input are not modified and need not require grad. It runs piece by piece (the
+// graph of each piece from its input, then the pieces' backwards in reverse), so its bits are
+// block_backward_pieces' below.
 BlockGrads block_backward(const ModelConfig& config, const BlockWeights& block,
                           const at::Tensor& input, const at::Tensor& output_grad);
+
+// ---- A block in pieces (model_config.h: BlockPiece), for blocks streamed piece by piece --------
+// A piece's branch from its input, without the residual add: attention in x -> a, attention out
+// a -> proj(a), MLP in y -> h, MLP out h -> proj(h). Reads only the piece's tensors of `block`.
+at::Tensor block_piece_forward(const ModelConfig& config, int piece, const BlockWeights& block,
+                               const at::Tensor& input);
+
+// Where a block's weights come from, one piece at a time: acquire(p) returns weights whose piece-p
+// tensors (block_piece_tensors) stay valid until release(); the others may be undefined.
+class BlockPieceSource {
+ public:
+  virtual ~BlockPieceSource() = default;
+  virtual const BlockWeights& acquire(int piece) = 0;
+  virtual void release() {}
+};
+
+// The inputs of a block's pieces, in piece order: x, a, y, h.
+using BlockPieceInputs = std::array<at::Tensor, kBlockPieces>;
+
+// block_forward piece by piece, the same bits: each piece's weights acquired in turn and released
+// after it; the pieces' inputs kept in `inputs` when given (for block_backward_pieces).
+at::Tensor block_forward_pieces(const ModelConfig& config, BlockPieceSource& source,
+                                const at::Tensor& x, BlockPieceInputs* inputs = nullptr);
+
+// Piece p's weight gradients (only its tensors set), as soon as its backward has made them.
+using PieceGradsFn = std::function<void(int piece, const BlockWeights& grads)>;
+// block_backward with only one piece's weights at a time: pieces 3 … 0, each recomputed from its
+// input under autograd, backpropagated and released; returns d(loss)/d(block input). Bit for bit
+// block_backward's gradients.
+at::Tensor block_backward_pieces(const ModelConfig& config, BlockPieceSource& source,
+                                 const BlockPieceInputs& inputs, const at::Tensor& output_grad,
+                                 const PieceGradsFn& take);
 
 // Rows of B·T per logits chunk for `chunk_rows` = 0: at most 64 MiB of fp32 logits per chunk.
 std::int64_t default_loss_chunk_rows(const ModelConfig& config);

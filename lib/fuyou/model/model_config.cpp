@@ -10,6 +10,7 @@
 
 #include <map>
 #include <sstream>
+#include <stdexcept>
 
 #include "common/error.h"
 
@@ -114,6 +115,34 @@ std::int64_t ModelConfig::block_param_count() const {
   return layer_norms + attn + mlp;
 }
 
+std::int64_t ModelConfig::block_piece_param_count(int piece) const {
+  const std::int64_t c = n_embd;
+  switch (piece) {
+    case kAttnInPiece:
+      return 2 * c + 3 * c * c + 3 * c;  // ln_1, c_attn
+    case kAttnOutPiece:
+      return c * c + c;  // attn.c_proj
+    case kMlpInPiece:
+      return 2 * c + 4 * c * c + 4 * c;  // ln_2, c_fc
+    case kMlpOutPiece:
+      return 4 * c * c + c;  // mlp.c_proj
+    default:
+      throw std::out_of_range("block piece " + std::to_string(piece));
+  }
+}
+
+std::int64_t ModelConfig::max_block_piece_param_count() const {
+  return block_piece_param_count(kMlpInPiece);
+}
+
+TensorRange block_piece_tensors(int piece) {
+  static constexpr TensorRange kRanges[kBlockPieces] = {{0, 4}, {4, 6}, {6, 10}, {10, 12}};
+  if (piece < 0 || piece >= kBlockPieces) {
+    throw std::out_of_range("block piece " + std::to_string(piece));
+  }
+  return kRanges[piece];
+}
+
 std::int64_t ModelConfig::param_count() const {
   return vocab * n_embd + n_positions * n_embd + n_layer * block_param_count() + 2 * n_embd;
 }
@@ -123,6 +152,11 @@ std::int64_t ModelConfig::flops_param_count() const { return param_count() - n_p
 double ModelConfig::train_flops_per_token(std::int64_t seq) const {
   return 6.0 * static_cast<double>(flops_param_count()) +
          12.0 * static_cast<double>(n_layer * n_embd * seq);
+}
+
+double ModelConfig::train_flops_per_token_piece_recompute(std::int64_t seq) const {
+  return 10.0 * static_cast<double>(flops_param_count()) +
+         20.0 * static_cast<double>(n_layer * n_embd * seq);
 }
 
 double ModelConfig::train_flops_per_token_recompute(std::int64_t seq) const {

@@ -25,6 +25,10 @@ struct ModelConfig {
   // Parameters of one transformer block: 2 LayerNorms, qkv, attention out, MLP in and out, with
   // their biases.
   std::int64_t block_param_count() const;
+  // Parameters of block piece `piece` (kBlockPieces below); the four add up to
+  // block_param_count().
+  std::int64_t block_piece_param_count(int piece) const;
+  std::int64_t max_block_piece_param_count() const;  // the MLP-in piece's: 4·C² + 6·C
   // wte [V, C] + wpe [T_max, C] + blocks + final LayerNorm; the LM head is tied to wte (0 extra).
   std::int64_t param_count() const;
   // param_count() without wpe: the N of the FLOPs formula (wte counts: it is the LM head's matmul).
@@ -35,7 +39,26 @@ struct ModelConfig {
   // The same with every block's forward recomputed in backward (block-wise recompute):
   //   8·N + 16·L·C·seq.
   double train_flops_per_token_recompute(std::int64_t seq) const;
+  // Streaming in pieces: each block's backward recomputes its forward twice (once for the pieces'
+  // inputs, once per piece under autograd, gpt_model.h): 10·N + 20·L·C·seq.
+  double train_flops_per_token_piece_recompute(std::int64_t seq) const;
 };
+
+// A block's four pieces, in the order its forward runs them: one matmul each with the tensors
+// around it, contiguous in BlockTensor order (gpt_weights.h). They are what a block streams in
+// when a whole one does not fit the compute tier (offload_plan.h), and what gpt_model.h's block
+// backward runs one at a time.
+//   0 attention in  (ln_1, attn.c_attn)   x -> a = attention(qkv(LN1(x)))   [B, T, C]
+//   1 attention out (attn.c_proj)         a -> proj(a); y = x + proj(a)
+//   2 MLP in        (ln_2, mlp.c_fc)      y -> h = gelu(fc(LN2(y)))         [B, T, 4C]
+//   3 MLP out       (mlp.c_proj)          h -> proj(h); z = y + proj(h)
+enum BlockPiece : int { kAttnInPiece = 0, kAttnOutPiece, kMlpInPiece, kMlpOutPiece };
+inline constexpr int kBlockPieces = 4;
+// The BlockTensor indices [first, last) of a piece: 0-4, 4-6, 6-10, 10-12.
+struct TensorRange {
+  int first = 0, last = 0;
+};
+TensorRange block_piece_tensors(int piece);
 
 // Bytes of model states per parameter in mixed-precision training as Fuyou/ZeRO count them:
 // bf16 weights 2 + bf16 gradients 2 + fp32 master 4 + Adam m 4 + Adam v 4 = 16.

@@ -71,14 +71,27 @@ struct Sizes {
   std::int64_t block_padded = 0;        // a block's floats per state segment
   std::uint64_t outside_params = 0;     // wte, wpe, ln_f
   std::int64_t block_piece_floats = 0;  // a block's largest state piece
+  std::int64_t piece_params = 0;        // a block's largest piece (model_config.h: MLP in)
 };
 
-// UsageError unless P is a positive multiple of 1024 (4096-byte segments).
-void check_state_piece_floats(std::int64_t piece_floats) {
-  if (piece_floats < kPadFloats || piece_floats % kPadFloats != 0) {
-    throw common::UsageError("state piece of " + std::to_string(piece_floats) +
+// UsageError unless P is a positive multiple of 1024 (4096-byte segments) and the granularity and
+// store slots are ones the planner knows.
+void check_shape(const OffloadShape& shape) {
+  if (shape.state_piece_floats < kPadFloats || shape.state_piece_floats % kPadFloats != 0) {
+    throw common::UsageError("state piece of " + std::to_string(shape.state_piece_floats) +
                                  " floats is not a positive multiple of 1024",
                              "leave the state piece size at its default");
+  }
+  if (shape.pieces_per_block != 0 && shape.pieces_per_block != 1 &&
+      shape.pieces_per_block != kBlockPieces) {
+    throw common::UsageError(
+        "streaming in " + std::to_string(shape.pieces_per_block) + " pieces per block",
+        "stream whole blocks (1) or the block's " + std::to_string(kBlockPieces) + " pieces");
+  }
+  if (shape.store_slots < 0 || shape.store_slots > 2) {
+    throw common::UsageError(
+        "a store of " + std::to_string(shape.store_slots) + " slots per extent",
+        "pass --store-slots 1 (in place), 2 (copy-on-write) or auto");
   }
 }
 
@@ -99,6 +112,7 @@ Sizes derive_sizes(const ModelConfig& config, const OffloadShape& shape,
   // The stream's loader converts and uploads a block piece by piece, and block gradients in the
   // store go through buffers of one piece.
   s.block_piece_floats = std::min<std::int64_t>(shape.state_piece_floats, s.block_padded);
+  s.piece_params = config.max_block_piece_param_count();
   return s;
 }
 
@@ -175,11 +189,41 @@ bool decide_grad_pool(const OffloadShape& shape, const OffloadBudgets& budgets, 
          (s.l > 2 && grad_block_slots == s.l && smallest_with_buffers > budgets.compute_bytes);
 }
 
-// The blocks stream from their fp32 master (the compute weights do not fit): each slot holds one
-// block's compute weights (padded as in the store); as many slots as fit, at least two (one
-// computing, one loading), at most one per block.
-void stream_blocks(const OffloadShape& shape, const OffloadBudgets& budgets, const Sizes& s,
-                   OffloadPlan& plan, ComputeItems& items) {
+// The block inputs leave the compute tier when `slot_bytes` slots of two do not fit beside the
+// rest: CPU tier, through the store (input_stash.h); CUDA, in pinned CPU memory (cuda_transfer.h:
+// CudaInputStash). Returns the room left for the slots.
+std::uint64_t make_room_for_slots(const OffloadShape& shape, const OffloadBudgets& budgets,
+                                  const Sizes& s, std::uint64_t slot_bytes, OffloadPlan& plan,
+                                  ComputeItems& items) {
+  const std::uint64_t fixed = size_beside_blocks(items, s);
+  std::uint64_t room = room_left(budgets.compute_bytes, fixed);
+  if (room < 2 * slot_bytes) {
+    const std::uint64_t kept = size_kept_inputs(s);
+    room = room_left(budgets.compute_bytes, fixed - items.inputs.bytes + kept);
+    items.inputs = {"2 block-input slots + the running activation", kept};
+    (shape.cuda ? plan.inputs_in_cpu : plan.inputs_in_store) = true;
+  }
+  return room;
+}
+
+// As many slots of `slot_bytes` as fit the room, at least two (one computing, one loading), at
+// most one per use of a pass (`most`); the embeddings and ln_f stay in the compute tier.
+void size_stream_slots(const Sizes& s, std::uint64_t room, std::uint64_t slot_bytes,
+                       std::int64_t most, const std::string& what, OffloadPlan& plan,
+                       ComputeItems& items) {
+  plan.stream_slots = std::max<std::int64_t>(
+      2, std::min<std::int64_t>(most, static_cast<std::int64_t>(room / slot_bytes)));
+  plan.resident_blocks = 0;
+  items.weights = {s.act == kBF16 ? "bf16 embeddings + ln_f" : "fp32 embeddings + ln_f",
+                   s.act * s.outside_params};
+  items.stream_slots =
+      PlanItem{std::to_string(plan.stream_slots) + " " + what, u64(plan.stream_slots) * slot_bytes};
+}
+
+// Whole blocks stream from their fp32 master (the compute weights do not fit): each slot holds one
+// block's compute weights (padded as in the store).
+void stream_whole_blocks(const OffloadShape& shape, const OffloadBudgets& budgets, const Sizes& s,
+                         OffloadPlan& plan, ComputeItems& items) {
   const std::uint64_t slot_bytes = s.act * u64(s.block_padded);
   if (decide_grad_pool(shape, budgets, s, plan.grad_block_slots, items, slot_bytes)) {
     // Each block's gradients leave right after its backward and, with accumulation or clipping,
@@ -189,23 +233,44 @@ void stream_blocks(const OffloadShape& shape, const OffloadBudgets& budgets, con
     items.grad_buffers = size_grad_buffers(plan.grad_block_slots,
                                            kF32 * u64(plan.grad_block_slots) * s.block_params);
   }
-  const std::uint64_t fixed = size_beside_blocks(items, s);
-  std::uint64_t room = room_left(budgets.compute_bytes, fixed);
-  if (room < 2 * slot_bytes) {
-    // Then the block inputs leave the compute tier too. CPU tier: through the store
-    // (input_stash.h); CUDA: in pinned CPU memory (cuda_transfer.h: CudaInputStash).
-    const std::uint64_t kept = size_kept_inputs(s);
-    room = room_left(budgets.compute_bytes, fixed - items.inputs.bytes + kept);
-    items.inputs = {"2 block-input slots + the running activation", kept};
-    (shape.cuda ? plan.inputs_in_cpu : plan.inputs_in_store) = true;
+  const std::uint64_t room = make_room_for_slots(shape, budgets, s, slot_bytes, plan, items);
+  plan.pieces_per_block = 1;
+  plan.stream_slot_floats = s.block_padded;
+  size_stream_slots(s, room, slot_bytes, s.l, "streamed block slots", plan, items);
+}
+
+// The blocks stream in pieces (two whole block slots do not fit): slots of the largest piece and
+// two gradient buffers of one piece, in the compute dtype (bf16 on CUDA, widened exactly on the
+// CPU side; fp32 on the CPU tier). Every block's gradients leave piece by piece and add up on the
+// CPU side even with K = 1 and no clipping: a unit's update needs all of its pieces' gradients.
+void stream_pieces(const OffloadShape& shape, const OffloadBudgets& budgets, const Sizes& s,
+                   OffloadPlan& plan, ComputeItems& items) {
+  const std::uint64_t slot_bytes = s.act * u64(s.piece_params);
+  plan.grad_block_slots = 2;
+  plan.block_grads_in_cpu = true;
+  items.grad_buffers = {
+      std::string("2 block-piece gradient buffers (") + (shape.cuda ? "bf16" : "fp32") + ")",
+      2 * slot_bytes};
+  const std::uint64_t room = make_room_for_slots(shape, budgets, s, slot_bytes, plan, items);
+  plan.pieces_per_block = kBlockPieces;
+  plan.stream_slot_floats = s.piece_params;
+  size_stream_slots(s, room, slot_bytes, kBlockPieces * s.l, "streamed block-piece slots", plan,
+                    items);
+}
+
+// Whole blocks unless they do not fit (or pieces are asked for): then pieces, unless whole blocks
+// are asked for (the refusal then names the whole-block layout).
+void stream_blocks(const OffloadShape& shape, const OffloadBudgets& budgets, const Sizes& s,
+                   OffloadPlan& plan, ComputeItems& items) {
+  if (shape.pieces_per_block != kBlockPieces) {
+    const OffloadPlan before = plan;
+    const ComputeItems resident = items;
+    stream_whole_blocks(shape, budgets, s, plan, items);
+    if (shape.pieces_per_block == 1 || items.total() <= budgets.compute_bytes) return;
+    plan = before;
+    items = resident;
   }
-  plan.stream_slots = std::max<std::int64_t>(
-      2, std::min<std::int64_t>(s.l, static_cast<std::int64_t>(room / slot_bytes)));
-  plan.resident_blocks = 0;
-  items.weights = {shape.cuda ? "bf16 embeddings + ln_f" : "fp32 embeddings + ln_f",
-                   s.act * s.outside_params};
-  items.stream_slots = PlanItem{std::to_string(plan.stream_slots) + " streamed block slots",
-                                u64(plan.stream_slots) * slot_bytes};
+  stream_pieces(shape, budgets, s, plan, items);
 }
 
 // Decided first (streaming on CUDA adds CPU buffers), refused after the CPU tier: every block's
@@ -359,9 +424,8 @@ void refuse_over_budgets(const OffloadShape& shape, const OffloadBudgets& budget
            "raise --gpu-mem to at least " +
                common::format_bytes(static_cast<double>(plan.compute_total)) +
                ", or lower --micro-batch/--seq" +
-               (shape.cuda ? " (the CUDA tier streams the blocks through two slots at least, "
-                             "beside two block-input slots)"
-                           : ""));
+               " (streaming needs two slots of a block piece at least, beside two block-input "
+               "slots)");
   }
 }
 
@@ -370,32 +434,51 @@ void refuse_over_budgets(const OffloadShape& shape, const OffloadBudgets& budget
 // One block input in the store: fp32 [B, T, C] (the store holds them only for the CPU tier).
 std::uint64_t size_block_input(const Sizes& s) { return kF32 * u64(s.tokens * s.c); }
 
-// One store tensor per unit (its state pieces' [master | m | v], state_pieces.h; copy-on-write:
-// two slots per extent), train.state, and the block inputs and gradients when they go there.
-void plan_ssd(const ModelConfig& config, const OffloadBudgets& budgets, const Sizes& s,
-              OffloadPlan& plan) {
-  std::uint64_t store_bytes = 0;
+// The store's tensors with `slots` slots per extent: one per unit (its state pieces' [master | m
+// | v], state_pieces.h), train.state, and the block inputs and gradients when they go there.
+std::vector<PlanItem> size_store(const ModelConfig& config, const OffloadBudgets& budgets,
+                                 const Sizes& s, const OffloadPlan& plan, std::int64_t slots) {
   const std::uint64_t extent = std::max<std::uint64_t>(4096, budgets.store_extent_bytes);
+  const std::uint64_t n = u64(slots);
+  const std::string per_extent =
+      slots == 2 ? ", two slots per extent" : ", one slot per extent (in place)";
+  std::uint64_t store_bytes = 0;
   for (std::int64_t u = 0; u < unit_count(config); ++u) {
-    store_bytes += 2 * round_up(state_bytes(unit_padded_params(config, u)), extent);
+    store_bytes += n * round_up(state_bytes(unit_padded_params(config, u)), extent);
   }
-  store_bytes += 2 * extent;  // train.state
-  plan.ssd_items.push_back({"store: master + m + v, two slots per extent", store_bytes});
+  store_bytes += n * extent;  // train.state
+  std::vector<PlanItem> items{{"store: master + m + v" + per_extent, store_bytes}};
   if (plan.inputs_in_store) {
-    plan.ssd_items.push_back(
-        {"store: " + std::to_string(s.l) + " block inputs, two slots per extent",
-         u64(s.l) * 2 * round_up(size_block_input(s), extent)});
+    items.push_back({"store: " + std::to_string(s.l) + " block inputs" + per_extent,
+                     u64(s.l) * n * round_up(size_block_input(s), extent)});
   }
   if (plan.block_grads_in_store) {
-    plan.ssd_items.push_back(
-        {"store: " + std::to_string(s.l) + " block gradient accumulators, two slots per extent",
-         u64(s.l) * 2 * round_up(segment_bytes(s.block_padded), extent)});
+    items.push_back({"store: " + std::to_string(s.l) + " block gradient accumulators" + per_extent,
+                     u64(s.l) * n * round_up(segment_bytes(s.block_padded), extent)});
+  }
+  return items;
+}
+
+// Two slots per extent where they fit (or when asked), else one; refused when the asked or the
+// smaller layout does not fit either.
+void plan_ssd(const ModelConfig& config, const OffloadShape& shape, const OffloadBudgets& budgets,
+              const Sizes& s, OffloadPlan& plan) {
+  const std::uint64_t ssd_have = budgets.ssd_free_bytes + budgets.ssd_used_bytes;
+  plan.store_slots = shape.store_slots > 0 ? shape.store_slots : 2;
+  plan.ssd_items = size_store(config, budgets, s, plan, plan.store_slots);
+  if (shape.store_slots == 0 && sum_items(plan.ssd_items) > ssd_have) {
+    plan.store_slots = 1;
+    plan.ssd_items = size_store(config, budgets, s, plan, plan.store_slots);
   }
   plan.ssd_total = sum_items(plan.ssd_items);
-  const std::uint64_t ssd_have = budgets.ssd_free_bytes + budgets.ssd_used_bytes;
+  plan.ssd_bytes_per_param = static_cast<double>(plan.ssd_total) /
+                             static_cast<double>(std::max<std::int64_t>(1, plan.params));
   if (plan.ssd_total > ssd_have) {
     refuse("--ssd", plan.ssd_total, ssd_have, plan.ssd_items,
-           "free space on the --ssd directories or add more of them");
+           plan.store_slots == 2
+               ? "free space on the --ssd directories, add more of them, or pass --store-slots 1 "
+                 "(updates in place: half the space)"
+               : "free space on the --ssd directories or add more of them");
   }
 }
 
@@ -409,12 +492,16 @@ std::uint64_t count_state_writes(const OffloadShape& shape, const Sizes& s,
                             : s.states_bytes;
 }
 
-// Streamed blocks read their fp32 master from the store twice per micro-batch (forward and
-// backward).
+// Loads of each streamed block's weights per micro-batch: whole blocks twice (forward, backward
+// with its recompute); pieces three times (forward, the recompute of the pieces' inputs, each
+// piece's recompute and backward).
+std::int64_t stream_loads(const OffloadPlan& plan) { return plan.pieces_per_block > 1 ? 3 : 2; }
+
+// Streamed blocks read their fp32 master from the store at every load.
 std::uint64_t count_stream_reads(const OffloadShape& shape, const Sizes& s,
                                  const OffloadPlan& plan) {
   return plan.stream_slots > 0 && !plan.states_in_cpu
-             ? u64(2 * shape.accum * s.l) * segment_bytes(s.block_padded)
+             ? u64(stream_loads(plan) * shape.accum * s.l) * segment_bytes(s.block_padded)
              : 0;
 }
 
@@ -441,11 +528,13 @@ void count_pcie_traffic(const OffloadShape& shape, const Sizes& s, OffloadPlan& 
     // every micro-batch, the other units' updated weights once, the token ids and targets. Down:
     // the other units' fp32 gradients once; each block's once per step, or once per micro-batch
     // when they add up in CPU memory.
+    // Pieces: three loads a micro-batch, and the gradients come down in bf16.
     plan.pcie_h2d_bytes = kBF16 * s.outside_params +
-                          u64(2 * shape.accum * s.l) * kBF16 * s.block_params + token_bytes;
+                          u64(stream_loads(plan) * shape.accum * s.l) * kBF16 * s.block_params +
+                          token_bytes;
     plan.pcie_d2h_bytes =
-        kF32 * s.outside_params +
-        u64((plan.block_grads_in_cpu ? shape.accum : 1) * s.l) * kF32 * s.block_params;
+        kF32 * s.outside_params + u64((plan.block_grads_in_cpu ? shape.accum : 1) * s.l) *
+                                      (plan.pieces_per_block > 1 ? kBF16 : kF32) * s.block_params;
     if (plan.inputs_in_cpu) {  // each micro-batch's L block inputs go down and come back up
       plan.pcie_d2h_bytes += u64(shape.accum * s.l) * kBF16 * u64(s.tokens * s.c);
       plan.pcie_h2d_bytes += u64(shape.accum * s.l) * kBF16 * u64(s.tokens * s.c);
@@ -461,7 +550,8 @@ void count_pcie_traffic(const OffloadShape& shape, const Sizes& s, OffloadPlan& 
 // FLOPs with block recompute, SSD and PCIe bytes, per optimizer step of K micro-batches.
 void count_traffic(const ModelConfig& config, const OffloadShape& shape, const Sizes& s,
                    OffloadPlan& plan) {
-  plan.flops = config.train_flops_per_token_recompute(shape.seq) *
+  plan.flops = (plan.pieces_per_block > 1 ? config.train_flops_per_token_piece_recompute(shape.seq)
+                                          : config.train_flops_per_token_recompute(shape.seq)) *
                static_cast<double>(s.tokens * shape.accum);
   count_ssd_traffic(shape, s, plan);
   count_pcie_traffic(shape, s, plan);
@@ -519,10 +609,11 @@ void add_bound_terms(const OffloadShape& shape, const OffloadRates& rates, const
     plan.terms.push_back({"pcie_d2h", per_s(plan.pcie_d2h_bytes, rates.pcie_d2h_bytes_per_s)});
   }
   if (streams_on_cuda(shape, plan) && rates.stream_convert_params_per_s > 0) {
-    // Every streamed load converts one block: forward and backward of every micro-batch.
-    plan.terms.push_back({"stream_convert", static_cast<double>(2 * shape.accum * s.l) *
-                                                static_cast<double>(s.block_params) /
-                                                rates.stream_convert_params_per_s});
+    // Every streamed load converts one block (or its pieces), stream_loads times a micro-batch.
+    plan.terms.push_back(
+        {"stream_convert", static_cast<double>(stream_loads(plan) * shape.accum * s.l) *
+                               static_cast<double>(s.block_params) /
+                               rates.stream_convert_params_per_s});
   }
   if (shape.grad_clip) {
     plan.terms.push_back({"compute_then_update", bound_compute_then_update(shape, rates, s, plan)});
@@ -563,7 +654,7 @@ std::int64_t max_unit_padded_params(const ModelConfig& config) {
 OffloadPlan plan_offload(const ModelConfig& config, const OffloadShape& shape,
                          const OffloadBudgets& budgets, const OffloadRates& rates) {
   config.validate();
-  check_state_piece_floats(shape.state_piece_floats);
+  check_shape(shape);
   OffloadPlan plan;
   plan.params = config.param_count();
   plan.state_piece_floats = shape.state_piece_floats;
@@ -578,12 +669,41 @@ OffloadPlan plan_offload(const ModelConfig& config, const OffloadShape& shape,
   plan.cpu_items = cpu.list();
   plan.cpu_total = sum_items(plan.cpu_items);
   refuse_over_budgets(shape, budgets, plan);
-  plan_ssd(config, budgets, sizes, plan);
+  plan_ssd(config, shape, budgets, sizes, plan);
 
   count_traffic(config, shape, sizes, plan);
   add_bound_terms(shape, rates, sizes, plan);
   pick_binding(plan);
   return plan;
+}
+
+OffloadRates with_assumed_ssds(OffloadRates rates, const AssumedSsds& ssds) {
+  const double n = static_cast<double>(ssds.count);
+  rates.ssd_read_bytes_per_s = n * ssds.read_bytes_per_s_each;
+  rates.ssd_write_bytes_per_s = n * ssds.write_bytes_per_s_each;
+  rates.ssd_mixed_bytes_per_s = 0;
+  return rates;
+}
+
+std::int64_t largest_micro_batch(const ModelConfig& config, OffloadShape shape,
+                                 const OffloadBudgets& budgets, const OffloadRates& rates,
+                                 std::int64_t limit) {
+  const auto fits = [&](std::int64_t b) {
+    shape.micro_batch = b;
+    try {
+      plan_offload(config, shape, budgets, rates);
+      return true;
+    } catch (const common::UsageError&) {
+      return false;
+    }
+  };
+  if (limit < 1 || !fits(1)) return 0;
+  std::int64_t good = 1, bad = limit + 1;  // fits(good), !fits(bad) (or past the limit)
+  while (bad - good > 1) {
+    const std::int64_t mid = good + (bad - good) / 2;
+    (fits(mid) ? good : bad) = mid;
+  }
+  return good;
 }
 
 std::string OffloadPlan::describe() const {
@@ -596,10 +716,17 @@ std::string OffloadPlan::describe() const {
                               bytes(segment_bytes(largest_piece_floats)) + " of each")
       << "\n";
   if (stream_slots > 0) {
-    out << "blocks        streamed through " << stream_slots
-        << " compute-tier slots from their fp32 master ("
-        << (states_in_cpu ? "in RAM" : "read from the store")
-        << "), before each forward and each backward (recompute)"
+    const bool pieces = pieces_per_block > 1;
+    out << "blocks        streamed "
+        << (pieces ? "in pieces (" + std::to_string(pieces_per_block) +
+                         " a block, one matmul each; the largest " +
+                         std::to_string(stream_slot_floats) + " parameters)"
+                   : std::string("whole"))
+        << " through " << stream_slots << " compute-tier slots from their fp32 master ("
+        << (states_in_cpu ? "in RAM" : "read from the store") << "), "
+        << (pieces ? "three times a micro-batch (forward, the pieces' inputs, each piece's "
+                     "backward)"
+                   : "before each forward and each backward (recompute)")
         << (pinned_slots > 0 ? ", converted to bf16 in pinned memory and uploaded on a copy stream"
                              : "")
         << (block_grads_in_store ? "; block gradients add up in the store"
@@ -610,12 +737,15 @@ std::string OffloadPlan::describe() const {
   }
   out << "compute tier  " << bytes(compute_total) << ": " << list_items(compute_items) << "\n";
   out << "cpu           " << bytes(cpu_total) << ": " << list_items(cpu_items) << "\n";
-  out << "ssd           " << bytes(ssd_total) << ": " << list_items(ssd_items) << "\n";
+  char per_param[48];
+  std::snprintf(per_param, sizeof per_param, " (%.2f B per parameter)", ssd_bytes_per_param);
+  out << "ssd           " << bytes(ssd_total) << per_param << ": " << list_items(ssd_items) << "\n";
   out << "per iteration ssd read " << bytes(ssd_read_bytes) << ", ssd write "
       << bytes(ssd_write_bytes) << ", pcie h2d " << bytes(pcie_h2d_bytes) << ", d2h "
       << bytes(pcie_d2h_bytes) << ", ";
   char flops_text[64];
-  std::snprintf(flops_text, sizeof flops_text, "%.3g FLOP (8N + 16LCT per token)\n", flops);
+  std::snprintf(flops_text, sizeof flops_text, "%.3g FLOP (%s per token)\n", flops,
+                pieces_per_block > 1 ? "10N + 20LCT" : "8N + 16LCT");
   out << flops_text;
   out << "lower bound   ";
   for (const BoundTerm& term : terms) {

@@ -17,14 +17,16 @@
 //   Not modelled: the token data in RAM, allocator slack, torch's own workspace.
 // Tiers, decided in this order:
 //   Compute (--gpu-mem: the GPU, bf16 weights and inputs; CPU-only, a RAM budget, all fp32): every
-//   block's weights, else the blocks stream through stream_slots slots from their fp32 master;
+//   block's weights, else the blocks stream through stream_slots slots from their fp32 master —
+//   whole blocks where two block slots fit, else the blocks' pieces (pieces_per_block);
 //   streaming on CUDA (or with no room for a gradient buffer per block) sends the block gradients
 //   out through two buffers to add up on the CPU side (K > 1 or clipping), and when even two slots
 //   leave no room the block inputs leave too (CUDA: pinned RAM; CPU: the store).
 //   CPU (--cpu-mem): the states, else two staging slots of one state piece; CUDA's pinned gradient
 //   and weight slots; streaming's buffers; the block gradient accumulators (block_grads_in_cpu),
 //   or, when they do not fit, the store holds them and RAM one piece's buffers.
-//   SSD (--ssd): the store's unit tensors, two slots per extent; stashed inputs; stored gradients.
+//   SSD (--ssd): the store's unit tensors, two slots per extent (one, updating in place, when two
+//   do not fit or --store-slots 1 asks); stashed inputs; stored gradients.
 #pragma once
 
 #include <cstdint>
@@ -62,6 +64,19 @@ struct OffloadRates {
   double stream_convert_params_per_s = 0;
 };
 
+// SSDs a plan assumes instead of the --ssd directories (--assume-ssd, for hardware not bought
+// yet): `count` disks of `bytes_each`, each reading and writing at the given rates. The store
+// stripes over its directories, so space and rates add up over the disks.
+struct AssumedSsds {
+  std::int64_t count = 0;
+  std::uint64_t bytes_each = 0;
+  double read_bytes_per_s_each = 0, write_bytes_per_s_each = 0;
+  std::uint64_t total_bytes() const { return static_cast<std::uint64_t>(count) * bytes_each; }
+};
+// `rates` with the SSD terms of `ssds`: reads and writes of all disks together; no mixed rate
+// (not measured: the bound then takes reads and writes as independent).
+OffloadRates with_assumed_ssds(OffloadRates rates, const AssumedSsds& ssds);
+
 struct OffloadShape {
   std::int64_t micro_batch = 8;  // B
   std::int64_t seq = 128;        // T
@@ -78,6 +93,12 @@ struct OffloadShape {
   // Floats per state piece (state_pieces.h): the optimizer stages at most this much of each of a
   // unit's master, m, v at a time. plan_offload_run derives it from the store's extent.
   std::int64_t state_piece_floats = kDefaultStatePieceFloats;
+  // Streaming granularity (--stream): 0 = the planner decides (whole blocks wherever two block
+  // slots fit, else pieces), 1 = whole blocks only, kBlockPieces = pieces.
+  std::int64_t pieces_per_block = 0;
+  // The store's slots per extent (--store-slots): 0 = the planner decides (two where they fit the
+  // SSDs, else one), 1 (updates in place) or 2 (copy-on-write).
+  std::int64_t store_slots = 0;
 };
 
 // One line of a memory budget: what it is for and how many bytes.
@@ -99,6 +120,13 @@ struct OffloadPlan {
   // store or in RAM, in the order of use (forward 0 … L-1, backward L-1 … 0).
   std::int64_t resident_blocks = 0;
   std::int64_t stream_slots = 0;
+  // Streaming granularity: 1 = whole blocks; kBlockPieces = each block streams as its four pieces
+  // (model_config.h: one matmul each), so the compute tier holds slots and two gradient buffers
+  // of the largest piece instead of a block's, and every block's gradients leave it piece by
+  // piece (bf16 on CUDA) to add up on the CPU side. Chosen only where whole blocks do not fit:
+  // pieces load each block's weights three times per micro-batch instead of twice.
+  std::int64_t pieces_per_block = 1;
+  std::int64_t stream_slot_floats = 0;  // what one stream slot holds: a padded block, or a piece
   // CPU tier, when even streamed blocks leave no room: the block inputs (activation checkpoints)
   // go to the store as the forward makes them and come back ahead of the backward.
   bool inputs_in_store = false;
@@ -124,9 +152,13 @@ struct OffloadPlan {
   std::int64_t params = 0;
   std::vector<PlanItem> compute_items, cpu_items, ssd_items;
   std::uint64_t compute_total = 0, cpu_total = 0, ssd_total = 0;
+  // The store's slots per extent: 2 (copy-on-write: a crash leaves the last commit) or 1 (updates
+  // in place, half the space).
+  std::int64_t store_slots = 2;
+  double ssd_bytes_per_param = 0;  // ssd_total / params
 
   // Per iteration (one optimizer step of K micro-batches).
-  double flops = 0;  // 8·N + 16·L·C·T per token (block recompute) × tokens
+  double flops = 0;  // 8·N + 16·L·C·T per token (block recompute; pieces: 10·N + 20·L·C·T)
   std::uint64_t ssd_read_bytes = 0, ssd_write_bytes = 0;
   std::uint64_t pcie_h2d_bytes = 0, pcie_d2h_bytes = 0;
   std::vector<BoundTerm> terms;  // every term of the bound
@@ -151,5 +183,12 @@ std::int64_t max_unit_padded_params(const ModelConfig& config);
 // has, and the flag to change.
 OffloadPlan plan_offload(const ModelConfig& config, const OffloadShape& shape,
                          const OffloadBudgets& budgets, const OffloadRates& rates = {});
+
+// The largest micro-batch B <= `limit` whose plan fits the budgets (shape.micro_batch ignored),
+// 0 when not even B = 1 does. Plans take more memory with B in every tier, so B is searched
+// by halving.
+std::int64_t largest_micro_batch(const ModelConfig& config, OffloadShape shape,
+                                 const OffloadBudgets& budgets, const OffloadRates& rates = {},
+                                 std::int64_t limit = 4096);
 
 }  // namespace sparsetrain::fuyou

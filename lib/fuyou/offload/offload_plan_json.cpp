@@ -13,6 +13,11 @@ void to_json(nlohmann::json& j, const OffloadPlan& plan) {
   j = {{"states", plan.states_in_cpu ? "cpu" : "store"},
        {"resident_blocks", plan.resident_blocks},
        {"stream_slots", plan.stream_slots},
+       {"granularity", plan.stream_slots == 0      ? "resident"
+                       : plan.pieces_per_block > 1 ? "piece"
+                                                   : "block"},
+       {"pieces_per_block", plan.pieces_per_block},
+       {"stream_slot_floats", plan.stream_slot_floats},
        {"inputs_in_store", plan.inputs_in_store},
        {"block_grads_in_cpu", plan.block_grads_in_cpu},
        {"block_grads_in_store", plan.block_grads_in_store},
@@ -25,6 +30,9 @@ void to_json(nlohmann::json& j, const OffloadPlan& plan) {
        {"cpu_bytes", plan.cpu_total},
        {"cpu_items", plan.cpu_items},
        {"ssd_bytes", plan.ssd_total},
+       {"ssd_items", plan.ssd_items},
+       {"ssd_bytes_per_param", plan.ssd_bytes_per_param},
+       {"store_slots", plan.store_slots},
        {"per_iteration",
         {{"flops", plan.flops},
          {"ssd_read_bytes", plan.ssd_read_bytes},

@@ -46,23 +46,30 @@ std::uint64_t file_bytes_of(const std::string& path) {
 
 }  // namespace
 
-OffloadPlan plan_offload_run(const ModelConfig& config, const TrainOptions& train,
-                             const OffloadOptions& options) {
-  if (options.ssd_dirs.empty()) {
+OffloadBudgets offload_budgets_of(const OffloadOptions& options) {
+  if (options.ssd_dirs.empty() && !options.assumed_ssds) {
     throw common::UsageError("the offloaded trainer needs --ssd directories",
                              "pass --ssd DIR[,DIR...]");
   }
   OffloadBudgets budgets = options.budgets;
   budgets.ssd_free_bytes = 0;
   budgets.ssd_used_bytes = 0;
-  for (std::size_t i = 0; i < options.ssd_dirs.size(); ++i) {
-    budgets.ssd_free_bytes += free_bytes_of(options.ssd_dirs[i]);
-    if (options.resume) {
-      budgets.ssd_used_bytes +=
-          file_bytes_of(options.ssd_dirs[i] + "/" + TensorStore::data_file_name(i));
+  if (options.assumed_ssds) {
+    budgets.ssd_free_bytes = options.assumed_ssds->total_bytes();
+  } else {
+    for (std::size_t i = 0; i < options.ssd_dirs.size(); ++i) {
+      budgets.ssd_free_bytes += free_bytes_of(options.ssd_dirs[i]);
+      if (options.resume) {
+        budgets.ssd_used_bytes +=
+            file_bytes_of(options.ssd_dirs[i] + "/" + TensorStore::data_file_name(i));
+      }
     }
   }
   budgets.store_extent_bytes = options.store_extent_bytes;
+  return budgets;
+}
+
+OffloadShape offload_shape_of(const TrainOptions& train, const OffloadOptions& options) {
   if (options.commit_every < 1) {
     throw common::UsageError(
         "--commit-every must be at least 1, got " + std::to_string(options.commit_every),
@@ -77,6 +84,8 @@ OffloadPlan plan_offload_run(const ModelConfig& config, const TrainOptions& trai
   shape.cuda = train.device == TrainDevice::kCuda;
   shape.commit_every = options.commit_every;
   shape.block_grads_in_cpu = options.block_grads_in_cpu;
+  shape.pieces_per_block = options.pieces_per_block;
+  shape.store_slots = options.store_slots;
   if (options.state_piece_floats < 0) {
     throw common::UsageError(
         "state piece of " + std::to_string(options.state_piece_floats) + " floats",
@@ -85,7 +94,13 @@ OffloadPlan plan_offload_run(const ModelConfig& config, const TrainOptions& trai
   shape.state_piece_floats = state_piece_floats(
       options.store_extent_bytes,
       options.state_piece_floats > 0 ? options.state_piece_floats : kDefaultStatePieceFloats);
-  return plan_offload(config, shape, budgets, options.rates);
+  return shape;
+}
+
+OffloadPlan plan_offload_run(const ModelConfig& config, const TrainOptions& train,
+                             const OffloadOptions& options) {
+  const OffloadBudgets budgets = offload_budgets_of(options);
+  return plan_offload(config, offload_shape_of(train, options), budgets, options.rates);
 }
 
 namespace {
@@ -97,6 +112,24 @@ WeightSource source_of(const ModelConfig& config, GptWeights weights, bool resum
   return [held](const WeightVisitor& visit) {
     for (const auto& [name, tensor] : held->named()) visit(name, *tensor);
   };
+}
+
+// What the planner plans but this trainer does not run yet (issue 22's runtime): streaming in
+// pieces and the store's in-place mode. Refused before any store is made, with the way out.
+void refuse_unbuilt(const OffloadPlan& plan) {
+  if (plan.pieces_per_block > 1) {
+    throw common::UsageError(
+        "this plan streams the blocks in pieces (two whole block slots do not fit the compute "
+        "tier), which --dry-run plans but the trainer does not run yet",
+        "raise --gpu-mem until the plan streams whole blocks (see --dry-run), or lower "
+        "--micro-batch/--seq");
+  }
+  if (plan.store_slots == 1) {
+    throw common::UsageError(
+        "this plan keeps one store slot per extent (updates in place), which --dry-run plans "
+        "but the store does not provide yet",
+        "free space on the --ssd directories for two slots per extent (see --dry-run)");
+  }
 }
 
 }  // namespace
@@ -119,7 +152,12 @@ OffloadTrainer::OffloadTrainer(ModelConfig config, WeightSource initial, TrainOp
     throw common::EnvironmentError("--device cuda: no CUDA device is visible",
                                    "run on a GPU machine or pass --device cpu");
   }
+  if (options_.assumed_ssds) {
+    throw common::UsageError("assumed SSDs plan a run but cannot hold one",
+                             "pass --dry-run to plan, or drop --assume-ssd to train");
+  }
   plan_ = plan_offload_run(config_, train_, options_);
+  refuse_unbuilt(plan_);
   make_compute_weights();
   make_unit_table();
   open_or_create_store(initial);

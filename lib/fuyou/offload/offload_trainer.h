@@ -28,6 +28,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -60,12 +61,24 @@ struct OffloadOptions {
   // Floats per optimizer state piece (state_pieces.h), rounded to the store's extent; 0 = the
   // default (2^24). A store keeps the piece size it was created with: --resume checks it.
   std::int64_t state_piece_floats = 0;
+  // The planner's choices when asked for (OffloadShape): streaming granularity (0 = it decides, 1
+  // whole blocks, kBlockPieces pieces) and the store's slots per extent (0 = it decides, 1, 2).
+  std::int64_t pieces_per_block = 0;
+  std::int64_t store_slots = 0;
+  // Plan for SSDs that are not here (--dry-run only): their space instead of the --ssd
+  // directories', which then need not exist (plan_offload_run).
+  std::optional<AssumedSsds> assumed_ssds;
 };
 
 // The plan a run with these options would get: fills the free space of options.ssd_dirs (and, for
-// resume, the space the store already holds) and calls plan_offload. No store is touched.
+// resume, the space the store already holds), or of options.assumed_ssds, and calls plan_offload.
+// No store is touched.
 OffloadPlan plan_offload_run(const ModelConfig& config, const TrainOptions& train,
                              const OffloadOptions& options);
+// Its two halves: the budgets (the free space filled in) and the planner's shape of the run
+// (UsageError for a --commit-every or state piece the planner cannot take).
+OffloadBudgets offload_budgets_of(const OffloadOptions& options);
+OffloadShape offload_shape_of(const TrainOptions& train, const OffloadOptions& options);
 
 // The initial weights, one tensor at a time in GptWeights::named() order (any dtype, CPU): e.g.
 // for_each_init_gpt_weight (gpt_weights.h). The trainer keeps only what its compute tier holds and

@@ -179,3 +179,92 @@ TEST_CASE("sequences longer than the position table are refused") {
   auto [tokens, targets] = random_tokens(config, 1, 5, 0);
   CHECK_THROWS(gpt_loss(config, w, tokens, targets));
 }
+
+namespace {
+
+// Hands out one piece's tensors at a time (the others undefined, so a piece that read another's
+// would fail) and records the order of acquires and releases.
+class OnePieceAtATime final : public BlockPieceSource {
+ public:
+  explicit OnePieceAtATime(const BlockWeights& block) : block_(block) {}
+  const BlockWeights& acquire(int piece) override {
+    REQUIRE(held_ == -1);  // the previous piece was released
+    held_ = piece;
+    current_ = BlockWeights{};
+    const TensorRange range = block_piece_tensors(piece);
+    for (int i = range.first; i < range.last; ++i) current_[i] = block_[i].clone();
+    order.push_back(piece);
+    return current_;
+  }
+  void release() override {
+    REQUIRE(held_ != -1);
+    held_ = -1;
+    // The slot is reused: poisoned, so a graph still reading it would give NaN (or trip
+    // autograd's version check).
+    for (at::Tensor& t : current_.tensors) {
+      if (t.defined()) t.fill_(NAN);
+    }
+    current_ = BlockWeights{};
+  }
+  std::vector<int> order;
+
+ private:
+  const BlockWeights& block_;
+  BlockWeights current_;
+  int held_ = -1;
+};
+
+}  // namespace
+
+TEST_CASE("a block one piece's weights at a time gives block_forward's and block_backward's bits") {
+  const ModelConfig config = model_config_from_name("custom:L=1,C=32,H=4,V=16,T=8");
+  const GptWeights w = random_weights(config, 31);
+  torch::manual_seed(32);
+  const at::Tensor x = torch::randn({2, 8, 32});
+  const at::Tensor dz = torch::randn({2, 8, 32});
+
+  OnePieceAtATime source(w.blocks[0]);
+  BlockPieceInputs inputs;
+  at::Tensor z;
+  {
+    torch::NoGradGuard no_grad;
+    z = block_forward_pieces(config, source, x, &inputs);
+    CHECK(at::equal(z, block_forward(config, w.blocks[0], x)));
+  }
+  CHECK(source.order == std::vector<int>{0, 1, 2, 3});
+  CHECK(at::equal(inputs[0], x));
+
+  BlockWeights piece_grads;
+  std::vector<int> taken;
+  const at::Tensor dx =
+      block_backward_pieces(config, source, inputs, dz, [&](int p, const BlockWeights& g) {
+        taken.push_back(p);
+        const TensorRange range = block_piece_tensors(p);
+        for (int i = 0; i < kBlockTensorCount; ++i) {
+          CHECK(g[i].defined() == (i >= range.first && i < range.last));
+          if (g[i].defined()) piece_grads[i] = g[i];
+        }
+      });
+  CHECK(source.order == std::vector<int>{0, 1, 2, 3, 3, 2, 1, 0});
+  CHECK(taken == std::vector<int>{3, 2, 1, 0});
+
+  const BlockGrads whole = block_backward(config, w.blocks[0], x, dz);
+  CHECK(at::equal(dx, whole.input_grad));
+  for (int i = 0; i < kBlockTensorCount; ++i) {
+    CAPTURE(block_tensor_name(i));
+    CHECK(at::equal(piece_grads[i], whole.weight_grads[i]));
+  }
+
+  // And both are the gradients of one autograd graph over the block.
+  const at::Tensor x_leaf = x.clone().requires_grad_(true);
+  BlockWeights leaves;
+  for (int i = 0; i < kBlockTensorCount; ++i) {
+    leaves[i] = w.blocks[0][i].clone().requires_grad_(true);
+  }
+  (block_forward(config, leaves, x_leaf) * dz).sum().backward();
+  CHECK(rel_error(dx, x_leaf.grad()) <= 1e-6);
+  for (int i = 0; i < kBlockTensorCount; ++i) {
+    CAPTURE(block_tensor_name(i));
+    CHECK(rel_error(whole.weight_grads[i], leaves[i].grad()) <= 1e-6);
+  }
+}

@@ -217,3 +217,67 @@ TEST_CASE("a run killed at a random step resumes to the uninterrupted run's weig
   CHECK(record["metrics"]["first_step"].get<int>() >= kill_after + 1);
   CHECK(read_bytes(d / "resumed.safetensors") == read_bytes(d / "whole.safetensors"));
 }
+
+TEST_CASE("--assume-ssd plans GPT-3 175B on a 24 GiB GPU before the disks exist") {
+  const fs::path d = scratch("assume");
+  const std::string json = (d / "plan.json").string();
+  const std::vector<std::string> args = {
+      "fuyou",      "finetune",  "--model",   "gpt3-175b", "--device", "cuda",          "--gpu-mem",
+      "24GiB",      "--cpu-mem", "64GiB",     "--seq",     "2048",     "--micro-batch", "1",
+      "--progress", "never",     "--dry-run", "--out",     json};
+  auto r = run_sparsetrain(
+      args + std::vector<std::string>{"--assume-ssd", "12x4TB@2GB/s", "--assume-pcie", "25GB/s"});
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  CHECK(r.out.find("offloaded to 12 assumed SSDs") != std::string::npos);
+  CHECK(r.out.find("streamed in pieces (4 a block") != std::string::npos);
+  CHECK(r.out.find("largest micro-batch that fits these budgets: ") != std::string::npos);
+  auto record = read_json(json);
+  const auto& offload = record["metrics"]["offload"];
+  CHECK(offload["granularity"] == "piece");
+  CHECK(offload["store_slots"] == 2);
+  CHECK(offload["largest_micro_batch"].get<int>() >= 1);
+  const auto& rates = record["run"]["offload_bound"]["rates"];
+  CHECK(rates["ssd_read_bytes_per_s"].get<double>() == doctest::Approx(24e9));
+  CHECK(rates["pcie_h2d_bytes_per_s"].get<double>() == doctest::Approx(25e9));
+  // One disk of 4 TB cannot hold two copies of 175B's states (4.2 TB): one slot, in place.
+  r = run_sparsetrain(args + std::vector<std::string>{"--assume-ssd", "1x4TB@2GB/s"});
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  record = read_json(json);
+  CHECK(record["metrics"]["offload"]["store_slots"] == 1);
+  CHECK(record["metrics"]["offload"]["ssd_bytes_per_param"].get<double>() < 16.5);
+  // Whole blocks asked for: the compute tier cannot hold two of them with their gradients.
+  r = run_sparsetrain(
+      args + std::vector<std::string>{"--assume-ssd", "12x4TB@2GB/s", "--stream", "block"});
+  CHECK(r.exit_code == 2);
+  CHECK(r.err.find("--gpu-mem (compute tier) does not fit") != std::string::npos);
+  r = run_sparsetrain(args + std::vector<std::string>{"--assume-ssd", "12x4TB"});
+  CHECK(r.exit_code == 2);
+  CHECK(r.err.find("is not COUNTxSIZE@READ[,WRITE]") != std::string::npos);
+  r = run_sparsetrain(args + std::vector<std::string>{"--assume-ssd", "2x4TB@fast"});
+  CHECK(r.exit_code == 2);
+  CHECK(r.err.find("is not a rate") != std::string::npos);
+}
+
+TEST_CASE("assumed hardware needs --dry-run; plans the trainer does not run yet are refused") {
+  const fs::path d = scratch("unbuilt");
+  auto r =
+      run_sparsetrain(tiny_args("5") +
+                      std::vector<std::string>{"--cpu-mem", "8MiB", "--assume-ssd", "1x1TB@1GB/s"});
+  CHECK(r.exit_code == 2);
+  CHECK(r.err.find("need --dry-run") != std::string::npos);
+  // Streaming in pieces and one store slot are planned, not yet run: refused before any store.
+  r = run_sparsetrain(tiny_args("5") + std::vector<std::string>{"--ssd", ssd_of(d), "--cpu-mem",
+                                                                "8MiB", "--gpu-mem", "1600KiB",
+                                                                "--stream", "piece"});
+  INFO(r.err);
+  CHECK(r.exit_code == 2);
+  CHECK(r.err.find("streams the blocks in pieces") != std::string::npos);
+  r = run_sparsetrain(tiny_args("5") + std::vector<std::string>{"--ssd", ssd_of(d), "--cpu-mem",
+                                                                "8MiB", "--store-slots", "1"});
+  INFO(r.err);
+  CHECK(r.exit_code == 2);
+  CHECK(r.err.find("one store slot per extent") != std::string::npos);
+  CHECK_FALSE(fs::exists(d / "a" / "sparsetrain-store.json"));
+}

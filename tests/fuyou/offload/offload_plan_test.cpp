@@ -111,13 +111,20 @@ TEST_CASE("a compute tier too small for the weights is refused, naming --gpu-mem
   const ModelConfig c = model_config_from_name("tiny");
   OffloadBudgets b = roomy();
   b.compute_bytes = 4 * static_cast<std::uint64_t>(c.param_count());  // weights alone, nothing else
-  const std::string message = usage_message(c, {}, b);
+  OffloadShape whole;
+  whole.pieces_per_block = 1;
+  const std::string message = usage_message(c, whole, b);
   INFO(message);
   CHECK(message.find("--gpu-mem") != std::string::npos);
   // The CPU tier would stream the blocks through two slots, and even that does not fit.
   CHECK(message.find("2 streamed block slots 392 KiB") != std::string::npos);  // 2 · 50,176 floats
+  // Left to choose, it streams pieces (4 · 64² + 6 · 64 = 16,768 floats): still too large.
+  const std::string pieces = usage_message(c, {}, b);
+  INFO(pieces);
+  CHECK(pieces.find("2 streamed block-piece slots 131 KiB") != std::string::npos);
   OffloadShape cuda;
   cuda.cuda = true;
+  cuda.pieces_per_block = 1;
   const std::string on_gpu = usage_message(c, cuda, b);
   INFO(on_gpu);
   // The CUDA tier streams too, through 2 bf16 slots (2 · 2 · 50,176 B), and that does not fit.
@@ -354,7 +361,7 @@ TEST_CASE("the CUDA tier streams bf16 blocks through the slots that fit instead 
   CHECK(upload_buffers);
   const std::string text = three.describe();
   INFO(text);
-  CHECK(text.find("streamed through 3 compute-tier slots") != std::string::npos);
+  CHECK(text.find("streamed whole through 3 compute-tier slots") != std::string::npos);
   CHECK(text.find("uploaded on a copy stream") != std::string::npos);
 }
 
@@ -462,7 +469,8 @@ TEST_CASE("CUDA block inputs go to pinned CPU memory when two slots do not fit b
 TEST_CASE(
     "a CUDA budget below two streamed slots and two input slots is refused with the numbers") {
   const ModelConfig c = eight_block_model();
-  const OffloadShape s = cuda_shape();
+  OffloadShape s = cuda_shape();
+  s.pieces_per_block = 1;  // whole blocks only
   OffloadBudgets b = roomy();
   const std::uint64_t input = 2 * 4 * 32 * 64;
   const std::uint64_t smallest = cuda_budget_for_slots(c, s, 2) - 100 - 6 * input;
@@ -474,6 +482,11 @@ TEST_CASE(
   CHECK(message.find("--gpu-mem") != std::string::npos);
   CHECK(message.find(std::to_string(smallest) + " B") != std::string::npos);
   CHECK(message.find(std::to_string(smallest - 1) + " B") != std::string::npos);
+  // Left to choose, the planner streams the blocks' pieces there instead.
+  s.pieces_per_block = 0;
+  const OffloadPlan pieces = plan_offload(c, s, b);
+  CHECK(pieces.pieces_per_block == kBlockPieces);
+  CHECK(pieces.compute_total <= b.compute_bytes);
 }
 
 TEST_CASE(
@@ -553,4 +566,177 @@ TEST_CASE("streamed CUDA blocks go up piece by piece: their CPU buffers hold one
   const OffloadPlan spilled = plan_offload(c, s, b);
   CHECK_FALSE(spilled.states_in_cpu);
   CHECK(item_bytes(spilled, "fp32 piece read buffer") == 4 * 16384);
+}
+
+namespace {
+
+// The CPU-tier shape with the granularity asked for (0 = the planner's choice).
+OffloadShape shape_with_pieces(std::int64_t pieces_per_block) {
+  OffloadShape s = small_shape();
+  s.pieces_per_block = pieces_per_block;
+  return s;
+}
+
+const PlanItem* find_item(const std::vector<PlanItem>& items, const std::string& what) {
+  for (const PlanItem& item : items) {
+    if (item.what == what) return &item;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+TEST_CASE("blocks too large for two whole slots stream in pieces; whole blocks wherever they fit") {
+  const ModelConfig c = eight_block_model();
+  // The largest piece: MLP in, 4 · 64² + 6 · 64 = 16,768 parameters (fp32 on the CPU tier).
+  constexpr std::uint64_t kPiece = 16768;
+  REQUIRE(static_cast<std::uint64_t>(c.max_block_piece_param_count()) == kPiece);
+  std::int64_t sum = 0;
+  for (int p = 0; p < kBlockPieces; ++p) sum += c.block_piece_param_count(p);
+  CHECK(sum == c.block_param_count());
+  CHECK(block_piece_tensors(kMlpInPiece).first == 6);
+  CHECK(block_piece_tensors(kMlpOutPiece).last == 12);
+
+  OffloadBudgets b = roomy();
+  const OffloadPlan all = plan_offload(c, small_shape(), b);
+  REQUIRE(all.stream_slots == 0);
+  // Pieces through as many slots as fit: what stays beside them, then exactly two slots.
+  b.compute_bytes = all.compute_total - 1;
+  const OffloadPlan many = plan_offload(c, shape_with_pieces(kBlockPieces), b);
+  REQUIRE(many.pieces_per_block == kBlockPieces);
+  const std::uint64_t beside =
+      many.compute_total - 4 * kPiece * static_cast<std::uint64_t>(many.stream_slots);
+  // Left to choose at that budget, the planner streams whole blocks: they fit.
+  const OffloadPlan whole = plan_offload(c, small_shape(), b);
+  CHECK(whole.pieces_per_block == 1);
+  CHECK(whole.stream_slots >= 2);
+
+  b.compute_bytes = beside + 2 * 4 * kPiece;
+  const OffloadPlan p = plan_offload(c, small_shape(), b);
+  CHECK(p.pieces_per_block == kBlockPieces);
+  CHECK(p.stream_slots == 2);
+  CHECK(p.stream_slot_floats == static_cast<std::int64_t>(kPiece));
+  CHECK(p.compute_total <= b.compute_bytes);
+  // A unit's update needs all of its pieces' gradients: they add up on the CPU side.
+  CHECK(p.block_grads_in_cpu);
+  CHECK(p.grad_block_slots == 2);
+  const PlanItem* grads = find_item(p.compute_items, "2 block-piece gradient buffers (fp32)");
+  REQUIRE(grads != nullptr);
+  CHECK(grads->bytes == 2 * 4 * kPiece);
+  const PlanItem* slots = find_item(p.compute_items, "2 streamed block-piece slots");
+  REQUIRE(slots != nullptr);
+  CHECK(slots->bytes == 2 * 4 * kPiece);
+  // Each block's forward runs three times: 10·N + 20·L·C·T per token.
+  CHECK(p.flops == doctest::Approx(c.train_flops_per_token_piece_recompute(32) * 4 * 32 * 2));
+  const std::string text = p.describe();
+  INFO(text);
+  CHECK(text.find("streamed in pieces (4 a block") != std::string::npos);
+  CHECK(text.find("10N + 20LCT") != std::string::npos);
+  // Whole blocks asked for at that budget: refused, naming the compute tier.
+  const std::string refused = usage_message(c, shape_with_pieces(1), b);
+  INFO(refused);
+  CHECK(refused.find("--gpu-mem (compute tier) does not fit") != std::string::npos);
+  CHECK(refused.find("streamed block slots") != std::string::npos);
+}
+
+TEST_CASE("streamed pieces read each block's master from the store three times a micro-batch") {
+  const ModelConfig c = eight_block_model();
+  OffloadBudgets b = roomy();
+  b.compute_bytes = plan_offload(c, small_shape(), roomy()).compute_total - 1;
+  b.cpu_bytes = 3 << 20;  // the states (4.8 MiB) go to the store; the accumulators stay in RAM
+  const OffloadPlan whole = plan_offload(c, shape_with_pieces(1), b);
+  const OffloadPlan pieces = plan_offload(c, shape_with_pieces(kBlockPieces), b);
+  REQUIRE_FALSE(pieces.states_in_cpu);
+  REQUIRE_FALSE(whole.states_in_cpu);
+  // states [master | m | v]: (20,480 + 8 · 50,176 + 1,024) floats · 12 B = 5,074,944 B.
+  constexpr std::uint64_t kStates = 5074944, kBlockMaster = 4 * 50176;
+  REQUIRE_FALSE(pieces.block_grads_in_store);
+  REQUIRE_FALSE(whole.block_grads_in_store);
+  CHECK(pieces.ssd_read_bytes == kStates + 3 * 2 * 8 * kBlockMaster);  // K = 2, L = 8
+  CHECK(whole.ssd_read_bytes == kStates + 2 * 2 * 8 * kBlockMaster);
+}
+
+TEST_CASE("the store keeps two slots per extent where they fit the SSDs, else one") {
+  const ModelConfig c = model_config_from_name("tiny");
+  OffloadBudgets b = roomy();
+  const OffloadPlan two = plan_offload(c, {}, b);
+  CHECK(two.store_slots == 2);
+  OffloadShape one_slot;
+  one_slot.store_slots = 1;
+  const OffloadPlan one = plan_offload(c, one_slot, b);
+  CHECK(one.store_slots == 1);
+  CHECK(one.ssd_total * 2 == two.ssd_total);
+  CHECK(one.ssd_bytes_per_param ==
+        doctest::Approx(static_cast<double>(one.ssd_total) / static_cast<double>(c.param_count())));
+  // Room for one copy only: the planner picks one slot.
+  b.ssd_free_bytes = one.ssd_total;
+  CHECK(plan_offload(c, {}, b).store_slots == 1);
+  CHECK(plan_offload(c, {}, b).describe().find("one slot per extent (in place)") !=
+        std::string::npos);
+  // Two asked for: refused with the way out.
+  OffloadShape two_slots;
+  two_slots.store_slots = 2;
+  const std::string refused = usage_message(c, two_slots, b);
+  INFO(refused);
+  CHECK(refused.find("--ssd does not fit") != std::string::npos);
+  CHECK(refused.find("--store-slots 1") != std::string::npos);
+  // Not even one copy: refused, naming the one-slot need.
+  b.ssd_free_bytes = one.ssd_total - 1;
+  const std::string none = usage_message(c, {}, b);
+  INFO(none);
+  CHECK(none.find("one slot per extent") != std::string::npos);
+  OffloadShape bad;
+  bad.store_slots = 3;
+  CHECK(usage_message(c, bad, roomy()).find("3 slots per extent") != std::string::npos);
+  bad = {};
+  bad.pieces_per_block = 2;
+  CHECK(usage_message(c, bad, roomy()).find("2 pieces per block") != std::string::npos);
+}
+
+TEST_CASE("GPT-3 175B plans on a 24 GiB GPU with pieces, and not with whole blocks") {
+  const ModelConfig c = model_config_from_name("gpt3-175b");
+  OffloadShape s;
+  s.cuda = true;
+  s.micro_batch = 1;
+  s.seq = 2048;
+  s.grad_clip = true;
+  OffloadBudgets b;
+  b.compute_bytes = std::uint64_t{24} << 30;
+  b.cpu_bytes = std::uint64_t{64} << 30;
+  AssumedSsds ssds{12, 4000000000000ull, 2e9, 2e9};
+  b.ssd_free_bytes = ssds.total_bytes();
+  const OffloadRates rates = with_assumed_ssds({}, ssds);
+  CHECK(rates.ssd_read_bytes_per_s == doctest::Approx(24e9));
+  CHECK(rates.ssd_mixed_bytes_per_s == 0);
+  const OffloadPlan p = plan_offload(c, s, b, rates);
+  INFO(p.describe());
+  CHECK(p.pieces_per_block == kBlockPieces);
+  CHECK(p.compute_total <= b.compute_bytes);
+  CHECK(p.block_grads_in_store);  // 4 B per block parameter do not fit 64 GiB
+  CHECK(p.store_slots == 2);
+  s.pieces_per_block = 1;
+  CHECK(usage_message(c, s, b).find("--gpu-mem (compute tier) does not fit") != std::string::npos);
+  // One 4 TB disk holds one copy of the states and the stored gradients, not two.
+  s.pieces_per_block = 0;
+  b.ssd_free_bytes = 4000000000000ull;
+  const OffloadPlan one = plan_offload(c, s, b, rates);
+  CHECK(one.store_slots == 1);
+  CHECK(one.ssd_bytes_per_param > 12);
+  CHECK(one.ssd_bytes_per_param < 16.5);  // + 4 B per block parameter of stored gradients
+}
+
+TEST_CASE("the largest micro-batch fits and one more does not") {
+  const ModelConfig c = eight_block_model();
+  OffloadShape s = small_shape();
+  OffloadBudgets b = roomy();
+  b.compute_bytes = plan_offload(c, s, b).compute_total;  // B = 4 fits resident
+  const std::int64_t largest = largest_micro_batch(c, s, b);
+  REQUIRE(largest >= 4);
+  s.micro_batch = largest;
+  CHECK_NOTHROW(plan_offload(c, s, b));
+  s.micro_batch = largest + 1;
+  CHECK_THROWS_AS(plan_offload(c, s, b), sparsetrain::common::UsageError);
+  b.compute_bytes = 1;
+  CHECK(largest_micro_batch(c, s, b) == 0);
+  CHECK(largest_micro_batch(c, s, roomy(), {}, 64) == 64);
 }
