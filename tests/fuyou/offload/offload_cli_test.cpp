@@ -269,7 +269,7 @@ TEST_CASE("assumed hardware needs --dry-run; plans the trainer does not run yet 
   CHECK(r.err.find("need --dry-run") != std::string::npos);
   // Streaming in pieces and one store slot are planned, not yet run: refused before any store.
   r = run_sparsetrain(tiny_args("5") + std::vector<std::string>{"--ssd", ssd_of(d), "--cpu-mem",
-                                                                "8MiB", "--gpu-mem", "1600KiB",
+                                                                "8MiB", "--gpu-mem", "2MiB",
                                                                 "--stream", "piece"});
   INFO(r.err);
   CHECK(r.exit_code == 2);

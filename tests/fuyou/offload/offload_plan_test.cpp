@@ -94,17 +94,19 @@ TEST_CASE("a CPU budget below two staging slots is refused with the numbers") {
 TEST_CASE("the SSD must hold two slots of every unit's extents plus train.state") {
   const ModelConfig c = model_config_from_name("tiny");
   OffloadBudgets b = roomy();
+  OffloadShape two_slots;
+  two_slots.store_slots = 2;
   // 4 units of <= 4 MiB each and train.state: 5 extents of 4 MiB, twice (copy-on-write).
   const std::uint64_t need = 2 * 5 * (std::uint64_t{4} << 20);
   b.ssd_free_bytes = need;
-  CHECK(plan_offload(c, {}, b).ssd_total == need);
+  CHECK(plan_offload(c, two_slots, b).ssd_total == need);
   b.ssd_free_bytes = need - 1;
-  const std::string message = usage_message(c, {}, b);
+  const std::string message = usage_message(c, two_slots, b);
   INFO(message);
   CHECK(message.find("--ssd") != std::string::npos);
   CHECK(message.find(std::to_string(need) + " B") != std::string::npos);
   b.ssd_used_bytes = 1;  // a resumed store already holds its space
-  CHECK(plan_offload(c, {}, b).ssd_total == need);
+  CHECK(plan_offload(c, two_slots, b).ssd_total == need);
 }
 
 TEST_CASE("a compute tier too small for the weights is refused, naming --gpu-mem") {
