@@ -135,6 +135,12 @@ std::int64_t ModelConfig::max_block_piece_param_count() const {
   return block_piece_param_count(kMlpInPiece);
 }
 
+std::int64_t ModelConfig::block_piece_first_param(int piece) const {
+  std::int64_t first = 0;
+  for (int p = 0; p < piece; ++p) first += block_piece_param_count(p);
+  return first;
+}
+
 TensorRange block_piece_tensors(int piece) {
   static constexpr TensorRange kRanges[kBlockPieces] = {{0, 4}, {4, 6}, {6, 10}, {10, 12}};
   if (piece < 0 || piece >= kBlockPieces) {

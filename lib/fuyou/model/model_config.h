@@ -29,6 +29,8 @@ struct ModelConfig {
   // block_param_count().
   std::int64_t block_piece_param_count(int piece) const;
   std::int64_t max_block_piece_param_count() const;  // the MLP-in piece's: 4·C² + 6·C
+  // Where piece `piece` starts in the block's flat parameters (BlockTensor order).
+  std::int64_t block_piece_first_param(int piece) const;
   // wte [V, C] + wpe [T_max, C] + blocks + final LayerNorm; the LM head is tied to wte (0 extra).
   std::int64_t param_count() const;
   // param_count() without wpe: the N of the FLOPs formula (wte counts: it is the LM head's matmul).

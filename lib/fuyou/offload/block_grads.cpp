@@ -1,10 +1,12 @@
 // StepGradients and the three block-gradient placements (see block_grads.h).
 #include "fuyou/offload/block_grads.h"
 
+#include <array>
 #include <cmath>
 #include <utility>
 
 #include "common/error.h"
+#include "fuyou/offload/compute_blocks.h"
 #include "fuyou/offload/grad_accumulators.h"
 #include "fuyou/offload/optimizer_stage.h"
 
@@ -139,8 +141,8 @@ void zero(BlockWeights& block) {
   for (at::Tensor& g : block.tensors) g.zero_();
 }
 
-void accumulate_into(BlockWeights& acc, const BlockGrads& block) {
-  for (int i = 0; i < kBlockTensorCount; ++i) accumulate(acc[i], block.weight_grads[i]);
+void accumulate_into(BlockWeights& acc, const BlockWeights& grads) {
+  for (int i = 0; i < kBlockTensorCount; ++i) accumulate(acc[i], grads[i]);
 }
 
 class ResidentBlockGrads final : public BlockGradients {
@@ -150,10 +152,11 @@ class ResidentBlockGrads final : public BlockGradients {
   void start_step() override {
     for (BlockWeights& block : buffers_) zero(block);
   }
-  void take(std::int64_t l, std::int64_t, bool last, const BlockGrads& block,
+  void take(std::int64_t l, std::int64_t, bool last, int piece, const BlockWeights& grads,
             StepGradients& step) override {
+    ST_ASSERT(piece == kWholeBlock, "resident block gradients come whole");
     BlockWeights& acc = buffers_[static_cast<std::size_t>(l)];
-    accumulate_into(acc, block);
+    accumulate_into(acc, grads);
     if (last) step.finish(1 + l, tensors_of(acc), -1);
   }
 
@@ -165,13 +168,14 @@ class PooledBlockGrads final : public BlockGradients {
  public:
   PooledBlockGrads(const ModelConfig& config, const at::TensorOptions& fp32, std::int64_t buffers)
       : pool_(make_buffers(config, fp32, buffers)) {}
-  void take(std::int64_t l, std::int64_t, bool last, const BlockGrads& block,
+  void take(std::int64_t l, std::int64_t, bool last, int piece, const BlockWeights& grads,
             StepGradients& step) override {
     ST_ASSERT(last, "a block gradient pool without drains needs K = 1");
+    ST_ASSERT(piece == kWholeBlock, "pooled block gradients come whole");
     const int slot = step.acquire_pool_slot();
     BlockWeights& acc = pool_[static_cast<std::size_t>(slot)];
     zero(acc);
-    accumulate_into(acc, block);
+    accumulate_into(acc, grads);
     step.finish(1 + l, tensors_of(acc), slot);
   }
 
@@ -179,51 +183,93 @@ class PooledBlockGrads final : public BlockGradients {
   std::vector<BlockWeights> pool_;  // 2, by turns
 };
 
+// Two buffers of the largest piece, each with views of every piece's tensors over its memory.
+std::vector<std::array<BlockWeights, kBlockPieces>> make_piece_buffers(
+    const ModelConfig& config, const at::TensorOptions& fp32, std::int64_t count) {
+  std::vector<std::array<BlockWeights, kBlockPieces>> buffers(static_cast<std::size_t>(count));
+  for (auto& views : buffers) {
+    const at::Tensor memory = at::zeros({config.max_block_piece_param_count()}, fp32);
+    for (int p = 0; p < kBlockPieces; ++p) {
+      const TensorRange range = block_piece_tensors(p);
+      std::int64_t offset = 0;
+      for (int i = range.first; i < range.last; ++i) {
+        const std::vector<std::int64_t> shape = block_tensor_shape(config, i);
+        std::int64_t n = 1;
+        for (std::int64_t d : shape) n *= d;
+        views[static_cast<std::size_t>(p)][i] = memory.narrow(0, offset, n).view(shape);
+        offset += n;
+      }
+    }
+  }
+  return buffers;
+}
+
 class DrainedBlockGrads final : public BlockGradients {
  public:
   DrainedBlockGrads(const ModelConfig& config, const at::TensorOptions& fp32, std::int64_t buffers,
-                    std::int64_t accum, GradAccumulators& accumulators)
-      : pool_(make_buffers(config, fp32, buffers)),
-        layers_(config.n_layer),
+                    std::int64_t accum, std::int64_t pieces_per_block,
+                    GradAccumulators& accumulators)
+      : layers_(config.n_layer),
         accum_(accum),
-        accumulators_(accumulators) {}
-  void take(std::int64_t l, std::int64_t k, bool last, const BlockGrads& block,
+        drains_per_block_(pieces_per_block > 1 ? kBlockPieces : 1),
+        accumulators_(accumulators),
+        norm_terms_(kBlockTensorCount) {
+    if (pieces_per_block > 1) {
+      piece_pool_ = make_piece_buffers(config, fp32, buffers);
+    } else {
+      pool_ = make_buffers(config, fp32, buffers);
+    }
+  }
+  void take(std::int64_t l, std::int64_t k, bool last, int piece, const BlockWeights& grads,
             StepGradients& step) override {
     const int slot = step.acquire_pool_slot();
-    BlockWeights& acc = pool_[static_cast<std::size_t>(slot)];
-    if (k > 0) {
-      // Only g_k, widened to fp32: the drain adds it to the CPU-side accumulator.
-      for (int i = 0; i < kBlockTensorCount; ++i) {
-        const at::Tensor& g = block.weight_grads[i];
+    const auto s = static_cast<std::size_t>(slot);
+    BlockWeights& acc =
+        piece == kWholeBlock ? pool_[s] : piece_pool_[s][static_cast<std::size_t>(piece)];
+    const TensorRange range =
+        piece == kWholeBlock ? TensorRange{0, kBlockTensorCount} : block_piece_tensors(piece);
+    std::vector<at::Tensor> slot_grads(kBlockTensorCount);  // the others stay undefined
+    for (int i = range.first; i < range.last; ++i) {
+      const at::Tensor& g = grads[i];
+      if (k > 0) {
+        // Only g_k, widened to fp32: the drain adds it to the CPU-side accumulator.
         if (g.defined()) {
           acc[i].copy_(g);
         } else {
           acc[i].zero_();
         }
+      } else {
+        acc[i].zero_();
+        accumulate(acc[i], g);
       }
-    } else {
-      zero(acc);
-      accumulate_into(acc, block);
+      slot_grads[static_cast<std::size_t>(i)] = acc[i];
+      // K = 1: the pool slot holds the final gradient; its norm terms come from the compute tier,
+      // as in the in-memory trainer (in tensor order, whatever order the pieces came in). K > 1:
+      // the drain computes them from the CPU-side sum.
+      if (last && accum_ == 1) {
+        norm_terms_[static_cast<std::size_t>(i)] = acc[i].pow(2).sum().to(at::kDouble);
+      }
     }
-    std::vector<at::Tensor> slot_grads = tensors_of(acc);
-    // K = 1: the pool slot holds the final gradient; its norm terms come from the compute tier,
-    // as in the in-memory trainer. K > 1: the drain computes them from the CPU-side sum.
-    if (last && accum_ == 1) step.add_norm_terms(1 + l, slot_grads);
+    // A block's backward ends with its whole gradient, or with its first piece's.
+    const bool block_done = piece == kWholeBlock || piece == 0;
+    if (last && accum_ == 1 && block_done) step.set_norm_terms(1 + l, norm_terms_);
     step.drain(1 + l, std::move(slot_grads), slot, /*first=*/k == 0,
                /*norm=*/last && accum_ > 1);
-    if (last) step.finish_drained(1 + l, accumulators_.update_grads(l));
+    if (last && block_done) step.finish_drained(1 + l, accumulators_.update_grads(l));
   }
   void finish_backward(StepGradients& step) override {
-    step.wait_drains(accum_ * layers_);
+    step.wait_drains(accum_ * layers_ * drains_per_block_);
     if (accum_ == 1) return;
     for (std::int64_t l = 0; l < layers_; ++l)
       step.set_norm_terms(1 + l, accumulators_.norm_terms(l));
   }
 
  private:
-  std::vector<BlockWeights> pool_;  // 2, by turns
-  const std::int64_t layers_, accum_;
+  std::vector<BlockWeights> pool_;                                  // whole blocks: 2, by turns
+  std::vector<std::array<BlockWeights, kBlockPieces>> piece_pool_;  // pieces: 2, by turns
+  const std::int64_t layers_, accum_, drains_per_block_;
   GradAccumulators& accumulators_;
+  std::vector<at::Tensor> norm_terms_;  // K = 1: the block's, by tensor
 };
 
 }  // namespace
@@ -242,8 +288,10 @@ std::unique_ptr<BlockGradients> make_pooled_block_grads(const ModelConfig& confi
 std::unique_ptr<BlockGradients> make_drained_block_grads(const ModelConfig& config,
                                                          const at::TensorOptions& fp32,
                                                          std::int64_t buffers, std::int64_t accum,
+                                                         std::int64_t pieces_per_block,
                                                          GradAccumulators& accumulators) {
-  return std::make_unique<DrainedBlockGrads>(config, fp32, buffers, accum, accumulators);
+  return std::make_unique<DrainedBlockGrads>(config, fp32, buffers, accum, pieces_per_block,
+                                             accumulators);
 }
 
 }  // namespace sparsetrain::fuyou

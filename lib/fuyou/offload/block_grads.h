@@ -8,7 +8,8 @@
 //    the plan: ResidentBlockGrads (one fp32 buffer per block in the compute tier), PooledBlockGrads
 //    (K = 1, no clipping: two buffers used by turns, each handed to the optimizer with its block),
 //    DrainedBlockGrads (plan block_grads_in_cpu: every micro-batch's gradients leave through the
-//    pool of two and add up on the CPU side, grad_accumulators.h).
+//    pool of two and add up on the CPU side, grad_accumulators.h; streamed in pieces, they leave
+//    piece by piece through two buffers of one piece).
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -67,8 +68,9 @@ class BlockGradients {
  public:
   virtual ~BlockGradients() = default;
   virtual void start_step() {}
-  // Block l's gradients of micro-batch k (`last`: the step's last), just computed.
-  virtual void take(std::int64_t l, std::int64_t k, bool last, const BlockGrads& block,
+  // Block l's gradients of micro-batch k (`last`: the step's last), just computed: the whole
+  // block's (piece = kWholeBlock, compute_blocks.h) or one piece's, pieces 3 … 0 in turn.
+  virtual void take(std::int64_t l, std::int64_t k, bool last, int piece, const BlockWeights& grads,
                     StepGradients& step) = 0;
   // After the step's backward passes, before the norm.
   virtual void finish_backward(StepGradients& step) { (void)step; }
@@ -81,10 +83,12 @@ std::unique_ptr<BlockGradients> make_resident_block_grads(const ModelConfig& con
 std::unique_ptr<BlockGradients> make_pooled_block_grads(const ModelConfig& config,
                                                         const at::TensorOptions& fp32,
                                                         std::int64_t buffers);
-// `accumulators` must outlive it; accum: K.
+// `accumulators` must outlive it; accum: K. With pieces_per_block > 1 the blocks' gradients come
+// piece by piece and the pool's buffers hold the largest piece, not a block.
 std::unique_ptr<BlockGradients> make_drained_block_grads(const ModelConfig& config,
                                                          const at::TensorOptions& fp32,
                                                          std::int64_t buffers, std::int64_t accum,
+                                                         std::int64_t pieces_per_block,
                                                          GradAccumulators& accumulators);
 
 }  // namespace sparsetrain::fuyou

@@ -3,6 +3,8 @@
 
 #include <ATen/ops/from_blob.h>
 
+#include <array>
+
 #include "common/error.h"
 #include "common/io/aligned_buffer.h"
 #include "common/timer.h"
@@ -46,7 +48,61 @@ class HostSlots final : public BlockStream::Slots {
   std::vector<BlockWeights> views_;  // per slot: fp32 tensors over the slot's memory
 };
 
+// The CPU tier's slots in pieces: fp32 host memory of the largest piece each; per slot and piece,
+// fp32 tensors of that piece's shapes over the slot's memory.
+class HostPieceSlots final : public BlockStream::Slots {
+ public:
+  HostPieceSlots(const ModelConfig& config, std::int64_t slots, BlockStream::RangeReadFn read)
+      : config_(config), read_(std::move(read)) {
+    const auto f32 = at::TensorOptions().dtype(at::kFloat);
+    const std::int64_t floats = config.max_block_piece_param_count();
+    for (std::int64_t s = 0; s < slots; ++s) {
+      memory_.emplace_back(4 * static_cast<std::size_t>(floats), /*pin=*/false);
+      auto* base = reinterpret_cast<float*>(memory_.back().data());
+      std::array<BlockWeights, kBlockPieces> views;
+      for (int p = 0; p < kBlockPieces; ++p) {
+        const TensorRange range = block_piece_tensors(p);
+        std::int64_t offset = 0;
+        for (int i = range.first; i < range.last; ++i) {
+          views[static_cast<std::size_t>(p)][i] =
+              at::from_blob(base + offset, block_tensor_shape(config, i), f32);
+          offset += views[static_cast<std::size_t>(p)][i].numel();
+        }
+      }
+      views_.push_back(std::move(views));
+    }
+    pieces_.assign(static_cast<std::size_t>(slots), 0);
+  }
+  std::int64_t count() const override { return static_cast<std::int64_t>(memory_.size()); }
+  std::uint64_t fill(std::int64_t slot, std::int64_t access) override {
+    const auto s = static_cast<std::size_t>(slot);
+    const int piece = static_cast<int>(access % kBlockPieces);
+    const std::int64_t floats = config_.block_piece_param_count(piece);
+    read_(access / kBlockPieces, config_.block_piece_first_param(piece), floats,
+          reinterpret_cast<float*>(memory_[s].data()));
+    pieces_[s] = piece;  // read by use(): BlockStream's mutex orders the two
+    return 4 * static_cast<std::uint64_t>(floats);
+  }
+  const BlockWeights& use(std::int64_t slot) override {
+    const auto s = static_cast<std::size_t>(slot);
+    return views_[s][static_cast<std::size_t>(pieces_[s])];
+  }
+
+ private:
+  const ModelConfig config_;
+  BlockStream::RangeReadFn read_;
+  std::vector<common::io::AlignedBuffer> memory_;
+  std::vector<std::array<BlockWeights, kBlockPieces>> views_;
+  std::vector<int> pieces_;  // per slot: the piece it holds
+};
+
 }  // namespace
+
+std::unique_ptr<BlockStream::Slots> BlockStream::host_piece_slots(const ModelConfig& config,
+                                                                  std::int64_t slots,
+                                                                  RangeReadFn read) {
+  return std::make_unique<HostPieceSlots>(config, slots, std::move(read));
+}
 
 std::unique_ptr<BlockStream::Slots> BlockStream::host_slots(const ModelConfig& config,
                                                             std::int64_t slots, ReadFn read) {
@@ -81,6 +137,30 @@ std::vector<std::int64_t> BlockStream::forward_sequence(std::int64_t layers, std
   std::vector<std::int64_t> sequence;
   for (std::int64_t p = 0; p < passes; ++p) {
     for (std::int64_t l = 0; l < layers; ++l) sequence.push_back(l);
+  }
+  return sequence;
+}
+
+std::vector<std::int64_t> BlockStream::training_piece_sequence(std::int64_t layers,
+                                                               std::int64_t accum) {
+  std::vector<std::int64_t> sequence;
+  for (std::int64_t k = 0; k < accum; ++k) {
+    for (std::int64_t l = 0; l < layers; ++l) {
+      for (int p = 0; p < kBlockPieces; ++p) sequence.push_back(piece_access(l, p));
+    }
+    for (std::int64_t l = layers; l-- > 0;) {
+      for (int p = 0; p < kBlockPieces; ++p) sequence.push_back(piece_access(l, p));
+      for (int p = kBlockPieces; p-- > 0;) sequence.push_back(piece_access(l, p));
+    }
+  }
+  return sequence;
+}
+
+std::vector<std::int64_t> BlockStream::forward_piece_sequence(std::int64_t layers,
+                                                              std::int64_t passes) {
+  std::vector<std::int64_t> sequence;
+  for (std::int64_t i = 0; i < passes * layers; ++i) {
+    for (int p = 0; p < kBlockPieces; ++p) sequence.push_back(piece_access(i % layers, p));
   }
   return sequence;
 }

@@ -60,6 +60,19 @@ class BlockStream {
   static std::unique_ptr<Slots> host_slots(const ModelConfig& config, std::int64_t slots,
                                            ReadFn read);
 
+  // Streaming in pieces (offload_plan.h: pieces_per_block): an access is one piece of one block,
+  // id piece_access(l, p); a slot holds the largest piece. Fills dst with block `block`'s flat fp32
+  // weights [first, first + floats) (one piece); blocking; may throw.
+  using RangeReadFn =
+      std::function<void(std::int64_t block, std::int64_t first, std::int64_t floats, float* dst)>;
+  static std::int64_t piece_access(std::int64_t block, int piece) {
+    return block * kBlockPieces + piece;
+  }
+  // CPU tier in pieces: `slots` >= 2 fp32 host slots of the largest piece each; use() gives the
+  // weights of the piece in the slot (its tensors only, the others undefined).
+  static std::unique_ptr<Slots> host_piece_slots(const ModelConfig& config, std::int64_t slots,
+                                                 RangeReadFn read);
+
   BlockStream(const ModelConfig& config, std::int64_t slots, ReadFn read)
       : BlockStream(host_slots(config, slots, std::move(read))) {}
   explicit BlockStream(std::unique_ptr<Slots> slots);  // count() >= 2
@@ -71,6 +84,10 @@ class BlockStream {
   static std::vector<std::int64_t> training_sequence(std::int64_t layers, std::int64_t accum);
   // `passes` forwards (validation batches).
   static std::vector<std::int64_t> forward_sequence(std::int64_t layers, std::int64_t passes);
+  // The same in pieces: a forward uses pieces 0 … 3 of each block; a block's backward uses pieces
+  // 0 … 3 (the recompute of the pieces' inputs), then 3 … 0 (each piece's backward).
+  static std::vector<std::int64_t> training_piece_sequence(std::int64_t layers, std::int64_t accum);
+  static std::vector<std::int64_t> forward_piece_sequence(std::int64_t layers, std::int64_t passes);
 
   // Starts a pass; the previous one must be over (every access acquired and released).
   void start(std::vector<std::int64_t> sequence);

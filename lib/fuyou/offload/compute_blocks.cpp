@@ -1,6 +1,10 @@
-// ResidentBlocks and StreamedBlocks (see compute_blocks.h).
+// ResidentBlocks, StreamedBlocks and StreamedPieces (see compute_blocks.h).
 #include "fuyou/offload/compute_blocks.h"
 
+#include <torch/torch.h>
+
+#include "common/error.h"
+#include "fuyou/model/gpt_model.h"
 #include "fuyou/offload/block_stream.h"
 #include "fuyou/offload/cuda_transfer.h"
 #include "fuyou/offload/offload_stats.h"
@@ -10,48 +14,147 @@ namespace sparsetrain::fuyou {
 
 namespace {
 
+// A whole block's backward over weights held for the call.
+at::Tensor whole_backward(const ModelConfig& config, const BlockWeights& weights,
+                          const at::Tensor& input, const at::Tensor& output_grad,
+                          const BlockGradsFn& take) {
+  BlockGrads grads = block_backward(config, weights, input, output_grad);
+  take(kWholeBlock, grads.weight_grads);
+  return std::move(grads.input_grad);
+}
+
 class ResidentBlocks final : public ComputeBlocks {
  public:
-  explicit ResidentBlocks(const std::vector<BlockWeights>& blocks) : blocks_(blocks) {}
-  void start(std::vector<std::int64_t>) override {}
-  const BlockWeights& acquire(std::int64_t l) override {
-    return blocks_[static_cast<std::size_t>(l)];
+  ResidentBlocks(const ModelConfig& config, const std::vector<BlockWeights>& blocks)
+      : config_(config), blocks_(blocks) {}
+  void start_training(std::int64_t) override {}
+  void start_forward(std::int64_t) override {}
+  at::Tensor forward(std::int64_t l, const at::Tensor& x) override {
+    return block_forward(config_, blocks_[static_cast<std::size_t>(l)], x);
   }
-  void release() override {}
+  at::Tensor backward(std::int64_t l, const at::Tensor& input, const at::Tensor& output_grad,
+                      const BlockGradsFn& take) override {
+    return whole_backward(config_, blocks_[static_cast<std::size_t>(l)], input, output_grad, take);
+  }
   void add_stats(OffloadStats&) const override {}
 
  private:
+  const ModelConfig config_;
   const std::vector<BlockWeights>& blocks_;
 };
 
+// The counters every stream reports.
+void add_stream_stats(const BlockStream& stream, bool from_store, std::uint64_t uploaded,
+                      OffloadStats& stats) {
+  stats.stream_read_bytes = stream.loaded_bytes();
+  stats.stream_wait_seconds = stream.wait_seconds();
+  if (from_store) stats.ssd_read_bytes += stats.stream_read_bytes;
+  stats.pcie_h2d_bytes += uploaded;
+}
+
 class StreamedBlocks final : public ComputeBlocks {
  public:
-  StreamedBlocks(std::unique_ptr<BlockStream> stream, bool from_store)
-      : stream_(std::move(stream)), from_store_(from_store) {}
-  void start(std::vector<std::int64_t> sequence) override { stream_->start(std::move(sequence)); }
-  const BlockWeights& acquire(std::int64_t l) override { return stream_->acquire(l); }
-  void release() override { stream_->release(); }
+  StreamedBlocks(const ModelConfig& config, std::unique_ptr<BlockStream> stream, bool from_store)
+      : config_(config), stream_(std::move(stream)), from_store_(from_store) {}
+  void start_training(std::int64_t accum) override {
+    stream_->start(BlockStream::training_sequence(config_.n_layer, accum));
+  }
+  void start_forward(std::int64_t passes) override {
+    stream_->start(BlockStream::forward_sequence(config_.n_layer, passes));
+  }
+  at::Tensor forward(std::int64_t l, const at::Tensor& x) override {
+    at::Tensor out = block_forward(config_, stream_->acquire(l), x);
+    stream_->release();
+    return out;
+  }
+  at::Tensor backward(std::int64_t l, const at::Tensor& input, const at::Tensor& output_grad,
+                      const BlockGradsFn& take) override {
+    // The gradients are computed before the slot goes back (take may wait for a pool slot).
+    BlockGrads grads = block_backward(config_, stream_->acquire(l), input, output_grad);
+    stream_->release();
+    take(kWholeBlock, grads.weight_grads);
+    return std::move(grads.input_grad);
+  }
   void add_stats(OffloadStats& stats) const override {
-    stats.stream_read_bytes = stream_->loaded_bytes();
-    stats.stream_wait_seconds = stream_->wait_seconds();
-    if (from_store_) stats.ssd_read_bytes += stats.stream_read_bytes;
-    stats.pcie_h2d_bytes += cuda_block_slots_uploaded_bytes(stream_->slots());
+    add_stream_stats(*stream_, from_store_, cuda_block_slots_uploaded_bytes(stream_->slots()),
+                     stats);
   }
 
  private:
+  const ModelConfig config_;
   std::unique_ptr<BlockStream> stream_;
   bool from_store_;  // the loads read the store (counted as SSD reads too)
 };
 
+// Block l's pieces as the stream hands them out, in the sequence's order.
+class StreamPieceSource final : public BlockPieceSource {
+ public:
+  StreamPieceSource(BlockStream& stream, std::int64_t block) : stream_(stream), block_(block) {}
+  const BlockWeights& acquire(int piece) override {
+    return stream_.acquire(BlockStream::piece_access(block_, piece));
+  }
+  void release() override { stream_.release(); }
+
+ private:
+  BlockStream& stream_;
+  const std::int64_t block_;
+};
+
+class StreamedPieces final : public ComputeBlocks {
+ public:
+  StreamedPieces(const ModelConfig& config, std::unique_ptr<BlockStream> stream, bool from_store)
+      : config_(config), stream_(std::move(stream)), from_store_(from_store) {}
+  void start_training(std::int64_t accum) override {
+    stream_->start(BlockStream::training_piece_sequence(config_.n_layer, accum));
+  }
+  void start_forward(std::int64_t passes) override {
+    stream_->start(BlockStream::forward_piece_sequence(config_.n_layer, passes));
+  }
+  at::Tensor forward(std::int64_t l, const at::Tensor& x) override {
+    StreamPieceSource source(*stream_, l);
+    return block_forward_pieces(config_, source, x);
+  }
+  at::Tensor backward(std::int64_t l, const at::Tensor& input, const at::Tensor& output_grad,
+                      const BlockGradsFn& take) override {
+    StreamPieceSource source(*stream_, l);
+    BlockPieceInputs inputs;
+    {
+      torch::NoGradGuard no_grad;  // the pieces' inputs, as block_backward's graphs start from
+      block_forward_pieces(config_, source, input, &inputs);
+    }
+    return block_backward_pieces(config_, source, inputs, output_grad, take);
+  }
+  void add_stats(OffloadStats& stats) const override {
+    add_stream_stats(*stream_, from_store_, 0, stats);
+  }
+
+ private:
+  const ModelConfig config_;
+  std::unique_ptr<BlockStream> stream_;
+  bool from_store_;
+};
+
 }  // namespace
 
-std::unique_ptr<ComputeBlocks> make_resident_blocks(const std::vector<BlockWeights>& blocks) {
-  return std::make_unique<ResidentBlocks>(blocks);
+std::unique_ptr<ComputeBlocks> make_resident_blocks(const ModelConfig& config,
+                                                    const std::vector<BlockWeights>& blocks) {
+  return std::make_unique<ResidentBlocks>(config, blocks);
 }
 
 std::unique_ptr<ComputeBlocks> make_streamed_blocks(const ModelConfig& config, std::int64_t slots,
                                                     std::int64_t piece_floats, bool cuda,
+                                                    std::int64_t pieces_per_block,
                                                     StatePlacement& states) {
+  if (pieces_per_block > 1) {
+    ST_ASSERT(!cuda, "streaming in pieces runs on the CPU tier only");
+    // A piece's fp32 weights are a float range of its block's master.
+    auto stream = std::make_unique<BlockStream>(BlockStream::host_piece_slots(
+        config, slots,
+        [&states](std::int64_t block, std::int64_t first, std::int64_t floats, float* dst) {
+          states.gather_master_range(1 + block, first, floats, dst);
+        }));
+    return std::make_unique<StreamedPieces>(config, std::move(stream), states.in_store());
+  }
   std::unique_ptr<BlockStream> stream;
   if (cuda) {
     // Piece by piece, converted to bf16 and uploaded: a piece's master segment from RAM without a
@@ -67,7 +170,7 @@ std::unique_ptr<ComputeBlocks> make_streamed_blocks(const ModelConfig& config, s
         config, slots,
         [&states](std::int64_t block, float* dst) { states.gather_master(1 + block, dst); });
   }
-  return std::make_unique<StreamedBlocks>(std::move(stream), states.in_store());
+  return std::make_unique<StreamedBlocks>(config, std::move(stream), states.in_store());
 }
 
 }  // namespace sparsetrain::fuyou

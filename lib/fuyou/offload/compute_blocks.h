@@ -1,13 +1,22 @@
-// Where the compute thread gets block l's compute weights, chosen once from the plan
-// (stream_slots):
+// Where the compute thread gets block l's compute weights, and so how finely a block's forward and
+// backward run, chosen once from the plan (stream_slots, pieces_per_block):
 //  - ResidentBlocks: every block in the compute tier, updated there by the optimizer;
-//  - StreamedBlocks: the blocks stream through plan().stream_slots slots from their fp32 master
+//  - StreamedBlocks: whole blocks stream through plan().stream_slots slots from their fp32 master
 //    (block_stream.h; on CUDA converted to bf16 and uploaded, cuda_transfer.h), in the order of
-//    use: before each forward and again before each backward (recompute).
-// A pass is start(sequence), then acquire(l) / release() per use in that sequence.
+//    use: before each forward and again before each backward (recompute);
+//  - StreamedPieces (CPU tier): each block streams as its four pieces (model_config.h) through
+//    slots of the largest piece; the forward and the backward run piece by piece
+//    (gpt_model.h: block_forward_pieces, block_backward_pieces), so the compute tier never holds
+//    more than a piece per slot of weights, and the gradients come out piece by piece.
+// Every placement gives the same bits: the pieces are block_backward's own arithmetic.
+// A pass is start_training(K) or start_forward(passes), then the pass's forward / backward calls
+// in the order the trainer makes them (per micro-batch: forward 0 … L-1, backward L-1 … 0).
 #pragma once
 
+#include <ATen/core/Tensor.h>
+
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -19,25 +28,37 @@ namespace sparsetrain::fuyou {
 class StatePlacement;
 struct OffloadStats;
 
+// A block's weight gradients as its backward makes them: all of its tensors at once (piece =
+// kWholeBlock) or one piece's (model_config.h: only that piece's tensors set).
+inline constexpr int kWholeBlock = -1;
+using BlockGradsFn = std::function<void(int piece, const BlockWeights& grads)>;
+
 class ComputeBlocks {
  public:
   virtual ~ComputeBlocks() = default;
-  // The order of the pass's uses (BlockStream::training_sequence / forward_sequence).
-  virtual void start(std::vector<std::int64_t> sequence) = 0;
-  // Block l's weights, for the compute thread until release().
-  virtual const BlockWeights& acquire(std::int64_t l) = 0;
-  virtual void release() = 0;
+  // A step's K micro-batches of forward and backward, or `passes` forwards (validation).
+  virtual void start_training(std::int64_t accum) = 0;
+  virtual void start_forward(std::int64_t passes) = 0;
+  // Block l's forward of x [B, T, C] (call without gradients): its output.
+  virtual at::Tensor forward(std::int64_t l, const at::Tensor& x) = 0;
+  // Block l's backward: recomputes it from `input`, backpropagates `output_grad`, hands the weight
+  // gradients to `take` and returns d(loss)/d(input).
+  virtual at::Tensor backward(std::int64_t l, const at::Tensor& input,
+                              const at::Tensor& output_grad, const BlockGradsFn& take) = 0;
   // At the end of a run: the loads and waits it counted.
   virtual void add_stats(OffloadStats& stats) const = 0;
 };
 
 // Resident: `blocks` (the trainer's compute weights) must outlive it.
-std::unique_ptr<ComputeBlocks> make_resident_blocks(const std::vector<BlockWeights>& blocks);
+std::unique_ptr<ComputeBlocks> make_resident_blocks(const ModelConfig& config,
+                                                    const std::vector<BlockWeights>& blocks);
 
 // Streamed through `slots` slots from `states` (the block's master, in RAM or the store), fp32 on
-// the CPU tier, bf16 on the GPU when `cuda`; `states` must outlive it.
+// the CPU tier, bf16 on the GPU when `cuda`; whole blocks, or (pieces_per_block > 1, CPU tier
+// only) the blocks' pieces. `states` must outlive it.
 std::unique_ptr<ComputeBlocks> make_streamed_blocks(const ModelConfig& config, std::int64_t slots,
                                                     std::int64_t piece_floats, bool cuda,
+                                                    std::int64_t pieces_per_block,
                                                     StatePlacement& states);
 
 }  // namespace sparsetrain::fuyou

@@ -2,6 +2,7 @@
 #include "fuyou/offload/grad_accumulators.h"
 
 #include <algorithm>
+#include <cstring>
 #include <future>
 #include <string>
 
@@ -15,11 +16,31 @@ namespace {
 
 using common::io::AlignedBuffer;
 
-// The in-memory trainer's norm expression for each tensor of `grads`.
-std::vector<at::Tensor> norm_terms_of(const std::vector<at::Tensor>& grads) {
-  std::vector<at::Tensor> terms;
-  for (const at::Tensor& g : grads) terms.push_back(g.pow(2).sum().to(at::kDouble));
-  return terms;
+// Which of the block's tensors a drain carries: all of them, or one piece's (the others are
+// undefined in job.grads).
+std::vector<bool> carried(const DrainJob& job) {
+  std::vector<bool> has;
+  for (const at::Tensor& g : job.grads) has.push_back(g.defined());
+  return has;
+}
+
+// The spans of `all` whose tensors the drain carries.
+std::vector<TensorSpan> carried_spans(const std::vector<TensorSpan>& all,
+                                      const std::vector<bool>& has) {
+  std::vector<TensorSpan> spans;
+  for (const TensorSpan& span : all) {
+    if (has[span.tensor]) spans.push_back(span);
+  }
+  return spans;
+}
+
+// The block's norm terms (one per tensor, in tensor order) with the carried tensors' replaced.
+void set_carried_terms(std::vector<at::Tensor>& terms, std::vector<at::Tensor> computed,
+                       const std::vector<bool>& has) {
+  terms.resize(has.size());
+  for (std::size_t i = 0; i < has.size(); ++i) {
+    if (has[i]) terms[i] = std::move(computed[i]);
+  }
 }
 
 class AccumulatorsInRam final : public GradAccumulators {
@@ -42,8 +63,10 @@ class AccumulatorsInRam final : public GradAccumulators {
     const auto l = static_cast<std::size_t>(job.unit - 1);
     BlockWeights& acc = sums_[l];
     const UnitTensors& unit = units_[static_cast<std::size_t>(job.unit)];
+    const std::vector<bool> has = carried(job);
     for (const StatePiece& piece : unit.pieces) {
-      const std::vector<TensorSpan> spans = piece_spans(unit.numels, piece);
+      const std::vector<TensorSpan> spans = carried_spans(piece_spans(unit.numels, piece), has);
+      if (spans.empty()) continue;
       std::vector<at::Tensor> host;
       for (const TensorSpan& span : spans) {
         host.push_back(flat_slice(job.grads[span.tensor], span.tensor_offset, span.floats));
@@ -71,7 +94,11 @@ class AccumulatorsInRam final : public GradAccumulators {
     // The in-memory trainer's expression, on the CPU (its reduction order differs from the GPU's:
     // the norm, hence a clipping factor, may differ in the last bits).
     if (job.norm) {
-      norm_terms(job.unit - 1) = norm_terms_of({acc.tensors.begin(), acc.tensors.end()});
+      std::vector<at::Tensor> terms(has.size());
+      for (std::size_t i = 0; i < has.size(); ++i) {
+        if (has[i]) terms[i] = acc[static_cast<int>(i)].pow(2).sum().to(at::kDouble);
+      }
+      set_carried_terms(norm_terms(job.unit - 1), std::move(terms), has);
     }
   }
   std::vector<at::Tensor> update_grads(std::int64_t layer) override {
@@ -124,6 +151,7 @@ class AccumulatorsInStore final : public GradAccumulators {
              common::PhaseTimes& phases) override {
     const UnitTensors& unit = units_[static_cast<std::size_t>(job.unit)];
     const std::string name = grad_store_name(job.unit - 1);
+    const std::vector<bool> has = carried(job);
     std::vector<at::Tensor> terms;  // job.norm: per tensor, the sum of its spans' terms
     if (job.norm) {                 // one tensor each (assign would share one among them all)
       for (std::size_t i = 0; i < unit.numels.size(); ++i)
@@ -134,10 +162,16 @@ class AccumulatorsInStore final : public GradAccumulators {
     // Pieces 4·P bytes apart fill whole extents (always for power-of-two extents, as 12·P fills
     // them): no two pieces then share one.
     const bool whole_extents = segment_bytes(piece_floats_) % store_.extent_bytes() == 0;
+    std::size_t turn = 0;  // the grad slots alternate by the pieces this drain writes
     for (const StatePiece& piece : unit.pieces) {
-      const std::vector<TensorSpan> spans = piece_spans(unit.numels, piece);
+      const std::vector<TensorSpan> all = piece_spans(unit.numels, piece);
+      const std::vector<TensorSpan> spans = carried_spans(all, has);
+      if (spans.empty()) continue;
+      // A block piece's drain (compute_blocks.h: StreamedPieces) may carry only part of a state
+      // piece: the rest is read from the store and written back as it was.
+      const bool partial = spans.size() != all.size();
       // This slot's last write (two pieces ago) ended before the previous piece's was issued.
-      auto* base = reinterpret_cast<float*>(grad_slots_[piece.index % 2].data());
+      auto* base = reinterpret_cast<float*>(grad_slots_[turn++ % 2].data());
       std::vector<at::Tensor> incoming, pool;
       for (const TensorSpan& span : spans) {
         incoming.push_back(float_span(base + span.piece_offset, span.floats));
@@ -146,7 +180,7 @@ class AccumulatorsInStore final : public GradAccumulators {
       const std::uint64_t offset = piece.grad_byte_offset(piece_floats_);
       const std::uint64_t bytes = piece.master_bytes();
       std::shared_future<void> stored_read;  // the stored sum, read while g_k comes down
-      if (!job.first) {
+      if (!job.first || partial) {
         if (write.valid() && !whole_extents) {
           // The previous piece's write may still be rewriting an extent this piece shares.
           auto t = phases.scope("grad_write_wait");
@@ -154,6 +188,11 @@ class AccumulatorsInStore final : public GradAccumulators {
         }
         stored_read = store_.read(name, stored, offset, bytes);
         stats_.ssd_read_bytes += bytes;
+      }
+      if (partial) {
+        auto t = phases.scope("drain_read_wait");
+        stored_read.get();
+        std::memcpy(base, stored, bytes);  // the spans this drain does not carry, as stored
       }
       link.copy(pool, incoming, job.ready);
       if (piece.index + 1 == static_cast<std::int64_t>(unit.pieces.size())) {
@@ -163,8 +202,7 @@ class AccumulatorsInStore final : public GradAccumulators {
         job.pool_slot = -1;
         // The unit's padding (after its last tensor) goes to the store as zeros, not as whatever
         // the slot last held: the stored bytes, and their checksums, are then deterministic.
-        const std::int64_t used =
-            spans.empty() ? 0 : spans.back().piece_offset + spans.back().floats;
+        const std::int64_t used = all.empty() ? 0 : all.back().piece_offset + all.back().floats;
         std::fill(base + used, base + piece.floats, 0.0f);
       }
       if (!job.first) {
@@ -196,7 +234,7 @@ class AccumulatorsInStore final : public GradAccumulators {
     job.grads.clear();
     release_slot(job.pool_slot);
     job.pool_slot = -1;
-    if (job.norm) norm_terms(job.unit - 1) = std::move(terms);
+    if (job.norm) set_carried_terms(norm_terms(job.unit - 1), std::move(terms), has);
   }
   std::vector<at::Tensor> update_grads(std::int64_t) override { return {}; }
 

@@ -18,7 +18,6 @@
 #include "common/error.h"
 #include "common/io/aligned_buffer.h"
 #include "fuyou/model/gpt_model.h"
-#include "fuyou/offload/block_stream.h"
 #include "fuyou/offload/cuda_transfer.h"
 #include "fuyou/offload/offload_internals.h"
 #include "fuyou/offload/optimizer_stage.h"
@@ -115,12 +114,14 @@ WeightSource source_of(const ModelConfig& config, GptWeights weights, bool resum
 }
 
 // What the planner plans but this trainer does not run yet (issue 22's runtime): streaming in
-// pieces and the store's in-place mode. Refused before any store is made, with the way out.
-void refuse_unbuilt(const OffloadPlan& plan) {
-  if (plan.pieces_per_block > 1) {
+// pieces on the CUDA tier and the store's in-place mode. Refused before any store is made, with
+// the way out.
+void refuse_unbuilt(const OffloadPlan& plan, bool cuda) {
+  if (plan.pieces_per_block > 1 && cuda) {
     throw common::UsageError(
-        "this plan streams the blocks in pieces (two whole block slots do not fit the compute "
-        "tier), which --dry-run plans but the trainer does not run yet",
+        "this plan streams the blocks in pieces on the GPU (two whole block slots do not fit the "
+        "compute tier), which --dry-run plans but the CUDA tier does not run yet (the CPU tier "
+        "does)",
         "raise --gpu-mem until the plan streams whole blocks (see --dry-run), or lower "
         "--micro-batch/--seq");
   }
@@ -157,7 +158,7 @@ OffloadTrainer::OffloadTrainer(ModelConfig config, WeightSource initial, TrainOp
                              "pass --dry-run to plan, or drop --assume-ssd to train");
   }
   plan_ = plan_offload_run(config_, train_, options_);
-  refuse_unbuilt(plan_);
+  refuse_unbuilt(plan_, impl_->cuda);
   make_compute_weights();
   make_unit_table();
   open_or_create_store(initial);
@@ -292,9 +293,10 @@ void OffloadTrainer::make_placements() {
     state.accumulators = make_accumulators_in_ram(config_, state.units, state.grad_slots);
   }
   if (state.accumulators) {
-    state.step_drains = train_.accum * config_.n_layer;
-    state.block_grads = make_drained_block_grads(config_, fp32, plan_.grad_block_slots,
-                                                 train_.accum, *state.accumulators);
+    state.step_drains = train_.accum * config_.n_layer * plan_.pieces_per_block;
+    state.block_grads =
+        make_drained_block_grads(config_, fp32, plan_.grad_block_slots, train_.accum,
+                                 plan_.pieces_per_block, *state.accumulators);
   } else if (plan_.grad_block_slots < config_.n_layer) {
     state.block_grads = make_pooled_block_grads(config_, fp32, plan_.grad_block_slots);
   } else {
@@ -310,8 +312,8 @@ void OffloadTrainer::make_placements() {
   }
   state.blocks = plan_.stream_slots > 0
                      ? make_streamed_blocks(config_, plan_.stream_slots, state.piece_floats,
-                                            state.cuda, *state.states)
-                     : make_resident_blocks(compute_.blocks);
+                                            state.cuda, plan_.pieces_per_block, *state.states)
+                     : make_resident_blocks(config_, compute_.blocks);
   state.mark_compute = state.cuda ? std::function<CudaMark()>(mark_compute_stream)
                                   : std::function<CudaMark()>([] { return CudaMark{}; });
 }
@@ -488,15 +490,12 @@ GptWeights OffloadTrainer::read_master() {
 double OffloadTrainer::evaluate(const TokenData& valid_data) {
   ComputeBlocks& blocks = *impl_->blocks;
   torch::NoGradGuard no_grad;
-  blocks.start(BlockStream::forward_sequence(config_.n_layer, train_.eval_batches));
+  blocks.start_forward(train_.eval_batches);
   double sum = 0;
   for (std::int64_t i = 0; i < train_.eval_batches; ++i) {
     auto [x, y] = validation_batch(valid_data, train_, i);
     at::Tensor h = embed_forward(compute_, x);
-    for (std::int64_t l = 0; l < config_.n_layer; ++l) {
-      h = block_forward(config_, blocks.acquire(l), h);
-      blocks.release();
-    }
+    for (std::int64_t l = 0; l < config_.n_layer; ++l) h = blocks.forward(l, h);
     sum += lm_loss(config_, compute_, h, y, train_.loss_chunk_rows);
   }
   return sum / static_cast<double>(train_.eval_batches);
@@ -521,8 +520,7 @@ void OffloadTrainer::run_micro_batch(const TokenData& train_data, std::int64_t s
     h = embed_forward(compute_, x);
     for (std::int64_t l = 0; l < layers; ++l) {
       state.inputs->push(l, h);
-      h = block_forward(config_, state.blocks->acquire(l), h);
-      state.blocks->release();
+      h = state.blocks->forward(l, h);
     }
   }
   backward = std::make_unique<common::PhaseTimes::Scope>(stats_.compute_phases, "backward");
@@ -544,10 +542,9 @@ void OffloadTrainer::run_micro_batch(const TokenData& train_data, std::int64_t s
   at::Tensor grad = std::move(head.input_grad);
   for (std::int64_t l = layers; l-- > 0;) {
     const at::Tensor input = state.inputs->pop(l);
-    BlockGrads block = block_backward(config_, state.blocks->acquire(l), input, grad);
-    state.blocks->release();
-    state.block_grads->take(l, k, last, block, grads);
-    grad = std::move(block.input_grad);
+    grad = state.blocks->backward(l, input, grad, [&](int piece, const BlockWeights& g) {
+      state.block_grads->take(l, k, last, piece, g, grads);
+    });
   }
   state.inputs->end_pass();
   embed_backward(x, grad, state.wte_grad, state.wpe_grad);
@@ -573,7 +570,7 @@ TrainResult OffloadTrainer::train(const TokenData& train_data, const TokenData& 
     report.step = step;
     report.lr = lr_at_step(train_, step);
     stage.start_step(step, report.lr);  // the optimizer thread starts prefetching states now
-    state.blocks->start(BlockStream::training_sequence(config_.n_layer, train_.accum));
+    state.blocks->start_training(train_.accum);
     state.in_backward.store(true);
     for (at::Tensor* g : {&state.wte_grad, &state.wpe_grad, &state.lnf_w_grad, &state.lnf_b_grad})
       g->zero_();

@@ -1,6 +1,7 @@
 // StatesInRam and StatesInStore (see state_placement.h).
 #include "fuyou/offload/state_placement.h"
 
+#include <algorithm>
 #include <cstring>
 #include <future>
 
@@ -22,6 +23,9 @@ class StatesBase : public StatePlacement {
       : units_(units), piece_floats_(piece_floats), store_(store), stats_(stats) {}
 
   void start_step(const std::vector<UnitPiece>& pieces) override { pieces_ = &pieces; }
+  std::int64_t padded_floats(std::int64_t unit) const override {
+    return units_[static_cast<std::size_t>(unit)].padded;
+  }
 
  protected:
   std::shared_future<void> write_piece(std::int64_t unit, const StatePiece& piece,
@@ -38,6 +42,16 @@ class StatesBase : public StatePlacement {
   std::shared_future<void> read_master(std::int64_t unit, const StatePiece& piece, float* dst) {
     return store_.read(unit_store_name(unit), dst, piece.byte_offset(piece_floats_),
                        piece.master_bytes());
+  }
+  // fn(piece, from, n) for every piece of the unit that holds master floats [from, from + n) of
+  // the unit's [first, first + floats).
+  template <typename Fn>
+  void for_each_overlap(std::int64_t unit, std::int64_t first, std::int64_t floats, Fn fn) const {
+    for (const StatePiece& piece : units_[static_cast<std::size_t>(unit)].pieces) {
+      const std::int64_t from = std::max(first, piece.first);
+      const std::int64_t to = std::min(first + floats, piece.first + piece.floats);
+      if (from < to) fn(piece, from, to - from);
+    }
   }
   static void wait(std::shared_future<void>& f, common::PhaseTimes& phases, const char* phase) {
     if (!f.valid()) return;
@@ -95,10 +109,13 @@ class StatesInRam final : public StatesBase {
   const float* master(std::int64_t unit, const StatePiece& piece, float*) override {
     return at(unit, piece);
   }
-  void gather_master(std::int64_t unit, float* dst) override {
-    for (const StatePiece& piece : units_[static_cast<std::size_t>(unit)].pieces) {
-      std::memcpy(dst + piece.first, at(unit, piece), piece.master_bytes());
-    }
+  void gather_master_range(std::int64_t unit, std::int64_t first, std::int64_t floats,
+                           float* dst) override {
+    for_each_overlap(unit, first, floats,
+                     [&](const StatePiece& piece, std::int64_t from, std::int64_t n) {
+                       std::memcpy(dst + (from - first), at(unit, piece) + (from - piece.first),
+                                   segment_bytes(n));
+                     });
   }
 
  private:
@@ -160,11 +177,16 @@ class StatesInStore final : public StatesBase {
     read_master(unit, piece, scratch).get();
     return scratch;
   }
-  void gather_master(std::int64_t unit, float* dst) override {
+  void gather_master_range(std::int64_t unit, std::int64_t first, std::int64_t floats,
+                           float* dst) override {
     std::vector<std::shared_future<void>> reads;
-    for (const StatePiece& piece : units_[static_cast<std::size_t>(unit)].pieces) {
-      reads.push_back(read_master(unit, piece, dst + piece.first));
-    }
+    for_each_overlap(
+        unit, first, floats, [&](const StatePiece& piece, std::int64_t from, std::int64_t n) {
+          reads.push_back(
+              store_.read(unit_store_name(unit), dst + (from - first),
+                          piece.byte_offset(piece_floats_) + segment_bytes(from - piece.first),
+                          segment_bytes(n)));
+        });
     for (auto& read : reads) read.get();
   }
 

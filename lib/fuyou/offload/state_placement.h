@@ -52,8 +52,15 @@ class StatePlacement {
   // A block's streamed load: the piece's master segment (piece.floats), in place in RAM or read
   // from the store into `scratch` (at least piece.floats floats). Blocking; any thread.
   virtual const float* master(std::int64_t unit, const StatePiece& piece, float* scratch) = 0;
+  // The unit's master floats [first, first + floats) of its flat order into dst (a block piece,
+  // model_config.h). Blocking.
+  virtual void gather_master_range(std::int64_t unit, std::int64_t first, std::int64_t floats,
+                                   float* dst) = 0;
   // The unit's whole master (padded floats, the unit's flat order) into dst. Blocking.
-  virtual void gather_master(std::int64_t unit, float* dst) = 0;
+  void gather_master(std::int64_t unit, float* dst) {
+    gather_master_range(unit, 0, padded_floats(unit), dst);
+  }
+  virtual std::int64_t padded_floats(std::int64_t unit) const = 0;
 };
 
 // The plan's placement: in RAM when `in_ram`, else in the store through two slots of

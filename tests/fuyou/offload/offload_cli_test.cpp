@@ -260,24 +260,31 @@ TEST_CASE("--assume-ssd plans GPT-3 175B on a 24 GiB GPU before the disks exist"
   CHECK(r.err.find("is not a rate") != std::string::npos);
 }
 
-TEST_CASE("assumed hardware needs --dry-run; plans the trainer does not run yet are refused") {
+TEST_CASE("assumed hardware needs --dry-run; blocks in pieces train on the CPU tier") {
   const fs::path d = scratch("unbuilt");
   auto r =
       run_sparsetrain(tiny_args("5") +
                       std::vector<std::string>{"--cpu-mem", "8MiB", "--assume-ssd", "1x1TB@1GB/s"});
   CHECK(r.exit_code == 2);
   CHECK(r.err.find("need --dry-run") != std::string::npos);
-  // Streaming in pieces and one store slot are planned, not yet run: refused before any store.
-  r = run_sparsetrain(tiny_args("5") + std::vector<std::string>{"--ssd", ssd_of(d), "--cpu-mem",
-                                                                "8MiB", "--gpu-mem", "2MiB",
-                                                                "--stream", "piece"});
-  INFO(r.err);
-  CHECK(r.exit_code == 2);
-  CHECK(r.err.find("streams the blocks in pieces") != std::string::npos);
+  // One store slot per extent is planned, not yet run: refused before any store.
   r = run_sparsetrain(tiny_args("5") + std::vector<std::string>{"--ssd", ssd_of(d), "--cpu-mem",
                                                                 "8MiB", "--store-slots", "1"});
   INFO(r.err);
   CHECK(r.exit_code == 2);
   CHECK(r.err.find("one store slot per extent") != std::string::npos);
   CHECK_FALSE(fs::exists(d / "a" / "sparsetrain-store.json"));
+  // Streaming in pieces: the in-memory run's losses.
+  r = run_sparsetrain(tiny_args("5") + std::vector<std::string>{"--ssd", ssd_of(d), "--cpu-mem",
+                                                                "8MiB", "--gpu-mem", "2MiB",
+                                                                "--stream", "piece", "--out",
+                                                                (d / "pieces.json").string()});
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  r = run_sparsetrain(tiny_args("5") +
+                      std::vector<std::string>{"--out", (d / "memory.json").string()});
+  REQUIRE(r.exit_code == 0);
+  const auto pieces = read_json(d / "pieces.json");
+  CHECK(pieces["metrics"]["offload"]["granularity"] == "piece");
+  CHECK(pieces["metrics"]["losses"] == read_json(d / "memory.json")["metrics"]["losses"]);
 }

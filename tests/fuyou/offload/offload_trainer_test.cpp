@@ -644,3 +644,124 @@ TEST_CASE("a weight source that skips, reorders or misshapes a tensor is refused
   OffloadTrainer good(f.config, f.initial_weights(), options, offload);
   CHECK(std::filesystem::exists(manifest));
 }
+
+// Blocks streamed in pieces (compute_blocks.h: StreamedPieces): the compute tier holds two slots
+// of the largest piece (MLP in: 4 · 64² + 6 · 64 = 16,768 floats) and two gradient buffers of one,
+// where whole-block streaming needs two slots and two buffers of a block (49,984 floats). The
+// pieces are block_backward's own arithmetic, so a run in pieces is the whole-block run and the
+// in-memory run, bit for bit.
+namespace {
+
+constexpr std::uint64_t kBlockParams = 49984;
+
+// A compute budget of exactly two piece slots beside the rest, for these options.
+std::uint64_t piece_budget(const TrainOptions& options, OffloadOptions offload) {
+  Fixture f;
+  offload.budgets.compute_bytes = 0;
+  const std::uint64_t resident = plan_offload_run(f.config, options, offload).compute_total;
+  offload.budgets.compute_bytes = resident - 1;
+  offload.pieces_per_block = kBlockPieces;
+  const OffloadPlan many = plan_offload_run(f.config, options, offload);
+  REQUIRE(many.pieces_per_block == kBlockPieces);
+  REQUIRE(many.stream_slot_floats == 16768);
+  return many.compute_total - 4ull * 16768 * static_cast<std::uint64_t>(many.stream_slots - 2);
+}
+
+// `offload` with the piece budget, checked to plan pieces (whole blocks refused there).
+OffloadOptions in_pieces(const TrainOptions& options, OffloadOptions offload) {
+  offload.budgets.compute_bytes = piece_budget(options, offload);
+  const OffloadPlan plan = plan_for(options, offload);
+  REQUIRE(plan.pieces_per_block == kBlockPieces);
+  CHECK(plan.stream_slots == 2);
+  CHECK(plan.block_grads_in_cpu);
+  OffloadOptions whole = offload;
+  whole.pieces_per_block = 1;  // two whole block slots do not fit that budget
+  CHECK_THROWS_AS(plan_for(options, whole), sparsetrain::common::UsageError);
+  return offload;
+}
+
+struct OffloadedRun {
+  TrainResult result;
+  GptWeights master;
+  OffloadStats stats;
+};
+
+OffloadedRun train_offloaded(const TrainOptions& options, const OffloadOptions& offload) {
+  Fixture f;
+  OffloadTrainer trainer(f.config, f.initial_weights(), options, offload);
+  OffloadedRun run{trainer.train(f.train_data, f.valid_data), {}, {}};
+  run.master = trainer.read_master();
+  run.stats = trainer.stats();
+  return run;
+}
+
+void check_same_run(const OffloadedRun& a, const OffloadedRun& b) {
+  REQUIRE(a.result.losses.size() == b.result.losses.size());
+  for (std::size_t i = 0; i < a.result.losses.size(); ++i) {
+    CHECK(a.result.losses[i] == b.result.losses[i]);
+  }
+  CHECK(bitwise_equal(a.master, b.master));
+}
+
+}  // namespace
+
+TEST_CASE("blocks in pieces, states in the store, K = 2 + clipping: the in-memory and whole runs") {
+  TrainOptions options = small_options();
+  options.grad_clip = 0.5;
+  options.accum = 2;
+  const OffloadOptions offload = in_pieces(options, offload_options("in-pieces", 2 << 20));
+  const OffloadPlan plan = plan_for(options, offload);
+  CHECK_FALSE(plan.states_in_cpu);
+  CHECK_FALSE(plan.block_grads_in_store);
+  const OffloadStats stats = compare_with_in_memory(options, offload, false);
+  // Each micro-batch loads every block's pieces three times (forward, the pieces' inputs, each
+  // piece's backward); validation at steps 0, 10, 20 (2 batches) once.
+  CHECK(stats.stream_read_bytes == (20 * 2 * 3 * 3 + 3 * 2 * 3) * 4 * kBlockParams);
+  CHECK(stats.units_updated_during_backward == 0);  // clipping defers every update
+  // The same drain with whole blocks (a budget for two block slots): the same run, bit for bit.
+  const OffloadedRun pieces =
+      train_offloaded(options, in_pieces(options, offload_options("in-pieces-again", 2 << 20)));
+  const OffloadedRun whole =
+      train_offloaded(options, with_drain(options, offload_options("in-pieces-whole", 2 << 20)));
+  check_same_run(pieces, whole);
+}
+
+TEST_CASE("blocks in pieces, overlapped updates, states in RAM, K = 1: bit for bit") {
+  TrainOptions options = small_options();
+  options.grad_clip = 0;
+  const OffloadOptions offload = in_pieces(options, offload_options("in-pieces-ram", 64 << 20));
+  const OffloadStats stats = compare_with_in_memory(options, offload, true);
+  // Without clipping each block updates as soon as its first piece's gradients are drained.
+  CHECK(stats.units_updated_during_backward > 0);
+  CHECK(stats.ssd_read_bytes == 0);
+}
+
+TEST_CASE("blocks in pieces with gradients in the store: the whole-block run's bits, and resume") {
+  // State pieces of 16,384 floats cut through the block pieces: a block piece's drain carries
+  // part of a state piece, the rest read from the store and written back as it was.
+  Fixture f;
+  TrainOptions options = small_options();
+  options.grad_clip = 0.5;
+  options.accum = 2;
+  const OffloadOptions whole = grads_in_store(options, "pieces-grads-whole");
+  OffloadOptions offload = in_pieces(options, grads_in_store(options, "pieces-grads"));
+  REQUIRE(plan_for(options, offload).block_grads_in_store);
+  check_same_run(train_offloaded(options, offload), train_offloaded(options, whole));
+  // K = 3 without clipping: the in-memory run, bit for bit (norm terms do not steer it).
+  options.grad_clip = 0;
+  options.accum = 3;
+  compare_with_in_memory(options, in_pieces(options, grads_in_store(options, "pieces-grads-k3")),
+                         false);
+  // Stopped after step 10 (its commit), resumed: the uninterrupted in-memory run, K = 1 clipping.
+  options.grad_clip = 0.5;
+  options.accum = 1;
+  const ReferenceRun reference(f, options);
+  OffloadOptions stopped = in_pieces(options, grads_in_store(options, "pieces-resume"));
+  {
+    OffloadTrainer first(f.config, f.initial_weights(), options, stopped);
+    train_and_stop_after(first, f.train_data, f.valid_data, 10);
+  }
+  stopped.resume = true;
+  OffloadTrainer second(f.config, GptWeights{}, options, stopped);
+  check_resumed_run(second, f, reference, 11);
+}
