@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Two builds side by side, in one run: is B slower than A? (A refactor must not be.)
+"""Two builds (or two flag sets) side by side, in one run: is B slower than A?
 
 Alternates A and B within each round (the machine's load drifts, so neither gets the quiet
 minutes), and prints JSON with every sample, the medians per build, B/A of the medians and per
@@ -12,11 +12,14 @@ round. Two modes:
   bench/ab_bench.py finetune --a OLD/sparsetrain --b NEW/sparsetrain --ssd /tmp/ab/a,/tmp/ab/b \\
       --rounds 3 -- --model custom:L=24,C=1792,H=16,V=256,T=128 --cpu-mem 1GiB --gpu-mem 2GiB \\
       --steps 3 --micro-batch 1 --seq 128 --device cpu --eval-every 0 --eval-batches 1
+  bench/ab_bench.py finetune --a build/.../sparsetrain --b build/.../sparsetrain --a-args \
+      '--stream block' --b-args '--stream piece' --ssd /tmp/ab/a --rounds 3 -- <args>
   bench/ab_bench.py adamw --a OLD/adamw_bench --b NEW/adamw_bench --rounds 3 -- --skip-torch-optim
 """
 import argparse
 import json
 import os
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -43,6 +46,9 @@ def run_finetune(binary, ssd_dirs, extra):
         shutil.rmtree(d, ignore_errors=True)
     measured = record["run"]["offload_measured"]
     return {"step_seconds": measured["step_seconds"],
+            "bound_seconds": record["run"]["offload_bound"]["bound_seconds"],
+            "binding": record["run"]["offload_bound"]["binding"],
+            "granularity": record["metrics"]["offload"].get("granularity"),
             "peak_rss_bytes": record["run"]["peak_rss_bytes"],
             "losses": record["metrics"]["losses"], "commit": record["build"].get("git_commit")}
 
@@ -63,6 +69,9 @@ def main():
     parser.add_argument("--b", required=True, help="the binary under test")
     parser.add_argument("--ssd", help="finetune: comma-separated store directories (emptied)")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--a-args", default="",
+                        help="arguments for A only (shell words), e.g. '--stream block'")
+    parser.add_argument("--b-args", default="", help="arguments for B only")
     argv = sys.argv[1:]
     cut = argv.index("--") if "--" in argv else len(argv)
     opts = parser.parse_args(argv[:cut])
@@ -73,12 +82,15 @@ def main():
     if opts.mode == "finetune" and not opts.ssd:
         sys.exit("ab_bench: finetune needs --ssd DIR[,DIR] (hint: directories it may empty)")
     runs = {"a": [], "b": []}
+    side_args = {"a": shlex.split(opts.a_args), "b": shlex.split(opts.b_args)}
     for _ in range(opts.rounds):
         for which, binary in (("a", opts.a), ("b", opts.b)):
-            runs[which].append(run_finetune(binary, opts.ssd.split(","), extra)
-                               if opts.mode == "finetune" else run_adamw(binary, extra))
+            args = extra + side_args[which]
+            runs[which].append(run_finetune(binary, opts.ssd.split(","), args)
+                               if opts.mode == "finetune" else run_adamw(binary, args))
     out = {"bench": "ab_bench", "mode": opts.mode, "a": opts.a, "b": opts.b,
-           "args": extra, "rounds": opts.rounds, "runs": runs}
+           "args": extra, "a_args": side_args["a"], "b_args": side_args["b"],
+           "rounds": opts.rounds, "runs": runs}
     if opts.mode == "finetune":
         med = {k: statistics.median(r["step_seconds"] for r in v) for k, v in runs.items()}
         out["median_step_seconds"] = med

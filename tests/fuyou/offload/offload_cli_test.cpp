@@ -288,3 +288,25 @@ TEST_CASE("assumed hardware needs --dry-run; blocks in pieces train on the CPU t
   CHECK(pieces["metrics"]["offload"]["granularity"] == "piece");
   CHECK(pieces["metrics"]["losses"] == read_json(d / "memory.json")["metrics"]["losses"]);
 }
+
+TEST_CASE("a state piece or a block piece larger than its budget is refused with the sizes") {
+  const fs::path d = scratch("piece-budget");
+  // GPT-3 1.3B's largest unit (the embeddings, 107 M floats) in pieces of 256 Mi floats: two
+  // staging slots of 12 B a float do not fit 512 MiB. Refused before the rate probes.
+  auto r = run_sparsetrain({"fuyou", "finetune", "--model", "gpt3-1.3b", "--device", "cpu", "--seq",
+                            "128", "--micro-batch", "1", "--ssd", ssd_of(d), "--cpu-mem", "512MiB",
+                            "--state-piece", "1GiB", "--progress", "never"});
+  INFO(r.err);
+  CHECK(r.exit_code == 2);
+  CHECK(r.err.find("--cpu-mem does not fit: needs 2.39 GiB") != std::string::npos);
+  CHECK(r.err.find("2 staging slots of one state piece's master + m + v") != std::string::npos);
+  // Blocks in pieces need two slots of the largest piece: 1 MiB holds less.
+  r = run_sparsetrain(tiny_args("5") + std::vector<std::string>{"--ssd", ssd_of(d), "--cpu-mem",
+                                                                "8MiB", "--gpu-mem", "1MiB",
+                                                                "--stream", "piece"});
+  INFO(r.err);
+  CHECK(r.exit_code == 2);
+  CHECK(r.err.find("--gpu-mem (compute tier) does not fit") != std::string::npos);
+  CHECK(r.err.find("2 streamed block-piece slots 131 KiB") != std::string::npos);
+  CHECK_FALSE(fs::exists(d / "a" / "sparsetrain-store.json"));
+}
