@@ -138,10 +138,12 @@ void run_store_verify(const std::vector<std::string>& dirs, CommandContext& cont
   m["tensors"] = report.tensors;
   m["extents"] = report.extents;
   m["bytes"] = report.bytes;
+  m["scratch_tensors"] = report.scratch_tensors;
   m["problems"] = report.problems;
   for (const std::string& p : report.problems) common::log_error(p);
   std::cout << "store " << dirs[0] << " version " << report.store_version << ": " << report.tensors
-            << " tensors, " << report.extents << " extents, "
+            << " tensors (" << report.scratch_tensors
+            << " scratch, written in place: not checked), " << report.extents << " extents, "
             << common::format_bytes(static_cast<double>(report.bytes)) << " checked, "
             << report.problems.size() << " bad\n";
   if (!report.ok()) {

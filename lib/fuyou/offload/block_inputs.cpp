@@ -89,7 +89,9 @@ std::unique_ptr<BlockInputs> make_inputs_in_store(TensorStore& store, std::int64
                                                   std::int64_t hidden) {
   for (std::int64_t l = 0; l < layers; ++l) {
     if (!store.contains(input_store_name(l))) {
-      store.define(input_store_name(l), StoreDType::kF32, {batch * seq * hidden});
+      // Rewritten every micro-batch before it is read: scratch (in place, one slot per extent).
+      store.define(input_store_name(l), StoreDType::kF32, {batch * seq * hidden},
+                   TensorKind::kScratch);
     }
   }
   return std::make_unique<InputsInStore>(store, layers, batch, seq, hidden);

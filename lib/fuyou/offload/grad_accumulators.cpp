@@ -136,7 +136,9 @@ class AccumulatorsInStore final : public GradAccumulators {
         stored_(segment_bytes(units[1].pieces[0].floats), /*pin=*/false) {
     for (std::int64_t l = 0; l < config.n_layer; ++l) {
       if (!store.contains(grad_store_name(l))) {
-        store.define(grad_store_name(l), StoreDType::kF32, {units[1].padded});
+        // Rewritten every step before it is read: scratch (in place, one slot per extent).
+        store.define(grad_store_name(l), StoreDType::kF32, {units[1].padded},
+                     TensorKind::kScratch);
       }
     }
   }

@@ -434,8 +434,9 @@ void refuse_over_budgets(const OffloadShape& shape, const OffloadBudgets& budget
 // One block input in the store: fp32 [B, T, C] (the store holds them only for the CPU tier).
 std::uint64_t size_block_input(const Sizes& s) { return kF32 * u64(s.tokens * s.c); }
 
-// The store's tensors with `slots` slots per extent: one per unit (its state pieces' [master | m
-// | v], state_pieces.h), train.state, and the block inputs and gradients when they go there.
+// The store's tensors, the states' with `slots` slots per extent: one per unit (its state pieces'
+// [master | m | v], state_pieces.h), train.state, and the block inputs and gradients when they go
+// there (scratch tensors: one slot).
 std::vector<PlanItem> size_store(const ModelConfig& config, const OffloadBudgets& budgets,
                                  const Sizes& s, const OffloadPlan& plan, std::int64_t slots) {
   const std::uint64_t extent = std::max<std::uint64_t>(4096, budgets.store_extent_bytes);
@@ -448,13 +449,15 @@ std::vector<PlanItem> size_store(const ModelConfig& config, const OffloadBudgets
   }
   store_bytes += n * extent;  // train.state
   std::vector<PlanItem> items{{"store: master + m + v" + per_extent, store_bytes}};
+  // Scratch (rewritten before they are read, never read on resume): one slot in either mode.
+  const std::string scratch = ", scratch (one slot per extent)";
   if (plan.inputs_in_store) {
-    items.push_back({"store: " + std::to_string(s.l) + " block inputs" + per_extent,
-                     u64(s.l) * n * round_up(size_block_input(s), extent)});
+    items.push_back({"store: " + std::to_string(s.l) + " block inputs" + scratch,
+                     u64(s.l) * round_up(size_block_input(s), extent)});
   }
   if (plan.block_grads_in_store) {
-    items.push_back({"store: " + std::to_string(s.l) + " block gradient accumulators" + per_extent,
-                     u64(s.l) * n * round_up(segment_bytes(s.block_padded), extent)});
+    items.push_back({"store: " + std::to_string(s.l) + " block gradient accumulators" + scratch,
+                     u64(s.l) * round_up(segment_bytes(s.block_padded), extent)});
   }
   return items;
 }

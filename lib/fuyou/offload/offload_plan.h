@@ -26,7 +26,7 @@
 //   and weight slots; streaming's buffers; the block gradient accumulators (block_grads_in_cpu),
 //   or, when they do not fit, the store holds them and RAM one piece's buffers.
 //   SSD (--ssd): the store's unit tensors, two slots per extent (one, updating in place, when two
-//   do not fit or --store-slots 1 asks); stashed inputs; stored gradients.
+//   do not fit or --store-slots 1 asks); stashed inputs and stored gradients, one slot (scratch).
 #pragma once
 
 #include <cstdint>

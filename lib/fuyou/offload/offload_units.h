@@ -4,8 +4,9 @@
 //    ln_f; processed ln_f, blocks L-1 … 0, embeddings, the order the backward finishes them.
 //  - Store tensors: "states.<unit>" (f32, the unit's state pieces, state_pieces.h), "train.state"
 //    (i64 [kMetaLen]), "inputs.<l>" (block inputs, plan inputs_in_store), "grads.<l>" (block
-//    gradient accumulators, plan block_grads_in_store: pieces 4·P bytes apart; scratch, rewritten
-//    every step, never read on resume).
+//    gradient accumulators, plan block_grads_in_store: pieces 4·P bytes apart). The last two are
+//    the store's scratch tensors (tensor_store.h: one slot per extent, in place): rewritten before
+//    they are read, never read on resume.
 #pragma once
 
 #include <ATen/core/Tensor.h>

@@ -24,7 +24,9 @@ using common::UsageError;
 namespace {
 
 constexpr const char* kFormat = "sparsetrain-tensor-store";
-constexpr int kFormatVersion = 1;
+// 2: tensors may be scratch (one slot per extent, "scratch": true); 1 (every tensor two slots) is
+// still read.
+constexpr int kFormatVersion = 2;
 
 struct DTypeRow {
   StoreDType dtype;
@@ -86,6 +88,8 @@ struct TensorStore::Tensor {
   std::vector<std::uint8_t> committed_slot;
   std::vector<std::uint32_t> crc;  // per extent, of its logical bytes (staged)
   bool dirty = false;              // changed since the last commit
+  bool scratch = false;            // TensorKind::kScratch: one slot per extent, written in place
+  std::uint64_t slots_per_extent() const { return scratch ? 1 : 2; }
 };
 
 // Writes in flight with the bounce buffers they read from.
@@ -217,7 +221,8 @@ void TensorStore::load_manifest() {
   }
   try {
     if (m.at("format") != kFormat) throw bad("not a sparsetrain tensor store");
-    if (m.at("format_version").get<int>() != kFormatVersion)
+    const int format_version = m.at("format_version").get<int>();
+    if (format_version < 1 || format_version > kFormatVersion)
       throw bad("unsupported format_version");
     if (m.at("checksum") != "crc32c") throw bad("unknown checksum");
     const auto& files = m.at("files");
@@ -245,6 +250,8 @@ void TensorStore::load_manifest() {
       tensor->base = t.at("base").get<std::vector<std::uint64_t>>();
       const std::string slots = t.at("slots").get<std::string>();
       tensor->crc = t.at("crc").get<std::vector<std::uint32_t>>();
+      tensor->scratch = t.value("scratch", false);
+      tensor->info.scratch = tensor->scratch;
       std::uint64_t numel = 1;
       for (std::int64_t d : tensor->info.shape) {
         if (d < 0) throw bad(cat("tensor '", tensor->info.name, "' has a negative dimension"));
@@ -259,12 +266,13 @@ void TensorStore::load_manifest() {
       for (std::size_t d = 0; d < n_dirs; ++d) {
         const std::uint64_t local =
             (n_extents + n_dirs - (d + n_dirs - tensor->first_dir) % n_dirs - 1) / n_dirs;
-        if (tensor->base[d] + local * 2 * extent_bytes_ > file_bytes_[d]) {
+        if (tensor->base[d] + local * tensor->slots_per_extent() * extent_bytes_ > file_bytes_[d]) {
           throw bad(cat("tensor '", tensor->info.name, "' lies beyond its data file"));
         }
       }
       for (char c : slots) {
-        if (c != '0' && c != '1') throw bad(cat("tensor '", tensor->info.name, "' has a bad slot"));
+        if (c != '0' && (c != '1' || tensor->scratch))
+          throw bad(cat("tensor '", tensor->info.name, "' has a bad slot"));
         tensor->slot.push_back(static_cast<std::uint8_t>(c - '0'));
       }
       tensor->committed_slot = tensor->slot;
@@ -293,6 +301,7 @@ std::string TensorStore::manifest_json() const {
                        {"first_dir", t->first_dir},
                        {"base", t->base},
                        {"slots", slots},
+                       {"scratch", t->scratch},
                        {"crc", t->crc}});
   }
   nlohmann::json m = {{"format", kFormat},
@@ -336,8 +345,8 @@ TensorInfo TensorStore::info(const std::string& name) const {
   return find_locked(name)->info;
 }
 
-void TensorStore::define(const std::string& name, StoreDType dtype,
-                         std::vector<std::int64_t> shape) {
+void TensorStore::define(const std::string& name, StoreDType dtype, std::vector<std::int64_t> shape,
+                         TensorKind kind) {
   if (name.empty()) throw UsageError("tensor names must not be empty");
   std::uint64_t numel = 1;
   for (std::int64_t d : shape) {
@@ -350,6 +359,8 @@ void TensorStore::define(const std::string& name, StoreDType dtype,
       throw UsageError(cat("tensor '", name, "' already exists in the store"));
   auto tensor = std::make_shared<Tensor>();
   tensor->info = TensorInfo{name, dtype, std::move(shape), numel * store_dtype_size(dtype), 0};
+  tensor->scratch = kind == TensorKind::kScratch;
+  tensor->info.scratch = tensor->scratch;
   const std::size_t n_dirs = dirs_.size();
   const std::uint64_t n_extents = (tensor->info.bytes + extent_bytes_ - 1) / extent_bytes_;
   tensor->first_dir = static_cast<unsigned>(tensors_.size() % n_dirs);  // spread small tensors
@@ -358,7 +369,7 @@ void TensorStore::define(const std::string& name, StoreDType dtype,
     const std::uint64_t local =
         (n_extents + n_dirs - (d + n_dirs - tensor->first_dir) % n_dirs - 1) / n_dirs;
     tensor->base.push_back(file_bytes_[d]);
-    grow[d] = local * 2 * extent_bytes_;
+    grow[d] = local * tensor->slots_per_extent() * extent_bytes_;
   }
   for (std::size_t d = 0; d < n_dirs; ++d) engine_->allocate(files_[d], file_bytes_[d], grow[d]);
   for (std::size_t d = 0; d < n_dirs; ++d) file_bytes_[d] += grow[d];
@@ -376,13 +387,13 @@ void TensorStore::define(const std::string& name, StoreDType dtype,
 
 namespace {
 
-// Where extent k of `t` is, in slot `slot`.
+// Where extent k of a tensor is, in slot `slot` of its `slots` per extent.
 ExtentPlace place_extent(const std::vector<std::uint64_t>& base, unsigned first_dir,
-                         std::size_t n_dirs, std::uint64_t extent_bytes, std::uint64_t tensor_bytes,
-                         std::uint64_t k, unsigned slot) {
+                         std::uint64_t slots, std::size_t n_dirs, std::uint64_t extent_bytes,
+                         std::uint64_t tensor_bytes, std::uint64_t k, unsigned slot) {
   const unsigned dir = static_cast<unsigned>((first_dir + k) % n_dirs);
   const std::uint64_t local = k / n_dirs;
-  return ExtentPlace{dir, base[dir] + (local * 2 + slot) * extent_bytes, k * extent_bytes,
+  return ExtentPlace{dir, base[dir] + (local * slots + slot) * extent_bytes, k * extent_bytes,
                      std::min(extent_bytes, tensor_bytes - k * extent_bytes)};
 }
 
@@ -421,11 +432,16 @@ std::shared_future<void> TensorStore::write(const std::string& name, const void*
     pending->buffers.reserve(static_cast<std::size_t>(last - first + 1) * 2);
     for (std::uint64_t k = first; k <= last; ++k) {
       const std::uint8_t current = tensor->slot[k];
-      const std::uint8_t target = current == tensor->committed_slot[k] ? 1 - current : current;
-      const ExtentPlace from = place_extent(tensor->base, tensor->first_dir, dirs_.size(),
-                                            extent_bytes_, tensor->info.bytes, k, current);
-      const ExtentPlace to = place_extent(tensor->base, tensor->first_dir, dirs_.size(),
-                                          extent_bytes_, tensor->info.bytes, k, target);
+      // Copy-on-write: the slot the last commit does not reference; scratch: in place.
+      const std::uint8_t target = tensor->scratch                        ? 0
+                                  : current == tensor->committed_slot[k] ? 1 - current
+                                                                         : current;
+      const ExtentPlace from =
+          place_extent(tensor->base, tensor->first_dir, tensor->slots_per_extent(), dirs_.size(),
+                       extent_bytes_, tensor->info.bytes, k, current);
+      const ExtentPlace to =
+          place_extent(tensor->base, tensor->first_dir, tensor->slots_per_extent(), dirs_.size(),
+                       extent_bytes_, tensor->info.bytes, k, target);
       const io::FileId file = files_[to.dir];
       const std::uint64_t lo = std::max(offset, to.begin);
       const std::uint64_t hi = std::min(offset + bytes, to.begin + to.bytes);
@@ -501,8 +517,9 @@ std::shared_future<void> TensorStore::read(const std::string& name, void* dst, s
     const std::uint64_t last = (offset + bytes - 1) / extent_bytes_;
     copies.reserve(static_cast<std::size_t>(last - first + 1) * 2);
     for (std::uint64_t k = first; k <= last; ++k) {
-      const ExtentPlace at = place_extent(tensor->base, tensor->first_dir, dirs_.size(),
-                                          extent_bytes_, tensor->info.bytes, k, tensor->slot[k]);
+      const ExtentPlace at =
+          place_extent(tensor->base, tensor->first_dir, tensor->slots_per_extent(), dirs_.size(),
+                       extent_bytes_, tensor->info.bytes, k, tensor->slot[k]);
       if (verify) checks.push_back({k, at, tensor->crc[k]});
       const io::FileId file = files_[at.dir];
       const std::uint64_t lo = std::max(offset, at.begin) - at.begin;  // within the extent
@@ -631,13 +648,18 @@ VerifyReport TensorStore::verify() {
   for (std::size_t i = 0; i < kBatch; ++i) buffers.emplace_back(extent_bytes_, /*pin=*/false);
   for (const auto& t : tensors) {
     ++report.tensors;
+    if (t->scratch) {  // written in place between commits: no committed bytes to check
+      ++report.scratch_tensors;
+      continue;
+    }
     const std::uint64_t n = t->committed_slot.size();
     for (std::uint64_t k0 = 0; k0 < n; k0 += kBatch) {
       std::vector<io::IoRequest> reads;
       std::vector<ExtentPlace> places;
       for (std::uint64_t k = k0; k < std::min<std::uint64_t>(n, k0 + kBatch); ++k) {
-        const ExtentPlace at = place_extent(t->base, t->first_dir, dirs_.size(), extent_bytes_,
-                                            t->info.bytes, k, t->committed_slot[k]);
+        const ExtentPlace at =
+            place_extent(t->base, t->first_dir, t->slots_per_extent(), dirs_.size(), extent_bytes_,
+                         t->info.bytes, k, t->committed_slot[k]);
         places.push_back(at);
         io::AlignedBuffer& b = buffers[k - k0];
         reads.push_back({io::IoOp::kRead, files_[at.dir], at.offset, b.data(),

@@ -10,11 +10,14 @@
 // byte for byte; commit() after a failed write rolls the staged changes back and rethrows. Each
 // extent carries a CRC-32C (our own, SSE4.2 or table: fuyou/store/crc32c.h) checked by
 // read(verify=true) and verify(). Costs: 2x the tensors' size on disk; a tensor's space is never
-// reused.
+// reused. Scratch tensors (TensorKind::kScratch: what a run rewrites before it reads, e.g. its
+// gradient accumulators) have one slot per extent and are written in place: half the space, and
+// no crash safety — after a kill, a failed write or a rollback their bytes are undefined (and
+// their checksums unchecked); everything else keeps the guarantee above.
 //
 // Layout: manifest `<dirs[0]>/sparsetrain-store.json`; data `<dirs[i]>/sparsetrain-store.<i>.dat`.
-// Extent k of a tensor lives in dir (first_dir + k) % N at byte base[dir] + ((k / N) * 2 + slot) *
-// extent_bytes. Not a database: no deletion, no free-space reuse, one writer process at a time,
+// Extent k of a tensor lives in dir (first_dir + k) % N at byte base[dir] + ((k / N) * S + slot) *
+// extent_bytes, S = 2 slots per extent (1 for scratch tensors). Not a database: no deletion, no free-space reuse, one writer process at a time,
 // and concurrent calls must not write the same tensor range at once. No torch here.
 #pragma once
 
@@ -41,12 +44,16 @@ struct StoreOptions {
   std::uint64_t extent_bytes = std::uint64_t{4} << 20;  // striping unit; multiple of 4096
 };
 
+// Durable: copy-on-write, two slots per extent (the crash guarantee). Scratch: one slot, in place.
+enum class TensorKind : std::uint8_t { kDurable, kScratch };
+
 struct TensorInfo {
   std::string name;
   StoreDType dtype = StoreDType::kF32;
   std::vector<std::int64_t> shape;
   std::uint64_t bytes = 0;    // numel * dtype size
   std::uint64_t version = 0;  // commits that changed this tensor
+  bool scratch = false;       // TensorKind::kScratch
 };
 
 struct VerifyReport {
@@ -54,6 +61,7 @@ struct VerifyReport {
   std::uint64_t tensors = 0;
   std::uint64_t extents = 0;
   std::uint64_t bytes = 0;
+  std::uint64_t scratch_tensors = 0;  // not checked: written in place, no committed bytes
   std::vector<std::string> problems;  // one line each; empty = every checksum matched
   bool ok() const { return problems.empty(); }
 };
@@ -90,10 +98,11 @@ class TensorStore {
   std::uint64_t extent_bytes() const { return extent_bytes_; }
   common::io::IoEngine& engine() { return *engine_; }
 
-  // Declares tensor `name` (staged until commit) and reserves its space (both slots) on every
+  // Declares tensor `name` (staged until commit) and reserves its space (its slots) on every
   // directory: a full disk fails here with an IoError (ENOSPC). Reads as zeros until written.
   // UsageError when the name exists.
-  void define(const std::string& name, StoreDType dtype, std::vector<std::int64_t> shape);
+  void define(const std::string& name, StoreDType dtype, std::vector<std::int64_t> shape,
+              TensorKind kind = TensorKind::kDurable);
 
   // Writes bytes [offset, offset + bytes) of tensor `name` from `src` (that many bytes). Staged
   // until commit(). Edge extents only partly covered are read-modified-written before this returns;

@@ -346,3 +346,55 @@ TEST_CASE("a writer killed with SIGKILL mid-update leaves the store at its previ
   }
   CHECK(store->verify().ok());
 }
+
+TEST_CASE("scratch tensors take one slot per extent, are written in place and are not verified") {
+  TempDir root;
+  const auto dirs = two_dirs(root);
+  const std::uint64_t bytes = 4 * 64 * 1024 + 77;  // 5 extents, the last one short
+  io::AlignedBuffer v1(bytes), v2(bytes), got(bytes);
+  fill_pattern(v1.data(), bytes, 11);
+  fill_pattern(v2.data(), bytes, 12);
+  auto file_bytes = [&] {
+    std::uintmax_t total = 0;
+    for (std::size_t i = 0; i < dirs.size(); ++i)
+      total += std::filesystem::file_size(dirs[i] + "/" + TensorStore::data_file_name(i));
+    return total;
+  };
+  {
+    auto store = TensorStore::create(dirs, small_extents());
+    store->define("durable", StoreDType::kU8, {static_cast<std::int64_t>(bytes)});
+    const std::uintmax_t durable = file_bytes();
+    store->define("scratch", StoreDType::kU8, {static_cast<std::int64_t>(bytes)},
+                  sparsetrain::fuyou::TensorKind::kScratch);
+    // 5 extents of 64 KiB: two slots each for the durable tensor, one for the scratch one.
+    CHECK(durable == 2 * 5 * 64 * 1024);
+    CHECK(file_bytes() - durable == 5 * 64 * 1024);
+    CHECK(store->info("scratch").scratch);
+    CHECK_FALSE(store->info("durable").scratch);
+    store->write("durable", v1.data()).get();
+    store->write("scratch", v1.data()).get();
+    store->commit();
+    // After the commit, the scratch tensor is overwritten where it is (nothing else to go to):
+    // a rollback keeps the durable tensor's committed bytes, not the scratch tensor's.
+    store->write("durable", v2.data()).get();
+    store->write("scratch", v2.data()).get();
+    store->rollback();
+    store->read("durable", got.data()).get();
+    CHECK(std::memcmp(got.data(), v1.data(), bytes) == 0);
+    store->read("scratch", got.data()).get();
+    CHECK(std::memcmp(got.data(), v2.data(), bytes) == 0);
+  }
+  // Reopened: its kind and layout are in the manifest; verify() checks only durable tensors
+  // (the scratch bytes no longer match their committed checksums, and need not).
+  auto store = TensorStore::open(dirs, small_extents());
+  CHECK(store->info("scratch").scratch);
+  const auto report = store->verify();
+  CHECK(report.ok());
+  CHECK(report.tensors == 2);
+  CHECK(report.scratch_tensors == 1);
+  CHECK(report.extents == 5);
+  store->write("scratch", v1.data()).get();
+  store->commit();
+  store->read("scratch", got.data(), 0, TensorStore::kWhole, /*verify=*/true).get();
+  CHECK(std::memcmp(got.data(), v1.data(), bytes) == 0);
+}
