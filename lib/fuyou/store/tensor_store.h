@@ -17,8 +17,9 @@
 //
 // Layout: manifest `<dirs[0]>/sparsetrain-store.json`; data `<dirs[i]>/sparsetrain-store.<i>.dat`.
 // Extent k of a tensor lives in dir (first_dir + k) % N at byte base[dir] + ((k / N) * S + slot) *
-// extent_bytes, S = 2 slots per extent (1 for scratch tensors). Not a database: no deletion, no free-space reuse, one writer process at a time,
-// and concurrent calls must not write the same tensor range at once. No torch here.
+// extent_bytes, S = 2 slots per extent (1 for scratch tensors). Not a database: no deletion, no
+// free-space reuse, one writer process at a time, and concurrent calls must not write the same
+// tensor range at once. No torch here.
 #pragma once
 
 #include <cstdint>
