@@ -137,8 +137,7 @@ class AccumulatorsInStore final : public GradAccumulators {
     for (std::int64_t l = 0; l < config.n_layer; ++l) {
       if (!store.contains(grad_store_name(l))) {
         // Rewritten every step before it is read: scratch (in place, one slot per extent).
-        store.define(grad_store_name(l), StoreDType::kF32, {units[1].padded},
-                     TensorKind::kScratch);
+        store.define(grad_store_name(l), StoreDType::kF32, {units[1].padded}, TensorKind::kScratch);
       }
     }
   }
