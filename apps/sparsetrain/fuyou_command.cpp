@@ -353,9 +353,12 @@ void run_offloaded(const FinetuneOptions& options, const fy::ModelConfig& config
   }
   {
     auto t = context.record.timings().scope("measure_rates");
-    offload.rates = reference_rates ? fy::reference_cuda_rates()
-                    : cuda          ? fy::measure_cuda_rates(config, options.train)
-                                    : fy::measure_cpu_rates(config, options.train);
+    // An assumed compute rate replaces the probes (one block of the model: minutes and GiBs for
+    // the largest, on a machine that may not be the one planned for).
+    const bool probe = !reference_rates && options.assume_tflops <= 0;
+    offload.rates = !probe ? (cuda ? fy::reference_cuda_rates() : fy::OffloadRates{})
+                    : cuda ? fy::measure_cuda_rates(config, options.train)
+                           : fy::measure_cpu_rates(config, options.train);
     // A dry run only plans: it writes nothing to the --ssd directories.
     if (!context.global.dry_run) offload.rates = fy::measure_ssd_rates(options.ssd, offload.rates);
     offload.rates = with_assumptions(offload.rates, options, offload);
@@ -381,19 +384,27 @@ void run_offloaded(const FinetuneOptions& options, const fy::ModelConfig& config
         "; assumed instead:" +
         std::string(options.assume_ssd.empty() ? "" : " --assume-ssd " + options.assume_ssd) +
         (options.assume_pcie.empty() ? "" : " --assume-pcie " + options.assume_pcie) +
-        (options.assume_tflops > 0 ? " --assume-tflops " + std::to_string(options.assume_tflops)
-                                   : "");
+        (options.assume_tflops > 0 ? " --assume-tflops " + format_si(options.assume_tflops) : "");
+    if (options.assume_tflops > 0 && !reference_rates) {
+      source += cuda ? " (no probe ran: the other rates are the H200 machine's)"
+                     : " (no probe ran: the other rates are DESIGN.md's development machine's)";
+    }
   }
   bound["rates"]["source"] = source;
-  bound["rates"]["compute_probe"] =
-      "one transformer block's forward + recompute backward at the run's "
-      "[B, T, C], 8*P_block + 16*C*T FLOP per token";
+  if (options.assume_tflops <= 0) {
+    bound["rates"]["compute_probe"] =
+        "one transformer block's forward + recompute backward at the run's "
+        "[B, T, C], 8*P_block + 16*C*T FLOP per token";
+  }
   context.record.run_extra()["offload_bound"] = bound;
   if (context.global.dry_run) {
     fy::OffloadShape shape = fy::offload_shape_of(options.train, offload);
-    const std::int64_t largest =
-        fy::largest_micro_batch(config, shape, fy::offload_budgets_of(offload), offload.rates);
+    constexpr std::int64_t kLargestChecked = 4096;
+    const std::int64_t largest = fy::largest_micro_batch(
+        config, shape, fy::offload_budgets_of(offload), offload.rates, kLargestChecked);
+    const bool bounded = largest < kLargestChecked;
     metrics["offload"]["largest_micro_batch"] = largest;
+    metrics["offload"]["largest_micro_batch_bounded"] = bounded;
     const std::string where = offload.assumed_ssds
                                   ? std::to_string(offload.assumed_ssds->count) + " assumed SSD" +
                                         (offload.assumed_ssds->count == 1 ? "" : "s") + " (" +
@@ -403,7 +414,9 @@ void run_offloaded(const FinetuneOptions& options, const fy::ModelConfig& config
     std::cout << "would fine-tune " << config.name << " (" << with_commas(config.param_count())
               << " parameters) offloaded to " << where << " for " << options.train.steps << " steps"
               << (options.resume ? " (resuming)" : "") << "\n"
-              << plan.describe() << "largest micro-batch that fits these budgets: " << largest
+              << plan.describe() << "largest micro-batch that fits these budgets: "
+              << (bounded ? std::to_string(largest)
+                          : "at least " + std::to_string(largest) + " (not bounded by them)")
               << " (at --seq " << options.train.seq << ", --accum " << options.train.accum << ")\n";
     return;
   }
@@ -638,16 +651,17 @@ void add_finetune_command(CLI::App& fuyou) {
                   "for a store: --resume checks it")
       ->group(kOffload);
   sub->add_option("--stream", options->stream,
-                  "Offload: how streamed blocks travel: whole, or in pieces (one matmul each, "
-                  "three loads a micro-batch instead of two) when two whole blocks do not fit "
-                  "--gpu-mem; auto picks whole blocks wherever they fit")
+                  "Offload: how streamed blocks travel: block (whole), or piece (one matmul "
+                  "each: the compute tier holds a piece per slot, each block loads almost three "
+                  "times a micro-batch instead of twice; the CPU tier only, for now); auto picks "
+                  "whole blocks wherever two of them fit --gpu-mem")
       ->check(CLI::IsMember({"auto", "block", "piece"}))
       ->capture_default_str()
       ->group(kOffload);
   sub->add_option("--store-slots", options->store_slots,
                   "Offload: store slots per extent: 2 (copy-on-write, 24 B per parameter: a "
-                  "crash keeps the last commit) or 1 (updates in place, 12 B per parameter); auto "
-                  "picks 2 where they fit the SSDs")
+                  "crash keeps the last commit) or 1 (updates in place, 12 B per parameter: "
+                  "planned by --dry-run, not run yet); auto picks 2 where they fit the SSDs")
       ->check(CLI::IsMember({"auto", "1", "2"}))
       ->capture_default_str()
       ->group(kOffload);

@@ -75,7 +75,7 @@ at::Tensor block_piece_forward(const ModelConfig& config, int piece, const Block
     case kMlpOutPiece:
       return at::linear(input, w[kMlpProjWeight], w[kMlpProjBias]);
     default:
-      TORCH_CHECK(false, "block piece ", piece);
+      TORCH_INTERNAL_ASSERT(false, "block piece ", piece);
   }
 }
 
@@ -84,12 +84,13 @@ namespace {
 // The two pieces whose output is added to the residual stream (attention out, MLP out).
 bool adds_to_residual(int piece) { return piece == kAttnOutPiece || piece == kMlpOutPiece; }
 
-// The pieces in forward order over `x`: piece p reads `input` (x, a, y, h in turn) and the
-// residual stream takes the outputs of the two that add to it. `output(p, input)` runs piece p.
-at::Tensor walk_forward(const at::Tensor& x,
+// Pieces 0 … pieces-1 in forward order over `x`: piece p reads `input` (x, a, y, h in turn) and
+// the residual stream takes the outputs of the two that add to it. `output(p, input)` runs piece
+// p. Returns the next piece's input: the block output z after all four, h after three.
+at::Tensor walk_forward(const at::Tensor& x, int pieces,
                         const std::function<at::Tensor(int, const at::Tensor&)>& output) {
   at::Tensor residual = x, input = x;
-  for (int p = 0; p < kBlockPieces; ++p) {
+  for (int p = 0; p < pieces; ++p) {
     at::Tensor out = output(p, input);
     if (adds_to_residual(p)) {
       residual = residual + out;
@@ -98,7 +99,7 @@ at::Tensor walk_forward(const at::Tensor& x,
       input = std::move(out);
     }
   }
-  return residual;
+  return input;
 }
 
 // The pieces in backward order from the gradient of the block output: a piece that adds to the
@@ -159,18 +160,36 @@ at::Tensor backward_through(int piece, const PieceGraph& graph, const at::Tensor
 }  // namespace
 
 at::Tensor block_forward(const ModelConfig& config, const BlockWeights& w, const at::Tensor& x) {
-  return walk_forward(
-      x, [&](int p, const at::Tensor& input) { return block_piece_forward(config, p, w, input); });
+  return walk_forward(x, kBlockPieces, [&](int p, const at::Tensor& input) {
+    return block_piece_forward(config, p, w, input);
+  });
 }
 
-at::Tensor block_forward_pieces(const ModelConfig& config, BlockPieceSource& source,
-                                const at::Tensor& x, BlockPieceInputs* inputs) {
-  return walk_forward(x, [&](int p, const at::Tensor& input) {
+namespace {
+
+// Pieces 0 … pieces-1 from `source`, each released after it; `inputs` records their inputs.
+at::Tensor forward_from(const ModelConfig& config, BlockPieceSource& source, const at::Tensor& x,
+                        int pieces, BlockPieceInputs* inputs) {
+  return walk_forward(x, pieces, [&](int p, const at::Tensor& input) {
     if (inputs) (*inputs)[static_cast<std::size_t>(p)] = input;
     at::Tensor out = block_piece_forward(config, p, source.acquire(p), input);
     source.release();
     return out;
   });
+}
+
+}  // namespace
+
+at::Tensor block_forward_pieces(const ModelConfig& config, BlockPieceSource& source,
+                                const at::Tensor& x) {
+  return forward_from(config, source, x, kBlockPieces, nullptr);
+}
+
+BlockPieceInputs block_piece_inputs(const ModelConfig& config, BlockPieceSource& source,
+                                    const at::Tensor& x) {
+  BlockPieceInputs inputs;
+  inputs[kMlpOutPiece] = forward_from(config, source, x, kMlpOutPiece, &inputs);
+  return inputs;
 }
 
 BlockGrads block_backward(const ModelConfig& config, const BlockWeights& block,
@@ -179,7 +198,7 @@ BlockGrads block_backward(const ModelConfig& config, const BlockWeights& block,
   // Each piece's graph from a leaf of its input: the forward once, as block_backward_pieces'
   // recompute would run it.
   std::array<PieceGraph, kBlockPieces> graphs;
-  walk_forward(input, [&](int p, const at::Tensor& piece_input) {
+  walk_forward(input, kBlockPieces, [&](int p, const at::Tensor& piece_input) {
     graphs[static_cast<std::size_t>(p)] = piece_graph(config, p, block, piece_input.detach());
     return graphs[static_cast<std::size_t>(p)].output.detach();
   });

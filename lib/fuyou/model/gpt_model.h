@@ -68,9 +68,13 @@ class BlockPieceSource {
 using BlockPieceInputs = std::array<at::Tensor, kBlockPieces>;
 
 // block_forward piece by piece, the same bits: each piece's weights acquired in turn and released
-// after it; the pieces' inputs kept in `inputs` when given (for block_backward_pieces).
+// after it.
 at::Tensor block_forward_pieces(const ModelConfig& config, BlockPieceSource& source,
-                                const at::Tensor& x, BlockPieceInputs* inputs = nullptr);
+                                const at::Tensor& x);
+// The inputs of the block's pieces for block_backward_pieces (no gradients: call under a
+// NoGradGuard): pieces 0 … 2 acquired in turn; the MLP out piece's output is not needed.
+BlockPieceInputs block_piece_inputs(const ModelConfig& config, BlockPieceSource& source,
+                                    const at::Tensor& x);
 
 // Piece p's weight gradients (only its tensors set), as soon as its backward has made them.
 using PieceGradsFn = std::function<void(int piece, const BlockWeights& grads)>;

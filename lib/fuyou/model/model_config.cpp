@@ -10,7 +10,6 @@
 
 #include <map>
 #include <sstream>
-#include <stdexcept>
 
 #include "common/error.h"
 
@@ -127,7 +126,8 @@ std::int64_t ModelConfig::block_piece_param_count(int piece) const {
     case kMlpOutPiece:
       return 4 * c * c + c;  // mlp.c_proj
     default:
-      throw std::out_of_range("block piece " + std::to_string(piece));
+      ST_ASSERT(false, "block piece " + std::to_string(piece));
+      return 0;
   }
 }
 
@@ -143,9 +143,7 @@ std::int64_t ModelConfig::block_piece_first_param(int piece) const {
 
 TensorRange block_piece_tensors(int piece) {
   static constexpr TensorRange kRanges[kBlockPieces] = {{0, 4}, {4, 6}, {6, 10}, {10, 12}};
-  if (piece < 0 || piece >= kBlockPieces) {
-    throw std::out_of_range("block piece " + std::to_string(piece));
-  }
+  ST_ASSERT(piece >= 0 && piece < kBlockPieces, "block piece " + std::to_string(piece));
   return kRanges[piece];
 }
 
@@ -161,7 +159,8 @@ double ModelConfig::train_flops_per_token(std::int64_t seq) const {
 }
 
 double ModelConfig::train_flops_per_token_piece_recompute(std::int64_t seq) const {
-  return 10.0 * static_cast<double>(flops_param_count()) +
+  return 10.0 * static_cast<double>(flops_param_count()) -
+         2.0 * static_cast<double>(n_layer * block_piece_param_count(kMlpOutPiece)) +
          20.0 * static_cast<double>(n_layer * n_embd * seq);
 }
 

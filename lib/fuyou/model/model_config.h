@@ -41,8 +41,9 @@ struct ModelConfig {
   // The same with every block's forward recomputed in backward (block-wise recompute):
   //   8·N + 16·L·C·seq.
   double train_flops_per_token_recompute(std::int64_t seq) const;
-  // Streaming in pieces: each block's backward recomputes its forward twice (once for the pieces'
-  // inputs, once per piece under autograd, gpt_model.h): 10·N + 20·L·C·seq.
+  // Streaming in pieces: each block's backward recomputes its forward twice (the pieces' inputs,
+  // without the MLP out piece, then each piece under autograd, gpt_model.h):
+  //   10·N − 2·L·(4·C² + C) + 20·L·C·seq.
   double train_flops_per_token_piece_recompute(std::int64_t seq) const;
 };
 

@@ -216,12 +216,17 @@ class DrainedBlockGrads final : public BlockGradients {
         norm_terms_(kBlockTensorCount) {
     if (pieces_per_block > 1) {
       piece_pool_ = make_piece_buffers(config, fp32, buffers);
+      next_piece_ = kBlockPieces - 1;
     } else {
       pool_ = make_buffers(config, fp32, buffers);
     }
   }
   void take(std::int64_t l, std::int64_t k, bool last, int piece, const BlockWeights& grads,
             StepGradients& step) override {
+    // Pieces come 3 … 0 (gpt_model.h: block_backward_pieces): the block is done at piece 0.
+    ST_ASSERT((piece == kWholeBlock) == piece_pool_.empty() && piece == next_piece_,
+              "block piece gradients out of order");
+    if (piece != kWholeBlock) next_piece_ = piece == 0 ? kBlockPieces - 1 : piece - 1;
     const int slot = step.acquire_pool_slot();
     const auto s = static_cast<std::size_t>(slot);
     BlockWeights& acc =
@@ -270,6 +275,7 @@ class DrainedBlockGrads final : public BlockGradients {
   const std::int64_t layers_, accum_, drains_per_block_;
   GradAccumulators& accumulators_;
   std::vector<at::Tensor> norm_terms_;  // K = 1: the block's, by tensor
+  int next_piece_ = kWholeBlock;        // the piece take() must see next
 };
 
 }  // namespace

@@ -149,7 +149,8 @@ std::vector<std::int64_t> BlockStream::training_piece_sequence(std::int64_t laye
       for (int p = 0; p < kBlockPieces; ++p) sequence.push_back(piece_access(l, p));
     }
     for (std::int64_t l = layers; l-- > 0;) {
-      for (int p = 0; p < kBlockPieces; ++p) sequence.push_back(piece_access(l, p));
+      // The pieces' inputs (gpt_model.h: block_piece_inputs), then each piece's backward.
+      for (int p = 0; p < kMlpOutPiece; ++p) sequence.push_back(piece_access(l, p));
       for (int p = kBlockPieces; p-- > 0;) sequence.push_back(piece_access(l, p));
     }
   }

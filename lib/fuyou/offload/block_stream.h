@@ -1,7 +1,8 @@
 // Streams the blocks' compute weights through a few slots of the compute tier when they do not all
-// fit (offload_plan.h: stream_slots). A loader thread walks the blocks in the order a pass will use
-// them — per micro-batch the forward 0 … L-1 and the backward L-1 … 0 (its recompute), or the
-// forward alone for validation — waits until the slot an access uses is free, and fills it. The
+// fit (offload_plan.h: stream_slots). A loader thread walks the blocks (or, streaming in pieces,
+// the blocks' pieces: piece_access ids) in the order a pass will use them — per micro-batch the
+// forward 0 … L-1 and the backward L-1 … 0 (its recompute), or the forward alone for validation —
+// waits until the slot an access uses is free, and fills it. The
 // compute thread acquires blocks in that order and releases each when done with it. Slots go
 // round-robin, so with K slots the loader runs up to K - 1 blocks ahead.
 // Where the slots live is a `Slots` backend; this class is only the sequencing, the same on both
@@ -85,7 +86,7 @@ class BlockStream {
   // `passes` forwards (validation batches).
   static std::vector<std::int64_t> forward_sequence(std::int64_t layers, std::int64_t passes);
   // The same in pieces: a forward uses pieces 0 … 3 of each block; a block's backward uses pieces
-  // 0 … 3 (the recompute of the pieces' inputs), then 3 … 0 (each piece's backward).
+  // 0 … 2 (the recompute of the pieces' inputs), then 3 … 0 (each piece's backward).
   static std::vector<std::int64_t> training_piece_sequence(std::int64_t layers, std::int64_t accum);
   static std::vector<std::int64_t> forward_piece_sequence(std::int64_t layers, std::int64_t passes);
 

@@ -1,7 +1,7 @@
 // ResidentBlocks, StreamedBlocks and StreamedPieces (see compute_blocks.h).
 #include "fuyou/offload/compute_blocks.h"
 
-#include <torch/torch.h>
+#include <ATen/core/grad_mode.h>
 
 #include "common/error.h"
 #include "fuyou/model/gpt_model.h"
@@ -119,8 +119,8 @@ class StreamedPieces final : public ComputeBlocks {
     StreamPieceSource source(*stream_, l);
     BlockPieceInputs inputs;
     {
-      torch::NoGradGuard no_grad;  // the pieces' inputs, as block_backward's graphs start from
-      block_forward_pieces(config_, source, input, &inputs);
+      at::NoGradGuard no_grad;  // the pieces' inputs, as block_backward's graphs start from
+      inputs = block_piece_inputs(config_, source, input);
     }
     return block_backward_pieces(config_, source, inputs, output_grad, take);
   }

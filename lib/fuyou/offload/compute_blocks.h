@@ -20,6 +20,7 @@
 #include <memory>
 #include <vector>
 
+#include "fuyou/model/gpt_model.h"
 #include "fuyou/model/gpt_weights.h"
 #include "fuyou/model/model_config.h"
 
@@ -31,7 +32,7 @@ struct OffloadStats;
 // A block's weight gradients as its backward makes them: all of its tensors at once (piece =
 // kWholeBlock) or one piece's (model_config.h: only that piece's tensors set).
 inline constexpr int kWholeBlock = -1;
-using BlockGradsFn = std::function<void(int piece, const BlockWeights& grads)>;
+using BlockGradsFn = PieceGradsFn;  // gpt_model.h's, with kWholeBlock for a whole block
 
 class ComputeBlocks {
  public:

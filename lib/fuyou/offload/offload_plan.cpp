@@ -68,10 +68,11 @@ struct Sizes {
   std::uint64_t states_bytes = 0;   // [master | m | v] of every unit, padded as in the store
   std::uint64_t staging_bytes = 0;  // one staging slot: [master | m | v] of the largest piece
   std::uint64_t block_params = 0;
-  std::int64_t block_padded = 0;        // a block's floats per state segment
-  std::uint64_t outside_params = 0;     // wte, wpe, ln_f
-  std::int64_t block_piece_floats = 0;  // a block's largest state piece
-  std::int64_t piece_params = 0;        // a block's largest piece (model_config.h: MLP in)
+  std::int64_t block_padded = 0;              // a block's floats per state segment
+  std::uint64_t outside_params = 0;           // wte, wpe, ln_f
+  std::int64_t block_state_piece_floats = 0;  // a block's largest state piece (not a block piece)
+  std::int64_t piece_params = 0;              // a block's largest piece (model_config.h: MLP in)
+  std::uint64_t mlp_out_params = 0;           // the MLP out piece's, which no recompute needs
 };
 
 // UsageError unless P is a positive multiple of 1024 (4096-byte segments) and the granularity and
@@ -111,8 +112,9 @@ Sizes derive_sizes(const ModelConfig& config, const OffloadShape& shape,
   s.outside_params = u64(config.param_count()) - u64(s.l) * s.block_params;
   // The stream's loader converts and uploads a block piece by piece, and block gradients in the
   // store go through buffers of one piece.
-  s.block_piece_floats = std::min<std::int64_t>(shape.state_piece_floats, s.block_padded);
+  s.block_state_piece_floats = std::min<std::int64_t>(shape.state_piece_floats, s.block_padded);
   s.piece_params = config.max_block_piece_param_count();
+  s.mlp_out_params = u64(config.block_piece_param_count(kMlpOutPiece));
   return s;
 }
 
@@ -341,7 +343,7 @@ CpuItems size_cpu_buffers(const OffloadShape& shape, const Sizes& s, OffloadPlan
   const bool cuda_stream = streams_on_cuda(shape, plan);
   if (cuda_stream) {
     items.upload_buffers =
-        PlanItem{"2 pinned bf16 piece upload buffers", 2 * kBF16 * u64(s.block_piece_floats)};
+        PlanItem{"2 pinned bf16 piece upload buffers", 2 * kBF16 * u64(s.block_state_piece_floats)};
   }
   if (plan.block_grads_in_cpu) {
     items.grad_accumulators = PlanItem{std::to_string(s.l) + " fp32 block gradient accumulators",
@@ -373,7 +375,8 @@ void place_states(const OffloadShape& shape, const OffloadBudgets& budgets, cons
           ? PlanItem{"fp32 master + Adam m, v", s.states_bytes}
           : PlanItem{"2 staging slots of one state piece's master + m + v", 2 * s.staging_bytes};
   if (streams_on_cuda(shape, plan) && !plan.states_in_cpu) {
-    items.piece_read = PlanItem{"fp32 piece read buffer", segment_bytes(s.block_piece_floats)};
+    items.piece_read =
+        PlanItem{"fp32 piece read buffer", segment_bytes(s.block_state_piece_floats)};
   }
 }
 
@@ -386,7 +389,7 @@ void place_states(const OffloadShape& shape, const OffloadBudgets& budgets, cons
 // not planned: the states are 3x the accumulators' RAM.)
 void store_grads_if_smaller(const OffloadShape& shape, const Sizes& s, OffloadPlan& plan,
                             CpuItems& items) {
-  const std::uint64_t grad_piece_bytes = segment_bytes(s.block_piece_floats);
+  const std::uint64_t grad_piece_bytes = segment_bytes(s.block_state_piece_floats);
   CpuItems stored = items;
   stored.grad_accumulators.reset();
   if (!shape.cuda) {
@@ -424,8 +427,11 @@ void refuse_over_budgets(const OffloadShape& shape, const OffloadBudgets& budget
            "raise --gpu-mem to at least " +
                common::format_bytes(static_cast<double>(plan.compute_total)) +
                ", or lower --micro-batch/--seq" +
-               " (streaming needs two slots of a block piece at least, beside two block-input "
-               "slots)");
+               (shape.pieces_per_block == 1
+                    ? " (whole-block streaming needs two block slots at least, beside two "
+                      "block-input slots), or drop --stream block"
+                    : " (streaming needs two slots of a block piece at least, beside two "
+                      "block-input slots)"));
   }
 }
 
@@ -467,6 +473,7 @@ std::vector<PlanItem> size_store(const ModelConfig& config, const OffloadBudgets
 void plan_ssd(const ModelConfig& config, const OffloadShape& shape, const OffloadBudgets& budgets,
               const Sizes& s, OffloadPlan& plan) {
   const std::uint64_t ssd_have = budgets.ssd_free_bytes + budgets.ssd_used_bytes;
+  plan.ssd_two_slot_bytes = sum_items(size_store(config, budgets, s, plan, 2));
   plan.store_slots = shape.store_slots > 0 ? shape.store_slots : 2;
   plan.ssd_items = size_store(config, budgets, s, plan, plan.store_slots);
   if (shape.store_slots == 0 && sum_items(plan.ssd_items) > ssd_have) {
@@ -495,20 +502,66 @@ std::uint64_t count_state_writes(const OffloadShape& shape, const Sizes& s,
                             : s.states_bytes;
 }
 
-// Loads of each streamed block's weights per micro-batch: whole blocks twice (forward, backward
-// with its recompute); pieces three times (forward, the recompute of the pieces' inputs, each
-// piece's recompute and backward).
-std::int64_t stream_loads(const OffloadPlan& plan) { return plan.pieces_per_block > 1 ? 3 : 2; }
+// What streaming moves of each block per micro-batch, decided by the granularity alone. Whole
+// blocks load twice (forward; backward with its recompute), the padded master each time. Pieces
+// load exactly their parameters: every piece in the forward, pieces 0-2 for the recompute of the
+// pieces' inputs (gpt_model.h: block_piece_inputs), every piece for its own backward: 3·N_b − N_3.
+struct StreamTraffic {
+  std::uint64_t read_floats = 0;    // fp32 master floats read (store or RAM)
+  std::uint64_t upload_params = 0;  // parameters converted to the compute dtype and uploaded
+  std::uint64_t grad_bytes = 0;     // gradient bytes per block parameter that leave (CUDA)
+};
+
+StreamTraffic stream_traffic(const Sizes& s, const OffloadPlan& plan) {
+  if (plan.pieces_per_block > 1) {
+    const std::uint64_t loaded = 3 * s.block_params - s.mlp_out_params;
+    return {loaded, loaded, kBF16};
+  }
+  return {2 * u64(s.block_padded), 2 * s.block_params, kF32};
+}
 
 // Streamed blocks read their fp32 master from the store at every load.
 std::uint64_t count_stream_reads(const OffloadShape& shape, const Sizes& s,
                                  const OffloadPlan& plan) {
   return plan.stream_slots > 0 && !plan.states_in_cpu
-             ? u64(stream_loads(plan) * shape.accum * s.l) * segment_bytes(s.block_padded)
+             ? u64(shape.accum * s.l) * kF32 * stream_traffic(s, plan).read_floats
              : 0;
 }
 
-void count_ssd_traffic(const OffloadShape& shape, const Sizes& s, OffloadPlan& plan) {
+// The stored gradient accumulators' drains of one block over a step's K micro-batches, bytes. A
+// drain covers every state piece its gradients meet: written each micro-batch, read back from
+// micro-batch 1 on — and at micro-batch 0 too when a block piece meets only part of the state
+// piece (grad_accumulators.h: the rest is read and written back as stored). Whole blocks: one
+// drain of every state piece.
+struct DrainTraffic {
+  std::uint64_t read_bytes = 0, write_bytes = 0;
+};
+
+DrainTraffic count_block_drains(const ModelConfig& config, const OffloadShape& shape,
+                                const Sizes& s, const OffloadPlan& plan) {
+  const std::vector<StatePiece> pieces = unit_pieces(s.block_padded, shape.state_piece_floats);
+  const std::int64_t block = config.block_param_count();
+  std::uint64_t every = 0, at_first = 0;  // bytes per micro-batch, and those micro-batch 0 reads
+  for (const StatePiece& piece : pieces) {
+    const std::int64_t lo = piece.first, hi = std::min(piece.first + piece.floats, block);
+    if (plan.pieces_per_block == 1) {
+      every += piece.master_bytes();
+      continue;
+    }
+    for (int p = 0; p < kBlockPieces; ++p) {
+      const std::int64_t first = config.block_piece_first_param(p);
+      const std::int64_t last = first + config.block_piece_param_count(p);
+      if (std::max(lo, first) >= std::min(hi, last)) continue;  // they do not meet
+      every += piece.master_bytes();
+      if (lo < first || hi > last) at_first += piece.master_bytes();  // only part of it
+    }
+  }
+  const std::uint64_t k = u64(shape.accum);
+  return {(k - 1) * every + at_first, k * every};
+}
+
+void count_ssd_traffic(const ModelConfig& config, const OffloadShape& shape, const Sizes& s,
+                       OffloadPlan& plan) {
   plan.ssd_read_bytes =
       (plan.states_in_cpu ? 0 : s.states_bytes) + count_stream_reads(shape, s, plan);
   plan.ssd_write_bytes = count_state_writes(shape, s, plan);
@@ -517,27 +570,26 @@ void count_ssd_traffic(const OffloadShape& shape, const Sizes& s, OffloadPlan& p
     plan.ssd_write_bytes += u64(shape.accum * s.l) * size_block_input(s);
   }
   if (plan.block_grads_in_store) {
-    // Each micro-batch's drain writes every block's accumulator (after reading it back from
-    // micro-batch 1 on); the update reads it once: K writes and K reads of each per step.
-    plan.ssd_read_bytes += u64(shape.accum * s.l) * segment_bytes(s.block_padded);
-    plan.ssd_write_bytes += u64(shape.accum * s.l) * segment_bytes(s.block_padded);
+    // The drains, and the update's one read of each accumulator.
+    const DrainTraffic drains = count_block_drains(config, shape, s, plan);
+    plan.ssd_read_bytes += u64(s.l) * (drains.read_bytes + segment_bytes(s.block_padded));
+    plan.ssd_write_bytes += u64(s.l) * drains.write_bytes;
   }
 }
 
 void count_pcie_traffic(const OffloadShape& shape, const Sizes& s, OffloadPlan& plan) {
   const std::uint64_t token_bytes = 2 * 8 * u64(s.tokens * shape.accum);  // int64 ids + targets
   if (streams_on_cuda(shape, plan)) {
-    // Up: the streamed blocks' bf16 weights for every forward and every backward (recompute) of
-    // every micro-batch, the other units' updated weights once, the token ids and targets. Down:
-    // the other units' fp32 gradients once; each block's once per step, or once per micro-batch
-    // when they add up in CPU memory.
-    // Pieces: three loads a micro-batch, and the gradients come down in bf16.
+    // Up: the streamed blocks' bf16 weights at every load (stream_traffic), the other units'
+    // updated weights once, the token ids and targets. Down: the other units' fp32 gradients
+    // once; each block's once per step, or once per micro-batch when they add up in CPU memory
+    // (in bf16 when the blocks stream in pieces).
+    const StreamTraffic traffic = stream_traffic(s, plan);
     plan.pcie_h2d_bytes = kBF16 * s.outside_params +
-                          u64(stream_loads(plan) * shape.accum * s.l) * kBF16 * s.block_params +
-                          token_bytes;
+                          u64(shape.accum * s.l) * kBF16 * traffic.upload_params + token_bytes;
     plan.pcie_d2h_bytes =
         kF32 * s.outside_params + u64((plan.block_grads_in_cpu ? shape.accum : 1) * s.l) *
-                                      (plan.pieces_per_block > 1 ? kBF16 : kF32) * s.block_params;
+                                      traffic.grad_bytes * s.block_params;
     if (plan.inputs_in_cpu) {  // each micro-batch's L block inputs go down and come back up
       plan.pcie_d2h_bytes += u64(shape.accum * s.l) * kBF16 * u64(s.tokens * s.c);
       plan.pcie_h2d_bytes += u64(shape.accum * s.l) * kBF16 * u64(s.tokens * s.c);
@@ -556,7 +608,7 @@ void count_traffic(const ModelConfig& config, const OffloadShape& shape, const S
   plan.flops = (plan.pieces_per_block > 1 ? config.train_flops_per_token_piece_recompute(shape.seq)
                                           : config.train_flops_per_token_recompute(shape.seq)) *
                static_cast<double>(s.tokens * shape.accum);
-  count_ssd_traffic(shape, s, plan);
+  count_ssd_traffic(config, shape, s, plan);
   count_pcie_traffic(shape, s, plan);
 }
 
@@ -612,11 +664,11 @@ void add_bound_terms(const OffloadShape& shape, const OffloadRates& rates, const
     plan.terms.push_back({"pcie_d2h", per_s(plan.pcie_d2h_bytes, rates.pcie_d2h_bytes_per_s)});
   }
   if (streams_on_cuda(shape, plan) && rates.stream_convert_params_per_s > 0) {
-    // Every streamed load converts one block (or its pieces), stream_loads times a micro-batch.
+    // Every streamed load converts what it uploads (stream_traffic).
     plan.terms.push_back(
-        {"stream_convert", static_cast<double>(stream_loads(plan) * shape.accum * s.l) *
-                               static_cast<double>(s.block_params) /
-                               rates.stream_convert_params_per_s});
+        {"stream_convert",
+         static_cast<double>(u64(shape.accum * s.l) * stream_traffic(s, plan).upload_params) /
+             rates.stream_convert_params_per_s});
   }
   if (shape.grad_clip) {
     plan.terms.push_back({"compute_then_update", bound_compute_then_update(shape, rates, s, plan)});
@@ -727,8 +779,8 @@ std::string OffloadPlan::describe() const {
                    : std::string("whole"))
         << " through " << stream_slots << " compute-tier slots from their fp32 master ("
         << (states_in_cpu ? "in RAM" : "read from the store") << "), "
-        << (pieces ? "three times a micro-batch (forward, the pieces' inputs, each piece's "
-                     "backward)"
+        << (pieces ? "three times a micro-batch but the MLP out piece twice (forward, the "
+                     "pieces' inputs, each piece's backward)"
                    : "before each forward and each backward (recompute)")
         << (pinned_slots > 0 ? ", converted to bf16 in pinned memory and uploaded on a copy stream"
                              : "")
@@ -748,7 +800,7 @@ std::string OffloadPlan::describe() const {
       << bytes(pcie_d2h_bytes) << ", ";
   char flops_text[64];
   std::snprintf(flops_text, sizeof flops_text, "%.3g FLOP (%s per token)\n", flops,
-                pieces_per_block > 1 ? "10N + 20LCT" : "8N + 16LCT");
+                pieces_per_block > 1 ? "10N - 2L(4C^2 + C) + 20LCT" : "8N + 16LCT");
   out << flops_text;
   out << "lower bound   ";
   for (const BoundTerm& term : terms) {

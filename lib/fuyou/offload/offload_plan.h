@@ -124,7 +124,8 @@ struct OffloadPlan {
   // (model_config.h: one matmul each), so the compute tier holds slots and two gradient buffers
   // of the largest piece instead of a block's, and every block's gradients leave it piece by
   // piece (bf16 on CUDA) to add up on the CPU side. Chosen only where whole blocks do not fit:
-  // pieces load each block's weights three times per micro-batch instead of twice.
+  // pieces load each block's weights almost three times per micro-batch instead of twice
+  // (3·N_b − N_3, the MLP out piece not in the recompute) and add 2·N − 2·L·N_3 FLOPs a token.
   std::int64_t pieces_per_block = 1;
   std::int64_t stream_slot_floats = 0;  // what one stream slot holds: a padded block, or a piece
   // CPU tier, when even streamed blocks leave no room: the block inputs (activation checkpoints)
@@ -155,10 +156,11 @@ struct OffloadPlan {
   // The store's slots per extent: 2 (copy-on-write: a crash leaves the last commit) or 1 (updates
   // in place, half the space).
   std::int64_t store_slots = 2;
-  double ssd_bytes_per_param = 0;  // ssd_total / params
+  double ssd_bytes_per_param = 0;        // ssd_total / params
+  std::uint64_t ssd_two_slot_bytes = 0;  // what two slots per extent need (the refusals say it)
 
   // Per iteration (one optimizer step of K micro-batches).
-  double flops = 0;  // 8·N + 16·L·C·T per token (block recompute; pieces: 10·N + 20·L·C·T)
+  double flops = 0;  // 8·N + 16·L·C·T per token (block recompute; pieces: model_config.h)
   std::uint64_t ssd_read_bytes = 0, ssd_write_bytes = 0;
   std::uint64_t pcie_h2d_bytes = 0, pcie_d2h_bytes = 0;
   std::vector<BoundTerm> terms;  // every term of the bound

@@ -16,6 +16,7 @@
 #include <tuple>
 
 #include "common/error.h"
+#include "common/units.h"
 #include "common/io/aligned_buffer.h"
 #include "fuyou/model/gpt_model.h"
 #include "fuyou/offload/cuda_transfer.h"
@@ -126,10 +127,15 @@ void refuse_unbuilt(const OffloadPlan& plan, bool cuda) {
         "--micro-batch/--seq");
   }
   if (plan.store_slots == 1) {
+    auto bytes = [](std::uint64_t b) {
+      return common::format_bytes(static_cast<double>(b)) + " = " + std::to_string(b) + " B";
+    };
     throw common::UsageError(
-        "this plan keeps one store slot per extent (updates in place), which --dry-run plans "
-        "but the store does not provide yet",
-        "free space on the --ssd directories for two slots per extent (see --dry-run)");
+        "this plan keeps one store slot per extent (updates in place, " + bytes(plan.ssd_total) +
+            "), which --dry-run plans but the store does not provide yet; two slots per extent "
+            "need " +
+            bytes(plan.ssd_two_slot_bytes),
+        "free that much space on the --ssd directories, or add directories");
   }
 }
 
