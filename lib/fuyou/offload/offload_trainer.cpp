@@ -16,8 +16,8 @@
 #include <tuple>
 
 #include "common/error.h"
-#include "common/units.h"
 #include "common/io/aligned_buffer.h"
+#include "common/units.h"
 #include "fuyou/model/gpt_model.h"
 #include "fuyou/offload/cuda_transfer.h"
 #include "fuyou/offload/offload_internals.h"
