@@ -125,7 +125,8 @@ class StreamedPieces final : public ComputeBlocks {
     return block_backward_pieces(config_, source, inputs, output_grad, take);
   }
   void add_stats(OffloadStats& stats) const override {
-    add_stream_stats(*stream_, from_store_, 0, stats);
+    add_stream_stats(*stream_, from_store_, cuda_block_slots_uploaded_bytes(stream_->slots()),
+                     stats);
   }
 
  private:
@@ -146,13 +147,15 @@ std::unique_ptr<ComputeBlocks> make_streamed_blocks(const ModelConfig& config, s
                                                     std::int64_t pieces_per_block,
                                                     StatePlacement& states) {
   if (pieces_per_block > 1) {
-    ST_ASSERT(!cuda, "streaming in pieces runs on the CPU tier only");
-    // A piece's fp32 weights are a float range of its block's master.
-    auto stream = std::make_unique<BlockStream>(BlockStream::host_piece_slots(
-        config, slots,
-        [&states](std::int64_t block, std::int64_t first, std::int64_t floats, float* dst) {
-          states.gather_master_range(1 + block, first, floats, dst);
-        }));
+    // A piece's fp32 weights are a float range of its block's master (CUDA: converted to bf16
+    // and uploaded chunk by chunk).
+    BlockStream::RangeReadFn read = [&states](std::int64_t block, std::int64_t first,
+                                              std::int64_t floats, float* dst) {
+      states.gather_master_range(1 + block, first, floats, dst);
+    };
+    auto stream = std::make_unique<BlockStream>(
+        cuda ? make_cuda_piece_slots(config, slots, piece_floats, std::move(read))
+             : BlockStream::host_piece_slots(config, slots, std::move(read)));
     return std::make_unique<StreamedPieces>(config, std::move(stream), states.in_store());
   }
   std::unique_ptr<BlockStream> stream;

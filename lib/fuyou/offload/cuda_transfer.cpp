@@ -5,6 +5,7 @@
 #include <ATen/ops/empty.h>
 #include <ATen/ops/from_blob.h>
 
+#include <array>
 #include <atomic>
 #include <cstring>
 
@@ -224,6 +225,108 @@ class CudaBlockSlots final : public BlockStream::Slots {
   std::atomic<std::uint64_t> uploaded_bytes_{0};
 };
 
+// Streaming in pieces: see make_cuda_piece_slots.
+class CudaPieceSlots final : public BlockStream::Slots {
+ public:
+  CudaPieceSlots(const ModelConfig& config, std::int64_t slots, std::int64_t chunk_floats,
+                 BlockStream::RangeReadFn read)
+      : config_(config),
+        chunk_(std::min<std::int64_t>(chunk_floats, config.max_block_piece_param_count())),
+        read_(std::move(read)),
+        stream_(checked_pool_stream()) {
+    const auto bf16 = at::TensorOptions().dtype(at::kBFloat16).device(at::kCUDA);
+    for (std::int64_t s = 0; s < slots; ++s) {
+      at::Tensor memory = at::empty({config.max_block_piece_param_count()}, bf16);
+      std::array<BlockWeights, kBlockPieces> views;
+      for (int p = 0; p < kBlockPieces; ++p) {
+        const TensorRange range = block_piece_tensors(p);
+        std::int64_t offset = 0;
+        for (int i = range.first; i < range.last; ++i) {
+          const std::vector<std::int64_t> shape = block_tensor_shape(config, i);
+          std::int64_t n = 1;
+          for (std::int64_t d : shape) n *= d;
+          views[static_cast<std::size_t>(p)][i] = memory.narrow(0, offset, n).view(shape);
+          offset += n;
+        }
+      }
+      memory_.push_back(std::move(memory));
+      views_.push_back(std::move(views));
+    }
+    for (auto& buffer : pinned_)
+      buffer = common::io::AlignedBuffer(2 * static_cast<std::size_t>(chunk_));
+    scratch_ = common::io::AlignedBuffer(4 * static_cast<std::size_t>(chunk_), /*pin=*/false);
+    pieces_.assign(static_cast<std::size_t>(slots), 0);
+    uploads_.resize(static_cast<std::size_t>(slots));
+    released_.resize(static_cast<std::size_t>(slots));
+    mark_compute_stream()->event.block(stream_);  // allocated on the compute stream
+  }
+  ~CudaPieceSlots() override { synchronize_quietly(stream_, /*device=*/true); }
+
+  std::int64_t count() const override { return static_cast<std::int64_t>(memory_.size()); }
+
+  // Chunk by chunk (at most a state piece of floats): the piece's fp32 master range read into the
+  // scratch buffer, converted to bf16 into a pinned buffer, uploaded on the copy stream; the first
+  // upload waits, on the GPU, for the slot's last release, as CudaBlockSlots::fill does.
+  std::uint64_t fill(std::int64_t slot, std::int64_t access) override {
+    const auto s = static_cast<std::size_t>(slot);
+    const int piece = static_cast<int>(access % kBlockPieces);
+    const std::int64_t block = access / kBlockPieces;
+    const std::int64_t first = config_.block_piece_first_param(piece);
+    const std::int64_t floats = config_.block_piece_param_count(piece);
+    auto* scratch = reinterpret_cast<float*>(scratch_.data());
+    CudaMark last;
+    for (std::int64_t done = 0; done < floats; done += chunk_) {
+      const std::int64_t n = std::min(chunk_, floats - done);
+      const std::size_t p = fills_++ % 2;
+      read_(block, first + done, n, scratch);
+      CudaTransfer::wait(pinned_uploads_[p]);  // the pinned buffer's last upload has left it
+      fp32_to_bf16_rne(scratch, reinterpret_cast<std::uint16_t*>(pinned_[p].data()), n);
+      const at::Tensor host =
+          at::from_blob(pinned_[p].data(), {n}, at::TensorOptions().dtype(at::kBFloat16));
+      auto mark = std::make_shared<CudaMarkImpl>();
+      {
+        c10::cuda::CUDAStreamGuard guard(stream_);
+        if (released_[s]) released_[s]->event.block(stream_);
+        released_[s].reset();
+        memory_[s].narrow(0, done, n).copy_(host, /*non_blocking=*/true);
+        mark->event.record(stream_);
+      }
+      pinned_uploads_[p] = mark;
+      last = std::move(mark);
+      uploaded_bytes_ += 2 * static_cast<std::uint64_t>(n);
+    }
+    uploads_[s] = std::move(last);
+    pieces_[s] = piece;  // read by use(): BlockStream's mutex orders the two
+    return 4 * static_cast<std::uint64_t>(floats);
+  }
+
+  const BlockWeights& use(std::int64_t slot) override {
+    const auto s = static_cast<std::size_t>(slot);
+    uploads_[s]->event.block(c10::cuda::getCurrentCUDAStream());  // a stream wait, not a host one
+    return views_[s][static_cast<std::size_t>(pieces_[s])];
+  }
+
+  void end_use(std::int64_t slot) override {
+    released_[static_cast<std::size_t>(slot)] = mark_compute_stream();
+  }
+
+  std::uint64_t uploaded_bytes() const { return uploaded_bytes_.load(); }
+
+ private:
+  const ModelConfig config_;
+  const std::int64_t chunk_;
+  BlockStream::RangeReadFn read_;
+  c10::cuda::CUDAStream stream_;
+  std::vector<at::Tensor> memory_;                             // per slot: bf16, largest piece
+  std::vector<std::array<BlockWeights, kBlockPieces>> views_;  // per slot and piece
+  common::io::AlignedBuffer pinned_[2], scratch_;
+  std::size_t fills_ = 0;                     // loader thread only
+  CudaMark pinned_uploads_[2];                // loader thread only
+  std::vector<int> pieces_;                   // per slot: the piece it holds
+  std::vector<CudaMark> uploads_, released_;  // as CudaBlockSlots'
+  std::atomic<std::uint64_t> uploaded_bytes_{0};
+};
+
 }  // namespace
 
 std::unique_ptr<BlockStream::Slots> make_cuda_block_slots(const ModelConfig& config,
@@ -321,9 +424,17 @@ void CudaInputStash::end_pass() {
 std::uint64_t CudaInputStash::bytes_down() const { return impl_->down_bytes; }
 std::uint64_t CudaInputStash::bytes_up() const { return impl_->up_bytes; }
 
+std::unique_ptr<BlockStream::Slots> make_cuda_piece_slots(const ModelConfig& config,
+                                                          std::int64_t slots,
+                                                          std::int64_t chunk_floats,
+                                                          BlockStream::RangeReadFn read) {
+  return std::make_unique<CudaPieceSlots>(config, slots, chunk_floats, std::move(read));
+}
+
 std::uint64_t cuda_block_slots_uploaded_bytes(const BlockStream::Slots& slots) {
-  const auto* cuda = dynamic_cast<const CudaBlockSlots*>(&slots);
-  return cuda ? cuda->uploaded_bytes() : 0;
+  if (const auto* cuda = dynamic_cast<const CudaBlockSlots*>(&slots)) return cuda->uploaded_bytes();
+  const auto* pieces = dynamic_cast<const CudaPieceSlots*>(&slots);
+  return pieces ? pieces->uploaded_bytes() : 0;
 }
 
 #else  // no CUDA in this build
@@ -348,6 +459,11 @@ void CudaTransfer::wait(const CudaMark&) {}
 
 std::unique_ptr<BlockStream::Slots> make_cuda_block_slots(const ModelConfig&, std::int64_t,
                                                           std::int64_t, bool, BlockMasterFn) {
+  throw common::EnvironmentError("this sparsetrain was built without CUDA",
+                                 "rebuild against a CUDA LibTorch or pass --device cpu");
+}
+std::unique_ptr<BlockStream::Slots> make_cuda_piece_slots(const ModelConfig&, std::int64_t,
+                                                          std::int64_t, BlockStream::RangeReadFn) {
   throw common::EnvironmentError("this sparsetrain was built without CUDA",
                                  "rebuild against a CUDA LibTorch or pass --device cpu");
 }

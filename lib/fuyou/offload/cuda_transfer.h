@@ -81,6 +81,16 @@ std::unique_ptr<BlockStream::Slots> make_cuda_block_slots(const ModelConfig& con
                                                           std::int64_t slots,
                                                           std::int64_t piece_floats, bool scratch,
                                                           BlockMasterFn master);
+// Streaming in pieces (offload_plan.h: pieces_per_block): `slots` >= 2 bf16 GPU slots of the
+// largest block piece each (one allocation per slot, the pieces' tensors views of it), filled as
+// make_cuda_block_slots' are, in chunks of at most `chunk_floats` (a state piece) through one fp32
+// scratch buffer (`read` copies a range of the block's master into it: from RAM or the store) and
+// two pinned bf16 buffers; use() gives the piece in the slot (its tensors only).
+std::unique_ptr<BlockStream::Slots> make_cuda_piece_slots(const ModelConfig& config,
+                                                          std::int64_t slots,
+                                                          std::int64_t chunk_floats,
+                                                          BlockStream::RangeReadFn read);
+// bf16 bytes either kind of CUDA slots sent up so far (0 for host slots).
 std::uint64_t cuda_block_slots_uploaded_bytes(const BlockStream::Slots& slots);
 
 // The CUDA tier's block inputs (activation checkpoints) in pinned CPU memory, when the GPU budget

@@ -242,17 +242,15 @@ void stream_whole_blocks(const OffloadShape& shape, const OffloadBudgets& budget
 }
 
 // The blocks stream in pieces (two whole block slots do not fit): slots of the largest piece and
-// two gradient buffers of one piece, in the compute dtype (bf16 on CUDA, widened exactly on the
-// CPU side; fp32 on the CPU tier). Every block's gradients leave piece by piece and add up on the
-// CPU side even with K = 1 and no clipping: a unit's update needs all of its pieces' gradients.
+// two fp32 gradient buffers of one piece (the compute tier's bf16 gradients widened, as the whole
+// blocks' drained buffers are). Every block's gradients leave piece by piece and add up on the CPU
+// side even with K = 1 and no clipping: a unit's update needs all of its pieces' gradients.
 void stream_pieces(const OffloadShape& shape, const OffloadBudgets& budgets, const Sizes& s,
                    OffloadPlan& plan, ComputeItems& items) {
   const std::uint64_t slot_bytes = s.act * u64(s.piece_params);
   plan.grad_block_slots = 2;
   plan.block_grads_in_cpu = true;
-  items.grad_buffers = {
-      std::string("2 block-piece gradient buffers (") + (shape.cuda ? "bf16" : "fp32") + ")",
-      2 * slot_bytes};
+  items.grad_buffers = {"2 block-piece gradient buffers (fp32)", 2 * kF32 * u64(s.piece_params)};
   const std::uint64_t room = make_room_for_slots(shape, budgets, s, slot_bytes, plan, items);
   plan.pieces_per_block = kBlockPieces;
   plan.stream_slot_floats = s.piece_params;
@@ -374,7 +372,8 @@ void place_states(const OffloadShape& shape, const OffloadBudgets& budgets, cons
       plan.states_in_cpu
           ? PlanItem{"fp32 master + Adam m, v", s.states_bytes}
           : PlanItem{"2 staging slots of one state piece's master + m + v", 2 * s.staging_bytes};
-  if (streams_on_cuda(shape, plan) && !plan.states_in_cpu) {
+  // Read from the store, or (pieces: ranges of it) copied out of RAM, one state piece at a time.
+  if (streams_on_cuda(shape, plan) && (!plan.states_in_cpu || plan.pieces_per_block > 1)) {
     items.piece_read =
         PlanItem{"fp32 piece read buffer", segment_bytes(s.block_state_piece_floats)};
   }
@@ -509,15 +508,14 @@ std::uint64_t count_state_writes(const OffloadShape& shape, const Sizes& s,
 struct StreamTraffic {
   std::uint64_t read_floats = 0;    // fp32 master floats read (store or RAM)
   std::uint64_t upload_params = 0;  // parameters converted to the compute dtype and uploaded
-  std::uint64_t grad_bytes = 0;     // gradient bytes per block parameter that leave (CUDA)
 };
 
 StreamTraffic stream_traffic(const Sizes& s, const OffloadPlan& plan) {
   if (plan.pieces_per_block > 1) {
     const std::uint64_t loaded = 3 * s.block_params - s.mlp_out_params;
-    return {loaded, loaded, kBF16};
+    return {loaded, loaded};
   }
-  return {2 * u64(s.block_padded), 2 * s.block_params, kF32};
+  return {2 * u64(s.block_padded), 2 * s.block_params};
 }
 
 // Streamed blocks read their fp32 master from the store at every load.
@@ -583,13 +581,12 @@ void count_pcie_traffic(const OffloadShape& shape, const Sizes& s, OffloadPlan& 
     // Up: the streamed blocks' bf16 weights at every load (stream_traffic), the other units'
     // updated weights once, the token ids and targets. Down: the other units' fp32 gradients
     // once; each block's once per step, or once per micro-batch when they add up in CPU memory
-    // (in bf16 when the blocks stream in pieces).
     const StreamTraffic traffic = stream_traffic(s, plan);
     plan.pcie_h2d_bytes = kBF16 * s.outside_params +
                           u64(shape.accum * s.l) * kBF16 * traffic.upload_params + token_bytes;
     plan.pcie_d2h_bytes =
-        kF32 * s.outside_params + u64((plan.block_grads_in_cpu ? shape.accum : 1) * s.l) *
-                                      traffic.grad_bytes * s.block_params;
+        kF32 * s.outside_params +
+        u64((plan.block_grads_in_cpu ? shape.accum : 1) * s.l) * kF32 * s.block_params;
     if (plan.inputs_in_cpu) {  // each micro-batch's L block inputs go down and come back up
       plan.pcie_d2h_bytes += u64(shape.accum * s.l) * kBF16 * u64(s.tokens * s.c);
       plan.pcie_h2d_bytes += u64(shape.accum * s.l) * kBF16 * u64(s.tokens * s.c);

@@ -123,7 +123,7 @@ struct OffloadPlan {
   // Streaming granularity: 1 = whole blocks; kBlockPieces = each block streams as its four pieces
   // (model_config.h: one matmul each), so the compute tier holds slots and two gradient buffers
   // of the largest piece instead of a block's, and every block's gradients leave it piece by
-  // piece (bf16 on CUDA) to add up on the CPU side. Chosen only where whole blocks do not fit:
+  // piece to add up on the CPU side. Chosen only where whole blocks do not fit:
   // pieces load each block's weights almost three times per micro-batch instead of twice
   // (3·N_b − N_3, the MLP out piece not in the recompute) and add 2·N − 2·L·N_3 FLOPs a token.
   std::int64_t pieces_per_block = 1;

@@ -114,18 +114,9 @@ WeightSource source_of(const ModelConfig& config, GptWeights weights, bool resum
   };
 }
 
-// What the planner plans but this trainer does not run yet (issue 22's runtime): streaming in
-// pieces on the CUDA tier and the store's in-place mode. Refused before any store is made, with
-// the way out.
-void refuse_unbuilt(const OffloadPlan& plan, bool cuda) {
-  if (plan.pieces_per_block > 1 && cuda) {
-    throw common::UsageError(
-        "this plan streams the blocks in pieces on the GPU (two whole block slots do not fit the "
-        "compute tier), which --dry-run plans but the CUDA tier does not run yet (the CPU tier "
-        "does)",
-        "raise --gpu-mem until the plan streams whole blocks (see --dry-run), or lower "
-        "--micro-batch/--seq");
-  }
+// What the planner plans but this trainer does not run yet (issue 22's runtime): the store's
+// in-place mode. Refused before any store is made, with the way out.
+void refuse_unbuilt(const OffloadPlan& plan) {
   if (plan.store_slots == 1) {
     auto bytes = [](std::uint64_t b) {
       return common::format_bytes(static_cast<double>(b)) + " = " + std::to_string(b) + " B";
@@ -164,7 +155,7 @@ OffloadTrainer::OffloadTrainer(ModelConfig config, WeightSource initial, TrainOp
                              "pass --dry-run to plan, or drop --assume-ssd to train");
   }
   plan_ = plan_offload_run(config_, train_, options_);
-  refuse_unbuilt(plan_, impl_->cuda);
+  refuse_unbuilt(plan_);
   make_compute_weights();
   make_unit_table();
   open_or_create_store(initial);
