@@ -8,7 +8,8 @@
 #      disk, committed every 4 steps), then the same with the states forced into the store
 #      (--cpu-mem 8GiB), a few steps each;
 #   4. the in-memory CUDA trainer on the same model for the step-time comparison;
-#   5. with STREAM_RUN=1, a 1.3B run whose blocks stream through GPU slots (--gpu-mem 4GiB).
+#   5. with STREAM_RUN=1, a 1.3B run whose blocks stream through GPU slots (--gpu-mem 4GiB);
+#   6. with PIECE_RUN=1, a 13B-shape model streamed whole and in pieces (issue 22).
 # The `gpu` tests include the streamed CUDA tier against the in-memory CUDA trainer.
 # Results go to $OUT (default ./gpu-check-out): gpu-tests.log, runs.log and one run record per run
 # (the device tool brings back at most 8 files); the rest is printed. Each phase has a time limit
@@ -69,6 +70,20 @@ if [ "${STREAM_RUN:-0}" = 1 ]; then
   "$st" "${common[@]}" --steps 2 --model gpt3-1.3b --ssd /tmp/ssd --gpu-mem 4GiB --cpu-mem 32GiB \
     --dry-run 2>&1 | grep -E "blocks|compute tier|bound"
   run offload-streamed 120 2 gpt3-1.3b --ssd /tmp/ssd --gpu-mem 4GiB --cpu-mem 32GiB --commit-every 4
+fi
+# Optional (PIECE_RUN=1, issue 22): a GPT-3 13B-shape model (10 of its 40 blocks, to fit the
+# time) streamed whole and in pieces at one budget where both fit (tokens/s side by side), then in
+# pieces at a budget two whole blocks (2 x 0.63 GiB bf16 + their fp32 gradients) do not fit.
+if [ "${PIECE_RUN:-0}" = 1 ]; then
+  m13=custom:L=10,C=5120,H=40,V=50257,T=2048
+  for stream in block piece; do
+    run "stream-$stream" 150 2 "$m13" --ssd /tmp/ssd --gpu-mem 12GiB --cpu-mem 64GiB \
+      --micro-batch 1 --seq 2048 --stream "$stream"
+  done
+  "$st" "${common[@]}" --steps 2 --model "$m13" --ssd /tmp/ssd --gpu-mem 6GiB --cpu-mem 64GiB \
+    --micro-batch 1 --seq 2048 --dry-run 2>&1 | grep -E "blocks|compute tier|bound"
+  run stream-piece-small 150 2 "$m13" --ssd /tmp/ssd --gpu-mem 6GiB --cpu-mem 64GiB \
+    --micro-batch 1 --seq 2048
 fi
 rm -rf /tmp/ssd
 echo "total: $(( $(date +%s) - t0 )) s"
