@@ -54,13 +54,16 @@ def main():
     p.add_argument("--assume-pcie", default="")
     p.add_argument("--assume-tflops", type=float, default=0)
     args = p.parse_args()
+    commit = subprocess.run(["git", "-C", here, "rev-parse", "--short=12", "HEAD"],
+                            capture_output=True, text=True).stdout.strip() or "unknown"
     for model in args.models.split(","):
         for ssds in (int(n) for n in args.ssds.split(",")):
             for slots in (2, 1):
                 first = plan(args, model, ssds, slots, 1)
                 row = {"model": model, "ssds": ssds, "ssd_size": args.ssd_size,
                        "ssd_rate_each": args.ssd_rate, "store_slots": slots,
-                       "gpu_mem": args.gpu_mem, "cpu_mem": args.cpu_mem, "seq": args.seq}
+                       "gpu_mem": args.gpu_mem, "cpu_mem": args.cpu_mem, "seq": args.seq,
+                       "grad_clip": args.grad_clip, "accum": 1, "commit": commit}
                 if "refused" in first:
                     row["refused"] = first["refused"]
                     print(json.dumps(row), flush=True)
