@@ -48,6 +48,24 @@ std::vector<std::int64_t> block_tensor_shape(const ModelConfig& config, int inde
   }
 }
 
+BlockPieceViews block_piece_views(const ModelConfig& config, const at::Tensor& flat) {
+  TORCH_CHECK(flat.dim() == 1 && flat.numel() >= config.max_block_piece_param_count(),
+              "a block piece buffer of ", flat.numel(), " elements");
+  BlockPieceViews views;
+  for (int p = 0; p < kBlockPieces; ++p) {
+    const TensorRange range = block_piece_tensors(p);
+    std::int64_t offset = 0;
+    for (int i = range.first; i < range.last; ++i) {
+      const std::vector<std::int64_t> shape = block_tensor_shape(config, i);
+      std::int64_t n = 1;
+      for (std::int64_t d : shape) n *= d;
+      views[static_cast<std::size_t>(p)][i] = flat.narrow(0, offset, n).view(shape);
+      offset += n;
+    }
+  }
+  return views;
+}
+
 bool block_tensor_decays(int index) {
   return index == kAttnQkvWeight || index == kAttnProjWeight || index == kMlpFcWeight ||
          index == kMlpProjWeight;

@@ -50,6 +50,12 @@ struct BlockWeights {
   const at::Tensor& operator[](int index) const { return tensors[static_cast<std::size_t>(index)]; }
 };
 
+// One buffer that holds any one block piece (model_config.h: BlockPiece): per piece, its tensors
+// as views of `flat` (at least max_block_piece_param_count() elements, any dtype and device), one
+// after another from element 0; the other pieces' tensors undefined.
+using BlockPieceViews = std::array<BlockWeights, kBlockPieces>;
+BlockPieceViews block_piece_views(const ModelConfig& config, const at::Tensor& flat);
+
 struct GptWeights {
   at::Tensor wte;  // [V, C] token embedding, also the LM head (logits = h · wteᵀ)
   at::Tensor wpe;  // [T_max, C] learned position embedding

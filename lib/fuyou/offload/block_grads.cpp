@@ -183,23 +183,13 @@ class PooledBlockGrads final : public BlockGradients {
   std::vector<BlockWeights> pool_;  // 2, by turns
 };
 
-// Two buffers of the largest piece, each with views of every piece's tensors over its memory.
-std::vector<std::array<BlockWeights, kBlockPieces>> make_piece_buffers(
-    const ModelConfig& config, const at::TensorOptions& fp32, std::int64_t count) {
-  std::vector<std::array<BlockWeights, kBlockPieces>> buffers(static_cast<std::size_t>(count));
-  for (auto& views : buffers) {
-    const at::Tensor memory = at::zeros({config.max_block_piece_param_count()}, fp32);
-    for (int p = 0; p < kBlockPieces; ++p) {
-      const TensorRange range = block_piece_tensors(p);
-      std::int64_t offset = 0;
-      for (int i = range.first; i < range.last; ++i) {
-        const std::vector<std::int64_t> shape = block_tensor_shape(config, i);
-        std::int64_t n = 1;
-        for (std::int64_t d : shape) n *= d;
-        views[static_cast<std::size_t>(p)][i] = memory.narrow(0, offset, n).view(shape);
-        offset += n;
-      }
-    }
+// Buffers of the largest piece, each with views of every piece's tensors over its memory.
+std::vector<BlockPieceViews> make_piece_buffers(const ModelConfig& config,
+                                                const at::TensorOptions& fp32, std::int64_t count) {
+  std::vector<BlockPieceViews> buffers;
+  for (std::int64_t b = 0; b < count; ++b) {
+    buffers.push_back(
+        block_piece_views(config, at::zeros({config.max_block_piece_param_count()}, fp32)));
   }
   return buffers;
 }
@@ -270,8 +260,8 @@ class DrainedBlockGrads final : public BlockGradients {
   }
 
  private:
-  std::vector<BlockWeights> pool_;                                  // whole blocks: 2, by turns
-  std::vector<std::array<BlockWeights, kBlockPieces>> piece_pool_;  // pieces: 2, by turns
+  std::vector<BlockWeights> pool_;           // whole blocks: 2, by turns
+  std::vector<BlockPieceViews> piece_pool_;  // pieces: 2, by turns
   const std::int64_t layers_, accum_, drains_per_block_;
   GradAccumulators& accumulators_;
   std::vector<at::Tensor> norm_terms_;  // K = 1: the block's, by tensor

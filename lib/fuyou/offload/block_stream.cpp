@@ -58,18 +58,8 @@ class HostPieceSlots final : public BlockStream::Slots {
     const std::int64_t floats = config.max_block_piece_param_count();
     for (std::int64_t s = 0; s < slots; ++s) {
       memory_.emplace_back(4 * static_cast<std::size_t>(floats), /*pin=*/false);
-      auto* base = reinterpret_cast<float*>(memory_.back().data());
-      std::array<BlockWeights, kBlockPieces> views;
-      for (int p = 0; p < kBlockPieces; ++p) {
-        const TensorRange range = block_piece_tensors(p);
-        std::int64_t offset = 0;
-        for (int i = range.first; i < range.last; ++i) {
-          views[static_cast<std::size_t>(p)][i] =
-              at::from_blob(base + offset, block_tensor_shape(config, i), f32);
-          offset += views[static_cast<std::size_t>(p)][i].numel();
-        }
-      }
-      views_.push_back(std::move(views));
+      views_.push_back(
+          block_piece_views(config, at::from_blob(memory_.back().data(), {floats}, f32)));
     }
     pieces_.assign(static_cast<std::size_t>(slots), 0);
   }
@@ -92,7 +82,7 @@ class HostPieceSlots final : public BlockStream::Slots {
   const ModelConfig config_;
   BlockStream::RangeReadFn read_;
   std::vector<common::io::AlignedBuffer> memory_;
-  std::vector<std::array<BlockWeights, kBlockPieces>> views_;
+  std::vector<BlockPieceViews> views_;
   std::vector<int> pieces_;  // per slot: the piece it holds
 };
 

@@ -43,25 +43,45 @@ class ResidentBlocks final : public ComputeBlocks {
   const std::vector<BlockWeights>& blocks_;
 };
 
-// The counters every stream reports.
-void add_stream_stats(const BlockStream& stream, bool from_store, std::uint64_t uploaded,
-                      OffloadStats& stats) {
-  stats.stream_read_bytes = stream.loaded_bytes();
-  stats.stream_wait_seconds = stream.wait_seconds();
-  if (from_store) stats.ssd_read_bytes += stats.stream_read_bytes;
-  stats.pcie_h2d_bytes += uploaded;
-}
-
-class StreamedBlocks final : public ComputeBlocks {
+// What both streamed placements share: the stream, the order of its passes' accesses (whole
+// blocks' or pieces'), and its counters.
+class Streamed : public ComputeBlocks {
  public:
-  StreamedBlocks(const ModelConfig& config, std::unique_ptr<BlockStream> stream, bool from_store)
-      : config_(config), stream_(std::move(stream)), from_store_(from_store) {}
+  using SequenceFn = std::vector<std::int64_t> (*)(std::int64_t layers, std::int64_t count);
+  Streamed(const ModelConfig& config, std::unique_ptr<BlockStream> stream, bool from_store,
+           SequenceFn training, SequenceFn forward)
+      : config_(config),
+        stream_(std::move(stream)),
+        from_store_(from_store),
+        training_(training),
+        forward_(forward) {}
   void start_training(std::int64_t accum) override {
-    stream_->start(BlockStream::training_sequence(config_.n_layer, accum));
+    stream_->start(training_(config_.n_layer, accum));
   }
   void start_forward(std::int64_t passes) override {
-    stream_->start(BlockStream::forward_sequence(config_.n_layer, passes));
+    stream_->start(forward_(config_.n_layer, passes));
   }
+  void add_stats(OffloadStats& stats) const override {
+    stats.stream_read_bytes = stream_->loaded_bytes();
+    stats.stream_wait_seconds = stream_->wait_seconds();
+    if (from_store_) stats.ssd_read_bytes += stats.stream_read_bytes;
+    stats.pcie_h2d_bytes += cuda_block_slots_uploaded_bytes(stream_->slots());
+  }
+
+ protected:
+  const ModelConfig config_;
+  std::unique_ptr<BlockStream> stream_;
+
+ private:
+  const bool from_store_;  // the loads read the store (counted as SSD reads too)
+  const SequenceFn training_, forward_;
+};
+
+class StreamedBlocks final : public Streamed {
+ public:
+  StreamedBlocks(const ModelConfig& config, std::unique_ptr<BlockStream> stream, bool from_store)
+      : Streamed(config, std::move(stream), from_store, &BlockStream::training_sequence,
+                 &BlockStream::forward_sequence) {}
   at::Tensor forward(std::int64_t l, const at::Tensor& x) override {
     at::Tensor out = block_forward(config_, stream_->acquire(l), x);
     stream_->release();
@@ -75,15 +95,6 @@ class StreamedBlocks final : public ComputeBlocks {
     take(kWholeBlock, grads.weight_grads);
     return std::move(grads.input_grad);
   }
-  void add_stats(OffloadStats& stats) const override {
-    add_stream_stats(*stream_, from_store_, cuda_block_slots_uploaded_bytes(stream_->slots()),
-                     stats);
-  }
-
- private:
-  const ModelConfig config_;
-  std::unique_ptr<BlockStream> stream_;
-  bool from_store_;  // the loads read the store (counted as SSD reads too)
 };
 
 // Block l's pieces as the stream hands them out, in the sequence's order.
@@ -100,16 +111,11 @@ class StreamPieceSource final : public BlockPieceSource {
   const std::int64_t block_;
 };
 
-class StreamedPieces final : public ComputeBlocks {
+class StreamedPieces final : public Streamed {
  public:
   StreamedPieces(const ModelConfig& config, std::unique_ptr<BlockStream> stream, bool from_store)
-      : config_(config), stream_(std::move(stream)), from_store_(from_store) {}
-  void start_training(std::int64_t accum) override {
-    stream_->start(BlockStream::training_piece_sequence(config_.n_layer, accum));
-  }
-  void start_forward(std::int64_t passes) override {
-    stream_->start(BlockStream::forward_piece_sequence(config_.n_layer, passes));
-  }
+      : Streamed(config, std::move(stream), from_store, &BlockStream::training_piece_sequence,
+                 &BlockStream::forward_piece_sequence) {}
   at::Tensor forward(std::int64_t l, const at::Tensor& x) override {
     StreamPieceSource source(*stream_, l);
     return block_forward_pieces(config_, source, x);
@@ -124,15 +130,6 @@ class StreamedPieces final : public ComputeBlocks {
     }
     return block_backward_pieces(config_, source, inputs, output_grad, take);
   }
-  void add_stats(OffloadStats& stats) const override {
-    add_stream_stats(*stream_, from_store_, cuda_block_slots_uploaded_bytes(stream_->slots()),
-                     stats);
-  }
-
- private:
-  const ModelConfig config_;
-  std::unique_ptr<BlockStream> stream_;
-  bool from_store_;
 };
 
 }  // namespace

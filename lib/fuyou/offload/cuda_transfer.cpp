@@ -237,20 +237,8 @@ class CudaPieceSlots final : public BlockStream::Slots {
     const auto bf16 = at::TensorOptions().dtype(at::kBFloat16).device(at::kCUDA);
     for (std::int64_t s = 0; s < slots; ++s) {
       at::Tensor memory = at::empty({config.max_block_piece_param_count()}, bf16);
-      std::array<BlockWeights, kBlockPieces> views;
-      for (int p = 0; p < kBlockPieces; ++p) {
-        const TensorRange range = block_piece_tensors(p);
-        std::int64_t offset = 0;
-        for (int i = range.first; i < range.last; ++i) {
-          const std::vector<std::int64_t> shape = block_tensor_shape(config, i);
-          std::int64_t n = 1;
-          for (std::int64_t d : shape) n *= d;
-          views[static_cast<std::size_t>(p)][i] = memory.narrow(0, offset, n).view(shape);
-          offset += n;
-        }
-      }
+      views_.push_back(block_piece_views(config, memory));
       memory_.push_back(std::move(memory));
-      views_.push_back(std::move(views));
     }
     for (auto& buffer : pinned_)
       buffer = common::io::AlignedBuffer(2 * static_cast<std::size_t>(chunk_));
@@ -317,8 +305,8 @@ class CudaPieceSlots final : public BlockStream::Slots {
   const std::int64_t chunk_;
   BlockStream::RangeReadFn read_;
   c10::cuda::CUDAStream stream_;
-  std::vector<at::Tensor> memory_;                             // per slot: bf16, largest piece
-  std::vector<std::array<BlockWeights, kBlockPieces>> views_;  // per slot and piece
+  std::vector<at::Tensor> memory_;      // per slot: bf16, largest piece
+  std::vector<BlockPieceViews> views_;  // per slot and piece
   common::io::AlignedBuffer pinned_[2], scratch_;
   std::size_t fills_ = 0;                     // loader thread only
   CudaMark pinned_uploads_[2];                // loader thread only
