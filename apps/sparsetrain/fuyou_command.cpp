@@ -629,7 +629,8 @@ void add_finetune_command(CLI::App& fuyou) {
   sub->add_option("--gpu-mem", options->gpu_mem,
                   "Offload: compute-tier budget (GPU memory; CPU memory without a GPU); when the "
                   "blocks' weights do not fit, they stream through a few slots from their master "
-                  "copy (CUDA: bf16 via pinned memory), and block inputs leave it (CPU tier: to "
+                  "copy (CUDA: bf16 via pinned memory) — whole blocks, or their pieces when two "
+                  "whole blocks do not fit (--stream) — and block inputs leave it (CPU tier: to "
                   "the store; CUDA: to pinned memory) when even that does not fit; default no "
                   "limit")
       ->group(kOffload);
