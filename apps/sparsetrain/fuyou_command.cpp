@@ -8,6 +8,7 @@
 
 #include <cinttypes>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -210,6 +211,9 @@ fy::AssumedSsds parse_assumed_ssds(const std::string& text) {
   if (ssds.count < 1) throw common::UsageError("--assume-ssd needs at least one disk", hint);
   ssds.bytes_each = common::parse_bytes(text.substr(x + 1, at - x - 1));
   if (ssds.bytes_each == 0) throw common::UsageError("--assume-ssd: disks of 0 bytes", hint);
+  if (ssds.bytes_each > UINT64_MAX / static_cast<std::uint64_t>(ssds.count)) {
+    throw common::UsageError("--assume-ssd '" + text + "': more than 2^64 bytes in all", hint);
+  }
   std::tie(ssds.read_bytes_per_s_each, ssds.write_bytes_per_s_each) =
       parse_rate_pair(text.substr(at + 1), "--assume-ssd");
   return ssds;

@@ -580,7 +580,7 @@ void count_pcie_traffic(const OffloadShape& shape, const Sizes& s, OffloadPlan& 
   if (streams_on_cuda(shape, plan)) {
     // Up: the streamed blocks' bf16 weights at every load (stream_traffic), the other units'
     // updated weights once, the token ids and targets. Down: the other units' fp32 gradients
-    // once; each block's once per step, or once per micro-batch when they add up in CPU memory
+    // once; each block's once per step, or once per micro-batch when they add up in CPU memory.
     const StreamTraffic traffic = stream_traffic(s, plan);
     plan.pcie_h2d_bytes = kBF16 * s.outside_params +
                           u64(shape.accum * s.l) * kBF16 * traffic.upload_params + token_bytes;
@@ -791,7 +791,10 @@ std::string OffloadPlan::describe() const {
   out << "cpu           " << bytes(cpu_total) << ": " << list_items(cpu_items) << "\n";
   char per_param[48];
   std::snprintf(per_param, sizeof per_param, " (%.2f B per parameter)", ssd_bytes_per_param);
-  out << "ssd           " << bytes(ssd_total) << per_param << ": " << list_items(ssd_items) << "\n";
+  out << "ssd           " << bytes(ssd_total) << per_param << ": " << list_items(ssd_items)
+      << (store_slots == 1 ? "; planned only: the trainer does not run one slot per extent yet"
+                           : "")
+      << "\n";
   out << "per iteration ssd read " << bytes(ssd_read_bytes) << ", ssd write "
       << bytes(ssd_write_bytes) << ", pcie h2d " << bytes(pcie_h2d_bytes) << ", d2h "
       << bytes(pcie_d2h_bytes) << ", ";

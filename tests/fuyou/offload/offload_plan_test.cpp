@@ -678,6 +678,7 @@ TEST_CASE("the store keeps two slots per extent where they fit the SSDs, else on
   CHECK(plan_offload(c, {}, b).store_slots == 1);
   CHECK(plan_offload(c, {}, b).describe().find("one slot per extent (in place)") !=
         std::string::npos);
+  CHECK(plan_offload(c, {}, b).describe().find("planned only") != std::string::npos);
   // Two asked for: refused with the way out.
   OffloadShape two_slots;
   two_slots.store_slots = 2;
