@@ -13,10 +13,12 @@
 namespace sparsetrain::fuyou {
 
 StepGradients::StepGradients(OptimizerStage& stage, std::size_t units, double grad_clip,
-                             std::function<CudaMark()> mark, common::PhaseTimes& phases,
+                             bool defer, std::function<CudaMark()> mark,
+                             common::PhaseTimes& phases,
                              std::unique_ptr<common::PhaseTimes::Scope>& backward)
     : stage_(stage),
       grad_clip_(grad_clip),
+      defer_(defer || grad_clip > 0),
       mark_(std::move(mark)),
       phases_(phases),
       backward_(backward),
@@ -35,7 +37,7 @@ void StepGradients::set_norm_terms(std::int64_t unit, std::vector<at::Tensor> te
 }
 
 void StepGradients::finish(std::int64_t unit, std::vector<at::Tensor> grads, int pool_slot) {
-  if (grad_clip_ > 0) {
+  if (defer_) {
     deferred_[static_cast<std::size_t>(unit)] = std::move(grads);
     return;
   }
@@ -51,7 +53,7 @@ void StepGradients::finish(std::int64_t unit, std::vector<at::Tensor> grads, int
 
 void StepGradients::finish_drained(std::int64_t unit, std::vector<at::Tensor> grads) {
   drained_[static_cast<std::size_t>(unit)] = true;
-  if (grad_clip_ > 0) {
+  if (defer_) {
     deferred_[static_cast<std::size_t>(unit)] = std::move(grads);
     return;
   }
@@ -93,7 +95,7 @@ void StepGradients::wait_drains(std::int64_t n) {
 double StepGradients::finish_backward(const at::Tensor& like,
                                       const std::vector<std::int64_t>& order) {
   const bool clip = grad_clip_ > 0;
-  if (clip) {  // drained blocks' terms came through add_norm_terms / set_norm_terms
+  if (defer_) {  // drained blocks' terms came through add_norm_terms / set_norm_terms
     for (std::size_t u = 0; u < deferred_.size(); ++u) {
       if (!drained_[u]) add_norm_terms(static_cast<std::int64_t>(u), deferred_[u]);
     }
@@ -103,9 +105,10 @@ double StepGradients::finish_backward(const at::Tensor& like,
     for (const at::Tensor& term : terms) sq += term;
   }
   const double norm = std::sqrt(sq.item<double>());
-  if (!clip) return norm;
-  const bool scaled = norm > grad_clip_;
-  const double scale = grad_clip_ / (norm + 1e-6);
+  if (!defer_) return norm;
+  const bool scaled = clip && norm > grad_clip_;
+  const double scale = clip ? grad_clip_ / (norm + 1e-6) : 1.0;
+  if (seal_) seal_(norm, scale, scaled);
   const CudaMark ready = mark_();
   for (std::int64_t unit : order) {
     const auto u = static_cast<std::size_t>(unit);

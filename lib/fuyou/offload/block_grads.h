@@ -3,7 +3,8 @@
 //    global norm. Without clipping each unit goes to the optimizer as soon as its gradients are
 //    final (overlapping the rest of the backward); with clipping every unit waits for the norm,
 //    computed over every unit's squared-norm terms in unit order (the in-memory trainer's sum),
-//    and then goes, scaled.
+//    and then goes, scaled. So does every unit when the updates are deferred (the one-slot store:
+//    a step's gradients are sealed in the store before its first update, step_journal.h).
 //  - BlockGradients: where block l's gradients add up over the K micro-batches, chosen once from
 //    the plan: ResidentBlockGrads (one fp32 buffer per block in the compute tier), PooledBlockGrads
 //    (K = 1, no clipping: two buffers used by turns, each handed to the optimizer with its block),
@@ -32,9 +33,14 @@ class StepGradients {
  public:
   // mark: a CudaMark on the compute stream (CUDA) or none; phases: the compute thread's, with
   // `backward` the open "backward" scope the pool waits step out of.
-  StepGradients(OptimizerStage& stage, std::size_t units, double grad_clip,
+  // `defer`: every update waits for the end of the backward even without clipping.
+  StepGradients(OptimizerStage& stage, std::size_t units, double grad_clip, bool defer,
                 std::function<CudaMark()> mark, common::PhaseTimes& phases,
                 std::unique_ptr<common::PhaseTimes::Scope>& backward);
+  // Deferred updates: called in finish_backward with the norm and the clipping factor (`scaled`:
+  // applied) before any update is handed over.
+  using SealFn = std::function<void(double norm, double scale, bool scaled)>;
+  void set_seal(SealFn seal) { seal_ = std::move(seal); }
 
   // Unit's final gradients in the compute tier (in `pool_slot` of the block pool, or -1).
   void finish(std::int64_t unit, std::vector<at::Tensor> grads, int pool_slot);
@@ -50,13 +56,16 @@ class StepGradients {
   // Waits for `n` drains (phase drain_wait).
   void wait_drains(std::int64_t n);
   // After the backward: the global norm before clipping (a `like`-device double sum, in unit
-  // order); with clipping, every unit then goes to the optimizer in `order`, scaled.
+  // order); with clipping or deferral, every unit then goes to the optimizer in `order` (scaled
+  // when clipping asks).
   double finish_backward(const at::Tensor& like, const std::vector<std::int64_t>& order);
 
  private:
   OptimizerStage& stage_;
   const double grad_clip_;
+  const bool defer_;  // clipping or deferral
   std::function<CudaMark()> mark_;
+  SealFn seal_;
   common::PhaseTimes& phases_;
   std::unique_ptr<common::PhaseTimes::Scope>& backward_;
   std::vector<std::vector<at::Tensor>> norm_terms_;  // by unit, in the order they came

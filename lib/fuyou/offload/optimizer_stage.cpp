@@ -32,10 +32,11 @@ OptimizerStage::~OptimizerStage() {
   thread_.join();
 }
 
-void OptimizerStage::start_step(std::int64_t step, double lr) {
+void OptimizerStage::start_step(std::int64_t step, double lr, std::size_t first_piece) {
   std::lock_guard<std::mutex> lock(mutex_);
   step_ = step;
   lr_ = lr;
+  first_piece_ = first_piece;
   step_active_ = true;
   step_done_ = false;
   drained_ = 0;
@@ -182,15 +183,16 @@ void OptimizerStage::run_step() {
   // States in RAM reach the store only on commit steps; states in the store every step.
   const bool commit = states.in_store() || step_ % commit_every_ == 0 || step_ == train_.steps;
   const std::vector<UnitPiece>& pieces = state_.step_pieces;
-  states.start_step(pieces);
+  const std::size_t first = first_piece_;
+  states.start_step(pieces, first);
   if (state_.accumulators) state_.accumulators->start_step(pieces);
   UpdateJob job;  // the current unit's gradients
-  for (std::size_t s = 0; s < pieces.size(); ++s) {
+  for (std::size_t s = first; s < pieces.size(); ++s) {
     float* base = states.acquire(s, phases_);
     const StatePiece& piece = pieces[s].piece;
     const UnitTensors& unit = state_.units[static_cast<std::size_t>(pieces[s].unit)];
     const bool last_piece = piece.index + 1 == static_cast<std::int64_t>(unit.pieces.size());
-    if (piece.index == 0) {
+    if (piece.index == 0 || s == first) {
       auto t = phases_.scope("grad_wait");
       job = pop_update(pieces[s].unit);
     }

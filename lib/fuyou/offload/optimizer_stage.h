@@ -41,8 +41,10 @@ class OptimizerStage {
   OptimizerStage(const OptimizerStage&) = delete;
   OptimizerStage& operator=(const OptimizerStage&) = delete;
 
-  // Compute thread: step `step` at learning rate `lr` begins (this thread starts prefetching).
-  void start_step(std::int64_t step, double lr);
+  // Compute thread: step `step` at learning rate `lr` begins (this thread starts prefetching), from
+  // its state piece `first_piece` in processing order (a resumed step whose earlier pieces the
+  // journal says are done, step_journal.h; else 0).
+  void start_step(std::int64_t step, double lr, std::size_t first_piece = 0);
   void submit(OptimizerJob job);
   // Compute thread: a free block-gradient pool slot (waits for this thread to release one).
   int acquire_pool_slot();
@@ -85,6 +87,7 @@ class OptimizerStage {
   std::deque<OptimizerJob> jobs_;
   std::int64_t step_ = 0;
   double lr_ = 0;
+  std::size_t first_piece_ = 0;
   bool step_active_ = false, step_done_ = false, stop_ = false;
   std::int64_t drained_ = 0;  // drains done this step
   bool pool_busy_[2] = {false, false};

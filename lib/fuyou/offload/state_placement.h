@@ -4,6 +4,12 @@
 //    on commit steps only (--commit-every); AdamW updates them in place.
 //  - StatesInStore: in the store alone; two staging slots of one piece each alternate by piece,
 //    the next piece prefetched while this one updates, each written back after its update.
+//  - StatesInPlace (plan store_slots == 1): so too, but the store keeps one copy of each piece plus
+//    one spare piece per unit (a ring), and the step journal (step_journal.h) makes each update
+//    durable piece by piece: piece i of a unit of n pieces lives in ring slot (i - c) mod (n + 1)
+//    after c updates, so piece i's new copy goes to the slot of piece i - 1's old one (the spare,
+//    for i = 0), which the journal says is free. A crash mid-update leaves every piece intact in
+//    its old or its new slot, and the journal says which.
 // The optimizer thread runs a step through start_step / acquire / release / finish_step; the
 // constructor fills a new store through init_buffer / init_flush; a resumed run loads through load;
 // the block streams read a block's master through master / gather_master (their loader threads).
@@ -14,10 +20,12 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "common/timer.h"
 #include "fuyou/offload/offload_units.h"
+#include "fuyou/offload/step_journal.h"
 
 namespace sparsetrain::fuyou {
 
@@ -28,9 +36,14 @@ class StatePlacement {
  public:
   virtual ~StatePlacement() = default;
 
+  // New store: declares its tensors ("states.<unit>", and the journal's), staged until the caller
+  // commits.
+  virtual void define_tensors() = 0;
+
   // Optimizer thread, one step over `pieces` (every unit's, in processing order; kept by the
-  // caller until finish_step). Piece s uses staging slot s % 2.
-  virtual void start_step(const std::vector<UnitPiece>& pieces) = 0;
+  // caller until finish_step) from piece `first` on (a resumed step: those before are done).
+  // Piece s uses staging slot s % 2.
+  virtual void start_step(const std::vector<UnitPiece>& pieces, std::size_t first = 0) = 0;
   // Piece s's [master | m | v] (piece.floats each), ready for AdamW: waits for its read and
   // starts piece s + 1's.
   virtual float* acquire(std::size_t s, common::PhaseTimes& phases) = 0;
@@ -40,6 +53,21 @@ class StatePlacement {
   virtual void finish_step(common::PhaseTimes& phases) = 0;
   // true when the states live only in the store: every step writes and commits them.
   virtual bool in_store() const = 0;
+  // true when they are updated in place (StatesInPlace): the step's gradients must be in the store
+  // and sealed before its first update.
+  virtual bool in_place() const { return false; }
+  // In place: syncs the store (the gradients the caller wrote reach the disk) and journals `step`
+  // (pieces_done 0). Compute thread, before any update of the step is handed over.
+  virtual void seal(const SealedStep& step) { (void)step; }
+  // In place, resume (before load): `committed` is the store's last committed step. The journal's
+  // step after it when that step's gradients were sealed (then resume it from its pieces_done
+  // with start_step), else none.
+  virtual std::optional<SealedStep> resume(std::int64_t committed) {
+    (void)committed;
+    return std::nullopt;
+  }
+  // Where piece `piece` of unit `unit` is in the unit's store tensor between steps (bytes).
+  virtual std::uint64_t piece_offset(std::int64_t unit, const StatePiece& piece) const = 0;
 
   // New store: the buffer in which unit `unit`'s piece is assembled (master segment written by
   // the caller; m, v and the padding zero), then written (blocking) by init_flush.
@@ -64,8 +92,9 @@ class StatePlacement {
 };
 
 // The plan's placement: in RAM when `in_ram`, else in the store through two slots of
-// `largest_piece_floats` floats per segment. `units`, `store` and `stats` must outlive it.
-std::unique_ptr<StatePlacement> make_state_placement(bool in_ram,
+// `largest_piece_floats` floats per segment, in place when `in_place` (then never in RAM).
+// `units`, `store` and `stats` must outlive it.
+std::unique_ptr<StatePlacement> make_state_placement(bool in_ram, bool in_place,
                                                      const std::vector<UnitTensors>& units,
                                                      std::int64_t piece_floats,
                                                      std::int64_t largest_piece_floats,

@@ -24,9 +24,9 @@ using common::UsageError;
 namespace {
 
 constexpr const char* kFormat = "sparsetrain-tensor-store";
-// 2: tensors may be scratch (one slot per extent, "scratch": true); 1 (every tensor two slots) is
-// still read.
-constexpr int kFormatVersion = 2;
+// 3: tensors may be in place ("in_place": true: one slot, checked); 2: tensors may be scratch (one
+// slot per extent, "scratch": true); 1 (every tensor two slots). All three are read.
+constexpr int kFormatVersion = 3;
 
 struct DTypeRow {
   StoreDType dtype;
@@ -89,7 +89,9 @@ struct TensorStore::Tensor {
   std::vector<std::uint32_t> crc;  // per extent, of its logical bytes (staged)
   bool dirty = false;              // changed since the last commit
   bool scratch = false;            // TensorKind::kScratch: one slot per extent, written in place
-  std::uint64_t slots_per_extent() const { return scratch ? 1 : 2; }
+  bool in_place = false;           // TensorKind::kInPlace: so too, but its checksums are checked
+  bool one_slot() const { return scratch || in_place; }
+  std::uint64_t slots_per_extent() const { return one_slot() ? 1 : 2; }
 };
 
 // Writes in flight with the bounce buffers they read from.
@@ -252,6 +254,10 @@ void TensorStore::load_manifest() {
       tensor->crc = t.at("crc").get<std::vector<std::uint32_t>>();
       tensor->scratch = t.value("scratch", false);
       tensor->info.scratch = tensor->scratch;
+      tensor->in_place = t.value("in_place", false);
+      tensor->info.in_place = tensor->in_place;
+      if (tensor->scratch && tensor->in_place)
+        throw bad(cat("tensor '", tensor->info.name, "' is both scratch and in place"));
       std::uint64_t numel = 1;
       for (std::int64_t d : tensor->info.shape) {
         if (d < 0) throw bad(cat("tensor '", tensor->info.name, "' has a negative dimension"));
@@ -271,7 +277,7 @@ void TensorStore::load_manifest() {
         }
       }
       for (char c : slots) {
-        if (c != '0' && (c != '1' || tensor->scratch))
+        if (c != '0' && (c != '1' || tensor->one_slot()))
           throw bad(cat("tensor '", tensor->info.name, "' has a bad slot"));
         tensor->slot.push_back(static_cast<std::uint8_t>(c - '0'));
       }
@@ -302,6 +308,7 @@ std::string TensorStore::manifest_json() const {
                        {"base", t->base},
                        {"slots", slots},
                        {"scratch", t->scratch},
+                       {"in_place", t->in_place},
                        {"crc", t->crc}});
   }
   nlohmann::json m = {{"format", kFormat},
@@ -361,6 +368,8 @@ void TensorStore::define(const std::string& name, StoreDType dtype, std::vector<
   tensor->info = TensorInfo{name, dtype, std::move(shape), numel * store_dtype_size(dtype), 0};
   tensor->scratch = kind == TensorKind::kScratch;
   tensor->info.scratch = tensor->scratch;
+  tensor->in_place = kind == TensorKind::kInPlace;
+  tensor->info.in_place = tensor->in_place;
   const std::size_t n_dirs = dirs_.size();
   const std::uint64_t n_extents = (tensor->info.bytes + extent_bytes_ - 1) / extent_bytes_;
   tensor->first_dir = static_cast<unsigned>(tensors_.size() % n_dirs);  // spread small tensors
@@ -432,8 +441,8 @@ std::shared_future<void> TensorStore::write(const std::string& name, const void*
     pending->buffers.reserve(static_cast<std::size_t>(last - first + 1) * 2);
     for (std::uint64_t k = first; k <= last; ++k) {
       const std::uint8_t current = tensor->slot[k];
-      // Copy-on-write: the slot the last commit does not reference; scratch: in place.
-      const std::uint8_t target = tensor->scratch                        ? 0
+      // Copy-on-write: the slot the last commit does not reference; one slot: in place.
+      const std::uint8_t target = tensor->one_slot()                     ? 0
                                   : current == tensor->committed_slot[k] ? 1 - current
                                                                          : current;
       const ExtentPlace from =
@@ -633,6 +642,37 @@ void TensorStore::commit() {
   staged_ = false;
 }
 
+void TensorStore::sync() {
+  std::exception_ptr error;
+  wait_pending(&error);
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (error) {
+    if (!failed_write_) failed_write_ = error;
+    std::rethrow_exception(error);
+  }
+  for (io::FileId f : files_) engine_->sync(f);
+}
+
+void TensorStore::adopt_checksums(const std::string& name, std::uint64_t offset,
+                                  std::uint64_t bytes) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const std::shared_ptr<Tensor> tensor = find_locked(name);
+  if (!tensor->in_place) throw UsageError(cat("tensor '", name, "' is not in place"));
+  check_range(tensor->info, offset, bytes);
+  if (bytes == 0) return;
+  io::AlignedBuffer buffer(extent_bytes_, /*pin=*/false);
+  for (std::uint64_t k = offset / extent_bytes_; k <= (offset + bytes - 1) / extent_bytes_; ++k) {
+    const ExtentPlace at =
+        place_extent(tensor->base, tensor->first_dir, tensor->slots_per_extent(), dirs_.size(),
+                     extent_bytes_, tensor->info.bytes, k, tensor->slot[k]);
+    engine_->run({{io::IoOp::kRead, files_[at.dir], at.offset, buffer.data(),
+                   direct_[at.dir] ? io::align_up(at.bytes) : at.bytes}});
+    tensor->crc[k] = crc32c(buffer.data(), at.bytes);
+  }
+  tensor->dirty = true;
+  staged_ = true;
+}
+
 VerifyReport TensorStore::verify() {
   std::exception_ptr ignored;
   wait_pending(&ignored);
@@ -680,7 +720,10 @@ VerifyReport TensorStore::verify() {
           report.problems.push_back(
               cat("tensor '", t->info.name, "' extent ", k, " (bytes ", places[j].begin, "..",
                   places[j].begin + places[j].bytes, ", in '", dirs_[places[j].dir],
-                  "'): checksum mismatch (manifest ", t->crc[k], ", data ", crc, ")"));
+                  "'): checksum mismatch (manifest ", t->crc[k], ", data ", crc, ")",
+                  t->in_place ? "; an in-place tensor: written since the last commit by a "
+                                "writer that stopped mid-update?"
+                              : ""));
         }
       }
     }

@@ -13,7 +13,11 @@
 // reused. Scratch tensors (TensorKind::kScratch: what a run rewrites before it reads, e.g. its
 // gradient accumulators) have one slot per extent and are written in place: half the space, and
 // no crash safety — after a kill, a failed write or a rollback their bytes are undefined (and
-// their checksums unchecked); everything else keeps the guarantee above.
+// their checksums unchecked); everything else keeps the guarantee above. In-place tensors
+// (TensorKind::kInPlace: a caller that journals its own updates, e.g. a trainer's one-slot states)
+// are written in place too but keep checksums: those of the last commit, which verify() and
+// read(verify) check; bytes written since then are the caller's to vouch for — after a crash it
+// adopts them (adopt_checksums) or rewrites them, and sync() makes them durable between commits.
 //
 // Layout: manifest `<dirs[0]>/sparsetrain-store.json`; data `<dirs[i]>/sparsetrain-store.<i>.dat`.
 // Extent k of a tensor lives in dir (first_dir + k) % N at byte base[dir] + ((k / N) * S + slot) *
@@ -45,8 +49,9 @@ struct StoreOptions {
   std::uint64_t extent_bytes = std::uint64_t{4} << 20;  // striping unit; multiple of 4096
 };
 
-// Durable: copy-on-write, two slots per extent (the crash guarantee). Scratch: one slot, in place.
-enum class TensorKind : std::uint8_t { kDurable, kScratch };
+// Durable: copy-on-write, two slots per extent (the crash guarantee). Scratch: one slot, in place,
+// unchecked. In place: one slot, in place, checked against the checksums of the last commit.
+enum class TensorKind : std::uint8_t { kDurable, kScratch, kInPlace };
 
 struct TensorInfo {
   std::string name;
@@ -55,6 +60,7 @@ struct TensorInfo {
   std::uint64_t bytes = 0;    // numel * dtype size
   std::uint64_t version = 0;  // commits that changed this tensor
   bool scratch = false;       // TensorKind::kScratch
+  bool in_place = false;      // TensorKind::kInPlace
 };
 
 struct VerifyReport {
@@ -121,6 +127,14 @@ class TensorStore {
   void commit();
   // Waits for writes in flight and drops every staged change.
   void rollback();
+  // Waits for every write in flight and fdatasyncs the data files, without a commit: what scratch
+  // and in-place tensors hold is then on disk (durable tensors' writes stay staged until commit).
+  // Rethrows a failed write's error (commit() then refuses too).
+  void sync();
+  // Bytes [offset, offset + bytes) of in-place tensor `name` were written by a process that stopped
+  // before committing them: recomputes their extents' checksums from the disk (staged until
+  // commit). UsageError for a tensor that is not in place.
+  void adopt_checksums(const std::string& name, std::uint64_t offset, std::uint64_t bytes);
 
   // Reads every committed extent and checks its CRC-32C; lists mismatches (never throws for them).
   VerifyReport verify();
