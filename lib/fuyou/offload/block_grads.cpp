@@ -12,9 +12,8 @@
 
 namespace sparsetrain::fuyou {
 
-StepGradients::StepGradients(OptimizerStage& stage, std::size_t units, double grad_clip,
-                             bool defer, std::function<CudaMark()> mark,
-                             common::PhaseTimes& phases,
+StepGradients::StepGradients(OptimizerStage& stage, std::size_t units, double grad_clip, bool defer,
+                             std::function<CudaMark()> mark, common::PhaseTimes& phases,
                              std::unique_ptr<common::PhaseTimes::Scope>& backward)
     : stage_(stage),
       grad_clip_(grad_clip),
@@ -38,6 +37,7 @@ void StepGradients::set_norm_terms(std::int64_t unit, std::vector<at::Tensor> te
 
 void StepGradients::finish(std::int64_t unit, std::vector<at::Tensor> grads, int pool_slot) {
   if (defer_) {
+    ST_ASSERT(pool_slot < 0, "deferred gradients cannot hold a pool slot until the norm");
     deferred_[static_cast<std::size_t>(unit)] = std::move(grads);
     return;
   }

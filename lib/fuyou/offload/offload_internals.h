@@ -36,7 +36,8 @@ struct OffloadState {
   // tiers; plain memory of one block piece on the CPU tier). Declared before the placements that
   // point into them, so they are destroyed after them.
   common::io::AlignedBuffer grad_slots[2], weight_slots[2];
-  common::io::AlignedBuffer meta;  // train.state, int64 [kMetaLen]
+  common::io::AlignedBuffer meta;    // train.state, int64 [kMetaLen]
+  std::int64_t meta_len = kMetaLen;  // the words its commits write (a format-2 store's: fewer)
 
   // The placements. The threads that go through the store (blocks' and inputs' loaders) are
   // stopped by the trainer before the store goes (its destructor, NewStoreGuard).

@@ -30,6 +30,11 @@ std::uint64_t room_left(std::uint64_t budget, std::uint64_t used) {
   return budget > used ? budget - used : 0;
 }
 
+// The one-slot store (updates in place, step_journal.h) holds every gradient of a step in the store
+// before its first update: the states live there (never in RAM) and the block gradients leave the
+// compute tier to add up there, resident blocks too.
+bool in_place(const OffloadShape& shape) { return shape.store_slots == 1; }
+
 std::uint64_t sum_items(const std::vector<PlanItem>& items) {
   std::uint64_t total = 0;
   for (const PlanItem& item : items) total += item.bytes;
@@ -227,11 +232,12 @@ void size_stream_slots(const Sizes& s, std::uint64_t room, std::uint64_t slot_by
 void stream_whole_blocks(const OffloadShape& shape, const OffloadBudgets& budgets, const Sizes& s,
                          OffloadPlan& plan, ComputeItems& items) {
   const std::uint64_t slot_bytes = s.act * u64(s.block_padded);
-  if (decide_grad_pool(shape, budgets, s, plan.grad_block_slots, items, slot_bytes)) {
-    // Each block's gradients leave right after its backward and, with accumulation or clipping,
-    // add up on the CPU side, in --cpu-mem or the store (plan_cpu_tier).
+  if (in_place(shape) ||
+      decide_grad_pool(shape, budgets, s, plan.grad_block_slots, items, slot_bytes)) {
+    // Each block's gradients leave right after its backward and, with accumulation or clipping
+    // (or in place), add up on the CPU side, in --cpu-mem or the store (plan_cpu_tier).
     plan.grad_block_slots = 2;
-    plan.block_grads_in_cpu = shape.grad_clip || shape.accum > 1;
+    plan.block_grads_in_cpu = in_place(shape) || shape.grad_clip || shape.accum > 1;
     items.grad_buffers = size_grad_buffers(plan.grad_block_slots,
                                            kF32 * u64(plan.grad_block_slots) * s.block_params);
   }
@@ -280,9 +286,11 @@ ComputeItems plan_compute_tier(const ModelConfig& config, const OffloadShape& sh
                                const OffloadBudgets& budgets, const Sizes& s, OffloadPlan& plan) {
   plan.resident_blocks = s.l;
   // Every gradient must stay until the norm is known (clipping), or accumulate over K
-  // micro-batches.
-  plan.grad_block_slots =
-      (shape.grad_clip || shape.accum > 1) ? s.l : std::min<std::int64_t>(2, s.l);
+  // micro-batches; in place, they leave through a pool of two to add up in the store.
+  plan.grad_block_slots = in_place(shape)                        ? 2
+                          : (shape.grad_clip || shape.accum > 1) ? s.l
+                                                                 : std::min<std::int64_t>(2, s.l);
+  plan.block_grads_in_cpu = in_place(shape);
   ComputeItems items = size_resident_compute(config, shape, s, plan.grad_block_slots);
   if (budgets.compute_bytes > 0 && items.total() > budgets.compute_bytes) {
     stream_blocks(shape, budgets, s, plan, items);
@@ -366,7 +374,8 @@ void place_states(const OffloadShape& shape, const OffloadBudgets& budgets, cons
   for (const auto* item : {&items.upload_buffers, &items.grad_accumulators, &items.pinned_inputs}) {
     if (*item) stream_bytes += (*item)->bytes;
   }
-  plan.states_in_cpu = s.states_bytes + pinned_bytes + stream_bytes <= budgets.cpu_bytes;
+  plan.states_in_cpu =
+      !in_place(shape) && s.states_bytes + pinned_bytes + stream_bytes <= budgets.cpu_bytes;
   plan.state_slots = plan.states_in_cpu ? 0 : 2;
   items.states =
       plan.states_in_cpu
@@ -395,18 +404,19 @@ void store_grads_if_smaller(const OffloadShape& shape, const Sizes& s, OffloadPl
     stored.grad_piece_buffers = PlanItem{"2 fp32 gradient piece buffers", 2 * grad_piece_bytes};
   }
   stored.grad_piece_read = PlanItem{"fp32 gradient piece read buffer", grad_piece_bytes};
-  if (stored.total() < items.total()) {
+  if (in_place(shape) || stored.total() < items.total()) {
     plan.block_grads_in_store = true;
     items = std::move(stored);
   }
 }
 
-// Sets states_in_cpu, state_slots, pinned_slots, block_grads_in_store.
+// Sets states_in_cpu, state_slots, pinned_slots, block_grads_in_store (always in place).
 CpuItems plan_cpu_tier(const OffloadShape& shape, const OffloadBudgets& budgets, const Sizes& s,
                        OffloadPlan& plan) {
   CpuItems items = size_cpu_buffers(shape, s, plan);
   place_states(shape, budgets, s, plan, items);
-  if (items.total() > budgets.cpu_bytes && plan.block_grads_in_cpu && !plan.states_in_cpu) {
+  if (in_place(shape) ||
+      (items.total() > budgets.cpu_bytes && plan.block_grads_in_cpu && !plan.states_in_cpu)) {
     store_grads_if_smaller(shape, s, plan, items);
   }
   return items;
@@ -439,22 +449,38 @@ void refuse_over_budgets(const OffloadShape& shape, const OffloadBudgets& budget
 // One block input in the store: fp32 [B, T, C] (the store holds them only for the CPU tier).
 std::uint64_t size_block_input(const Sizes& s) { return kF32 * u64(s.tokens * s.c); }
 
-// The store's tensors, the states' with `slots` slots per extent: one per unit (its state pieces'
-// [master | m | v], state_pieces.h), train.state, and the block inputs and gradients when they go
-// there (scratch tensors: one slot).
-std::vector<PlanItem> size_store(const ModelConfig& config, const OffloadBudgets& budgets,
-                                 const Sizes& s, const OffloadPlan& plan, std::int64_t slots) {
+// The bytes of the embeddings' and ln_f's gradients: what the one-slot store seals each step
+// (into "step_grads.<u>", of the units' padded floats).
+std::uint64_t size_outside_grads(const ModelConfig& config) {
+  return segment_bytes(unit_params(config, 0) + unit_params(config, config.n_layer + 1));
+}
+
+// The store's tensors with the states in `slots` slots per extent: per unit its state pieces'
+// [master | m | v] (state_pieces.h) — two slots: each extent twice (copy-on-write); one slot: a
+// ring of the unit's pieces plus one spare piece, in whole extents (state_placement.h:
+// StatesInPlace) —, train.state (durable: two slots either way), and the scratch tensors (one
+// slot): the block inputs and gradients when they go there, and in place the outside units'
+// gradients and the step journal's two records.
+std::vector<PlanItem> size_store(const ModelConfig& config, const OffloadShape& shape,
+                                 const OffloadBudgets& budgets, const Sizes& s,
+                                 const OffloadPlan& plan, std::int64_t slots) {
   const std::uint64_t extent = std::max<std::uint64_t>(4096, budgets.store_extent_bytes);
-  const std::uint64_t n = u64(slots);
-  const std::string per_extent =
-      slots == 2 ? ", two slots per extent" : ", one slot per extent (in place)";
-  std::uint64_t store_bytes = 0;
+  std::uint64_t store_bytes = 2 * extent;  // train.state
   for (std::int64_t u = 0; u < unit_count(config); ++u) {
-    store_bytes += n * round_up(state_bytes(unit_padded_params(config, u)), extent);
+    const std::int64_t padded = unit_padded_params(config, u);
+    if (slots == 2) {
+      store_bytes += 2 * round_up(state_bytes(padded), extent);
+    } else {
+      const std::vector<StatePiece> pieces = unit_pieces(padded, shape.state_piece_floats);
+      store_bytes += u64(static_cast<std::int64_t>(pieces.size()) + 1) *
+                     round_up(pieces.front().bytes(), extent);
+    }
   }
-  store_bytes += n * extent;  // train.state
-  std::vector<PlanItem> items{{"store: master + m + v" + per_extent, store_bytes}};
-  // Scratch (rewritten before they are read, never read on resume): one slot in either mode.
+  std::vector<PlanItem> items{{slots == 2
+                                   ? "store: master + m + v, two slots per extent"
+                                   : "store: master + m + v in place, one spare piece per unit",
+                               store_bytes}};
+  // Scratch (rewritten before they are read): one slot in either mode.
   const std::string scratch = ", scratch (one slot per extent)";
   if (plan.inputs_in_store) {
     items.push_back({"store: " + std::to_string(s.l) + " block inputs" + scratch,
@@ -464,31 +490,26 @@ std::vector<PlanItem> size_store(const ModelConfig& config, const OffloadBudgets
     items.push_back({"store: " + std::to_string(s.l) + " block gradient accumulators" + scratch,
                      u64(s.l) * round_up(segment_bytes(s.block_padded), extent)});
   }
+  if (slots == 1) {
+    items.push_back({"store: embedding + ln_f gradients and the step journal" + scratch,
+                     round_up(segment_bytes(unit_padded_params(config, 0)), extent) +
+                         round_up(segment_bytes(unit_padded_params(config, s.l + 1)), extent) +
+                         2 * extent});
+  }
   return items;
 }
 
-// Two slots per extent where they fit (or when asked), else one; refused when the asked or the
-// smaller layout does not fit either.
-void plan_ssd(const ModelConfig& config, const OffloadShape& shape, const OffloadBudgets& budgets,
+// The layout's store with the shape's slots, and what two would need.
+void size_ssd(const ModelConfig& config, const OffloadShape& shape, const OffloadBudgets& budgets,
               const Sizes& s, OffloadPlan& plan) {
-  const std::uint64_t ssd_have = budgets.ssd_free_bytes + budgets.ssd_used_bytes;
-  plan.ssd_two_slot_bytes = sum_items(size_store(config, budgets, s, plan, 2));
-  plan.store_slots = shape.store_slots > 0 ? shape.store_slots : 2;
-  plan.ssd_items = size_store(config, budgets, s, plan, plan.store_slots);
-  if (shape.store_slots == 0 && sum_items(plan.ssd_items) > ssd_have) {
-    plan.store_slots = 1;
-    plan.ssd_items = size_store(config, budgets, s, plan, plan.store_slots);
-  }
+  plan.store_slots = shape.store_slots;
+  plan.ssd_items = size_store(config, shape, budgets, s, plan, plan.store_slots);
   plan.ssd_total = sum_items(plan.ssd_items);
+  plan.ssd_two_slot_bytes = plan.store_slots == 2
+                                ? plan.ssd_total
+                                : sum_items(size_store(config, shape, budgets, s, plan, 2));
   plan.ssd_bytes_per_param = static_cast<double>(plan.ssd_total) /
                              static_cast<double>(std::max<std::int64_t>(1, plan.params));
-  if (plan.ssd_total > ssd_have) {
-    refuse("--ssd", plan.ssd_total, ssd_have, plan.ssd_items,
-           plan.store_slots == 2
-               ? "free space on the --ssd directories, add more of them, or pass --store-slots 1 "
-                 "(updates in place: half the space)"
-               : "free space on the --ssd directories or add more of them");
-  }
 }
 
 // ---- Per-iteration traffic ---------------------------------------------------------------------
@@ -563,6 +584,7 @@ void count_ssd_traffic(const ModelConfig& config, const OffloadShape& shape, con
   plan.ssd_read_bytes =
       (plan.states_in_cpu ? 0 : s.states_bytes) + count_stream_reads(shape, s, plan);
   plan.ssd_write_bytes = count_state_writes(shape, s, plan);
+  if (in_place(shape)) plan.ssd_write_bytes += size_outside_grads(config);  // the seal
   if (plan.inputs_in_store) {  // each micro-batch writes its L block inputs and reads them back
     plan.ssd_read_bytes += u64(shape.accum * s.l) * size_block_input(s);
     plan.ssd_write_bytes += u64(shape.accum * s.l) * size_block_input(s);
@@ -611,20 +633,23 @@ void count_traffic(const ModelConfig& config, const OffloadShape& shape, const S
 
 // ---- Bound -------------------------------------------------------------------------------------
 
-// Clipping: no update can start before the global norm, i.e. before the last backward ends. So
+// Clipping (and the one-slot store, whose updates wait for the seal after the backward): no update
+// can start before the global norm, i.e. before the last backward ends. So
 // the step is at least the compute (or the streamed blocks' reads, which feed it) followed by what
 // only the updates do: read the states the staging slots could not prefetch (two pieces, fewer
 // bytes than two slots) and the stored block gradients, write the states back, run AdamW. A sum,
 // not a max: clipping serializes them.
-double bound_compute_then_update(const OffloadShape& shape, const OffloadRates& rates,
-                                 const Sizes& s, const OffloadPlan& plan) {
+double bound_compute_then_update(const ModelConfig& config, const OffloadShape& shape,
+                                 const OffloadRates& rates, const Sizes& s,
+                                 const OffloadPlan& plan) {
   const double before = std::max(
       plan.flops / rates.compute_flops_per_s,
       static_cast<double>(count_stream_reads(shape, s, plan)) / rates.ssd_read_bytes_per_s);
   std::uint64_t reads =
       plan.states_in_cpu ? 0 : s.states_bytes - std::min(s.states_bytes, 2 * s.staging_bytes);
   if (plan.block_grads_in_store) reads += u64(s.l) * segment_bytes(s.block_padded);
-  const std::uint64_t writes = count_state_writes(shape, s, plan);
+  const std::uint64_t writes =
+      count_state_writes(shape, s, plan) + (in_place(shape) ? size_outside_grads(config) : 0);
   // Reads and writes at once: at least each alone, and the mixed rate's time unless doing them
   // one after the other is faster (the mixed rate is measured half and half).
   const double read_s = static_cast<double>(reads) / rates.ssd_read_bytes_per_s;
@@ -640,8 +665,8 @@ double bound_compute_then_update(const OffloadShape& shape, const OffloadRates& 
 
 // Every term of the bound (amount per iteration / rate), in the plan's order; a term whose rate
 // was not measured is left out.
-void add_bound_terms(const OffloadShape& shape, const OffloadRates& rates, const Sizes& s,
-                     OffloadPlan& plan) {
+void add_bound_terms(const ModelConfig& config, const OffloadShape& shape,
+                     const OffloadRates& rates, const Sizes& s, OffloadPlan& plan) {
   const double params = static_cast<double>(plan.params);
   const auto per_s = [](std::uint64_t amount, double rate) {
     return static_cast<double>(amount) / rate;
@@ -667,8 +692,9 @@ void add_bound_terms(const OffloadShape& shape, const OffloadRates& rates, const
          static_cast<double>(u64(shape.accum * s.l) * stream_traffic(s, plan).upload_params) /
              rates.stream_convert_params_per_s});
   }
-  if (shape.grad_clip) {
-    plan.terms.push_back({"compute_then_update", bound_compute_then_update(shape, rates, s, plan)});
+  if (shape.grad_clip || in_place(shape)) {
+    plan.terms.push_back(
+        {"compute_then_update", bound_compute_then_update(config, shape, rates, s, plan)});
   }
 }
 
@@ -703,10 +729,11 @@ std::int64_t max_unit_padded_params(const ModelConfig& config) {
   return best;
 }
 
-OffloadPlan plan_offload(const ModelConfig& config, const OffloadShape& shape,
-                         const OffloadBudgets& budgets, const OffloadRates& rates) {
-  config.validate();
-  check_shape(shape);
+namespace {
+
+// Every tier with the shape's store slots (1 or 2), the SSD sized but not yet refused.
+OffloadPlan plan_layout(const ModelConfig& config, const OffloadShape& shape,
+                        const OffloadBudgets& budgets, const OffloadRates& rates) {
   OffloadPlan plan;
   plan.params = config.param_count();
   plan.state_piece_floats = shape.state_piece_floats;
@@ -721,12 +748,68 @@ OffloadPlan plan_offload(const ModelConfig& config, const OffloadShape& shape,
   plan.cpu_items = cpu.list();
   plan.cpu_total = sum_items(plan.cpu_items);
   refuse_over_budgets(shape, budgets, plan);
-  plan_ssd(config, shape, budgets, sizes, plan);
+  size_ssd(config, shape, budgets, sizes, plan);
 
   count_traffic(config, shape, sizes, plan);
-  add_bound_terms(shape, rates, sizes, plan);
+  add_bound_terms(config, shape, rates, sizes, plan);
   pick_binding(plan);
   return plan;
+}
+
+OffloadShape with_store_slots(OffloadShape shape, std::int64_t slots) {
+  shape.store_slots = slots;
+  return shape;
+}
+
+}  // namespace
+
+OffloadPlan plan_offload(const ModelConfig& config, const OffloadShape& shape,
+                         const OffloadBudgets& budgets, const OffloadRates& rates) {
+  config.validate();
+  check_shape(shape);
+  // Two slots per extent where they fit (or when asked), else one; refused when the asked or the
+  // smaller layout does not fit either, naming the other's need.
+  const std::uint64_t have = budgets.ssd_free_bytes + budgets.ssd_used_bytes;
+  const OffloadPlan plan =
+      plan_layout(config, with_store_slots(shape, shape.store_slots == 1 ? 1 : 2), budgets, rates);
+  if (plan.ssd_total <= have) return plan;
+  auto exact = [](std::uint64_t b) {
+    return common::format_bytes(static_cast<double>(b)) + " = " + std::to_string(b) + " B";
+  };
+  if (plan.store_slots == 1) {
+    refuse("--ssd", plan.ssd_total, have, plan.ssd_items,
+           "free space on the --ssd directories or add more of them");
+  }
+  std::optional<OffloadPlan> in_place_plan;  // none when another budget refuses it
+  try {
+    in_place_plan = plan_layout(config, with_store_slots(shape, 1), budgets, rates);
+  } catch (const common::UsageError&) {
+    if (shape.store_slots == 0) throw;
+    refuse("--ssd", plan.ssd_total, have, plan.ssd_items,
+           "free space on the --ssd directories or add more of them");
+  }
+  OffloadPlan& one = *in_place_plan;
+  if (one.ssd_total >= plan.ssd_total) {  // units of one piece each: a spare piece is a copy
+    refuse("--ssd", plan.ssd_total, have, plan.ssd_items,
+           "free space on the --ssd directories or add more of them (one slot per extent, in "
+           "place, saves nothing here: it keeps a spare piece per unit, and these units are one "
+           "piece each)");
+  }
+  if (shape.store_slots == 0 && one.ssd_total <= have) {
+    one.ssd_two_slot_bytes = plan.ssd_total;  // the two-slot layout's own (states maybe in RAM)
+    return one;
+  }
+  if (shape.store_slots == 0) {
+    refuse("--ssd", one.ssd_total, have, one.ssd_items,
+           "free space on the --ssd directories or add more of them (two slots per extent, "
+           "copy-on-write, would need " +
+               exact(plan.ssd_total) + ")");
+  }
+  refuse("--ssd", plan.ssd_total, have, plan.ssd_items,
+         "free space on the --ssd directories, add more of them, or pass --store-slots 1 "
+         "(updates in place, journaled: " +
+             exact(one.ssd_total) + ")");
+  return plan;  // not reached: refuse throws
 }
 
 OffloadRates with_assumed_ssds(OffloadRates rates, const AssumedSsds& ssds) {
@@ -791,9 +874,13 @@ std::string OffloadPlan::describe() const {
   out << "cpu           " << bytes(cpu_total) << ": " << list_items(cpu_items) << "\n";
   char per_param[48];
   std::snprintf(per_param, sizeof per_param, " (%.2f B per parameter)", ssd_bytes_per_param);
-  out << "ssd           " << bytes(ssd_total) << per_param << ": " << list_items(ssd_items)
-      << (store_slots == 1 ? "; planned only: the trainer does not run one slot per extent yet"
-                           : "")
+  out << "ssd           " << bytes(ssd_total) << per_param << ": " << list_items(ssd_items) << "\n";
+  out << "crash         "
+      << (store_slots == 2
+              ? "copy-on-write: --resume continues from the last commit"
+              : "updates in place, journaled piece by piece: --resume finishes the step a crash "
+                "interrupted (two slots per extent would need " +
+                    bytes(ssd_two_slot_bytes) + ")")
       << "\n";
   out << "per iteration ssd read " << bytes(ssd_read_bytes) << ", ssd write "
       << bytes(ssd_write_bytes) << ", pcie h2d " << bytes(pcie_h2d_bytes) << ", d2h "

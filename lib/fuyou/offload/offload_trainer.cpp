@@ -114,20 +114,12 @@ WeightSource source_of(const ModelConfig& config, GptWeights weights, bool resum
   };
 }
 
-// What the planner plans but this trainer does not run yet (issue 22's runtime): the store's
-// in-place mode. Refused before any store is made, with the way out.
-void refuse_unbuilt(const OffloadPlan& plan) {
-  if (plan.store_slots == 1) {
-    auto bytes = [](std::uint64_t b) {
-      return common::format_bytes(static_cast<double>(b)) + " = " + std::to_string(b) + " B";
-    };
-    throw common::UsageError(
-        "this plan keeps one store slot per extent (updates in place, " + bytes(plan.ssd_total) +
-            "), which --dry-run plans but the store does not provide yet; two slots per extent "
-            "need " +
-            bytes(plan.ssd_two_slot_bytes),
-        "free that much space on the --ssd directories, or add directories");
-  }
+// An outside unit's gradient accumulators (compute tier, fp32), in its tensor order.
+std::vector<at::Tensor*> outside_grads(OffloadState& state, const ModelConfig& config,
+                                       std::int64_t unit) {
+  ST_ASSERT(!is_block_unit(config, unit), "block gradients are not the compute tier's");
+  if (unit == 0) return {&state.wte_grad, &state.wpe_grad};
+  return {&state.lnf_w_grad, &state.lnf_b_grad};
 }
 
 }  // namespace
@@ -154,8 +146,8 @@ OffloadTrainer::OffloadTrainer(ModelConfig config, WeightSource initial, TrainOp
     throw common::UsageError("assumed SSDs plan a run but cannot hold one",
                              "pass --dry-run to plan, or drop --assume-ssd to train");
   }
+  if (options_.resume) open_resumed_store();
   plan_ = plan_offload_run(config_, train_, options_);
-  refuse_unbuilt(plan_);
   make_compute_weights();
   make_unit_table();
   open_or_create_store(initial);
@@ -218,6 +210,45 @@ void OffloadTrainer::make_unit_table() {
   }
 }
 
+void OffloadTrainer::open_resumed_store() {
+  OffloadState& state = *impl_;
+  StoreOptions store_options;
+  store_options.extent_bytes = options_.store_extent_bytes;
+  store_ = TensorStore::open(options_.ssd_dirs, store_options);
+  if (!store_->contains(kMetaName)) {
+    throw common::UsageError("the store in '" + options_.ssd_dirs[0] + "' holds no training run",
+                             "drop --resume to start a new run");
+  }
+  // Refused by its format, not its size: format 1 had a shorter train.state; format 2 lacks only
+  // the store slots (then two: every store before format 3 copied on write).
+  const std::uint64_t meta_bytes = store_->info(kMetaName).bytes;
+  if (meta_bytes < 8) {
+    throw common::RunError("the store's train.state is " + std::to_string(meta_bytes) + " bytes",
+                           "start a new run in an empty --ssd directory");
+  }
+  state.meta = AlignedBuffer(kMetaLen * sizeof(std::int64_t));
+  auto* meta = reinterpret_cast<std::int64_t*>(state.meta.data());
+  store_
+      ->read(kMetaName, meta, 0,
+             std::min<std::uint64_t>(meta_bytes, kMetaLen * sizeof(std::int64_t)),
+             /*verify=*/true)
+      .get();
+  const bool format_2 =
+      meta[kMetaFormat] == 2 && meta_bytes == kMetaStoreSlots * sizeof(std::int64_t);
+  if (!format_2 &&
+      (meta[kMetaFormat] != kMetaFormatVersion || meta_bytes != kMetaLen * sizeof(std::int64_t))) {
+    throw common::RunError(
+        "the store's train.state has format " + std::to_string(meta[kMetaFormat]),
+        "start a new run in an empty --ssd directory");
+  }
+  if (format_2) {
+    meta[kMetaStoreSlots] = 2;
+    state.meta_len = kMetaStoreSlots;  // its commits keep its length
+  }
+  // A store keeps the slots it was made with: --store-slots auto takes them.
+  if (options_.store_slots == 0) options_.store_slots = meta[kMetaStoreSlots];
+}
+
 void OffloadTrainer::open_or_create_store(const WeightSource& initial) {
   OffloadState& state = *impl_;
   // A store this constructor creates is taken away again if it throws before it returns (a bad
@@ -236,10 +267,7 @@ void OffloadTrainer::open_or_create_store(const WeightSource& initial) {
       TensorStore::remove_new(t.options_.ssd_dirs);
     }
   } new_store{*this};
-  StoreOptions store_options;
-  store_options.extent_bytes = options_.store_extent_bytes;
   if (options_.resume) {
-    store_ = TensorStore::open(options_.ssd_dirs, store_options);
     // The store keeps the extent it was made with; pieces must fill whole extents of it
     // (state_pieces.h: no two in-flight writes may share one).
     if (state_bytes(state.piece_floats) % store_->extent_bytes() != 0) {
@@ -249,20 +277,27 @@ void OffloadTrainer::open_or_create_store(const WeightSource& initial) {
                                  " floats do not fill",
                              "resume with the store extent the run was started with");
     }
+    check_resumed_run(reinterpret_cast<const std::int64_t*>(state.meta.data()));
   } else {
+    StoreOptions store_options;
+    store_options.extent_bytes = options_.store_extent_bytes;
     store_ = TensorStore::create(options_.ssd_dirs, store_options);
     new_store.created = true;
   }
-  state.states = make_state_placement(plan_.states_in_cpu, state.units, state.piece_floats,
-                                      plan_.largest_piece_floats, *store_, stats_);
-  state.meta = AlignedBuffer(kMetaLen * sizeof(std::int64_t));
+  state.states = make_state_placement(plan_.states_in_cpu, plan_.store_slots == 1, state.units,
+                                      state.piece_floats, plan_.largest_piece_floats, *store_,
+                                      stats_, options_.on_piece_durable);
   if (options_.resume) {
+    // The placements first: a step the one-slot store sealed but did not commit is finished
+    // through them before the compute weights are loaded.
+    make_placements();
     open_store();
+    state.states->finish_setup();
   } else {
     init_store(initial);
+    state.states->finish_setup();
+    make_placements();
   }
-  state.states->finish_setup();
-  make_placements();
 }
 
 void OffloadTrainer::make_placements() {
@@ -317,9 +352,13 @@ void OffloadTrainer::make_placements() {
 
 void OffloadTrainer::init_store(const WeightSource& initial) {
   OffloadState& state = *impl_;
-  for (std::size_t u = 0; u < state.units.size(); ++u) {
-    store_->define(unit_store_name(static_cast<std::int64_t>(u)), StoreDType::kF32,
-                   {kStateSegments * state.units[u].padded});
+  state.meta = AlignedBuffer(kMetaLen * sizeof(std::int64_t));
+  state.states->define_tensors();
+  if (state.states->in_place()) {  // the step's gradients outside the blocks, sealed each step
+    for (const std::int64_t u : outside_units(config_)) {
+      store_->define(step_grad_store_name(u), StoreDType::kF32,
+                     {state.units[static_cast<std::size_t>(u)].padded}, TensorKind::kScratch);
+    }
   }
   store_->define(kMetaName, StoreDType::kI64, {kMetaLen});
   // The tensors arrive in unit order and, within a unit, in its tensor order: each fills the
@@ -396,6 +435,7 @@ void OffloadTrainer::init_store(const WeightSource& initial) {
   meta[kMetaLayers] = config_.n_layer;
   meta[kMetaHidden] = config_.n_embd;
   meta[kMetaPieceFloats] = state.piece_floats;
+  meta[kMetaStoreSlots] = plan_.store_slots;
   store_->write(kMetaName, meta, 0, kMetaLen * sizeof(std::int64_t)).get();
   store_->commit();
   first_step_ = 1;
@@ -403,24 +443,11 @@ void OffloadTrainer::init_store(const WeightSource& initial) {
 
 void OffloadTrainer::open_store() {
   OffloadState& state = *impl_;
-  auto* meta = reinterpret_cast<std::int64_t*>(state.meta.data());
-  if (!store_->contains(kMetaName)) {
-    throw common::UsageError("the store in '" + options_.ssd_dirs[0] + "' holds no training run",
-                             "drop --resume to start a new run");
-  }
-  // An older layout (format 1) had a shorter train.state: refuse it by its format, not its size.
-  const std::uint64_t meta_bytes = store_->info(kMetaName).bytes;
-  if (meta_bytes < 8) {
-    throw common::RunError("the store's train.state is " + std::to_string(meta_bytes) + " bytes",
-                           "start a new run in an empty --ssd directory");
-  }
-  store_
-      ->read(kMetaName, meta, 0,
-             std::min<std::uint64_t>(meta_bytes, kMetaLen * sizeof(std::int64_t)),
-             /*verify=*/true)
-      .get();
-  check_resumed_run(meta, meta_bytes);
+  const auto* meta = reinterpret_cast<const std::int64_t*>(state.meta.data());
   first_step_ = meta[kMetaStep] + 1;
+  if (std::optional<SealedStep> sealed = state.states->resume(meta[kMetaStep])) {
+    roll_forward(*sealed);
+  }
   for (std::size_t u = 0; u < state.units.size(); ++u) {
     const UnitTensors& unit = state.units[u];
     for (const StatePiece& piece : unit.pieces) {
@@ -434,7 +461,68 @@ void OffloadTrainer::open_store() {
   }
 }
 
-void OffloadTrainer::check_resumed_run(const std::int64_t* meta, std::uint64_t meta_bytes) const {
+void OffloadTrainer::roll_forward(const SealedStep& sealed) {
+  OffloadState& state = *impl_;
+  ST_ASSERT(state.accumulators, "an in-place store keeps its block gradients in the store");
+  common::Timer timer;
+  for (const std::int64_t u : outside_units(config_)) {  // as sealed: "step_grads.<u>"
+    std::uint64_t offset = 0;
+    for (at::Tensor* grad : outside_grads(state, config_, u)) {
+      at::Tensor host = at::empty({grad->numel()}, at::TensorOptions().dtype(at::kFloat));
+      const std::uint64_t bytes = segment_bytes(grad->numel());
+      store_->read(step_grad_store_name(u), host.data_ptr(), offset, bytes).get();
+      grad->view({-1}).copy_(host);
+      offset += bytes;
+    }
+  }
+  // The units from the one holding the first piece not done, in processing order, with their
+  // gradients: the blocks' in the store, the others' just read.
+  const auto first = static_cast<std::size_t>(sealed.pieces_done);
+  OptimizerStage stage(state, *store_, train_, options_.commit_every, stats_);
+  stage.start_step(sealed.step, lr_at_step(train_, sealed.step), first);
+  if (first < state.step_pieces.size()) {
+    const CudaMark ready = state.mark_compute();
+    auto unit = std::find(state.order.begin(), state.order.end(), state.step_pieces[first].unit);
+    for (; unit != state.order.end(); ++unit) {
+      UpdateJob job;
+      job.unit = *unit;
+      job.scale = sealed.scale;
+      job.scaled = sealed.scaled;
+      job.ready = ready;
+      job.drained = is_block_unit(config_, *unit);
+      if (job.drained) {
+        job.grads = state.accumulators->update_grads(*unit - 1);
+      } else {
+        for (at::Tensor* grad : outside_grads(state, config_, *unit)) job.grads.push_back(*grad);
+      }
+      stage.submit(std::move(job));
+    }
+  }
+  stage.wait_step_done();  // committed: the store is at step sealed.step
+  first_step_ = sealed.step + 1;
+  StepReport report;
+  report.step = sealed.step;
+  report.loss = sealed.loss;
+  report.lr = lr_at_step(train_, sealed.step);
+  report.grad_norm = sealed.grad_norm;
+  rolled_forward_ = report;
+  rolled_forward_seconds_ = timer.seconds();
+}
+
+SealJob OffloadTrainer::seal_job(const SealedStep& step) {
+  OffloadState& state = *impl_;
+  SealJob job;
+  job.step = step;
+  for (const std::int64_t u : outside_units(config_)) {
+    std::vector<at::Tensor> grads;
+    for (at::Tensor* grad : outside_grads(state, config_, u)) grads.push_back(*grad);
+    job.grads.emplace_back(step_grad_store_name(u), std::move(grads));
+  }
+  job.ready = state.mark_compute();
+  return job;
+}
+
+void OffloadTrainer::check_resumed_run(const std::int64_t* meta) const {
   const std::pair<const char*, std::pair<std::int64_t, std::int64_t>> checks[] = {
       {"--seed", {meta[kMetaSeed], static_cast<std::int64_t>(train_.seed)}},
       {"--micro-batch", {meta[kMetaBatch], train_.micro_batch}},
@@ -442,18 +530,15 @@ void OffloadTrainer::check_resumed_run(const std::int64_t* meta, std::uint64_t m
       {"--accum", {meta[kMetaAccum], train_.accum}},
       {"--model layers", {meta[kMetaLayers], config_.n_layer}},
       {"--model hidden", {meta[kMetaHidden], config_.n_embd}},
-      {"--state-piece (floats)", {meta[kMetaPieceFloats], impl_->piece_floats}}};
-  if (meta[kMetaFormat] != kMetaFormatVersion || meta_bytes != kMetaLen * sizeof(std::int64_t)) {
-    throw common::RunError(
-        "the store's train.state has format " + std::to_string(meta[kMetaFormat]),
-        "start a new run in an empty --ssd directory");
-  }
+      {"--state-piece (floats)", {meta[kMetaPieceFloats], impl_->piece_floats}},
+      {"--store-slots", {meta[kMetaStoreSlots], plan_.store_slots}}};
   for (const auto& [flag, values] : checks) {
     if (values.first != values.second) {
       throw common::UsageError(std::string("--resume: the stored run has ") + flag + " " +
                                    std::to_string(values.first) + ", this run " +
                                    std::to_string(values.second),
-                               "resume with the flags of the stored run");
+                               "resume with the flags of the stored run (--store-slots auto "
+                               "takes the store's)");
     }
   }
 }
@@ -473,7 +558,8 @@ GptWeights OffloadTrainer::read_master() {
     for (const StatePiece& piece : unit.pieces) {
       store_
           ->read(unit_store_name(static_cast<std::int64_t>(u)), base,
-                 piece.byte_offset(impl_->piece_floats), piece.master_bytes(), /*verify=*/true)
+                 impl_->states->piece_offset(static_cast<std::int64_t>(u), piece),
+                 piece.master_bytes(), /*verify=*/true)
           .get();
       for (const TensorSpan& span : piece_spans(unit.numels, piece)) {
         flat_slice(*by_name.at(unit.names[span.tensor]), span.tensor_offset, span.floats)
@@ -559,6 +645,17 @@ TrainResult OffloadTrainer::train(const TokenData& train_data, const TokenData& 
     return evaluate(valid_data);
   };
   if (first_step_ == 1) result.val_losses.emplace_back(0, eval_scope());
+  if (rolled_forward_) {  // the step the constructor finished (roll_forward): its record now
+    StepReport report = *rolled_forward_;
+    rolled_forward_.reset();
+    result.losses.push_back(report.loss);
+    result.phases.add("roll_forward", rolled_forward_seconds_);
+    if (is_eval_step(train_, report.step)) {
+      report.val_loss = eval_scope();
+      result.val_losses.emplace_back(report.step, *report.val_loss);
+    }
+    if (on_step) on_step(report);
+  }
   OptimizerStage stage(state, *store_, train_, options_.commit_every, stats_);
   for (std::int64_t step = first_step_; step <= train_.steps; ++step) {
     common::check_interrupt();
@@ -573,8 +670,15 @@ TrainResult OffloadTrainer::train(const TokenData& train_data, const TokenData& 
       g->zero_();
     state.block_grads->start_step();
     std::unique_ptr<common::PhaseTimes::Scope> backward;
-    StepGradients grads(stage, state.units.size(), train_.grad_clip, state.mark_compute, cp,
-                        backward);
+    // In place (one store slot): no update before the step's gradients are sealed in the store.
+    const bool in_place = state.states->in_place();
+    StepGradients grads(stage, state.units.size(), train_.grad_clip, in_place, state.mark_compute,
+                        cp, backward);
+    if (in_place) {
+      grads.set_seal([&](double norm, double scale, bool scaled) {
+        stage.submit(seal_job(SealedStep{step, 0, scale, scaled, report.loss, norm}));
+      });
+    }
     double loss_sum = 0;
     for (std::int64_t k = 0; k < train_.accum; ++k) {
       run_micro_batch(train_data, step, k, loss_sum, grads, backward, result.phases);

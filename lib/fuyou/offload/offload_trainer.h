@@ -19,7 +19,9 @@
 // done, so the next forward sees exactly plain AdamW's weights.
 // Invariants: the compute thread only computes and waits; every store call of a step happens on
 // the optimizer thread (scripts/fuyou_compute_thread_io.sh checks it with strace) or on the
-// placements' loader threads; a resumed run continues bit for bit from the last commit. The CUDA
+// placements' loader threads; a resumed run continues bit for bit from the last commit — or,
+// with one store slot (updates in place, step_journal.h), from the step a crash interrupted
+// mid-update, which it finishes first. The CUDA
 // tier's transfers are not yet verified on a GPU (tests/fuyou/offload/offload_cuda_test.cpp has
 // the checks).
 #pragma once
@@ -45,6 +47,8 @@ namespace sparsetrain::fuyou {
 class StepGradients;
 class TensorStore;
 struct OffloadState;
+struct SealJob;
+struct SealedStep;
 
 struct OffloadOptions {
   std::vector<std::string> ssd_dirs;  // the store's directories (striped)
@@ -68,6 +72,11 @@ struct OffloadOptions {
   // Plan for SSDs that are not here (--dry-run only): their space instead of the --ssd
   // directories', which then need not exist (plan_offload_run).
   std::optional<AssumedSsds> assumed_ssds;
+  // Tests: the one-slot store (plan store_slots == 1) calls this on the optimizer thread each time
+  // one more of step `step`'s state pieces is updated, on disk and journaled (`pieces_done` of
+  // them, in processing order); what it throws ends train() as a crash there would (nothing of the
+  // step is committed), for --resume to roll the step forward.
+  std::function<void(std::int64_t step, std::int64_t pieces_done)> on_piece_durable;
 };
 
 // The plan a run with these options would get: fills the free space of options.ssd_dirs (and, for
@@ -128,10 +137,19 @@ class OffloadTrainer {
   void make_unit_table();
   void open_or_create_store(const WeightSource& initial);
   void make_placements();
+  // Resume, before the run is planned: opens the store and reads its train.state (format checked;
+  // --store-slots auto takes the store's).
+  void open_resumed_store();
   // A new store from the initial weights (m = v = 0), setting the resident compute weights.
   void init_store(const WeightSource& initial);
+  // Resume, once the placements are made: rolls a sealed step forward, loads the compute weights.
   void open_store();
-  void check_resumed_run(const std::int64_t* meta, std::uint64_t meta_bytes) const;
+  void check_resumed_run(const std::int64_t* meta) const;
+  // The one-slot store's step `sealed.step`, sealed but not committed by a run that stopped
+  // mid-update: its remaining pieces are updated from the stored gradients and it is committed.
+  void roll_forward(const SealedStep& sealed);
+  // The one-slot store's seal of a step (the embeddings' and ln_f's gradients with it).
+  SealJob seal_job(const SealedStep& step);
   // One micro-batch's forward and backward (k of the step's K); adds its loss to loss_sum.
   void run_micro_batch(const TokenData& train_data, std::int64_t step, std::int64_t k,
                        double& loss_sum, StepGradients& grads,
@@ -146,6 +164,9 @@ class OffloadTrainer {
   OffloadPlan plan_;
   OffloadStats stats_;
   std::int64_t first_step_ = 1;
+  // A step roll_forward finished: train() reports it first (its loss and norm as journaled).
+  std::optional<StepReport> rolled_forward_;
+  double rolled_forward_seconds_ = 0;
   // The placements and buffers the store's I/O points into: destroyed after store_.
   std::unique_ptr<OffloadState> impl_;
   GptWeights compute_;  // the compute tier's: fp32 CPU, or bf16 GPU; streamed blocks shape-only

@@ -4,14 +4,17 @@
 //    ln_f; processed ln_f, blocks L-1 … 0, embeddings, the order the backward finishes them.
 //  - Store tensors: "states.<unit>" (f32, the unit's state pieces, state_pieces.h), "train.state"
 //    (i64 [kMetaLen]), "inputs.<l>" (block inputs, plan inputs_in_store), "grads.<l>" (block
-//    gradient accumulators, plan block_grads_in_store: pieces 4·P bytes apart). The last two are
-//    the store's scratch tensors (tensor_store.h: one slot per extent, in place): rewritten before
-//    they are read, never read on resume.
+//    gradient accumulators, plan block_grads_in_store: pieces 4·P bytes apart), "step_grads.<u>"
+//    (plan store_slots == 1: the embeddings' and ln_f's gradients of the step being applied, the
+//    unit's flat floats). The last three are the store's scratch tensors (tensor_store.h: one slot
+//    per extent, in place): rewritten before they are read; only the one-slot store reads its
+//    gradients back on resume (step_journal.h: a step sealed but not committed rolls forward).
 #pragma once
 
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/from_blob.h>
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -35,16 +38,21 @@ enum MetaField : int {
   kMetaLayers,
   kMetaHidden,
   kMetaPieceFloats,  // the states' layout (state_pieces.h)
+  kMetaStoreSlots,   // 2: copy-on-write states; 1: in place (state_placement.h: StatesInPlace)
   kMetaLen
 };
-// 2: states laid out in pieces, kMetaPieceFloats added.
-inline constexpr std::int64_t kMetaFormatVersion = 2;
+// 3: kMetaStoreSlots added (format 2, one field shorter, is read as two slots); 2: states laid
+// out in pieces, kMetaPieceFloats added.
+inline constexpr std::int64_t kMetaFormatVersion = 3;
 
 inline std::string unit_store_name(std::int64_t unit) { return "states." + std::to_string(unit); }
 inline std::string input_store_name(std::int64_t layer) {
   return "inputs." + std::to_string(layer);
 }
 inline std::string grad_store_name(std::int64_t layer) { return "grads." + std::to_string(layer); }
+inline std::string step_grad_store_name(std::int64_t unit) {
+  return "step_grads." + std::to_string(unit);
+}
 
 // The optimizer unit of a canonical tensor name.
 inline std::int64_t unit_of(const ModelConfig& config, const std::string& name) {
@@ -56,6 +64,11 @@ inline std::int64_t unit_of(const ModelConfig& config, const std::string& name) 
 // Is `unit` a block (1 … L)?
 inline bool is_block_unit(const ModelConfig& config, std::int64_t unit) {
   return unit >= 1 && unit <= config.n_layer;
+}
+
+// The units outside the blocks (the embeddings and ln_f): their gradients stay in the compute tier.
+inline std::array<std::int64_t, 2> outside_units(const ModelConfig& config) {
+  return {0, config.n_layer + 1};
 }
 
 // bf16 compute weights: 2 bytes a value (the CUDA tier's pinned weight slots, its uploads).

@@ -1,15 +1,19 @@
 // What the compute thread hands the optimizer thread (optimizer_stage.h), one job at a time in
-// the order the backward finishes them: a unit's final gradients to update with, or one
-// micro-batch's gradients of a block to drain into its CPU-side accumulator (grad_accumulators.h).
+// the order the backward finishes them: a unit's final gradients to update with, one
+// micro-batch's gradients of a block to drain into its CPU-side accumulator (grad_accumulators.h),
+// or the seal of a step whose updates wait for it (the one-slot store).
 #pragma once
 
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <string>
+#include <utility>
 #include <variant>
 #include <vector>
 
 #include "fuyou/offload/cuda_transfer.h"
+#include "fuyou/offload/step_journal.h"
 
 namespace sparsetrain::fuyou {
 
@@ -34,6 +38,15 @@ struct DrainJob {
   bool norm = false;   // the last micro-batch with K > 1: then compute the block's norm terms
 };
 
-using OptimizerJob = std::variant<UpdateJob, DrainJob>;
+// The one-slot store (step_journal.h), after the backward and before the step's first update: write
+// the gradients the store does not hold yet (the embeddings' and ln_f's, each store tensor's
+// tensors one after another from byte 0), sync, and journal the step.
+struct SealJob {
+  SealedStep step;
+  std::vector<std::pair<std::string, std::vector<at::Tensor>>> grads;  // store tensor, tensors
+  CudaMark ready;  // CUDA: the gradients are final once the compute stream reaches it
+};
+
+using OptimizerJob = std::variant<UpdateJob, DrainJob, SealJob>;
 
 }  // namespace sparsetrain::fuyou

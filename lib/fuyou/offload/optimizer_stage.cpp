@@ -121,6 +121,10 @@ UpdateJob OptimizerStage::pop_update(std::int64_t unit) {
       ST_ASSERT(update->unit == unit, "optimizer units arrived out of order");
       return std::move(*update);
     }
+    if (auto* sealing = std::get_if<SealJob>(&job)) {
+      seal(*sealing);
+      continue;
+    }
     drain(std::get<DrainJob>(job));
   }
 }
@@ -136,6 +140,24 @@ void OptimizerStage::drain(DrainJob& job) {
     ++drained_;
   }
   cv_.notify_all();
+}
+
+void OptimizerStage::seal(SealJob& job) {
+  auto t = phases_.scope("seal");
+  CudaTransfer::wait(job.ready);
+  for (const auto& [name, tensors] : job.grads) {
+    std::uint64_t offset = 0;
+    for (const at::Tensor& grad : tensors) {
+      // One after another: two tensors may share the extent where the first ends.
+      const at::Tensor host = grad.to(at::kCPU).contiguous();
+      const std::uint64_t bytes = segment_bytes(host.numel());
+      store_.write(name, host.data_ptr(), offset, bytes).get();
+      stats_.ssd_write_bytes += bytes;
+      offset += bytes;
+    }
+  }
+  job.grads.clear();
+  state_.states->seal(job.step);  // syncs the store: these and the block accumulators are on disk
 }
 
 std::vector<at::Tensor> OptimizerStage::piece_grads(UpdateJob& job, std::size_t s,
@@ -219,7 +241,10 @@ void OptimizerStage::commit_step() {
   meta[kMetaStep] = step_;
   {
     auto t = phases_.scope("commit");
-    store_.write(kMetaName, meta, 0, kMetaLen * sizeof(std::int64_t)).get();
+    store_
+        .write(kMetaName, meta, 0,
+               static_cast<std::uint64_t>(state_.meta_len) * sizeof(std::int64_t))
+        .get();
     store_.commit();
   }
   ++stats_.commits;

@@ -62,6 +62,7 @@ class OptimizerStage {
   // The next update job, which must be `unit`'s; drains queued before it are done on the way.
   UpdateJob pop_update(std::int64_t unit);
   void drain(DrainJob& job);
+  void seal(SealJob& job);
   // Piece s's gradients (one view per span), readable on the CPU.
   std::vector<at::Tensor> piece_grads(UpdateJob& job, std::size_t s,
                                       const std::vector<TensorSpan>& spans, bool last_piece);

@@ -56,8 +56,7 @@ class StatesBase : public StatePlacement {
                        verify);
   }
   std::shared_future<void> read_master(std::int64_t unit, const StatePiece& piece, float* dst) {
-    return store_.read(unit_store_name(unit), dst, piece_offset(unit, piece),
-                       piece.master_bytes());
+    return store_.read(unit_store_name(unit), dst, piece_offset(unit, piece), piece.master_bytes());
   }
   // fn(piece, from, n) for every piece of the unit that holds master floats [from, from + n) of
   // the unit's [first, first + floats).
@@ -196,10 +195,9 @@ class StatesInStore : public StatesBase {
     std::vector<std::shared_future<void>> reads;
     for_each_overlap(
         unit, first, floats, [&](const StatePiece& piece, std::int64_t from, std::int64_t n) {
-          reads.push_back(
-              store_.read(unit_store_name(unit), dst + (from - first),
-                          piece_offset(unit, piece) + segment_bytes(from - piece.first),
-                          segment_bytes(n)));
+          reads.push_back(store_.read(unit_store_name(unit), dst + (from - first),
+                                      piece_offset(unit, piece) + segment_bytes(from - piece.first),
+                                      segment_bytes(n)));
         });
     for (auto& read : reads) read.get();
   }
@@ -224,8 +222,11 @@ class StatesInStore : public StatesBase {
 class StatesInPlace final : public StatesInStore {
  public:
   StatesInPlace(const std::vector<UnitTensors>& units, std::int64_t piece_floats,
-                std::int64_t largest_piece_floats, TensorStore& store, OffloadStats& stats)
-      : StatesInStore(units, piece_floats, largest_piece_floats, store, stats), journal_(store) {}
+                std::int64_t largest_piece_floats, TensorStore& store, OffloadStats& stats,
+                PieceDurableFn on_durable)
+      : StatesInStore(units, piece_floats, largest_piece_floats, store, stats),
+        journal_(store),
+        on_durable_(std::move(on_durable)) {}
 
   // Each unit's ring: n + 1 slots of its first (largest) piece, whole extents each, so that no
   // write of one slot read-modify-writes another's extent.
@@ -286,7 +287,8 @@ class StatesInPlace final : public StatesInStore {
     ST_ASSERT(write, "states in place are written every step");
     if (s > first_) make_durable(s);
     const UnitPiece& p = (*pieces_)[s];
-    writes_[s % 2] = write_piece_at(p.unit, p.piece, slot(s), ring_offset(p.unit, p.piece, updates_ + 1));
+    writes_[s % 2] =
+        write_piece_at(p.unit, p.piece, slot(s), ring_offset(p.unit, p.piece, updates_ + 1));
   }
   void finish_step(common::PhaseTimes& phases) override {
     phases_ = &phases;
@@ -307,7 +309,8 @@ class StatesInPlace final : public StatesInStore {
   // Piece `piece` of `unit` after `updates` updates: ring slot (i - c) mod (n + 1).
   std::uint64_t ring_offset(std::int64_t unit, const StatePiece& piece,
                             std::int64_t updates) const {
-    const auto ring = static_cast<std::int64_t>(units_[static_cast<std::size_t>(unit)].pieces.size()) + 1;
+    const auto ring =
+        static_cast<std::int64_t>(units_[static_cast<std::size_t>(unit)].pieces.size()) + 1;
     const std::int64_t slot = ((piece.index - updates) % ring + ring) % ring;
     return static_cast<std::uint64_t>(slot) * slot_bytes(unit);
   }
@@ -325,12 +328,14 @@ class StatesInPlace final : public StatesInStore {
     store_.sync();
     sealed_.pieces_done = static_cast<std::int64_t>(done);
     journal_.write(sealed_);
+    if (on_durable_) on_durable_(sealed_.step, sealed_.pieces_done);
   }
 
   StepJournal journal_;
-  SealedStep sealed_;            // the step being applied
-  std::int64_t updates_ = 0;     // completed steps: every unit's pieces have moved this often
+  SealedStep sealed_;         // the step being applied
+  std::int64_t updates_ = 0;  // completed steps: every unit's pieces have moved this often
   common::PhaseTimes* phases_ = nullptr;  // the optimizer thread's
+  PieceDurableFn on_durable_;
 };
 
 }  // namespace
@@ -339,10 +344,11 @@ std::unique_ptr<StatePlacement> make_state_placement(bool in_ram, bool in_place,
                                                      const std::vector<UnitTensors>& units,
                                                      std::int64_t piece_floats,
                                                      std::int64_t largest_piece_floats,
-                                                     TensorStore& store, OffloadStats& stats) {
+                                                     TensorStore& store, OffloadStats& stats,
+                                                     PieceDurableFn on_durable) {
   if (in_place) {
-    return std::make_unique<StatesInPlace>(units, piece_floats, largest_piece_floats, store,
-                                           stats);
+    return std::make_unique<StatesInPlace>(units, piece_floats, largest_piece_floats, store, stats,
+                                           std::move(on_durable));
   }
   if (in_ram) return std::make_unique<StatesInRam>(units, piece_floats, store, stats);
   return std::make_unique<StatesInStore>(units, piece_floats, largest_piece_floats, store, stats);

@@ -19,6 +19,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -92,12 +93,15 @@ class StatePlacement {
 };
 
 // The plan's placement: in RAM when `in_ram`, else in the store through two slots of
-// `largest_piece_floats` floats per segment, in place when `in_place` (then never in RAM).
+// `largest_piece_floats` floats per segment, in place when `in_place` (then never in RAM; each
+// piece journaled calls `on_durable(step, pieces_done)`, when set: a test's fault point).
 // `units`, `store` and `stats` must outlive it.
+using PieceDurableFn = std::function<void(std::int64_t step, std::int64_t pieces_done)>;
 std::unique_ptr<StatePlacement> make_state_placement(bool in_ram, bool in_place,
                                                      const std::vector<UnitTensors>& units,
                                                      std::int64_t piece_floats,
                                                      std::int64_t largest_piece_floats,
-                                                     TensorStore& store, OffloadStats& stats);
+                                                     TensorStore& store, OffloadStats& stats,
+                                                     PieceDurableFn on_durable = {});
 
 }  // namespace sparsetrain::fuyou

@@ -16,7 +16,18 @@ constexpr std::uint64_t kRecordBytes = 4096;
 constexpr std::int64_t kMagic = 0x4c4e524a54535053;  // "SPSTJRNL"
 
 // A record's words: the fields, then the CRC-32C of the words before it.
-enum Word : int { kMagicWord, kSequence, kStep, kDone, kScaled, kScale, kLoss, kNorm, kCrc, kWords };
+enum Word : int {
+  kMagicWord,
+  kSequence,
+  kStep,
+  kDone,
+  kScaled,
+  kScale,
+  kLoss,
+  kNorm,
+  kCrc,
+  kWords
+};
 
 std::string record_name(std::uint64_t copy) { return "train.journal." + std::to_string(copy); }
 
@@ -55,8 +66,9 @@ std::optional<SealedStep> StepJournal::read() {
     const auto sequence = static_cast<std::uint64_t>(w[kSequence]);
     if (newest && sequence <= sequence_) continue;
     sequence_ = sequence;
-    newest = SealedStep{w[kStep],          w[kDone],         double_of(w[kScale]),
-                        w[kScaled] != 0,   double_of(w[kLoss]), double_of(w[kNorm])};
+    newest = SealedStep{
+        w[kStep],           w[kDone], double_of(w[kScale]), w[kScaled] != 0, double_of(w[kLoss]),
+        double_of(w[kNorm])};
   }
   return newest;
 }

@@ -27,7 +27,7 @@ struct SealedStep {
   std::int64_t pieces_done = 0;  // its state pieces updated and on disk, in processing order
   double scale = 1.0;            // the clipping factor, applied when `scaled`
   bool scaled = false;
-  double loss = 0;       // the step's mean loss and gradient norm, for the resumed run's record
+  double loss = 0;  // the step's mean loss and gradient norm, for the resumed run's record
   double grad_norm = 0;
 };
 

@@ -662,35 +662,68 @@ TEST_CASE(
 }
 
 TEST_CASE("the store keeps two slots per extent where they fit the SSDs, else one") {
-  const ModelConfig c = model_config_from_name("tiny");
+  const ModelConfig c = model_config_from_name("tiny");  // L = 2, C = 64, V = 256, T = 128
   OffloadBudgets b = roomy();
-  const OffloadPlan two = plan_offload(c, {}, b);
+  b.store_extent_bytes = 4096;
+  OffloadShape shape;
+  shape.state_piece_floats = 1024;  // 12 KiB pieces: the units have 24, 49, 49 and 1 of them
+  const OffloadPlan two = plan_offload(c, shape, b);
   CHECK(two.store_slots == 2);
-  OffloadShape one_slot;
+  // Units padded to 1024 floats: embeddings 24,576, blocks 50,176 each, ln_f 1,024; train.state
+  // one 4 KiB extent. Two slots: 2 · 4096 + 2 · 12 · (24,576 + 2 · 50,176 + 1,024) = 3,031,040 B.
+  CHECK(two.ssd_total == 3031040);
+  OffloadShape one_slot = shape;
   one_slot.store_slots = 1;
   const OffloadPlan one = plan_offload(c, one_slot, b);
   CHECK(one.store_slots == 1);
-  CHECK(one.ssd_total * 2 == two.ssd_total);
+  CHECK_FALSE(one.states_in_cpu);    // in place: the states live in the store
+  CHECK(one.block_grads_in_store);   // and every gradient is there before the first update
+  CHECK(one.grad_block_slots == 2);  // resident blocks' gradients leave through a pool of two
+  CHECK(one.ssd_two_slot_bytes > two.ssd_total);  // its layout's own: + the stored gradients
+  // One slot: train.state 8,192 + a ring of n + 1 pieces per unit, 12,288 B each:
+  // (25 + 2 · 50 + 2) · 12,288 = 1,560,576; block gradients 2 · 200,704; embedding and ln_f
+  // gradients 98,304 + 4,096 and the journal's two 4 KiB records: 2,080,768 B.
+  CHECK(one.ssd_total == 2080768);
   CHECK(one.ssd_bytes_per_param ==
         doctest::Approx(static_cast<double>(one.ssd_total) / static_cast<double>(c.param_count())));
+  const auto compute_then_update = [](const OffloadPlan& p) {
+    for (const BoundTerm& term : p.terms) {
+      if (term.name == "compute_then_update") return true;
+    }
+    return false;
+  };
+  CHECK(compute_then_update(one));  // its updates wait for the seal after the backward
+  CHECK_FALSE(compute_then_update(two));
   // Room for one copy only: the planner picks one slot.
   b.ssd_free_bytes = one.ssd_total;
-  CHECK(plan_offload(c, {}, b).store_slots == 1);
-  CHECK(plan_offload(c, {}, b).describe().find("one slot per extent (in place)") !=
+  const OffloadPlan chosen = plan_offload(c, shape, b);
+  CHECK(chosen.store_slots == 1);
+  CHECK(chosen.ssd_two_slot_bytes == two.ssd_total);
+  CHECK(chosen.describe().find("master + m + v in place") != std::string::npos);
+  CHECK(chosen.describe().find("--resume finishes the step a crash interrupted") !=
         std::string::npos);
-  CHECK(plan_offload(c, {}, b).describe().find("planned only") != std::string::npos);
-  // Two asked for: refused with the way out.
-  OffloadShape two_slots;
+  CHECK(two.describe().find("--resume continues from the last commit") != std::string::npos);
+  // Two asked for: refused with the way out and its size.
+  OffloadShape two_slots = shape;
   two_slots.store_slots = 2;
   const std::string refused = usage_message(c, two_slots, b);
   INFO(refused);
   CHECK(refused.find("--ssd does not fit") != std::string::npos);
-  CHECK(refused.find("--store-slots 1") != std::string::npos);
-  // Not even one copy: refused, naming the one-slot need.
+  CHECK(refused.find("--store-slots 1 (updates in place, journaled: 1.98 MiB = 2080768 B)") !=
+        std::string::npos);
+  // Not even one copy: refused with the one-slot layout, naming the two-slot need.
   b.ssd_free_bytes = one.ssd_total - 1;
-  const std::string none = usage_message(c, {}, b);
+  const std::string none = usage_message(c, shape, b);
   INFO(none);
-  CHECK(none.find("one slot per extent") != std::string::npos);
+  CHECK(none.find("needs 1.98 MiB = 2080768 B") != std::string::npos);
+  CHECK(none.find("copy-on-write, would need 2.89 MiB = 3031040 B") != std::string::npos);
+  // Units of one piece each (the default 2^24-float pieces): a spare piece per unit is a second
+  // copy, so one slot saves nothing and is never chosen.
+  OffloadBudgets small = roomy();
+  small.ssd_free_bytes = plan_offload(c, {}, small).ssd_total - 1;
+  const std::string single = usage_message(c, {}, small);
+  INFO(single);
+  CHECK(single.find("saves nothing here") != std::string::npos);
   OffloadShape bad;
   bad.store_slots = 3;
   CHECK(usage_message(c, bad, roomy()).find("3 slots per extent") != std::string::npos);

@@ -774,3 +774,136 @@ TEST_CASE("blocks in pieces with gradients in the store: the whole-block run's b
   OffloadTrainer second(f.config, GptWeights{}, options, stopped);
   check_resumed_run(second, f, reference, 11);
 }
+
+// One store slot per extent (plan store_slots == 1: state_placement.h, StatesInPlace): the states
+// are updated in place in a ring of each unit's pieces plus a spare, each step's gradients sealed
+// in the store before its first update and each piece journaled once on disk (step_journal.h).
+// In pieces of 16,384 floats (blocks 4 pieces, the embeddings 2, ln_f 1: 15 a step), the run is
+// the in-memory run bit for bit; a crash mid-update (the test's fault point throws once piece k is
+// journaled) leaves a store that --resume rolls forward to the uninterrupted run's bits.
+namespace {
+
+constexpr std::int64_t kInPlacePieces = 2 + 3 * 4 + 1;  // a step's state pieces: 15
+
+OffloadOptions in_place(const std::string& name) {
+  OffloadOptions o = piece_options(name, 4 << 20);
+  o.store_slots = 1;
+  return o;
+}
+
+// Trains `options` in place with a fault once `pieces_done` pieces of step `step` are journaled,
+// resumes and checks the resumed run against `reference`: the interrupted step is finished first
+// (reported, with its journaled loss), then the rest, to the uninterrupted master.
+void check_roll_forward(const Fixture& f, const TrainOptions& options,
+                        const ReferenceRun& reference, std::int64_t step,
+                        std::int64_t pieces_done) {
+  INFO("fault at step " << step << " after " << pieces_done << " pieces");
+  struct Crash {};
+  OffloadOptions offload = in_place("in-place-fault-" + std::to_string(pieces_done));
+  {
+    OffloadOptions faulty = offload;
+    faulty.on_piece_durable = [&](std::int64_t s, std::int64_t done) {
+      if (s == step && done == pieces_done) throw Crash{};
+    };
+    OffloadTrainer first(f.config, f.initial_weights(), options, faulty);
+    CHECK_THROWS_AS(first.train(f.train_data, f.valid_data), Crash);
+  }
+  offload.resume = true;
+  OffloadTrainer second(f.config, GptWeights{}, options, offload);
+  CHECK(second.first_step() == step + 1);
+  std::vector<std::int64_t> reported;
+  const TrainResult got = second.train(f.train_data, f.valid_data,
+                                       [&](const StepReport& r) { reported.push_back(r.step); });
+  REQUIRE(!reported.empty());
+  CHECK(reported.front() == step);
+  const TrainResult& want = reference.result;
+  const auto done = static_cast<std::size_t>(step - 1);
+  REQUIRE(got.losses.size() == want.losses.size() - done);
+  for (std::size_t i = 0; i < got.losses.size(); ++i) CHECK(got.losses[i] == want.losses[done + i]);
+  CHECK(bitwise_equal(second.read_master(), reference.trainer.master()));
+  CHECK(second.stats().ssd_read_bytes > 0);
+}
+
+}  // namespace
+
+TEST_CASE("one store slot, updates in place in pieces: bit for bit, the store a third smaller") {
+  TrainOptions options = small_options();
+  options.grad_clip = 0;
+  const OffloadOptions offload = in_place("in-place");
+  const OffloadPlan plan = plan_for(options, offload);
+  REQUIRE(plan.store_slots == 1);
+  CHECK_FALSE(plan.states_in_cpu);
+  CHECK(plan.block_grads_in_store);
+  CHECK(plan.ssd_total < plan.ssd_two_slot_bytes);
+  const OffloadStats stats = compare_with_in_memory(options, offload, false);
+  CHECK(stats.units_updated_during_backward == 0);  // every update waits for the seal
+  CHECK(stats.commits == 20);
+  CHECK(stats.optimizer_phases.all().count("seal") == 1);
+  CHECK(stats.optimizer_phases.all().count("journal") == 1);
+  // Each step writes the states, the block accumulators and the sealed embedding and ln_f
+  // gradients (20,480 + 128 floats), and reads the states and the accumulators back: the plan's
+  // traffic, step for step.
+  const std::uint64_t grad_bytes = 3 * 4 * kBlockPadded;
+  CHECK(stats.ssd_write_bytes == 20 * (kStateBytes + grad_bytes + 4 * (20480 + 128)));
+  CHECK(stats.ssd_write_bytes == 20 * plan.ssd_write_bytes);
+  CHECK(stats.ssd_read_bytes == 20 * plan.ssd_read_bytes);
+  CHECK(stats.ssd_read_bytes == 20 * (kStateBytes + grad_bytes));
+  // Clipping and accumulation in place: still the in-memory run (whole-unit pieces: no piece cuts
+  // a tensor's norm term).
+  options.grad_clip = 0.5;
+  options.accum = 2;
+  OffloadOptions whole = offload_options("in-place-clip", 4 << 20);
+  whole.store_slots = 1;
+  compare_with_in_memory(options, whole, false);
+}
+
+TEST_CASE("a crash mid-update in place rolls the step forward on resume, bit for bit") {
+  Fixture f;
+  TrainOptions options = small_options();
+  options.grad_clip = 0.5;  // K = 1: the norm terms come from the compute tier, exact
+  const ReferenceRun reference(f, options);
+  // After the first piece (ln_f), in the middle of a block, after the last piece (every piece
+  // updated, the commit not made); step 10 is an evaluation step, evaluated after the roll-forward.
+  for (const std::int64_t pieces : {std::int64_t{1}, std::int64_t{7}, kInPlacePieces}) {
+    check_roll_forward(f, options, reference, 6, pieces);
+  }
+  check_roll_forward(f, options, reference, 10, 9);
+}
+
+TEST_CASE("a run in place stopped after a step resumes; the other slot count is refused") {
+  Fixture f;
+  TrainOptions options = small_options();
+  options.grad_clip = 0;
+  const ReferenceRun reference(f, options);
+  OffloadOptions offload = in_place("in-place-resume");
+  {
+    OffloadTrainer first(f.config, f.initial_weights(), options, offload);
+    train_and_stop_after(first, f.train_data, f.valid_data, 9);
+  }
+  offload.resume = true;
+  {
+    OffloadOptions two = offload;
+    two.store_slots = 2;
+    fuyou_test::check_usage_error([&] { OffloadTrainer bad(f.config, GptWeights{}, options, two); },
+                                  {"stored run has --store-slots 1, this run 2"});
+  }
+  OffloadOptions automatic = offload;
+  automatic.store_slots = 0;  // auto takes the store's
+  OffloadTrainer second(f.config, GptWeights{}, options, automatic);
+  CHECK(second.plan().store_slots == 1);
+  check_resumed_run(second, f, reference, 10);
+
+  // A two-slot store is not resumed in place.
+  OffloadOptions copy_on_write = piece_options("in-place-two", 4 << 20);
+  {
+    TrainOptions one_step = options;
+    one_step.steps = 1;
+    OffloadTrainer first(f.config, f.initial_weights(), one_step, copy_on_write);
+    first.train(f.train_data, f.valid_data);
+  }
+  copy_on_write.resume = true;
+  copy_on_write.store_slots = 1;
+  fuyou_test::check_usage_error(
+      [&] { OffloadTrainer bad(f.config, GptWeights{}, options, copy_on_write); },
+      {"stored run has --store-slots 2, this run 1"});
+}
