@@ -13,6 +13,7 @@
 #include <fstream>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <tuple>
@@ -446,13 +447,20 @@ void run_offloaded(const FinetuneOptions& options, const fy::ModelConfig& config
   }
   common::Progress progress("finetune", static_cast<std::uint64_t>(options.train.steps), "steps",
                             /*interval_s=*/10.0);
-  progress.advance(static_cast<std::uint64_t>(trainer->first_step() - 1));
+  // A step a crash interrupted mid-update in place is finished already and reported first.
+  const std::optional<std::int64_t> rolled = trainer->rolled_forward_step();
+  if (rolled) {
+    common::log_info("fuyou finetune: --resume finished step ", *rolled,
+                     ", which the stopped run had sealed and was updating in place");
+  }
+  progress.advance(static_cast<std::uint64_t>(trainer->first_step() - 1 - (rolled ? 1 : 0)));
   double last_val = NAN;
   const fy::TrainResult result =
       trainer->train(train_data, valid_data, progress_callback(progress, last_val));
   progress.finish();
   report_result(result, config, options, context);
   metrics["first_step"] = trainer->first_step();
+  if (rolled) metrics["rolled_forward_step"] = *rolled;
   const fy::OffloadStats& stats = trainer->stats();
   nlohmann::json measured = stats;
   measured["measured_over_bound"] =
@@ -665,8 +673,11 @@ void add_finetune_command(CLI::App& fuyou) {
       ->group(kOffload);
   sub->add_option("--store-slots", options->store_slots,
                   "Offload: store slots per extent: 2 (copy-on-write, 24 B per parameter: a "
-                  "crash keeps the last commit) or 1 (updates in place, 12 B per parameter: "
-                  "planned by --dry-run, not run yet); auto picks 2 where they fit the SSDs")
+                  "crash falls back to the last commit) or 1 (updates in place, 12 B per "
+                  "parameter plus a spare state piece per unit and the step's gradients, 4 B per "
+                  "parameter: each step's gradients are sealed in the store first, a crash "
+                  "mid-update is finished by --resume); auto picks 2 where they fit the SSDs, "
+                  "else 1 where it is smaller and fits; a store keeps its slots")
       ->check(CLI::IsMember({"auto", "1", "2"}))
       ->capture_default_str()
       ->group(kOffload);

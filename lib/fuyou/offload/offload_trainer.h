@@ -123,6 +123,11 @@ class OffloadTrainer {
   const OffloadPlan& plan() const { return plan_; }
   const OffloadStats& stats() const { return stats_; }
   std::int64_t first_step() const { return first_step_; }
+  // The step the constructor finished for a run stopped mid-update in place (one store slot),
+  // which train() reports first: first_step() - 1. None otherwise, and once train() has run.
+  std::optional<std::int64_t> rolled_forward_step() const {
+    return rolled_forward_ ? std::optional<std::int64_t>(rolled_forward_->step) : std::nullopt;
+  }
   // The compute weights: on the CPU tier fp32 and equal bit for bit to the master weights in the
   // store; on the CUDA tier bf16 on the GPU. Streamed blocks are shape-only (meta) tensors here:
   // read_master() has every weight.

@@ -163,21 +163,25 @@ TEST_CASE("an offloaded run records the in-memory run's losses and reports bytes
   CHECK(measured["measured_over_bound"].get<double>() > 0);
 }
 
-TEST_CASE("a run killed at a random step resumes to the uninterrupted run's weights") {
-  const fs::path d = scratch("kill");
-  const std::vector<std::string> base =
-      tiny_args("16") + std::vector<std::string>{"--grad-clip", "0"};
+namespace {
+
+// Runs `base` + --ssd uninterrupted (exporting its weights), then again killed (SIGKILL) once
+// `kill_after` steps are committed and a random 0 … `jitter_ms` later (mid-step: forward, backward
+// or the updates), resumes it with --resume and checks the export is the uninterrupted one, byte
+// for byte. Returns the resumed run's record.
+nlohmann::json kill_and_resume(const fs::path& d, const std::vector<std::string>& base,
+                               int kill_after, int jitter_ms) {
   fs::create_directories(d / "whole" / "a");
   auto whole = run_sparsetrain(
-      base + std::vector<std::string>{"--ssd", (d / "whole" / "a").string(), "--cpu-mem", "1200KiB",
-                                      "--export", (d / "whole.safetensors").string()});
+      base + std::vector<std::string>{"--ssd", (d / "whole" / "a").string(), "--export",
+                                      (d / "whole.safetensors").string()});
+  INFO(whole.err);
   REQUIRE(whole.exit_code == 0);
 
   std::mt19937 rng(static_cast<unsigned>(::getpid()));
-  const int kill_after = 2 + static_cast<int>(rng() % 12);  // committed steps before the kill
-  MESSAGE("killing after step " << kill_after << " is committed");
-  std::vector<std::string> args =
-      base + std::vector<std::string>{"--ssd", ssd_of(d), "--cpu-mem", "1200KiB"};
+  const int delay_ms = jitter_ms > 0 ? static_cast<int>(rng() % jitter_ms) : 0;
+  MESSAGE("killing " << delay_ms << " ms after step " << kill_after << " is committed");
+  std::vector<std::string> args = base + std::vector<std::string>{"--ssd", ssd_of(d)};
   const pid_t pid = ::fork();
   if (pid == 0) {
     const int null_fd = ::open("/dev/null", O_WRONLY);
@@ -197,6 +201,7 @@ TEST_CASE("a run killed at a random step resumes to the uninterrupted run's weig
     if (!fs::exists(manifest)) continue;
     try {
       if (read_json(manifest)["version"].get<int>() >= kill_after + 1) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
         ::kill(pid, SIGKILL);
         killed = true;
       }
@@ -213,9 +218,37 @@ TEST_CASE("a run killed at a random step resumes to the uninterrupted run's weig
                                       "--out", (d / "resumed.json").string()});
   INFO(resumed.err);
   REQUIRE(resumed.exit_code == 0);
-  const auto record = read_json(d / "resumed.json");
-  CHECK(record["metrics"]["first_step"].get<int>() >= kill_after + 1);
   CHECK(read_bytes(d / "resumed.safetensors") == read_bytes(d / "whole.safetensors"));
+  return read_json(d / "resumed.json");
+}
+
+}  // namespace
+
+TEST_CASE("a run killed at a random step resumes to the uninterrupted run's weights") {
+  std::mt19937 rng(static_cast<unsigned>(::getpid()));
+  const int kill_after = 2 + static_cast<int>(rng() % 12);  // committed steps before the kill
+  const auto record = kill_and_resume(
+      scratch("kill"),
+      tiny_args("16") + std::vector<std::string>{"--grad-clip", "0", "--cpu-mem", "1200KiB"},
+      kill_after, 0);
+  CHECK(record["metrics"]["first_step"].get<int>() >= kill_after + 1);
+}
+
+TEST_CASE("a run in place (--store-slots 1) killed mid-step resumes to the same weights") {
+  // Blocks of 1.23 M parameters in state pieces of 1 Mi floats: two pieces each, so the ring of
+  // each block moves piece by piece; killed up to a step's time after a commit, mid-update or not.
+  const std::vector<std::string> base = {
+      "fuyou",          "finetune", "--model",       "custom:L=2,C=320,H=5,V=256,T=64",
+      "--steps",        "8",        "--micro-batch", "2",
+      "--seq",          "32",       "--eval-every",  "0",
+      "--eval-batches", "1",        "--seed",        "5",
+      "--progress",     "never",    "--device",      "cpu",
+      "--cpu-mem",      "64MiB",    "--state-piece", "4MiB",
+      "--store-slots",  "1"};
+  const fs::path d = scratch("kill-in-place");
+  const auto record = kill_and_resume(d, base, 3, 150);
+  CHECK(record["metrics"]["offload"]["store_slots"] == 1);
+  CHECK(record["metrics"]["first_step"].get<int>() >= 4);
 }
 
 TEST_CASE("--assume-ssd plans GPT-3 175B on a 24 GiB GPU before the disks exist") {
@@ -260,22 +293,25 @@ TEST_CASE("--assume-ssd plans GPT-3 175B on a 24 GiB GPU before the disks exist"
   CHECK(r.err.find("is not a rate") != std::string::npos);
 }
 
-TEST_CASE("assumed hardware needs --dry-run; blocks in pieces train on the CPU tier") {
+TEST_CASE("assumed hardware needs --dry-run; pieces and one store slot train on the CPU tier") {
   const fs::path d = scratch("unbuilt");
   auto r =
       run_sparsetrain(tiny_args("5") +
                       std::vector<std::string>{"--cpu-mem", "8MiB", "--assume-ssd", "1x1TB@1GB/s"});
   CHECK(r.exit_code == 2);
   CHECK(r.err.find("need --dry-run") != std::string::npos);
-  // One store slot per extent is planned, not yet run: refused before any store.
-  r = run_sparsetrain(tiny_args("5") + std::vector<std::string>{"--ssd", ssd_of(d), "--cpu-mem",
-                                                                "8MiB", "--store-slots", "1"});
+  // One store slot per extent (updates in place): the in-memory run's losses too.
+  r = run_sparsetrain(tiny_args("5") + std::vector<std::string>{"--ssd", (d / "a").string(),
+                                                                "--cpu-mem", "8MiB",
+                                                                "--store-slots", "1", "--out",
+                                                                (d / "in-place.json").string()});
   INFO(r.err);
-  CHECK(r.exit_code == 2);
-  CHECK(r.err.find("one store slot per extent") != std::string::npos);
-  CHECK_FALSE(fs::exists(d / "a" / "sparsetrain-store.json"));
+  REQUIRE(r.exit_code == 0);
+  fs::create_directories(d / "c");
+  fs::create_directories(d / "d");
+  const std::string other_ssd = (d / "c").string() + "," + (d / "d").string();
   // Streaming in pieces: the in-memory run's losses.
-  r = run_sparsetrain(tiny_args("5") + std::vector<std::string>{"--ssd", ssd_of(d), "--cpu-mem",
+  r = run_sparsetrain(tiny_args("5") + std::vector<std::string>{"--ssd", other_ssd, "--cpu-mem",
                                                                 "8MiB", "--gpu-mem", "2MiB",
                                                                 "--stream", "piece", "--out",
                                                                 (d / "pieces.json").string()});
@@ -287,6 +323,9 @@ TEST_CASE("assumed hardware needs --dry-run; blocks in pieces train on the CPU t
   const auto pieces = read_json(d / "pieces.json");
   CHECK(pieces["metrics"]["offload"]["granularity"] == "piece");
   CHECK(pieces["metrics"]["losses"] == read_json(d / "memory.json")["metrics"]["losses"]);
+  const auto one_slot = read_json(d / "in-place.json");
+  CHECK(one_slot["metrics"]["offload"]["store_slots"] == 1);
+  CHECK(one_slot["metrics"]["losses"] == read_json(d / "memory.json")["metrics"]["losses"]);
 }
 
 TEST_CASE("a state piece or a block piece larger than its budget is refused with the sizes") {

@@ -398,3 +398,53 @@ TEST_CASE("scratch tensors take one slot per extent, are written in place and ar
   store->read("scratch", got.data(), 0, TensorStore::kWhole, /*verify=*/true).get();
   CHECK(std::memcmp(got.data(), v1.data(), bytes) == 0);
 }
+
+TEST_CASE("in-place tensors keep one slot and their checksums; a stopped writer's bytes adopted") {
+  // The one-slot trainer's states (tensor_store.h: TensorKind::kInPlace): written in place like
+  // scratch tensors, but verified against the last commit's checksums, until the caller that
+  // journals its own updates adopts what a stopped writer left on disk.
+  TempDir root;
+  const auto dirs = two_dirs(root);
+  const std::uint64_t extent = 64 * 1024;
+  const std::uint64_t bytes = 4 * extent;  // extents 0 … 3
+  io::AlignedBuffer v1(bytes), v2(bytes), got(bytes);
+  fill_pattern(v1.data(), bytes, 21);
+  fill_pattern(v2.data(), bytes, 22);
+  {
+    auto store = TensorStore::create(dirs, small_extents());
+    store->define("ring", StoreDType::kU8, {static_cast<std::int64_t>(bytes)},
+                  sparsetrain::fuyou::TensorKind::kInPlace);
+    store->define("durable", StoreDType::kU8, {16});
+    CHECK(store->info("ring").in_place);
+    CHECK_FALSE(store->info("ring").scratch);
+    store->write("ring", v1.data()).get();
+    store->commit();
+    // The stopped writer: extents 1 and 2 rewritten in place and synced, never committed.
+    store->write("ring", v2.data() + extent, extent, 2 * extent).get();
+    store->sync();
+    CHECK_THROWS_AS(store->adopt_checksums("durable", 0, 16), sparsetrain::common::UsageError);
+  }
+  auto store = TensorStore::open(dirs, small_extents());
+  CHECK(store->info("ring").in_place);
+  // The new bytes are there, and no longer match the committed checksums: verify() says which
+  // extents, and that the tensor is in place.
+  store->read("ring", got.data()).get();
+  CHECK(std::memcmp(got.data() + extent, v2.data() + extent, 2 * extent) == 0);
+  CHECK(std::memcmp(got.data(), v1.data(), extent) == 0);
+  auto report = store->verify();
+  CHECK_FALSE(report.ok());
+  REQUIRE(report.problems.size() == 2);
+  CHECK(report.problems[0].find("an in-place tensor") != std::string::npos);
+  CHECK_THROWS_AS(store->read("ring", got.data(), extent, extent, /*verify=*/true).get(),
+                  sparsetrain::common::RunError);
+  // Adopted (staged until the commit): read(verify) passes, and the commit makes it last.
+  store->adopt_checksums("ring", extent + 5, 2 * extent - 10);  // touches extents 1 and 2 only
+  store->read("ring", got.data(), 0, bytes, /*verify=*/true).get();
+  store->commit();
+  report = store->verify();
+  CHECK(report.ok());
+  CHECK(report.extents == 5);
+  store.reset();
+  store = TensorStore::open(dirs, small_extents());
+  CHECK(store->verify().ok());
+}
