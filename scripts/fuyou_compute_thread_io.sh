@@ -4,15 +4,18 @@
 # thread. The main thread's count must not grow with the steps (its only I/O is creating the store
 # and the initial commit); every per-step read, write, fdatasync and manifest rename happens on the
 # optimizer/I-O threads. Exit 0 when that holds, 1 when not, 77 without strace.
-#   scripts/fuyou_compute_thread_io.sh [path/to/sparsetrain] [--stream]
+#   scripts/fuyou_compute_thread_io.sh [path/to/sparsetrain] [--stream | --in-place]
 # --stream: a model whose blocks stream from the store and whose block inputs go there too
 # (--gpu-mem smaller than the compute weights), so the loader and stash threads are checked as well.
+# --in-place: one store slot (--store-slots 1): the step's seal and journal writes are checked too.
 set -euo pipefail
 bin=${1:-$(dirname "$0")/../build/apps/sparsetrain/sparsetrain}
 model=(--model tiny --cpu-mem 1200KiB --micro-batch 4 --seq 32)
 if [ "${2:-}" = --stream ]; then
   model=(--model custom:L=8,C=64,H=4,V=256,T=64 --cpu-mem 4MiB --gpu-mem 1300KiB --micro-batch 2
          --seq 16)
+elif [ "${2:-}" = --in-place ]; then
+  model=(--model tiny --cpu-mem 2MiB --micro-batch 4 --seq 32 --store-slots 1)
 fi
 command -v strace >/dev/null || { echo "strace not installed: skipped" >&2; exit 77; }
 work=$(mktemp -d /tmp/st-io-XXXXXX)

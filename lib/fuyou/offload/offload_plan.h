@@ -154,10 +154,14 @@ struct OffloadPlan {
   std::vector<PlanItem> compute_items, cpu_items, ssd_items;
   std::uint64_t compute_total = 0, cpu_total = 0, ssd_total = 0;
   // The store's slots per extent: 2 (copy-on-write: a crash leaves the last commit) or 1 (updates
-  // in place, half the space).
+  // in place: 12 B per parameter of states plus a spare piece per unit instead of 24, the states
+  // and block gradients then always in the store and the embeddings' and ln_f's gradients sealed
+  // there each step, so that a crash mid-update is finished by --resume; step_journal.h).
   std::int64_t store_slots = 2;
-  double ssd_bytes_per_param = 0;        // ssd_total / params
-  std::uint64_t ssd_two_slot_bytes = 0;  // what two slots per extent need (the refusals say it)
+  double ssd_bytes_per_param = 0;  // ssd_total / params
+  // What two slots per extent need: the two-slot plan's total when the planner chose one slot
+  // for lack of space, else this layout's with two slots (describe() says it).
+  std::uint64_t ssd_two_slot_bytes = 0;
 
   // Per iteration (one optimizer step of K micro-batches).
   double flops = 0;  // 8·N + 16·L·C·T per token (block recompute; pieces: model_config.h)

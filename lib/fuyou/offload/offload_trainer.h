@@ -6,6 +6,7 @@
 // the compute weights, and the placements its constructor chooses once from the plan
 // (offload_internals.h):
 //   states        StatePlacement     RAM (written through on commit steps) or the store alone
+//                                    (copy-on-write, or in place with one store slot)
 //   blocks        ComputeBlocks      resident in the compute tier, or streamed through a few slots
 //   block inputs  BlockInputs        compute tier, the store (CPU tier), or pinned memory (CUDA)
 //   block grads   BlockGradients     one buffer per block, a pool of two, or drained to the CPU
