@@ -354,7 +354,13 @@ void OffloadTrainer::init_store(const WeightSource& initial) {
   OffloadState& state = *impl_;
   state.meta = AlignedBuffer(kMetaLen * sizeof(std::int64_t));
   state.states->define_tensors();
-  if (state.states->in_place()) {  // the step's gradients outside the blocks, sealed each step
+  if (state.states->in_place()) {
+    // Every gradient a sealed step rolls forward from is in the store's first commit: the block
+    // accumulators (make_accumulators_in_store finds them) and the embeddings' and ln_f's.
+    for (std::int64_t l = 0; l < config_.n_layer; ++l) {
+      store_->define(grad_store_name(l), StoreDType::kF32, {state.units[1].padded},
+                     TensorKind::kScratch);
+    }
     for (const std::int64_t u : outside_units(config_)) {
       store_->define(step_grad_store_name(u), StoreDType::kF32,
                      {state.units[static_cast<std::size_t>(u)].padded}, TensorKind::kScratch);
@@ -464,6 +470,15 @@ void OffloadTrainer::open_store() {
 void OffloadTrainer::roll_forward(const SealedStep& sealed) {
   OffloadState& state = *impl_;
   ST_ASSERT(state.accumulators, "an in-place store keeps its block gradients in the store");
+  for (std::int64_t l = 0; l < config_.n_layer; ++l) {  // defined with the store (init_store)
+    if (!store_->contains(grad_store_name(l))) {
+      throw common::RunError("the store's step journal has step " + std::to_string(sealed.step) +
+                                 " sealed, but its block gradients '" + grad_store_name(l) +
+                                 "' are not in the store",
+                             "the store is inconsistent: start a new run in an empty --ssd "
+                             "directory");
+    }
+  }
   common::Timer timer;
   for (const std::int64_t u : outside_units(config_)) {  // as sealed: "step_grads.<u>"
     std::uint64_t offset = 0;
@@ -479,7 +494,7 @@ void OffloadTrainer::roll_forward(const SealedStep& sealed) {
   // gradients: the blocks' in the store, the others' just read.
   const auto first = static_cast<std::size_t>(sealed.pieces_done);
   OptimizerStage stage(state, *store_, train_, options_.commit_every, stats_);
-  stage.start_step(sealed.step, lr_at_step(train_, sealed.step), first);
+  stage.start_step(sealed.step, sealed.lr, first);  // the stopped run's rate, as its pieces had
   if (first < state.step_pieces.size()) {
     const CudaMark ready = state.mark_compute();
     auto unit = std::find(state.order.begin(), state.order.end(), state.step_pieces[first].unit);
@@ -503,7 +518,7 @@ void OffloadTrainer::roll_forward(const SealedStep& sealed) {
   StepReport report;
   report.step = sealed.step;
   report.loss = sealed.loss;
-  report.lr = lr_at_step(train_, sealed.step);
+  report.lr = sealed.lr;
   report.grad_norm = sealed.grad_norm;
   rolled_forward_ = report;
   rolled_forward_seconds_ = timer.seconds();
@@ -676,7 +691,7 @@ TrainResult OffloadTrainer::train(const TokenData& train_data, const TokenData& 
                         cp, backward);
     if (in_place) {
       grads.set_seal([&](double norm, double scale, bool scaled) {
-        stage.submit(seal_job(SealedStep{step, 0, scale, scaled, report.loss, norm}));
+        stage.submit(seal_job(SealedStep{step, 0, scale, scaled, report.loss, norm, report.lr}));
       });
     }
     double loss_sum = 0;

@@ -25,6 +25,7 @@ enum Word : int {
   kScale,
   kLoss,
   kNorm,
+  kLr,
   kCrc,
   kWords
 };
@@ -66,9 +67,13 @@ std::optional<SealedStep> StepJournal::read() {
     const auto sequence = static_cast<std::uint64_t>(w[kSequence]);
     if (newest && sequence <= sequence_) continue;
     sequence_ = sequence;
-    newest = SealedStep{
-        w[kStep],           w[kDone], double_of(w[kScale]), w[kScaled] != 0, double_of(w[kLoss]),
-        double_of(w[kNorm])};
+    newest = SealedStep{w[kStep],
+                        w[kDone],
+                        double_of(w[kScale]),
+                        w[kScaled] != 0,
+                        double_of(w[kLoss]),
+                        double_of(w[kNorm]),
+                        double_of(w[kLr])};
   }
   return newest;
 }
@@ -84,7 +89,8 @@ void StepJournal::write(const SealedStep& record) {
                                               record.scaled ? 1 : 0,
                                               bits_of(record.scale),
                                               bits_of(record.loss),
-                                              bits_of(record.grad_norm)};
+                                              bits_of(record.grad_norm),
+                                              bits_of(record.lr)};
   std::memcpy(w, fields.data(), sizeof fields);
   w[kCrc] = crc_of(w);
   store_.write(record_name(sequence_ % 2), w, 0, kRecordBytes).get();

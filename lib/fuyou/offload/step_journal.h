@@ -29,6 +29,9 @@ struct SealedStep {
   bool scaled = false;
   double loss = 0;  // the step's mean loss and gradient norm, for the resumed run's record
   double grad_norm = 0;
+  // The step's learning rate: a resumed run finishes the step at it, whatever its own schedule
+  // (--steps, --lr, --warmup may differ) would give.
+  double lr = 0;
 };
 
 class StepJournal {

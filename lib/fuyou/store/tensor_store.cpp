@@ -311,8 +311,12 @@ std::string TensorStore::manifest_json() const {
                        {"in_place", t->in_place},
                        {"crc", t->crc}});
   }
+  // The oldest format that holds these tensors: a store without in-place tensors stays readable
+  // by builds that know format 2.
+  bool any_in_place = false;
+  for (const auto& t : tensors_) any_in_place = any_in_place || t->in_place;
   nlohmann::json m = {{"format", kFormat},
-                      {"format_version", kFormatVersion},
+                      {"format_version", any_in_place ? kFormatVersion : 2},
                       {"version", version_},
                       {"checksum", "crc32c"},
                       {"extent_bytes", extent_bytes_},

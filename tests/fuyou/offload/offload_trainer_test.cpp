@@ -868,6 +868,29 @@ TEST_CASE("a crash mid-update in place rolls the step forward on resume, bit for
     check_roll_forward(f, options, reference, 6, pieces);
   }
   check_roll_forward(f, options, reference, 10, 9);
+
+  // Resumed with another schedule (--steps 40): the interrupted step finishes at the rate its
+  // first pieces had (the journal's), not at the new schedule's.
+  struct Crash {};
+  OffloadOptions offload = in_place("in-place-fault-schedule");
+  {
+    OffloadOptions faulty = offload;
+    faulty.on_piece_durable = [](std::int64_t s, std::int64_t done) {
+      if (s == 6 && done == 4) throw Crash{};
+    };
+    OffloadTrainer first(f.config, f.initial_weights(), options, faulty);
+    CHECK_THROWS_AS(first.train(f.train_data, f.valid_data), Crash);
+  }
+  offload.resume = true;
+  TrainOptions longer = options;
+  longer.steps = 40;
+  REQUIRE(lr_at_step(longer, 6) != lr_at_step(options, 6));
+  OffloadTrainer second(f.config, GptWeights{}, longer, offload);
+  REQUIRE(second.rolled_forward_step() == 6);
+  // The weights after step 6 of the 20-step schedule (a run stopped there).
+  OffloadTrainer six(f.config, f.initial_weights(), options, in_place("in-place-six"));
+  train_and_stop_after(six, f.train_data, f.valid_data, 6);
+  CHECK(bitwise_equal(second.read_master(), six.read_master()));
 }
 
 TEST_CASE("a run in place stopped after a step resumes; the other slot count is refused") {
