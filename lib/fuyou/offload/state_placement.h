@@ -58,7 +58,7 @@ class StatePlacement {
   // and sealed before its first update.
   virtual bool in_place() const { return false; }
   // In place: syncs the store (the gradients the caller wrote reach the disk) and journals `step`
-  // (pieces_done 0). Compute thread, before any update of the step is handed over.
+  // (pieces_done 0). Optimizer thread (a SealJob), before the step's first update.
   virtual void seal(const SealedStep& step) { (void)step; }
   // In place, resume (before load): `committed` is the store's last committed step. The journal's
   // step after it when that step's gradients were sealed (then resume it from its pieces_done

@@ -826,7 +826,7 @@ void check_roll_forward(const Fixture& f, const TrainOptions& options,
 
 }  // namespace
 
-TEST_CASE("one store slot, updates in place in pieces: bit for bit, the store a third smaller") {
+TEST_CASE("one store slot, updates in place in pieces: bit for bit, in a smaller store") {
   TrainOptions options = small_options();
   options.grad_clip = 0;
   const OffloadOptions offload = in_place("in-place");
