@@ -165,9 +165,11 @@ struct FinetuneOptions {
   std::string gpu_mem;  // compute tier; empty = no limit
   bool resume = false;
   std::int64_t commit_every = 1;
-  std::string state_piece;           // empty = the default (64 MiB of each of master, m, v)
-  std::string stream = "auto";       // granularity: auto, block, piece
-  std::string store_slots = "auto";  // auto, 1, 2
+  std::string state_piece;              // empty = the default (64 MiB of each of master, m, v)
+  std::string stream = "auto";          // granularity: auto, block, piece
+  std::string store_slots = "auto";     // auto, 1, 2
+  std::string activations = "auto";     // auto, recompute, keep-all, or lists (offload_plan.h)
+  std::string activations_in = "auto";  // auto, compute, cpu, store
   // Hardware a --dry-run assumes instead of measuring (empty = measured / the directories).
   std::string assume_ssd;   // COUNTxSIZE@READ[,WRITE]
   std::string assume_pcie;  // H2D[,D2H]
@@ -220,7 +222,8 @@ fy::AssumedSsds parse_assumed_ssds(const std::string& text) {
   return ssds;
 }
 
-fy::OffloadOptions offload_options_of(const FinetuneOptions& options) {
+fy::OffloadOptions offload_options_of(const FinetuneOptions& options,
+                                      const fy::ModelConfig& config) {
   fy::OffloadOptions o;
   o.ssd_dirs = options.ssd;
   if (options.cpu_mem.empty()) {
@@ -244,6 +247,8 @@ fy::OffloadOptions offload_options_of(const FinetuneOptions& options) {
                                                    : 0;
   o.store_slots = options.store_slots == "auto" ? 0 : std::stoll(options.store_slots);
   if (!options.assume_ssd.empty()) o.assumed_ssds = parse_assumed_ssds(options.assume_ssd);
+  o.activations = fy::parse_activation_request(options.activations, config.n_layer);
+  o.activations.tier = fy::parse_activation_tier(options.activations_in);
   return o;
 }
 
@@ -342,7 +347,7 @@ void run_offloaded(const FinetuneOptions& options, const fy::ModelConfig& config
                    CommandContext& context) {
   nlohmann::json& metrics = context.record.metrics();
   const bool cuda = options.train.device == fy::TrainDevice::kCuda;
-  fy::OffloadOptions offload = offload_options_of(options);
+  fy::OffloadOptions offload = offload_options_of(options, config);
   // A checkpoint that does not fit the model is refused before anything is measured or made (the
   // store reads it tensor by tensor later).
   if (!options.resume && !options.init.empty()) fy::check_hf_gpt2(config, options.init);
@@ -539,10 +544,11 @@ void run_finetune(FinetuneOptions options, CommandContext& context) {
   }
   if (options.resume || !options.cpu_mem.empty() || !options.gpu_mem.empty() ||
       options.commit_every != 1 || !options.state_piece.empty() || options.stream != "auto" ||
-      options.store_slots != "auto" || options.assumes()) {
+      options.store_slots != "auto" || options.activations != "auto" ||
+      options.activations_in != "auto" || options.assumes()) {
     throw common::UsageError(
-        "--resume, --cpu-mem, --gpu-mem, --commit-every, --state-piece, --stream, --store-slots "
-        "and --assume-* apply to offloaded runs only",
+        "--resume, --cpu-mem, --gpu-mem, --commit-every, --state-piece, --stream, --store-slots, "
+        "--activations, --activations-in and --assume-* apply to offloaded runs only",
         "add --ssd DIR to offload, or drop them to train in memory");
   }
   if (context.global.dry_run) {
@@ -679,6 +685,21 @@ void add_finetune_command(CLI::App& fuyou) {
                   "mid-update is finished by --resume); auto picks 2 where they fit the SSDs, "
                   "else 1 where it is smaller and fits; a store keeps its slots")
       ->check(CLI::IsMember({"auto", "1", "2"}))
+      ->capture_default_str()
+      ->group(kOffload);
+  sub->add_option("--activations", options->activations,
+                  "Offload: what each block's forward keeps for its backward instead of "
+                  "recomputing it: auto (the cost model keeps, block by block, what most shortens "
+                  "the predicted step: --dry-run says what and why), recompute (only the block "
+                  "inputs), keep-all, a list of ln1,qkv,attn,resid,ln2,fc,gelu for every block, "
+                  "or per block as '0-11:attn,fc;12:all'")
+      ->capture_default_str()
+      ->group(kOffload);
+  sub->add_option("--activations-in", options->activations_in,
+                  "Offload: where kept activations wait: auto (the compute tier while --gpu-mem "
+                  "has room, then --cpu-mem, then the store), or all in compute, cpu or store "
+                  "(CUDA: the compute tier only, for now)")
+      ->check(CLI::IsMember({"auto", "compute", "cpu", "store"}))
       ->capture_default_str()
       ->group(kOffload);
   const std::string kAssume = "Planning for other hardware (--dry-run only)";

@@ -47,60 +47,261 @@ void embed_backward(const at::Tensor& tokens, const at::Tensor& grad_x0, at::Ten
   wpe_grad.slice(0, 0, t).add_(g.sum(0).to(wpe_grad.options()));
 }
 
-at::Tensor block_piece_forward(const ModelConfig& config, int piece, const BlockWeights& w,
-                               const at::Tensor& input) {
-  const std::int64_t c = config.n_embd;
+namespace {
+
+// Every tensor a block's backward reads: its input and the activations of block_activations.h,
+// kept or recomputed.
+struct Internals {
+  at::Tensor x;                          // [B, T, C]
+  at::Tensor ln1, ln1_mean, ln1_rstd;    // [B, T, C], [B, T, 1] x2
+  at::Tensor qkv;                        // [B, T, 3C]
+  at::Tensor attn, attn_lse;             // [B, T, C]; CPU: [B, H, T] fp32
+  at::Tensor resid;                      // [B, T, C]
+  at::Tensor ln2, ln2_mean, ln2_rstd;    // as ln1's
+  at::Tensor fc, gelu;                   // [B, T, 4C] each
+  at::Tensor attn_leaf, attn_graph_out;  // CUDA: the attention's graph from a leaf of qkv
+};
+
+struct Norm {
+  at::Tensor out, mean, rstd;
+};
+
+Norm norm_forward(const ModelConfig& config, const at::Tensor& x, const at::Tensor& weight,
+                  const at::Tensor& bias) {
+  auto [out, mean, rstd] =
+      at::native_layer_norm(x, {config.n_embd}, weight, bias, config.layer_norm_eps);
+  return {out, mean, rstd};
+}
+
+// qkv [B, T, 3C] -> q, k, v [B, H, T, D] (views).
+std::array<at::Tensor, 3> heads_of(const ModelConfig& config, const at::Tensor& qkv) {
+  const std::int64_t b = qkv.size(0), t = qkv.size(1);
+  auto parts = qkv.split(config.n_embd, /*dim=*/2);
+  std::array<at::Tensor, 3> out;
+  for (std::size_t i = 0; i < 3; ++i) {
+    out[i] = parts[i].view({b, t, config.n_head, config.head_dim()}).transpose(1, 2);
+  }
+  return out;
+}
+
+// [B, T, C] <-> [B, H, T, D] (views).
+at::Tensor merge_heads(const at::Tensor& a) {
+  return a.transpose(1, 2).reshape({a.size(0), a.size(2), a.size(1) * a.size(3)});
+}
+at::Tensor split_heads(const ModelConfig& config, const at::Tensor& a) {
+  return a.view({a.size(0), a.size(1), config.n_head, config.head_dim()}).transpose(1, 2);
+}
+
+struct Attention {
+  at::Tensor out, lse;  // [B, T, C]; CPU: the log-sum-exp [B, H, T] its backward reads
+};
+
+// Causal attention, scale 1/sqrt(D). The CPU calls the flash kernel that
+// scaled_dot_product_attention picks there (the same bits), for its log-sum-exp; CUDA goes
+// through scaled_dot_product_attention (its backward: autograd).
+Attention attention_forward(const ModelConfig& config, const at::Tensor& qkv) {
+  auto [q, k, v] = heads_of(config, qkv);
+  if (qkv.is_cuda()) {
+    return {merge_heads(at::scaled_dot_product_attention(q, k, v, /*attn_mask=*/{},
+                                                         /*dropout_p=*/0.0, /*is_causal=*/true)),
+            {}};
+  }
+  auto [out, lse] = at::_scaled_dot_product_flash_attention_for_cpu(q, k, v, /*dropout_p=*/0.0,
+                                                                    /*is_causal=*/true);
+  return {merge_heads(out), lse};
+}
+
+// Linear backward: d(input), and the weight's and bias's gradients into `dw`, `db`.
+// g: [..., out], input: [..., in], weight [out, in].
+at::Tensor linear_backward(const at::Tensor& g, const at::Tensor& input, const at::Tensor& weight,
+                           at::Tensor& dw, at::Tensor& db) {
+  const at::Tensor g2 = g.reshape({-1, g.size(-1)});
+  const at::Tensor x2 = input.reshape({-1, input.size(-1)});
+  dw = g2.t().mm(x2);
+  db = g2.sum(0);
+  return g2.mm(weight).view(input.sizes());
+}
+
+at::Tensor norm_backward(const ModelConfig& config, const at::Tensor& g, const at::Tensor& input,
+                         const at::Tensor& mean, const at::Tensor& rstd, const at::Tensor& weight,
+                         const at::Tensor& bias, at::Tensor& dw, at::Tensor& db) {
+  auto [dx, dweight, dbias] = at::native_layer_norm_backward(g, input, {config.n_embd}, mean, rstd,
+                                                             weight, bias, {true, true, true});
+  dw = dweight;
+  db = dbias;
+  return dx;
+}
+
+// d(attn) [B, T, C] -> d(qkv) [B, T, 3C].
+at::Tensor attention_backward(const ModelConfig& config, const Internals& in, const at::Tensor& g) {
+  if (in.attn_leaf.defined()) {
+    return torch::autograd::grad({in.attn_graph_out}, {in.attn_leaf}, {g})[0];
+  }
+  auto [q, k, v] = heads_of(config, in.qkv);
+  auto [dq, dk, dv] = at::_scaled_dot_product_flash_attention_for_cpu_backward(
+      split_heads(config, g), q, k, v, split_heads(config, in.attn), in.attn_lse,
+      /*dropout_p=*/0.0, /*is_causal=*/true);
+  return at::cat({merge_heads(dq), merge_heads(dk), merge_heads(dv)}, /*dim=*/2);
+}
+
+// The whole block's weights for every piece.
+class WholeBlockSource final : public BlockPieceSource {
+ public:
+  explicit WholeBlockSource(const BlockWeights& block) : block_(block) {}
+  const BlockWeights& acquire(int) override { return block_; }
+
+ private:
+  const BlockWeights& block_;
+};
+
+void keep_tensors(BlockActivations* kept, ActivationSet keep, int activation,
+                  std::vector<at::Tensor> tensors) {
+  if (kept && keep.has(activation)) kept->tensors[activation] = std::move(tensors);
+}
+
+// The forward, pieces acquired in turn; the kept activations into `kept`.
+at::Tensor forward_from(const ModelConfig& config, BlockPieceSource& source, const at::Tensor& x,
+                        ActivationSet keep, BlockActivations* kept) {
+  if (kept) *kept = BlockActivations{keep, {}};
+  at::Tensor attn, resid, gelu;
+  {
+    const BlockWeights& w = source.acquire(kAttnInPiece);
+    Norm n1 = norm_forward(config, x, w[kLn1Weight], w[kLn1Bias]);
+    at::Tensor qkv = at::linear(n1.out, w[kAttnQkvWeight], w[kAttnQkvBias]);
+    Attention a = attention_forward(config, qkv);
+    source.release();
+    keep_tensors(kept, keep, kLn1Out, {n1.out, n1.mean, n1.rstd});
+    keep_tensors(kept, keep, kQkv, {qkv});
+    std::vector<at::Tensor> attn_kept{a.out};
+    if (a.lse.defined()) attn_kept.push_back(a.lse);
+    keep_tensors(kept, keep, kAttnOut, std::move(attn_kept));
+    attn = a.out;
+  }
+  {
+    const BlockWeights& w = source.acquire(kAttnOutPiece);
+    resid = x + at::linear(attn, w[kAttnProjWeight], w[kAttnProjBias]);
+    source.release();
+    keep_tensors(kept, keep, kAttnResidual, {resid});
+  }
+  {
+    const BlockWeights& w = source.acquire(kMlpInPiece);
+    Norm n2 = norm_forward(config, resid, w[kLn2Weight], w[kLn2Bias]);
+    at::Tensor fc = at::linear(n2.out, w[kMlpFcWeight], w[kMlpFcBias]);
+    source.release();
+    gelu = at::gelu(fc, "tanh");
+    keep_tensors(kept, keep, kLn2Out, {n2.out, n2.mean, n2.rstd});
+    keep_tensors(kept, keep, kMlpPreGelu, {fc});
+    keep_tensors(kept, keep, kMlpHidden, {gelu});
+  }
+  const BlockWeights& w = source.acquire(kMlpOutPiece);
+  at::Tensor z = resid + at::linear(gelu, w[kMlpProjWeight], w[kMlpProjBias]);
+  source.release();
+  return z;
+}
+
+const at::Tensor& kept_tensor(const BlockActivations& kept, int activation, std::size_t i) {
+  return kept.tensors[activation][i];
+}
+
+// The backward's tensors: the kept ones as they are, the others recomputed (no gradients) from
+// the ones they depend on, pieces acquired only where the recompute reads their weights.
+Internals materialize(const ModelConfig& config, BlockPieceSource& source, const at::Tensor& x,
+                      const BlockActivations& kept) {
+  torch::NoGradGuard no_grad;
+  const ActivationSet has = kept.set;
+  Internals in;
+  in.x = x;
+  const std::array<bool, kBlockPieces> reads = recompute_pieces(has);
+  if (has.has(kLn1Out)) {
+    in.ln1 = kept_tensor(kept, kLn1Out, 0);
+    in.ln1_mean = kept_tensor(kept, kLn1Out, 1);
+    in.ln1_rstd = kept_tensor(kept, kLn1Out, 2);
+  }
+  if (has.has(kQkv)) in.qkv = kept_tensor(kept, kQkv, 0);
+  if (reads[kAttnInPiece]) {
+    const BlockWeights& w = source.acquire(kAttnInPiece);
+    if (!in.ln1.defined()) {
+      Norm n1 = norm_forward(config, x, w[kLn1Weight], w[kLn1Bias]);
+      in.ln1 = n1.out;
+      in.ln1_mean = n1.mean;
+      in.ln1_rstd = n1.rstd;
+    }
+    if (!in.qkv.defined()) in.qkv = at::linear(in.ln1, w[kAttnQkvWeight], w[kAttnQkvBias]);
+    source.release();
+  }
+  if (has.has(kAttnOut)) {
+    in.attn = kept_tensor(kept, kAttnOut, 0);
+    if (!x.is_cuda()) in.attn_lse = kept_tensor(kept, kAttnOut, 1);
+  }
+  if (x.is_cuda()) {  // the attention's backward is autograd's: its graph, recorded once here
+    torch::AutoGradMode enable(true);
+    in.attn_leaf = grad_leaf(in.qkv);
+    in.attn_graph_out = attention_forward(config, in.attn_leaf).out;
+    if (!in.attn.defined()) in.attn = in.attn_graph_out.detach();
+  } else if (!in.attn.defined()) {
+    Attention a = attention_forward(config, in.qkv);
+    in.attn = a.out;
+    in.attn_lse = a.lse;
+  }
+  if (has.has(kAttnResidual)) in.resid = kept_tensor(kept, kAttnResidual, 0);
+  if (reads[kAttnOutPiece]) {
+    const BlockWeights& w = source.acquire(kAttnOutPiece);
+    in.resid = x + at::linear(in.attn, w[kAttnProjWeight], w[kAttnProjBias]);
+    source.release();
+  }
+  if (has.has(kLn2Out)) {
+    in.ln2 = kept_tensor(kept, kLn2Out, 0);
+    in.ln2_mean = kept_tensor(kept, kLn2Out, 1);
+    in.ln2_rstd = kept_tensor(kept, kLn2Out, 2);
+  }
+  if (has.has(kMlpPreGelu)) in.fc = kept_tensor(kept, kMlpPreGelu, 0);
+  if (reads[kMlpInPiece]) {
+    const BlockWeights& w = source.acquire(kMlpInPiece);
+    if (!in.ln2.defined()) {
+      Norm n2 = norm_forward(config, in.resid, w[kLn2Weight], w[kLn2Bias]);
+      in.ln2 = n2.out;
+      in.ln2_mean = n2.mean;
+      in.ln2_rstd = n2.rstd;
+    }
+    if (!in.fc.defined()) in.fc = at::linear(in.ln2, w[kMlpFcWeight], w[kMlpFcBias]);
+    source.release();
+  }
+  in.gelu = has.has(kMlpHidden) ? kept_tensor(kept, kMlpHidden, 0) : at::gelu(in.fc, "tanh");
+  return in;
+}
+
+// Piece p's backward from the gradient of its output (block_piece's residual bookkeeping in
+// walk_backward): its weight gradients into `grads`, returns the gradient of its input.
+at::Tensor piece_backward(const ModelConfig& config, int piece, const BlockWeights& w,
+                          const Internals& in, const at::Tensor& g, BlockWeights& grads) {
   switch (piece) {
-    case kAttnInPiece: {
-      const std::int64_t b = input.size(0), t = input.size(1);
-      const std::int64_t heads = config.n_head, d = config.head_dim();
-      at::Tensor h = at::layer_norm(input, {c}, w[kLn1Weight], w[kLn1Bias], config.layer_norm_eps);
-      at::Tensor qkv = at::linear(h, w[kAttnQkvWeight], w[kAttnQkvBias]);  // [B, T, 3C]
-      auto parts = qkv.split(c, /*dim=*/2);
-      // q, k, v: [B, H, T, D]
-      auto heads_view = [&](const at::Tensor& p) {
-        return p.view({b, t, heads, d}).transpose(1, 2);
-      };
-      at::Tensor a = at::scaled_dot_product_attention(heads_view(parts[0]), heads_view(parts[1]),
-                                                      heads_view(parts[2]), /*attn_mask=*/{},
-                                                      /*dropout_p=*/0.0, /*is_causal=*/true);
-      return a.transpose(1, 2).reshape({b, t, c});
+    case kMlpOutPiece:  // g = dz -> d(gelu)
+      return linear_backward(g, in.gelu, w[kMlpProjWeight], grads[kMlpProjWeight],
+                             grads[kMlpProjBias]);
+    case kMlpInPiece: {  // d(gelu) -> the MLP branch's share of d(resid)
+      const at::Tensor dfc = at::gelu_backward(g, in.fc, "tanh");
+      const at::Tensor dln2 =
+          linear_backward(dfc, in.ln2, w[kMlpFcWeight], grads[kMlpFcWeight], grads[kMlpFcBias]);
+      return norm_backward(config, dln2, in.resid, in.ln2_mean, in.ln2_rstd, w[kLn2Weight],
+                           w[kLn2Bias], grads[kLn2Weight], grads[kLn2Bias]);
     }
-    case kAttnOutPiece:
-      return at::linear(input, w[kAttnProjWeight], w[kAttnProjBias]);
-    case kMlpInPiece: {
-      at::Tensor h = at::layer_norm(input, {c}, w[kLn2Weight], w[kLn2Bias], config.layer_norm_eps);
-      return at::gelu(at::linear(h, w[kMlpFcWeight], w[kMlpFcBias]), "tanh");  // [B, T, 4C]
+    case kAttnOutPiece:  // d(resid) -> d(attn)
+      return linear_backward(g, in.attn, w[kAttnProjWeight], grads[kAttnProjWeight],
+                             grads[kAttnProjBias]);
+    case kAttnInPiece: {  // d(attn) -> the attention branch's share of dx
+      const at::Tensor dqkv = attention_backward(config, in, g);
+      const at::Tensor dln1 = linear_backward(dqkv, in.ln1, w[kAttnQkvWeight],
+                                              grads[kAttnQkvWeight], grads[kAttnQkvBias]);
+      return norm_backward(config, dln1, in.x, in.ln1_mean, in.ln1_rstd, w[kLn1Weight], w[kLn1Bias],
+                           grads[kLn1Weight], grads[kLn1Bias]);
     }
-    case kMlpOutPiece:
-      return at::linear(input, w[kMlpProjWeight], w[kMlpProjBias]);
     default:
       TORCH_INTERNAL_ASSERT(false, "block piece ", piece);
   }
 }
 
-namespace {
-
 // The two pieces whose output is added to the residual stream (attention out, MLP out).
 bool adds_to_residual(int piece) { return piece == kAttnOutPiece || piece == kMlpOutPiece; }
-
-// Pieces 0 … pieces-1 in forward order over `x`: piece p reads `input` (x, a, y, h in turn) and
-// the residual stream takes the outputs of the two that add to it. `output(p, input)` runs piece
-// p. Returns the next piece's input: the block output z after all four, h after three.
-at::Tensor walk_forward(const at::Tensor& x, int pieces,
-                        const std::function<at::Tensor(int, const at::Tensor&)>& output) {
-  at::Tensor residual = x, input = x;
-  for (int p = 0; p < pieces; ++p) {
-    at::Tensor out = output(p, input);
-    if (adds_to_residual(p)) {
-      residual = residual + out;
-      input = residual;
-    } else {
-      input = std::move(out);
-    }
-  }
-  return input;
-}
 
 // The pieces in backward order from the gradient of the block output: a piece that adds to the
 // residual gets the residual stream's gradient, the others their successor's input gradient, and
@@ -122,107 +323,81 @@ at::Tensor walk_backward(const at::Tensor& output_grad,
   return residual;
 }
 
-// One piece's autograd graph from leaves of its input and tensors (no copies).
-struct PieceGraph {
-  at::Tensor input;
-  std::vector<at::Tensor> weights;  // the piece's tensors, in BlockTensor order
-  at::Tensor output;
-};
-
-PieceGraph piece_graph(const ModelConfig& config, int piece, const BlockWeights& block,
-                       const at::Tensor& input) {
-  PieceGraph graph;
-  BlockWeights leaves;
-  graph.input = grad_leaf(input);
-  const TensorRange range = block_piece_tensors(piece);
-  for (int i = range.first; i < range.last; ++i) {
-    leaves[i] = grad_leaf(block[i]);
-    graph.weights.push_back(leaves[i]);
+void check_kept(const ModelConfig& config, const BlockActivations& kept, const at::Tensor& x) {
+  for (int a = 0; a < kBlockActivations; ++a) {
+    const auto shapes = activation_shapes(config, a, x.size(0), x.size(1), x.is_cuda());
+    const auto& tensors = kept.tensors[a];
+    const bool ok = kept.set.has(a) ? tensors.size() == shapes.size() : tensors.empty();
+    TORCH_CHECK(ok, "block activation ", block_activation_name(a), ": ", tensors.size(),
+                " tensors for a set ", kept.set.to_string());
+    for (std::size_t i = 0; i < tensors.size(); ++i) {
+      TORCH_CHECK(tensors[i].sizes() == at::IntArrayRef(shapes[i]), "block activation ",
+                  block_activation_name(a), " tensor ", i, " has shape ", tensors[i].sizes());
+    }
   }
-  graph.output = block_piece_forward(config, piece, leaves, graph.input);
-  return graph;
-}
-
-// Backpropagates output_grad through the graph: the input's gradient; the piece's weight
-// gradients into `grads`.
-at::Tensor backward_through(int piece, const PieceGraph& graph, const at::Tensor& output_grad,
-                            BlockWeights& grads) {
-  std::vector<at::Tensor> wrt{graph.input};
-  wrt.insert(wrt.end(), graph.weights.begin(), graph.weights.end());
-  auto out = torch::autograd::grad({graph.output}, wrt, {output_grad});
-  const int first = block_piece_tensors(piece).first;
-  for (std::size_t k = 0; k + 1 < out.size(); ++k) {
-    grads[first + static_cast<int>(k)] = out[k + 1];
-  }
-  return out[0];
 }
 
 }  // namespace
 
-at::Tensor block_forward(const ModelConfig& config, const BlockWeights& w, const at::Tensor& x) {
-  return walk_forward(x, kBlockPieces, [&](int p, const at::Tensor& input) {
-    return block_piece_forward(config, p, w, input);
-  });
+std::vector<std::vector<std::int64_t>> activation_shapes(const ModelConfig& config, int activation,
+                                                         std::int64_t batch, std::int64_t seq,
+                                                         bool cuda) {
+  const std::int64_t c = config.n_embd;
+  switch (activation) {
+    case kLn1Out:
+    case kLn2Out:
+      return {{batch, seq, c}, {batch, seq, 1}, {batch, seq, 1}};
+    case kQkv:
+      return {{batch, seq, 3 * c}};
+    case kAttnOut:
+      if (cuda) return {{batch, seq, c}};
+      return {{batch, seq, c}, {batch, config.n_head, seq}};
+    case kAttnResidual:
+      return {{batch, seq, c}};
+    case kMlpPreGelu:
+    case kMlpHidden:
+      return {{batch, seq, 4 * c}};
+    default:
+      TORCH_INTERNAL_ASSERT(false, "block activation ", activation);
+  }
 }
 
-namespace {
-
-// Pieces 0 … pieces-1 from `source`, each released after it; `inputs` records their inputs.
-at::Tensor forward_from(const ModelConfig& config, BlockPieceSource& source, const at::Tensor& x,
-                        int pieces, BlockPieceInputs* inputs) {
-  return walk_forward(x, pieces, [&](int p, const at::Tensor& input) {
-    if (inputs) (*inputs)[static_cast<std::size_t>(p)] = input;
-    at::Tensor out = block_piece_forward(config, p, source.acquire(p), input);
-    source.release();
-    return out;
-  });
+at::Tensor block_forward(const ModelConfig& config, const BlockWeights& w, const at::Tensor& x,
+                         ActivationSet keep, BlockActivations* kept) {
+  WholeBlockSource source(w);
+  return forward_from(config, source, x, keep, kept);
 }
-
-}  // namespace
 
 at::Tensor block_forward_pieces(const ModelConfig& config, BlockPieceSource& source,
-                                const at::Tensor& x) {
-  return forward_from(config, source, x, kBlockPieces, nullptr);
-}
-
-BlockPieceInputs block_piece_inputs(const ModelConfig& config, BlockPieceSource& source,
-                                    const at::Tensor& x) {
-  BlockPieceInputs inputs;
-  inputs[kMlpOutPiece] = forward_from(config, source, x, kMlpOutPiece, &inputs);
-  return inputs;
+                                const at::Tensor& x, ActivationSet keep, BlockActivations* kept) {
+  return forward_from(config, source, x, keep, kept);
 }
 
 BlockGrads block_backward(const ModelConfig& config, const BlockWeights& block,
-                          const at::Tensor& input, const at::Tensor& output_grad) {
-  torch::AutoGradMode enable(true);
-  // Each piece's graph from a leaf of its input: the forward once, as block_backward_pieces'
-  // recompute would run it.
-  std::array<PieceGraph, kBlockPieces> graphs;
-  walk_forward(input, kBlockPieces, [&](int p, const at::Tensor& piece_input) {
-    graphs[static_cast<std::size_t>(p)] = piece_graph(config, p, block, piece_input.detach());
-    return graphs[static_cast<std::size_t>(p)].output.detach();
-  });
+                          const at::Tensor& input, const at::Tensor& output_grad,
+                          const BlockActivations& kept) {
+  check_kept(config, kept, input);
+  WholeBlockSource source(block);
+  const Internals in = materialize(config, source, input.detach(), kept);
+  torch::NoGradGuard no_grad;
   BlockGrads out;
   out.input_grad = walk_backward(output_grad, [&](int p, const at::Tensor& g) {
-    return backward_through(p, graphs[static_cast<std::size_t>(p)], g, out.weight_grads);
+    return piece_backward(config, p, block, in, g, out.weight_grads);
   });
   return out;
 }
 
 at::Tensor block_backward_pieces(const ModelConfig& config, BlockPieceSource& source,
-                                 const BlockPieceInputs& inputs, const at::Tensor& output_grad,
-                                 const PieceGradsFn& take) {
-  torch::AutoGradMode enable(true);
+                                 const at::Tensor& input, const at::Tensor& output_grad,
+                                 const BlockActivations& kept, const PieceGradsFn& take) {
+  check_kept(config, kept, input);
+  Internals in = materialize(config, source, input.detach(), kept);
+  torch::NoGradGuard no_grad;
   return walk_backward(output_grad, [&](int p, const at::Tensor& g) {
     BlockWeights grads;
-    at::Tensor input_grad;
-    {
-      // The graph holds the piece's weights: gone before the source may reuse their memory.
-      const PieceGraph graph =
-          piece_graph(config, p, source.acquire(p), inputs[static_cast<std::size_t>(p)]);
-      input_grad = backward_through(p, graph, g, grads);
-    }
+    const at::Tensor input_grad = piece_backward(config, p, source.acquire(p), in, g, grads);
     source.release();
+    if (p == kAttnInPiece) in = Internals();  // the last reader: freed before the next block
     take(p, grads);
     return input_grad;
   });

@@ -5,8 +5,9 @@
 // scaled_dot_product_attention (scale 1/sqrt(head_dim)) and GELU, tanh approximation.
 //
 // Training runs with block-wise recompute (the API the offloaded trainer streams): the forward
-// keeps only each block's input; the backward walks the blocks in reverse, recomputes each block
-// from its input under autograd and returns the gradients of its weights and of its input. The LM
+// keeps each block's input and, where asked, some of its activations (block_activations.h); the
+// backward walks the blocks in reverse, recomputes what was not kept and returns the gradients of
+// each block's weights and of its input. The LM
 // loss is chunked over rows of B·T so logits never take B·T·V memory at once (at most
 // chunk_rows·V). Dropout is not implemented (fine-tuning at p = 0), so every step is deterministic
 // on the CPU.
@@ -17,7 +18,9 @@
 #include <array>
 #include <cstdint>
 #include <functional>
+#include <vector>
 
+#include "fuyou/model/block_activations.h"
 #include "fuyou/model/gpt_weights.h"
 #include "fuyou/model/model_config.h"
 
@@ -30,9 +33,24 @@ at::Tensor embed_forward(const GptWeights& weights, const at::Tensor& tokens);
 void embed_backward(const at::Tensor& tokens, const at::Tensor& grad_x0, at::Tensor& wte_grad,
                     at::Tensor& wpe_grad);
 
-// One transformer block: x [B, T, C] -> [B, T, C], in the dtype and on the device of the weights.
-// Records an autograd graph only if a weight or x requires grad.
-at::Tensor block_forward(const ModelConfig& config, const BlockWeights& block, const at::Tensor& x);
+// A block's kept activations (block_activations.h): tensors[a] holds activation a's tensors for
+// each a in `set` — ln1 and ln2: {out [B, T, C], mean [B, T, 1], rstd [B, T, 1]}; attn: {out
+// [B, T, C], log-sum-exp [B, H, T] fp32} on the CPU, {out} on CUDA; the others {out} (qkv
+// [B, T, 3C], resid [B, T, C], fc and gelu [B, T, 4C]) — in the dtype and on the device of the
+// block's weights. Empty for the others.
+struct BlockActivations {
+  ActivationSet set;
+  std::array<std::vector<at::Tensor>, kBlockActivations> tensors;
+};
+// The shapes of activation a's tensors, in BlockActivations' order, for a micro-batch [B, T].
+std::vector<std::vector<std::int64_t>> activation_shapes(const ModelConfig& config, int activation,
+                                                         std::int64_t batch, std::int64_t seq,
+                                                         bool cuda);
+
+// One transformer block: x [B, T, C] -> [B, T, C], in the dtype and on the device of the weights,
+// without gradients. With `kept`, also the activations of `keep` (call under a NoGradGuard).
+at::Tensor block_forward(const ModelConfig& config, const BlockWeights& block, const at::Tensor& x,
+                         ActivationSet keep = {}, BlockActivations* kept = nullptr);
 
 // Adds gradient `g` into accumulator `acc`, converting dtype and device (an undefined `g` adds
 // nothing): both trainers' one operation on their accumulators, so they add the same bits.
@@ -42,18 +60,17 @@ struct BlockGrads {
   at::Tensor input_grad;      // [B, T, C]: d(loss)/d(block input)
   BlockWeights weight_grads;  // same shapes, dtype and device as the weights
 };
-// Recomputes the block from `input` under autograd and backpropagates `output_grad` [B, T, C].
-// The weights and input are not modified and need not require grad. It runs piece by piece (the
-// graph of each piece from its input, then the pieces' backwards in reverse), so its bits are
-// block_backward_pieces' below.
+// The block's backward from its input and the activations its forward kept: recomputes the
+// missing ones (block_activations.h: only what the backward reads), then backpropagates
+// `output_grad` [B, T, C] piece by piece (3 … 0) with each operation's own backward (linear,
+// GELU, LayerNorm and the attention kernel's; CUDA's attention through autograd). Whatever is
+// kept, the backward reads the very same tensors, so every kept set gives the same bits. The
+// weights, input and kept tensors are not modified and need not require grad.
 BlockGrads block_backward(const ModelConfig& config, const BlockWeights& block,
-                          const at::Tensor& input, const at::Tensor& output_grad);
+                          const at::Tensor& input, const at::Tensor& output_grad,
+                          const BlockActivations& kept = {});
 
 // ---- A block in pieces (model_config.h: BlockPiece), for blocks streamed piece by piece --------
-// A piece's branch from its input, without the residual add: attention in x -> a, attention out
-// a -> proj(a), MLP in y -> h, MLP out h -> proj(h). Reads only the piece's tensors of `block`.
-at::Tensor block_piece_forward(const ModelConfig& config, int piece, const BlockWeights& block,
-                               const at::Tensor& input);
 
 // Where a block's weights come from, one piece at a time: acquire(p) returns weights whose piece-p
 // tensors (block_piece_tensors) stay valid until release(); the others may be undefined.
@@ -64,26 +81,21 @@ class BlockPieceSource {
   virtual void release() {}
 };
 
-// The inputs of a block's pieces, in piece order: x, a, y, h.
-using BlockPieceInputs = std::array<at::Tensor, kBlockPieces>;
-
 // block_forward piece by piece, the same bits: each piece's weights acquired in turn and released
 // after it.
 at::Tensor block_forward_pieces(const ModelConfig& config, BlockPieceSource& source,
-                                const at::Tensor& x);
-// The inputs of the block's pieces for block_backward_pieces (no gradients: call under a
-// NoGradGuard): pieces 0 … 2 acquired in turn; the MLP out piece's output is not needed.
-BlockPieceInputs block_piece_inputs(const ModelConfig& config, BlockPieceSource& source,
-                                    const at::Tensor& x);
+                                const at::Tensor& x, ActivationSet keep = {},
+                                BlockActivations* kept = nullptr);
 
 // Piece p's weight gradients (only its tensors set), as soon as its backward has made them.
 using PieceGradsFn = std::function<void(int piece, const BlockWeights& grads)>;
-// block_backward with only one piece's weights at a time: pieces 3 … 0, each recomputed from its
-// input under autograd, backpropagated and released; returns d(loss)/d(block input). Bit for bit
+// block_backward with only one piece's weights at a time: the recompute acquires the pieces it
+// reads (block_activations.h: recompute_pieces, in order), then the backward pieces 3 … 0, each
+// released before its gradients go to `take`; returns d(loss)/d(block input). Bit for bit
 // block_backward's gradients.
 at::Tensor block_backward_pieces(const ModelConfig& config, BlockPieceSource& source,
-                                 const BlockPieceInputs& inputs, const at::Tensor& output_grad,
-                                 const PieceGradsFn& take);
+                                 const at::Tensor& input, const at::Tensor& output_grad,
+                                 const BlockActivations& kept, const PieceGradsFn& take);
 
 // Rows of B·T per logits chunk for `chunk_rows` = 0: at most 64 MiB of fp32 logits per chunk.
 std::int64_t default_loss_chunk_rows(const ModelConfig& config);

@@ -158,15 +158,10 @@ double ModelConfig::train_flops_per_token(std::int64_t seq) const {
          12.0 * static_cast<double>(n_layer * n_embd * seq);
 }
 
-double ModelConfig::train_flops_per_token_piece_recompute(std::int64_t seq) const {
-  return 10.0 * static_cast<double>(flops_param_count()) -
-         2.0 * static_cast<double>(n_layer * block_piece_param_count(kMlpOutPiece)) +
-         20.0 * static_cast<double>(n_layer * n_embd * seq);
-}
-
 double ModelConfig::train_flops_per_token_recompute(std::int64_t seq) const {
-  return 8.0 * static_cast<double>(flops_param_count()) +
-         16.0 * static_cast<double>(n_layer * n_embd * seq);
+  const double c = static_cast<double>(n_embd);
+  return train_flops_per_token(seq) +
+         static_cast<double>(n_layer) * (16 * c * c + 4 * c * static_cast<double>(seq));
 }
 
 ModelConfig model_config_from_name(const std::string& name) {

@@ -35,16 +35,18 @@ class InputsInStore final : public BlockInputs {
  public:
   InputsInStore(TensorStore& store, std::int64_t layers, std::int64_t batch, std::int64_t seq,
                 std::int64_t hidden)
-      : stash_(
-            layers, {batch, seq, hidden}, /*slots=*/2,
+      : shape_{batch, seq, hidden},
+        stash_(
+            std::vector<std::int64_t>(static_cast<std::size_t>(layers), batch * seq * hidden),
+            /*slots=*/2,
             [&store, bytes = bytes_of(batch, seq, hidden)](std::int64_t layer, const float* src) {
               store.write(input_store_name(layer), src, 0, bytes).get();
             },
             [&store, bytes = bytes_of(batch, seq, hidden)](std::int64_t layer, float* dst) {
               store.read(input_store_name(layer), dst, 0, bytes).get();
             }) {}
-  void push(std::int64_t layer, const at::Tensor& input) override { stash_.push(layer, input); }
-  at::Tensor pop(std::int64_t layer) override { return stash_.pop(layer); }
+  void push(std::int64_t layer, const at::Tensor& input) override { stash_.push(layer, {input}); }
+  at::Tensor pop(std::int64_t layer) override { return stash_.pop(layer).view(shape_); }
   void end_pass() override { stash_.end_pass(); }
   void add_stats(OffloadStats& stats) const override {
     stats.input_bytes_written = stash_.bytes_written();
@@ -57,6 +59,7 @@ class InputsInStore final : public BlockInputs {
   static std::uint64_t bytes_of(std::int64_t batch, std::int64_t seq, std::int64_t hidden) {
     return segment_bytes(batch * seq * hidden);
   }
+  const std::vector<std::int64_t> shape_;  // [B, T, C]
   InputStash stash_;
 };
 

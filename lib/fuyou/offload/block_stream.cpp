@@ -131,16 +131,22 @@ std::vector<std::int64_t> BlockStream::forward_sequence(std::int64_t layers, std
   return sequence;
 }
 
-std::vector<std::int64_t> BlockStream::training_piece_sequence(std::int64_t layers,
-                                                               std::int64_t accum) {
+std::vector<std::int64_t> BlockStream::training_piece_sequence(
+    std::int64_t layers, std::int64_t accum,
+    const std::vector<std::array<bool, kBlockPieces>>& recompute) {
+  ST_ASSERT(static_cast<std::int64_t>(recompute.size()) == layers, "a recompute per block");
   std::vector<std::int64_t> sequence;
   for (std::int64_t k = 0; k < accum; ++k) {
     for (std::int64_t l = 0; l < layers; ++l) {
       for (int p = 0; p < kBlockPieces; ++p) sequence.push_back(piece_access(l, p));
     }
     for (std::int64_t l = layers; l-- > 0;) {
-      // The pieces' inputs (gpt_model.h: block_piece_inputs), then each piece's backward.
-      for (int p = 0; p < kMlpOutPiece; ++p) sequence.push_back(piece_access(l, p));
+      // What the recompute reads (gpt_model.h: block_backward_pieces), then each piece's
+      // backward.
+      for (int p = 0; p < kBlockPieces; ++p) {
+        if (recompute[static_cast<std::size_t>(l)][static_cast<std::size_t>(p)])
+          sequence.push_back(piece_access(l, p));
+      }
       for (int p = kBlockPieces; p-- > 0;) sequence.push_back(piece_access(l, p));
     }
   }

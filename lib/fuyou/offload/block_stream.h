@@ -20,6 +20,7 @@
 // on the compute thread. Not a cache: a block used twice in a row is loaded twice.
 #pragma once
 
+#include <array>
 #include <condition_variable>
 #include <cstdint>
 #include <exception>
@@ -85,9 +86,12 @@ class BlockStream {
   static std::vector<std::int64_t> training_sequence(std::int64_t layers, std::int64_t accum);
   // `passes` forwards (validation batches).
   static std::vector<std::int64_t> forward_sequence(std::int64_t layers, std::int64_t passes);
-  // The same in pieces: a forward uses pieces 0 … 3 of each block; a block's backward uses pieces
-  // 0 … 2 (the recompute of the pieces' inputs), then 3 … 0 (each piece's backward).
-  static std::vector<std::int64_t> training_piece_sequence(std::int64_t layers, std::int64_t accum);
+  // The same in pieces: a forward uses pieces 0 … 3 of each block; block l's backward uses the
+  // pieces its recompute reads (recompute[l], block_activations.h: recompute_pieces; 0 … 2 with
+  // nothing kept), then 3 … 0 (each piece's backward).
+  static std::vector<std::int64_t> training_piece_sequence(
+      std::int64_t layers, std::int64_t accum,
+      const std::vector<std::array<bool, kBlockPieces>>& recompute);
   static std::vector<std::int64_t> forward_piece_sequence(std::int64_t layers, std::int64_t passes);
 
   // Starts a pass; the previous one must be over (every access acquired and released).

@@ -14,53 +14,66 @@ namespace sparsetrain::fuyou {
 
 namespace {
 
-// A whole block's backward over weights held for the call.
-at::Tensor whole_backward(const ModelConfig& config, const BlockWeights& weights,
-                          const at::Tensor& input, const at::Tensor& output_grad,
-                          const BlockGradsFn& take) {
-  BlockGrads grads = block_backward(config, weights, input, output_grad);
-  take(kWholeBlock, grads.weight_grads);
-  return std::move(grads.input_grad);
-}
-
-class ResidentBlocks final : public ComputeBlocks {
+// What every placement shares: the policy, and the count of the recompute's FLOPs.
+class PolicyBlocks : public ComputeBlocks {
  public:
-  ResidentBlocks(const ModelConfig& config, const std::vector<BlockWeights>& blocks)
-      : config_(config), blocks_(blocks) {}
+  PolicyBlocks(const ModelConfig& config, ActivationPolicy policy)
+      : config_(config), policy_(std::move(policy)) {
+    ST_ASSERT(static_cast<std::int64_t>(policy_.kept.size()) == config_.n_layer,
+              "an activation policy needs a set per block");
+  }
+  double recompute_flops() const override { return recompute_flops_; }
+
+ protected:
+  ActivationSet keep(std::int64_t l) const { return policy_.kept[static_cast<std::size_t>(l)]; }
+  // Called once per backward of block l that recomputes from `kept`.
+  void count_recompute(const BlockActivations& kept) {
+    recompute_flops_ +=
+        block_recompute_flops_per_token(config_, policy_.seq, kept.set, policy_.cuda) *
+        static_cast<double>(policy_.tokens);
+  }
+  const std::vector<ActivationSet>& kept_sets() const { return policy_.kept; }
+
+  const ModelConfig config_;
+
+ private:
+  const ActivationPolicy policy_;
+  double recompute_flops_ = 0;
+};
+
+class ResidentBlocks final : public PolicyBlocks {
+ public:
+  ResidentBlocks(const ModelConfig& config, const std::vector<BlockWeights>& blocks,
+                 ActivationPolicy policy)
+      : PolicyBlocks(config, std::move(policy)), blocks_(blocks) {}
   void start_training(std::int64_t) override {}
   void start_forward(std::int64_t) override {}
-  at::Tensor forward(std::int64_t l, const at::Tensor& x) override {
-    return block_forward(config_, blocks_[static_cast<std::size_t>(l)], x);
+  at::Tensor forward(std::int64_t l, const at::Tensor& x, BlockActivations* kept) override {
+    return block_forward(config_, blocks_[static_cast<std::size_t>(l)], x, keep(l), kept);
   }
-  at::Tensor backward(std::int64_t l, const at::Tensor& input, const at::Tensor& output_grad,
-                      const BlockGradsFn& take) override {
-    return whole_backward(config_, blocks_[static_cast<std::size_t>(l)], input, output_grad, take);
+  at::Tensor backward(std::int64_t l, const at::Tensor& input, const BlockActivations& kept,
+                      const at::Tensor& output_grad, const BlockGradsFn& take) override {
+    count_recompute(kept);
+    BlockGrads grads =
+        block_backward(config_, blocks_[static_cast<std::size_t>(l)], input, output_grad, kept);
+    take(kWholeBlock, grads.weight_grads);
+    return std::move(grads.input_grad);
   }
   void add_stats(OffloadStats&) const override {}
 
  private:
-  const ModelConfig config_;
   const std::vector<BlockWeights>& blocks_;
 };
 
 // What both streamed placements share: the stream, the order of its passes' accesses (whole
 // blocks' or pieces'), and its counters.
-class Streamed : public ComputeBlocks {
+class Streamed : public PolicyBlocks {
  public:
-  using SequenceFn = std::vector<std::int64_t> (*)(std::int64_t layers, std::int64_t count);
-  Streamed(const ModelConfig& config, std::unique_ptr<BlockStream> stream, bool from_store,
-           SequenceFn training, SequenceFn forward)
-      : config_(config),
+  Streamed(const ModelConfig& config, ActivationPolicy policy, std::unique_ptr<BlockStream> stream,
+           bool from_store)
+      : PolicyBlocks(config, std::move(policy)),
         stream_(std::move(stream)),
-        from_store_(from_store),
-        training_(training),
-        forward_(forward) {}
-  void start_training(std::int64_t accum) override {
-    stream_->start(training_(config_.n_layer, accum));
-  }
-  void start_forward(std::int64_t passes) override {
-    stream_->start(forward_(config_.n_layer, passes));
-  }
+        from_store_(from_store) {}
   void add_stats(OffloadStats& stats) const override {
     stats.stream_read_bytes = stream_->loaded_bytes();
     stats.stream_wait_seconds = stream_->wait_seconds();
@@ -69,28 +82,31 @@ class Streamed : public ComputeBlocks {
   }
 
  protected:
-  const ModelConfig config_;
   std::unique_ptr<BlockStream> stream_;
 
  private:
   const bool from_store_;  // the loads read the store (counted as SSD reads too)
-  const SequenceFn training_, forward_;
 };
 
 class StreamedBlocks final : public Streamed {
  public:
-  StreamedBlocks(const ModelConfig& config, std::unique_ptr<BlockStream> stream, bool from_store)
-      : Streamed(config, std::move(stream), from_store, &BlockStream::training_sequence,
-                 &BlockStream::forward_sequence) {}
-  at::Tensor forward(std::int64_t l, const at::Tensor& x) override {
-    at::Tensor out = block_forward(config_, stream_->acquire(l), x);
+  using Streamed::Streamed;
+  void start_training(std::int64_t accum) override {
+    stream_->start(BlockStream::training_sequence(config_.n_layer, accum));
+  }
+  void start_forward(std::int64_t passes) override {
+    stream_->start(BlockStream::forward_sequence(config_.n_layer, passes));
+  }
+  at::Tensor forward(std::int64_t l, const at::Tensor& x, BlockActivations* kept) override {
+    at::Tensor out = block_forward(config_, stream_->acquire(l), x, keep(l), kept);
     stream_->release();
     return out;
   }
-  at::Tensor backward(std::int64_t l, const at::Tensor& input, const at::Tensor& output_grad,
-                      const BlockGradsFn& take) override {
+  at::Tensor backward(std::int64_t l, const at::Tensor& input, const BlockActivations& kept,
+                      const at::Tensor& output_grad, const BlockGradsFn& take) override {
+    count_recompute(kept);
     // The gradients are computed before the slot goes back (take may wait for a pool slot).
-    BlockGrads grads = block_backward(config_, stream_->acquire(l), input, output_grad);
+    BlockGrads grads = block_backward(config_, stream_->acquire(l), input, output_grad, kept);
     stream_->release();
     take(kWholeBlock, grads.weight_grads);
     return std::move(grads.input_grad);
@@ -113,36 +129,40 @@ class StreamPieceSource final : public BlockPieceSource {
 
 class StreamedPieces final : public Streamed {
  public:
-  StreamedPieces(const ModelConfig& config, std::unique_ptr<BlockStream> stream, bool from_store)
-      : Streamed(config, std::move(stream), from_store, &BlockStream::training_piece_sequence,
-                 &BlockStream::forward_piece_sequence) {}
-  at::Tensor forward(std::int64_t l, const at::Tensor& x) override {
-    StreamPieceSource source(*stream_, l);
-    return block_forward_pieces(config_, source, x);
+  using Streamed::Streamed;
+  void start_training(std::int64_t accum) override {
+    std::vector<std::array<bool, kBlockPieces>> recompute;
+    for (const ActivationSet& kept : kept_sets()) recompute.push_back(recompute_pieces(kept));
+    stream_->start(BlockStream::training_piece_sequence(config_.n_layer, accum, recompute));
   }
-  at::Tensor backward(std::int64_t l, const at::Tensor& input, const at::Tensor& output_grad,
-                      const BlockGradsFn& take) override {
+  void start_forward(std::int64_t passes) override {
+    stream_->start(BlockStream::forward_piece_sequence(config_.n_layer, passes));
+  }
+  at::Tensor forward(std::int64_t l, const at::Tensor& x, BlockActivations* kept) override {
     StreamPieceSource source(*stream_, l);
-    BlockPieceInputs inputs;
-    {
-      at::NoGradGuard no_grad;  // the pieces' inputs, as block_backward's graphs start from
-      inputs = block_piece_inputs(config_, source, input);
-    }
-    return block_backward_pieces(config_, source, inputs, output_grad, take);
+    return block_forward_pieces(config_, source, x, keep(l), kept);
+  }
+  at::Tensor backward(std::int64_t l, const at::Tensor& input, const BlockActivations& kept,
+                      const at::Tensor& output_grad, const BlockGradsFn& take) override {
+    count_recompute(kept);
+    StreamPieceSource source(*stream_, l);
+    return block_backward_pieces(config_, source, input, output_grad, kept, take);
   }
 };
 
 }  // namespace
 
 std::unique_ptr<ComputeBlocks> make_resident_blocks(const ModelConfig& config,
-                                                    const std::vector<BlockWeights>& blocks) {
-  return std::make_unique<ResidentBlocks>(config, blocks);
+                                                    const std::vector<BlockWeights>& blocks,
+                                                    ActivationPolicy policy) {
+  return std::make_unique<ResidentBlocks>(config, blocks, std::move(policy));
 }
 
 std::unique_ptr<ComputeBlocks> make_streamed_blocks(const ModelConfig& config, std::int64_t slots,
                                                     std::int64_t piece_floats, bool cuda,
                                                     std::int64_t pieces_per_block,
-                                                    StatePlacement& states) {
+                                                    StatePlacement& states,
+                                                    ActivationPolicy policy) {
   if (pieces_per_block > 1) {
     // A piece's fp32 weights are a float range of its block's master (CUDA: converted to bf16
     // and uploaded chunk by chunk).
@@ -153,7 +173,8 @@ std::unique_ptr<ComputeBlocks> make_streamed_blocks(const ModelConfig& config, s
     auto stream = std::make_unique<BlockStream>(
         cuda ? make_cuda_piece_slots(config, slots, piece_floats, std::move(read))
              : BlockStream::host_piece_slots(config, slots, std::move(read)));
-    return std::make_unique<StreamedPieces>(config, std::move(stream), states.in_store());
+    return std::make_unique<StreamedPieces>(config, std::move(policy), std::move(stream),
+                                            states.in_store());
   }
   std::unique_ptr<BlockStream> stream;
   if (cuda) {
@@ -170,7 +191,8 @@ std::unique_ptr<ComputeBlocks> make_streamed_blocks(const ModelConfig& config, s
         config, slots,
         [&states](std::int64_t block, float* dst) { states.gather_master(1 + block, dst); });
   }
-  return std::make_unique<StreamedBlocks>(config, std::move(stream), states.in_store());
+  return std::make_unique<StreamedBlocks>(config, std::move(policy), std::move(stream),
+                                          states.in_store());
 }
 
 }  // namespace sparsetrain::fuyou

@@ -3,6 +3,7 @@
 
 #include <ATen/ops/from_blob.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "common/error.h"
@@ -10,18 +11,17 @@
 
 namespace sparsetrain::fuyou {
 
-InputStash::InputStash(std::int64_t layers, std::vector<std::int64_t> shape, std::int64_t slots,
-                       WriteFn write, ReadFn read)
-    : layers_(layers),
-      shape_(std::move(shape)),
+InputStash::InputStash(std::vector<std::int64_t> floats, std::int64_t slots, WriteFn write,
+                       ReadFn read)
+    : layers_(static_cast<std::int64_t>(floats.size())),
+      floats_(std::move(floats)),
       write_(std::move(write)),
       read_(std::move(read)),
-      state_(static_cast<std::size_t>(2 * layers), 0) {
-  ST_ASSERT(slots >= 2 && layers >= 1, "an input stash needs two slots and a layer");
-  floats_ = 1;
-  for (std::int64_t d : shape_) floats_ *= d;
+      state_(2 * floats_.size(), 0) {
+  ST_ASSERT(slots >= 2 && layers_ >= 1, "an input stash needs two slots and a layer");
+  const std::int64_t largest = *std::max_element(floats_.begin(), floats_.end());
   for (std::int64_t s = 0; s < slots; ++s) {
-    slots_.emplace_back(4 * static_cast<std::size_t>(floats_), /*pin=*/false);
+    slots_.emplace_back(4 * static_cast<std::size_t>(largest), /*pin=*/false);
   }
   thread_ = std::thread([this] { loop(); });
 }
@@ -35,16 +35,27 @@ InputStash::~InputStash() {
   thread_.join();
 }
 
+std::int64_t InputStash::layer_of(std::size_t op) const {
+  return op < state_.size() / 2 ? static_cast<std::int64_t>(op)
+                                : static_cast<std::int64_t>(state_.size() - 1 - op);
+}
+
 at::Tensor InputStash::view(std::size_t op) {
-  return at::from_blob(slots_[op % slots_.size()].data(), shape_,
+  return at::from_blob(slots_[op % slots_.size()].data(),
+                       {floats_[static_cast<std::size_t>(layer_of(op))]},
                        at::TensorOptions().dtype(at::kFloat));
 }
 
-void InputStash::push(std::int64_t layer, const at::Tensor& input) {
+void InputStash::push(std::int64_t layer, const std::vector<at::Tensor>& tensors) {
   const auto op = static_cast<std::size_t>(layer);
-  TORCH_CHECK(
-      input.scalar_type() == at::kFloat && input.device().is_cpu() && input.numel() == floats_,
-      "InputStash::push: layer ", layer, " input must be fp32 CPU with ", floats_, " elements");
+  std::int64_t floats = 0;
+  for (const at::Tensor& t : tensors) {
+    TORCH_CHECK(t.scalar_type() == at::kFloat && t.device().is_cpu(), "InputStash::push: layer ",
+                layer, " tensors must be fp32 CPU");
+    floats += t.numel();
+  }
+  TORCH_CHECK(layer >= 0 && layer < layers_ && floats == floats_[op], "InputStash::push: layer ",
+              layer, " has ", floats, " floats, not ", layer < layers_ ? floats_[op] : 0);
   {
     std::unique_lock<std::mutex> lock(mutex_);
     ST_ASSERT(op < state_.size() / 2 && state_[op] == 0, "stash push out of order");
@@ -56,7 +67,12 @@ void InputStash::push(std::int64_t layer, const at::Tensor& input) {
     if (error_) std::rethrow_exception(error_);
   }
   // The slot is ours until the worker has written it.
-  view(op).copy_(input.reshape(shape_));
+  const at::Tensor slot = view(op);
+  std::int64_t at = 0;
+  for (const at::Tensor& t : tensors) {
+    slot.slice(0, at, at + t.numel()).view(t.sizes()).copy_(t);
+    at += t.numel();
+  }
   {
     std::lock_guard<std::mutex> lock(mutex_);
     state_[op] = 1;
@@ -121,7 +137,8 @@ void InputStash::loop() {
     }
     try {
       auto* slot = reinterpret_cast<float*>(slots_[op % slots_.size()].data());
-      const auto bytes = 4 * static_cast<std::uint64_t>(floats_);
+      const auto bytes =
+          4 * static_cast<std::uint64_t>(floats_[static_cast<std::size_t>(layer_of(op))]);
       if (op < half) {
         write_(static_cast<std::int64_t>(op), slot);
       } else {

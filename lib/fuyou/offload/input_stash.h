@@ -1,9 +1,10 @@
-// Keeps a forward's block inputs — the activation checkpoints the backward recomputes each block
-// from — out of the compute tier when it is short (the offloaded trainer's CPU tier;
-// offload_plan.h: inputs_in_store): each input is copied into one of a few slots as the forward
-// produces it and written to the SSD store, then read back ahead of the backward, in reverse order,
-// into the same slots. The I/O runs on a thread of its own (the compute thread only copies and
-// waits); fp32 round-trips exactly, so the backward sees the very tensors it would have kept.
+// Keeps what a forward saves per block for its backward — the block inputs (offload_plan.h:
+// inputs_in_store) or the activations the policy keeps (kept_activations.h) — out of the compute
+// tier when it is short (the offloaded trainer's CPU tier): each layer's tensors are copied into
+// one of a few slots, one after the other, as the forward produces them and written to the SSD
+// store, then read back ahead of the backward, in reverse order, into the same slots. The I/O runs
+// on a thread of its own (the compute thread only copies and waits); fp32 round-trips exactly, so
+// the backward sees the very tensors it would have kept.
 // Per micro-batch: push(0) … push(L-1), then pop(L-1) … pop(0), then end_pass().
 #pragma once
 
@@ -27,17 +28,18 @@ class InputStash {
   using WriteFn = std::function<void(std::int64_t layer, const float* src)>;
   using ReadFn = std::function<void(std::int64_t layer, float* dst)>;
 
-  // shape: one input, [B, T, C] fp32. slots >= 2.
-  InputStash(std::int64_t layers, std::vector<std::int64_t> shape, std::int64_t slots,
-             WriteFn write, ReadFn read);
+  // floats[l]: what layer l keeps, fp32 floats (L = floats.size() >= 1); a slot holds the
+  // largest. slots >= 2.
+  InputStash(std::vector<std::int64_t> floats, std::int64_t slots, WriteFn write, ReadFn read);
   ~InputStash();
   InputStash(const InputStash&) = delete;
   InputStash& operator=(const InputStash&) = delete;
 
-  // Compute thread: block `layer`'s input (forward order); waits only while every slot is busy.
-  void push(std::int64_t layer, const at::Tensor& input);
-  // Compute thread: block `layer`'s input back (reverse order): a tensor over a slot, valid until
-  // the next pop or end_pass. Rethrows an I/O error.
+  // Compute thread: layer `layer`'s tensors (forward order; fp32 CPU, floats[layer] in all),
+  // copied one after the other; waits only while every slot is busy.
+  void push(std::int64_t layer, const std::vector<at::Tensor>& tensors);
+  // Compute thread: layer `layer`'s floats back (reverse order): a 1-D tensor over a slot, valid
+  // until the next pop or end_pass. Rethrows an I/O error.
   at::Tensor pop(std::int64_t layer);
   // Compute thread: the micro-batch's backward is done with the last input.
   void end_pass();
@@ -51,11 +53,11 @@ class InputStash {
     return op < slots_.size() || state_[op - slots_.size()] == 2;
   }
   at::Tensor view(std::size_t op);
+  std::int64_t layer_of(std::size_t op) const;
   void loop();
 
   std::int64_t layers_;
-  std::vector<std::int64_t> shape_;
-  std::int64_t floats_ = 0;
+  std::vector<std::int64_t> floats_;
   std::vector<common::io::AlignedBuffer> slots_;
   WriteFn write_;
   ReadFn read_;

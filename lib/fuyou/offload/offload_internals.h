@@ -17,6 +17,7 @@
 #include "fuyou/offload/block_inputs.h"
 #include "fuyou/offload/compute_blocks.h"
 #include "fuyou/offload/grad_accumulators.h"
+#include "fuyou/offload/kept_activations.h"
 #include "fuyou/offload/offload_units.h"
 #include "fuyou/offload/state_placement.h"
 
@@ -39,11 +40,13 @@ struct OffloadState {
   common::io::AlignedBuffer meta;    // train.state, int64 [kMetaLen]
   std::int64_t meta_len = kMetaLen;  // the words its commits write (a format-2 store's: fewer)
 
-  // The placements. The threads that go through the store (blocks' and inputs' loaders) are
-  // stopped by the trainer before the store goes (its destructor, NewStoreGuard).
+  // The placements. The threads that go through the store (blocks', inputs' and kept activations'
+  // loaders) are stopped by the trainer before the store goes (its destructor, NewStoreGuard:
+  // stop_loaders).
   std::unique_ptr<StatePlacement> states;
   std::unique_ptr<ComputeBlocks> blocks;
   std::unique_ptr<BlockInputs> inputs;
+  std::unique_ptr<KeptActivations> kept;
   std::unique_ptr<GradAccumulators> accumulators;  // drained blocks (plan block_grads_in_cpu)
   std::unique_ptr<BlockGradients> block_grads;     // the compute thread's side
   // The embeddings' and ln_f's gradient accumulators, fp32, compute tier.

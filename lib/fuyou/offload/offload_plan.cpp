@@ -5,6 +5,7 @@
 #include "fuyou/offload/offload_plan.h"
 
 #include <algorithm>
+#include <array>
 #include <cstdio>
 #include <optional>
 #include <sstream>
@@ -78,6 +79,7 @@ struct Sizes {
   std::int64_t block_state_piece_floats = 0;  // a block's largest state piece (not a block piece)
   std::int64_t piece_params = 0;              // a block's largest piece (model_config.h: MLP in)
   std::uint64_t mlp_out_params = 0;           // the MLP out piece's, which no recompute needs
+  std::array<std::uint64_t, kBlockPieces> piece_param_counts{};  // each piece's parameters
 };
 
 // UsageError unless P is a positive multiple of 1024 (4096-byte segments) and the granularity and
@@ -120,6 +122,8 @@ Sizes derive_sizes(const ModelConfig& config, const OffloadShape& shape,
   s.block_state_piece_floats = std::min<std::int64_t>(shape.state_piece_floats, s.block_padded);
   s.piece_params = config.max_block_piece_param_count();
   s.mlp_out_params = u64(config.block_piece_param_count(kMlpOutPiece));
+  for (int p = 0; p < kBlockPieces; ++p)
+    s.piece_param_counts[static_cast<std::size_t>(p)] = u64(config.block_piece_param_count(p));
   return s;
 }
 
@@ -444,6 +448,139 @@ void refuse_over_budgets(const OffloadShape& shape, const OffloadBudgets& budget
   }
 }
 
+// ---- Kept activations --------------------------------------------------------------------------
+
+// Bytes per token of a kept set: fp32 on the CPU tier; on CUDA the compute dtype, but the
+// LayerNorms' mean and rstd are fp32.
+std::uint64_t kept_bytes_per_token(const ModelConfig& config, ActivationSet set, bool cuda) {
+  if (!cuda) return kF32 * u64(activation_set_floats_per_token(config, set, false));
+  std::uint64_t bytes = 0;
+  for (int a = 0; a < kBlockActivations; ++a) {
+    if (!set.has(a)) continue;
+    const bool norm = a == kLn1Out || a == kLn2Out;
+    bytes += kBF16 * u64(activation_floats_per_token(config, a, true) - (norm ? 2 : 0)) +
+             (norm ? 2 * kF32 : 0);
+  }
+  return bytes;
+}
+
+// The kept activations' items in each tier.
+struct ActivationItems {
+  std::vector<PlanItem> compute, cpu;
+};
+
+// Puts each block's kept set in a tier, from block L-1 down (the backward needs the last blocks
+// first; the first blocks' store reads have the longest to be prefetched): the compute tier while
+// the room the rest of the plan leaves holds it, then CPU memory, then the store (CPU tier only:
+// CUDA keeps them in the compute tier), or the asked tier. The store goes through two slots of
+// its largest block in the compute tier, reserved when a block goes there. UsageError when a
+// block's set fits nowhere.
+ActivationItems place_activations(const ModelConfig& config, const OffloadShape& shape,
+                                  const OffloadBudgets& budgets, const Sizes& s,
+                                  const std::vector<ActivationSet>& kept,
+                                  std::uint64_t compute_used, std::uint64_t cpu_used,
+                                  ActivationPlan& out) {
+  const std::optional<ActivationTier> asked = shape.activations.tier;
+  const std::uint64_t compute_room = budgets.compute_bytes == 0
+                                         ? ~std::uint64_t{0}
+                                         : room_left(budgets.compute_bytes, compute_used);
+  const std::uint64_t cpu_room = room_left(budgets.cpu_bytes, cpu_used);
+  std::vector<std::uint64_t> bytes(kept.size());
+  std::uint64_t largest = 0;
+  for (std::size_t l = 0; l < kept.size(); ++l) {
+    bytes[l] = u64(s.tokens) * kept_bytes_per_token(config, kept[l], shape.cuda);
+    largest = std::max(largest, bytes[l]);
+  }
+  // One pass with `reserve` bytes of the compute room kept for the store's slots.
+  auto assign = [&](std::uint64_t reserve) {
+    out.kept = kept;
+    out.tiers.assign(kept.size(), ActivationTier::kCompute);
+    out.compute_bytes = out.cpu_bytes = out.store_bytes = 0;
+    std::uint64_t store_largest = 0;
+    const std::uint64_t room = compute_room > reserve ? compute_room - reserve : 0;
+    for (std::size_t i = kept.size(); i-- > 0;) {
+      if (kept[i].empty()) continue;
+      const bool fits_compute = out.compute_bytes + bytes[i] <= room;
+      const bool fits_cpu = !shape.cuda && out.cpu_bytes + bytes[i] <= cpu_room;
+      ActivationTier tier = asked          ? *asked
+                            : fits_compute ? ActivationTier::kCompute
+                            : fits_cpu     ? ActivationTier::kCpu
+                                           : ActivationTier::kStore;
+      if (shape.cuda && tier != ActivationTier::kCompute) {
+        refuse("--gpu-mem (compute tier) for block " + std::to_string(i) + "'s kept activations (" +
+                   kept[i].to_string() + ")",
+               out.compute_bytes + bytes[i], room,
+               {{"kept activations", out.compute_bytes + bytes[i]}},
+               "keep fewer activations (--activations), or raise --gpu-mem: on CUDA kept "
+               "activations stay in the compute tier");
+      }
+      if (tier == ActivationTier::kCompute && !fits_compute) {
+        refuse("--gpu-mem (compute tier) for block " + std::to_string(i) + "'s kept activations (" +
+                   kept[i].to_string() + ")",
+               compute_used + reserve + out.compute_bytes + bytes[i], budgets.compute_bytes,
+               {{"the rest of the compute tier", compute_used},
+                {"kept activations", out.compute_bytes + bytes[i]}},
+               "keep fewer activations (--activations), or let them go to CPU memory or the store "
+               "(--activations-in auto)");
+      }
+      if (tier == ActivationTier::kCpu && !fits_cpu) {
+        refuse("--cpu-mem for block " + std::to_string(i) + "'s kept activations (" +
+                   kept[i].to_string() + ")",
+               cpu_used + out.cpu_bytes + bytes[i], budgets.cpu_bytes,
+               {{"the rest of the CPU tier", cpu_used},
+                {"kept activations", out.cpu_bytes + bytes[i]}},
+               "keep fewer activations (--activations), raise --cpu-mem, or let them go to the "
+               "store (--activations-in auto)");
+      }
+      out.tiers[i] = tier;
+      (tier == ActivationTier::kCompute ? out.compute_bytes
+       : tier == ActivationTier::kCpu   ? out.cpu_bytes
+                                        : out.store_bytes) += bytes[i];
+      if (tier == ActivationTier::kStore) store_largest = std::max(store_largest, bytes[i]);
+    }
+    return store_largest;
+  };
+  std::uint64_t store_largest = assign(0);
+  if (store_largest > 0 && !(asked && *asked == ActivationTier::kStore)) {
+    store_largest = assign(2 * largest);
+  }
+  ActivationItems items;
+  auto blocks_in = [&](ActivationTier tier) {
+    std::int64_t n = 0;
+    for (std::size_t l = 0; l < kept.size(); ++l) n += !kept[l].empty() && out.tiers[l] == tier;
+    return std::to_string(n);
+  };
+  if (out.compute_bytes > 0) {
+    items.compute.push_back(
+        {"kept activations of " + blocks_in(ActivationTier::kCompute) + " blocks",
+         out.compute_bytes});
+  }
+  if (store_largest > 0) {
+    const std::uint64_t slots = 2 * store_largest;
+    if (budgets.compute_bytes > 0 &&
+        compute_used + out.compute_bytes + slots > budgets.compute_bytes) {
+      refuse("--gpu-mem (compute tier) for the kept activations' store slots",
+             compute_used + out.compute_bytes + slots, budgets.compute_bytes,
+             {{"the rest of the compute tier", compute_used},
+              {"kept activations", out.compute_bytes},
+              {"2 kept-activation slots", slots}},
+             "keep fewer activations (--activations) or raise --gpu-mem");
+    }
+    items.compute.push_back({"2 kept-activation slots (store)", slots});
+  }
+  if (out.cpu_bytes > 0) {
+    items.cpu.push_back(
+        {"kept activations of " + blocks_in(ActivationTier::kCpu) + " blocks", out.cpu_bytes});
+  }
+  out.store_bytes = 0;  // as the store holds them: each block's tensor in whole 4 KiB
+  for (std::size_t l = 0; l < kept.size(); ++l) {
+    if (!kept[l].empty() && out.tiers[l] == ActivationTier::kStore) {
+      out.store_bytes += common::io::align_up(bytes[l]);
+    }
+  }
+  return items;
+}
+
 // ---- SSD ---------------------------------------------------------------------------------------
 
 // One block input in the store: fp32 [B, T, C] (the store holds them only for the CPU tier).
@@ -486,6 +623,20 @@ std::vector<PlanItem> size_store(const ModelConfig& config, const OffloadShape& 
     items.push_back({"store: " + std::to_string(s.l) + " block inputs" + scratch,
                      u64(s.l) * round_up(size_block_input(s), extent)});
   }
+  if (plan.activations.store_bytes > 0) {
+    std::uint64_t bytes = 0;
+    std::int64_t blocks = 0;
+    for (std::size_t l = 0; l < plan.activations.kept.size(); ++l) {
+      if (plan.activations.kept[l].empty() || plan.activations.tiers[l] != ActivationTier::kStore)
+        continue;
+      bytes += round_up(
+          u64(s.tokens) * kept_bytes_per_token(config, plan.activations.kept[l], shape.cuda),
+          extent);
+      ++blocks;
+    }
+    items.push_back(
+        {"store: kept activations of " + std::to_string(blocks) + " blocks" + scratch, bytes});
+  }
   if (plan.block_grads_in_store) {
     items.push_back({"store: " + std::to_string(s.l) + " block gradient accumulators" + scratch,
                      u64(s.l) * round_up(segment_bytes(s.block_padded), extent)});
@@ -522,10 +673,11 @@ std::uint64_t count_state_writes(const OffloadShape& shape, const Sizes& s,
                             : s.states_bytes;
 }
 
-// What streaming moves of each block per micro-batch, decided by the granularity alone. Whole
-// blocks load twice (forward; backward with its recompute), the padded master each time. Pieces
-// load exactly their parameters: every piece in the forward, pieces 0-2 for the recompute of the
-// pieces' inputs (gpt_model.h: block_piece_inputs), every piece for its own backward: 3·N_b − N_3.
+// What streaming moves of every block per micro-batch. Whole blocks load twice (forward; backward
+// with its recompute), the padded master each time. Pieces load exactly their parameters: every
+// piece in the forward, the pieces the recompute reads (block_activations.h: recompute_pieces;
+// with nothing kept 0-2), every piece for its own backward: 3·N_b − N_3 with nothing kept,
+// 2·N_b with the activations that need weights kept.
 struct StreamTraffic {
   std::uint64_t read_floats = 0;    // fp32 master floats read (store or RAM)
   std::uint64_t upload_params = 0;  // parameters converted to the compute dtype and uploaded
@@ -533,17 +685,24 @@ struct StreamTraffic {
 
 StreamTraffic stream_traffic(const Sizes& s, const OffloadPlan& plan) {
   if (plan.pieces_per_block > 1) {
-    const std::uint64_t loaded = 3 * s.block_params - s.mlp_out_params;
+    std::uint64_t loaded = 0;
+    for (const ActivationSet& kept : plan.activations.kept) {
+      loaded += 2 * s.block_params;
+      const std::array<bool, kBlockPieces> reads = recompute_pieces(kept);
+      for (std::size_t p = 0; p < reads.size(); ++p) {
+        if (reads[p]) loaded += s.piece_param_counts[p];
+      }
+    }
     return {loaded, loaded};
   }
-  return {2 * u64(s.block_padded), 2 * s.block_params};
+  return {2 * u64(s.l) * u64(s.block_padded), 2 * u64(s.l) * s.block_params};
 }
 
 // Streamed blocks read their fp32 master from the store at every load.
 std::uint64_t count_stream_reads(const OffloadShape& shape, const Sizes& s,
                                  const OffloadPlan& plan) {
   return plan.stream_slots > 0 && !plan.states_in_cpu
-             ? u64(shape.accum * s.l) * kF32 * stream_traffic(s, plan).read_floats
+             ? u64(shape.accum) * kF32 * stream_traffic(s, plan).read_floats
              : 0;
 }
 
@@ -589,6 +748,9 @@ void count_ssd_traffic(const ModelConfig& config, const OffloadShape& shape, con
     plan.ssd_read_bytes += u64(shape.accum * s.l) * size_block_input(s);
     plan.ssd_write_bytes += u64(shape.accum * s.l) * size_block_input(s);
   }
+  // And the activations kept in the store.
+  plan.ssd_read_bytes += u64(shape.accum) * plan.activations.store_bytes;
+  plan.ssd_write_bytes += u64(shape.accum) * plan.activations.store_bytes;
   if (plan.block_grads_in_store) {
     // The drains, and the update's one read of each accumulator.
     const DrainTraffic drains = count_block_drains(config, shape, s, plan);
@@ -604,8 +766,8 @@ void count_pcie_traffic(const OffloadShape& shape, const Sizes& s, OffloadPlan& 
     // updated weights once, the token ids and targets. Down: the other units' fp32 gradients
     // once; each block's once per step, or once per micro-batch when they add up in CPU memory.
     const StreamTraffic traffic = stream_traffic(s, plan);
-    plan.pcie_h2d_bytes = kBF16 * s.outside_params +
-                          u64(shape.accum * s.l) * kBF16 * traffic.upload_params + token_bytes;
+    plan.pcie_h2d_bytes =
+        kBF16 * s.outside_params + u64(shape.accum) * kBF16 * traffic.upload_params + token_bytes;
     plan.pcie_d2h_bytes =
         kF32 * s.outside_params +
         u64((plan.block_grads_in_cpu ? shape.accum : 1) * s.l) * kF32 * s.block_params;
@@ -621,12 +783,16 @@ void count_pcie_traffic(const OffloadShape& shape, const Sizes& s, OffloadPlan& 
   }
 }
 
-// FLOPs with block recompute, SSD and PCIe bytes, per optimizer step of K micro-batches.
+// FLOPs with the policy's recompute, SSD and PCIe bytes, per optimizer step of K micro-batches.
 void count_traffic(const ModelConfig& config, const OffloadShape& shape, const Sizes& s,
                    OffloadPlan& plan) {
-  plan.flops = (plan.pieces_per_block > 1 ? config.train_flops_per_token_piece_recompute(shape.seq)
-                                          : config.train_flops_per_token_recompute(shape.seq)) *
-               static_cast<double>(s.tokens * shape.accum);
+  double recompute = 0;  // per token, over the blocks
+  for (const ActivationSet& kept : plan.activations.kept) {
+    recompute += block_recompute_flops_per_token(config, shape.seq, kept, shape.cuda);
+  }
+  const double tokens = static_cast<double>(s.tokens * shape.accum);
+  plan.activations.recompute_flops = recompute * tokens;
+  plan.flops = (config.train_flops_per_token(shape.seq) + recompute) * tokens;
   count_ssd_traffic(config, shape, s, plan);
   count_pcie_traffic(shape, s, plan);
 }
@@ -689,7 +855,7 @@ void add_bound_terms(const ModelConfig& config, const OffloadShape& shape,
     // Every streamed load converts what it uploads (stream_traffic).
     plan.terms.push_back(
         {"stream_convert",
-         static_cast<double>(u64(shape.accum * s.l) * stream_traffic(s, plan).upload_params) /
+         static_cast<double>(u64(shape.accum) * stream_traffic(s, plan).upload_params) /
              rates.stream_convert_params_per_s});
   }
   if (shape.grad_clip || in_place(shape)) {
@@ -731,6 +897,119 @@ std::int64_t max_unit_padded_params(const ModelConfig& config) {
 
 namespace {
 
+// The plan of every other placement (`plan`, refused where it does not fit) with each block keeping
+// kept[l]: the activations placed in the room left, the store sized, the traffic and the bound.
+OffloadPlan finish_layout(const ModelConfig& config, const OffloadShape& shape,
+                          const OffloadBudgets& budgets, const OffloadRates& rates,
+                          const Sizes& sizes, OffloadPlan plan,
+                          const std::vector<ActivationSet>& kept) {
+  const ActivationItems items = place_activations(
+      config, shape, budgets, sizes, kept, plan.compute_total, plan.cpu_total, plan.activations);
+  plan.compute_items.insert(plan.compute_items.end(), items.compute.begin(), items.compute.end());
+  plan.cpu_items.insert(plan.cpu_items.end(), items.cpu.begin(), items.cpu.end());
+  plan.compute_total = sum_items(plan.compute_items);
+  plan.cpu_total = sum_items(plan.cpu_items);
+  refuse_over_budgets(shape, budgets, plan);
+  size_ssd(config, shape, budgets, sizes, plan);
+  count_traffic(config, shape, sizes, plan);
+  add_bound_terms(config, shape, rates, sizes, plan);
+  pick_binding(plan);
+  return plan;
+}
+
+// The activations in the order the cost model tries them: FLOPs saved per byte kept, the larger
+// saving first among equals (fc, qkv, resid at C/2 FLOP per byte; attn at about T), those that save
+// no FLOPs left out (the LayerNorms and GELU: memory time only, not modelled).
+std::vector<int> ranked_activations(const ModelConfig& config, const OffloadShape& shape) {
+  std::vector<int> ranked;
+  for (int a = 0; a < kBlockActivations; ++a) {
+    if (activation_recompute_flops_per_token(config, shape.seq, a, shape.cuda) > 0) {
+      ranked.push_back(a);
+    }
+  }
+  auto saved = [&](int a) {
+    return activation_recompute_flops_per_token(config, shape.seq, a, shape.cuda);
+  };
+  auto per_byte = [&](int a) {
+    return saved(a) /
+           static_cast<double>(kept_bytes_per_token(config, ActivationSet().with(a), shape.cuda));
+  };
+  std::stable_sort(ranked.begin(), ranked.end(), [&](int x, int y) {
+    if (per_byte(x) != per_byte(y)) return per_byte(x) > per_byte(y);
+    return saved(x) > saved(y);
+  });
+  return ranked;
+}
+
+std::string describe_candidate(std::int64_t block, int activation, const OffloadPlan& trial) {
+  char text[160];
+  std::snprintf(text, sizeof text, "%s of block %lld (%s) predicts %.4g s, bound by %s",
+                block_activation_name(activation), static_cast<long long>(block),
+                activation_tier_name(trial.activations.tiers[static_cast<std::size_t>(block)]),
+                trial.bound_seconds, trial.binding.c_str());
+  return text;
+}
+
+// The cost model (ActivationPlan): from recompute, each candidate (block, activation) in the
+// order of ranked_activations, blocks L-1 … 0, is kept when the plan with it fits and predicts a
+// shorter iteration.
+OffloadPlan choose_activations(const ModelConfig& config, const OffloadShape& shape,
+                               const OffloadBudgets& budgets, const OffloadRates& rates,
+                               const Sizes& sizes, const OffloadPlan& placed) {
+  const auto layers = static_cast<std::size_t>(config.n_layer);
+  std::vector<ActivationSet> current(layers);
+  OffloadPlan best = finish_layout(config, shape, budgets, rates, sizes, placed, current);
+  const std::uint64_t have = budgets.ssd_free_bytes + budgets.ssd_used_bytes;
+  const std::uint64_t base_ssd = best.ssd_total;
+  const auto fits_ssd = [&](const OffloadPlan& p) {
+    return p.ssd_total <= std::max(have, base_ssd);  // the store's own refusal comes later
+  };
+  ActivationPlan record;
+  record.recompute_seconds = best.bound_seconds;
+  try {
+    const OffloadPlan all = finish_layout(config, shape, budgets, rates, sizes, placed,
+                                          std::vector<ActivationSet>(layers, ActivationSet::all()));
+    if (fits_ssd(all)) {
+      record.keep_all_seconds = all.bound_seconds;
+    } else {
+      record.keep_all_refusal =
+          "--ssd does not fit: needs " + common::format_bytes(static_cast<double>(all.ssd_total));
+    }
+  } catch (const common::UsageError& e) {
+    record.keep_all_refusal = e.what();
+  }
+  double next_seconds = 0;
+  for (const int a : ranked_activations(config, shape)) {
+    for (std::size_t l = layers; l-- > 0;) {
+      std::vector<ActivationSet> trial_sets = current;
+      trial_sets[l] = trial_sets[l].with(a);
+      std::optional<OffloadPlan> trial;
+      try {
+        trial = finish_layout(config, shape, budgets, rates, sizes, placed, trial_sets);
+      } catch (const common::UsageError&) {
+        continue;
+      }
+      if (!fits_ssd(*trial)) continue;
+      if (trial->bound_seconds < best.bound_seconds * (1 - 1e-12)) {
+        best = std::move(*trial);
+        current = std::move(trial_sets);
+      } else if (record.next_best.empty() || trial->bound_seconds < next_seconds) {
+        next_seconds = trial->bound_seconds;
+        record.next_best = describe_candidate(static_cast<std::int64_t>(l), a, *trial);
+      }
+    }
+  }
+  record.mode = "auto";
+  record.kept = best.activations.kept;
+  record.tiers = best.activations.tiers;
+  record.compute_bytes = best.activations.compute_bytes;
+  record.cpu_bytes = best.activations.cpu_bytes;
+  record.store_bytes = best.activations.store_bytes;
+  record.recompute_flops = best.activations.recompute_flops;
+  best.activations = std::move(record);
+  return best;
+}
+
 // Every tier with the shape's store slots (1 or 2), the SSD sized but not yet refused.
 OffloadPlan plan_layout(const ModelConfig& config, const OffloadShape& shape,
                         const OffloadBudgets& budgets, const OffloadRates& rates) {
@@ -748,12 +1027,28 @@ OffloadPlan plan_layout(const ModelConfig& config, const OffloadShape& shape,
   plan.cpu_items = cpu.list();
   plan.cpu_total = sum_items(plan.cpu_items);
   refuse_over_budgets(shape, budgets, plan);
-  size_ssd(config, shape, budgets, sizes, plan);
 
-  count_traffic(config, shape, sizes, plan);
-  add_bound_terms(config, shape, rates, sizes, plan);
-  pick_binding(plan);
-  return plan;
+  const auto layers = static_cast<std::size_t>(config.n_layer);
+  using Mode = ActivationRequest::Mode;
+  const ActivationRequest& asked = shape.activations;
+  if (asked.mode == Mode::kAuto) {
+    return choose_activations(config, shape, budgets, rates, sizes, plan);
+  }
+  std::vector<ActivationSet> kept(layers);
+  if (asked.mode == Mode::kKeepAll) kept.assign(layers, ActivationSet::all());
+  if (asked.mode == Mode::kList) {
+    if (asked.sets.size() != layers) {
+      throw common::UsageError("an activation list for " + std::to_string(asked.sets.size()) +
+                                   " blocks, but the model has " + std::to_string(layers),
+                               "name blocks 0-" + std::to_string(layers - 1));
+    }
+    kept = asked.sets;
+  }
+  OffloadPlan out = finish_layout(config, shape, budgets, rates, sizes, plan, kept);
+  out.activations.mode = asked.mode == Mode::kRecompute ? "recompute"
+                         : asked.mode == Mode::kKeepAll ? "keep-all"
+                                                        : "list";
+  return out;
 }
 
 OffloadShape with_store_slots(OffloadShape shape, std::int64_t slots) {
@@ -812,6 +1107,110 @@ OffloadPlan plan_offload(const ModelConfig& config, const OffloadShape& shape,
   return plan;  // not reached: refuse throws
 }
 
+const char* activation_tier_name(ActivationTier tier) {
+  switch (tier) {
+    case ActivationTier::kCompute:
+      return "compute";
+    case ActivationTier::kCpu:
+      return "cpu";
+    case ActivationTier::kStore:
+      return "store";
+  }
+  return "?";
+}
+
+std::optional<ActivationTier> parse_activation_tier(const std::string& text) {
+  if (text == "auto") return std::nullopt;
+  for (ActivationTier tier :
+       {ActivationTier::kCompute, ActivationTier::kCpu, ActivationTier::kStore}) {
+    if (text == activation_tier_name(tier)) return tier;
+  }
+  throw common::UsageError("--activations-in '" + text + "' is not a tier",
+                           "pass auto, compute, cpu or store");
+}
+
+namespace {
+
+// "3" or "0-11" -> [first, last], checked against the model's blocks.
+std::pair<std::int64_t, std::int64_t> parse_block_range(const std::string& text,
+                                                        std::int64_t layers) {
+  const std::string hint = "name blocks 0-" + std::to_string(layers - 1) +
+                           " as N or N-M, e.g. --activations '0-3:attn,fc;4:all'";
+  auto number = [&](const std::string& t) {
+    if (t.empty() || t.find_first_not_of("0123456789") != std::string::npos || t.size() > 12) {
+      throw common::UsageError("--activations: '" + text + "' is not a block or a range", hint);
+    }
+    return std::stoll(t);
+  };
+  const std::size_t dash = text.find('-');
+  const std::int64_t first = number(text.substr(0, dash));
+  const std::int64_t last = dash == std::string::npos ? first : number(text.substr(dash + 1));
+  if (last < first) {
+    throw common::UsageError("--activations: the range '" + text + "' is empty", hint);
+  }
+  if (last >= layers) {
+    throw common::UsageError("--activations: block " + std::to_string(last) +
+                                 " does not exist: the model has " + std::to_string(layers) +
+                                 " blocks",
+                             hint);
+  }
+  return {first, last};
+}
+
+}  // namespace
+
+ActivationRequest parse_activation_request(const std::string& text, std::int64_t layers) {
+  using Mode = ActivationRequest::Mode;
+  ActivationRequest request;
+  if (text == "auto") {
+    request.mode = Mode::kAuto;
+    return request;
+  }
+  if (text == "recompute" || text == "none") {
+    request.mode = Mode::kRecompute;
+    return request;
+  }
+  if (text == "keep-all" || text == "all") {
+    request.mode = Mode::kKeepAll;
+    return request;
+  }
+  request.mode = Mode::kList;
+  if (text.find(':') == std::string::npos) {  // one list for every block
+    request.sets.assign(static_cast<std::size_t>(layers), parse_activation_set(text));
+    return request;
+  }
+  request.sets.assign(static_cast<std::size_t>(layers), ActivationSet());
+  std::vector<bool> named(static_cast<std::size_t>(layers), false);
+  std::stringstream in(text);
+  std::string part;
+  while (std::getline(in, part, ';')) {
+    const std::size_t colon = part.find(':');
+    if (colon == std::string::npos) {
+      throw common::UsageError("--activations: '" + part + "' names no blocks",
+                               "write BLOCKS:LIST parts separated by ';', e.g. "
+                               "'0-3:attn,fc;4:all'");
+    }
+    const auto [first, last] = parse_block_range(part.substr(0, colon), layers);
+    const ActivationSet set = parse_activation_set(part.substr(colon + 1));
+    for (std::int64_t l = first; l <= last; ++l) {
+      if (named[static_cast<std::size_t>(l)]) {
+        throw common::UsageError(
+            "--activations: block " + std::to_string(l) + " is named twice in '" + text + "'",
+            "name each block once");
+      }
+      named[static_cast<std::size_t>(l)] = true;
+      request.sets[static_cast<std::size_t>(l)] = set;
+    }
+  }
+  return request;
+}
+
+std::int64_t ActivationPlan::blocks_keeping() const {
+  std::int64_t n = 0;
+  for (const ActivationSet& set : kept) n += !set.empty();
+  return n;
+}
+
 OffloadRates with_assumed_ssds(OffloadRates rates, const AssumedSsds& ssds) {
   const double n = static_cast<double>(ssds.count);
   rates.ssd_read_bytes_per_s = n * ssds.read_bytes_per_s_each;
@@ -840,6 +1239,53 @@ std::int64_t largest_micro_batch(const ModelConfig& config, OffloadShape shape,
   }
   return good;
 }
+
+namespace {
+
+// "keep attn,fc in blocks 0-11 (store), …" from the per-block sets and tiers.
+std::string describe_kept_blocks(const ActivationPlan& a) {
+  std::string out;
+  std::size_t l = 0;
+  while (l < a.kept.size()) {
+    std::size_t end = l + 1;
+    while (end < a.kept.size() && a.kept[end] == a.kept[l] && a.tiers[end] == a.tiers[l]) ++end;
+    if (!a.kept[l].empty()) {
+      if (!out.empty()) out += "; ";
+      out += a.kept[l].to_string() + " in block" + (end - l > 1 ? "s " : " ") + std::to_string(l) +
+             (end - l > 1 ? "-" + std::to_string(end - 1) : "") + " (" +
+             activation_tier_name(a.tiers[l]) + ")";
+    }
+    l = end;
+  }
+  return out.empty() ? "nothing kept: every block recomputed from its input" : "kept " + out;
+}
+
+std::string describe_activations(const ActivationPlan& a) {
+  auto bytes = [](std::uint64_t b) { return common::format_bytes(static_cast<double>(b)); };
+  std::string out = a.mode + ": " + describe_kept_blocks(a);
+  if (a.blocks_keeping() > 0) {
+    out += "; per micro-batch " + bytes(a.compute_bytes) + " compute tier, " + bytes(a.cpu_bytes) +
+           " cpu, " + bytes(a.store_bytes) + " store";
+  }
+  if (a.mode == "auto") {
+    char text[160];
+    std::snprintf(text, sizeof text, "\n              cost model: recompute predicts %.4g s, ",
+                  a.recompute_seconds);
+    out += text;
+    if (a.keep_all_seconds > 0) {
+      std::snprintf(text, sizeof text, "keep-all %.4g s", a.keep_all_seconds);
+      out += text;
+    } else {
+      out += "keep-all does not fit (" + a.keep_all_refusal + ")";
+    }
+    out += "; the best candidate not kept: " +
+           (a.next_best.empty() ? std::string("none (every candidate was kept or does not fit)")
+                                : a.next_best + ", no shorter");
+  }
+  return out;
+}
+
+}  // namespace
 
 std::string OffloadPlan::describe() const {
   std::ostringstream out;
@@ -870,6 +1316,7 @@ std::string OffloadPlan::describe() const {
         << (inputs_in_store ? "; block inputs go through the store" : "")
         << (inputs_in_cpu ? "; block inputs go to pinned CPU memory and back" : "") << "\n";
   }
+  out << "activations   " << describe_activations(activations) << "\n";
   out << "compute tier  " << bytes(compute_total) << ": " << list_items(compute_items) << "\n";
   out << "cpu           " << bytes(cpu_total) << ": " << list_items(cpu_items) << "\n";
   char per_param[48];
@@ -885,9 +1332,10 @@ std::string OffloadPlan::describe() const {
   out << "per iteration ssd read " << bytes(ssd_read_bytes) << ", ssd write "
       << bytes(ssd_write_bytes) << ", pcie h2d " << bytes(pcie_h2d_bytes) << ", d2h "
       << bytes(pcie_d2h_bytes) << ", ";
-  char flops_text[64];
-  std::snprintf(flops_text, sizeof flops_text, "%.3g FLOP (%s per token)\n", flops,
-                pieces_per_block > 1 ? "10N - 2L(4C^2 + C) + 20LCT" : "8N + 16LCT");
+  char flops_text[96];
+  std::snprintf(flops_text, sizeof flops_text,
+                "%.3g FLOP (6N + 12LCT per token + %.3g recomputed)\n", flops,
+                activations.recompute_flops);
   out << flops_text;
   out << "lower bound   ";
   for (const BoundTerm& term : terms) {

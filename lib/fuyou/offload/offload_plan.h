@@ -30,9 +30,11 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "fuyou/model/block_activations.h"
 #include "fuyou/model/model_config.h"
 #include "fuyou/offload/state_pieces.h"
 
@@ -77,6 +79,28 @@ struct AssumedSsds {
 // (not measured: the bound then takes reads and writes as independent).
 OffloadRates with_assumed_ssds(OffloadRates rates, const AssumedSsds& ssds);
 
+// Where a block's kept activations wait for its backward (kept_activations.h), in the order the
+// planner prefers them: the compute tier, CPU memory (--cpu-mem), the store.
+enum class ActivationTier : int { kCompute = 0, kCpu = 1, kStore = 2 };
+const char* activation_tier_name(ActivationTier tier);  // "compute", "cpu", "store"
+
+// What the forwards keep of each block (--activations) and where (--activations-in). The
+// library's default is recompute (only the block inputs); the command line's is auto.
+struct ActivationRequest {
+  enum class Mode { kAuto, kRecompute, kKeepAll, kList };
+  Mode mode = Mode::kRecompute;
+  std::vector<ActivationSet> sets;  // kList: one per block
+  // Every kept activation in this tier (tests, --activations-in), or none: the planner's order.
+  std::optional<ActivationTier> tier;
+};
+// --activations TEXT for a model of `layers` blocks: "auto", "recompute", "keep-all", a list of
+// names for every block ("attn,fc", block_activations.h), or blocks and lists
+// "0-11:attn,fc;12:all" (blocks not named keep nothing). UsageError naming a bad name or a block
+// that does not exist.
+ActivationRequest parse_activation_request(const std::string& text, std::int64_t layers);
+// --activations-in TEXT: "auto" (none), "compute", "cpu", "store".
+std::optional<ActivationTier> parse_activation_tier(const std::string& text);
+
 struct OffloadShape {
   std::int64_t micro_batch = 8;  // B
   std::int64_t seq = 128;        // T
@@ -99,6 +123,8 @@ struct OffloadShape {
   // The store's slots per extent (--store-slots): 0 = the planner decides (two where they fit the
   // SSDs, else one), 1 (updates in place) or 2 (copy-on-write).
   std::int64_t store_slots = 0;
+  // What each block's forward keeps (auto: the cost model's choice, activation_plan below).
+  ActivationRequest activations;
 };
 
 // One line of a memory budget: what it is for and how many bytes.
@@ -111,6 +137,27 @@ struct BoundTerm {
   std::string name;  // "compute", "ssd_read", "ssd_write", "ssd_read_write", "cpu_adam", "pcie_*",
                      // "stream_convert", "compute_then_update" (clipping: see the top)
   double seconds = 0;  // amount per iteration / rate
+};
+
+// The activation policy: what each block keeps and where, chosen after every other placement, in
+// the room they leave. The cost model (auto): a kept activation saves its recompute's FLOPs
+// (block_activations.h) and, in the store, costs its bytes written and read back each
+// micro-batch; the candidates (block, activation) go in order of FLOPs saved per byte kept (the
+// Fuyou paper's benefit), each taken when the predicted iteration time (the bound) drops: so
+// auto is never predicted slower than recompute.
+struct ActivationPlan {
+  std::string mode = "recompute";     // "auto", "recompute", "keep-all", "list"
+  std::vector<ActivationSet> kept;    // per block
+  std::vector<ActivationTier> tiers;  // per block (meaningful where kept)
+  // Bytes kept per micro-batch in each tier (the store's read and written again each one).
+  std::uint64_t compute_bytes = 0, cpu_bytes = 0, store_bytes = 0;
+  double recompute_flops = 0;  // per iteration, what the backwards still recompute
+  // auto: the predicted iterations of recompute and keep-all (0: keep-all does not fit, and
+  // keep_all_refusal says why), and the best candidate not taken (none: empty).
+  double recompute_seconds = 0, keep_all_seconds = 0;
+  std::string keep_all_refusal;
+  std::string next_best;
+  std::int64_t blocks_keeping() const;
 };
 
 struct OffloadPlan {
@@ -163,8 +210,10 @@ struct OffloadPlan {
   // for lack of space, else this layout's with two slots (describe() says it).
   std::uint64_t ssd_two_slot_bytes = 0;
 
+  ActivationPlan activations;
+
   // Per iteration (one optimizer step of K micro-batches).
-  double flops = 0;  // 8·N + 16·L·C·T per token (block recompute; pieces: model_config.h)
+  double flops = 0;  // 6·N + 12·L·C·T per token + the recompute's (activations.recompute_flops)
   std::uint64_t ssd_read_bytes = 0, ssd_write_bytes = 0;
   std::uint64_t pcie_h2d_bytes = 0, pcie_d2h_bytes = 0;
   std::vector<BoundTerm> terms;  // every term of the bound

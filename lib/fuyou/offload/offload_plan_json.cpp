@@ -9,6 +9,27 @@ void to_json(nlohmann::json& j, const PlanItem& item) {
   j = {{"what", item.what}, {"bytes", item.bytes}};
 }
 
+void to_json(nlohmann::json& j, const ActivationPlan& a) {
+  nlohmann::json blocks = nlohmann::json::array();
+  for (std::size_t l = 0; l < a.kept.size(); ++l) {
+    blocks.push_back({{"kept", a.kept[l].to_string()},
+                      {"tier", a.kept[l].empty() ? "none" : activation_tier_name(a.tiers[l])}});
+  }
+  j = {{"mode", a.mode},
+       {"blocks", blocks},
+       {"blocks_keeping", a.blocks_keeping()},
+       {"compute_bytes", a.compute_bytes},
+       {"cpu_bytes", a.cpu_bytes},
+       {"store_bytes", a.store_bytes},
+       {"recompute_flops", a.recompute_flops}};
+  if (a.mode == "auto") {
+    j["recompute_seconds"] = a.recompute_seconds;
+    j["keep_all_seconds"] = a.keep_all_seconds;
+    if (!a.keep_all_refusal.empty()) j["keep_all_refusal"] = a.keep_all_refusal;
+    j["next_best"] = a.next_best;
+  }
+}
+
 void to_json(nlohmann::json& j, const OffloadPlan& plan) {
   j = {{"states", plan.states_in_cpu ? "cpu" : "store"},
        {"resident_blocks", plan.resident_blocks},
@@ -33,6 +54,7 @@ void to_json(nlohmann::json& j, const OffloadPlan& plan) {
        {"ssd_items", plan.ssd_items},
        {"ssd_bytes_per_param", plan.ssd_bytes_per_param},
        {"store_slots", plan.store_slots},
+       {"activations", plan.activations},
        {"per_iteration",
         {{"flops", plan.flops},
          {"ssd_read_bytes", plan.ssd_read_bytes},

@@ -11,6 +11,7 @@ namespace sparsetrain::fuyou {
 
 // {"what", "bytes"}.
 void to_json(nlohmann::json& j, const PlanItem& item);
+void to_json(nlohmann::json& j, const ActivationPlan& activations);
 
 // Where the states, blocks, inputs and gradient buffers live ("states": "cpu" | "store", the
 // counts and flags), each tier's items and total bytes, and the bytes and FLOPs per iteration

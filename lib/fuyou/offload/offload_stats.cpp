@@ -15,6 +15,11 @@ void to_json(nlohmann::json& j, const OffloadStats& stats) {
        {"stream_wait_seconds", stats.stream_wait_seconds},
        {"input_bytes_written", stats.input_bytes_written},
        {"input_bytes_read", stats.input_bytes_read},
+       {"activation_bytes_to_cpu", stats.activation_bytes_to_cpu},
+       {"activation_bytes_from_cpu", stats.activation_bytes_from_cpu},
+       {"activation_bytes_written", stats.activation_bytes_written},
+       {"activation_bytes_read", stats.activation_bytes_read},
+       {"recompute_flops", stats.recompute_flops},
        {"units_updated_during_backward", stats.units_updated_during_backward},
        {"pcie_h2d_bytes", stats.pcie_h2d_bytes},
        {"pcie_d2h_bytes", stats.pcie_d2h_bytes}};

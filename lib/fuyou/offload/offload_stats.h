@@ -26,6 +26,12 @@ struct OffloadStats {
   // Block inputs through the store (plan().inputs_in_store), counted in ssd_*_bytes too; on CUDA
   // through pinned CPU memory (plan().inputs_in_cpu), counted in pcie_*_bytes instead.
   std::uint64_t input_bytes_written = 0, input_bytes_read = 0;
+  // The activations the policy keeps (kept_activations.h): copied to and from CPU memory, and
+  // through the store (counted in ssd_*_bytes too).
+  std::uint64_t activation_bytes_to_cpu = 0, activation_bytes_from_cpu = 0;
+  std::uint64_t activation_bytes_written = 0, activation_bytes_read = 0;
+  // FLOPs the backwards' recompute spent (block_activations.h's count).
+  double recompute_flops = 0;
   // Units whose AdamW finished while the compute thread was still in that step's backward: the
   // overlap, counted (0 with --grad-clip, whose updates wait for the norm).
   std::uint64_t units_updated_during_backward = 0;

@@ -86,6 +86,7 @@ OffloadShape offload_shape_of(const TrainOptions& train, const OffloadOptions& o
   shape.block_grads_in_cpu = options.block_grads_in_cpu;
   shape.pieces_per_block = options.pieces_per_block;
   shape.store_slots = options.store_slots;
+  shape.activations = options.activations;
   if (options.state_piece_floats < 0) {
     throw common::UsageError(
         "state piece of " + std::to_string(options.state_piece_floats) + " floats",
@@ -158,6 +159,7 @@ OffloadTrainer::~OffloadTrainer() {
   if (impl_) {
     impl_->blocks.reset();
     impl_->inputs.reset();
+    impl_->kept.reset();
   }
 }
 
@@ -263,6 +265,7 @@ void OffloadTrainer::open_or_create_store(const WeightSource& initial) {
       if (!created || std::uncaught_exceptions() == unwinding) return;
       t.impl_->blocks.reset();
       t.impl_->inputs.reset();
+      t.impl_->kept.reset();
       t.store_.reset();
       TensorStore::remove_new(t.options_.ssd_dirs);
     }
@@ -342,10 +345,15 @@ void OffloadTrainer::make_placements() {
   } else {
     state.inputs = make_inputs_in_compute_tier();
   }
-  state.blocks = plan_.stream_slots > 0
-                     ? make_streamed_blocks(config_, plan_.stream_slots, state.piece_floats,
-                                            state.cuda, plan_.pieces_per_block, *state.states)
-                     : make_resident_blocks(config_, compute_.blocks);
+  const ActivationPlan& acts = plan_.activations;
+  state.kept = std::make_unique<KeptActivations>(config_, b, t, state.cuda, acts.kept, acts.tiers,
+                                                 store_.get());
+  ActivationPolicy policy{acts.kept, b * t, t, state.cuda};
+  state.blocks =
+      plan_.stream_slots > 0
+          ? make_streamed_blocks(config_, plan_.stream_slots, state.piece_floats, state.cuda,
+                                 plan_.pieces_per_block, *state.states, std::move(policy))
+          : make_resident_blocks(config_, compute_.blocks, std::move(policy));
   state.mark_compute = state.cuda ? std::function<CudaMark()>(mark_compute_stream)
                                   : std::function<CudaMark()>([] { return CudaMark{}; });
 }
@@ -618,7 +626,9 @@ void OffloadTrainer::run_micro_batch(const TokenData& train_data, std::int64_t s
     h = embed_forward(compute_, x);
     for (std::int64_t l = 0; l < layers; ++l) {
       state.inputs->push(l, h);
-      h = state.blocks->forward(l, h);
+      BlockActivations kept;
+      h = state.blocks->forward(l, h, &kept);
+      state.kept->push(l, std::move(kept));
     }
   }
   backward = std::make_unique<common::PhaseTimes::Scope>(stats_.compute_phases, "backward");
@@ -640,11 +650,13 @@ void OffloadTrainer::run_micro_batch(const TokenData& train_data, std::int64_t s
   at::Tensor grad = std::move(head.input_grad);
   for (std::int64_t l = layers; l-- > 0;) {
     const at::Tensor input = state.inputs->pop(l);
-    grad = state.blocks->backward(l, input, grad, [&](int piece, const BlockWeights& g) {
+    const BlockActivations& kept = state.kept->pop(l);
+    grad = state.blocks->backward(l, input, kept, grad, [&](int piece, const BlockWeights& g) {
       state.block_grads->take(l, k, last, piece, g, grads);
     });
   }
   state.inputs->end_pass();
+  state.kept->end_pass();
   embed_backward(x, grad, state.wte_grad, state.wpe_grad);
   if (last) grads.finish(0, {state.wte_grad, state.wpe_grad}, -1);
   backward.reset();
@@ -717,6 +729,8 @@ TrainResult OffloadTrainer::train(const TokenData& train_data, const TokenData& 
   stats_.optimizer_phases = stage.phases();
   state.blocks->add_stats(stats_);
   state.inputs->add_stats(stats_);
+  state.kept->add_stats(stats_);
+  stats_.recompute_flops = state.blocks->recompute_flops();
   stats_.step_seconds =
       stats_.steps > 0 ? result.train_seconds / static_cast<double>(stats_.steps) : 0;
   for (const auto& [phase, seconds] : stats_.compute_phases.all())

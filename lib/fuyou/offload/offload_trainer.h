@@ -70,6 +70,8 @@ struct OffloadOptions {
   // whole blocks, kBlockPieces pieces) and the store's slots per extent (0 = it decides, 1, 2).
   std::int64_t pieces_per_block = 0;
   std::int64_t store_slots = 0;
+  // What each block's forward keeps for its backward, and where (--activations, --activations-in).
+  ActivationRequest activations;
   // Plan for SSDs that are not here (--dry-run only): their space instead of the --ssd
   // directories', which then need not exist (plan_offload_run).
   std::optional<AssumedSsds> assumed_ssds;

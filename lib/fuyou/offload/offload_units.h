@@ -49,6 +49,11 @@ inline std::string unit_store_name(std::int64_t unit) { return "states." + std::
 inline std::string input_store_name(std::int64_t layer) {
   return "inputs." + std::to_string(layer);
 }
+// Block `layer`'s kept activations of `floats` fp32 floats (kept_activations.h): named by their
+// size, so a resumed run whose policy keeps another set defines its own.
+inline std::string activation_store_name(std::int64_t layer, std::int64_t floats) {
+  return "activations." + std::to_string(layer) + "." + std::to_string(floats);
+}
 inline std::string grad_store_name(std::int64_t layer) { return "grads." + std::to_string(layer); }
 inline std::string step_grad_store_name(std::int64_t unit) {
   return "step_grads." + std::to_string(unit);

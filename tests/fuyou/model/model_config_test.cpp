@@ -44,7 +44,9 @@ TEST_CASE("the parameter count equals the number of elements of initialised weig
   }
 }
 
-TEST_CASE("FLOPs per token follow 6N + 12·L·C·T, and 8N + 16·L·C·T with recompute") {
+TEST_CASE(
+    "FLOPs per token follow 6N + 12·L·C·T, plus each block's forward but its MLP out "
+    "with recompute") {
   const ModelConfig c = model_config_from_name("custom:L=2,C=8,H=2,V=10,T=16");
   // Per block: LN 2·2·8 = 32, qkv 8·24 + 24 = 216, proj 64 + 8 = 72, fc 8·32 + 32 = 288,
   // fc proj 256 + 8 = 264 -> 872. N = wte 80 + 2·872 + ln_f 16 = 1840 (wpe 128 excluded).
@@ -52,7 +54,11 @@ TEST_CASE("FLOPs per token follow 6N + 12·L·C·T, and 8N + 16·L·C·T with re
   CHECK(c.param_count() == 1840 + 128);
   CHECK(c.flops_param_count() == 1840);
   CHECK(c.train_flops_per_token(16) == doctest::Approx(6.0 * 1840 + 12.0 * 2 * 8 * 16));
-  CHECK(c.train_flops_per_token_recompute(16) == doctest::Approx(8.0 * 1840 + 16.0 * 2 * 8 * 16));
+  // Recomputed per block: qkv 2·8·24, proj 2·8·8, fc 2·8·32 (= 16·C²), attention 4·C·T; not the
+  // MLP out projection (the next block's input is kept).
+  CHECK(
+      c.train_flops_per_token_recompute(16) ==
+      doctest::Approx(6.0 * 1840 + 12.0 * 2 * 8 * 16 + 2 * (2.0 * 8 * (24 + 8 + 32) + 4 * 8 * 16)));
 }
 
 TEST_CASE("custom specs parse, and bad names or shapes are usage errors") {

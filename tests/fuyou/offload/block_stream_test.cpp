@@ -21,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "fuyou/model/block_activations.h"
 #include "fuyou/offload/cuda_transfer.h"
 
 using namespace sparsetrain::fuyou;
@@ -84,12 +85,16 @@ TEST_CASE("a training step's sequence is forward 0..L-1 then backward L-1..0, pe
   CHECK(BlockStream::forward_sequence(2, 2) == std::vector<std::int64_t>{0, 1, 0, 1});
 }
 
-TEST_CASE("in pieces, a block's backward uses its pieces 0..2 (their inputs), then 3..0") {
-  // Access ids l · 4 + p: block 0's pieces are 0-3, block 1's 4-7.
-  CHECK(BlockStream::training_piece_sequence(2, 1) ==
+TEST_CASE("in pieces, a block's backward uses the pieces its recompute reads, then 3..0") {
+  // Access ids l · 4 + p: block 0's pieces are 0-3, block 1's 4-7. Block 1 keeps nothing (its
+  // recompute reads pieces 0-2), block 0 keeps resid (pieces 0 and 2).
+  const std::array<bool, kBlockPieces> all = recompute_pieces({});
+  const std::array<bool, kBlockPieces> resid =
+      recompute_pieces(ActivationSet().with(kAttnResidual));
+  CHECK(BlockStream::training_piece_sequence(2, 1, {resid, all}) ==
         std::vector<std::int64_t>{0, 1, 2, 3, 4, 5, 6, 7,  // forward
                                   4, 5, 6, 7, 6, 5, 4,     // block 1's backward
-                                  0, 1, 2, 3, 2, 1, 0});   // block 0's
+                                  0, 2, 3, 2, 1, 0});      // block 0's
   CHECK(BlockStream::forward_piece_sequence(2, 2) ==
         std::vector<std::int64_t>{0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 3, 4, 5, 6, 7});
   CHECK(BlockStream::piece_access(3, kMlpOutPiece) == 15);

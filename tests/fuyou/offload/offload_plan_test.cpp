@@ -172,8 +172,9 @@ TEST_CASE("the lower bound is the largest term and names it") {
   OffloadShape s = small_shape();
   OffloadBudgets b = roomy();
   b.cpu_bytes = 0;  // states in the store
-  // FLOPs: (8·N' + 16·L·C·T) per token, N' = N - wpe = 124,672 - 8,192 = 116,480:
-  //   8 · 116,480 + 16 · 2 · 64 · 32 = 997,376 per token, × 4·32·2 = 256 tokens = 255,328,256.
+  // FLOPs: 6·N' + 12·L·C·T + the recompute L·(16·C² + 4·C·T) per token (block_activations.h),
+  // N' = N - wpe = 124,672 - 8,192 = 116,480: 698,880 + 49,152 + 2 · (65,536 + 8,192) = 895,488
+  // per token, × 4·32·2 = 256 tokens = 229,244,928.
   OffloadRates r;
   r.compute_flops_per_s = 1e12;
   r.ssd_read_bytes_per_s = 1e6;  // 1.511424 s: binds
@@ -181,13 +182,13 @@ TEST_CASE("the lower bound is the largest term and names it") {
   r.cpu_adam_params_per_s = 1e9;
   b.cpu_bytes = 2 * kTinySlotBytes;
   OffloadPlan p = plan_offload(c, s, b, r);
-  CHECK(p.flops == doctest::Approx(255328256.0));
+  CHECK(p.flops == doctest::Approx(229244928.0));
   CHECK(p.binding == "ssd_read");
   CHECK(p.bound_seconds == doctest::Approx(1.511424));
-  r.compute_flops_per_s = 1e8;  // 2.55 s: compute binds
+  r.compute_flops_per_s = 1e8;  // 2.29 s: compute binds
   p = plan_offload(c, s, b, r);
   CHECK(p.binding == "compute");
-  CHECK(p.bound_seconds == doctest::Approx(2.55328256));
+  CHECK(p.bound_seconds == doctest::Approx(2.29244928));
   r.compute_flops_per_s = 1e12;
   r.cpu_adam_params_per_s = 1e4;  // 124,672 params: 12.4672 s
   p = plan_offload(c, s, b, r);
@@ -210,7 +211,7 @@ TEST_CASE("with clipping the bound adds the updates' own work to the compute") {
   OffloadBudgets b = roomy();
   b.cpu_bytes = 2 * kTinySlotBytes;  // states in the store
   OffloadRates r;
-  r.compute_flops_per_s = 1e8;  // 2.55328256 s (the previous test's FLOPs)
+  r.compute_flops_per_s = 1e8;  // 2.29244928 s (the previous test's FLOPs)
   r.ssd_read_bytes_per_s = 1e9;
   r.ssd_write_bytes_per_s = 1e9;
   r.cpu_adam_params_per_s = 1e9;
@@ -223,11 +224,11 @@ TEST_CASE("with clipping the bound adds the updates' own work to the compute") {
   // 307,200 B), write all 1,511,424 B back (the larger at 1 GB/s both ways), AdamW 124,672
   // parameters at 1e9/s (less): 1.511424 ms after the compute.
   CHECK(p.binding == "compute_then_update");
-  CHECK(p.bound_seconds == doctest::Approx(2.55328256 + 0.001511424));
+  CHECK(p.bound_seconds == doctest::Approx(2.29244928 + 0.001511424));
   // Slow AdamW instead: it is what follows the compute.
   r.cpu_adam_params_per_s = 1e5;
   p = plan_offload(c, s, b, r);
-  CHECK(p.bound_seconds == doctest::Approx(2.55328256 + 1.24672));
+  CHECK(p.bound_seconds == doctest::Approx(2.29244928 + 1.24672));
   // A slow mixed rate (1 MB/s): reads then writes one after the other (1.818624 ms) is the
   // least the updates' I/O can take, not (R + W) / mixed.
   r.cpu_adam_params_per_s = 1e9;
@@ -237,7 +238,7 @@ TEST_CASE("with clipping the bound adds the updates' own work to the compute") {
   for (const BoundTerm& term : p.terms) {
     if (term.name != "compute_then_update") continue;
     found = true;
-    CHECK(term.seconds == doctest::Approx(2.55328256 + 0.001818624));
+    CHECK(term.seconds == doctest::Approx(2.29244928 + 0.001818624));
   }
   CHECK(found);
 }
@@ -628,12 +629,13 @@ TEST_CASE("blocks too large for two whole slots stream in pieces; whole blocks w
   const PlanItem* slots = find_item(p.compute_items, "2 streamed block-piece slots");
   REQUIRE(slots != nullptr);
   CHECK(slots->bytes == 2 * 4 * kPiece);
-  // Each block's forward runs three times: 10·N + 20·L·C·T per token.
-  CHECK(p.flops == doctest::Approx(c.train_flops_per_token_piece_recompute(32) * 4 * 32 * 2));
+  // The pieces recompute what a whole block does (each needed tensor once): 6·N + 12·L·C·T plus
+  // the recompute per token.
+  CHECK(p.flops == doctest::Approx(c.train_flops_per_token_recompute(32) * 4 * 32 * 2));
   const std::string text = p.describe();
   INFO(text);
   CHECK(text.find("streamed in pieces (4 a block") != std::string::npos);
-  CHECK(text.find("10N - 2L(4C^2 + C) + 20LCT") != std::string::npos);
+  CHECK(text.find("6N + 12LCT per token") != std::string::npos);
   // Whole blocks asked for at that budget: refused, naming the compute tier.
   const std::string refused = usage_message(c, shape_with_pieces(1), b);
   INFO(refused);

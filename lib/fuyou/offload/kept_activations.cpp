@@ -1,0 +1,233 @@
+// KeptActivations and its three shelves, one per tier (see kept_activations.h).
+#include "fuyou/offload/kept_activations.h"
+
+#include <ATen/ops/from_blob.h>
+
+#include <utility>
+
+#include "common/error.h"
+#include "common/io/aligned_buffer.h"
+#include "fuyou/offload/input_stash.h"
+#include "fuyou/offload/offload_stats.h"
+#include "fuyou/offload/offload_units.h"
+#include "fuyou/store/tensor_store.h"
+
+namespace sparsetrain::fuyou {
+
+class KeptActivations::Shelf {
+ public:
+  virtual ~Shelf() = default;
+  virtual void push(std::int64_t l, BlockActivations kept) = 0;
+  virtual BlockActivations pop(std::int64_t l) = 0;
+  virtual void end_pass() {}
+  virtual void add_stats(OffloadStats&) const {}
+};
+
+namespace {
+
+// A block's kept tensors in activation order (what a flat copy holds, one after the other).
+std::vector<at::Tensor> parts_of(const BlockActivations& kept) {
+  std::vector<at::Tensor> parts;
+  for (const auto& tensors : kept.tensors) parts.insert(parts.end(), tensors.begin(), tensors.end());
+  return parts;
+}
+
+// Views of a flat fp32 copy [floats] as `set`'s tensors (activation_shapes' order).
+BlockActivations views_of(const ModelConfig& config, std::int64_t batch, std::int64_t seq,
+                          ActivationSet set, const at::Tensor& flat) {
+  BlockActivations kept{set, {}};
+  std::int64_t at = 0;
+  for (int a = 0; a < kBlockActivations; ++a) {
+    if (!set.has(a)) continue;
+    for (const auto& shape : activation_shapes(config, a, batch, seq, /*cuda=*/false)) {
+      std::int64_t numel = 1;
+      for (std::int64_t d : shape) numel *= d;
+      kept.tensors[a].push_back(flat.slice(0, at, at + numel).view(shape));
+      at += numel;
+    }
+  }
+  ST_ASSERT(at == flat.numel(), "kept activations of another size");
+  return kept;
+}
+
+// Floats of `set`'s tensors for a micro-batch (the CPU tier's fp32).
+std::int64_t floats_of(const ModelConfig& config, std::int64_t batch, std::int64_t seq,
+                       ActivationSet set) {
+  return batch * seq * activation_set_floats_per_token(config, set, /*cuda=*/false);
+}
+
+class ComputeShelf final : public KeptActivations::Shelf {
+ public:
+  explicit ComputeShelf(std::int64_t layers) : kept_(static_cast<std::size_t>(layers)) {}
+  void push(std::int64_t l, BlockActivations kept) override {
+    kept_[static_cast<std::size_t>(l)] = std::move(kept);
+  }
+  BlockActivations pop(std::int64_t l) override {
+    return std::move(kept_[static_cast<std::size_t>(l)]);  // freed as the backward goes
+  }
+
+ private:
+  std::vector<BlockActivations> kept_;
+};
+
+class CpuShelf final : public KeptActivations::Shelf {
+ public:
+  CpuShelf(const ModelConfig& config, std::int64_t batch, std::int64_t seq,
+           const std::vector<ActivationSet>& kept, const std::vector<ActivationTier>& tiers)
+      : config_(config), batch_(batch), seq_(seq), kept_(kept) {
+    buffers_.resize(kept.size());
+    floats_.assign(kept.size(), 0);
+    for (std::size_t l = 0; l < kept.size(); ++l) {
+      if (tiers[l] != ActivationTier::kCpu || kept[l].empty()) continue;
+      floats_[l] = floats_of(config, batch, seq, kept[l]);
+      buffers_[l] =
+          common::io::AlignedBuffer(4 * static_cast<std::size_t>(floats_[l]), /*pin=*/false);
+    }
+  }
+  void push(std::int64_t l, BlockActivations kept) override {
+    const at::Tensor flat = view(l);
+    std::int64_t at = 0;
+    for (const at::Tensor& t : parts_of(kept)) {
+      flat.slice(0, at, at + t.numel()).view(t.sizes()).copy_(t);
+      at += t.numel();
+    }
+    bytes_in_ += 4 * static_cast<std::uint64_t>(at);
+  }
+  BlockActivations pop(std::int64_t l) override {
+    const at::Tensor flat = view(l);
+    bytes_out_ += 4 * static_cast<std::uint64_t>(flat.numel());
+    return views_of(config_, batch_, seq_, kept_[static_cast<std::size_t>(l)], flat);
+  }
+  void add_stats(OffloadStats& stats) const override {
+    stats.activation_bytes_to_cpu = bytes_in_;
+    stats.activation_bytes_from_cpu = bytes_out_;
+  }
+
+ private:
+  at::Tensor view(std::int64_t l) {
+    const auto i = static_cast<std::size_t>(l);
+    return at::from_blob(buffers_[i].data(), {floats_[i]}, at::TensorOptions().dtype(at::kFloat));
+  }
+  const ModelConfig config_;
+  const std::int64_t batch_, seq_;
+  const std::vector<ActivationSet> kept_;
+  std::vector<common::io::AlignedBuffer> buffers_;  // block l's set's floats, or none
+  std::vector<std::int64_t> floats_;
+  std::uint64_t bytes_in_ = 0, bytes_out_ = 0;
+};
+
+class StoreShelf final : public KeptActivations::Shelf {
+ public:
+  StoreShelf(const ModelConfig& config, std::int64_t batch, std::int64_t seq,
+             const std::vector<ActivationSet>& kept, const std::vector<ActivationTier>& tiers,
+             TensorStore& store)
+      : config_(config), batch_(batch), seq_(seq), kept_(kept) {
+    index_.assign(kept.size(), -1);
+    std::vector<std::int64_t> floats;
+    for (std::size_t l = 0; l < kept.size(); ++l) {
+      if (tiers[l] != ActivationTier::kStore || kept[l].empty()) continue;
+      index_[l] = static_cast<std::int64_t>(blocks_.size());
+      blocks_.push_back(static_cast<std::int64_t>(l));
+      floats.push_back(floats_of(config, batch, seq, kept[l]));
+      names_.push_back(activation_store_name(static_cast<std::int64_t>(l), floats.back()));
+      if (!store.contains(names_.back())) {
+        // Rewritten every micro-batch before it is read: scratch (one slot per extent).
+        store.define(names_.back(), StoreDType::kF32, {floats.back()}, TensorKind::kScratch);
+      }
+    }
+    ST_ASSERT(!blocks_.empty(), "a store shelf without a block");
+    auto bytes = [floats](std::int64_t j) {
+      return segment_bytes(floats[static_cast<std::size_t>(j)]);
+    };
+    stash_ = std::make_unique<InputStash>(
+        floats, /*slots=*/2,
+        [this, &store, bytes](std::int64_t j, const float* src) {
+          store.write(names_[static_cast<std::size_t>(j)], src, 0, bytes(j)).get();
+        },
+        [this, &store, bytes](std::int64_t j, float* dst) {
+          store.read(names_[static_cast<std::size_t>(j)], dst, 0, bytes(j)).get();
+        });
+  }
+  void push(std::int64_t l, BlockActivations kept) override {
+    stash_->push(index_[static_cast<std::size_t>(l)], parts_of(kept));
+  }
+  BlockActivations pop(std::int64_t l) override {
+    return views_of(config_, batch_, seq_, kept_[static_cast<std::size_t>(l)],
+                    stash_->pop(index_[static_cast<std::size_t>(l)]));
+  }
+  void end_pass() override { stash_->end_pass(); }
+  void add_stats(OffloadStats& stats) const override {
+    stats.activation_bytes_written = stash_->bytes_written();
+    stats.activation_bytes_read = stash_->bytes_read();
+    stats.ssd_write_bytes += stats.activation_bytes_written;
+    stats.ssd_read_bytes += stats.activation_bytes_read;
+  }
+
+ private:
+  const ModelConfig config_;
+  const std::int64_t batch_, seq_;
+  const std::vector<ActivationSet> kept_;
+  std::vector<std::int64_t> index_;   // block -> the stash's layer, -1 off this shelf
+  std::vector<std::int64_t> blocks_;  // the stash's layers' blocks, increasing
+  std::vector<std::string> names_;    // their store tensors
+  std::unique_ptr<InputStash> stash_;  // last: its thread uses the members above
+};
+
+}  // namespace
+
+KeptActivations::KeptActivations(const ModelConfig& config, std::int64_t batch, std::int64_t seq,
+                                 bool cuda, std::vector<ActivationSet> kept,
+                                 std::vector<ActivationTier> tiers, TensorStore* store)
+    : config_(config),
+      batch_(batch),
+      seq_(seq),
+      cuda_(cuda),
+      kept_(std::move(kept)),
+      tiers_(std::move(tiers)) {
+  ST_ASSERT(kept_.size() == tiers_.size() &&
+                static_cast<std::int64_t>(kept_.size()) == config_.n_layer,
+            "kept activations need a set and a tier per block");
+  bool uses[3] = {false, false, false};
+  for (std::size_t l = 0; l < kept_.size(); ++l) {
+    if (!kept_[l].empty()) uses[static_cast<int>(tiers_[l])] = true;
+  }
+  ST_ASSERT(!cuda_ || (!uses[1] && !uses[2]), "CUDA keeps its activations in the compute tier");
+  shelves_.resize(3);
+  shelves_[0] = std::make_unique<ComputeShelf>(config_.n_layer);
+  if (uses[1]) shelves_[1] = std::make_unique<CpuShelf>(config_, batch_, seq_, kept_, tiers_);
+  if (uses[2]) {
+    ST_ASSERT(store, "kept activations in the store need one");
+    shelves_[2] = std::make_unique<StoreShelf>(config_, batch_, seq_, kept_, tiers_, *store);
+  }
+}
+
+KeptActivations::~KeptActivations() = default;
+
+void KeptActivations::push(std::int64_t l, BlockActivations kept) {
+  const auto i = static_cast<std::size_t>(l);
+  ST_ASSERT(kept.set == kept_[i], "block " + std::to_string(l) + " kept another set");
+  if (kept_[i].empty()) return;
+  shelves_[static_cast<std::size_t>(tiers_[i])]->push(l, std::move(kept));
+}
+
+const BlockActivations& KeptActivations::pop(std::int64_t l) {
+  const auto i = static_cast<std::size_t>(l);
+  popped_ = kept_[i].empty() ? BlockActivations{}
+                             : shelves_[static_cast<std::size_t>(tiers_[i])]->pop(l);
+  return popped_;
+}
+
+void KeptActivations::end_pass() {
+  popped_ = BlockActivations{};
+  for (auto& shelf : shelves_) {
+    if (shelf) shelf->end_pass();
+  }
+}
+
+void KeptActivations::add_stats(OffloadStats& stats) const {
+  for (const auto& shelf : shelves_) {
+    if (shelf) shelf->add_stats(stats);
+  }
+}
+
+}  // namespace sparsetrain::fuyou
