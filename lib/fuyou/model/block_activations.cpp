@@ -10,8 +10,8 @@ namespace sparsetrain::fuyou {
 
 namespace {
 
-constexpr const char* kNames[kBlockActivations] = {"ln1", "qkv",  "attn", "resid",
-                                                   "ln2", "fc",   "gelu"};
+constexpr const char* kNames[kBlockActivations] = {"ln1", "qkv", "attn", "resid",
+                                                   "ln2", "fc",  "gelu"};
 
 std::string known_names() {
   std::string out;

@@ -28,7 +28,8 @@ namespace {
 // A block's kept tensors in activation order (what a flat copy holds, one after the other).
 std::vector<at::Tensor> parts_of(const BlockActivations& kept) {
   std::vector<at::Tensor> parts;
-  for (const auto& tensors : kept.tensors) parts.insert(parts.end(), tensors.begin(), tensors.end());
+  for (const auto& tensors : kept.tensors)
+    parts.insert(parts.end(), tensors.begin(), tensors.end());
   return parts;
 }
 
@@ -167,9 +168,9 @@ class StoreShelf final : public KeptActivations::Shelf {
   const ModelConfig config_;
   const std::int64_t batch_, seq_;
   const std::vector<ActivationSet> kept_;
-  std::vector<std::int64_t> index_;   // block -> the stash's layer, -1 off this shelf
-  std::vector<std::int64_t> blocks_;  // the stash's layers' blocks, increasing
-  std::vector<std::string> names_;    // their store tensors
+  std::vector<std::int64_t> index_;    // block -> the stash's layer, -1 off this shelf
+  std::vector<std::int64_t> blocks_;   // the stash's layers' blocks, increasing
+  std::vector<std::string> names_;     // their store tensors
   std::unique_ptr<InputStash> stash_;  // last: its thread uses the members above
 };
 
@@ -184,9 +185,9 @@ KeptActivations::KeptActivations(const ModelConfig& config, std::int64_t batch, 
       cuda_(cuda),
       kept_(std::move(kept)),
       tiers_(std::move(tiers)) {
-  ST_ASSERT(kept_.size() == tiers_.size() &&
-                static_cast<std::int64_t>(kept_.size()) == config_.n_layer,
-            "kept activations need a set and a tier per block");
+  ST_ASSERT(
+      kept_.size() == tiers_.size() && static_cast<std::int64_t>(kept_.size()) == config_.n_layer,
+      "kept activations need a set and a tier per block");
   bool uses[3] = {false, false, false};
   for (std::size_t l = 0; l < kept_.size(); ++l) {
     if (!kept_[l].empty()) uses[static_cast<int>(tiers_[l])] = true;
@@ -212,8 +213,8 @@ void KeptActivations::push(std::int64_t l, BlockActivations kept) {
 
 const BlockActivations& KeptActivations::pop(std::int64_t l) {
   const auto i = static_cast<std::size_t>(l);
-  popped_ = kept_[i].empty() ? BlockActivations{}
-                             : shelves_[static_cast<std::size_t>(tiers_[i])]->pop(l);
+  popped_ =
+      kept_[i].empty() ? BlockActivations{} : shelves_[static_cast<std::size_t>(tiers_[i])]->pop(l);
   return popped_;
 }
 

@@ -464,6 +464,25 @@ std::uint64_t kept_bytes_per_token(const ModelConfig& config, ActivationSet set,
   return bytes;
 }
 
+// Streaming with more than two slots: gives up as many of the extra ones as `bytes` needs (the
+// kept activations' store slots must fit; two stream slots suffice to overlap the loads), and
+// returns the bytes freed.
+std::uint64_t give_up_stream_slots(std::uint64_t bytes, const Sizes& s, OffloadPlan& plan) {
+  if (plan.stream_slots <= 2) return 0;
+  const std::uint64_t slot = s.act * u64(plan.stream_slot_floats);
+  const std::int64_t fewer = std::min<std::int64_t>(
+      plan.stream_slots - 2, static_cast<std::int64_t>((bytes + slot - 1) / slot));
+  const std::string old = std::to_string(plan.stream_slots) + " streamed ";
+  for (PlanItem& item : plan.compute_items) {
+    if (item.what.rfind(old, 0) != 0) continue;
+    item.what = std::to_string(plan.stream_slots - fewer) + item.what.substr(old.size() - 10);
+    item.bytes -= u64(fewer) * slot;
+  }
+  plan.stream_slots -= fewer;
+  plan.compute_total -= u64(fewer) * slot;
+  return u64(fewer) * slot;
+}
+
 // The kept activations' items in each tier.
 struct ActivationItems {
   std::vector<PlanItem> compute, cpu;
@@ -477,9 +496,10 @@ struct ActivationItems {
 // block's set fits nowhere.
 ActivationItems place_activations(const ModelConfig& config, const OffloadShape& shape,
                                   const OffloadBudgets& budgets, const Sizes& s,
-                                  const std::vector<ActivationSet>& kept,
-                                  std::uint64_t compute_used, std::uint64_t cpu_used,
-                                  ActivationPlan& out) {
+                                  const std::vector<ActivationSet>& kept, OffloadPlan& plan) {
+  ActivationPlan& out = plan.activations;
+  std::uint64_t compute_used = plan.compute_total;
+  const std::uint64_t cpu_used = plan.cpu_total;
   const std::optional<ActivationTier> asked = shape.activations.tier;
   const std::uint64_t compute_room = budgets.compute_bytes == 0
                                          ? ~std::uint64_t{0}
@@ -557,6 +577,10 @@ ActivationItems place_activations(const ModelConfig& config, const OffloadShape&
   }
   if (store_largest > 0) {
     const std::uint64_t slots = 2 * store_largest;
+    const std::uint64_t need = compute_used + out.compute_bytes + slots;
+    if (budgets.compute_bytes > 0 && need > budgets.compute_bytes) {
+      compute_used -= give_up_stream_slots(need - budgets.compute_bytes, s, plan);
+    }
     if (budgets.compute_bytes > 0 &&
         compute_used + out.compute_bytes + slots > budgets.compute_bytes) {
       refuse("--gpu-mem (compute tier) for the kept activations' store slots",
@@ -903,8 +927,7 @@ OffloadPlan finish_layout(const ModelConfig& config, const OffloadShape& shape,
                           const OffloadBudgets& budgets, const OffloadRates& rates,
                           const Sizes& sizes, OffloadPlan plan,
                           const std::vector<ActivationSet>& kept) {
-  const ActivationItems items = place_activations(
-      config, shape, budgets, sizes, kept, plan.compute_total, plan.cpu_total, plan.activations);
+  const ActivationItems items = place_activations(config, shape, budgets, sizes, kept, plan);
   plan.compute_items.insert(plan.compute_items.end(), items.compute.begin(), items.compute.end());
   plan.cpu_items.insert(plan.cpu_items.end(), items.cpu.begin(), items.cpu.end());
   plan.compute_total = sum_items(plan.compute_items);
