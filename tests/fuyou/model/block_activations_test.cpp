@@ -108,12 +108,11 @@ TEST_CASE("in pieces, the recompute acquires only the pieces whose weights it re
     }
     source.order.clear();
     BlockWeights grads;
-    const at::Tensor dx = block_backward_pieces(config, source, x, dz, kept,
-                                                [&](int p, const BlockWeights& g) {
-                                                  const TensorRange r = block_piece_tensors(p);
-                                                  for (int i = r.first; i < r.last; ++i)
-                                                    grads[i] = g[i];
-                                                });
+    const at::Tensor dx =
+        block_backward_pieces(config, source, x, dz, kept, [&](int p, const BlockWeights& g) {
+          const TensorRange r = block_piece_tensors(p);
+          for (int i = r.first; i < r.last; ++i) grads[i] = g[i];
+        });
     std::vector<int> expected;
     const std::array<bool, kBlockPieces> reads = recompute_pieces(set);
     for (int p = 0; p < kBlockPieces; ++p) {
@@ -178,7 +177,8 @@ TEST_CASE("the recompute's FLOPs are the missing tensors' matmuls") {
   const ModelConfig c = model_config_from_name("custom:L=3,C=64,H=4,V=16,T=256");
   const double cc = 64.0 * 64.0, t = 128;
   // qkv: [T, C] x [C, 3C] = 2·3·C² per token; proj 2·C²; fc 2·4·C²; attention QKᵀ and AV 2·2·C·T.
-  CHECK(block_recompute_flops_per_token(c, 128, {}, false) == doctest::Approx(16 * cc + 4 * 64 * t));
+  CHECK(block_recompute_flops_per_token(c, 128, {}, false) ==
+        doctest::Approx(16 * cc + 4 * 64 * t));
   CHECK(block_recompute_flops_per_token(c, 128, ActivationSet::all(), false) == 0);
   CHECK(block_recompute_flops_per_token(c, 128, parse_activation_set("attn,fc"), false) ==
         doctest::Approx(8 * cc));

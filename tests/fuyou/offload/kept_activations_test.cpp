@@ -130,11 +130,11 @@ TEST_CASE("every activation policy, in every tier, trains the in-memory run bit 
                         {"0:all;2:qkv,resid,gelu", ActivationTier::kCpu}};
   const std::int64_t micro_batches = options.steps * options.accum;
   for (const Case& c : cases) {
-    const std::string name = std::string(c.activations) + "-" +
-                             (c.tier ? activation_tier_name(*c.tier) : "auto");
+    const std::string name =
+        std::string(c.activations) + "-" + (c.tier ? activation_tier_name(*c.tier) : "auto");
     CAPTURE(name);
-    const auto [stats, plan] = check_against(reference, options,
-                                             store_options("acts-" + name, c.activations, c.tier));
+    const auto [stats, plan] =
+        check_against(reference, options, store_options("acts-" + name, c.activations, c.tier));
     const ActivationPlan& acts = plan.activations;
     // The recompute the plan predicts is the one the backwards ran.
     CHECK(stats.recompute_flops ==

@@ -349,3 +349,60 @@ TEST_CASE("a state piece or a block piece larger than its budget is refused with
   CHECK(r.err.find("2 streamed block-piece slots 131 KiB") != std::string::npos);
   CHECK_FALSE(fs::exists(d / "a" / "sparsetrain-store.json"));
 }
+
+TEST_CASE("kept activations in the store, killed mid-run: the resumed run ends at the same bytes") {
+  std::mt19937 rng(static_cast<unsigned>(::getpid()) + 1);
+  const int kill_after = 2 + static_cast<int>(rng() % 8);
+  const auto record = kill_and_resume(
+      scratch("kill-activations"),
+      tiny_args("12") + std::vector<std::string>{"--accum", "2", "--cpu-mem", "1200KiB",
+                                                 "--activations", "0:all;1:attn,fc",
+                                                 "--activations-in", "store"},
+      kill_after, 30);
+  const auto& blocks = record["metrics"]["offload"]["activations"]["blocks"];
+  CHECK(blocks[0]["kept"] == "ln1,qkv,attn,resid,ln2,fc,gelu");
+  CHECK(blocks[1]["kept"] == "attn,fc");
+  CHECK(blocks[1]["tier"] == "store");
+  CHECK(record["run"]["offload_measured"]["activation_bytes_written"].get<double>() > 0);
+}
+
+TEST_CASE(
+    "--dry-run says what auto keeps and why; bad --activations are refused, nothing written") {
+  const fs::path d = scratch("activations");
+  auto r =
+      run_sparsetrain(tiny_args("5") + std::vector<std::string>{"--ssd", ssd_of(d), "--cpu-mem",
+                                                                "1200KiB", "--dry-run"});
+  INFO(r.out);
+  REQUIRE(r.exit_code == 0);
+  CHECK(r.out.find("activations   auto: kept") != std::string::npos);
+  CHECK(r.out.find("cost model: recompute predicts") != std::string::npos);
+  CHECK(r.out.find("recomputed)") != std::string::npos);
+  struct Bad {
+    std::vector<std::string> args;
+    const char* error;
+  };
+  const Bad bad[] = {
+      {{"--activations", "attn,mlp"}, "unknown block activation 'mlp'"},
+      {{"--activations", "0:attn;2:fc"}, "block 2 does not exist: the model has 2 blocks"},
+      // 2,450,000 B: the recompute plan's 2.29 MiB and 48 KiB, not fc's 128 KiB.
+      {{"--activations", "fc", "--activations-in", "compute", "--gpu-mem", "2450000"},
+       "--gpu-mem (compute tier)"},
+      {{"--activations", "keep-all", "--activations-in", "cpu"}, "--cpu-mem for block 1's kept"},
+      {{"--activations-in", "ssd"}, "--activations-in"},
+  };
+  for (const Bad& b : bad) {
+    CAPTURE(b.error);
+    r = run_sparsetrain(tiny_args("5") +
+                        std::vector<std::string>{"--ssd", ssd_of(d), "--cpu-mem", "1200KiB"} +
+                        b.args);
+    INFO(r.err);
+    CHECK(r.exit_code == 2);
+    CHECK(r.err.find(b.error) != std::string::npos);
+    CHECK(r.err.find("hint:") != std::string::npos);
+    CHECK_FALSE(fs::exists(d / "a" / "sparsetrain-store.json"));
+  }
+  // In memory (no --ssd) there is no policy to choose: refused, naming the flags.
+  r = run_sparsetrain(tiny_args("5") + std::vector<std::string>{"--activations", "keep-all"});
+  CHECK(r.exit_code == 2);
+  CHECK(r.err.find("--activations") != std::string::npos);
+}

@@ -1,0 +1,224 @@
+// The planner's activation policy (offload_plan.h: ActivationPlan) against hand-worked numbers for
+// the tiny GPT: where kept sets go (the compute tier from the last block down, then CPU memory,
+// then the store), what they add to the FLOPs, the store and its traffic; the cost model keeps what
+// shortens the bound and nothing where the SSD binds; the --activations syntax and its refusals.
+#include <doctest/doctest.h>
+
+#include <string>
+
+#include "common/error.h"
+#include "fuyou/model/block_activations.h"
+#include "fuyou/model/model_config.h"
+#include "fuyou/offload/offload_plan.h"
+
+using namespace sparsetrain::fuyou;
+using sparsetrain::common::UsageError;
+
+namespace {
+
+// tiny: L = 2, C = 64, H = 4; B = 4, T = 32, K = 2: 128 tokens a micro-batch.
+const ModelConfig kTiny = model_config_from_name("tiny");
+
+OffloadShape shape_keeping(const std::string& activations) {
+  OffloadShape s;
+  s.micro_batch = 4;
+  s.seq = 32;
+  s.accum = 2;
+  s.activations = parse_activation_request(activations, kTiny.n_layer);
+  return s;
+}
+
+OffloadBudgets roomy() {
+  OffloadBudgets b;
+  b.cpu_bytes = std::uint64_t{1} << 30;
+  b.ssd_free_bytes = std::uint64_t{1} << 40;
+  return b;
+}
+
+// Keep-all per token: ln1 66 + qkv 192 + attn 68 + resid 64 + ln2 66 + fc 256 + gelu 256 = 968
+// floats; × 128 tokens × 4 B = 495,616 B a block.
+constexpr std::uint64_t kKeepAllBlock = 495616;
+
+std::string refusal(const OffloadShape& s, const OffloadBudgets& b, const OffloadRates& r = {}) {
+  try {
+    plan_offload(kTiny, s, b, r);
+  } catch (const UsageError& e) {
+    return std::string(e.what()) + "\nhint: " + e.hint();
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST_CASE("keep-all fills the compute tier from the last block down, then CPU memory, the store") {
+  CHECK(activation_set_floats_per_token(kTiny, ActivationSet::all(), false) == 968);
+  const OffloadShape s = shape_keeping("keep-all");
+  OffloadBudgets b = roomy();
+  const OffloadPlan all_compute = plan_offload(kTiny, s, b);
+  const ActivationPlan& a = all_compute.activations;
+  CHECK(a.mode == "keep-all");
+  CHECK(a.compute_bytes == 2 * kKeepAllBlock);
+  CHECK(a.recompute_flops == 0);
+  // Nothing recomputed: exactly 6·N' + 12·L·C·T per token.
+  CHECK(all_compute.flops == doctest::Approx(kTiny.train_flops_per_token(32) * 128 * 2));
+
+  // Room for one block beside the rest: block 1 (needed first by the backward) stays.
+  OffloadShape recompute = shape_keeping("recompute");
+  const std::uint64_t rest = plan_offload(kTiny, recompute, b).compute_total;
+  b.compute_bytes = rest + kKeepAllBlock;
+  const OffloadPlan one = plan_offload(kTiny, s, b);
+  CHECK(one.stream_slots == 0);
+  CHECK(one.activations.tiers[1] == ActivationTier::kCompute);
+  CHECK(one.activations.tiers[0] == ActivationTier::kCpu);
+  CHECK(one.activations.cpu_bytes == kKeepAllBlock);
+
+  // No CPU room either and one byte less than two blocks' room: block 0 would go to the store,
+  // but its two slots would then take block 1's room too, and nothing fits.
+  b.cpu_bytes = plan_offload(kTiny, recompute, b).cpu_total;
+  b.compute_bytes = rest + 2 * kKeepAllBlock - 1;
+  CHECK(refusal(s, b).find("kept activations' store slots does not fit") != std::string::npos);
+  // Asked for in the store: both blocks there, through two slots of one block.
+  b.compute_bytes = rest + 2 * kKeepAllBlock;
+  OffloadShape in_store = s;
+  in_store.activations.tier = ActivationTier::kStore;
+  const OffloadPlan stored = plan_offload(kTiny, in_store, b);
+  CHECK(stored.activations.tiers[0] == ActivationTier::kStore);
+  CHECK(stored.activations.tiers[1] == ActivationTier::kStore);
+  CHECK(stored.activations.store_bytes == 2 * kKeepAllBlock);
+  bool slots = false;
+  for (const PlanItem& item : stored.compute_items) {
+    if (item.what == "2 kept-activation slots (store)") slots = item.bytes == 2 * kKeepAllBlock;
+  }
+  CHECK(slots);
+  // Each micro-batch writes them and reads them back: K = 2.
+  const OffloadPlan base = plan_offload(kTiny, recompute, b);
+  CHECK(stored.ssd_write_bytes == base.ssd_write_bytes + 2 * 2 * kKeepAllBlock);
+  CHECK(stored.ssd_read_bytes == base.ssd_read_bytes + 2 * 2 * kKeepAllBlock);
+  CHECK(stored.ssd_total == base.ssd_total + 2 * (std::uint64_t{4} << 20));  // a 4 MiB extent each
+  CHECK(stored.describe().find("keep-all: kept ln1,qkv,attn,resid,ln2,fc,gelu in blocks 0-1 "
+                               "(store)") != std::string::npos);
+}
+
+TEST_CASE("auto keeps what shortens a compute-bound step, and nothing where the SSD binds") {
+  const OffloadShape s = shape_keeping("auto");
+  OffloadBudgets b = roomy();
+  b.cpu_bytes = 0;  // the states in the store: reading them is the SSD's part
+  b.cpu_bytes = plan_offload(kTiny, shape_keeping("recompute"), roomy()).cpu_total;
+  OffloadRates r;
+  r.compute_flops_per_s = 1e8;  // compute binds by far
+  const OffloadPlan fast_disk = plan_offload(kTiny, s, b, r);
+  const ActivationPlan& a = fast_disk.activations;
+  CHECK(a.mode == "auto");
+  CHECK(fast_disk.binding == "compute");
+  CHECK(fast_disk.bound_seconds < a.recompute_seconds);
+  // What saves FLOPs is kept in both blocks (ln1, ln2 and gelu save none: never chosen).
+  for (const ActivationSet& set : a.kept) CHECK(set == parse_activation_set("qkv,attn,resid,fc"));
+  CHECK(a.recompute_flops == 0);
+  CHECK(a.keep_all_seconds == doctest::Approx(fast_disk.bound_seconds));
+  CHECK(fast_disk.describe().find("cost model: recompute predicts") != std::string::npos);
+
+  // A slow disk reading the streamed states binds: keeping would not shorten the step, so auto
+  // keeps nothing and predicts recompute's time.
+  r.compute_flops_per_s = 1e12;
+  r.ssd_read_bytes_per_s = 1e5;
+  r.ssd_write_bytes_per_s = 1e5;
+  const OffloadPlan slow_disk = plan_offload(kTiny, s, b, r);
+  CHECK(slow_disk.binding.rfind("ssd_", 0) == 0);
+  CHECK(slow_disk.activations.blocks_keeping() == 0);
+  CHECK(slow_disk.bound_seconds == slow_disk.activations.recompute_seconds);
+  CHECK(slow_disk.activations.next_best.find("bound by ssd_") != std::string::npos);
+}
+
+TEST_CASE("auto takes attention first at long sequences, the matmuls' outputs at short ones") {
+  // attn saves 4·C·T FLOPs for C + H = 68 floats; fc 8·C², qkv 6·C², resid 2·C² for 4C, 3C, C
+  // floats: C/2 = 32 FLOPs a byte each (the larger saving first among equals).
+  OffloadRates r;
+  r.compute_flops_per_s = 1e8;
+  // Room in the compute tier for `floats` floats a token of one block, none in CPU memory, no
+  // store: the first candidate that fits is what auto keeps.
+  auto keeps = [&](std::int64_t batch, std::int64_t seq, std::int64_t floats) {
+    OffloadShape s = shape_keeping("recompute");
+    s.micro_batch = batch;
+    s.seq = seq;
+    OffloadBudgets b = roomy();
+    const OffloadPlan base = plan_offload(kTiny, s, b);
+    b.compute_bytes = base.compute_total + 4 * static_cast<std::uint64_t>(batch * seq * floats);
+    b.cpu_bytes = base.cpu_total;
+    b.ssd_free_bytes = base.ssd_total;
+    s.activations = parse_activation_request("auto", kTiny.n_layer);
+    const OffloadPlan p = plan_offload(kTiny, s, b, r);
+    CHECK(p.activations.kept[0].empty());  // no room left for block 0
+    return p.activations.kept[1].to_string();
+  };
+  // T = 128: attn saves 8·64·128/272 = 120 FLOPs a byte, first.
+  CHECK(keeps(1, 128, 70) == "attn");
+  CHECK(keeps(1, 128, 68 + 64) == "attn,resid");  // then fc, qkv do not fit: resid does
+  // T = 8: attn 7.5 FLOPs a byte, last; fc, qkv first where they fit.
+  CHECK(keeps(16, 8, 260) == "fc");
+  CHECK(keeps(16, 8, 200) == "qkv");
+  CHECK(keeps(16, 8, 70) == "resid");
+}
+
+TEST_CASE("--activations lists name blocks that exist, tensors that exist, once each") {
+  using Mode = ActivationRequest::Mode;
+  CHECK(parse_activation_request("auto", 4).mode == Mode::kAuto);
+  CHECK(parse_activation_request("recompute", 4).mode == Mode::kRecompute);
+  CHECK(parse_activation_request("keep-all", 4).mode == Mode::kKeepAll);
+  const ActivationRequest every = parse_activation_request("attn,fc", 4);
+  CHECK(every.mode == Mode::kList);
+  for (const ActivationSet& set : every.sets) CHECK(set == parse_activation_set("attn,fc"));
+  const ActivationRequest some = parse_activation_request("0-1:all;3:qkv", 4);
+  CHECK(some.sets[0] == ActivationSet::all());
+  CHECK(some.sets[1] == ActivationSet::all());
+  CHECK(some.sets[2].empty());
+  CHECK(some.sets[3] == parse_activation_set("qkv"));
+  auto message = [](const std::string& text) {
+    try {
+      parse_activation_request(text, 4);
+    } catch (const UsageError& e) {
+      return std::string(e.what()) + " | " + e.hint();
+    }
+    return std::string("accepted");
+  };
+  CHECK(message("attn,mlp").find("unknown block activation 'mlp'") != std::string::npos);
+  CHECK(message("4:attn").find("block 4 does not exist: the model has 4 blocks") !=
+        std::string::npos);
+  CHECK(message("2-9:attn").find("block 9 does not exist") != std::string::npos);
+  CHECK(message("3-1:attn").find("is empty") != std::string::npos);
+  CHECK(message("0:attn;0:fc").find("block 0 is named twice") != std::string::npos);
+  CHECK(message("x:attn").find("not a block") != std::string::npos);
+  CHECK(message("0:attn;fc").find("names no blocks") != std::string::npos);
+  CHECK(message("").find("empty activation list") != std::string::npos);
+  CHECK(parse_activation_tier("auto") == std::nullopt);
+  CHECK(parse_activation_tier("store") == ActivationTier::kStore);
+  CHECK_THROWS_AS(parse_activation_tier("ssd"), UsageError);
+}
+
+TEST_CASE("a budget too small for even one kept tensor is refused with its numbers") {
+  OffloadShape s = shape_keeping("fc");
+  s.activations.tier = ActivationTier::kCompute;
+  OffloadBudgets b = roomy();
+  b.compute_bytes = plan_offload(kTiny, shape_keeping("recompute"), b).compute_total + 1000;
+  std::string why = refusal(s, b);
+  INFO(why);
+  CHECK(why.find("--gpu-mem (compute tier) for block 1's kept activations (fc) does not fit") !=
+        std::string::npos);
+  CHECK(why.find("kept activations 128 KiB") != std::string::npos);  // 256 floats · 128 · 4 B
+  CHECK(why.find("hint: keep fewer activations (--activations)") != std::string::npos);
+  s.activations.tier = ActivationTier::kCpu;
+  b.cpu_bytes = plan_offload(kTiny, shape_keeping("recompute"), b).cpu_total;
+  why = refusal(s, b);
+  CHECK(why.find("--cpu-mem for block 1's kept activations (fc) does not fit") !=
+        std::string::npos);
+  // CUDA keeps them in the compute tier only.
+  s.activations.tier.reset();
+  s.cuda = true;
+  b.cpu_bytes = std::uint64_t{1} << 30;
+  b.compute_bytes = plan_offload(kTiny, [] {
+                      OffloadShape r = shape_keeping("recompute");
+                      r.cuda = true;
+                      return r;
+                    }(), b).compute_total;
+  why = refusal(s, b);
+  CHECK(why.find("on CUDA kept activations stay in the compute tier") != std::string::npos);
+}
