@@ -222,6 +222,48 @@ fy::AssumedSsds parse_assumed_ssds(const std::string& text) {
   return ssds;
 }
 
+// Per step, averaged over the run's steps: the kept activations' bytes each way per tier, the
+// recompute's FLOPs, and the bound's terms predicted against measured — compute (the compute
+// thread's forward and backward, less its waits for streamed blocks), cpu_adam (the optimizer
+// thread's AdamW), the step — and the SSD and PCIe bytes the plan counts against those moved.
+nlohmann::json per_step_json(const fy::OffloadPlan& plan, const fy::OffloadStats& stats) {
+  const double steps = static_cast<double>(std::max<std::int64_t>(1, stats.steps));
+  auto phase = [](const common::PhaseTimes& phases, const char* name) {
+    const auto it = phases.all().find(name);
+    return it == phases.all().end() ? 0.0 : it->second;
+  };
+  auto per = [steps](double total) { return total / steps; };
+  nlohmann::json j;
+  j["activation_bytes"] = {{"to_cpu", per(static_cast<double>(stats.activation_bytes_to_cpu))},
+                           {"from_cpu", per(static_cast<double>(stats.activation_bytes_from_cpu))},
+                           {"to_store", per(static_cast<double>(stats.activation_bytes_written))},
+                           {"from_store", per(static_cast<double>(stats.activation_bytes_read))}};
+  j["recompute_flops"] = {{"predicted", plan.activations.recompute_flops},
+                          {"measured", per(stats.recompute_flops)}};
+  nlohmann::json terms;
+  for (const fy::BoundTerm& term : plan.terms) terms[term.name]["predicted"] = term.seconds;
+  terms["compute"]["measured"] =
+      per(phase(stats.compute_phases, "forward") + phase(stats.compute_phases, "backward") -
+          stats.stream_wait_seconds);
+  terms["cpu_adam"]["measured"] = per(phase(stats.optimizer_phases, "adam"));
+  j["terms"] = terms;
+  j["step_seconds"] = {{"predicted", plan.bound_seconds}, {"measured", stats.step_seconds}};
+  // Validation passes are not steps: their streamed loads are in the measured bytes too.
+  j["bytes"] = {{"ssd_read",
+                 {{"predicted", plan.ssd_read_bytes},
+                  {"measured", per(static_cast<double>(stats.ssd_read_bytes))}}},
+                {"ssd_write",
+                 {{"predicted", plan.ssd_write_bytes},
+                  {"measured", per(static_cast<double>(stats.ssd_write_bytes))}}},
+                {"pcie_h2d",
+                 {{"predicted", plan.pcie_h2d_bytes},
+                  {"measured", per(static_cast<double>(stats.pcie_h2d_bytes))}}},
+                {"pcie_d2h",
+                 {{"predicted", plan.pcie_d2h_bytes},
+                  {"measured", per(static_cast<double>(stats.pcie_d2h_bytes))}}}};
+  return j;
+}
+
 fy::OffloadOptions offload_options_of(const FinetuneOptions& options,
                                       const fy::ModelConfig& config) {
   fy::OffloadOptions o;
@@ -471,6 +513,7 @@ void run_offloaded(const FinetuneOptions& options, const fy::ModelConfig& config
   measured["measured_over_bound"] =
       plan.bound_seconds > 0 ? stats.step_seconds / plan.bound_seconds : 0;
   measured["binding"] = plan.binding;
+  measured["per_step"] = per_step_json(plan, stats);
   context.record.run_extra()["offload_measured"] = measured;
   common::log_info("fuyou finetune (offloaded): ", stats.steps, " steps, ", stats.step_seconds,
                    " s/step against a bound of ", plan.bound_seconds, " s (", plan.binding,

@@ -167,11 +167,10 @@ ComputeItems size_resident_compute(const ModelConfig& config, const OffloadShape
   items.grad_buffers = size_grad_buffers(grad_block_slots,
                                          kF32 * u64(grad_block_slots * config.block_param_count()));
   items.inputs = {"block inputs (L + 1)", s.act * u64((s.l + 1) * s.tokens * s.c)};
-  // Estimate of one block's recompute under autograd: ~24 activations of [B, T, C] (LN, qkv,
-  // attention, 4C MLP, their gradients) plus the attention matrix and its gradient.
-  items.recompute = {"one block's recompute (estimate)",
-                     s.act * u64(24 * s.tokens * s.c +
-                                 2 * shape.micro_batch * config.n_head * shape.seq * shape.seq)};
+  // Estimate of one block's backward: its tensors (block_activations.h: 15·C + H + 4 floats a
+  // token) and the gradients in flight, ~24 of [B, T, C]; the flash attention kernels (CPU and
+  // CUDA) never hold the [T, T] matrix.
+  items.recompute = {"one block's recompute (estimate)", s.act * u64(24 * s.tokens * s.c)};
   items.logits = {"logits chunk + its gradient", kF32 * u64(3 * rows * config.vocab)};
   return items;
 }
@@ -595,12 +594,6 @@ ActivationItems place_activations(const ModelConfig& config, const OffloadShape&
   if (out.cpu_bytes > 0) {
     items.cpu.push_back(
         {"kept activations of " + blocks_in(ActivationTier::kCpu) + " blocks", out.cpu_bytes});
-  }
-  out.store_bytes = 0;  // as the store holds them: each block's tensor in whole 4 KiB
-  for (std::size_t l = 0; l < kept.size(); ++l) {
-    if (!kept[l].empty() && out.tiers[l] == ActivationTier::kStore) {
-      out.store_bytes += common::io::align_up(bytes[l]);
-    }
   }
   return items;
 }

@@ -23,9 +23,9 @@ namespace {
 constexpr double kProbeSeconds = 0.15;  // per timed loop
 
 // FLOP/s of what a training step mostly is: one transformer block's forward, then its backward
-// with recompute (block_backward), at the run's [B, T, C], in `options`' device and dtype — as
-// DESIGN.md measures "a GPT layer forward+backward" — counted as 8·P_block + 16·C·T per token,
-// the model's own FLOP formula for a block. One warm-up, then at least three passes and
+// with recompute (block_backward, nothing kept), at the run's [B, T, C], in `options`' device and
+// dtype — as DESIGN.md measures "a GPT layer forward+backward" — counted as 6·P_block + 12·C·T per
+// token plus the recompute's (block_activations.h), the model's own FLOP formula for a block. One warm-up, then at least three passes and
 // kProbeSeconds; the fastest pass counts (a lower bound wants the machine's best: other processes
 // only ever slow a pass down).
 double block_flops_per_s(const ModelConfig& config, const TrainOptions& train,
@@ -47,8 +47,9 @@ double block_flops_per_s(const ModelConfig& config, const TrainOptions& train,
   };
   pass();
   const double per_pass = static_cast<double>(train.micro_batch * train.seq) *
-                          (8.0 * static_cast<double>(config.block_param_count()) +
-                           16.0 * static_cast<double>(config.n_embd * train.seq));
+                          (6.0 * static_cast<double>(config.block_param_count()) +
+                           12.0 * static_cast<double>(config.n_embd * train.seq) +
+                           block_recompute_flops_per_token(config, train.seq, {}, cuda));
   double best = 1e300;
   common::Timer total;
   for (int passes = 0; passes < 3 || total.seconds() < kProbeSeconds; ++passes) {

@@ -214,11 +214,15 @@ TEST_CASE("a budget too small for even one kept tensor is refused with its numbe
   s.activations.tier.reset();
   s.cuda = true;
   b.cpu_bytes = std::uint64_t{1} << 30;
-  b.compute_bytes = plan_offload(kTiny, [] {
-                      OffloadShape r = shape_keeping("recompute");
-                      r.cuda = true;
-                      return r;
-                    }(), b).compute_total;
+  b.compute_bytes = plan_offload(
+                        kTiny,
+                        [] {
+                          OffloadShape r = shape_keeping("recompute");
+                          r.cuda = true;
+                          return r;
+                        }(),
+                        b)
+                        .compute_total;
   why = refusal(s, b);
   CHECK(why.find("on CUDA kept activations stay in the compute tier") != std::string::npos);
 }
