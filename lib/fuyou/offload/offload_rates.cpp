@@ -25,9 +25,9 @@ constexpr double kProbeSeconds = 0.15;  // per timed loop
 // FLOP/s of what a training step mostly is: one transformer block's forward, then its backward
 // with recompute (block_backward, nothing kept), at the run's [B, T, C], in `options`' device and
 // dtype — as DESIGN.md measures "a GPT layer forward+backward" — counted as 6·P_block + 12·C·T per
-// token plus the recompute's (block_activations.h), the model's own FLOP formula for a block. One warm-up, then at least three passes and
-// kProbeSeconds; the fastest pass counts (a lower bound wants the machine's best: other processes
-// only ever slow a pass down).
+// token plus the recompute's (block_activations.h), the model's own FLOP formula for a block. One
+// warm-up, then at least three passes and kProbeSeconds; the fastest pass counts (a lower bound
+// wants the machine's best: other processes only ever slow a pass down).
 double block_flops_per_s(const ModelConfig& config, const TrainOptions& train,
                          const at::TensorOptions& options, bool cuda) {
   BlockWeights w;
