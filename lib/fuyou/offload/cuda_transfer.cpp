@@ -16,6 +16,7 @@
 
 #if SPARSETRAIN_HAVE_CUDA
 #include <ATen/cuda/CUDAEvent.h>
+#include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAFunctions.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
@@ -51,6 +52,16 @@ CudaMark mark_compute_stream() {
   auto mark = std::make_shared<CudaMarkImpl>();
   mark->event.record(c10::cuda::getCurrentCUDAStream());
   return mark;
+}
+
+void reset_cuda_peak_allocated() {
+  c10::cuda::CUDACachingAllocator::resetPeakStats(c10::cuda::current_device());
+}
+
+std::uint64_t cuda_peak_allocated_bytes() {
+  const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(c10::cuda::current_device());
+  const auto aggregate = static_cast<std::size_t>(c10::CachingAllocator::StatType::AGGREGATE);
+  return static_cast<std::uint64_t>(stats.allocated_bytes[aggregate].peak);
 }
 
 namespace {
@@ -430,6 +441,8 @@ std::uint64_t cuda_block_slots_uploaded_bytes(const BlockStream::Slots& slots) {
 struct CudaMarkImpl {};
 
 CudaMark mark_compute_stream() { return {}; }
+void reset_cuda_peak_allocated() {}
+std::uint64_t cuda_peak_allocated_bytes() { return 0; }
 
 struct CudaTransfer::Impl {};
 

@@ -29,6 +29,11 @@ using CudaMark = std::shared_ptr<CudaMarkImpl>;
 // Compute thread: a mark after everything enqueued so far on the current CUDA stream.
 CudaMark mark_compute_stream();
 
+// The caching allocator's peak of allocated bytes on the current device since the last reset
+// (compute_meter.h); 0 without CUDA.
+void reset_cuda_peak_allocated();
+std::uint64_t cuda_peak_allocated_bytes();
+
 class CudaTransfer {
  public:
   CudaTransfer();  // a stream from the pool of the current device

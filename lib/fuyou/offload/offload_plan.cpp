@@ -137,12 +137,14 @@ struct ComputeItems {
   PlanItem grad_buffers;                 // block gradient buffers
   PlanItem inputs;                       // block inputs (activation checkpoints)
   PlanItem recompute;                    // one block's recompute
+  PlanItem grads_in_flight;              // one block's (or piece's) weight gradients as made
   PlanItem logits;                       // one logits chunk + its gradient
 
   std::vector<PlanItem> list() const {
     std::vector<PlanItem> items{weights};
     append_if(items, stream_slots);
-    items.insert(items.end(), {outside_grads, grad_buffers, inputs, recompute, logits});
+    items.insert(items.end(),
+                 {outside_grads, grad_buffers, inputs, recompute, grads_in_flight, logits});
     return items;
   }
   std::uint64_t total() const { return sum_items(list()); }
@@ -171,6 +173,9 @@ ComputeItems size_resident_compute(const ModelConfig& config, const OffloadShape
   // token) and the gradients in flight, ~24 of [B, T, C]; the flash attention kernels (CPU and
   // CUDA) never hold the [T, T] matrix.
   items.recompute = {"one block's recompute (estimate)", s.act * u64(24 * s.tokens * s.c)};
+  // A block's backward makes its weight gradients (compute dtype) before they are added into a
+  // buffer or leave: one block's at a time.
+  items.grads_in_flight = {"one block's weight gradients in flight", s.act * s.block_params};
   items.logits = {"logits chunk + its gradient", kF32 * u64(3 * rows * config.vocab)};
   return items;
 }
@@ -260,6 +265,7 @@ void stream_pieces(const OffloadShape& shape, const OffloadBudgets& budgets, con
   plan.grad_block_slots = 2;
   plan.block_grads_in_cpu = true;
   items.grad_buffers = {"2 block-piece gradient buffers (fp32)", 2 * kF32 * u64(s.piece_params)};
+  items.grads_in_flight = {"one piece's weight gradients in flight", s.act * u64(s.piece_params)};
   const std::uint64_t room = make_room_for_slots(shape, budgets, s, slot_bytes, plan, items);
   plan.pieces_per_block = kBlockPieces;
   plan.stream_slot_floats = s.piece_params;
@@ -463,9 +469,9 @@ std::uint64_t kept_bytes_per_token(const ModelConfig& config, ActivationSet set,
   return bytes;
 }
 
-// Streaming with more than two slots: gives up as many of the extra ones as `bytes` needs (the
-// kept activations' store slots must fit; two stream slots suffice to overlap the loads), and
-// returns the bytes freed.
+// Streaming with more than two slots: gives up as many of the extra ones as `bytes` needs (kept
+// activations go before extra stream slots: two suffice to overlap the loads), and returns the
+// bytes freed.
 std::uint64_t give_up_stream_slots(std::uint64_t bytes, const Sizes& s, OffloadPlan& plan) {
   if (plan.stream_slots <= 2) return 0;
   const std::uint64_t slot = s.act * u64(plan.stream_slot_floats);
@@ -490,9 +496,9 @@ struct ActivationItems {
 // Puts each block's kept set in a tier, from block L-1 down (the backward needs the last blocks
 // first; the first blocks' store reads have the longest to be prefetched): the compute tier while
 // the room the rest of the plan leaves holds it, then CPU memory, then the store (CPU tier only:
-// CUDA keeps them in the compute tier), or the asked tier. The store goes through two slots of
-// its largest block in the compute tier, reserved when a block goes there. UsageError when a
-// block's set fits nowhere.
+// CUDA keeps them in the compute tier), or the asked tier; the stream's slots past two give way
+// to them. The store goes through two slots of its largest block in the compute tier, reserved
+// when a block goes there. UsageError when a block's set fits nowhere.
 ActivationItems place_activations(const ModelConfig& config, const OffloadShape& shape,
                                   const OffloadBudgets& budgets, const Sizes& s,
                                   const std::vector<ActivationSet>& kept, OffloadPlan& plan) {
@@ -500,9 +506,12 @@ ActivationItems place_activations(const ModelConfig& config, const OffloadShape&
   std::uint64_t compute_used = plan.compute_total;
   const std::uint64_t cpu_used = plan.cpu_total;
   const std::optional<ActivationTier> asked = shape.activations.tier;
-  const std::uint64_t compute_room = budgets.compute_bytes == 0
-                                         ? ~std::uint64_t{0}
-                                         : room_left(budgets.compute_bytes, compute_used);
+  // The stream's slots past two are room too (given up below where the activations need it).
+  const std::uint64_t spare_slots =
+      plan.stream_slots > 2 ? u64(plan.stream_slots - 2) * s.act * u64(plan.stream_slot_floats) : 0;
+  const std::uint64_t compute_room =
+      budgets.compute_bytes == 0 ? ~std::uint64_t{0}
+                                 : room_left(budgets.compute_bytes, compute_used) + spare_slots;
   const std::uint64_t cpu_room = room_left(budgets.cpu_bytes, cpu_used);
   std::vector<std::uint64_t> bytes(kept.size());
   std::uint64_t largest = 0;
@@ -574,12 +583,13 @@ ActivationItems place_activations(const ModelConfig& config, const OffloadShape&
         {"kept activations of " + blocks_in(ActivationTier::kCompute) + " blocks",
          out.compute_bytes});
   }
+  const std::uint64_t store_slots = 2 * store_largest;
+  const std::uint64_t need = compute_used + out.compute_bytes + store_slots;
+  if (budgets.compute_bytes > 0 && need > budgets.compute_bytes) {
+    compute_used -= give_up_stream_slots(need - budgets.compute_bytes, s, plan);
+  }
   if (store_largest > 0) {
-    const std::uint64_t slots = 2 * store_largest;
-    const std::uint64_t need = compute_used + out.compute_bytes + slots;
-    if (budgets.compute_bytes > 0 && need > budgets.compute_bytes) {
-      compute_used -= give_up_stream_slots(need - budgets.compute_bytes, s, plan);
-    }
+    const std::uint64_t slots = store_slots;
     if (budgets.compute_bytes > 0 &&
         compute_used + out.compute_bytes + slots > budgets.compute_bytes) {
       refuse("--gpu-mem (compute tier) for the kept activations' store slots",

@@ -20,6 +20,7 @@ void to_json(nlohmann::json& j, const OffloadStats& stats) {
        {"activation_bytes_written", stats.activation_bytes_written},
        {"activation_bytes_read", stats.activation_bytes_read},
        {"recompute_flops", stats.recompute_flops},
+       {"compute_peak_bytes", stats.compute_peak_bytes},
        {"units_updated_during_backward", stats.units_updated_during_backward},
        {"pcie_h2d_bytes", stats.pcie_h2d_bytes},
        {"pcie_d2h_bytes", stats.pcie_d2h_bytes}};

@@ -32,6 +32,10 @@ struct OffloadStats {
   std::uint64_t activation_bytes_written = 0, activation_bytes_read = 0;
   // FLOPs the backwards' recompute spent (block_activations.h's count).
   double recompute_flops = 0;
+  // The compute tier's peak while train() ran (compute_meter.h): on CUDA the device's allocated
+  // bytes; on the CPU tier the tensors allocated during the run (the dynamic part of the plan's
+  // compute tier: its resident weights and buffers existed before).
+  std::uint64_t compute_peak_bytes = 0;
   // Units whose AdamW finished while the compute thread was still in that step's backward: the
   // overlap, counted (0 with --grad-clip, whose updates wait for the norm).
   std::uint64_t units_updated_during_backward = 0;

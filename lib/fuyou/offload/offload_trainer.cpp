@@ -19,6 +19,7 @@
 #include "common/io/aligned_buffer.h"
 #include "common/units.h"
 #include "fuyou/model/gpt_model.h"
+#include "fuyou/offload/compute_meter.h"
 #include "fuyou/offload/cuda_transfer.h"
 #include "fuyou/offload/offload_internals.h"
 #include "fuyou/offload/optimizer_stage.h"
@@ -665,6 +666,7 @@ void OffloadTrainer::run_micro_batch(const TokenData& train_data, std::int64_t s
 TrainResult OffloadTrainer::train(const TokenData& train_data, const TokenData& valid_data,
                                   const std::function<void(const StepReport&)>& on_step) {
   OffloadState& state = *impl_;
+  const ComputeMeter meter(state.cuda);  // the compute tier's peak over the run
   TrainResult result;
   common::PhaseTimes& cp = stats_.compute_phases;
   auto eval_scope = [&] {
@@ -731,6 +733,7 @@ TrainResult OffloadTrainer::train(const TokenData& train_data, const TokenData& 
   state.inputs->add_stats(stats_);
   state.kept->add_stats(stats_);
   stats_.recompute_flops = state.blocks->recompute_flops();
+  stats_.compute_peak_bytes = meter.peak_bytes();
   stats_.step_seconds =
       stats_.steps > 0 ? result.train_seconds / static_cast<double>(stats_.steps) : 0;
   for (const auto& [phase, seconds] : stats_.compute_phases.all())

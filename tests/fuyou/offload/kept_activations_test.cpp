@@ -205,3 +205,51 @@ TEST_CASE("streamed in pieces, the kept activations spare the recompute's piece 
   const std::uint64_t block = static_cast<std::uint64_t>(kConfig.block_param_count());
   CHECK(stats.stream_read_bytes == 4 * (4 * 2 * 3 * 2 * block + 2 * 2 * 3 * block));
 }
+
+TEST_CASE("at the planned limit, the tensors a run makes stay within the plan's estimate of them") {
+  // --gpu-mem exactly the plan's compute tier: the measured peak of what train() allocates
+  // (compute_meter.h) against the plan's items for it (the rest — weights, gradient buffers, the
+  // placements' slots — is allocated once, as planned, before the run).
+  TrainOptions options = clipped_options();
+  options.steps = 3;
+  options.eval_every = 0;
+  auto [train, valid] = demo_data();
+  auto planned_dynamic = [](const OffloadPlan& plan) {
+    std::uint64_t bytes = 0;
+    for (const PlanItem& item : plan.compute_items) {
+      for (const char* dynamic : {"block inputs", "one block's recompute", "weight gradients in",
+                                  "logits chunk", "kept activations of", "block-input slots"}) {
+        if (item.what.find(dynamic) != std::string::npos) bytes += item.bytes;
+      }
+    }
+    return bytes;
+  };
+  struct Case {
+    const char* activations;
+    std::optional<ActivationTier> tier;
+    bool stream;
+  };
+  for (const Case& c :
+       {Case{"recompute", std::nullopt, false}, Case{"keep-all", ActivationTier::kCompute, false},
+        Case{"keep-all", ActivationTier::kStore, true}}) {
+    CAPTURE(c.activations);
+    CAPTURE(c.stream);
+    OffloadOptions offload = store_options("acts-limit", c.activations, c.tier);
+    if (c.stream) {
+      OffloadOptions recompute = offload;
+      recompute.activations = {};
+      offload.pieces_per_block = kBlockPieces;
+      offload.budgets.compute_bytes =
+          plan_offload_run(kConfig, options, recompute).compute_total - 1;
+    }
+    offload.budgets.compute_bytes = plan_offload_run(kConfig, options, offload).compute_total;
+    OffloadTrainer trainer(kConfig, initial_weights(), options, offload);
+    REQUIRE(trainer.plan().compute_total == offload.budgets.compute_bytes);
+    CHECK((trainer.plan().stream_slots > 0) == c.stream);
+    trainer.train(train, valid);
+    const std::uint64_t peak = trainer.stats().compute_peak_bytes;
+    MESSAGE("measured " << peak << " B of the plan's " << planned_dynamic(trainer.plan()) << " B");
+    CHECK(peak > 0);
+    CHECK(peak <= planned_dynamic(trainer.plan()));
+  }
+}

@@ -384,8 +384,8 @@ TEST_CASE(
   const Bad bad[] = {
       {{"--activations", "attn,mlp"}, "unknown block activation 'mlp'"},
       {{"--activations", "0:attn;2:fc"}, "block 2 does not exist: the model has 2 blocks"},
-      // 2,450,000 B: the recompute plan's 2.29 MiB and 48 KiB, not fc's 128 KiB.
-      {{"--activations", "fc", "--activations-in", "compute", "--gpu-mem", "2450000"},
+      // 2,525,000 B: the recompute plan's 2,475,264 B and 49 KB, not fc's 128 KiB.
+      {{"--activations", "fc", "--activations-in", "compute", "--gpu-mem", "2525000"},
        "--gpu-mem (compute tier)"},
       {{"--activations", "keep-all", "--activations-in", "cpu"}, "--cpu-mem for block 1's kept"},
       {{"--activations-in", "ssd"}, "--activations-in"},

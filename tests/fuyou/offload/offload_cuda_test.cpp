@@ -397,3 +397,35 @@ TEST_CASE("CUDA with one store slot: updates in place match; a crash mid-update 
   MESSAGE("rolled-forward run's final master: max relative difference " << diff);
   CHECK(diff <= 2e-2);
 }
+
+TEST_CASE("CUDA keeping activations in the GPU (keep-all, a list, auto) matches in-memory CUDA") {
+  // Kept in the compute tier (CUDA's only tier for them, for now): the backward reads the bf16
+  // tensors the forward made instead of recomputing them; attention's backward still records its
+  // forward through autograd. Resident blocks, then blocks streamed through 2 slots, whose
+  // recompute then loads no piece.
+  TrainOptions options = small_options();
+  options.grad_clip = 0.5;
+  options.accum = 2;
+  for (const char* activations : {"keep-all", "qkv,resid,fc", "auto"}) {
+    CAPTURE(activations);
+    OffloadOptions offload = offload_options("kept", 8 << 20);
+    offload.activations = parse_activation_request(activations, Fixture{}.config.n_layer);
+    const OffloadStats stats = compare_with_in_memory(options, offload);
+    if (std::string(activations) == "keep-all") {
+      // Only attention's own forward is recomputed: 4·C·T per token a block.
+      CHECK(stats.recompute_flops == doctest::Approx(20.0 * 2 * 8 * 64 * 4 * (4.0 * 128 * 64)));
+    }
+  }
+  // Streamed blocks keeping resid (no piece-1 recompute), with room for it beside the 2 slots.
+  OffloadOptions streamed = streamed_options("kept-stream", options);
+  streamed.activations = parse_activation_request("resid", Fixture{}.config.n_layer);
+  OffloadOptions unlimited = streamed;
+  unlimited.budgets.compute_bytes = 0;
+  streamed.budgets.compute_bytes +=
+      plan_offload_run(Fixture{}.config, options, unlimited).activations.compute_bytes;
+  const OffloadPlan plan = plan_offload_run(Fixture{}.config, options, streamed);
+  MESSAGE(plan.describe());
+  CHECK(plan.stream_slots == 2);
+  CHECK(plan.activations.blocks_keeping() == 4);
+  compare_with_in_memory(options, streamed);
+}
