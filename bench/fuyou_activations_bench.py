@@ -50,7 +50,9 @@ def run_policy(binary, ssd_dirs, policy, extra):
     measured = record["run"]["offload_measured"]
     per_step = measured["per_step"]
     acts = record["metrics"]["offload"]["activations"]
+    bound = record["run"]["offload_bound"]
     return {"step_seconds": measured["step_seconds"],
+            "compute_flops_per_s": bound["rates"]["compute_flops_per_s"],
             "predicted_seconds": record["run"]["offload_bound"]["bound_seconds"],
             "binding": record["run"]["offload_bound"]["binding"],
             "terms": per_step["terms"],
@@ -84,15 +86,32 @@ def main():
         for p in policies:
             samples[p].append(run_policy(a.binary, ssd_dirs, p, extra))
     first = statistics.median(s["step_seconds"] for s in samples[policies[0]])
+    # Each run probes the compute rate for its own plan; the machine's drift moves that probe as
+    # much as the policies differ. The pooled prediction takes the median probe over every run
+    # and rescales each run's compute terms by it (compute, and the compute part of
+    # compute_then_update), the other terms as planned.
+    pooled_rate = statistics.median(s["compute_flops_per_s"] for p in policies for s in samples[p])
+
+    def pooled(s):
+        scale = s["compute_flops_per_s"] / pooled_rate
+        terms = {k: v["predicted"] for k, v in s["terms"].items() if "predicted" in v}
+        compute = terms.get("compute", 0)
+        if "compute_then_update" in terms:
+            terms["compute_then_update"] += compute * (scale - 1)
+        terms["compute"] = compute * scale
+        return max(terms.values())
     summary = {}
     for p in policies:
         runs = samples[p]
         median = statistics.median(s["step_seconds"] for s in runs)
         predicted = statistics.median(s["predicted_seconds"] for s in runs)
+        predicted_pooled = statistics.median(pooled(s) for s in runs)
         summary[p] = {
             "median_step_seconds": median,
             "predicted_step_seconds": predicted,
             "predicted_over_measured": predicted / median,
+            "pooled_predicted_step_seconds": predicted_pooled,
+            "pooled_predicted_over_measured": predicted_pooled / median,
             "binding": runs[0]["binding"],
             "blocks_keeping": runs[0]["blocks_keeping"],
             "kept": runs[0]["kept"],
@@ -106,6 +125,7 @@ def main():
         "bench": "fuyou_activations", "host": platform.node(), "cpus": os.cpu_count(),
         "binary": a.binary, "args": extra, "rounds": a.rounds, "policies": policies,
         "commit": samples[policies[0]][0]["commit"],
+        "pooled_compute_flops_per_s": pooled_rate,
         "losses_identical": all(l == losses[0] for l in losses),
         "summary": summary,
         "samples": {p: [{k: v for k, v in s.items() if k != "losses"} for s in samples[p]]

@@ -445,8 +445,8 @@ void run_offloaded(const FinetuneOptions& options, const fy::ModelConfig& config
   bound["rates"]["source"] = source;
   if (options.assume_tflops <= 0) {
     bound["rates"]["compute_probe"] =
-        "one transformer block's forward + recompute backward at the run's "
-        "[B, T, C], 8*P_block + 16*C*T FLOP per token";
+        "one transformer block's forward + recompute backward at the run's [B, T, C] (median "
+        "of at least 5 passes), 6*P_block + 12*C*T + 16*C^2 + 4*C*T FLOP per token";
   }
   context.record.run_extra()["offload_bound"] = bound;
   if (context.global.dry_run) {

@@ -1331,8 +1331,8 @@ std::string OffloadPlan::describe() const {
                    : std::string("whole"))
         << " through " << stream_slots << " compute-tier slots from their fp32 master ("
         << (states_in_cpu ? "in RAM" : "read from the store") << "), "
-        << (pieces ? "three times a micro-batch but the MLP out piece twice (forward, the "
-                     "pieces' inputs, each piece's backward)"
+        << (pieces ? "for the forward, the pieces the recompute reads (0-2 with nothing kept) "
+                     "and each piece's backward"
                    : "before each forward and each backward (recompute)")
         << (pinned_slots > 0 ? ", converted to bf16 in pinned memory and uploaded on a copy stream"
                              : "")

@@ -172,7 +172,8 @@ struct OffloadPlan {
   // of the largest piece instead of a block's, and every block's gradients leave it piece by
   // piece to add up on the CPU side. Chosen only where whole blocks do not fit:
   // pieces load each block's weights almost three times per micro-batch instead of twice
-  // (3·N_b − N_3, the MLP out piece not in the recompute) and add 2·N − 2·L·N_3 FLOPs a token.
+  // (3·N_b − N_3 with nothing kept: the recompute reads pieces 0-2; 2·N_b when the activations
+  // that need weights are kept) and the same FLOPs as whole blocks.
   std::int64_t pieces_per_block = 1;
   std::int64_t stream_slot_floats = 0;  // what one stream slot holds: a padded block, or a piece
   // CPU tier, when even streamed blocks leave no room: the block inputs (activation checkpoints)
