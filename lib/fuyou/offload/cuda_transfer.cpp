@@ -5,6 +5,7 @@
 #include <ATen/ops/empty.h>
 #include <ATen/ops/from_blob.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cstring>
@@ -423,6 +424,152 @@ void CudaInputStash::end_pass() {
 std::uint64_t CudaInputStash::bytes_down() const { return impl_->down_bytes; }
 std::uint64_t CudaInputStash::bytes_up() const { return impl_->up_bytes; }
 
+namespace {
+
+constexpr std::size_t kPartAlign = 256;  // bytes: every dtype's view of a slot stays aligned
+
+std::size_t part_bytes(const at::Tensor& t) {
+  return (static_cast<std::size_t>(t.numel()) * t.element_size() + kPartAlign - 1) / kPartAlign *
+         kPartAlign;
+}
+
+}  // namespace
+
+struct CudaActivationStash::Impl {
+  explicit Impl(std::vector<std::uint64_t> bytes_)
+      : bytes(std::move(bytes_)), stream(checked_pool_stream()) {}
+  struct Part {
+    std::vector<std::int64_t> shape;
+    at::ScalarType dtype = at::kBFloat16;
+  };
+  std::vector<std::uint64_t> bytes;      // per block: its buffer's size, 0 = not kept here
+  std::vector<std::size_t> offset;       // per block: where its buffer starts in `host`
+  std::vector<std::vector<Part>> parts;  // per block: what push gave
+  std::vector<std::size_t> used;         // per block: the bytes push laid out
+  std::vector<std::int64_t> blocks;      // the blocks kept here, increasing
+  c10::cuda::CUDAStream stream;
+  common::io::AlignedBuffer host;  // pinned, every block's buffer
+  at::Tensor gpu[2];               // uint8 [the largest buffer] each
+  CudaMark up[2];
+  std::int64_t slot_block[2] = {-1, -1};  // which block each slot holds (or is loading)
+  std::size_t popped = 0;
+  std::uint64_t down_bytes = 0, up_bytes = 0;
+
+  void after_compute() { mark_compute_stream()->event.block(stream); }
+  at::Tensor host_bytes(std::int64_t block) {
+    return at::from_blob(host.data() + offset[static_cast<std::size_t>(block)],
+                         {static_cast<std::int64_t>(bytes[static_cast<std::size_t>(block)])},
+                         at::TensorOptions().dtype(at::kByte));
+  }
+  void upload(std::int64_t block) {
+    const int slot = static_cast<int>(popped_index(block) % 2);
+    c10::cuda::CUDAStreamGuard guard(stream);
+    const auto n = static_cast<std::int64_t>(used[static_cast<std::size_t>(block)]);
+    gpu[slot].slice(0, 0, n).copy_(host_bytes(block).slice(0, 0, n), /*non_blocking=*/true);
+    auto mark = std::make_shared<CudaMarkImpl>();
+    mark->event.record(stream);
+    up[slot] = std::move(mark);
+    slot_block[slot] = block;
+    up_bytes += static_cast<std::uint64_t>(n);
+  }
+  // The position of `block` in the backward's order of this stash's blocks (0 = the last block).
+  std::size_t popped_index(std::int64_t block) const {
+    const auto it = std::find(blocks.begin(), blocks.end(), block);
+    return static_cast<std::size_t>(blocks.end() - it) - 1;
+  }
+};
+
+CudaActivationStash::CudaActivationStash(std::vector<std::uint64_t> bytes)
+    : impl_(std::make_unique<Impl>(std::move(bytes))) {
+  Impl& s = *impl_;
+  std::size_t total = 0, largest = 0;
+  s.offset.assign(s.bytes.size(), 0);
+  s.used.assign(s.bytes.size(), 0);
+  s.parts.resize(s.bytes.size());
+  for (std::size_t l = 0; l < s.bytes.size(); ++l) {
+    if (s.bytes[l] == 0) continue;
+    s.blocks.push_back(static_cast<std::int64_t>(l));
+    s.offset[l] = total;
+    total += common::io::align_up(static_cast<std::size_t>(s.bytes[l]));
+    largest = std::max(largest, static_cast<std::size_t>(s.bytes[l]));
+  }
+  ST_ASSERT(!s.blocks.empty(), "a pinned activation stash without a block");
+  s.host = common::io::AlignedBuffer(total);  // pinned (registered once)
+  for (auto& slot : s.gpu) {
+    slot = at::empty({static_cast<std::int64_t>(largest)},
+                     at::TensorOptions().dtype(at::kByte).device(at::kCUDA));
+  }
+  s.after_compute();  // the slots were allocated on the compute stream; the copy stream writes them
+}
+
+CudaActivationStash::~CudaActivationStash() {
+  if (!impl_) return;
+  synchronize_quietly(impl_->stream, /*device=*/true);
+}
+
+void CudaActivationStash::push(std::int64_t block, const std::vector<at::Tensor>& tensors) {
+  Impl& s = *impl_;
+  const auto b = static_cast<std::size_t>(block);
+  ST_ASSERT(b < s.bytes.size() && s.bytes[b] > 0 && s.popped == 0,
+            "kept activations of block " + std::to_string(block) + " pushed out of order");
+  std::vector<at::Tensor> srcs;
+  std::size_t need = 0;
+  for (const at::Tensor& t : tensors) {
+    srcs.push_back(t.contiguous());
+    need += part_bytes(t);
+  }
+  ST_ASSERT(need <= s.bytes[b], "block " + std::to_string(block) + " keeps more than planned");
+  s.after_compute();  // the sources are complete
+  s.parts[b].clear();
+  std::size_t at = 0;
+  c10::cuda::CUDAStreamGuard guard(s.stream);
+  for (const at::Tensor& src : srcs) {
+    at::Tensor dst = at::from_blob(s.host.data() + s.offset[b] + at, src.sizes(),
+                                   at::TensorOptions().dtype(src.scalar_type()));
+    dst.copy_(src, /*non_blocking=*/true);
+    src.record_stream(s.stream);  // its memory is not reused before the copy is done
+    s.parts[b].push_back({src.sizes().vec(), src.scalar_type()});
+    s.down_bytes += static_cast<std::uint64_t>(src.numel()) * src.element_size();
+    at += part_bytes(src);
+  }
+  s.used[b] = at;
+}
+
+std::vector<at::Tensor> CudaActivationStash::pop(std::int64_t block) {
+  Impl& s = *impl_;
+  ST_ASSERT(s.popped < s.blocks.size() && s.blocks[s.blocks.size() - 1 - s.popped] == block,
+            "kept activations of block " + std::to_string(block) + " popped out of order");
+  // Every earlier use of the GPU slots (the backward of the block two pops ago) is enqueued: the
+  // copy stream waits for it before refilling a slot.
+  s.after_compute();
+  if (s.popped == 0) s.upload(block);  // the first: nothing prefetched it
+  if (s.popped + 1 < s.blocks.size()) s.upload(s.blocks[s.blocks.size() - 2 - s.popped]);
+  const int slot = static_cast<int>(s.popped % 2);
+  ST_ASSERT(s.slot_block[slot] == block, "a kept-activation slot holds another block");
+  ++s.popped;
+  s.up[slot]->event.block(c10::cuda::getCurrentCUDAStream());
+  std::vector<at::Tensor> out;
+  std::int64_t at = 0;
+  for (const Impl::Part& part : s.parts[static_cast<std::size_t>(block)]) {
+    std::int64_t numel = 1;
+    for (std::int64_t d : part.shape) numel *= d;
+    const std::int64_t n = numel * static_cast<std::int64_t>(c10::elementSize(part.dtype));
+    out.push_back(s.gpu[slot].slice(0, at, at + n).view(part.dtype).view(part.shape));
+    at += static_cast<std::int64_t>((static_cast<std::size_t>(n) + kPartAlign - 1) / kPartAlign *
+                                    kPartAlign);
+  }
+  return out;
+}
+
+void CudaActivationStash::end_pass() {
+  Impl& s = *impl_;
+  ST_ASSERT(s.popped == s.blocks.size(), "a kept-activation pass ended before every block");
+  s.popped = 0;
+}
+
+std::uint64_t CudaActivationStash::bytes_down() const { return impl_->down_bytes; }
+std::uint64_t CudaActivationStash::bytes_up() const { return impl_->up_bytes; }
+
 std::unique_ptr<BlockStream::Slots> make_cuda_piece_slots(const ModelConfig& config,
                                                           std::int64_t slots,
                                                           std::int64_t chunk_floats,
@@ -469,6 +616,18 @@ std::unique_ptr<BlockStream::Slots> make_cuda_piece_slots(const ModelConfig&, st
                                  "rebuild against a CUDA LibTorch or pass --device cpu");
 }
 std::uint64_t cuda_block_slots_uploaded_bytes(const BlockStream::Slots&) { return 0; }
+
+struct CudaActivationStash::Impl {};
+CudaActivationStash::CudaActivationStash(std::vector<std::uint64_t>) {
+  throw common::EnvironmentError("this sparsetrain was built without CUDA",
+                                 "rebuild against a CUDA LibTorch or pass --device cpu");
+}
+CudaActivationStash::~CudaActivationStash() = default;
+void CudaActivationStash::push(std::int64_t, const std::vector<at::Tensor>&) {}
+std::vector<at::Tensor> CudaActivationStash::pop(std::int64_t) { return {}; }
+void CudaActivationStash::end_pass() {}
+std::uint64_t CudaActivationStash::bytes_down() const { return 0; }
+std::uint64_t CudaActivationStash::bytes_up() const { return 0; }
 
 struct CudaInputStash::Impl {};
 CudaInputStash::CudaInputStash(std::int64_t, std::vector<std::int64_t>) {

@@ -130,4 +130,32 @@ class CudaInputStash {
   std::unique_ptr<Impl> impl_;
 };
 
+// The CUDA tier's kept activations in pinned CPU memory (kept_activations.h, plan tier cpu): as
+// CudaInputStash does for block inputs, with a block's several tensors of mixed dtypes (bf16
+// activations, fp32 LayerNorm statistics) laid out one after the other, 256-byte aligned, in the
+// block's pinned buffer and its GPU slot. push (forward order) copies them down on a copy stream
+// after an event on the compute stream; pop (reverse order) uploads the block into one of two GPU
+// slots (the first pop), prefetches the next block the backward needs into the other, and makes
+// the compute stream wait for the one it returns: views of the slot, valid for work enqueued
+// before the next pop. No host wait on the compute thread.
+class CudaActivationStash {
+ public:
+  // bytes[l]: an upper bound of block l's kept bytes (0: block l is not kept here).
+  explicit CudaActivationStash(std::vector<std::uint64_t> bytes);
+  ~CudaActivationStash();
+  CudaActivationStash(const CudaActivationStash&) = delete;
+  CudaActivationStash& operator=(const CudaActivationStash&) = delete;
+
+  void push(std::int64_t block, const std::vector<at::Tensor>& tensors);
+  // The tensors push(block) had, same shapes and dtypes, over a GPU slot.
+  std::vector<at::Tensor> pop(std::int64_t block);
+  void end_pass();
+  std::uint64_t bytes_down() const;
+  std::uint64_t bytes_up() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
 }  // namespace sparsetrain::fuyou

@@ -7,6 +7,7 @@
 
 #include "common/error.h"
 #include "common/io/aligned_buffer.h"
+#include "fuyou/offload/cuda_transfer.h"
 #include "fuyou/offload/input_stash.h"
 #include "fuyou/offload/offload_stats.h"
 #include "fuyou/offload/offload_units.h"
@@ -55,6 +56,22 @@ BlockActivations views_of(const ModelConfig& config, std::int64_t batch, std::in
 std::int64_t floats_of(const ModelConfig& config, std::int64_t batch, std::int64_t seq,
                        ActivationSet set) {
   return batch * seq * activation_set_floats_per_token(config, set, /*cuda=*/false);
+}
+
+// A block's tensors back in `set`'s order (activation_shapes' counts per activation).
+BlockActivations regrouped(const ModelConfig& config, std::int64_t batch, std::int64_t seq,
+                           ActivationSet set, bool cuda, std::vector<at::Tensor> flat) {
+  BlockActivations kept{set, {}};
+  std::size_t at = 0;
+  for (int a = 0; a < kBlockActivations; ++a) {
+    if (!set.has(a)) continue;
+    for (std::size_t i = 0; i < activation_shapes(config, a, batch, seq, cuda).size(); ++i) {
+      ST_ASSERT(at < flat.size(), "kept activations came back short");
+      kept.tensors[a].push_back(std::move(flat[at++]));
+    }
+  }
+  ST_ASSERT(at == flat.size(), "kept activations came back long");
+  return kept;
 }
 
 class ComputeShelf final : public KeptActivations::Shelf {
@@ -174,6 +191,54 @@ class StoreShelf final : public KeptActivations::Shelf {
   std::unique_ptr<InputStash> stash_;  // last: its thread uses the members above
 };
 
+// CUDA: pinned CPU memory over PCIe (cuda_transfer.h: CudaActivationStash).
+class CudaPinnedShelf final : public KeptActivations::Shelf {
+ public:
+  CudaPinnedShelf(const ModelConfig& config, std::int64_t batch, std::int64_t seq,
+                  const std::vector<ActivationSet>& kept, const std::vector<ActivationTier>& tiers)
+      : config_(config), batch_(batch), seq_(seq), kept_(kept) {
+    std::vector<std::uint64_t> bytes(kept.size(), 0);
+    for (std::size_t l = 0; l < kept.size(); ++l) {
+      if (tiers[l] == ActivationTier::kCpu && !kept[l].empty()) bytes[l] = capacity(kept[l]);
+    }
+    stash_ = std::make_unique<CudaActivationStash>(std::move(bytes));
+  }
+  void push(std::int64_t l, BlockActivations kept) override { stash_->push(l, parts_of(kept)); }
+  BlockActivations pop(std::int64_t l) override {
+    return regrouped(config_, batch_, seq_, kept_[static_cast<std::size_t>(l)], /*cuda=*/true,
+                     stash_->pop(l));
+  }
+  void end_pass() override { stash_->end_pass(); }
+  void add_stats(OffloadStats& stats) const override {
+    stats.activation_bytes_to_cpu = stash_->bytes_down();
+    stats.activation_bytes_from_cpu = stash_->bytes_up();
+    stats.pcie_d2h_bytes += stats.activation_bytes_to_cpu;
+    stats.pcie_h2d_bytes += stats.activation_bytes_from_cpu;
+  }
+
+ private:
+  // Bytes of a block's set as the stash lays it out: bf16 tensors, fp32 LayerNorm statistics,
+  // each rounded up to 256 bytes.
+  std::uint64_t capacity(ActivationSet set) const {
+    std::uint64_t bytes = 0;
+    for (int a = 0; a < kBlockActivations; ++a) {
+      if (!set.has(a)) continue;
+      const auto shapes = activation_shapes(config_, a, batch_, seq_, /*cuda=*/true);
+      for (std::size_t i = 0; i < shapes.size(); ++i) {
+        std::uint64_t numel = 1;
+        for (std::int64_t d : shapes[i]) numel *= static_cast<std::uint64_t>(d);
+        const std::uint64_t element = (a == kLn1Out || a == kLn2Out) && i > 0 ? 4 : 2;
+        bytes += (numel * element + 255) / 256 * 256;
+      }
+    }
+    return bytes;
+  }
+  const ModelConfig config_;
+  const std::int64_t batch_, seq_;
+  const std::vector<ActivationSet> kept_;
+  std::unique_ptr<CudaActivationStash> stash_;
+};
+
 }  // namespace
 
 KeptActivations::KeptActivations(const ModelConfig& config, std::int64_t batch, std::int64_t seq,
@@ -192,10 +257,14 @@ KeptActivations::KeptActivations(const ModelConfig& config, std::int64_t batch, 
   for (std::size_t l = 0; l < kept_.size(); ++l) {
     if (!kept_[l].empty()) uses[static_cast<int>(tiers_[l])] = true;
   }
-  ST_ASSERT(!cuda_ || (!uses[1] && !uses[2]), "CUDA keeps its activations in the compute tier");
+  ST_ASSERT(!cuda_ || !uses[2], "CUDA keeps no activations in the store");
   shelves_.resize(3);
   shelves_[0] = std::make_unique<ComputeShelf>(config_.n_layer);
-  if (uses[1]) shelves_[1] = std::make_unique<CpuShelf>(config_, batch_, seq_, kept_, tiers_);
+  if (uses[1] && cuda_) {
+    shelves_[1] = std::make_unique<CudaPinnedShelf>(config_, batch_, seq_, kept_, tiers_);
+  } else if (uses[1]) {
+    shelves_[1] = std::make_unique<CpuShelf>(config_, batch_, seq_, kept_, tiers_);
+  }
   if (uses[2]) {
     ST_ASSERT(store, "kept activations in the store need one");
     shelves_[2] = std::make_unique<StoreShelf>(config_, batch_, seq_, kept_, tiers_, *store);

@@ -2,14 +2,15 @@
 // policy's set per block, OffloadPlan::activations) wait for it, block by block in the tier the
 // plan gives the block:
 //  - the compute tier: as the forward made them;
-//  - CPU memory (--cpu-mem): copied into a buffer of the block's as the forward makes them (CPU
-//    tier only: on CUDA the planner keeps activations in the compute tier);
-//  - the store: copied into one of two slots and written by an I/O thread as the forward makes
-//    them, read back ahead of the backward in reverse order (input_stash.h), one scratch tensor
-//    per block (offload_units.h: activation_store_name).
+//  - CPU memory (--cpu-mem): copied into a buffer of the block's as the forward makes them; on
+//    CUDA a pinned one, down on a copy stream and back up into two GPU slots, the next block
+//    prefetched (cuda_transfer.h: CudaActivationStash);
+//  - the store (CPU tier only): copied into one of two slots and written by an I/O thread as the
+//    forward makes them, read back ahead of the backward in reverse order (input_stash.h), one
+//    scratch tensor per block (offload_units.h: activation_store_name).
 // Per micro-batch: push(0) … push(L-1) in the forward, pop(L-1) … pop(0) in the backward, then
-// end_pass(). Every round trip is exact (fp32 copies): the backward reads the very tensors the
-// forward made, so the tier changes no bit.
+// end_pass(). Every round trip is exact (copies in the tensors' own dtypes): the backward reads
+// the very tensors the forward made, so the tier changes no bit.
 #pragma once
 
 #include <cstdint>

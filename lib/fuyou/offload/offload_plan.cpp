@@ -495,10 +495,11 @@ struct ActivationItems {
 
 // Puts each block's kept set in a tier, from block L-1 down (the backward needs the last blocks
 // first; the first blocks' store reads have the longest to be prefetched): the compute tier while
-// the room the rest of the plan leaves holds it, then CPU memory, then the store (CPU tier only:
-// CUDA keeps them in the compute tier), or the asked tier; the stream's slots past two give way
-// to them. The store goes through two slots of its largest block in the compute tier, reserved
-// when a block goes there. UsageError when a block's set fits nowhere.
+// the room the rest of the plan leaves holds it, then CPU memory, then the store, or the asked
+// tier; the stream's slots past two give way to them. Blocks in the store (CPU tier) or in pinned
+// memory (CUDA, over PCIe; not the store there, for now) come back through two slots of the
+// largest in the compute tier, reserved when a block goes there. UsageError when a block's set
+// fits nowhere.
 ActivationItems place_activations(const ModelConfig& config, const OffloadShape& shape,
                                   const OffloadBudgets& budgets, const Sizes& s,
                                   const std::vector<ActivationSet>& kept, OffloadPlan& plan) {
@@ -519,28 +520,35 @@ ActivationItems place_activations(const ModelConfig& config, const OffloadShape&
     bytes[l] = u64(s.tokens) * kept_bytes_per_token(config, kept[l], shape.cuda);
     largest = std::max(largest, bytes[l]);
   }
-  // One pass with `reserve` bytes of the compute room kept for the store's slots.
+  // Blocks kept away from the compute tier come back through two slots of the largest there:
+  // the store's (CPU tier), pinned memory's (CUDA). One pass with `reserve` bytes of the compute
+  // room kept for them.
+  const auto through_slots = [&](ActivationTier tier) {
+    return tier == ActivationTier::kStore || (shape.cuda && tier == ActivationTier::kCpu);
+  };
   auto assign = [&](std::uint64_t reserve) {
     out.kept = kept;
     out.tiers.assign(kept.size(), ActivationTier::kCompute);
     out.compute_bytes = out.cpu_bytes = out.store_bytes = 0;
-    std::uint64_t store_largest = 0;
+    std::uint64_t slot_largest = 0;
     const std::uint64_t room = compute_room > reserve ? compute_room - reserve : 0;
     for (std::size_t i = kept.size(); i-- > 0;) {
       if (kept[i].empty()) continue;
       const bool fits_compute = out.compute_bytes + bytes[i] <= room;
-      const bool fits_cpu = !shape.cuda && out.cpu_bytes + bytes[i] <= cpu_room;
+      const bool fits_cpu = out.cpu_bytes + bytes[i] <= cpu_room;
       ActivationTier tier = asked          ? *asked
                             : fits_compute ? ActivationTier::kCompute
                             : fits_cpu     ? ActivationTier::kCpu
                                            : ActivationTier::kStore;
-      if (shape.cuda && tier != ActivationTier::kCompute) {
-        refuse("--gpu-mem (compute tier) for block " + std::to_string(i) + "'s kept activations (" +
+      if (shape.cuda && tier == ActivationTier::kStore) {
+        refuse("--cpu-mem for block " + std::to_string(i) + "'s kept activations (" +
                    kept[i].to_string() + ")",
-               out.compute_bytes + bytes[i], room,
-               {{"kept activations", out.compute_bytes + bytes[i]}},
-               "keep fewer activations (--activations), or raise --gpu-mem: on CUDA kept "
-               "activations stay in the compute tier");
+               cpu_used + out.cpu_bytes + bytes[i], budgets.cpu_bytes,
+               {{"the rest of the CPU tier", cpu_used},
+                {"kept activations", out.cpu_bytes + bytes[i]}},
+               "keep fewer activations (--activations), or raise --gpu-mem or --cpu-mem: on CUDA "
+               "kept activations stay in the compute tier or pinned CPU memory (not the store, "
+               "for now)");
       }
       if (tier == ActivationTier::kCompute && !fits_compute) {
         refuse("--gpu-mem (compute tier) for block " + std::to_string(i) + "'s kept activations (" +
@@ -564,14 +572,12 @@ ActivationItems place_activations(const ModelConfig& config, const OffloadShape&
       (tier == ActivationTier::kCompute ? out.compute_bytes
        : tier == ActivationTier::kCpu   ? out.cpu_bytes
                                         : out.store_bytes) += bytes[i];
-      if (tier == ActivationTier::kStore) store_largest = std::max(store_largest, bytes[i]);
+      if (through_slots(tier)) slot_largest = std::max(slot_largest, bytes[i]);
     }
-    return store_largest;
+    return slot_largest;
   };
-  std::uint64_t store_largest = assign(0);
-  if (store_largest > 0 && !(asked && *asked == ActivationTier::kStore)) {
-    store_largest = assign(2 * largest);
-  }
+  std::uint64_t slot_largest = assign(0);
+  if (slot_largest > 0 && !(asked && through_slots(*asked))) slot_largest = assign(2 * largest);
   ActivationItems items;
   auto blocks_in = [&](ActivationTier tier) {
     std::int64_t n = 0;
@@ -583,27 +589,30 @@ ActivationItems place_activations(const ModelConfig& config, const OffloadShape&
         {"kept activations of " + blocks_in(ActivationTier::kCompute) + " blocks",
          out.compute_bytes});
   }
-  const std::uint64_t store_slots = 2 * store_largest;
-  const std::uint64_t need = compute_used + out.compute_bytes + store_slots;
+  const std::uint64_t slots = 2 * slot_largest;
+  const std::uint64_t need = compute_used + out.compute_bytes + slots;
   if (budgets.compute_bytes > 0 && need > budgets.compute_bytes) {
     compute_used -= give_up_stream_slots(need - budgets.compute_bytes, s, plan);
   }
-  if (store_largest > 0) {
-    const std::uint64_t slots = store_slots;
+  if (slot_largest > 0) {
     if (budgets.compute_bytes > 0 &&
         compute_used + out.compute_bytes + slots > budgets.compute_bytes) {
-      refuse("--gpu-mem (compute tier) for the kept activations' store slots",
+      refuse(std::string("--gpu-mem (compute tier) for the kept activations' slots (") +
+                 (shape.cuda ? "pinned memory" : "the store") + ")",
              compute_used + out.compute_bytes + slots, budgets.compute_bytes,
              {{"the rest of the compute tier", compute_used},
               {"kept activations", out.compute_bytes},
               {"2 kept-activation slots", slots}},
              "keep fewer activations (--activations) or raise --gpu-mem");
     }
-    items.compute.push_back({"2 kept-activation slots (store)", slots});
+    items.compute.push_back(
+        {shape.cuda ? "2 kept-activation slots (pinned)" : "2 kept-activation slots (store)",
+         slots});
   }
   if (out.cpu_bytes > 0) {
-    items.cpu.push_back(
-        {"kept activations of " + blocks_in(ActivationTier::kCpu) + " blocks", out.cpu_bytes});
+    items.cpu.push_back({std::string(shape.cuda ? "pinned " : "") + "kept activations of " +
+                             blocks_in(ActivationTier::kCpu) + " blocks",
+                         out.cpu_bytes});
   }
   return items;
 }
@@ -807,6 +816,10 @@ void count_pcie_traffic(const OffloadShape& shape, const Sizes& s, OffloadPlan& 
     // micro-batches' token ids and targets.
     plan.pcie_d2h_bytes = kF32 * u64(plan.params);
     plan.pcie_h2d_bytes = kBF16 * u64(plan.params) + token_bytes;
+  }
+  if (shape.cuda) {  // kept activations in pinned memory: down in the forward, up in the backward
+    plan.pcie_d2h_bytes += u64(shape.accum) * plan.activations.cpu_bytes;
+    plan.pcie_h2d_bytes += u64(shape.accum) * plan.activations.cpu_bytes;
   }
 }
 

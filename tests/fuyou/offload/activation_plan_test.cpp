@@ -76,7 +76,8 @@ TEST_CASE("keep-all fills the compute tier from the last block down, then CPU me
   // but its two slots would then take block 1's room too, and nothing fits.
   b.cpu_bytes = plan_offload(kTiny, recompute, b).cpu_total;
   b.compute_bytes = rest + 2 * kKeepAllBlock - 1;
-  CHECK(refusal(s, b).find("kept activations' store slots does not fit") != std::string::npos);
+  CHECK(refusal(s, b).find("kept activations' slots (the store) does not fit") !=
+        std::string::npos);
   // Asked for in the store: both blocks there, through two slots of one block.
   b.compute_bytes = rest + 2 * kKeepAllBlock;
   OffloadShape in_store = s;
@@ -210,19 +211,32 @@ TEST_CASE("a budget too small for even one kept tensor is refused with its numbe
   why = refusal(s, b);
   CHECK(why.find("--cpu-mem for block 1's kept activations (fc) does not fit") !=
         std::string::npos);
-  // CUDA keeps them in the compute tier only.
-  s.activations.tier.reset();
-  s.cuda = true;
-  b.cpu_bytes = std::uint64_t{1} << 30;
-  b.compute_bytes = plan_offload(
-                        kTiny,
-                        [] {
-                          OffloadShape r = shape_keeping("recompute");
-                          r.cuda = true;
-                          return r;
-                        }(),
-                        b)
-                        .compute_total;
-  why = refusal(s, b);
-  CHECK(why.find("on CUDA kept activations stay in the compute tier") != std::string::npos);
+  // CUDA: pinned memory when the GPU has no room, over PCIe, through two GPU slots; never the
+  // store.
+  OffloadShape cuda = shape_keeping("fc");
+  cuda.cuda = true;
+  OffloadShape cuda_recompute = shape_keeping("recompute");
+  cuda_recompute.cuda = true;
+  b = roomy();
+  const OffloadPlan cuda_base = plan_offload(kTiny, cuda_recompute, b);
+  b.compute_bytes = cuda_base.compute_total;
+  why = refusal(cuda, b);
+  CHECK(why.find("for the kept activations' slots (pinned memory) does not fit") !=
+        std::string::npos);
+  const std::uint64_t fc_block = 2 * 256 * 128;  // bf16
+  b.compute_bytes = cuda_base.compute_total + 2 * fc_block;
+  // (Two slots hold as much as both blocks' fc: the planner alone would keep them on the GPU.)
+  cuda.activations.tier = ActivationTier::kCpu;
+  const OffloadPlan pinned = plan_offload(kTiny, cuda, b);
+  CHECK(pinned.activations.tiers[0] == ActivationTier::kCpu);
+  CHECK(pinned.activations.tiers[1] == ActivationTier::kCpu);
+  CHECK(pinned.activations.cpu_bytes == 2 * fc_block);
+  CHECK(pinned.pcie_d2h_bytes == cuda_base.pcie_d2h_bytes + 2 * 2 * fc_block);  // K = 2
+  CHECK(pinned.pcie_h2d_bytes == cuda_base.pcie_h2d_bytes + 2 * 2 * fc_block);
+  CHECK(pinned.describe().find("2 kept-activation slots (pinned)") != std::string::npos);
+  b.cpu_bytes = cuda_base.cpu_total;
+  cuda.activations.tier.reset();
+  b.compute_bytes = cuda_base.compute_total + fc_block;  // one block on the GPU, none pinned
+  why = refusal(cuda, b);
+  CHECK(why.find("not the store, for now") != std::string::npos);
 }
