@@ -4,10 +4,12 @@
 # thread. The main thread's count must not grow with the steps (its only I/O is creating the store
 # and the initial commit); every per-step read, write, fdatasync and manifest rename happens on the
 # optimizer/I-O threads. Exit 0 when that holds, 1 when not, 77 without strace.
-#   scripts/fuyou_compute_thread_io.sh [path/to/sparsetrain] [--stream | --in-place]
+#   scripts/fuyou_compute_thread_io.sh [path/to/sparsetrain] [--stream | --in-place | --activations]
 # --stream: a model whose blocks stream from the store and whose block inputs go there too
 # (--gpu-mem smaller than the compute weights), so the loader and stash threads are checked as well.
 # --in-place: one store slot (--store-slots 1): the step's seal and journal writes are checked too.
+# --activations: every block keeps every activation in the store (--activations keep-all
+# --activations-in store): the kept activations' stash thread is checked too.
 set -euo pipefail
 bin=${1:-$(dirname "$0")/../build/apps/sparsetrain/sparsetrain}
 model=(--model tiny --cpu-mem 1200KiB --micro-batch 4 --seq 32)
@@ -16,6 +18,9 @@ if [ "${2:-}" = --stream ]; then
          --seq 16)
 elif [ "${2:-}" = --in-place ]; then
   model=(--model tiny --cpu-mem 2MiB --micro-batch 4 --seq 32 --store-slots 1)
+elif [ "${2:-}" = --activations ]; then
+  model=(--model tiny --cpu-mem 1200KiB --micro-batch 4 --seq 32 --activations keep-all
+         --activations-in store)
 fi
 command -v strace >/dev/null || { echo "strace not installed: skipped" >&2; exit 77; }
 work=$(mktemp -d /tmp/st-io-XXXXXX)

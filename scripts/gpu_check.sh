@@ -9,7 +9,8 @@
 #      (--cpu-mem 8GiB), a few steps each;
 #   4. the in-memory CUDA trainer on the same model for the step-time comparison;
 #   5. with STREAM_RUN=1, a 1.3B run whose blocks stream through GPU slots (--gpu-mem 4GiB);
-#   6. with PIECE_RUN=1, a 13B-shape model streamed whole and in pieces (issue 22).
+#   6. with PIECE_RUN=1, a 13B-shape model streamed whole and in pieces (issue 22);
+#   7. with ACT_RUN=1, GPT-3 2.7B in 24 GiB with --activations recompute and auto (issue 16).
 # The `gpu` tests include the streamed CUDA tier against the in-memory CUDA trainer.
 # Results go to $OUT (default ./gpu-check-out): gpu-tests.log, runs.log and one run record per run
 # (the device tool brings back at most 8 files); the rest is printed. Each phase has a time limit
@@ -84,6 +85,27 @@ if [ "${PIECE_RUN:-0}" = 1 ]; then
     --micro-batch 1 --seq 2048 --dry-run 2>&1 | grep -E "blocks|compute tier|bound"
   run stream-piece-small 150 2 "$m13" --ssd /tmp/ssd --gpu-mem 6GiB --cpu-mem 64GiB \
     --micro-batch 1 --seq 2048
+fi
+# Optional (ACT_RUN=1, issue 16): GPT-3 2.7B, B = 8, T = 1024 in 24 GiB, the activation policy
+# recompute against auto (tokens/s; predicted against measured per term in each record's
+# run.offload_measured.per_step). States in RAM committed only after the last step: committed
+# every step or four, writing the 32 GB of states binds and auto rightly keeps nothing.
+# With PIECE_RUN=1 as well the records pass the device tool's 8 files: run them apart.
+# Clipping on (the default; common's --grad-clip 0 is replaced): without it AdamW binds there
+# (0.41 s against 0.25 s of compute on the H200's rates) and auto keeps nothing.
+if [ "${ACT_RUN:-0}" = 1 ]; then
+  acts_common=(fuyou finetune --device cuda --micro-batch 8 --seq 1024 --eval-every 0
+               --eval-batches 1 --lr 1e-4 --warmup 0)
+  "$st" "${acts_common[@]}" --steps 4 --model gpt3-2.7b --ssd /tmp/ssd --gpu-mem 24GiB \
+    --cpu-mem 64GiB --commit-every 1000 --dry-run 2>&1 | grep -E "activations|cost model|bound"
+  for acts in recompute auto; do
+    rm -rf /tmp/ssd && mkdir -p /tmp/ssd
+    echo "=== activations-$acts" >>"$OUT/runs.log"
+    timeout 150 "$st" "${acts_common[@]}" --steps 4 --model gpt3-2.7b --ssd /tmp/ssd \
+      --gpu-mem 24GiB --cpu-mem 64GiB --commit-every 1000 --activations "$acts" \
+      --out "$OUT/activations-$acts.json" >>"$OUT/runs.log" 2>&1
+    echo "activations-$acts: rc $?"
+  done
 fi
 rm -rf /tmp/ssd
 echo "total: $(( $(date +%s) - t0 )) s"
