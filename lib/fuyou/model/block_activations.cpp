@@ -101,7 +101,7 @@ double activation_recompute_flops_per_token(const ModelConfig& config, std::int6
     case kQkv:
       return 6 * c * c;
     case kAttnOut:
-      return cuda ? 0 : 4 * c * static_cast<double>(seq);
+      return 4 * c * static_cast<double>(seq);
     case kAttnResidual:
       return 2 * c * c;
     case kMlpPreGelu:
@@ -113,11 +113,54 @@ double activation_recompute_flops_per_token(const ModelConfig& config, std::int6
 
 double block_recompute_flops_per_token(const ModelConfig& config, std::int64_t seq,
                                        ActivationSet kept, bool cuda) {
-  double flops = cuda ? 4 * static_cast<double>(config.n_embd * seq) : 0;  // autograd attention
+  // CUDA: the attention's autograd graph records its forward once more, whatever is kept.
+  double flops = cuda ? 4 * static_cast<double>(config.n_embd * seq) : 0;
   for (int a = 0; a < kBlockActivations; ++a) {
     if (!kept.has(a)) flops += activation_recompute_flops_per_token(config, seq, a, cuda);
   }
   return flops;
+}
+
+std::vector<std::vector<std::int64_t>> activation_shapes(const ModelConfig& config, int activation,
+                                                         std::int64_t batch, std::int64_t seq,
+                                                         bool cuda) {
+  const std::int64_t c = config.n_embd;
+  switch (activation) {
+    case kLn1Out:
+    case kLn2Out:
+      return {{batch, seq, c}, {batch, seq, 1}, {batch, seq, 1}};
+    case kQkv:
+      return {{batch, seq, 3 * c}};
+    case kAttnOut:
+      if (cuda) return {{batch, seq, c}};
+      return {{batch, seq, c}, {batch, config.n_head, seq}};
+    case kAttnResidual:
+      return {{batch, seq, c}};
+    case kMlpPreGelu:
+    case kMlpHidden:
+      return {{batch, seq, 4 * c}};
+    default:
+      ST_ASSERT(false, "block activation " + std::to_string(activation));
+  }
+  return {};
+}
+
+std::uint64_t activation_set_bytes(const ModelConfig& config, ActivationSet set, std::int64_t batch,
+                                   std::int64_t seq, bool cuda) {
+  const std::uint64_t align = cuda ? kActivationAlignCuda : kActivationAlignCpu;
+  std::uint64_t bytes = 0;
+  for (int a = 0; a < kBlockActivations; ++a) {
+    if (!set.has(a)) continue;
+    const auto shapes = activation_shapes(config, a, batch, seq, cuda);
+    for (std::size_t i = 0; i < shapes.size(); ++i) {
+      std::uint64_t numel = 1;
+      for (std::int64_t d : shapes[i]) numel *= static_cast<std::uint64_t>(d);
+      const bool statistic = (a == kLn1Out || a == kLn2Out) && i > 0;
+      const std::uint64_t element = cuda && !statistic ? 2 : 4;
+      bytes += (numel * element + align - 1) / align * align;
+    }
+  }
+  return bytes;
 }
 
 std::array<bool, kBlockPieces> recompute_pieces(ActivationSet kept) {

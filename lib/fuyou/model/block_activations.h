@@ -22,6 +22,7 @@
 #include <array>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "fuyou/model/model_config.h"
 
@@ -74,15 +75,32 @@ std::int64_t activation_set_floats_per_token(const ModelConfig& config, Activati
 
 // FLOPs per token of one block that recomputing an activation costs, i.e. what keeping it saves:
 // qkv 6·C², attn 4·C·T (QKᵀ and AV, counted whole as in 6N + 12LCT), resid 2·C², fc 8·C²; the
-// LayerNorms and the GELU 0 (elementwise: memory time, not FLOPs). On CUDA the attention's
-// backward runs through autograd, which records its forward again either way: keeping attn saves
-// no FLOPs there.
+// LayerNorms and the GELU 0 (elementwise: memory time, not FLOPs).
 double activation_recompute_flops_per_token(const ModelConfig& config, std::int64_t seq,
                                             int activation, bool cuda);
 // One block's recompute FLOPs per token with `kept` kept: with nothing kept, 16·C² + 4·C·T (the
-// block's forward but the MLP out projection, which the backward never needs).
+// block's forward but the MLP out projection, which the backward never needs). On CUDA the
+// attention's backward runs through autograd, whose graph records the attention's forward once
+// more whatever is kept: 4·C·T more.
 double block_recompute_flops_per_token(const ModelConfig& config, std::int64_t seq,
                                        ActivationSet kept, bool cuda);
+
+// The shapes of activation a's tensors for a micro-batch [B, T], in the order a kept set holds
+// them (gpt_model.h: BlockActivations): ln1, ln2 {[B, T, C], mean [B, T, 1], rstd [B, T, 1]};
+// attn {[B, T, C], log-sum-exp [B, H, T]} on the CPU, {[B, T, C]} on CUDA; qkv [B, T, 3C]; resid
+// [B, T, C]; fc, gelu [B, T, 4C].
+std::vector<std::vector<std::int64_t>> activation_shapes(const ModelConfig& config, int activation,
+                                                         std::int64_t batch, std::int64_t seq,
+                                                         bool cuda);
+
+// Where kept tensors are copied one after the other (CPU memory, the store, pinned memory), each
+// starts at this many bytes' boundary: on the CPU tier 64 (16 floats: a GEMM over a view then
+// sees the same alignment in every tier, and rounds the same), on CUDA 256.
+inline constexpr std::uint64_t kActivationAlignCpu = 64, kActivationAlignCuda = 256;
+// Bytes of `set`'s tensors for a micro-batch [B, T] laid out so: fp32 on the CPU tier; on CUDA
+// bf16, the LayerNorms' statistics fp32. What the planner counts and the tiers hold.
+std::uint64_t activation_set_bytes(const ModelConfig& config, ActivationSet set, std::int64_t batch,
+                                   std::int64_t seq, bool cuda);
 
 // The pieces (model_config.h) whose weights the recompute of a block keeping `kept` reads, in
 // the order it reads them: piece 0 for ln1 or qkv, piece 1 for resid, piece 2 for ln2 or fc.

@@ -233,15 +233,18 @@ Internals materialize(const ModelConfig& config, BlockPieceSource& source, const
     in.attn = kept_tensor(kept, kAttnOut, 0);
     if (!x.is_cuda()) in.attn_lse = kept_tensor(kept, kAttnOut, 1);
   }
-  if (x.is_cuda()) {  // the attention's backward is autograd's: its graph, recorded once here
-    torch::AutoGradMode enable(true);
-    in.attn_leaf = grad_leaf(in.qkv);
-    in.attn_graph_out = attention_forward(config, in.attn_leaf).out;
-    if (!in.attn.defined()) in.attn = in.attn_graph_out.detach();
-  } else if (!in.attn.defined()) {
+  if (!in.attn.defined()) {  // as the forward made it, without gradients
     Attention a = attention_forward(config, in.qkv);
     in.attn = a.out;
     in.attn_lse = a.lse;
+  }
+  if (x.is_cuda()) {
+    // The attention's backward is autograd's: its graph, recorded here. Its output is read by
+    // nothing else: scaled_dot_product_attention may pick another kernel with gradients on, and
+    // the backward must read the forward's attn whether it was kept or recomputed.
+    torch::AutoGradMode enable(true);
+    in.attn_leaf = grad_leaf(in.qkv);
+    in.attn_graph_out = attention_forward(config, in.attn_leaf).out;
   }
   if (has.has(kAttnResidual)) in.resid = kept_tensor(kept, kAttnResidual, 0);
   if (reads[kAttnOutPiece]) {
@@ -338,29 +341,6 @@ void check_kept(const ModelConfig& config, const BlockActivations& kept, const a
 }
 
 }  // namespace
-
-std::vector<std::vector<std::int64_t>> activation_shapes(const ModelConfig& config, int activation,
-                                                         std::int64_t batch, std::int64_t seq,
-                                                         bool cuda) {
-  const std::int64_t c = config.n_embd;
-  switch (activation) {
-    case kLn1Out:
-    case kLn2Out:
-      return {{batch, seq, c}, {batch, seq, 1}, {batch, seq, 1}};
-    case kQkv:
-      return {{batch, seq, 3 * c}};
-    case kAttnOut:
-      if (cuda) return {{batch, seq, c}};
-      return {{batch, seq, c}, {batch, config.n_head, seq}};
-    case kAttnResidual:
-      return {{batch, seq, c}};
-    case kMlpPreGelu:
-    case kMlpHidden:
-      return {{batch, seq, 4 * c}};
-    default:
-      TORCH_INTERNAL_ASSERT(false, "block activation ", activation);
-  }
-}
 
 at::Tensor block_forward(const ModelConfig& config, const BlockWeights& w, const at::Tensor& x,
                          ActivationSet keep, BlockActivations* kept) {

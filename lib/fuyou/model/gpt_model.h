@@ -42,10 +42,6 @@ struct BlockActivations {
   ActivationSet set;
   std::array<std::vector<at::Tensor>, kBlockActivations> tensors;
 };
-// The shapes of activation a's tensors, in BlockActivations' order, for a micro-batch [B, T].
-std::vector<std::vector<std::int64_t>> activation_shapes(const ModelConfig& config, int activation,
-                                                         std::int64_t batch, std::int64_t seq,
-                                                         bool cuda);
 
 // One transformer block: x [B, T, C] -> [B, T, C], in the dtype and on the device of the weights,
 // without gradients. With `kept`, also the activations of `keep` (call under a NoGradGuard).

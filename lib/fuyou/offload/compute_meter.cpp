@@ -15,29 +15,35 @@ namespace sparsetrain::fuyou {
 
 namespace {
 
-// In front of the CPU allocator it replaces: counts each allocation's bytes until its deleter
-// runs (a tensor freed after the meter stopped still finds this object: it is never destroyed).
+// In front of the CPU allocator it found first, for good: it forwards every allocation to it and,
+// while a meter runs, counts each one's bytes until its deleter runs. An allocation is counted in
+// the meter (epoch) that made it only, so one freed under a later meter does not touch that one's
+// count; and the object is never destroyed, for tensors freed (or resized: their storage asks the
+// allocator that made them) after every meter stopped.
 class CountingCpuAllocator final : public c10::Allocator {
  public:
   void start() {
     std::lock_guard<std::mutex> lock(mutex_);
-    ST_ASSERT(base_ == nullptr, "one compute meter at a time");
-    base_ = c10::GetCPUAllocator();
+    ST_ASSERT(!active_.load(), "one compute meter at a time");
+    if (base_ == nullptr) base_ = c10::GetCPUAllocator();  // set once, read without the lock
     live_ = peak_ = 0;
+    epoch_.fetch_add(1);
+    active_.store(true);
     c10::SetCPUAllocator(this, /*priority=*/kPriority);
   }
   void stop() {
     std::lock_guard<std::mutex> lock(mutex_);
+    active_.store(false);
     c10::SetCPUAllocator(base_, /*priority=*/kPriority);
-    base_ = nullptr;
   }
   std::uint64_t peak() const { return peak_.load(); }
 
   c10::DataPtr allocate(std::size_t n) override {
     c10::DataPtr inner = base_->allocate(n);
+    if (!active_.load()) return inner;
     void* data = inner.get();
     const c10::Device device = inner.device();
-    auto* held = new Held{std::move(inner), n, this};
+    auto* held = new Held{std::move(inner), n, epoch_.load(), this};
     const std::uint64_t now = live_.fetch_add(n) + n;
     std::uint64_t peak = peak_.load();
     while (now > peak && !peak_.compare_exchange_weak(peak, now)) {
@@ -53,16 +59,18 @@ class CountingCpuAllocator final : public c10::Allocator {
   struct Held {
     c10::DataPtr inner;
     std::size_t bytes;
+    std::uint64_t epoch;
     CountingCpuAllocator* owner;
     static void release(void* ctx) {
       auto* h = static_cast<Held*>(ctx);
-      h->owner->live_.fetch_sub(h->bytes);
+      if (h->epoch == h->owner->epoch_.load()) h->owner->live_.fetch_sub(h->bytes);
       delete h;  // frees `inner` through the allocator that made it
     }
   };
   std::mutex mutex_;
   c10::Allocator* base_ = nullptr;
-  std::atomic<std::uint64_t> live_{0}, peak_{0};
+  std::atomic<bool> active_{false};
+  std::atomic<std::uint64_t> epoch_{0}, live_{0}, peak_{0};
 };
 
 CountingCpuAllocator& counting_cpu_allocator() {

@@ -529,18 +529,19 @@ void CudaActivationStash::push(std::int64_t block, const std::vector<at::Tensor>
     dst.copy_(src, /*non_blocking=*/true);
     src.record_stream(s.stream);  // its memory is not reused before the copy is done
     s.parts[b].push_back({src.sizes().vec(), src.scalar_type()});
-    s.down_bytes += static_cast<std::uint64_t>(src.numel()) * src.element_size();
     at += part_bytes(src);
   }
   s.used[b] = at;
+  s.down_bytes += at;  // as laid out (block_activations.h: activation_set_bytes)
 }
 
 std::vector<at::Tensor> CudaActivationStash::pop(std::int64_t block) {
   Impl& s = *impl_;
   ST_ASSERT(s.popped < s.blocks.size() && s.blocks[s.blocks.size() - 1 - s.popped] == block,
             "kept activations of block " + std::to_string(block) + " popped out of order");
-  // Every earlier use of the GPU slots (the backward of the block two pops ago) is enqueued: the
-  // copy stream waits for it before refilling a slot.
+  // The slot the prefetch below refills was the previous pop's: the trainer enqueues that block's
+  // whole backward before this pop, so the copy stream, waiting for the compute stream's work so
+  // far, refills it only after its last reader.
   s.after_compute();
   if (s.popped == 0) s.upload(block);  // the first: nothing prefetched it
   if (s.popped + 1 < s.blocks.size()) s.upload(s.blocks[s.blocks.size() - 2 - s.popped]);

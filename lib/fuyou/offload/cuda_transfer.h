@@ -137,7 +137,8 @@ class CudaInputStash {
 // after an event on the compute stream; pop (reverse order) uploads the block into one of two GPU
 // slots (the first pop), prefetches the next block the backward needs into the other, and makes
 // the compute stream wait for the one it returns: views of the slot, valid for work enqueued
-// before the next pop. No host wait on the compute thread.
+// before the next pop (the caller enqueues a block's whole backward before the next pop, whose
+// prefetch refills that slot). No host wait on the compute thread.
 class CudaActivationStash {
  public:
   // bytes[l]: an upper bound of block l's kept bytes (0: block l is not kept here).

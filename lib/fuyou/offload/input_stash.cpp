@@ -48,14 +48,15 @@ at::Tensor InputStash::view(std::size_t op) {
 
 void InputStash::push(std::int64_t layer, const std::vector<at::Tensor>& tensors) {
   const auto op = static_cast<std::size_t>(layer);
-  std::int64_t floats = 0;
+  TORCH_CHECK(layer >= 0 && layer < layers_, "InputStash::push: no layer ", layer);
+  std::int64_t end = 0;  // where the last tensor ends, each starting kAlignFloats-aligned
   for (const at::Tensor& t : tensors) {
     TORCH_CHECK(t.scalar_type() == at::kFloat && t.device().is_cpu(), "InputStash::push: layer ",
                 layer, " tensors must be fp32 CPU");
-    floats += t.numel();
+    end = aligned(end) + t.numel();
   }
-  TORCH_CHECK(layer >= 0 && layer < layers_ && floats == floats_[op], "InputStash::push: layer ",
-              layer, " has ", floats, " floats, not ", layer < layers_ ? floats_[op] : 0);
+  TORCH_CHECK(end <= floats_[op] && (tensors.size() != 1 || end == floats_[op]),
+              "InputStash::push: layer ", layer, " has ", end, " floats, not ", floats_[op]);
   {
     std::unique_lock<std::mutex> lock(mutex_);
     ST_ASSERT(op < state_.size() / 2 && state_[op] == 0, "stash push out of order");
@@ -70,6 +71,7 @@ void InputStash::push(std::int64_t layer, const std::vector<at::Tensor>& tensors
   const at::Tensor slot = view(op);
   std::int64_t at = 0;
   for (const at::Tensor& t : tensors) {
+    at = aligned(at);
     slot.slice(0, at, at + t.numel()).view(t.sizes()).copy_(t);
     at += t.numel();
   }
@@ -81,6 +83,7 @@ void InputStash::push(std::int64_t layer, const std::vector<at::Tensor>& tensors
 }
 
 at::Tensor InputStash::pop(std::int64_t layer) {
+  TORCH_CHECK(layer >= 0 && layer < layers_, "InputStash::pop: no layer ", layer);
   const std::size_t op = state_.size() - 1 - static_cast<std::size_t>(layer);
   {
     std::unique_lock<std::mutex> lock(mutex_);

@@ -35,8 +35,9 @@ class InputStash {
   InputStash(const InputStash&) = delete;
   InputStash& operator=(const InputStash&) = delete;
 
-  // Compute thread: layer `layer`'s tensors (forward order; fp32 CPU, floats[layer] in all),
-  // copied one after the other; waits only while every slot is busy.
+  // Compute thread: layer `layer`'s tensors (forward order; fp32 CPU), copied one after the other,
+  // each from a multiple of kAlignFloats (block_activations.h: kActivationAlignCpu), ending within
+  // floats[layer] (one tensor: exactly); waits only while every slot is busy.
   void push(std::int64_t layer, const std::vector<at::Tensor>& tensors);
   // Compute thread: layer `layer`'s floats back (reverse order): a 1-D tensor over a slot, valid
   // until the next pop or end_pass. Rethrows an I/O error.
@@ -54,6 +55,10 @@ class InputStash {
   }
   at::Tensor view(std::size_t op);
   std::int64_t layer_of(std::size_t op) const;
+  static constexpr std::int64_t kAlignFloats = 16;
+  static std::int64_t aligned(std::int64_t floats) {
+    return (floats + kAlignFloats - 1) / kAlignFloats * kAlignFloats;
+  }
   void loop();
 
   std::int64_t layers_;

@@ -34,7 +34,13 @@ std::vector<at::Tensor> parts_of(const BlockActivations& kept) {
   return parts;
 }
 
-// Views of a flat fp32 copy [floats] as `set`'s tensors (activation_shapes' order).
+// Floats from one kept tensor's start to the next's (block_activations.h: kActivationAlignCpu).
+constexpr std::int64_t kAlignFloats = static_cast<std::int64_t>(kActivationAlignCpu / 4);
+std::int64_t aligned_floats(std::int64_t numel) {
+  return (numel + kAlignFloats - 1) / kAlignFloats * kAlignFloats;
+}
+
+// Views of a flat fp32 copy (activation_set_bytes' layout) as `set`'s tensors.
 BlockActivations views_of(const ModelConfig& config, std::int64_t batch, std::int64_t seq,
                           ActivationSet set, const at::Tensor& flat) {
   BlockActivations kept{set, {}};
@@ -45,17 +51,18 @@ BlockActivations views_of(const ModelConfig& config, std::int64_t batch, std::in
       std::int64_t numel = 1;
       for (std::int64_t d : shape) numel *= d;
       kept.tensors[a].push_back(flat.slice(0, at, at + numel).view(shape));
-      at += numel;
+      at += aligned_floats(numel);
     }
   }
   ST_ASSERT(at == flat.numel(), "kept activations of another size");
   return kept;
 }
 
-// Floats of `set`'s tensors for a micro-batch (the CPU tier's fp32).
+// Floats of `set`'s tensors for a micro-batch as the CPU tier lays them out.
 std::int64_t floats_of(const ModelConfig& config, std::int64_t batch, std::int64_t seq,
                        ActivationSet set) {
-  return batch * seq * activation_set_floats_per_token(config, set, /*cuda=*/false);
+  return static_cast<std::int64_t>(activation_set_bytes(config, set, batch, seq, /*cuda=*/false) /
+                                   4);
 }
 
 // A block's tensors back in `set`'s order (activation_shapes' counts per activation).
@@ -107,9 +114,9 @@ class CpuShelf final : public KeptActivations::Shelf {
     std::int64_t at = 0;
     for (const at::Tensor& t : parts_of(kept)) {
       flat.slice(0, at, at + t.numel()).view(t.sizes()).copy_(t);
-      at += t.numel();
+      at += aligned_floats(t.numel());
     }
-    bytes_in_ += 4 * static_cast<std::uint64_t>(at);
+    bytes_in_ += 4 * static_cast<std::uint64_t>(flat.numel());
   }
   BlockActivations pop(std::int64_t l) override {
     const at::Tensor flat = view(l);
@@ -147,11 +154,7 @@ class StoreShelf final : public KeptActivations::Shelf {
       index_[l] = static_cast<std::int64_t>(blocks_.size());
       blocks_.push_back(static_cast<std::int64_t>(l));
       floats.push_back(floats_of(config, batch, seq, kept[l]));
-      names_.push_back(activation_store_name(static_cast<std::int64_t>(l), floats.back()));
-      if (!store.contains(names_.back())) {
-        // Rewritten every micro-batch before it is read: scratch (one slot per extent).
-        store.define(names_.back(), StoreDType::kF32, {floats.back()}, TensorKind::kScratch);
-      }
+      names_.push_back(tensor_for(store, static_cast<std::int64_t>(l), floats.back()));
     }
     ST_ASSERT(!blocks_.empty(), "a store shelf without a block");
     auto bytes = [floats](std::int64_t j) {
@@ -168,6 +171,19 @@ class StoreShelf final : public KeptActivations::Shelf {
   }
   void push(std::int64_t l, BlockActivations kept) override {
     stash_->push(index_[static_cast<std::size_t>(l)], parts_of(kept));
+  }
+  // Block l's store tensor for `floats`: one this store has of at least that size (a resumed run
+  // that keeps less), else a new one. Rewritten every micro-batch before it is read: scratch.
+  static std::string tensor_for(TensorStore& store, std::int64_t l, std::int64_t floats) {
+    const std::string prefix = activation_store_name(l, 0).substr(
+        0, activation_store_name(l, 0).size() - 1);  // "activations.<l>."
+    for (const TensorInfo& info : store.tensors()) {
+      if (info.name.rfind(prefix, 0) == 0 && info.bytes >= 4 * static_cast<std::uint64_t>(floats))
+        return info.name;
+    }
+    const std::string name = activation_store_name(l, floats);
+    store.define(name, StoreDType::kF32, {floats}, TensorKind::kScratch);
+    return name;
   }
   BlockActivations pop(std::int64_t l) override {
     return views_of(config_, batch_, seq_, kept_[static_cast<std::size_t>(l)],
@@ -199,7 +215,9 @@ class CudaPinnedShelf final : public KeptActivations::Shelf {
       : config_(config), batch_(batch), seq_(seq), kept_(kept) {
     std::vector<std::uint64_t> bytes(kept.size(), 0);
     for (std::size_t l = 0; l < kept.size(); ++l) {
-      if (tiers[l] == ActivationTier::kCpu && !kept[l].empty()) bytes[l] = capacity(kept[l]);
+      if (tiers[l] == ActivationTier::kCpu && !kept[l].empty()) {
+        bytes[l] = activation_set_bytes(config, kept[l], batch, seq, /*cuda=*/true);
+      }
     }
     stash_ = std::make_unique<CudaActivationStash>(std::move(bytes));
   }
@@ -217,22 +235,6 @@ class CudaPinnedShelf final : public KeptActivations::Shelf {
   }
 
  private:
-  // Bytes of a block's set as the stash lays it out: bf16 tensors, fp32 LayerNorm statistics,
-  // each rounded up to 256 bytes.
-  std::uint64_t capacity(ActivationSet set) const {
-    std::uint64_t bytes = 0;
-    for (int a = 0; a < kBlockActivations; ++a) {
-      if (!set.has(a)) continue;
-      const auto shapes = activation_shapes(config_, a, batch_, seq_, /*cuda=*/true);
-      for (std::size_t i = 0; i < shapes.size(); ++i) {
-        std::uint64_t numel = 1;
-        for (std::int64_t d : shapes[i]) numel *= static_cast<std::uint64_t>(d);
-        const std::uint64_t element = (a == kLn1Out || a == kLn2Out) && i > 0 ? 4 : 2;
-        bytes += (numel * element + 255) / 256 * 256;
-      }
-    }
-    return bytes;
-  }
   const ModelConfig config_;
   const std::int64_t batch_, seq_;
   const std::vector<ActivationSet> kept_;

@@ -517,7 +517,7 @@ ActivationItems place_activations(const ModelConfig& config, const OffloadShape&
   std::vector<std::uint64_t> bytes(kept.size());
   std::uint64_t largest = 0;
   for (std::size_t l = 0; l < kept.size(); ++l) {
-    bytes[l] = u64(s.tokens) * kept_bytes_per_token(config, kept[l], shape.cuda);
+    bytes[l] = activation_set_bytes(config, kept[l], shape.micro_batch, shape.seq, shape.cuda);
     largest = std::max(largest, bytes[l]);
   }
   // Blocks kept away from the compute tier come back through two slots of the largest there:
@@ -665,9 +665,9 @@ std::vector<PlanItem> size_store(const ModelConfig& config, const OffloadShape& 
     for (std::size_t l = 0; l < plan.activations.kept.size(); ++l) {
       if (plan.activations.kept[l].empty() || plan.activations.tiers[l] != ActivationTier::kStore)
         continue;
-      bytes += round_up(
-          u64(s.tokens) * kept_bytes_per_token(config, plan.activations.kept[l], shape.cuda),
-          extent);
+      bytes += round_up(activation_set_bytes(config, plan.activations.kept[l], shape.micro_batch,
+                                             shape.seq, shape.cuda),
+                        extent);
       ++blocks;
     }
     items.push_back(
@@ -848,9 +848,14 @@ void count_traffic(const ModelConfig& config, const OffloadShape& shape, const S
 double bound_compute_then_update(const ModelConfig& config, const OffloadShape& shape,
                                  const OffloadRates& rates, const Sizes& s,
                                  const OffloadPlan& plan) {
-  const double before = std::max(
-      plan.flops / rates.compute_flops_per_s,
-      static_cast<double>(count_stream_reads(shape, s, plan)) / rates.ssd_read_bytes_per_s);
+  // Before the norm the store also takes the block inputs' and kept activations' round trips.
+  std::uint64_t activation_bytes = u64(shape.accum) * plan.activations.store_bytes;
+  if (plan.inputs_in_store) activation_bytes += u64(shape.accum * s.l) * size_block_input(s);
+  const double before =
+      std::max({plan.flops / rates.compute_flops_per_s,
+                static_cast<double>(count_stream_reads(shape, s, plan) + activation_bytes) /
+                    rates.ssd_read_bytes_per_s,
+                static_cast<double>(activation_bytes) / rates.ssd_write_bytes_per_s});
   std::uint64_t reads =
       plan.states_in_cpu ? 0 : s.states_bytes - std::min(s.states_bytes, 2 * s.staging_bytes);
   if (plan.block_grads_in_store) reads += u64(s.l) * segment_bytes(s.block_padded);
@@ -989,6 +994,10 @@ std::string describe_candidate(std::int64_t block, int activation, const Offload
   return text;
 }
 
+// A candidate is kept only for a shorter predicted iteration by this fraction at least: below it,
+// what the model leaves out (copies, prefetch depth) outweighs the gain.
+constexpr double kMinimumGain = 1e-4;
+
 // The cost model (ActivationPlan): from recompute, each candidate (block, activation) in the
 // order of ranked_activations, blocks L-1 … 0, is kept when the plan with it fits and predicts a
 // shorter iteration.
@@ -1029,7 +1038,7 @@ OffloadPlan choose_activations(const ModelConfig& config, const OffloadShape& sh
         continue;
       }
       if (!fits_ssd(*trial)) continue;
-      if (trial->bound_seconds < best.bound_seconds * (1 - 1e-12)) {
+      if (trial->bound_seconds < best.bound_seconds * (1 - kMinimumGain)) {
         best = std::move(*trial);
         current = std::move(trial_sets);
       } else if (record.next_best.empty() || trial->bound_seconds < next_seconds) {

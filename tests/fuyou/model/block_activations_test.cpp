@@ -182,9 +182,11 @@ TEST_CASE("the recompute's FLOPs are the missing tensors' matmuls") {
   CHECK(block_recompute_flops_per_token(c, 128, ActivationSet::all(), false) == 0);
   CHECK(block_recompute_flops_per_token(c, 128, parse_activation_set("attn,fc"), false) ==
         doctest::Approx(8 * cc));
-  // CUDA's attention backward records the forward again: keeping attn saves nothing there.
+  // CUDA's attention backward records the attention's forward once more, whatever is kept.
   CHECK(block_recompute_flops_per_token(c, 128, ActivationSet::all(), true) ==
         doctest::Approx(4 * 64 * t));
+  CHECK(block_recompute_flops_per_token(c, 128, {}, true) ==
+        doctest::Approx(16 * cc + 2 * 4 * 64 * t));
   CHECK(c.train_flops_per_token_recompute(128) ==
         doctest::Approx(c.train_flops_per_token(128) +
                         3 * block_recompute_flops_per_token(c, 128, {}, false)));

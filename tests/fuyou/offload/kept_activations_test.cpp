@@ -104,10 +104,10 @@ std::pair<OffloadStats, OffloadPlan> check_against(const Reference& reference,
   return {trainer.stats(), trainer.plan()};
 }
 
-// Bytes of `set` for one micro-batch of the options (fp32).
+// Bytes of `set` for one micro-batch of the options, as CPU memory and the store hold them (fp32,
+// each tensor from a 64-byte boundary).
 std::uint64_t set_bytes(const TrainOptions& o, ActivationSet set) {
-  return 4ull * static_cast<std::uint64_t>(o.micro_batch * o.seq) *
-         static_cast<std::uint64_t>(activation_set_floats_per_token(kConfig, set, false));
+  return activation_set_bytes(kConfig, set, o.micro_batch, o.seq, /*cuda=*/false);
 }
 
 }  // namespace
