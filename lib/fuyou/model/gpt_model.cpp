@@ -326,6 +326,24 @@ at::Tensor walk_backward(const at::Tensor& output_grad,
   return residual;
 }
 
+// Drops the tensors no piece before `piece` (in backward order) reads, so a block's backward
+// holds fewer of them as it goes (those the caller kept stay with the caller).
+void release_after(int piece, Internals& in) {
+  switch (piece) {
+    case kMlpOutPiece:
+      in.gelu = at::Tensor();
+      break;
+    case kMlpInPiece:
+      in.fc = in.ln2 = in.ln2_mean = in.ln2_rstd = in.resid = at::Tensor();
+      break;
+    case kAttnInPiece:
+      in = Internals();
+      break;
+    default:
+      break;  // attention out: attn is the attention's backward's too
+  }
+}
+
 void check_kept(const ModelConfig& config, const BlockActivations& kept, const at::Tensor& x) {
   for (int a = 0; a < kBlockActivations; ++a) {
     const auto shapes = activation_shapes(config, a, x.size(0), x.size(1), x.is_cuda());
@@ -358,11 +376,13 @@ BlockGrads block_backward(const ModelConfig& config, const BlockWeights& block,
                           const BlockActivations& kept) {
   check_kept(config, kept, input);
   WholeBlockSource source(block);
-  const Internals in = materialize(config, source, input.detach(), kept);
+  Internals in = materialize(config, source, input.detach(), kept);
   torch::NoGradGuard no_grad;
   BlockGrads out;
   out.input_grad = walk_backward(output_grad, [&](int p, const at::Tensor& g) {
-    return piece_backward(config, p, block, in, g, out.weight_grads);
+    at::Tensor input_grad = piece_backward(config, p, block, in, g, out.weight_grads);
+    release_after(p, in);
+    return input_grad;
   });
   return out;
 }
@@ -377,7 +397,7 @@ at::Tensor block_backward_pieces(const ModelConfig& config, BlockPieceSource& so
     BlockWeights grads;
     const at::Tensor input_grad = piece_backward(config, p, source.acquire(p), in, g, grads);
     source.release();
-    if (p == kAttnInPiece) in = Internals();  // the last reader: freed before the next block
+    release_after(p, in);
     take(p, grads);
     return input_grad;
   });
