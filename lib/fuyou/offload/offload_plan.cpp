@@ -985,10 +985,27 @@ std::vector<int> ranked_activations(const ModelConfig& config, const OffloadShap
   return ranked;
 }
 
-std::string describe_candidate(std::int64_t block, int activation, const OffloadPlan& trial) {
-  char text[160];
+// What a candidate adds to one block's set: first the activations that save FLOPs, as ranked;
+// then, streaming in pieces, the pairs that together spare a piece's reload for the recompute
+// ({ln1, qkv}: piece 0; {ln2, fc}: piece 2) and the single ones that complete a pair already
+// kept (ln1, ln2): a reload saved is SSD or PCIe time, not FLOPs.
+std::vector<ActivationSet> ranked_candidates(const ModelConfig& config, const OffloadShape& shape,
+                                             const OffloadPlan& placed) {
+  std::vector<ActivationSet> out;
+  for (const int a : ranked_activations(config, shape)) out.push_back(ActivationSet().with(a));
+  if (placed.pieces_per_block > 1) {
+    out.push_back(ActivationSet().with(kLn1Out).with(kQkv));
+    out.push_back(ActivationSet().with(kLn2Out).with(kMlpPreGelu));
+    out.push_back(ActivationSet().with(kLn1Out));
+    out.push_back(ActivationSet().with(kLn2Out));
+  }
+  return out;
+}
+
+std::string describe_candidate(std::int64_t block, ActivationSet added, const OffloadPlan& trial) {
+  char text[192];
   std::snprintf(text, sizeof text, "%s of block %lld (%s) predicts %.4g s, bound by %s",
-                block_activation_name(activation), static_cast<long long>(block),
+                added.to_string().c_str(), static_cast<long long>(block),
                 activation_tier_name(trial.activations.tiers[static_cast<std::size_t>(block)]),
                 trial.bound_seconds, trial.binding.c_str());
   return text;
@@ -998,9 +1015,9 @@ std::string describe_candidate(std::int64_t block, int activation, const Offload
 // what the model leaves out (copies, prefetch depth) outweighs the gain.
 constexpr double kMinimumGain = 1e-4;
 
-// The cost model (ActivationPlan): from recompute, each candidate (block, activation) in the
-// order of ranked_activations, blocks L-1 … 0, is kept when the plan with it fits and predicts a
-// shorter iteration.
+// The cost model (ActivationPlan): from recompute, each candidate (block, what it adds) in the
+// order of ranked_candidates, blocks L-1 … 0, is kept when the plan with it fits and predicts a
+// shorter iteration; keep-all replaces the result where it predicts shorter still.
 OffloadPlan choose_activations(const ModelConfig& config, const OffloadShape& shape,
                                const OffloadBudgets& budgets, const OffloadRates& rates,
                                const Sizes& sizes, const OffloadPlan& placed) {
@@ -1014,11 +1031,13 @@ OffloadPlan choose_activations(const ModelConfig& config, const OffloadShape& sh
   };
   ActivationPlan record;
   record.recompute_seconds = best.bound_seconds;
+  std::optional<OffloadPlan> keep_all;
   try {
-    const OffloadPlan all = finish_layout(config, shape, budgets, rates, sizes, placed,
-                                          std::vector<ActivationSet>(layers, ActivationSet::all()));
+    OffloadPlan all = finish_layout(config, shape, budgets, rates, sizes, placed,
+                                    std::vector<ActivationSet>(layers, ActivationSet::all()));
     if (fits_ssd(all)) {
       record.keep_all_seconds = all.bound_seconds;
+      keep_all = std::move(all);
     } else {
       record.keep_all_refusal =
           "--ssd does not fit: needs " + common::format_bytes(static_cast<double>(all.ssd_total));
@@ -1027,10 +1046,15 @@ OffloadPlan choose_activations(const ModelConfig& config, const OffloadShape& sh
     record.keep_all_refusal = e.what();
   }
   double next_seconds = 0;
-  for (const int a : ranked_activations(config, shape)) {
+  for (const ActivationSet& added : ranked_candidates(config, shape, placed)) {
     for (std::size_t l = layers; l-- > 0;) {
       std::vector<ActivationSet> trial_sets = current;
-      trial_sets[l] = trial_sets[l].with(a);
+      ActivationSet set = trial_sets[l];
+      for (int a = 0; a < kBlockActivations; ++a) {
+        if (added.has(a)) set = set.with(a);
+      }
+      if (set == trial_sets[l]) continue;  // nothing new for this block
+      trial_sets[l] = set;
       std::optional<OffloadPlan> trial;
       try {
         trial = finish_layout(config, shape, budgets, rates, sizes, placed, trial_sets);
@@ -1043,9 +1067,14 @@ OffloadPlan choose_activations(const ModelConfig& config, const OffloadShape& sh
         current = std::move(trial_sets);
       } else if (record.next_best.empty() || trial->bound_seconds < next_seconds) {
         next_seconds = trial->bound_seconds;
-        record.next_best = describe_candidate(static_cast<std::int64_t>(l), a, *trial);
+        record.next_best = describe_candidate(static_cast<std::int64_t>(l), added, *trial);
       }
     }
+  }
+  // One candidate at a time can miss what only the whole set gives (e.g. every reload spared):
+  // keep-all instead where it predicts shorter still.
+  if (keep_all && keep_all->bound_seconds < best.bound_seconds * (1 - kMinimumGain)) {
+    best = std::move(*keep_all);
   }
   record.mode = "auto";
   record.kept = best.activations.kept;

@@ -143,8 +143,9 @@ struct BoundTerm {
 // the room they leave. The cost model (auto): a kept activation saves its recompute's FLOPs
 // (block_activations.h) and, in the store, costs its bytes written and read back each
 // micro-batch; the candidates (block, activation) go in order of FLOPs saved per byte kept (the
-// Fuyou paper's benefit), each taken when the predicted iteration time (the bound) drops: so
-// auto is never predicted slower than recompute.
+// Fuyou paper's benefit), then (streaming in pieces) the sets that spare a piece's reload, each
+// taken when the predicted iteration time (the bound) drops, and keep-all where it predicts
+// shorter still: so auto is never predicted slower than recompute.
 struct ActivationPlan {
   std::string mode = "recompute";     // "auto", "recompute", "keep-all", "list"
   std::vector<ActivationSet> kept;    // per block
