@@ -507,6 +507,12 @@ ActivationItems place_activations(const ModelConfig& config, const OffloadShape&
   std::uint64_t compute_used = plan.compute_total;
   const std::uint64_t cpu_used = plan.cpu_total;
   const std::optional<ActivationTier> asked = shape.activations.tier;
+  if (shape.cuda && asked == ActivationTier::kStore) {
+    throw common::UsageError(
+        "--activations-in store: on CUDA kept activations stay on the GPU or in pinned CPU memory "
+        "(not the store, for now)",
+        "pass --activations-in cpu, compute or auto");
+  }
   // The stream's slots past two are room too (given up below where the activations need it).
   const std::uint64_t spare_slots =
       plan.stream_slots > 2 ? u64(plan.stream_slots - 2) * s.act * u64(plan.stream_slot_floats) : 0;

@@ -239,6 +239,9 @@ TEST_CASE("a budget too small for even one kept tensor is refused with its numbe
   b.compute_bytes = cuda_base.compute_total + fc_block;  // one block on the GPU, none pinned
   why = refusal(cuda, b);
   CHECK(why.find("not the store, for now") != std::string::npos);
+  cuda.activations.tier = ActivationTier::kStore;  // asked for: refused as such
+  why = refusal(cuda, b);
+  CHECK(why.find("--activations-in store: on CUDA") != std::string::npos);
 }
 
 TEST_CASE("streaming in pieces where the SSD binds, auto keeps what spares the pieces' reloads") {
