@@ -27,7 +27,8 @@ import sys
 import tempfile
 
 
-def run_finetune(binary, ssd_dirs, extra):
+def run_finetune_record(binary, ssd_dirs, extra, tool="ab_bench"):
+    """One offloaded `fuyou finetune` in fresh store directories; returns its run record."""
     for d in ssd_dirs:
         shutil.rmtree(d, ignore_errors=True)
         os.makedirs(d)
@@ -38,12 +39,17 @@ def run_finetune(binary, ssd_dirs, extra):
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         tail = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else ""
-        sys.exit(f"ab_bench: {' '.join(cmd)} exited {proc.returncode}: {tail}")
+        sys.exit(f"{tool}: {' '.join(cmd)} exited {proc.returncode}: {tail}")
     with open(out) as f:
         record = json.load(f)
     os.unlink(out)
     for d in ssd_dirs:
         shutil.rmtree(d, ignore_errors=True)
+    return record
+
+
+def run_finetune(binary, ssd_dirs, extra):
+    record = run_finetune_record(binary, ssd_dirs, extra)
     measured = record["run"]["offload_measured"]
     return {"step_seconds": measured["step_seconds"],
             "bound_seconds": record["run"]["offload_bound"]["bound_seconds"],

@@ -21,32 +21,17 @@ import json
 import os
 import platform
 import shlex
-import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ab_bench import run_finetune_record  # noqa: E402  (the store set-up, run and clean-up)
 
 
 def run_policy(binary, ssd_dirs, policy, extra):
     name, _, flags = policy.partition("+")
-    for d in ssd_dirs:
-        shutil.rmtree(d, ignore_errors=True)
-        os.makedirs(d)
-    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
-        out = f.name
-    cmd = ([binary, "fuyou", "finetune", "--ssd", ",".join(ssd_dirs), "--progress", "never",
-            "--log-level", "warn", "--out", out, "--activations", name] + shlex.split(flags) +
-           extra)
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        tail = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else ""
-        sys.exit(f"fuyou_activations_bench: {' '.join(cmd)} exited {proc.returncode}: {tail}")
-    with open(out) as f:
-        record = json.load(f)
-    os.unlink(out)
-    for d in ssd_dirs:
-        shutil.rmtree(d, ignore_errors=True)
+    record = run_finetune_record(binary, ssd_dirs, ["--activations", name] + shlex.split(flags) +
+                                 extra, tool="fuyou_activations_bench")
     measured = record["run"]["offload_measured"]
     per_step = measured["per_step"]
     acts = record["metrics"]["offload"]["activations"]

@@ -546,33 +546,35 @@ ActivationItems place_activations(const ModelConfig& config, const OffloadShape&
                             : fits_compute ? ActivationTier::kCompute
                             : fits_cpu     ? ActivationTier::kCpu
                                            : ActivationTier::kStore;
-      if (shape.cuda && tier == ActivationTier::kStore) {
-        refuse("--cpu-mem for block " + std::to_string(i) + "'s kept activations (" +
+      // Refused with the tier's budget, the rest of it and the kept activations so far.
+      const auto refuse_block = [&](const std::string& budget, std::uint64_t rest,
+                                    std::uint64_t kept_bytes, std::uint64_t have,
+                                    const std::string& hint) {
+        refuse(budget + " for block " + std::to_string(i) + "'s kept activations (" +
                    kept[i].to_string() + ")",
-               cpu_used + out.cpu_bytes + bytes[i], budgets.cpu_bytes,
-               {{"the rest of the CPU tier", cpu_used},
-                {"kept activations", out.cpu_bytes + bytes[i]}},
-               "keep fewer activations (--activations), or raise --gpu-mem or --cpu-mem: on CUDA "
-               "kept activations stay in the compute tier or pinned CPU memory (not the store, "
-               "for now)");
+               rest + kept_bytes + bytes[i], have,
+               {{"the rest of " +
+                     std::string(budget == "--cpu-mem" ? "the CPU tier" : "the compute tier"),
+                 rest},
+                {"kept activations", kept_bytes + bytes[i]}},
+               hint);
+      };
+      if (shape.cuda && tier == ActivationTier::kStore) {
+        refuse_block("--cpu-mem", cpu_used, out.cpu_bytes, budgets.cpu_bytes,
+                     "keep fewer activations (--activations), or raise --gpu-mem or --cpu-mem: on "
+                     "CUDA kept activations stay in the compute tier or pinned CPU memory (not the "
+                     "store, for now)");
       }
       if (tier == ActivationTier::kCompute && !fits_compute) {
-        refuse("--gpu-mem (compute tier) for block " + std::to_string(i) + "'s kept activations (" +
-                   kept[i].to_string() + ")",
-               compute_used + reserve + out.compute_bytes + bytes[i], budgets.compute_bytes,
-               {{"the rest of the compute tier", compute_used},
-                {"kept activations", out.compute_bytes + bytes[i]}},
-               "keep fewer activations (--activations), or let them go to CPU memory or the store "
-               "(--activations-in auto)");
+        refuse_block("--gpu-mem (compute tier)", compute_used + reserve, out.compute_bytes,
+                     budgets.compute_bytes,
+                     "keep fewer activations (--activations), or let them go to CPU memory or the "
+                     "store (--activations-in auto)");
       }
       if (tier == ActivationTier::kCpu && !fits_cpu) {
-        refuse("--cpu-mem for block " + std::to_string(i) + "'s kept activations (" +
-                   kept[i].to_string() + ")",
-               cpu_used + out.cpu_bytes + bytes[i], budgets.cpu_bytes,
-               {{"the rest of the CPU tier", cpu_used},
-                {"kept activations", out.cpu_bytes + bytes[i]}},
-               "keep fewer activations (--activations), raise --cpu-mem, or let them go to the "
-               "store (--activations-in auto)");
+        refuse_block("--cpu-mem", cpu_used, out.cpu_bytes, budgets.cpu_bytes,
+                     "keep fewer activations (--activations), raise --cpu-mem, or let them go to "
+                     "the store (--activations-in auto)");
       }
       out.tiers[i] = tier;
       (tier == ActivationTier::kCompute ? out.compute_bytes
