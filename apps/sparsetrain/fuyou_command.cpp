@@ -740,8 +740,8 @@ void add_finetune_command(CLI::App& fuyou) {
       ->group(kOffload);
   sub->add_option("--activations-in", options->activations_in,
                   "Offload: where kept activations wait: auto (the compute tier while --gpu-mem "
-                  "has room, then --cpu-mem (CUDA: pinned, over PCIe), then the store (CPU "
-                  "tier only)), or all in compute, cpu or store")
+                  "has room, then --cpu-mem (CUDA: pinned, over PCIe), then the store (CUDA: "
+                  "through two pinned staging buffers)), or all in compute, cpu or store")
       ->check(CLI::IsMember({"auto", "compute", "cpu", "store"}))
       ->capture_default_str()
       ->group(kOffload);

@@ -8,11 +8,16 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <condition_variable>
 #include <cstring>
+#include <exception>
+#include <mutex>
+#include <thread>
 
 #include "common/error.h"
 #include "common/io/aligned_buffer.h"
 #include "common/log.h"
+#include "common/timer.h"
 #include "fuyou/offload/offload_plan.h"
 
 #if SPARSETRAIN_HAVE_CUDA
@@ -436,8 +441,17 @@ std::size_t part_bytes(const at::Tensor& t) {
 }  // namespace
 
 struct CudaActivationStash::Impl {
-  explicit Impl(std::vector<std::uint64_t> bytes_)
-      : bytes(std::move(bytes_)), stream(checked_pool_stream()) {}
+  Impl(std::vector<std::uint64_t> bytes_, ActivationStoreIo io_)
+      : bytes(std::move(bytes_)), io(std::move(io_)), stream(checked_pool_stream()) {}
+  ~Impl() {
+    if (!thread.joinable()) return;
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      stop = true;
+    }
+    cv.notify_all();
+    thread.join();
+  }
   struct Part {
     std::vector<std::int64_t> shape;
     at::ScalarType dtype = at::kBFloat16;
@@ -446,65 +460,195 @@ struct CudaActivationStash::Impl {
   std::vector<std::size_t> offset;       // per block: where its buffer starts in `host`
   std::vector<std::vector<Part>> parts;  // per block: what push gave
   std::vector<std::size_t> used;         // per block: the bytes push laid out
-  std::vector<std::int64_t> blocks;      // the blocks kept here, increasing
+  std::vector<std::int64_t> blocks;      // the blocks kept here (either tier), increasing
+  ActivationStoreIo io;
   c10::cuda::CUDAStream stream;
-  common::io::AlignedBuffer host;  // pinned, every block's buffer
+  common::io::AlignedBuffer host;  // pinned, every pinned-tier block's buffer
   at::Tensor gpu[2];               // uint8 [the largest buffer] each
   CudaMark up[2];
   std::int64_t slot_block[2] = {-1, -1};  // which block each slot holds (or is loading)
   std::size_t popped = 0;
   std::uint64_t down_bytes = 0, up_bytes = 0;
 
+  // The store's blocks. Ops of a pass, as input_stash.h's: op i < n writes stored[i], op n + j
+  // reads stored[n-1-j]; op i uses staging buffer i % K once op i - K is done. States: 0 pending;
+  // 1 copied down (a write: its copy enqueued, `copied[i]` recorded) or read in (a read); 2 written
+  // (a write) or uploaded (a read: its upload enqueued, `copied[i]` recorded). A buffer's next user
+  // after a read waits for that read's upload on the host (the I/O thread) or follows it on the
+  // copy stream (the next pass's copies down).
+  std::vector<std::int64_t> stored;    // increasing
+  std::vector<std::int64_t> write_op;  // per block: its write op, -1 off the store
+  std::vector<common::io::AlignedBuffer> staging;
+  std::vector<CudaMark> copied;  // per op
+  std::vector<int> state;        // per op
+  std::size_t worker = 0;        // the I/O thread's next op
+  bool stop = false;
+  std::exception_ptr error;
+  std::uint64_t written_bytes = 0, read_bytes = 0;
+  double wait_seconds = 0;
+  mutable std::mutex mutex;
+  std::condition_variable cv;
+  std::thread thread;  // started last, by the constructor
+
+  bool in_store(std::int64_t block) const { return write_op[static_cast<std::size_t>(block)] >= 0; }
+  std::size_t read_op(std::int64_t block) const {
+    return state.size() - 1 - static_cast<std::size_t>(write_op[static_cast<std::size_t>(block)]);
+  }
+  std::int64_t block_of(std::size_t op) const {
+    const std::size_t n = stored.size();
+    return stored[op < n ? op : 2 * n - 1 - op];
+  }
+  bool slot_free(std::size_t op) const {  // under `mutex`
+    return op < staging.size() || state[op - staging.size()] == 2;
+  }
+  // Compute thread: waits (under `lock`) until `ready` or an I/O error, which it rethrows.
+  template <typename Ready>
+  void wait_for(std::unique_lock<std::mutex>& lock, Ready ready) {
+    if (!error && !ready()) {
+      common::Timer timer;
+      cv.wait(lock, [&] { return error || ready(); });
+      wait_seconds += timer.seconds();
+    }
+    if (error) std::rethrow_exception(error);
+  }
+
   void after_compute() { mark_compute_stream()->event.block(stream); }
-  at::Tensor host_bytes(std::int64_t block) {
-    return at::from_blob(host.data() + offset[static_cast<std::size_t>(block)],
-                         {static_cast<std::int64_t>(bytes[static_cast<std::size_t>(block)])},
-                         at::TensorOptions().dtype(at::kByte));
+  std::byte* host_bytes(std::int64_t block) {
+    return host.data() + offset[static_cast<std::size_t>(block)];
+  }
+  // The pinned bytes block `block`'s upload reads: its buffer, or the staging buffer its read
+  // filled (compute thread: the read is in).
+  std::byte* upload_source(std::int64_t block) {
+    return in_store(block) ? staging[read_op(block) % staging.size()].data() : host_bytes(block);
+  }
+  bool ready_to_upload(std::int64_t block) {
+    if (!in_store(block)) return true;
+    std::lock_guard<std::mutex> lock(mutex);
+    if (error) std::rethrow_exception(error);
+    return state[read_op(block)] == 1;
+  }
+  void wait_until_read(std::int64_t block) {
+    if (!in_store(block)) return;
+    std::unique_lock<std::mutex> lock(mutex);
+    wait_for(lock, [&] { return state[read_op(block)] == 1; });
   }
   void upload(std::int64_t block) {
     const int slot = static_cast<int>(popped_index(block) % 2);
     c10::cuda::CUDAStreamGuard guard(stream);
     const auto n = static_cast<std::int64_t>(used[static_cast<std::size_t>(block)]);
-    gpu[slot].slice(0, 0, n).copy_(host_bytes(block).slice(0, 0, n), /*non_blocking=*/true);
+    const at::Tensor src =
+        at::from_blob(upload_source(block), {n}, at::TensorOptions().dtype(at::kByte));
+    gpu[slot].slice(0, 0, n).copy_(src, /*non_blocking=*/true);
     auto mark = std::make_shared<CudaMarkImpl>();
     mark->event.record(stream);
-    up[slot] = std::move(mark);
+    up[slot] = mark;
     slot_block[slot] = block;
     up_bytes += static_cast<std::uint64_t>(n);
+    if (in_store(block)) {  // its staging buffer is free once this upload is done
+      {
+        std::lock_guard<std::mutex> lock(mutex);
+        copied[read_op(block)] = std::move(mark);
+        state[read_op(block)] = 2;
+      }
+      cv.notify_all();
+    }
   }
   // The position of `block` in the backward's order of this stash's blocks (0 = the last block).
   std::size_t popped_index(std::int64_t block) const {
     const auto it = std::find(blocks.begin(), blocks.end(), block);
     return static_cast<std::size_t>(blocks.end() - it) - 1;
   }
+
+  // The I/O thread: the ops in order, each once its input is there and its buffer free.
+  void loop() {
+    const std::size_t n = stored.size();
+    for (;;) {
+      std::size_t op = 0;
+      CudaMark before;  // the copy the op's buffer waits for
+      {
+        std::unique_lock<std::mutex> lock(mutex);
+        cv.wait(lock, [&] {
+          if (stop) return true;
+          if (error || worker >= state.size()) return false;
+          return worker < n ? state[worker] == 1 : slot_free(worker);
+        });
+        if (stop) return;
+        op = worker;
+        if (op < n) {
+          before = copied[op];  // its copy down
+        } else if (op >= staging.size()) {
+          before = copied[op - staging.size()];  // the buffer's last copy: down, or up
+        }
+      }
+      try {
+        if (before) before->event.synchronize();
+        const std::int64_t block = block_of(op);
+        const std::uint64_t size = bytes[static_cast<std::size_t>(block)];
+        std::byte* buffer = staging[op % staging.size()].data();
+        if (op < n) {
+          io.write(block, buffer, size);
+        } else {
+          io.read(block, buffer, size);
+        }
+        {
+          std::lock_guard<std::mutex> lock(mutex);
+          (op < n ? written_bytes : read_bytes) += size;
+          state[op] = op < n ? 2 : 1;
+          ++worker;
+        }
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(mutex);
+        error = std::current_exception();
+      }
+      cv.notify_all();
+    }
+  }
 };
 
-CudaActivationStash::CudaActivationStash(std::vector<std::uint64_t> bytes)
-    : impl_(std::make_unique<Impl>(std::move(bytes))) {
+CudaActivationStash::CudaActivationStash(std::vector<std::uint64_t> bytes, ActivationStoreIo store)
+    : impl_(std::make_unique<Impl>(std::move(bytes), std::move(store))) {
   Impl& s = *impl_;
-  std::size_t total = 0, largest = 0;
-  s.offset.assign(s.bytes.size(), 0);
-  s.used.assign(s.bytes.size(), 0);
-  s.parts.resize(s.bytes.size());
-  for (std::size_t l = 0; l < s.bytes.size(); ++l) {
+  const std::size_t blocks = s.bytes.size();
+  ST_ASSERT(s.io.in_store.empty() || s.io.in_store.size() == blocks,
+            "kept activations: a store flag per block");
+  std::size_t total = 0, largest = 0, largest_stored = 0;
+  s.offset.assign(blocks, 0);
+  s.used.assign(blocks, 0);
+  s.parts.resize(blocks);
+  s.write_op.assign(blocks, -1);
+  for (std::size_t l = 0; l < blocks; ++l) {
     if (s.bytes[l] == 0) continue;
     s.blocks.push_back(static_cast<std::int64_t>(l));
+    largest = std::max(largest, static_cast<std::size_t>(s.bytes[l]));
+    if (!s.io.in_store.empty() && s.io.in_store[l]) {
+      s.write_op[l] = static_cast<std::int64_t>(s.stored.size());
+      s.stored.push_back(static_cast<std::int64_t>(l));
+      largest_stored = std::max(largest_stored, static_cast<std::size_t>(s.bytes[l]));
+      continue;
+    }
     s.offset[l] = total;
     total += common::io::align_up(static_cast<std::size_t>(s.bytes[l]));
-    largest = std::max(largest, static_cast<std::size_t>(s.bytes[l]));
   }
-  ST_ASSERT(!s.blocks.empty(), "a pinned activation stash without a block");
-  s.host = common::io::AlignedBuffer(total);  // pinned (registered once)
+  ST_ASSERT(!s.blocks.empty(), "a kept-activation stash without a block");
+  if (total > 0) s.host = common::io::AlignedBuffer(total);  // pinned (registered once)
   for (auto& slot : s.gpu) {
     slot = at::empty({static_cast<std::int64_t>(largest)},
                      at::TensorOptions().dtype(at::kByte).device(at::kCUDA));
   }
   s.after_compute();  // the slots were allocated on the compute stream; the copy stream writes them
+  if (s.stored.empty()) return;
+  ST_ASSERT(s.io.slots >= 2 && s.io.write && s.io.read,
+            "kept activations in the store need two staging buffers and their I/O");
+  for (std::int64_t k = 0; k < s.io.slots; ++k) s.staging.emplace_back(largest_stored);  // pinned
+  s.copied.resize(2 * s.stored.size());
+  s.state.assign(2 * s.stored.size(), 0);
+  s.thread = std::thread([&s] { s.loop(); });
 }
 
 CudaActivationStash::~CudaActivationStash() {
   if (!impl_) return;
   synchronize_quietly(impl_->stream, /*device=*/true);
+  // ~Impl then stops and joins the I/O thread (its waits are for copies now done).
 }
 
 void CudaActivationStash::push(std::int64_t block, const std::vector<at::Tensor>& tensors) {
@@ -519,13 +663,25 @@ void CudaActivationStash::push(std::int64_t block, const std::vector<at::Tensor>
     need += part_bytes(t);
   }
   ST_ASSERT(need <= s.bytes[b], "block " + std::to_string(block) + " keeps more than planned");
+  std::byte* base = nullptr;
+  const bool stored = s.in_store(block);
+  if (stored) {  // the next staging buffer, once the I/O thread has written what it held
+    const auto op = static_cast<std::size_t>(s.write_op[b]);
+    std::unique_lock<std::mutex> lock(s.mutex);
+    ST_ASSERT(s.state[op] == 0,
+              "kept activations of block " + std::to_string(block) + " pushed twice in a pass");
+    s.wait_for(lock, [&] { return s.slot_free(op); });
+    base = s.staging[op % s.staging.size()].data();
+  } else {
+    base = s.host_bytes(block);
+  }
   s.after_compute();  // the sources are complete
   s.parts[b].clear();
   std::size_t at = 0;
   c10::cuda::CUDAStreamGuard guard(s.stream);
   for (const at::Tensor& src : srcs) {
-    at::Tensor dst = at::from_blob(s.host.data() + s.offset[b] + at, src.sizes(),
-                                   at::TensorOptions().dtype(src.scalar_type()));
+    at::Tensor dst =
+        at::from_blob(base + at, src.sizes(), at::TensorOptions().dtype(src.scalar_type()));
     dst.copy_(src, /*non_blocking=*/true);
     src.record_stream(s.stream);  // its memory is not reused before the copy is done
     s.parts[b].push_back({src.sizes().vec(), src.scalar_type()});
@@ -533,6 +689,16 @@ void CudaActivationStash::push(std::int64_t block, const std::vector<at::Tensor>
   }
   s.used[b] = at;
   s.down_bytes += at;  // as laid out (block_activations.h: activation_set_bytes)
+  if (stored) {        // the I/O thread writes the buffer once the copies are done
+    auto mark = std::make_shared<CudaMarkImpl>();
+    mark->event.record(s.stream);
+    {
+      std::lock_guard<std::mutex> lock(s.mutex);
+      s.copied[static_cast<std::size_t>(s.write_op[b])] = std::move(mark);
+      s.state[static_cast<std::size_t>(s.write_op[b])] = 1;
+    }
+    s.cv.notify_all();
+  }
 }
 
 std::vector<at::Tensor> CudaActivationStash::pop(std::int64_t block) {
@@ -543,9 +709,15 @@ std::vector<at::Tensor> CudaActivationStash::pop(std::int64_t block) {
   // whole backward before this pop, so the copy stream, waiting for the compute stream's work so
   // far, refills it only after its last reader.
   s.after_compute();
-  if (s.popped == 0) s.upload(block);  // the first: nothing prefetched it
-  if (s.popped + 1 < s.blocks.size()) s.upload(s.blocks[s.blocks.size() - 2 - s.popped]);
   const int slot = static_cast<int>(s.popped % 2);
+  if (s.slot_block[slot] != block) {  // the first pop, or a store read not in at the last pop
+    s.wait_until_read(block);
+    s.upload(block);
+  }
+  if (s.popped + 1 < s.blocks.size()) {
+    const std::int64_t next = s.blocks[s.blocks.size() - 2 - s.popped];
+    if (s.ready_to_upload(next)) s.upload(next);
+  }
   ST_ASSERT(s.slot_block[slot] == block, "a kept-activation slot holds another block");
   ++s.popped;
   s.up[slot]->event.block(c10::cuda::getCurrentCUDAStream());
@@ -566,10 +738,35 @@ void CudaActivationStash::end_pass() {
   Impl& s = *impl_;
   ST_ASSERT(s.popped == s.blocks.size(), "a kept-activation pass ended before every block");
   s.popped = 0;
+  s.slot_block[0] = s.slot_block[1] = -1;  // the next pass's first pop uploads afresh
+  if (s.stored.empty()) return;
+  {
+    std::lock_guard<std::mutex> lock(s.mutex);
+    if (s.error) std::rethrow_exception(s.error);
+    ST_ASSERT(s.worker == s.state.size() &&
+                  std::all_of(s.state.begin(), s.state.end(), [](int st) { return st == 2; }),
+              "a kept-activation pass ended before the store's last read");
+    std::fill(s.state.begin(), s.state.end(), 0);
+    std::fill(s.copied.begin(), s.copied.end(), nullptr);
+    s.worker = 0;
+  }
+  s.cv.notify_all();
 }
 
 std::uint64_t CudaActivationStash::bytes_down() const { return impl_->down_bytes; }
 std::uint64_t CudaActivationStash::bytes_up() const { return impl_->up_bytes; }
+std::uint64_t CudaActivationStash::bytes_written() const {
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  return impl_->written_bytes;
+}
+std::uint64_t CudaActivationStash::bytes_read() const {
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  return impl_->read_bytes;
+}
+double CudaActivationStash::wait_seconds() const {
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  return impl_->wait_seconds;
+}
 
 std::unique_ptr<BlockStream::Slots> make_cuda_piece_slots(const ModelConfig& config,
                                                           std::int64_t slots,
@@ -619,7 +816,7 @@ std::unique_ptr<BlockStream::Slots> make_cuda_piece_slots(const ModelConfig&, st
 std::uint64_t cuda_block_slots_uploaded_bytes(const BlockStream::Slots&) { return 0; }
 
 struct CudaActivationStash::Impl {};
-CudaActivationStash::CudaActivationStash(std::vector<std::uint64_t>) {
+CudaActivationStash::CudaActivationStash(std::vector<std::uint64_t>, ActivationStoreIo) {
   throw common::EnvironmentError("this sparsetrain was built without CUDA",
                                  "rebuild against a CUDA LibTorch or pass --device cpu");
 }
@@ -629,6 +826,9 @@ std::vector<at::Tensor> CudaActivationStash::pop(std::int64_t) { return {}; }
 void CudaActivationStash::end_pass() {}
 std::uint64_t CudaActivationStash::bytes_down() const { return 0; }
 std::uint64_t CudaActivationStash::bytes_up() const { return 0; }
+std::uint64_t CudaActivationStash::bytes_written() const { return 0; }
+std::uint64_t CudaActivationStash::bytes_read() const { return 0; }
+double CudaActivationStash::wait_seconds() const { return 0; }
 
 struct CudaInputStash::Impl {};
 CudaInputStash::CudaInputStash(std::int64_t, std::vector<std::int64_t>) {

@@ -130,29 +130,50 @@ class CudaInputStash {
   std::unique_ptr<Impl> impl_;
 };
 
-// The CUDA tier's kept activations in pinned CPU memory (kept_activations.h, plan tier cpu): as
-// CudaInputStash does for block inputs, with a block's several tensors of mixed dtypes (bf16
-// activations, fp32 LayerNorm statistics) laid out one after the other, 256-byte aligned, in the
-// block's pinned buffer and its GPU slot. push (forward order) copies them down on a copy stream
-// after an event on the compute stream; pop (reverse order) uploads the block into one of two GPU
-// slots (the first pop), prefetches the next block the backward needs into the other, and makes
-// the compute stream wait for the one it returns: views of the slot, valid for work enqueued
-// before the next pop (the caller enqueues a block's whole backward before the next pop, whose
-// prefetch refills that slot). No host wait on the compute thread.
+// The CUDA tier's kept activations away from the GPU (kept_activations.h, plan tiers cpu and
+// store), a block's several tensors of mixed dtypes (bf16 activations, fp32 LayerNorm statistics)
+// laid out one after the other, 256-byte aligned:
+//  - in pinned CPU memory, a buffer per block: as CudaInputStash does for block inputs, push
+//    (forward order) copies them down on a copy stream after an event on the compute stream;
+//  - in the store (ActivationStoreIo): push copies the block down the same way into the next of a
+//    few pinned staging buffers, and the stash's I/O thread, once that copy's event is reached,
+//    writes the buffer to the store. In the backward the thread reads the blocks back in reverse
+//    order into the buffers as they free (a buffer frees when the upload out of it, an event the
+//    thread waits for, is done).
+// pop (reverse order) uploads the block into one of two GPU slots (unless a prefetch did),
+// prefetches the next block the backward needs into the other (a store block only once its read
+// is in), and makes the compute stream wait for the one it returns: views of the slot, valid for
+// work enqueued before the next pop (the caller enqueues a block's whole backward before the next
+// pop, whose prefetch refills that slot). The compute thread never waits on the host for a copy;
+// it waits for the I/O thread only where the store falls behind: in push while every staging
+// buffer still waits to be written, in pop for a read not in yet (wait_seconds()).
+struct ActivationStoreIo {
+  std::vector<bool> in_store;  // per block: kept in the store (else in pinned memory, or not here)
+  std::int64_t slots = 2;      // staging buffers, of the largest store block each (>= 2)
+  // Blocking, on the I/O thread: block `block`'s `bytes` bytes to and from its store tensor.
+  std::function<void(std::int64_t block, const void* src, std::uint64_t bytes)> write;
+  std::function<void(std::int64_t block, void* dst, std::uint64_t bytes)> read;
+};
+
 class CudaActivationStash {
  public:
-  // bytes[l]: an upper bound of block l's kept bytes (0: block l is not kept here).
-  explicit CudaActivationStash(std::vector<std::uint64_t> bytes);
+  // bytes[l]: an upper bound of block l's kept bytes (0: block l is not kept here); `store`: which
+  // of them go to the store (none: every one in pinned memory).
+  explicit CudaActivationStash(std::vector<std::uint64_t> bytes, ActivationStoreIo store = {});
   ~CudaActivationStash();
   CudaActivationStash(const CudaActivationStash&) = delete;
   CudaActivationStash& operator=(const CudaActivationStash&) = delete;
 
+  // Rethrows the I/O thread's error, as pop and end_pass do.
   void push(std::int64_t block, const std::vector<at::Tensor>& tensors);
   // The tensors push(block) had, same shapes and dtypes, over a GPU slot.
   std::vector<at::Tensor> pop(std::int64_t block);
   void end_pass();
-  std::uint64_t bytes_down() const;
+  std::uint64_t bytes_down() const;  // device -> pinned host (either tier), in all
   std::uint64_t bytes_up() const;
+  std::uint64_t bytes_written() const;  // to the store, in all
+  std::uint64_t bytes_read() const;
+  double wait_seconds() const;  // the compute thread's waits for the I/O thread
 
  private:
   struct Impl;

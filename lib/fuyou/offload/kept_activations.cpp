@@ -81,6 +81,20 @@ BlockActivations regrouped(const ModelConfig& config, std::int64_t batch, std::i
   return kept;
 }
 
+// Block l's store tensor for `floats`: one this store has of at least that size (a resumed run
+// that keeps less), else a new one. Rewritten every micro-batch before it is read: scratch.
+std::string store_tensor_for(TensorStore& store, std::int64_t l, std::int64_t floats) {
+  const std::string prefix = activation_store_name(l, 0).substr(
+      0, activation_store_name(l, 0).size() - 1);  // "activations.<l>."
+  for (const TensorInfo& info : store.tensors()) {
+    if (info.name.rfind(prefix, 0) == 0 && info.bytes >= 4 * static_cast<std::uint64_t>(floats))
+      return info.name;
+  }
+  const std::string name = activation_store_name(l, floats);
+  store.define(name, StoreDType::kF32, {floats}, TensorKind::kScratch);
+  return name;
+}
+
 class ComputeShelf final : public KeptActivations::Shelf {
  public:
   explicit ComputeShelf(std::int64_t layers) : kept_(static_cast<std::size_t>(layers)) {}
@@ -154,7 +168,7 @@ class StoreShelf final : public KeptActivations::Shelf {
       index_[l] = static_cast<std::int64_t>(blocks_.size());
       blocks_.push_back(static_cast<std::int64_t>(l));
       floats.push_back(floats_of(config, batch, seq, kept[l]));
-      names_.push_back(tensor_for(store, static_cast<std::int64_t>(l), floats.back()));
+      names_.push_back(store_tensor_for(store, static_cast<std::int64_t>(l), floats.back()));
     }
     ST_ASSERT(!blocks_.empty(), "a store shelf without a block");
     auto bytes = [floats](std::int64_t j) {
@@ -171,19 +185,6 @@ class StoreShelf final : public KeptActivations::Shelf {
   }
   void push(std::int64_t l, BlockActivations kept) override {
     stash_->push(index_[static_cast<std::size_t>(l)], parts_of(kept));
-  }
-  // Block l's store tensor for `floats`: one this store has of at least that size (a resumed run
-  // that keeps less), else a new one. Rewritten every micro-batch before it is read: scratch.
-  static std::string tensor_for(TensorStore& store, std::int64_t l, std::int64_t floats) {
-    const std::string prefix = activation_store_name(l, 0).substr(
-        0, activation_store_name(l, 0).size() - 1);  // "activations.<l>."
-    for (const TensorInfo& info : store.tensors()) {
-      if (info.name.rfind(prefix, 0) == 0 && info.bytes >= 4 * static_cast<std::uint64_t>(floats))
-        return info.name;
-    }
-    const std::string name = activation_store_name(l, floats);
-    store.define(name, StoreDType::kF32, {floats}, TensorKind::kScratch);
-    return name;
   }
   BlockActivations pop(std::int64_t l) override {
     return views_of(config_, batch_, seq_, kept_[static_cast<std::size_t>(l)],
@@ -207,19 +208,38 @@ class StoreShelf final : public KeptActivations::Shelf {
   std::unique_ptr<InputStash> stash_;  // last: its thread uses the members above
 };
 
-// CUDA: pinned CPU memory over PCIe (cuda_transfer.h: CudaActivationStash).
-class CudaPinnedShelf final : public KeptActivations::Shelf {
+// CUDA: pinned CPU memory over PCIe, and the store behind pinned staging buffers
+// (cuda_transfer.h: CudaActivationStash); one shelf for both tiers, their blocks coming back
+// through the same two GPU slots.
+class CudaShelf final : public KeptActivations::Shelf {
  public:
-  CudaPinnedShelf(const ModelConfig& config, std::int64_t batch, std::int64_t seq,
-                  const std::vector<ActivationSet>& kept, const std::vector<ActivationTier>& tiers)
+  CudaShelf(const ModelConfig& config, std::int64_t batch, std::int64_t seq,
+            const std::vector<ActivationSet>& kept, const std::vector<ActivationTier>& tiers,
+            TensorStore* store)
       : config_(config), batch_(batch), seq_(seq), kept_(kept) {
     std::vector<std::uint64_t> bytes(kept.size(), 0);
+    ActivationStoreIo io;
+    io.in_store.assign(kept.size(), false);
+    names_.resize(kept.size());
+    bool stores = false;
     for (std::size_t l = 0; l < kept.size(); ++l) {
-      if (tiers[l] == ActivationTier::kCpu && !kept[l].empty()) {
-        bytes[l] = activation_set_bytes(config, kept[l], batch, seq, /*cuda=*/true);
-      }
+      if (tiers[l] == ActivationTier::kCompute || kept[l].empty()) continue;
+      bytes[l] = activation_set_bytes(config, kept[l], batch, seq, /*cuda=*/true);
+      if (tiers[l] != ActivationTier::kStore) continue;
+      ST_ASSERT(store, "kept activations in the store need one");
+      io.in_store[l] = stores = true;
+      names_[l] = store_tensor_for(*store, static_cast<std::int64_t>(l),
+                                   static_cast<std::int64_t>(bytes[l] / 4));
     }
-    stash_ = std::make_unique<CudaActivationStash>(std::move(bytes));
+    if (stores) {
+      io.write = [this, store](std::int64_t l, const void* src, std::uint64_t n) {
+        store->write(names_[static_cast<std::size_t>(l)], src, 0, n).get();
+      };
+      io.read = [this, store](std::int64_t l, void* dst, std::uint64_t n) {
+        store->read(names_[static_cast<std::size_t>(l)], dst, 0, n).get();
+      };
+    }
+    stash_ = std::make_unique<CudaActivationStash>(std::move(bytes), std::move(io));
   }
   void push(std::int64_t l, BlockActivations kept) override { stash_->push(l, parts_of(kept)); }
   BlockActivations pop(std::int64_t l) override {
@@ -228,17 +248,23 @@ class CudaPinnedShelf final : public KeptActivations::Shelf {
   }
   void end_pass() override { stash_->end_pass(); }
   void add_stats(OffloadStats& stats) const override {
+    // Either tier's blocks cross PCIe into CPU memory; the store's then go to the SSD.
     stats.activation_bytes_to_cpu = stash_->bytes_down();
     stats.activation_bytes_from_cpu = stash_->bytes_up();
     stats.pcie_d2h_bytes += stats.activation_bytes_to_cpu;
     stats.pcie_h2d_bytes += stats.activation_bytes_from_cpu;
+    stats.activation_bytes_written = stash_->bytes_written();
+    stats.activation_bytes_read = stash_->bytes_read();
+    stats.ssd_write_bytes += stats.activation_bytes_written;
+    stats.ssd_read_bytes += stats.activation_bytes_read;
   }
 
  private:
   const ModelConfig config_;
   const std::int64_t batch_, seq_;
   const std::vector<ActivationSet> kept_;
-  std::unique_ptr<CudaActivationStash> stash_;
+  std::vector<std::string> names_;              // per block: its store tensor, or none
+  std::unique_ptr<CudaActivationStash> stash_;  // last: its I/O thread uses names_
 };
 
 }  // namespace
@@ -259,17 +285,21 @@ KeptActivations::KeptActivations(const ModelConfig& config, std::int64_t batch, 
   for (std::size_t l = 0; l < kept_.size(); ++l) {
     if (!kept_[l].empty()) uses[static_cast<int>(tiers_[l])] = true;
   }
-  ST_ASSERT(!cuda_ || !uses[2], "CUDA keeps no activations in the store");
-  shelves_.resize(3);
-  shelves_[0] = std::make_unique<ComputeShelf>(config_.n_layer);
-  if (uses[1] && cuda_) {
-    shelves_[1] = std::make_unique<CudaPinnedShelf>(config_, batch_, seq_, kept_, tiers_);
-  } else if (uses[1]) {
-    shelves_[1] = std::make_unique<CpuShelf>(config_, batch_, seq_, kept_, tiers_);
+  shelves_.push_back(std::make_unique<ComputeShelf>(config_.n_layer));
+  by_tier_ = {shelves_.back().get(), nullptr, nullptr};
+  if (cuda_ && (uses[1] || uses[2])) {
+    shelves_.push_back(std::make_unique<CudaShelf>(config_, batch_, seq_, kept_, tiers_, store));
+    by_tier_[1] = by_tier_[2] = shelves_.back().get();
+    return;
+  }
+  if (uses[1]) {
+    shelves_.push_back(std::make_unique<CpuShelf>(config_, batch_, seq_, kept_, tiers_));
+    by_tier_[1] = shelves_.back().get();
   }
   if (uses[2]) {
     ST_ASSERT(store, "kept activations in the store need one");
-    shelves_[2] = std::make_unique<StoreShelf>(config_, batch_, seq_, kept_, tiers_, *store);
+    shelves_.push_back(std::make_unique<StoreShelf>(config_, batch_, seq_, kept_, tiers_, *store));
+    by_tier_[2] = shelves_.back().get();
   }
 }
 
@@ -279,27 +309,23 @@ void KeptActivations::push(std::int64_t l, BlockActivations kept) {
   const auto i = static_cast<std::size_t>(l);
   ST_ASSERT(kept.set == kept_[i], "block " + std::to_string(l) + " kept another set");
   if (kept_[i].empty()) return;
-  shelves_[static_cast<std::size_t>(tiers_[i])]->push(l, std::move(kept));
+  by_tier_[static_cast<std::size_t>(tiers_[i])]->push(l, std::move(kept));
 }
 
 const BlockActivations& KeptActivations::pop(std::int64_t l) {
   const auto i = static_cast<std::size_t>(l);
   popped_ =
-      kept_[i].empty() ? BlockActivations{} : shelves_[static_cast<std::size_t>(tiers_[i])]->pop(l);
+      kept_[i].empty() ? BlockActivations{} : by_tier_[static_cast<std::size_t>(tiers_[i])]->pop(l);
   return popped_;
 }
 
 void KeptActivations::end_pass() {
   popped_ = BlockActivations{};
-  for (auto& shelf : shelves_) {
-    if (shelf) shelf->end_pass();
-  }
+  for (auto& shelf : shelves_) shelf->end_pass();
 }
 
 void KeptActivations::add_stats(OffloadStats& stats) const {
-  for (const auto& shelf : shelves_) {
-    if (shelf) shelf->add_stats(stats);
-  }
+  for (const auto& shelf : shelves_) shelf->add_stats(stats);
 }
 
 }  // namespace sparsetrain::fuyou

@@ -5,9 +5,10 @@
 //  - CPU memory (--cpu-mem): copied into a buffer of the block's as the forward makes them; on
 //    CUDA a pinned one, down on a copy stream and back up into two GPU slots, the next block
 //    prefetched (cuda_transfer.h: CudaActivationStash);
-//  - the store (CPU tier only): copied into one of two slots and written by an I/O thread as the
-//    forward makes them, read back ahead of the backward in reverse order (input_stash.h), one
-//    scratch tensor per block (offload_units.h: activation_store_name).
+//  - the store: copied into one of two slots and written by an I/O thread as the forward makes
+//    them, read back ahead of the backward in reverse order (input_stash.h; on CUDA pinned
+//    staging buffers, down and up on the copy stream, CudaActivationStash again), one scratch
+//    tensor per block (offload_units.h: activation_store_name).
 // Per micro-batch: push(0) … push(L-1) in the forward, pop(L-1) … pop(0) in the backward, then
 // end_pass(). Every round trip is exact (copies in the tensors' own dtypes): the backward reads
 // the very tensors the forward made, so the tier changes no bit.
@@ -54,7 +55,8 @@ class KeptActivations {
   const bool cuda_;
   std::vector<ActivationSet> kept_;
   std::vector<ActivationTier> tiers_;
-  std::vector<std::unique_ptr<Shelf>> shelves_;  // by ActivationTier
+  std::vector<std::unique_ptr<Shelf>> shelves_;  // the tiers in use (CUDA: one for CPU + store)
+  std::vector<Shelf*> by_tier_;                  // by ActivationTier: its shelf
   BlockActivations popped_;
 };
 

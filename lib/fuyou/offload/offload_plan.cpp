@@ -496,10 +496,10 @@ struct ActivationItems {
 // Puts each block's kept set in a tier, from block L-1 down (the backward needs the last blocks
 // first; the first blocks' store reads have the longest to be prefetched): the compute tier while
 // the room the rest of the plan leaves holds it, then CPU memory, then the store, or the asked
-// tier; the stream's slots past two give way to them. Blocks in the store (CPU tier) or in pinned
-// memory (CUDA, over PCIe; not the store there, for now) come back through two slots of the
-// largest in the compute tier, reserved when a block goes there. UsageError when a block's set
-// fits nowhere.
+// tier; the stream's slots past two give way to them. Blocks in the store or (CUDA, over PCIe) in
+// pinned memory come back through two slots of the largest in the compute tier, reserved when a
+// block goes there; on CUDA the store's go through two pinned staging buffers of the largest in
+// CPU memory, reserved likewise. UsageError when a block's set fits nowhere.
 ActivationItems place_activations(const ModelConfig& config, const OffloadShape& shape,
                                   const OffloadBudgets& budgets, const Sizes& s,
                                   const std::vector<ActivationSet>& kept, OffloadPlan& plan) {
@@ -507,12 +507,6 @@ ActivationItems place_activations(const ModelConfig& config, const OffloadShape&
   std::uint64_t compute_used = plan.compute_total;
   const std::uint64_t cpu_used = plan.cpu_total;
   const std::optional<ActivationTier> asked = shape.activations.tier;
-  if (shape.cuda && asked == ActivationTier::kStore) {
-    throw common::UsageError(
-        "--activations-in store: on CUDA kept activations stay on the GPU or in pinned CPU memory "
-        "(not the store, for now)",
-        "pass --activations-in cpu, compute or auto");
-  }
   // The stream's slots past two are room too (given up below where the activations need it).
   const std::uint64_t spare_slots =
       plan.stream_slots > 2 ? u64(plan.stream_slots - 2) * s.act * u64(plan.stream_slot_floats) : 0;
@@ -527,21 +521,25 @@ ActivationItems place_activations(const ModelConfig& config, const OffloadShape&
     largest = std::max(largest, bytes[l]);
   }
   // Blocks kept away from the compute tier come back through two slots of the largest there:
-  // the store's (CPU tier), pinned memory's (CUDA). One pass with `reserve` bytes of the compute
-  // room kept for them.
+  // the store's, and (CUDA) pinned memory's. One pass with `reserve` bytes of the compute room and
+  // `cpu_reserve` of the CPU room kept for the slots and the store's staging buffers (CUDA).
   const auto through_slots = [&](ActivationTier tier) {
     return tier == ActivationTier::kStore || (shape.cuda && tier == ActivationTier::kCpu);
   };
-  auto assign = [&](std::uint64_t reserve) {
+  struct Largest {
+    std::uint64_t through_slots = 0, in_store = 0;
+  };
+  auto assign = [&](std::uint64_t reserve, std::uint64_t cpu_reserve) {
     out.kept = kept;
     out.tiers.assign(kept.size(), ActivationTier::kCompute);
     out.compute_bytes = out.cpu_bytes = out.store_bytes = 0;
-    std::uint64_t slot_largest = 0;
+    Largest largest_in;
     const std::uint64_t room = compute_room > reserve ? compute_room - reserve : 0;
+    const std::uint64_t cpu_left = cpu_room > cpu_reserve ? cpu_room - cpu_reserve : 0;
     for (std::size_t i = kept.size(); i-- > 0;) {
       if (kept[i].empty()) continue;
       const bool fits_compute = out.compute_bytes + bytes[i] <= room;
-      const bool fits_cpu = out.cpu_bytes + bytes[i] <= cpu_room;
+      const bool fits_cpu = out.cpu_bytes + bytes[i] <= cpu_left;
       ActivationTier tier = asked          ? *asked
                             : fits_compute ? ActivationTier::kCompute
                             : fits_cpu     ? ActivationTier::kCpu
@@ -559,12 +557,6 @@ ActivationItems place_activations(const ModelConfig& config, const OffloadShape&
                 {"kept activations", kept_bytes + bytes[i]}},
                hint);
       };
-      if (shape.cuda && tier == ActivationTier::kStore) {
-        refuse_block("--cpu-mem", cpu_used, out.cpu_bytes, budgets.cpu_bytes,
-                     "keep fewer activations (--activations), or raise --gpu-mem or --cpu-mem: on "
-                     "CUDA kept activations stay in the compute tier or pinned CPU memory (not the "
-                     "store, for now)");
-      }
       if (tier == ActivationTier::kCompute && !fits_compute) {
         refuse_block("--gpu-mem (compute tier)", compute_used + reserve, out.compute_bytes,
                      budgets.compute_bytes,
@@ -572,7 +564,7 @@ ActivationItems place_activations(const ModelConfig& config, const OffloadShape&
                      "store (--activations-in auto)");
       }
       if (tier == ActivationTier::kCpu && !fits_cpu) {
-        refuse_block("--cpu-mem", cpu_used, out.cpu_bytes, budgets.cpu_bytes,
+        refuse_block("--cpu-mem", cpu_used + cpu_reserve, out.cpu_bytes, budgets.cpu_bytes,
                      "keep fewer activations (--activations), raise --cpu-mem, or let them go to "
                      "the store (--activations-in auto)");
       }
@@ -580,12 +572,26 @@ ActivationItems place_activations(const ModelConfig& config, const OffloadShape&
       (tier == ActivationTier::kCompute ? out.compute_bytes
        : tier == ActivationTier::kCpu   ? out.cpu_bytes
                                         : out.store_bytes) += bytes[i];
-      if (through_slots(tier)) slot_largest = std::max(slot_largest, bytes[i]);
+      if (through_slots(tier)) {
+        largest_in.through_slots = std::max(largest_in.through_slots, bytes[i]);
+      }
+      if (tier == ActivationTier::kStore) {
+        largest_in.in_store = std::max(largest_in.in_store, bytes[i]);
+      }
     }
-    return slot_largest;
+    return largest_in;
   };
-  std::uint64_t slot_largest = assign(0);
-  if (slot_largest > 0 && !(asked && through_slots(*asked))) slot_largest = assign(2 * largest);
+  std::uint64_t reserve = 0, cpu_reserve = 0;
+  Largest placed = assign(0, 0);
+  if (placed.through_slots > 0 && !(asked && through_slots(*asked))) {
+    reserve = 2 * largest;
+    placed = assign(reserve, 0);
+  }
+  if (shape.cuda && placed.in_store > 0 && !asked) {
+    cpu_reserve = 2 * largest;
+    placed = assign(reserve, cpu_reserve);
+  }
+  const std::uint64_t slot_largest = placed.through_slots;
   ActivationItems items;
   auto blocks_in = [&](ActivationTier tier) {
     std::int64_t n = 0;
@@ -621,6 +627,18 @@ ActivationItems place_activations(const ModelConfig& config, const OffloadShape&
     items.cpu.push_back({std::string(shape.cuda ? "pinned " : "") + "kept activations of " +
                              blocks_in(ActivationTier::kCpu) + " blocks",
                          out.cpu_bytes});
+  }
+  if (shape.cuda && placed.in_store > 0) {
+    const std::uint64_t staging = 2 * placed.in_store;
+    if (cpu_used + out.cpu_bytes + staging > budgets.cpu_bytes) {
+      refuse("--cpu-mem for the kept activations' staging buffers (pinned, for the store)",
+             cpu_used + out.cpu_bytes + staging, budgets.cpu_bytes,
+             {{"the rest of the CPU tier", cpu_used},
+              {"kept activations", out.cpu_bytes},
+              {"2 kept-activation staging buffers", staging}},
+             "keep fewer activations (--activations) or raise --cpu-mem");
+    }
+    items.cpu.push_back({"2 kept-activation staging buffers (pinned, for the store)", staging});
   }
   return items;
 }
@@ -825,9 +843,11 @@ void count_pcie_traffic(const OffloadShape& shape, const Sizes& s, OffloadPlan& 
     plan.pcie_d2h_bytes = kF32 * u64(plan.params);
     plan.pcie_h2d_bytes = kBF16 * u64(plan.params) + token_bytes;
   }
-  if (shape.cuda) {  // kept activations in pinned memory: down in the forward, up in the backward
-    plan.pcie_d2h_bytes += u64(shape.accum) * plan.activations.cpu_bytes;
-    plan.pcie_h2d_bytes += u64(shape.accum) * plan.activations.cpu_bytes;
+  if (shape.cuda) {  // kept activations off the GPU (pinned memory, the store through pinned
+                     // buffers): down in the forward, up in the backward
+    const std::uint64_t away = plan.activations.cpu_bytes + plan.activations.store_bytes;
+    plan.pcie_d2h_bytes += u64(shape.accum) * away;
+    plan.pcie_h2d_bytes += u64(shape.accum) * away;
   }
 }
 

@@ -211,8 +211,8 @@ TEST_CASE("a budget too small for even one kept tensor is refused with its numbe
   why = refusal(s, b);
   CHECK(why.find("--cpu-mem for block 1's kept activations (fc) does not fit") !=
         std::string::npos);
-  // CUDA: pinned memory when the GPU has no room, over PCIe, through two GPU slots; never the
-  // store.
+  // CUDA: pinned memory when the GPU has no room, over PCIe, through two GPU slots; the store
+  // behind two pinned staging buffers when CPU memory has no room either.
   OffloadShape cuda = shape_keeping("fc");
   cuda.cuda = true;
   OffloadShape cuda_recompute = shape_keeping("recompute");
@@ -234,14 +234,56 @@ TEST_CASE("a budget too small for even one kept tensor is refused with its numbe
   CHECK(pinned.pcie_d2h_bytes == cuda_base.pcie_d2h_bytes + 2 * 2 * fc_block);  // K = 2
   CHECK(pinned.pcie_h2d_bytes == cuda_base.pcie_h2d_bytes + 2 * 2 * fc_block);
   CHECK(pinned.describe().find("2 kept-activation slots (pinned)") != std::string::npos);
-  b.cpu_bytes = cuda_base.cpu_total;
-  cuda.activations.tier.reset();
-  b.compute_bytes = cuda_base.compute_total + fc_block;  // one block on the GPU, none pinned
+  // The store: both blocks through the GPU slots, down and up PCIe as pinned ones do, to the SSD
+  // and back, staged in two pinned buffers.
+  cuda.activations.tier = ActivationTier::kStore;
+  b.cpu_bytes = cuda_base.cpu_total + 2 * fc_block;
+  const OffloadPlan stored = plan_offload(kTiny, cuda, b);
+  CHECK(stored.activations.tiers[0] == ActivationTier::kStore);
+  CHECK(stored.activations.tiers[1] == ActivationTier::kStore);
+  CHECK(stored.activations.store_bytes == 2 * fc_block);
+  CHECK(stored.activations.cpu_bytes == 0);
+  CHECK(stored.cpu_total == cuda_base.cpu_total + 2 * fc_block);  // the staging buffers
+  CHECK(stored.describe().find("2 kept-activation staging buffers (pinned, for the store)") !=
+        std::string::npos);
+  CHECK(stored.pcie_d2h_bytes == pinned.pcie_d2h_bytes);
+  CHECK(stored.pcie_h2d_bytes == pinned.pcie_h2d_bytes);
+  CHECK(stored.ssd_write_bytes == cuda_base.ssd_write_bytes + 2 * 2 * fc_block);  // K = 2
+  CHECK(stored.ssd_read_bytes == cuda_base.ssd_read_bytes + 2 * 2 * fc_block);
+  // A byte short of the staging buffers: refused with them named.
+  b.cpu_bytes -= 1;
   why = refusal(cuda, b);
-  CHECK(why.find("not the store, for now") != std::string::npos);
-  cuda.activations.tier = ActivationTier::kStore;  // asked for: refused as such
-  why = refusal(cuda, b);
-  CHECK(why.find("--activations-in store: on CUDA") != std::string::npos);
+  CHECK(why.find("--cpu-mem for the kept activations' staging buffers (pinned, for the store) "
+                 "does not fit") != std::string::npos);
+  CHECK(why.find("2 kept-activation staging buffers 128 KiB") != std::string::npos);
+}
+
+TEST_CASE("CUDA keep-all with little CPU memory: the last blocks pinned, the first in the store") {
+  // Six blocks' keep-all: the GPU holds only its two slots, CPU memory the staging buffers and
+  // three blocks; from block 5 down: pinned while there is room, then the store.
+  const ModelConfig six = model_config_from_name("custom:L=6,C=64,H=4,V=256,T=64");
+  OffloadShape s = shape_keeping("keep-all");
+  s.activations = parse_activation_request("keep-all", six.n_layer);
+  s.cuda = true;
+  OffloadShape recompute = shape_keeping("recompute");
+  recompute.activations = parse_activation_request("recompute", six.n_layer);
+  recompute.cuda = true;
+  OffloadBudgets b = roomy();
+  const OffloadPlan base = plan_offload(six, recompute, b);
+  const std::uint64_t block =
+      activation_set_bytes(six, ActivationSet::all(), s.micro_batch, s.seq, /*cuda=*/true);
+  b.compute_bytes = base.compute_total + 2 * block;
+  b.cpu_bytes = base.cpu_total + 2 * block + 3 * block;
+  const OffloadPlan plan = plan_offload(six, s, b);
+  INFO(plan.describe());
+  for (std::int64_t l = 0; l < 6; ++l) {
+    CAPTURE(l);
+    CHECK(plan.activations.tiers[static_cast<std::size_t>(l)] ==
+          (l >= 3 ? ActivationTier::kCpu : ActivationTier::kStore));
+  }
+  CHECK(plan.activations.cpu_bytes == 3 * block);
+  CHECK(plan.activations.store_bytes == 3 * block);
+  CHECK(plan.cpu_total == b.cpu_bytes);
 }
 
 TEST_CASE("streaming in pieces where the SSD binds, auto keeps what spares the pieces' reloads") {

@@ -399,7 +399,7 @@ TEST_CASE("CUDA with one store slot: updates in place match; a crash mid-update 
 }
 
 TEST_CASE("CUDA keeping activations in the GPU (keep-all, a list, auto) matches in-memory CUDA") {
-  // Kept in the compute tier (CUDA's only tier for them, for now): the backward reads the bf16
+  // Kept in the compute tier (the pinned and store tiers follow): the backward reads the bf16
   // tensors the forward made instead of recomputing them; attention's backward still records its
   // forward through autograd. Resident blocks, then blocks streamed through 2 slots, whose
   // recompute then loads no piece.
@@ -426,6 +426,18 @@ TEST_CASE("CUDA keeping activations in the GPU (keep-all, a list, auto) matches 
   // Down and up: the tensors as planned (bf16, the LayerNorms' statistics fp32, 256-byte aligned).
   CHECK(pinned_stats.activation_bytes_to_cpu == 20 * 2 * pinned_plan.activations.cpu_bytes);
   CHECK(pinned_stats.activation_bytes_from_cpu == pinned_stats.activation_bytes_to_cpu);
+  // Kept in the store: down into two pinned staging buffers, written and read back by the stash's
+  // I/O thread, up into the same two GPU slots.
+  OffloadOptions stored = offload_options("kept-store", 64 << 20);
+  stored.activations = parse_activation_request("keep-all", Fixture{}.config.n_layer);
+  stored.activations.tier = ActivationTier::kStore;
+  const OffloadStats stored_stats = compare_with_in_memory(options, stored, /*states_in_cpu=*/true);
+  const OffloadPlan stored_plan = plan_offload_run(Fixture{}.config, options, stored);
+  CHECK(stored_plan.activations.store_bytes == pinned_plan.activations.cpu_bytes);
+  CHECK(stored_stats.activation_bytes_written == 20 * 2 * stored_plan.activations.store_bytes);
+  CHECK(stored_stats.activation_bytes_read == stored_stats.activation_bytes_written);
+  CHECK(stored_stats.activation_bytes_to_cpu == pinned_stats.activation_bytes_to_cpu);
+  CHECK(stored_stats.activation_bytes_from_cpu == pinned_stats.activation_bytes_from_cpu);
   // Streamed blocks keeping resid (no piece-1 recompute), with room for it beside the 2 slots.
   OffloadOptions streamed = streamed_options("kept-stream", options);
   streamed.activations = parse_activation_request("resid", Fixture{}.config.n_layer);
@@ -438,4 +450,52 @@ TEST_CASE("CUDA keeping activations in the GPU (keep-all, a list, auto) matches 
   CHECK(plan.stream_slots == 2);
   CHECK(plan.activations.blocks_keeping() == 4);
   compare_with_in_memory(options, streamed);
+}
+
+TEST_CASE("CUDA kept activations in pinned memory and the store at once give the GPU run's bits") {
+  // Keep-all on 4 blocks with room on the GPU for the two slots only and in CPU memory for two
+  // blocks beside the staging buffers: blocks 3, 2 pinned, 1, 0 in the store, all back through
+  // the same two GPU slots. The round trips are exact copies, so the run equals one that keeps
+  // everything on the GPU (bit for bit where the attention backward is deterministic; within the
+  // bf16 tolerance of the other tests where it is not).
+  TrainOptions options = small_options();
+  options.grad_clip = 0.5;
+  options.accum = 2;
+  const Fixture f;
+  OffloadOptions on_gpu = offload_options("kept-gpu", 64 << 20);
+  on_gpu.activations = parse_activation_request("keep-all", f.config.n_layer);
+  on_gpu.activations.tier = ActivationTier::kCompute;
+  OffloadOptions mixed = offload_options("kept-mixed", 64 << 20);
+  mixed.activations = parse_activation_request("recompute", f.config.n_layer);
+  const OffloadPlan base = plan_offload_run(f.config, options, mixed);
+  const std::uint64_t block =
+      activation_set_bytes(f.config, ActivationSet::all(), options.micro_batch, options.seq, true);
+  mixed.activations = parse_activation_request("keep-all", f.config.n_layer);
+  mixed.budgets.compute_bytes = base.compute_total + 2 * block;
+  mixed.budgets.cpu_bytes = base.cpu_total + 2 * block + 2 * block;
+  const OffloadPlan plan = plan_offload_run(f.config, options, mixed);
+  MESSAGE(plan.describe());
+  REQUIRE(plan.states_in_cpu);
+  for (std::size_t l = 0; l < 4; ++l) {
+    CAPTURE(l);
+    CHECK(plan.activations.tiers[l] == (l >= 2 ? ActivationTier::kCpu : ActivationTier::kStore));
+  }
+  auto run = [&](const OffloadOptions& offload) {
+    OffloadTrainer trainer(f.config, init_gpt_weights(f.config, 3, at::TensorOptions()), options,
+                           offload);
+    TrainResult result = trainer.train(f.data.first, f.data.second);
+    return std::make_tuple(result, trainer.read_master(), trainer.stats());
+  };
+  const auto [want, want_master, want_stats] = run(on_gpu);
+  const auto [got, got_master, got_stats] = run(mixed);
+  REQUIRE(got.losses.size() == want.losses.size());
+  check_losses(got, want.losses, 0);
+  const double diff = max_relative_difference(got_master, want_master);
+  MESSAGE("pinned + store vs on the GPU: " << (got.losses == want.losses ? "same" : "other")
+                                           << " losses, master max relative difference " << diff);
+  CHECK(diff <= 2e-2);
+  CHECK(got_stats.activation_bytes_written == 20 * 2 * plan.activations.store_bytes);
+  CHECK(got_stats.activation_bytes_to_cpu ==
+        20 * 2 * (plan.activations.cpu_bytes + plan.activations.store_bytes));
+  CHECK(got_stats.activation_bytes_from_cpu == got_stats.activation_bytes_to_cpu);
 }
