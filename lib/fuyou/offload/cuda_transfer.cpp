@@ -50,6 +50,8 @@ void fp32_to_bf16_rne(const float* src, std::uint16_t* dst, std::int64_t n) {
 #if SPARSETRAIN_HAVE_CUDA
 
 struct CudaMarkImpl {
+  CudaMarkImpl() = default;
+  explicit CudaMarkImpl(unsigned int flags) : event(flags) {}
   at::cuda::CUDAEvent event;  // timing off: cheaper record and sync
 };
 
@@ -467,7 +469,7 @@ struct CudaActivationStash::Impl {
   at::Tensor gpu[2];               // uint8 [the largest buffer] each
   CudaMark up[2];
   std::int64_t slot_block[2] = {-1, -1};  // which block each slot holds (or is loading)
-  std::size_t popped = 0;
+  std::size_t pushed = 0, popped = 0;
   std::uint64_t down_bytes = 0, up_bytes = 0;
 
   // The store's blocks. Ops of a pass, as input_stash.h's: op i < n writes stored[i], op n + j
@@ -479,7 +481,7 @@ struct CudaActivationStash::Impl {
   std::vector<std::int64_t> stored;    // increasing
   std::vector<std::int64_t> write_op;  // per block: its write op, -1 off the store
   std::vector<common::io::AlignedBuffer> staging;
-  std::vector<CudaMark> copied;  // per op
+  std::vector<CudaMark> copied;  // per op (blocking-sync events: the I/O thread sleeps on them)
   std::vector<int> state;        // per op
   std::size_t worker = 0;        // the I/O thread's next op
   bool stop = false;
@@ -491,6 +493,16 @@ struct CudaActivationStash::Impl {
   std::thread thread;  // started last, by the constructor
 
   bool in_store(std::int64_t block) const { return write_op[static_cast<std::size_t>(block)] >= 0; }
+  // An event the I/O thread waits for: it blocks instead of spinning (a core the CPU AdamW uses).
+  static CudaMark io_mark() {
+    return std::make_shared<CudaMarkImpl>(cudaEventDisableTiming | cudaEventBlockingSync);
+  }
+  // Compute thread: rethrows the I/O thread's error (a failed store write or read).
+  void rethrow_io_error() {
+    if (stored.empty()) return;
+    std::lock_guard<std::mutex> lock(mutex);
+    if (error) std::rethrow_exception(error);
+  }
   std::size_t read_op(std::int64_t block) const {
     return state.size() - 1 - static_cast<std::size_t>(write_op[static_cast<std::size_t>(block)]);
   }
@@ -539,7 +551,7 @@ struct CudaActivationStash::Impl {
     const at::Tensor src =
         at::from_blob(upload_source(block), {n}, at::TensorOptions().dtype(at::kByte));
     gpu[slot].slice(0, 0, n).copy_(src, /*non_blocking=*/true);
-    auto mark = std::make_shared<CudaMarkImpl>();
+    CudaMark mark = in_store(block) ? io_mark() : std::make_shared<CudaMarkImpl>();
     mark->event.record(stream);
     up[slot] = mark;
     slot_block[slot] = block;
@@ -561,6 +573,7 @@ struct CudaActivationStash::Impl {
 
   // The I/O thread: the ops in order, each once its input is there and its buffer free.
   void loop() {
+    c10::cuda::CUDAGuard device(stream.device_index());  // its event waits: no context on GPU 0
     const std::size_t n = stored.size();
     for (;;) {
       std::size_t op = 0;
@@ -583,7 +596,8 @@ struct CudaActivationStash::Impl {
       try {
         if (before) before->event.synchronize();
         const std::int64_t block = block_of(op);
-        const std::uint64_t size = bytes[static_cast<std::size_t>(block)];
+        // As laid out by this pass's push (set before its write op was published).
+        const std::uint64_t size = used[static_cast<std::size_t>(block)];
         std::byte* buffer = staging[op % staging.size()].data();
         if (op < n) {
           io.write(block, buffer, size);
@@ -654,8 +668,9 @@ CudaActivationStash::~CudaActivationStash() {
 void CudaActivationStash::push(std::int64_t block, const std::vector<at::Tensor>& tensors) {
   Impl& s = *impl_;
   const auto b = static_cast<std::size_t>(block);
-  ST_ASSERT(b < s.bytes.size() && s.bytes[b] > 0 && s.popped == 0,
+  ST_ASSERT(s.pushed < s.blocks.size() && s.blocks[s.pushed] == block && s.popped == 0,
             "kept activations of block " + std::to_string(block) + " pushed out of order");
+  s.rethrow_io_error();
   std::vector<at::Tensor> srcs;
   std::size_t need = 0;
   for (const at::Tensor& t : tensors) {
@@ -689,8 +704,9 @@ void CudaActivationStash::push(std::int64_t block, const std::vector<at::Tensor>
   }
   s.used[b] = at;
   s.down_bytes += at;  // as laid out (block_activations.h: activation_set_bytes)
-  if (stored) {        // the I/O thread writes the buffer once the copies are done
-    auto mark = std::make_shared<CudaMarkImpl>();
+  ++s.pushed;
+  if (stored) {  // the I/O thread writes the buffer once the copies are done
+    CudaMark mark = Impl::io_mark();
     mark->event.record(s.stream);
     {
       std::lock_guard<std::mutex> lock(s.mutex);
@@ -703,17 +719,24 @@ void CudaActivationStash::push(std::int64_t block, const std::vector<at::Tensor>
 
 std::vector<at::Tensor> CudaActivationStash::pop(std::int64_t block) {
   Impl& s = *impl_;
-  ST_ASSERT(s.popped < s.blocks.size() && s.blocks[s.blocks.size() - 1 - s.popped] == block,
+  ST_ASSERT(s.pushed == s.blocks.size() && s.popped < s.blocks.size() &&
+                s.blocks[s.blocks.size() - 1 - s.popped] == block,
             "kept activations of block " + std::to_string(block) + " popped out of order");
-  // The slot the prefetch below refills was the previous pop's: the trainer enqueues that block's
-  // whole backward before this pop, so the copy stream, waiting for the compute stream's work so
-  // far, refills it only after its last reader.
-  s.after_compute();
+  s.rethrow_io_error();
+  // This block's slot, when no prefetch filled it (the first pop, or a store read not in at the
+  // last pop): its last reader is the block two pops back, whose backward the copy stream has
+  // waited for since the last pop (the first pop: for the previous pass, below) — so it is
+  // uploaded before the wait for the last block's backward, which the compute stream then does
+  // not wait out twice. The slot the prefetch refills was the last pop's: the trainer enqueues
+  // that block's whole backward before this pop, so the copy stream, waiting for the compute
+  // stream's work so far, refills it only after its last reader.
   const int slot = static_cast<int>(s.popped % 2);
-  if (s.slot_block[slot] != block) {  // the first pop, or a store read not in at the last pop
+  if (s.popped == 0) s.after_compute();
+  if (s.slot_block[slot] != block) {
     s.wait_until_read(block);
     s.upload(block);
   }
+  if (s.popped > 0) s.after_compute();
   if (s.popped + 1 < s.blocks.size()) {
     const std::int64_t next = s.blocks[s.blocks.size() - 2 - s.popped];
     if (s.ready_to_upload(next)) s.upload(next);
@@ -737,7 +760,7 @@ std::vector<at::Tensor> CudaActivationStash::pop(std::int64_t block) {
 void CudaActivationStash::end_pass() {
   Impl& s = *impl_;
   ST_ASSERT(s.popped == s.blocks.size(), "a kept-activation pass ended before every block");
-  s.popped = 0;
+  s.pushed = s.popped = 0;
   s.slot_block[0] = s.slot_block[1] = -1;  // the next pass's first pop uploads afresh
   if (s.stored.empty()) return;
   {

@@ -164,7 +164,7 @@ class CudaActivationStash {
   CudaActivationStash(const CudaActivationStash&) = delete;
   CudaActivationStash& operator=(const CudaActivationStash&) = delete;
 
-  // Rethrows the I/O thread's error, as pop and end_pass do.
+  // Each rethrows the I/O thread's error (a failed store write or read).
   void push(std::int64_t block, const std::vector<at::Tensor>& tensors);
   // The tensors push(block) had, same shapes and dtypes, over a GPU slot.
   std::vector<at::Tensor> pop(std::int64_t block);
