@@ -22,6 +22,7 @@ class InputFile {
   std::uint64_t size() const { return size_; }  // bytes, at open time
   // Reads exactly `bytes` at `offset` into dst; RunError on I/O error or a file that shrank.
   void read_exact(std::uint64_t offset, void* dst, std::size_t bytes) const;
+  int descriptor() const { return fd_; }  // open read-only for this object's life (MappedFile)
 
  private:
   std::string path_;

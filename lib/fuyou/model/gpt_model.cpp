@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "common/error.h"
+#include "fuyou/model/token_data.h"
 
 namespace sparsetrain::fuyou {
 
@@ -19,6 +20,13 @@ void check_tokens(const ModelConfig& config, const at::Tensor& tokens, const cha
               " must be int64 [B, T], got ", tokens.sizes(), " ", tokens.scalar_type());
   TORCH_CHECK(tokens.size(1) <= config.n_positions, what, " has T = ", tokens.size(1),
               " but the model has only ", config.n_positions, " positions");
+}
+
+// The targets the loss averages over, as a double 0-dim tensor on their device (no host sync):
+// those not kIgnoredTarget (token_data.h: a loss mask's 0), at least 1 — a micro-batch whose
+// targets are all masked has loss 0 and no gradient.
+at::Tensor counted_targets(const at::Tensor& flat_targets) {
+  return flat_targets.ne(kIgnoredTarget).sum().to(at::kDouble).clamp_min(1.0);
 }
 
 std::int64_t resolve_chunk_rows(const ModelConfig& config, std::int64_t chunk_rows) {
@@ -424,7 +432,7 @@ double lm_loss(const ModelConfig& config, const GptWeights& weights, const at::T
     sum +=
         at::cross_entropy_loss(logits, t.slice(0, r, end), {}, at::Reduction::Sum).to(at::kDouble);
   }
-  return sum.item<double>() / static_cast<double>(rows);
+  return (sum / counted_targets(t)).item<double>();
 }
 
 LmLossBackward lm_loss_backward(const ModelConfig& config, const GptWeights& weights,
@@ -440,8 +448,9 @@ LmLossBackward lm_loss_backward(const ModelConfig& config, const GptWeights& wei
   out.ln_f_weight_grad = at::zeros_like(weights.ln_f_weight);
   out.ln_f_bias_grad = at::zeros_like(weights.ln_f_bias);
   out.wte_grad = at::zeros_like(weights.wte);
+  const at::Tensor counted = counted_targets(t);
   at::Tensor sum = at::zeros({}, x.options().dtype(at::kDouble));
-  const double scale = grad_scale / static_cast<double>(rows);
+  const at::Tensor scale = (grad_scale / counted).to(at::kFloat);
   for (std::int64_t r = 0; r < rows; r += step) {
     const std::int64_t end = std::min(rows, r + step);
     std::vector<at::Tensor> wrt = {grad_leaf(x.slice(0, r, end)), grad_leaf(weights.ln_f_weight),
@@ -456,7 +465,7 @@ LmLossBackward lm_loss_backward(const ModelConfig& config, const GptWeights& wei
     out.wte_grad += g[3];
     sum += loss.detach().to(at::kDouble);
   }
-  out.loss = sum.item<double>() / static_cast<double>(rows);
+  out.loss = (sum / counted).item<double>();
   out.input_grad = out.input_grad.view(x_final.sizes());
   return out;
 }

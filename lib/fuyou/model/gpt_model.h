@@ -1,6 +1,7 @@
 // The GPT computation, block by block, over weights the caller places (gpt_weights.h):
 //   tokens [B, T] -> embed -> x0 [B, T, C] -> block 0 -> x1 -> … -> block L-1 -> xL
-//   -> final LayerNorm -> logits = h · wteᵀ [B, T, V] -> mean cross-entropy over the B·T targets.
+//   -> final LayerNorm -> logits = h · wteᵀ [B, T, V] -> mean cross-entropy over the
+//   targets a loss mask keeps (all B·T without one).
 // Blocks are pre-LN GPT-2 blocks: x += proj(causal_attention(LN1(x))); x += mlp(LN2(x)), with
 // scaled_dot_product_attention (scale 1/sqrt(head_dim)) and GELU, tanh approximation.
 //
@@ -96,9 +97,9 @@ at::Tensor block_backward_pieces(const ModelConfig& config, BlockPieceSource& so
 // Rows of B·T per logits chunk for `chunk_rows` = 0: at most 64 MiB of fp32 logits per chunk.
 std::int64_t default_loss_chunk_rows(const ModelConfig& config);
 
-// Mean cross-entropy of the LM head over all B·T positions of xL [B, T, C] against targets int64
-// [B, T], in chunks of `chunk_rows` rows (0 = default). No gradients. Logits go to fp32 for the
-// loss.
+// Mean cross-entropy of the LM head over the B·T positions of xL [B, T, C] against targets int64
+// [B, T] that are not kIgnoredTarget (token_data.h: masked; 0 when every one is), in chunks of
+// `chunk_rows` rows (0 = default). No gradients. Logits go to fp32 for the loss.
 double lm_loss(const ModelConfig& config, const GptWeights& weights, const at::Tensor& x_final,
                const at::Tensor& targets, std::int64_t chunk_rows = 0);
 

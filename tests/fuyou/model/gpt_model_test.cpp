@@ -10,6 +10,7 @@
 
 #include "fuyou/model/gpt_weights.h"
 #include "fuyou/model/model_config.h"
+#include "fuyou/model/token_data.h"
 
 using namespace sparsetrain::fuyou;
 
@@ -106,6 +107,39 @@ TEST_CASE("block-wise recompute gives the loss and every gradient of one autogra
     worst = std::max(worst, err);
   }
   MESSAGE("worst gradient relative error over " << got.size() << " tensors: " << worst);
+}
+
+TEST_CASE("masked targets: the loss and gradients are the mean over the others, chunk by chunk") {
+  // Every third target masked (kIgnoredTarget, what a loss mask gives) and a chunk of 5 rows
+  // that holds masked ones: block-wise recompute against one graph whose cross-entropy skips them
+  // (ignore_index) and averages over the rest. A micro-batch masked whole: loss 0, no gradient.
+  const ModelConfig config = model_config_from_name("custom:L=2,C=32,H=4,V=64,T=16");
+  const GptWeights weights = random_weights(config, 9);
+  auto [tokens, targets] = random_tokens(config, 3, 16, 10);
+  at::Tensor masked = targets.clone();
+  masked.view(-1).slice(0, 0, masked.numel(), 3).fill_(kIgnoredTarget);
+  GptWeights ref = weights_to(weights, at::TensorOptions());
+  for (auto& [name, t] : ref.named()) t->requires_grad_(true);
+  const at::Tensor ref_loss = gpt_loss_full_graph(config, ref, tokens, masked);
+  ref_loss.backward();
+  GptWeights grads = zeros_like_weights(weights, at::TensorOptions());
+  const double loss = gpt_forward_backward(config, weights, tokens, masked, 1.0, grads, 5);
+  CHECK(std::abs(loss - ref_loss.item<double>()) <= 1e-6 * ref_loss.item<double>());
+  CHECK(loss != doctest::Approx(gpt_loss(config, weights, tokens, targets)).epsilon(1e-5));
+  CHECK(gpt_loss(config, weights, tokens, masked, 7) == doctest::Approx(loss).epsilon(1e-7));
+  auto got = grads.named();
+  auto want = ref.named();
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    CAPTURE(got[i].first);
+    CHECK(rel_error(*got[i].second, want[i].second->grad()) <= 1e-6);
+  }
+  const at::Tensor none = at::full_like(targets, kIgnoredTarget);
+  GptWeights zero = zeros_like_weights(weights, at::TensorOptions());
+  CHECK(gpt_forward_backward(config, weights, tokens, none, 1.0, zero, 5) == 0.0);
+  for (const auto& [name, g] : zero.named()) {
+    CAPTURE(name);
+    CHECK(g->abs().max().item<double>() == 0.0);
+  }
 }
 
 TEST_CASE("block_backward returns the input gradient that chains blocks") {

@@ -5,7 +5,8 @@ reference for GPT-2 semantics (Conv1D layout, gelu_new, LayerNorm eps, 1/sqrt(he
                              biases and LayerNorms matter), saves it with save_pretrained to DIR
                              (DIR/model.safetensors), and writes DIR/reference.json with the tokens
                              and the mean next-token cross-entropy computed by transformers, plus the
-                             gradient norm of a few named parameters.
+                             gradient norm of a few named parameters; the same with labels -100
+                             (a loss mask) through transformers' own shifted loss.
 
 Exits 77 (skip) when torch, safetensors or transformers is missing.
 """
@@ -43,9 +44,21 @@ def main(out_dir):
     loss.backward()
     params = dict(model.named_parameters())
     grads = {n: params[n].grad.double().norm().item() for n in GRAD_NAMES}
+    # A loss mask as transformers takes it: labels -100 where not trained (here each row's first
+    # 5 tokens, a "prompt", and every fourth after), shifted inside the model (labels[:, 1:]
+    # against logits[:, :-1]), the mean over the rest.
+    model.zero_grad()
+    labels = x.clone()
+    labels[:, :5] = -100
+    labels[:, 8::4] = -100
+    masked_loss = model(input_ids=x, labels=labels).loss
+    masked_loss.backward()
+    masked_grads = {n: params[n].grad.double().norm().item() for n in GRAD_NAMES}
+    masked_targets = torch.cat([labels[:, 1:], torch.full((x.shape[0], 1), -100)], dim=1)
     with open(os.path.join(out_dir, "reference.json"), "w") as f:
         json.dump({"inputs": x.tolist(), "targets": y.tolist(), "loss": loss.item(),
-                   "grad_norms": grads}, f)
+                   "grad_norms": grads, "masked_targets": masked_targets.tolist(),
+                   "masked_loss": masked_loss.item(), "masked_grad_norms": masked_grads}, f)
     print(f"ok: loss {loss.item():.6f}")
 
 

@@ -56,6 +56,29 @@ TEST_CASE("a transformers GPT2LMHeadModel loads and gives its loss and gradients
   }
 }
 
+TEST_CASE("a loss mask gives transformers' loss and gradients for labels -100") {
+  // transformers shifts the labels inside (labels[:, 1:] against logits[:, :-1]) and averages
+  // over those not -100; ours are the shifted targets with kIgnoredTarget, the last one masked.
+  const ModelConfig config = model_config_from_name("custom:L=2,C=32,H=4,V=64,T=16");
+  const GptWeights w =
+      load_hf_gpt2(config, (g_dir / "model.safetensors").string(), at::TensorOptions());
+  const at::Tensor x = to_tensor(g_reference["inputs"]);
+  const at::Tensor y = to_tensor(g_reference["masked_targets"]);
+  GptWeights grads = zeros_like_weights(w, at::TensorOptions());
+  const double loss = gpt_forward_backward(config, w, x, y, 1.0, grads, /*chunk_rows=*/7);
+  const double expected = g_reference["masked_loss"].get<double>();
+  MESSAGE("masked loss: ours " << loss << ", transformers " << expected);
+  CHECK(loss == doctest::Approx(expected).epsilon(1e-5));
+  CHECK(expected != doctest::Approx(g_reference["loss"].get<double>()).epsilon(1e-4));
+  std::map<std::string, at::Tensor> ours;
+  for (const auto& [name, t] : grads.named()) ours["transformer." + name] = *t;
+  for (const auto& [name, norm] : g_reference["masked_grad_norms"].items()) {
+    CAPTURE(name);
+    const double got = ours.at(name).to(at::kDouble).norm().item<double>();
+    CHECK(got == doctest::Approx(norm.get<double>()).epsilon(1e-4));
+  }
+}
+
 TEST_CASE(
     "the same checkpoint read tensor by tensor gives the same weights, checked the same way") {
   const ModelConfig config = model_config_from_name("custom:L=2,C=32,H=4,V=64,T=16");
