@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <memory>
@@ -38,6 +39,8 @@
 namespace sparsetrain::cli {
 
 namespace {
+
+namespace fs = std::filesystem;
 
 namespace fy = fuyou;
 
@@ -152,8 +155,9 @@ void add_describe_command(CLI::App& fuyou) {
 
 struct FinetuneOptions {
   std::string model = "tiny";
-  std::string init;  // HF GPT-2 safetensors
-  std::string data;  // llm.c .bin or text; empty = built-in text
+  std::string init;       // HF GPT-2 safetensors
+  std::string data;       // llm.c .bin or text; empty = built-in text
+  std::string loss_mask;  // a loss mask file, "none", or empty: the data's sibling .mask if any
   std::string device = "auto";
   std::string export_path;
   std::string export_dtype = "fp32";
@@ -306,16 +310,31 @@ fy::OffloadRates with_assumptions(fy::OffloadRates rates, const FinetuneOptions&
   return rates;
 }
 
-// llm.c .bin files start with the int32 magic 20240520; anything else is read as text.
+// llm.c .bin files start with the int32 magic 20240520 (GPT-2, uint16) or 20240801 (Llama 3,
+// uint32); anything else is read as text.
 bool looks_like_llmc(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   std::int32_t magic = 0;
   in.read(reinterpret_cast<char*>(&magic), sizeof magic);
-  return in.gcount() == sizeof magic && magic == 20240520;
+  return in.gcount() == sizeof magic && (magic == 20240520 || magic == 20240801);
+}
+
+// The loss mask for token file `data`: --loss-mask's file, none for "none", else the file beside
+// it with .mask for .bin (scripts/prepare_tokens.py writes both) when there is one.
+std::string loss_mask_path(const FinetuneOptions& options) {
+  if (options.loss_mask == "none") return "";
+  if (!options.loss_mask.empty()) return options.loss_mask;
+  fs::path beside(options.data);
+  beside.replace_extension(".mask");
+  return fs::is_regular_file(beside) ? beside.string() : "";
 }
 
 fy::TokenData load_tokens(const FinetuneOptions& options, std::string& source) {
   if (options.data.empty()) {
+    if (!options.loss_mask.empty() && options.loss_mask != "none") {
+      throw common::UsageError("--loss-mask needs --data: the built-in text has no mask",
+                               "pass the token file the mask belongs to with --data");
+    }
     source = "built-in text (data/fuyou/demo_text.txt, bytes)";
     return fy::TokenData::from_bytes(std::string(fy::demo_text()), "built-in text");
   }
@@ -323,8 +342,21 @@ fy::TokenData load_tokens(const FinetuneOptions& options, std::string& source) {
       looks_like_llmc(options.data) ||
       (options.data.size() > 4 && options.data.compare(options.data.size() - 4, 4, ".bin") == 0);
   source = options.data + (bin ? " (llm.c tokens)" : " (text, bytes)");
-  return bin ? fy::TokenData::from_llmc_bin(options.data)
-             : fy::TokenData::from_text_file(options.data);
+  if (!bin) {
+    if (!options.loss_mask.empty() && options.loss_mask != "none") {
+      throw common::UsageError("--loss-mask goes with a token file, not text read as bytes",
+                               "prepare the text with scripts/prepare_tokens.py");
+    }
+    return fy::TokenData::from_text_file(options.data);
+  }
+  fy::TokenData tokens = fy::TokenData::from_llmc_bin(options.data);
+  const std::string mask = loss_mask_path(options);
+  if (mask.empty()) return tokens;
+  tokens = tokens.with_loss_mask(mask);
+  source += " masked by " + mask;
+  common::log_info("loss mask ", mask, ": ", tokens.trained_tokens(), " of ", tokens.size(),
+                   " tokens trained as targets");
+  return tokens;
 }
 
 // A dry run may plan a CUDA run on a machine without a GPU (with the reference GPU's rates).
@@ -572,8 +604,11 @@ void run_finetune(FinetuneOptions options, CommandContext& context) {
   metrics["model"] = model_json(config);
   metrics["device"] = cuda ? "cuda" : "cpu";
   metrics["precision"] = cuda ? "bf16 compute, fp32 master and Adam state on the CPU" : "fp32";
-  metrics["data"] = {
-      {"source", source}, {"train_tokens", train_data.size()}, {"valid_tokens", valid_data.size()}};
+  metrics["data"] = {{"source", source},
+                     {"train_tokens", train_data.size()},
+                     {"valid_tokens", valid_data.size()},
+                     {"loss_mask", all.has_loss_mask()},
+                     {"trained_tokens", all.trained_tokens()}};
   metrics["tokens_per_step"] = tokens_per_step;
   if (options.assumes() && !context.global.dry_run) {
     throw common::UsageError(
@@ -646,8 +681,14 @@ void add_finetune_command(CLI::App& fuyou) {
       ->check(CLI::ExistingFile)
       ->group(kModel);
   sub->add_option("--data", options->data,
-                  "llm.c .bin token file or a text file (bytes); default: built-in text")
+                  "llm.c .bin token file (GPT-2 uint16 or Llama 3 uint32; "
+                  "scripts/prepare_tokens.py writes them from a tokenizer.json) or a text file "
+                  "(bytes); default: built-in text")
       ->check(CLI::ExistingFile)
+      ->group(kModel);
+  sub->add_option("--loss-mask", options->loss_mask,
+                  "Loss mask for --data (one byte per token, 0 = not trained on, e.g. prompts): "
+                  "a file, or none; default: the .mask file beside the .bin, if there is one")
       ->group(kModel);
   sub->add_option("--valid-fraction", options->valid_fraction,
                   "Tail of the data held out for validation")

@@ -162,6 +162,28 @@ TEST_CASE("bad finetune inputs exit 2 and name the problem; --dry-run trains not
   auto r = run_sparsetrain({"fuyou", "finetune", "--data", text.string(), "--seq", "64"});
   CHECK(r.exit_code == 2);
   CHECK(r.err.find("too short") != std::string::npos);
+  // A loss mask needs a token file it belongs to.
+  r = run_sparsetrain({"fuyou", "finetune", "--loss-mask", text.string()});
+  CHECK(r.exit_code == 2);
+  CHECK(r.err.find("--loss-mask needs --data") != std::string::npos);
+  r = run_sparsetrain({"fuyou", "finetune", "--data", text.string(), "--loss-mask", text.string()});
+  CHECK(r.exit_code == 2);
+  CHECK(r.err.find("--loss-mask goes with a token file") != std::string::npos);
+  const fs::path tokens = scratch_dir() / "masked.bin";
+  {  // an llm.c token file: magic 20240520, version 1, 300 tokens of id 7 (uint16)
+    std::vector<std::int32_t> header(256, 0);
+    header[0] = 20240520;
+    header[1] = 1;
+    header[2] = 300;
+    const std::vector<std::uint16_t> ids(300, 7);
+    std::ofstream out(tokens, std::ios::binary);
+    out.write(reinterpret_cast<const char*>(header.data()), 1024);
+    out.write(reinterpret_cast<const char*>(ids.data()), 600);
+  }
+  r = run_sparsetrain(
+      {"fuyou", "finetune", "--data", tokens.string(), "--loss-mask", text.string()});
+  CHECK(r.exit_code == 2);
+  CHECK(r.err.find("loss mask '" + text.string() + "' has") != std::string::npos);
   auto dry = run_sparsetrain({"fuyou", "finetune", "--model", "gpt3-175b", "--dry-run"});
   CHECK(dry.exit_code == 0);
   CHECK(dry.out.find("would fine-tune gpt3-175b") != std::string::npos);
