@@ -68,13 +68,24 @@ std::string with_commas(std::int64_t n) {
 }
 
 nlohmann::json model_json(const fy::ModelConfig& c) {
-  return {{"name", c.name},
-          {"layers", c.n_layer},
-          {"hidden", c.n_embd},
-          {"heads", c.n_head},
-          {"vocab", c.vocab},
-          {"positions", c.n_positions},
-          {"parameters", c.param_count()}};
+  nlohmann::json j = {{"name", c.name},
+                      {"family", fy::model_family_name(c.family)},
+                      {"layers", c.n_layer},
+                      {"hidden", c.n_embd},
+                      {"heads", c.n_head},
+                      {"vocab", c.vocab},
+                      {"positions", c.n_positions},
+                      {"parameters", c.param_count()}};
+  if (c.llama()) {
+    j["kv_heads"] = c.n_kv_head;
+    j["head_dim"] = c.head_dim();
+    j["intermediate"] = c.intermediate;
+    j["rope_theta"] = c.rope_theta;
+    j["rope_scaling"] = c.rope_scaling.type;
+    j["qkv_bias"] = c.qkv_bias;
+    j["tied_head"] = c.tie_word_embeddings;
+  }
+  return j;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -92,16 +103,30 @@ void describe_one(const fy::ModelConfig& c, std::int64_t seq, nlohmann::json& ou
   const double flops_rc = c.train_flops_per_token_recompute(t);
   const double states = static_cast<double>(params) * fy::kMixedPrecisionStateBytesPerParam;
   const double act_per_token = static_cast<double>(c.n_layer * c.n_embd * 2);  // bf16 block inputs
-  std::cout << "model         " << c.name << ": " << c.n_layer << " layers, hidden " << c.n_embd
-            << ", " << c.n_head << " heads of " << c.head_dim() << ", vocab " << c.vocab << ", "
-            << c.n_positions << " positions\n"
+  std::cout << "model         " << c.name << ": " << fy::model_family_name(c.family) << " blocks, "
+            << c.n_layer << " layers, hidden " << c.n_embd << ", " << c.n_head << " heads of "
+            << c.head_dim();
+  if (c.llama()) {
+    std::cout << " (" << c.n_kv_head << " key/value heads), SwiGLU " << c.intermediate
+              << ", rope theta " << c.rope_theta
+              << (c.rope_scaling.type == "default" ? "" : " (" + c.rope_scaling.type + " scaling)")
+              << (c.qkv_bias ? ", q/k/v biases" : "");
+  }
+  std::cout << ", vocab " << c.vocab << ", " << c.n_positions << " positions\n"
             << "parameters    " << with_commas(params) << " ("
             << format_si(static_cast<double>(params)) << "); per block "
-            << with_commas(c.block_param_count()) << ", embeddings "
-            << with_commas((c.vocab + c.n_positions) * c.n_embd) << " (LM head tied to wte)\n"
-            << "FLOPs/token   " << format_si(flops, "FLOP") << " training at seq " << t
-            << " (6·N + 12·L·C·T, N = " << with_commas(c.flops_param_count()) << " without wpe); "
-            << format_si(flops_rc, "FLOP") << " with block recompute (8·N + 16·L·C·T)\n"
+            << with_commas(c.block_param_count()) << ", embeddings ";
+  if (c.llama()) {
+    std::cout << with_commas(c.vocab * c.n_embd)
+              << (c.tie_word_embeddings ? " (LM head tied to them)\n"
+                                        : " + LM head " + with_commas(c.vocab * c.n_embd) + "\n");
+  } else {
+    std::cout << with_commas((c.vocab + c.n_positions) * c.n_embd) << " (LM head tied to wte)\n";
+  }
+  std::cout << "FLOPs/token   " << format_si(flops, "FLOP") << " training at seq " << t
+            << " (6·N + 12·L·A·T, N = " << with_commas(c.flops_param_count())
+            << (c.llama() ? " without the embedding lookup" : " without wpe") << "); "
+            << format_si(flops_rc, "FLOP") << " with block recompute\n"
             << "model states  " << common::format_bytes(states)
             << " at 16 B/param (bf16 weights 2 + bf16 grads 2 + fp32 master 4 + Adam m 4 + v 4)\n"
             << "activations   " << common::format_bytes(act_per_token)
@@ -112,7 +137,9 @@ void describe_one(const fy::ModelConfig& c, std::int64_t seq, nlohmann::json& ou
   j["flops_parameters"] = c.flops_param_count();
   j["train_flops_per_token"] = flops;
   j["train_flops_per_token_recompute"] = flops_rc;
-  j["flops_formula"] = "6*N + 12*L*C*T (recompute: 8*N + 16*L*C*T), N = parameters without wpe";
+  j["flops_formula"] =
+      c.llama() ? "6*N + 12*L*H*d*T, N = parameters without the embedding lookup"
+                : "6*N + 12*L*C*T (recompute: + L*(16*C^2 + 4*C*T)), N = parameters without wpe";
   j["model_state_bytes"] = states;
   j["model_state_bytes_per_param"] = fy::kMixedPrecisionStateBytesPerParam;
   j["block_input_bytes_per_token"] = act_per_token;
@@ -567,6 +594,13 @@ void run_offloaded(const FinetuneOptions& options, const fy::ModelConfig& config
 void run_finetune(FinetuneOptions options, CommandContext& context) {
   nlohmann::json& metrics = context.record.metrics();
   const fy::ModelConfig config = fy::model_config_from_name(options.model);
+  if (config.llama()) {
+    throw common::UsageError("model '" + config.name +
+                                 "' has Llama blocks, which fuyou finetune does not train yet "
+                                 "(the model layer computes them: llama_model.h)",
+                             "fuyou describe --model " + config.name +
+                                 " shows its shape; fine-tune a GPT-2-family model for now");
+  }
   options.train.seed = context.global.seed;
   options.train.device = resolve_device(options.device, context.global.dry_run);
   const bool cuda = options.train.device == fy::TrainDevice::kCuda;

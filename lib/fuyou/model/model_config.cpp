@@ -6,6 +6,8 @@
 //    do.
 //  - 30B and 66B are not in the GPT-3 paper; they are OPT's sizes (Zhang et al. 2022, Table 1):
 //    48 layers × 7168 with 56 heads, 64 layers × 9216 with 72 heads, context 2048.
+//  - Llama family: the config.json files on the Hugging Face hub of meta-llama/Llama-3.2-1B, -3B,
+//    Llama-3.1-8B, -70B, -405B, mistralai/Mistral-7B-v0.3, Qwen/Qwen2.5-7B, -72B.
 #include "fuyou/model/model_config.h"
 
 #include <map>
@@ -42,9 +44,51 @@ constexpr Preset kPresets[] = {
     {"gpt3-175b", 96, 12288, 96, 50257, 2048},
 };
 
+struct LlamaPreset {
+  const char* name;
+  std::int64_t n_layer, n_embd, n_head, n_kv_head, intermediate, vocab, n_positions;
+  double rope_theta, rms_norm_eps;
+  double llama3_factor;  // 0: no rope scaling
+  bool qkv_bias, tied;
+};
+
+constexpr LlamaPreset kLlamaPresets[] = {
+    {"llama3.2-1b", 16, 2048, 32, 8, 8192, 128256, 131072, 500000.0, 1e-5, 32.0, false, true},
+    {"llama3.2-3b", 28, 3072, 24, 8, 8192, 128256, 131072, 500000.0, 1e-5, 32.0, false, true},
+    {"llama3.1-8b", 32, 4096, 32, 8, 14336, 128256, 131072, 500000.0, 1e-5, 8.0, false, false},
+    {"mistral-7b-v0.3", 32, 4096, 32, 8, 14336, 32768, 32768, 1000000.0, 1e-5, 0, false, false},
+    {"qwen2.5-7b", 28, 3584, 28, 4, 18944, 152064, 131072, 1000000.0, 1e-6, 0, true, false},
+    {"llama3.1-70b", 80, 8192, 64, 8, 28672, 128256, 131072, 500000.0, 1e-5, 8.0, false, false},
+    {"qwen2.5-72b", 80, 8192, 64, 8, 29568, 152064, 131072, 1000000.0, 1e-6, 0, true, false},
+    {"llama3.1-405b", 126, 16384, 128, 8, 53248, 128256, 131072, 500000.0, 1e-5, 8.0, false, false},
+};
+
+ModelConfig from_llama_preset(const LlamaPreset& p) {
+  ModelConfig config;
+  config.family = ModelFamily::kLlama;
+  config.name = p.name;
+  config.n_layer = p.n_layer;
+  config.n_embd = p.n_embd;
+  config.n_head = p.n_head;
+  config.n_kv_head = p.n_kv_head;
+  config.intermediate = p.intermediate;
+  config.vocab = p.vocab;
+  config.n_positions = p.n_positions;
+  config.rope_theta = p.rope_theta;
+  config.layer_norm_eps = p.rms_norm_eps;
+  if (p.llama3_factor > 0) {  // Llama 3.1+: low 1, high 4, original context 8192
+    config.rope_scaling.type = "llama3";
+    config.rope_scaling.factor = p.llama3_factor;
+  }
+  config.qkv_bias = p.qkv_bias;
+  config.tie_word_embeddings = p.tied;
+  return config;
+}
+
 std::string preset_list() {
   std::string list;
   for (const Preset& p : kPresets) list += (list.empty() ? "" : ", ") + std::string(p.name);
+  for (const LlamaPreset& p : kLlamaPresets) list += ", " + std::string(p.name);
   return list;
 }
 
@@ -86,6 +130,10 @@ ModelConfig parse_custom(const std::string& name) {
 
 }  // namespace
 
+const char* model_family_name(ModelFamily family) {
+  return family == ModelFamily::kLlama ? "llama" : "gpt2";
+}
+
 void ModelConfig::validate() const {
   const std::pair<const char*, std::int64_t> sizes[] = {{"layers", n_layer},
                                                         {"hidden", n_embd},
@@ -99,6 +147,29 @@ void ModelConfig::validate() const {
           "pick a preset with --model, e.g. tiny or gpt3-125m");
     }
   }
+  if (llama()) {
+    const std::pair<const char*, std::int64_t> llama_sizes[] = {
+        {"key/value heads", n_kv_head}, {"intermediate size", intermediate}};
+    for (const auto& [field, value] : llama_sizes) {
+      if (value <= 0) {
+        throw common::UsageError(
+            "model '" + name + "': " + field + " must be positive, got " + std::to_string(value),
+            "check the config's num_key_value_heads and intermediate_size");
+      }
+    }
+    if (n_head % n_kv_head != 0) {
+      throw common::UsageError("model '" + name + "': " + std::to_string(n_head) +
+                                   " attention heads do not split into " +
+                                   std::to_string(n_kv_head) + " key/value groups",
+                               "num_attention_heads must be a multiple of num_key_value_heads");
+    }
+    if (head_dim() <= 0 || head_dim() % 2 != 0) {
+      throw common::UsageError("model '" + name + "': head size " + std::to_string(head_dim()) +
+                                   " is not a positive even number (rotary embeddings pair it)",
+                               "check the config's head_dim");
+    }
+    if (head_size > 0) return;  // an explicit head size need not divide C
+  }
   if (n_embd % n_head != 0) {
     throw common::UsageError("model '" + name + "': hidden size " + std::to_string(n_embd) +
                                  " is not a multiple of " + std::to_string(n_head) + " heads",
@@ -107,6 +178,10 @@ void ModelConfig::validate() const {
 }
 
 std::int64_t ModelConfig::block_param_count() const {
+  if (llama()) {
+    const std::int64_t c = n_embd, q = n_head * head_dim(), kv = n_kv_head * head_dim();
+    return 2 * c + c * (q + 2 * kv) + (qkv_bias ? q + 2 * kv : 0) + q * c + 3 * c * intermediate;
+  }
   const std::int64_t c = n_embd;
   const std::int64_t layer_norms = 2 * 2 * c;
   const std::int64_t attn = c * 3 * c + 3 * c + c * c + c;
@@ -115,6 +190,7 @@ std::int64_t ModelConfig::block_param_count() const {
 }
 
 std::int64_t ModelConfig::block_piece_param_count(int piece) const {
+  ST_ASSERT(!llama(), "block pieces are GPT-2 blocks' (model '" + name + "')");
   const std::int64_t c = n_embd;
   switch (piece) {
     case kAttnInPiece:
@@ -148,17 +224,29 @@ TensorRange block_piece_tensors(int piece) {
 }
 
 std::int64_t ModelConfig::param_count() const {
+  if (llama()) {
+    return vocab * n_embd * (tie_word_embeddings ? 1 : 2) + n_layer * block_param_count() + n_embd;
+  }
   return vocab * n_embd + n_positions * n_embd + n_layer * block_param_count() + 2 * n_embd;
 }
 
-std::int64_t ModelConfig::flops_param_count() const { return param_count() - n_positions * n_embd; }
+std::int64_t ModelConfig::flops_param_count() const {
+  if (llama()) return param_count() - (tie_word_embeddings ? 0 : vocab * n_embd);
+  return param_count() - n_positions * n_embd;
+}
 
 double ModelConfig::train_flops_per_token(std::int64_t seq) const {
+  const std::int64_t attention_width = llama() ? n_head * head_dim() : n_embd;
   return 6.0 * static_cast<double>(flops_param_count()) +
-         12.0 * static_cast<double>(n_layer * n_embd * seq);
+         12.0 * static_cast<double>(n_layer * attention_width * seq);
 }
 
 double ModelConfig::train_flops_per_token_recompute(std::int64_t seq) const {
+  if (llama()) {  // every block's forward again: its matmuls and attention
+    return train_flops_per_token(seq) +
+           static_cast<double>(n_layer) * (2.0 * static_cast<double>(block_param_count()) +
+                                           4.0 * static_cast<double>(n_head * head_dim() * seq));
+  }
   const double c = static_cast<double>(n_embd);
   return train_flops_per_token(seq) +
          static_cast<double>(n_layer) * (16 * c * c + 4 * c * static_cast<double>(seq));
@@ -183,6 +271,13 @@ ModelConfig model_config_from_name(const std::string& name) {
       return config;
     }
   }
+  for (const LlamaPreset& p : kLlamaPresets) {
+    if (name == p.name) {
+      ModelConfig config = from_llama_preset(p);
+      config.validate();
+      return config;
+    }
+  }
   throw common::UsageError("unknown model '" + name + "'",
                            "use one of " + preset_list() + ", or custom:L=4,C=128,H=4");
 }
@@ -190,6 +285,7 @@ ModelConfig model_config_from_name(const std::string& name) {
 std::vector<std::string> model_preset_names() {
   std::vector<std::string> names;
   for (const Preset& p : kPresets) names.emplace_back(p.name);
+  for (const LlamaPreset& p : kLlamaPresets) names.emplace_back(p.name);
   return names;
 }
 

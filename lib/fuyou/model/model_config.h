@@ -1,6 +1,9 @@
-// GPT model shapes: named presets (tiny test sizes, GPT-2, the GPT-3 family) and custom sizes, with
-// what follows from a shape alone — parameter counts, training FLOPs per token and bytes of model
-// states. No tensors here: the weights live in gpt_weights.h, the computation in gpt_model.h.
+// Model shapes of two decoder families: GPT-2 (named presets: tiny test sizes, GPT-2, the GPT-3
+// family; custom sizes) and Llama (the Llama 3.x, Mistral and Qwen2.5 presets with their published
+// shapes; Hugging Face config.json files, hf_config.h), with what follows from a shape alone —
+// parameter counts, training FLOPs per token and bytes of model states. No tensors here: the
+// weights live in gpt_weights.h and llama_model.h, the computation in gpt_model.h and
+// llama_model.h.
 #pragma once
 
 #include <cstdint>
@@ -9,21 +12,51 @@
 
 namespace sparsetrain::fuyou {
 
+// GPT-2 blocks: LayerNorm (with bias), fused qkv with biases, GELU MLP of 4C, learned positions,
+// the LM head tied to the token embedding. Llama blocks: RMSNorm, rotary positions, grouped-query
+// attention, SwiGLU MLP, no biases (Qwen2: q, k, v biases), a tied or separate LM head.
+enum class ModelFamily { kGpt2, kLlama };
+const char* model_family_name(ModelFamily family);
+
+// Rotary position embedding frequencies (Llama family), as transformers computes them
+// (modeling_rope_utils.py): "default" 1 / theta^(2i/d); "llama3" (Llama 3.1+) scales the low
+// frequencies by 1/factor, keeps the high ones and interpolates between (wavelengths against
+// original_max_positions / low_freq_factor and / high_freq_factor); "linear" divides all by factor.
+struct RopeScaling {
+  std::string type = "default";  // "default", "linear", "llama3"
+  double factor = 1.0;
+  double low_freq_factor = 1.0, high_freq_factor = 4.0;
+  std::int64_t original_max_positions = 8192;
+};
+
 struct ModelConfig {
+  ModelFamily family = ModelFamily::kGpt2;
   std::string name = "custom";
   std::int64_t n_layer = 2;
   std::int64_t n_embd = 64;        // hidden size C
   std::int64_t n_head = 4;         // C must be a multiple of n_head
   std::int64_t vocab = 256;        // V: token embedding rows, also the LM head's outputs (tied)
-  std::int64_t n_positions = 128;  // T_max: rows of the learned position embedding
-  double layer_norm_eps = 1e-5;
+  std::int64_t n_positions = 128;  // T_max: rows of the learned position embedding (Llama: the
+                                   // longest context the config names; no tensor)
+  double layer_norm_eps = 1e-5;    // Llama: the RMSNorm's eps
 
-  std::int64_t head_dim() const { return n_embd / n_head; }
+  // Llama family only.
+  std::int64_t n_kv_head = 0;  // K and V heads (grouped-query attention); n_head % n_kv_head == 0
+  std::int64_t head_size = 0;  // per head (0: C / H)
+  std::int64_t intermediate = 0;  // SwiGLU width I: gate and up [I, C], down [C, I]
+  double rope_theta = 10000.0;
+  RopeScaling rope_scaling;
+  bool qkv_bias = false;             // Qwen2: biases on q, k and v
+  bool tie_word_embeddings = false;  // the LM head is the token embedding
+
+  bool llama() const { return family == ModelFamily::kLlama; }
+  std::int64_t head_dim() const { return head_size > 0 ? head_size : n_embd / n_head; }
   // Throws UsageError naming the field when a size is non-positive or C % n_head != 0.
   void validate() const;
 
-  // Parameters of one transformer block: 2 LayerNorms, qkv, attention out, MLP in and out, with
-  // their biases.
+  // Parameters of one transformer block: GPT-2: 2 LayerNorms, qkv, attention out, MLP in and out,
+  // with their biases; Llama: 2 RMSNorms, q [H·d, C], k and v [KV·d, C] (with Qwen2's biases),
+  // o [C, H·d], gate and up [I, C], down [C, I].
   std::int64_t block_param_count() const;
   // Parameters of block piece `piece` (kBlockPieces below); the four add up to
   // block_param_count().
@@ -31,15 +64,19 @@ struct ModelConfig {
   std::int64_t max_block_piece_param_count() const;  // the MLP-in piece's: 4·C² + 6·C
   // Where piece `piece` starts in the block's flat parameters (BlockTensor order).
   std::int64_t block_piece_first_param(int piece) const;
-  // wte [V, C] + wpe [T_max, C] + blocks + final LayerNorm; the LM head is tied to wte (0 extra).
+  // GPT-2: wte [V, C] + wpe [T_max, C] + blocks + final LayerNorm; the LM head is tied to wte
+  // (0 extra). Llama: embed [V, C] + blocks + final RMSNorm + lm_head [V, C] unless tied.
   std::int64_t param_count() const;
-  // param_count() without wpe: the N of the FLOPs formula (wte counts: it is the LM head's matmul).
+  // The N of the FLOPs formula: the parameters a token's matmuls touch — GPT-2: without wpe (wte
+  // counts: it is the LM head's matmul); Llama: without the embedding unless it is the head.
   std::int64_t flops_param_count() const;
   // Training FLOPs per token at sequence length `seq` (PaLM appendix B / nanoGPT's MFU):
-  //   6·N + 12·n_layer·C·seq   (forward 2·N + 4·L·C·seq for QK^T and AV, backward twice that).
+  //   6·N + 12·n_layer·A·seq   (forward 2·N + 4·L·A·seq for QK^T and AV, backward twice that;
+  //   A = H·d, the attention width: C for GPT-2).
   double train_flops_per_token(std::int64_t seq) const;
-  // The same with every block's forward recomputed in backward (block-wise recompute):
-  //   8·N + 16·L·C·seq.
+  // The same with every block's forward recomputed in backward (block-wise recompute), GPT-2:
+  //   6·N + 12·L·C·seq + L·(16·C² + 4·C·seq) (the MLP out projection is not recomputed: its output
+  //   is the next block's input); Llama: + L·(2·block parameters + 4·H·d·seq).
   double train_flops_per_token_recompute(std::int64_t seq) const;
   // Streaming in pieces: each block's backward recomputes its forward twice (the pieces' inputs,
   // without the MLP out piece, then each piece under autograd, gpt_model.h):
@@ -71,10 +108,12 @@ constexpr std::int64_t kFp32StateBytesPerParam = 16;
 
 // A named preset: "tiny", "small", "gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl", "gpt3-125m",
 // "gpt3-350m", "gpt3-760m", "gpt3-1.3b", "gpt3-2.7b", "gpt3-6.7b", "gpt3-13b", "gpt3-30b",
-// "gpt3-66b", "gpt3-175b", or "custom:L=<layers>,C=<hidden>,H=<heads>[,V=<vocab>][,T=<positions>]".
+// "gpt3-66b", "gpt3-175b", "llama3.2-1b", "llama3.2-3b", "llama3.1-8b", "llama3.1-70b",
+// "llama3.1-405b", "mistral-7b-v0.3", "qwen2.5-7b", "qwen2.5-72b", or
+// "custom:L=<layers>,C=<hidden>,H=<heads>[,V=<vocab>][,T=<positions>]" (GPT-2 blocks).
 // Throws UsageError listing the presets for an unknown name.
 ModelConfig model_config_from_name(const std::string& name);
-// Names of all presets, smallest first.
+// Names of all presets: the GPT-2 family smallest first, then the Llama family smallest first.
 std::vector<std::string> model_preset_names();
 
 }  // namespace sparsetrain::fuyou
