@@ -22,8 +22,8 @@
 #include "common/run/build_info.h"
 #include "common/run/system_info.h"
 #include "fuyou/model/demo_text.h"
-#include "fuyou/model/gpt_weights.h"
 #include "fuyou/model/model_config.h"
+#include "fuyou/model/model_weights.h"
 #include "fuyou/model/token_data.h"
 #include "fuyou/offload/offload_rates.h"
 #include "fuyou/offload/offload_trainer.h"
@@ -123,7 +123,7 @@ int main(int argc, char** argv) {
         std::filesystem::create_directories(offload.ssd_dirs[0]);
         nlohmann::json run;
         {
-          fuyou::OffloadTrainer trainer(config, fuyou::init_gpt_weights(config, 3, {}), train,
+          fuyou::OffloadTrainer trainer(config, fuyou::init_model_weights(config, 3, {}), train,
                                         offload);
           const fuyou::OffloadPlan& plan = trainer.plan();
           if (plan.states_in_cpu || plan.block_grads_in_store != v.in_store) {

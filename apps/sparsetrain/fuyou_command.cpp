@@ -544,7 +544,7 @@ void run_offloaded(const FinetuneOptions& options, const fy::ModelConfig& config
     const std::uint64_t seed = context.global.seed;
     const fy::WeightSource initial = [&config, &options, seed](const fy::WeightVisitor& visit) {
       if (options.init.empty()) {
-        fy::for_each_init_gpt_weight(config, seed, visit);
+        fy::for_each_init_weight(config, seed, visit);
       } else {
         fy::for_each_hf_gpt2_weight(config, options.init, visit);
       }
@@ -671,11 +671,11 @@ void run_finetune(FinetuneOptions options, CommandContext& context) {
     return;
   }
 
-  fy::GptWeights weights;
+  fy::ModelWeights weights;
   {
     auto t = context.record.timings().scope("init");
     weights = options.init.empty()
-                  ? fy::init_gpt_weights(config, context.global.seed, at::TensorOptions())
+                  ? fy::init_model_weights(config, context.global.seed, at::TensorOptions())
                   : fy::load_hf_gpt2(config, options.init, at::TensorOptions());
   }
   fy::InMemoryTrainer trainer(config, std::move(weights), options.train);

@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "common/error.h"
+#include "fuyou/model/llama_model.h"
 #include "fuyou/model/token_data.h"
 
 namespace sparsetrain::fuyou {
@@ -33,17 +34,25 @@ std::int64_t resolve_chunk_rows(const ModelConfig& config, std::int64_t chunk_ro
   return chunk_rows > 0 ? chunk_rows : default_loss_chunk_rows(config);
 }
 
+// The norm before the LM head: GPT-2's LayerNorm (weight, bias), Llama's RMSNorm (weight).
+at::Tensor final_norm(const ModelConfig& config, const at::Tensor& x, const at::Tensor& weight,
+                      const at::Tensor& bias) {
+  if (config.llama()) return llama_rms_norm(x, weight, config.layer_norm_eps);
+  return at::layer_norm(x, {config.n_embd}, weight, bias, config.layer_norm_eps);
+}
+
 }  // namespace
 
 void accumulate(at::Tensor& acc, const at::Tensor& g) {
   if (g.defined()) acc.add_(g.to(acc.options()));
 }
 
-at::Tensor embed_forward(const GptWeights& weights, const at::Tensor& tokens) {
+at::Tensor embed_forward(const ModelWeights& weights, const at::Tensor& tokens) {
   const std::int64_t t = tokens.size(1);
   // x0: [B, T, C]
-  return at::embedding(weights.wte, tokens.to(weights.wte.device())) +
-         weights.wpe.slice(/*dim=*/0, 0, t).unsqueeze(0);
+  at::Tensor x = at::embedding(weights.wte, tokens.to(weights.wte.device()));
+  if (!weights.wpe.defined()) return x;  // Llama: positions are rotary, in the blocks
+  return x + weights.wpe.slice(/*dim=*/0, 0, t).unsqueeze(0);
 }
 
 void embed_backward(const at::Tensor& tokens, const at::Tensor& grad_x0, at::Tensor& wte_grad,
@@ -52,7 +61,7 @@ void embed_backward(const at::Tensor& tokens, const at::Tensor& grad_x0, at::Ten
   const std::int64_t t = grad_x0.size(1);
   const at::Tensor g = grad_x0.to(wte_grad.options());
   wte_grad.index_add_(0, tokens.reshape({-1}).to(wte_grad.device()), g.reshape({-1, c}));
-  wpe_grad.slice(0, 0, t).add_(g.sum(0).to(wpe_grad.options()));
+  if (wpe_grad.defined()) wpe_grad.slice(0, 0, t).add_(g.sum(0).to(wpe_grad.options()));
 }
 
 namespace {
@@ -370,18 +379,27 @@ void check_kept(const ModelConfig& config, const BlockActivations& kept, const a
 
 at::Tensor block_forward(const ModelConfig& config, const BlockWeights& w, const at::Tensor& x,
                          ActivationSet keep, BlockActivations* kept) {
+  if (config.llama()) {
+    ST_ASSERT(keep.empty(), "Llama blocks keep no activations (block_activations.h is GPT-2's)");
+    return llama_block_forward(config, w, x);
+  }
   WholeBlockSource source(w);
   return forward_from(config, source, x, keep, kept);
 }
 
 at::Tensor block_forward_pieces(const ModelConfig& config, BlockPieceSource& source,
                                 const at::Tensor& x, ActivationSet keep, BlockActivations* kept) {
+  ST_ASSERT(!config.llama(), "Llama blocks do not stream in pieces");
   return forward_from(config, source, x, keep, kept);
 }
 
 BlockGrads block_backward(const ModelConfig& config, const BlockWeights& block,
                           const at::Tensor& input, const at::Tensor& output_grad,
                           const BlockActivations& kept) {
+  if (config.llama()) {
+    ST_ASSERT(kept.set.empty(), "Llama blocks keep no activations");
+    return llama_block_backward(config, block, input, output_grad);
+  }
   check_kept(config, kept, input);
   WholeBlockSource source(block);
   Internals in = materialize(config, source, input.detach(), kept);
@@ -398,6 +416,7 @@ BlockGrads block_backward(const ModelConfig& config, const BlockWeights& block,
 at::Tensor block_backward_pieces(const ModelConfig& config, BlockPieceSource& source,
                                  const at::Tensor& input, const at::Tensor& output_grad,
                                  const BlockActivations& kept, const PieceGradsFn& take) {
+  ST_ASSERT(!config.llama(), "Llama blocks do not stream in pieces");
   check_kept(config, kept, input);
   Internals in = materialize(config, source, input.detach(), kept);
   torch::NoGradGuard no_grad;
@@ -416,7 +435,7 @@ std::int64_t default_loss_chunk_rows(const ModelConfig& config) {
   return std::max<std::int64_t>(1, kLogitBytes / (config.vocab * 4));
 }
 
-double lm_loss(const ModelConfig& config, const GptWeights& weights, const at::Tensor& x_final,
+double lm_loss(const ModelConfig& config, const ModelWeights& weights, const at::Tensor& x_final,
                const at::Tensor& targets, std::int64_t chunk_rows) {
   torch::NoGradGuard no_grad;
   const std::int64_t c = config.n_embd;
@@ -426,16 +445,15 @@ double lm_loss(const ModelConfig& config, const GptWeights& weights, const at::T
   at::Tensor sum = at::zeros({}, x.options().dtype(at::kDouble));
   for (std::int64_t r = 0; r < rows; r += step) {
     const std::int64_t end = std::min(rows, r + step);
-    at::Tensor h = at::layer_norm(x.slice(0, r, end), {c}, weights.ln_f_weight, weights.ln_f_bias,
-                                  config.layer_norm_eps);
-    at::Tensor logits = at::matmul(h, weights.wte.t()).to(at::kFloat);  // [rows, V]
+    at::Tensor h = final_norm(config, x.slice(0, r, end), weights.ln_f_weight, weights.ln_f_bias);
+    at::Tensor logits = at::matmul(h, weights.head().t()).to(at::kFloat);  // [rows, V]
     sum +=
         at::cross_entropy_loss(logits, t.slice(0, r, end), {}, at::Reduction::Sum).to(at::kDouble);
   }
   return (sum / counted_targets(t)).item<double>();
 }
 
-LmLossBackward lm_loss_backward(const ModelConfig& config, const GptWeights& weights,
+LmLossBackward lm_loss_backward(const ModelConfig& config, const ModelWeights& weights,
                                 const at::Tensor& x_final, const at::Tensor& targets,
                                 double grad_scale, std::int64_t chunk_rows) {
   torch::AutoGradMode enable(true);
@@ -445,24 +463,27 @@ LmLossBackward lm_loss_backward(const ModelConfig& config, const GptWeights& wei
   const std::int64_t rows = x.size(0), step = resolve_chunk_rows(config, chunk_rows);
   LmLossBackward out;
   out.input_grad = at::empty_like(x);
+  const bool bias = weights.ln_f_bias.defined();  // GPT-2's LayerNorm; Llama's RMSNorm has none
   out.ln_f_weight_grad = at::zeros_like(weights.ln_f_weight);
-  out.ln_f_bias_grad = at::zeros_like(weights.ln_f_bias);
-  out.wte_grad = at::zeros_like(weights.wte);
+  if (bias) out.ln_f_bias_grad = at::zeros_like(weights.ln_f_bias);
+  out.head_grad = at::zeros_like(weights.head());
   const at::Tensor counted = counted_targets(t);
   at::Tensor sum = at::zeros({}, x.options().dtype(at::kDouble));
   const at::Tensor scale = (grad_scale / counted).to(at::kFloat);
   for (std::int64_t r = 0; r < rows; r += step) {
     const std::int64_t end = std::min(rows, r + step);
-    std::vector<at::Tensor> wrt = {grad_leaf(x.slice(0, r, end)), grad_leaf(weights.ln_f_weight),
-                                   grad_leaf(weights.ln_f_bias), grad_leaf(weights.wte)};
-    at::Tensor h = at::layer_norm(wrt[0], {c}, wrt[1], wrt[2], config.layer_norm_eps);
-    at::Tensor logits = at::matmul(h, wrt[3].t()).to(at::kFloat);  // [rows, V]
+    // x, the head, the norm's weight (and bias)
+    std::vector<at::Tensor> wrt = {grad_leaf(x.slice(0, r, end)), grad_leaf(weights.head()),
+                                   grad_leaf(weights.ln_f_weight)};
+    if (bias) wrt.push_back(grad_leaf(weights.ln_f_bias));
+    at::Tensor h = final_norm(config, wrt[0], wrt[2], bias ? wrt[3] : at::Tensor());
+    at::Tensor logits = at::matmul(h, wrt[1].t()).to(at::kFloat);  // [rows, V]
     at::Tensor loss = at::cross_entropy_loss(logits, t.slice(0, r, end), {}, at::Reduction::Sum);
     auto g = torch::autograd::grad({loss * scale}, wrt);
     out.input_grad.slice(0, r, end).copy_(g[0]);
-    out.ln_f_weight_grad += g[1];
-    out.ln_f_bias_grad += g[2];
-    out.wte_grad += g[3];
+    out.head_grad += g[1];
+    out.ln_f_weight_grad += g[2];
+    if (bias) out.ln_f_bias_grad += g[3];
     sum += loss.detach().to(at::kDouble);
   }
   out.loss = (sum / counted).item<double>();
@@ -470,9 +491,9 @@ LmLossBackward lm_loss_backward(const ModelConfig& config, const GptWeights& wei
   return out;
 }
 
-double gpt_forward_backward(const ModelConfig& config, const GptWeights& weights,
+double gpt_forward_backward(const ModelConfig& config, const ModelWeights& weights,
                             const at::Tensor& tokens, const at::Tensor& targets, double grad_scale,
-                            GptWeights& grads, std::int64_t chunk_rows) {
+                            ModelWeights& grads, std::int64_t chunk_rows) {
   check_tokens(config, tokens, "tokens");
   ST_ASSERT(weights.blocks.size() == grads.blocks.size(), "grads shaped unlike the weights");
   std::vector<at::Tensor>
@@ -490,12 +511,12 @@ double gpt_forward_backward(const ModelConfig& config, const GptWeights& weights
   LmLossBackward head = lm_loss_backward(config, weights, x, targets, grad_scale, chunk_rows);
   accumulate(grads.ln_f_weight, head.ln_f_weight_grad);
   accumulate(grads.ln_f_bias, head.ln_f_bias_grad);
-  accumulate(grads.wte, head.wte_grad);
+  accumulate(grads.head(), head.head_grad);
   at::Tensor grad = std::move(head.input_grad);
   x = at::Tensor();
   for (std::size_t l = weights.blocks.size(); l-- > 0;) {
     BlockGrads block = block_backward(config, weights.blocks[l], inputs[l], grad);
-    for (int i = 0; i < kBlockTensorCount; ++i)
+    for (int i = 0; i < block.weight_grads.size(); ++i)
       accumulate(grads.blocks[l][i], block.weight_grads[i]);
     grad = std::move(block.input_grad);
     inputs[l] = at::Tensor();  // free as we go
@@ -504,7 +525,7 @@ double gpt_forward_backward(const ModelConfig& config, const GptWeights& weights
   return head.loss;
 }
 
-double gpt_loss(const ModelConfig& config, const GptWeights& weights, const at::Tensor& tokens,
+double gpt_loss(const ModelConfig& config, const ModelWeights& weights, const at::Tensor& tokens,
                 const at::Tensor& targets, std::int64_t chunk_rows) {
   check_tokens(config, tokens, "tokens");
   torch::NoGradGuard no_grad;
@@ -513,9 +534,10 @@ double gpt_loss(const ModelConfig& config, const GptWeights& weights, const at::
   return lm_loss(config, weights, x, targets, chunk_rows);
 }
 
-at::Tensor gpt_loss_full_graph(const ModelConfig& config, const GptWeights& weights,
+at::Tensor gpt_loss_full_graph(const ModelConfig& config, const ModelWeights& weights,
                                const at::Tensor& tokens, const at::Tensor& targets) {
   check_tokens(config, tokens, "tokens");
+  if (config.llama()) return llama_loss_full_graph(config, weights, tokens, targets);
   at::Tensor x = embed_forward(weights, tokens);
   for (const BlockWeights& block : weights.blocks) x = block_forward(config, block, x);
   x = at::layer_norm(x, {config.n_embd}, weights.ln_f_weight, weights.ln_f_bias,

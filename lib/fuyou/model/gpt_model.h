@@ -1,7 +1,11 @@
-// The GPT computation, block by block, over weights the caller places (gpt_weights.h):
+// The decoder computation, block by block, over weights the caller places (model_weights.h):
 //   tokens [B, T] -> embed -> x0 [B, T, C] -> block 0 -> x1 -> … -> block L-1 -> xL
-//   -> final LayerNorm -> logits = h · wteᵀ [B, T, V] -> mean cross-entropy over the
+//   -> final norm -> logits = h · headᵀ [B, T, V] -> mean cross-entropy over the
 //   targets a loss mask keeps (all B·T without one).
+// These entry points are the one interface the trainers compute through, for either family
+// (config.family): GPT-2 blocks here; Llama blocks (RMSNorm, rotary, GQA, SwiGLU) in
+// llama_model.h, whose blocks keep only their inputs (no activation sets, no pieces yet) and whose
+// backward is the block's forward recomputed under autograd. The rest of this comment is GPT-2's.
 // Blocks are pre-LN GPT-2 blocks: x += proj(causal_attention(LN1(x))); x += mlp(LN2(x)), with
 // scaled_dot_product_attention (scale 1/sqrt(head_dim)) and GELU, tanh approximation.
 //
@@ -22,15 +26,16 @@
 #include <vector>
 
 #include "fuyou/model/block_activations.h"
-#include "fuyou/model/gpt_weights.h"
 #include "fuyou/model/model_config.h"
+#include "fuyou/model/model_weights.h"
 
 namespace sparsetrain::fuyou {
 
-// tokens: int64 [B, T] with T <= n_positions -> x0 [B, T, C] = wte[tokens] + wpe[0:T].
-at::Tensor embed_forward(const GptWeights& weights, const at::Tensor& tokens);
+// tokens: int64 [B, T] with T <= n_positions -> x0 [B, T, C] = wte[tokens] + wpe[0:T] (no wpe:
+// Llama).
+at::Tensor embed_forward(const ModelWeights& weights, const at::Tensor& tokens);
 // Adds the embedding's gradients for x0's gradient `grad_x0` [B, T, C] into wte_grad [V, C] and
-// wpe_grad [T_max, C] (any dtype and device of the accumulators).
+// wpe_grad [T_max, C] (any dtype and device of the accumulators; wpe_grad undefined: Llama).
 void embed_backward(const at::Tensor& tokens, const at::Tensor& grad_x0, at::Tensor& wte_grad,
                     at::Tensor& wpe_grad);
 
@@ -100,17 +105,19 @@ std::int64_t default_loss_chunk_rows(const ModelConfig& config);
 // Mean cross-entropy of the LM head over the B·T positions of xL [B, T, C] against targets int64
 // [B, T] that are not kIgnoredTarget (token_data.h: masked; 0 when every one is), in chunks of
 // `chunk_rows` rows (0 = default). No gradients. Logits go to fp32 for the loss.
-double lm_loss(const ModelConfig& config, const GptWeights& weights, const at::Tensor& x_final,
+double lm_loss(const ModelConfig& config, const ModelWeights& weights, const at::Tensor& x_final,
                const at::Tensor& targets, std::int64_t chunk_rows = 0);
 
 struct LmLossBackward {
   double loss = 0;                              // mean cross-entropy (unscaled)
   at::Tensor input_grad;                        // [B, T, C]: d(grad_scale·loss)/d(xL)
-  at::Tensor ln_f_weight_grad, ln_f_bias_grad;  // [C]
-  at::Tensor wte_grad;  // [V, C]: the LM head's share of the tied embedding's gradient
+  at::Tensor ln_f_weight_grad, ln_f_bias_grad;  // [C]; the bias's undefined for Llama
+  // [V, C]: the gradient of ModelWeights::head() — lm_head's, or the head's share of the tied
+  // embedding's.
+  at::Tensor head_grad;
 };
 // lm_loss and its gradients, scaled by `grad_scale` (e.g. 1/accum), chunk by chunk.
-LmLossBackward lm_loss_backward(const ModelConfig& config, const GptWeights& weights,
+LmLossBackward lm_loss_backward(const ModelConfig& config, const ModelWeights& weights,
                                 const at::Tensor& x_final, const at::Tensor& targets,
                                 double grad_scale, std::int64_t chunk_rows = 0);
 
@@ -118,17 +125,17 @@ LmLossBackward lm_loss_backward(const ModelConfig& config, const GptWeights& wei
 // the gradients of grad_scale·loss into `grads` (accumulators shaped like `weights`, e.g. fp32
 // zeros_like_weights). Peak activation memory: the L block inputs plus one block's internals plus
 // one logits chunk.
-double gpt_forward_backward(const ModelConfig& config, const GptWeights& weights,
+double gpt_forward_backward(const ModelConfig& config, const ModelWeights& weights,
                             const at::Tensor& tokens, const at::Tensor& targets, double grad_scale,
-                            GptWeights& grads, std::int64_t chunk_rows = 0);
+                            ModelWeights& grads, std::int64_t chunk_rows = 0);
 
 // Mean loss without gradients (validation), block by block, chunked.
-double gpt_loss(const ModelConfig& config, const GptWeights& weights, const at::Tensor& tokens,
+double gpt_loss(const ModelConfig& config, const ModelWeights& weights, const at::Tensor& tokens,
                 const at::Tensor& targets, std::int64_t chunk_rows = 0);
 
 // Reference: the loss as one autograd graph over the whole model with full, unchunked logits
 // (0-dim tensor). Set requires_grad on the weights and call backward() to get every gradient.
-at::Tensor gpt_loss_full_graph(const ModelConfig& config, const GptWeights& weights,
+at::Tensor gpt_loss_full_graph(const ModelConfig& config, const ModelWeights& weights,
                                const at::Tensor& tokens, const at::Tensor& targets);
 
 }  // namespace sparsetrain::fuyou

@@ -71,7 +71,8 @@ void read_rope(const Fields& f, ModelConfig& config) {
     scaling = &j.at("rope_parameters");
     config.rope_theta = f.number_or(*scaling, "rope_theta", config.rope_theta);
   }
-  if (j.contains("rope_scaling") && j.at("rope_scaling").is_object()) scaling = &j.at("rope_scaling");
+  if (j.contains("rope_scaling") && j.at("rope_scaling").is_object())
+    scaling = &j.at("rope_scaling");
   if (!scaling) return;
   std::string type = "default";
   for (const char* key : {"rope_type", "type"}) {
@@ -91,9 +92,8 @@ void read_rope(const Fields& f, ModelConfig& config) {
   if (type == "llama3") {
     config.rope_scaling.low_freq_factor = f.number_or(*scaling, "low_freq_factor", 1.0);
     config.rope_scaling.high_freq_factor = f.number_or(*scaling, "high_freq_factor", 4.0);
-    config.rope_scaling.original_max_positions = static_cast<std::int64_t>(
-        f.number_or(*scaling, "original_max_position_embeddings",
-                    static_cast<double>(config.n_positions)));
+    config.rope_scaling.original_max_positions = static_cast<std::int64_t>(f.number_or(
+        *scaling, "original_max_position_embeddings", static_cast<double>(config.n_positions)));
     if (!(config.rope_scaling.high_freq_factor > config.rope_scaling.low_freq_factor)) {
       f.fail("has llama3 rope scaling with high_freq_factor not above low_freq_factor");
     }
@@ -152,11 +152,10 @@ ModelConfig model_config_from_hf(const std::string& path) {
   }
   if (std::find(std::begin(kLlamaArchitectures), std::end(kLlamaArchitectures), architecture) ==
       std::end(kLlamaArchitectures)) {
-    throw common::UsageError(
-        "model config '" + file.string() + "' names architecture '" +
-            (architecture.empty() ? std::string("(none)") : architecture) +
-            "', which sparsetrain does not train",
-        "supported: " + supported);
+    throw common::UsageError("model config '" + file.string() + "' names architecture '" +
+                                 (architecture.empty() ? std::string("(none)") : architecture) +
+                                 "', which sparsetrain does not train",
+                             "supported: " + supported);
   }
   config.family = ModelFamily::kLlama;
   config.n_layer = f.size("num_hidden_layers");

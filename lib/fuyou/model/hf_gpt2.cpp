@@ -36,10 +36,10 @@ bool is_mask_buffer(const std::string& canonical) {
 
 }  // namespace
 
-GptWeights gpt_weights_from_hf(const ModelConfig& config, const TensorMap& tensors,
-                               const c10::TensorOptions& options) {
+ModelWeights gpt_weights_from_hf(const ModelConfig& config, const TensorMap& tensors,
+                                 const c10::TensorOptions& options) {
   config.validate();
-  GptWeights weights;
+  ModelWeights weights;
   weights.blocks.resize(static_cast<std::size_t>(config.n_layer));
   std::map<std::string, at::Tensor*> slots;
   for (auto& [name, tensor] : weights.named()) slots[name] = tensor;
@@ -97,7 +97,7 @@ std::map<std::string, std::string> checked_hf_names(const ModelConfig& config,
   config.validate();
   // The checkpoint's name of each of our tensors, checked as gpt_weights_from_hf checks them, and
   // a shape-only copy of the weights (meta tensors) for check_weight_shapes.
-  GptWeights shapes;
+  ModelWeights shapes;
   shapes.blocks.resize(static_cast<std::size_t>(config.n_layer));
   std::map<std::string, at::Tensor*> slots;
   for (auto& [name, tensor] : shapes.named()) slots[name] = tensor;
@@ -162,7 +162,7 @@ void for_each_hf_gpt2_weight(const ModelConfig& config, const std::string& path,
                              const WeightVisitor& visit) {
   const SafetensorsReader reader(path);
   std::map<std::string, std::string> file_name = checked_hf_names(config, reader);
-  GptWeights order;
+  ModelWeights order;
   order.blocks.resize(static_cast<std::size_t>(config.n_layer));
   for (const auto& [name, tensor] : order.named()) {
     (void)tensor;
@@ -171,7 +171,7 @@ void for_each_hf_gpt2_weight(const ModelConfig& config, const std::string& path,
   }
 }
 
-TensorMap gpt_weights_to_hf(const GptWeights& weights, at::ScalarType dtype) {
+TensorMap gpt_weights_to_hf(const ModelWeights& weights, at::ScalarType dtype) {
   TensorMap out;
   for (const auto& [name, tensor] : weights.named()) {
     at::Tensor value = is_conv1d_name(name) ? tensor->t() : *tensor;
@@ -183,12 +183,12 @@ TensorMap gpt_weights_to_hf(const GptWeights& weights, at::ScalarType dtype) {
   return out;
 }
 
-GptWeights load_hf_gpt2(const ModelConfig& config, const std::string& path,
-                        const c10::TensorOptions& options) {
+ModelWeights load_hf_gpt2(const ModelConfig& config, const std::string& path,
+                          const c10::TensorOptions& options) {
   return gpt_weights_from_hf(config, read_safetensors(path), options);
 }
 
-void export_hf_gpt2(const std::string& path, const GptWeights& weights, at::ScalarType dtype,
+void export_hf_gpt2(const std::string& path, const ModelWeights& weights, at::ScalarType dtype,
                     const std::map<std::string, std::string>& metadata) {
   std::map<std::string, std::string> meta = metadata;
   meta.emplace("format", "pt");

@@ -11,8 +11,9 @@
 // Tensor names and layout are Hugging Face's (LlamaForCausalLM, Qwen2ForCausalLM,
 // MistralForCausalLM): "model.layers.N.self_attn.q_proj.weight" [H·d, C], … — linear weights
 // [out, in] as torch stores them, so checkpoints load without transposes.
-// This is the model layer: the loss through one autograd graph (the reference the trainers'
-// block-wise paths will be checked against). The trainers train GPT-2 blocks only so far.
+// gpt_model.h's entry points (block_forward, block_backward, the LM loss) run these for Llama
+// configs, so the trainers see one interface; the loss through one autograd graph here is the
+// reference their block-wise paths are checked against (and transformers is its own).
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -23,50 +24,47 @@
 #include <utility>
 #include <vector>
 
+#include "fuyou/model/gpt_model.h"
 #include "fuyou/model/model_config.h"
+#include "fuyou/model/model_weights.h"
 
 namespace sparsetrain::fuyou {
 
-// One tensor of a block: its name after "model.layers.N.", shape, and whether AdamW decays it
-// (matrices yes; norms and biases no).
-struct BlockTensorSpec {
-  std::string name;
-  std::vector<std::int64_t> shape;
-  bool decays = true;
-};
-// A Llama block's tensors in their fixed order: input_layernorm, q, k, v (their biases for
-// Qwen2), o, post_attention_layernorm, gate, up, down.
-std::vector<BlockTensorSpec> llama_block_tensors(const ModelConfig& config);
-
-struct LlamaWeights {
-  at::Tensor embed;                          // [V, C] model.embed_tokens.weight
-  std::vector<std::vector<at::Tensor>> blocks;  // n_layer × llama_block_tensors order
-  at::Tensor norm;                           // [C] model.norm.weight
-  at::Tensor lm_head;                        // [V, C] lm_head.weight; undefined when tied
-
-  // Every tensor with its Hugging Face name: embed, the layers', norm, then lm_head unless tied.
-  std::vector<std::pair<std::string, at::Tensor*>> named();
-  std::vector<std::pair<std::string, const at::Tensor*>> named() const;
-};
-
-// A model directory's weights: model.safetensors, or the shards model.safetensors.index.json
-// maps, read shard by shard (bf16, fp16 or fp32 on disk) and converted to `options`. UsageError
-// naming the file and tensor for a missing shard or index entry, a tensor missing, unknown (the
-// rotary inv_freq buffers of old checkpoints are skipped) or of the wrong shape.
-LlamaWeights load_hf_llama(const ModelConfig& config, const std::string& model_dir,
+// A model directory's weights (model_weights.h names, Hugging Face's): model.safetensors, or the
+// shards model.safetensors.index.json maps, bf16, fp16 or fp32 on disk. Everything is checked from
+// the index and the safetensors headers before a tensor is read: UsageError naming the file and
+// tensor for a missing shard or index entry, a tensor missing, unknown (the rotary inv_freq
+// buffers of old checkpoints are skipped), of the wrong shape or of a dtype other than those.
+void check_hf_llama(const ModelConfig& config, const std::string& model_dir);
+// Those weights one fp32 CPU tensor at a time in ModelWeights::named() order, each read from its
+// shard as it goes: an offloaded trainer's initial weights without the model in memory.
+void for_each_hf_llama_weight(const ModelConfig& config, const std::string& model_dir,
+                              const WeightVisitor& visit);
+// All of them at once, converted to `options`.
+ModelWeights load_hf_llama(const ModelConfig& config, const std::string& model_dir,
                            const c10::TensorOptions& options);
 
 // The rotary inverse frequencies [d/2], fp32, as transformers' rope init functions give them.
 at::Tensor rope_inverse_frequencies(const ModelConfig& config);
 
-// Block `block` on x [B, T, C] (positions 0 … T-1), differentiable.
-at::Tensor llama_block_forward(const ModelConfig& config, const std::vector<at::Tensor>& block,
+// transformers' LlamaRMSNorm: x / sqrt(mean(x²) + eps) in fp32, cast back, times the weight.
+at::Tensor llama_rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps);
+
+// Block `block` on x [B, T, C] (positions 0 … T-1), differentiable (autograd records it when
+// enabled and the inputs require grad).
+at::Tensor llama_block_forward(const ModelConfig& config, const BlockWeights& block,
                                const at::Tensor& x);
+// The block's backward: its forward recomputed from `input` under autograd, then
+// d(out)/d(input, weights) against `output_grad` [B, T, C]: input_grad and one gradient per
+// block tensor (block_tensors order), in the weights' dtype and device. Deterministic on the CPU,
+// so every placement of the same weights gives the same bits.
+BlockGrads llama_block_backward(const ModelConfig& config, const BlockWeights& block,
+                                const at::Tensor& input, const at::Tensor& output_grad);
 
 // Reference: the mean loss (0-dim) over targets int64 [B, T] that are not kIgnoredTarget, as
 // one autograd graph over the whole model with full logits; set requires_grad on the weights and
 // call backward() for every gradient.
-at::Tensor llama_loss_full_graph(const ModelConfig& config, const LlamaWeights& weights,
+at::Tensor llama_loss_full_graph(const ModelConfig& config, const ModelWeights& weights,
                                  const at::Tensor& tokens, const at::Tensor& targets);
 
 }  // namespace sparsetrain::fuyou

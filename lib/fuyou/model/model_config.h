@@ -2,7 +2,7 @@
 // family; custom sizes) and Llama (the Llama 3.x, Mistral and Qwen2.5 presets with their published
 // shapes; Hugging Face config.json files, hf_config.h), with what follows from a shape alone —
 // parameter counts, training FLOPs per token and bytes of model states. No tensors here: the
-// weights live in gpt_weights.h and llama_model.h, the computation in gpt_model.h and
+// weights live in model_weights.h and llama_model.h, the computation in gpt_model.h and
 // llama_model.h.
 #pragma once
 
@@ -85,7 +85,7 @@ struct ModelConfig {
 };
 
 // A block's four pieces, in the order its forward runs them: one matmul each with the tensors
-// around it, contiguous in BlockTensor order (gpt_weights.h). They are what a block streams in
+// around it, contiguous in BlockTensor order (model_weights.h). They are what a block streams in
 // when a whole one does not fit the compute tier (offload_plan.h), and what gpt_model.h's block
 // backward runs one at a time.
 //   0 attention in  (ln_1, attn.c_attn)   x -> a = attention(qkv(LN1(x)))   [B, T, C]

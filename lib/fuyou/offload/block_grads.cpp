@@ -130,7 +130,8 @@ std::vector<BlockWeights> make_buffers(const ModelConfig& config, const at::Tens
                                        std::int64_t count) {
   std::vector<BlockWeights> buffers(static_cast<std::size_t>(count));
   for (BlockWeights& block : buffers) {
-    for (int i = 0; i < kBlockTensorCount; ++i)
+    block = BlockWeights(static_cast<std::size_t>(block_tensor_count(config)));
+    for (int i = 0; i < block.size(); ++i)
       block[i] = at::zeros(block_tensor_shape(config, i), fp32);
   }
   return buffers;
@@ -145,7 +146,7 @@ void zero(BlockWeights& block) {
 }
 
 void accumulate_into(BlockWeights& acc, const BlockWeights& grads) {
-  for (int i = 0; i < kBlockTensorCount; ++i) accumulate(acc[i], grads[i]);
+  for (int i = 0; i < acc.size(); ++i) accumulate(acc[i], grads[i]);
 }
 
 class ResidentBlockGrads final : public BlockGradients {
@@ -206,7 +207,8 @@ class DrainedBlockGrads final : public BlockGradients {
         accum_(accum),
         drains_per_block_(pieces_per_block > 1 ? kBlockPieces : 1),
         accumulators_(accumulators),
-        norm_terms_(kBlockTensorCount) {
+        tensors_(block_tensor_count(config)),
+        norm_terms_(static_cast<std::size_t>(tensors_)) {
     if (pieces_per_block > 1) {
       piece_pool_ = make_piece_buffers(config, fp32, buffers);
       next_piece_ = kBlockPieces - 1;
@@ -225,8 +227,8 @@ class DrainedBlockGrads final : public BlockGradients {
     BlockWeights& acc =
         piece == kWholeBlock ? pool_[s] : piece_pool_[s][static_cast<std::size_t>(piece)];
     const TensorRange range =
-        piece == kWholeBlock ? TensorRange{0, kBlockTensorCount} : block_piece_tensors(piece);
-    std::vector<at::Tensor> slot_grads(kBlockTensorCount);  // the others stay undefined
+        piece == kWholeBlock ? TensorRange{0, tensors_} : block_piece_tensors(piece);
+    std::vector<at::Tensor> slot_grads(static_cast<std::size_t>(tensors_));  // others undefined
     for (int i = range.first; i < range.last; ++i) {
       const at::Tensor& g = grads[i];
       if (k > 0) {
@@ -266,6 +268,7 @@ class DrainedBlockGrads final : public BlockGradients {
   std::vector<BlockWeights> pool_;           // whole blocks: 2, by turns
   std::vector<BlockPieceViews> piece_pool_;  // pieces: 2, by turns
   const std::int64_t layers_, accum_, drains_per_block_;
+  const int tensors_;  // per block (model_weights.h: block_tensor_count)
   GradAccumulators& accumulators_;
   std::vector<at::Tensor> norm_terms_;  // K = 1: the block's, by tensor
   int next_piece_ = kWholeBlock;        // the piece take() must see next

@@ -23,9 +23,9 @@ class HostSlots final : public BlockStream::Slots {
     for (std::int64_t s = 0; s < slots; ++s) {
       memory_.emplace_back(4 * static_cast<std::size_t>(slot_floats_), /*pin=*/false);
       auto* base = reinterpret_cast<float*>(memory_.back().data());
-      BlockWeights view;
+      BlockWeights view(static_cast<std::size_t>(block_tensor_count(config)));
       std::int64_t offset = 0;
-      for (int i = 0; i < kBlockTensorCount; ++i) {
+      for (int i = 0; i < view.size(); ++i) {
         view[i] = at::from_blob(base + offset, block_tensor_shape(config, i), f32);
         offset += view[i].numel();
       }

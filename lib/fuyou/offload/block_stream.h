@@ -30,8 +30,8 @@
 #include <thread>
 #include <vector>
 
-#include "fuyou/model/gpt_weights.h"
 #include "fuyou/model/model_config.h"
+#include "fuyou/model/model_weights.h"
 
 namespace sparsetrain::fuyou {
 

@@ -24,8 +24,8 @@
 #include <vector>
 
 #include "fuyou/model/gpt_model.h"
-#include "fuyou/model/gpt_weights.h"
 #include "fuyou/model/model_config.h"
+#include "fuyou/model/model_weights.h"
 
 namespace sparsetrain::fuyou {
 

@@ -145,7 +145,7 @@ class CudaBlockSlots final : public BlockStream::Slots {
         master_(std::move(master)),
         stream_(checked_pool_stream()) {
     std::vector<std::int64_t> numels;
-    for (int i = 0; i < kBlockTensorCount; ++i) {
+    for (int i = 0; i < block_tensor_count(config); ++i) {
       std::int64_t n = 1;
       for (std::int64_t d : block_tensor_shape(config, i)) n *= d;
       numels.push_back(n);
@@ -156,8 +156,8 @@ class CudaBlockSlots final : public BlockStream::Slots {
     // cuBLAS has no reason to pick other kernels than for resident weights.
     const auto bf16 = at::TensorOptions().dtype(at::kBFloat16).device(at::kCUDA);
     for (std::int64_t s = 0; s < slots; ++s) {
-      BlockWeights slot;
-      for (int i = 0; i < kBlockTensorCount; ++i)
+      BlockWeights slot(static_cast<std::size_t>(block_tensor_count(config)));
+      for (int i = 0; i < slot.size(); ++i)
         slot[i] = at::empty(block_tensor_shape(config, i), bf16);
       gpu_.push_back(std::move(slot));
     }

@@ -51,7 +51,8 @@ class AccumulatorsInRam final : public GradAccumulators {
     const auto cpu32 = at::TensorOptions().dtype(at::kFloat).device(at::kCPU);
     sums_.resize(static_cast<std::size_t>(config.n_layer));
     for (BlockWeights& block : sums_) {
-      for (int i = 0; i < kBlockTensorCount; ++i)
+      block = BlockWeights(static_cast<std::size_t>(block_tensor_count(config)));
+      for (int i = 0; i < block.size(); ++i)
         block[i] = at::zeros(block_tensor_shape(config, i), cpu32);
     }
   }

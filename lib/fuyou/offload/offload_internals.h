@@ -49,8 +49,9 @@ struct OffloadState {
   std::unique_ptr<KeptActivations> kept;
   std::unique_ptr<GradAccumulators> accumulators;  // drained blocks (plan block_grads_in_cpu)
   std::unique_ptr<BlockGradients> block_grads;     // the compute thread's side
-  // The embeddings' and ln_f's gradient accumulators, fp32, compute tier.
-  at::Tensor wte_grad, wpe_grad, lnf_w_grad, lnf_b_grad;
+  // The gradient accumulators of the tensors outside the blocks (the embeddings, the final norm,
+  // an untied head; `blocks` empty), fp32, compute tier.
+  ModelWeights outside_grads;
   std::function<CudaMark()> mark_compute;  // CUDA: a mark on the compute stream; CPU: none
   std::atomic<bool> in_backward{false};    // the compute thread is inside a step's backward passes
 };

@@ -33,8 +33,8 @@ constexpr double kComputeProbeSeconds = 0.3;  // the block's: a noisier machine-
 // by 15 % between runs, bench/results/activations/.)
 double block_flops_per_s(const ModelConfig& config, const TrainOptions& train,
                          const at::TensorOptions& options, bool cuda) {
-  BlockWeights w;
-  for (int i = 0; i < kBlockTensorCount; ++i) {
+  BlockWeights w(static_cast<std::size_t>(block_tensor_count(config)));
+  for (int i = 0; i < w.size(); ++i) {
     w[i] = (at::randn(block_tensor_shape(config, i)) * 0.02).to(options);
   }
   const at::Tensor x = at::randn({train.micro_batch, train.seq, config.n_embd}).to(options);

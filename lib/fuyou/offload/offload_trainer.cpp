@@ -108,9 +108,9 @@ OffloadPlan plan_offload_run(const ModelConfig& config, const TrainOptions& trai
 namespace {
 
 // `weights` as a source (checked first, unless resuming: then it is never visited).
-WeightSource source_of(const ModelConfig& config, GptWeights weights, bool resume) {
+WeightSource source_of(const ModelConfig& config, ModelWeights weights, bool resume) {
   if (!resume) check_weight_shapes(config, weights);
-  auto held = std::make_shared<GptWeights>(std::move(weights));
+  auto held = std::make_shared<ModelWeights>(std::move(weights));
   return [held](const WeightVisitor& visit) {
     for (const auto& [name, tensor] : held->named()) visit(name, *tensor);
   };
@@ -120,13 +120,24 @@ WeightSource source_of(const ModelConfig& config, GptWeights weights, bool resum
 std::vector<at::Tensor*> outside_grads(OffloadState& state, const ModelConfig& config,
                                        std::int64_t unit) {
   ST_ASSERT(!is_block_unit(config, unit), "block gradients are not the compute tier's");
-  if (unit == 0) return {&state.wte_grad, &state.wpe_grad};
-  return {&state.lnf_w_grad, &state.lnf_b_grad};
+  std::vector<at::Tensor*> out;
+  for (auto& [name, g] : state.outside_grads.named()) {
+    if (unit_of(config, name) == unit) out.push_back(g);
+  }
+  return out;
+}
+
+// The same, as the tensors (handles) StepGradients::finish takes.
+std::vector<at::Tensor> outside_grad_tensors(OffloadState& state, const ModelConfig& config,
+                                             std::int64_t unit) {
+  std::vector<at::Tensor> out;
+  for (at::Tensor* g : outside_grads(state, config, unit)) out.push_back(*g);
+  return out;
 }
 
 }  // namespace
 
-OffloadTrainer::OffloadTrainer(ModelConfig config, GptWeights initial, TrainOptions train,
+OffloadTrainer::OffloadTrainer(ModelConfig config, ModelWeights initial, TrainOptions train,
                                OffloadOptions options)
     : OffloadTrainer(ModelConfig(config), source_of(config, std::move(initial), options.resume),
                      train, OffloadOptions(options)) {}
@@ -176,15 +187,17 @@ void OffloadTrainer::make_compute_weights() {
   auto make = [](at::IntArrayRef shape, const at::TensorOptions& o) {
     return o.device() == at::kMeta ? at::empty(shape, o) : at::zeros(shape, o);
   };
-  compute_.wte = make({config_.vocab, config_.n_embd}, resident);
-  compute_.wpe = make({config_.n_positions, config_.n_embd}, resident);
-  compute_.blocks.resize(static_cast<std::size_t>(config_.n_layer));
+  const std::int64_t v = config_.vocab, c = config_.n_embd;
+  compute_ = empty_weights(config_);
+  compute_.wte = make({v, c}, resident);
+  if (!config_.llama()) compute_.wpe = make({config_.n_positions, c}, resident);
   for (BlockWeights& weights : compute_.blocks) {
-    for (int i = 0; i < kBlockTensorCount; ++i)
+    for (int i = 0; i < weights.size(); ++i)
       weights[i] = make(block_tensor_shape(config_, i), block);
   }
-  compute_.ln_f_weight = make({config_.n_embd}, resident);
-  compute_.ln_f_bias = make({config_.n_embd}, resident);
+  compute_.ln_f_weight = make({c}, resident);
+  if (!config_.llama()) compute_.ln_f_bias = make({c}, resident);
+  if (config_.llama() && !config_.tie_word_embeddings) compute_.lm_head = make({v, c}, resident);
 }
 
 void OffloadTrainer::make_unit_table() {
@@ -314,10 +327,9 @@ void OffloadTrainer::make_placements() {
           kBf16Bytes * static_cast<std::size_t>(plan_.largest_piece_floats), /*pin=*/true);
     }
   }
-  state.wte_grad = at::zeros_like(compute_.wte, fp32);
-  state.wpe_grad = at::zeros_like(compute_.wpe, fp32);
-  state.lnf_w_grad = at::zeros_like(compute_.ln_f_weight, fp32);
-  state.lnf_b_grad = at::zeros_like(compute_.ln_f_bias, fp32);
+  ModelWeights outside = compute_;
+  outside.blocks.clear();
+  state.outside_grads = zeros_like_weights(outside, fp32);
   if (plan_.block_grads_in_store) {
     if (!state.cuda) {  // CUDA has its pinned slots
       for (auto& slot : state.grad_slots)
@@ -390,7 +402,7 @@ void OffloadTrainer::init_store(const WeightSource& initial) {
           "initial weights: got tensor '" + name + "' where '" +
               (next < named.size() ? named[next].first : std::string("nothing more")) +
               "' was expected",
-          "pass every GPT weight once, in GptWeights::named() order");
+          "pass every GPT weight once, in ModelWeights::named() order");
     }
     at::Tensor* compute = named[next].second;
     if (!given.defined() || given.sizes() != compute->sizes()) {
@@ -438,7 +450,7 @@ void OffloadTrainer::init_store(const WeightSource& initial) {
   });
   if (next != named.size()) {
     throw common::UsageError("initial weights: '" + named[next].first + "' is missing",
-                             "pass every GPT weight once, in GptWeights::named() order");
+                             "pass every GPT weight once, in ModelWeights::named() order");
   }
   auto* meta = reinterpret_cast<std::int64_t*>(state.meta.data());
   meta[kMetaFormat] = kMetaFormatVersion;
@@ -567,8 +579,8 @@ void OffloadTrainer::check_resumed_run(const std::int64_t* meta) const {
   }
 }
 
-GptWeights OffloadTrainer::read_master() {
-  GptWeights out = compute_;  // shapes only: every tensor is replaced below
+ModelWeights OffloadTrainer::read_master() {
+  ModelWeights out = compute_;  // shapes only: every tensor is replaced below
   for (auto& [name, t] : out.named()) {
     *t = at::empty(t->sizes(), at::TensorOptions().dtype(at::kFloat).device(at::kCPU));
   }
@@ -637,16 +649,17 @@ void OffloadTrainer::run_micro_batch(const TokenData& train_data, std::int64_t s
   LmLossBackward head =
       lm_loss_backward(config_, compute_, h, y, grad_scale, train_.loss_chunk_rows);
   h = at::Tensor();
-  accumulate(state.lnf_w_grad, head.ln_f_weight_grad);
-  accumulate(state.lnf_b_grad, head.ln_f_bias_grad);
-  accumulate(state.wte_grad, head.wte_grad);
+  ModelWeights& outside = state.outside_grads;
+  accumulate(outside.ln_f_weight, head.ln_f_weight_grad);
+  accumulate(outside.ln_f_bias, head.ln_f_bias_grad);
+  accumulate(outside.head(), head.head_grad);
   loss_sum += head.loss;
   if (last) {
     // Checked before any update is handed over, so a diverged step never reaches the store.
     check_loss_finite(loss_sum / static_cast<double>(train_.accum), step,
                       "lower --lr or raise --warmup; --resume continues from the last committed "
                       "step");
-    grads.finish(layers + 1, {state.lnf_w_grad, state.lnf_b_grad}, -1);
+    grads.finish(layers + 1, outside_grad_tensors(state, config_, layers + 1), -1);
   }
   at::Tensor grad = std::move(head.input_grad);
   for (std::int64_t l = layers; l-- > 0;) {
@@ -658,8 +671,8 @@ void OffloadTrainer::run_micro_batch(const TokenData& train_data, std::int64_t s
   }
   state.inputs->end_pass();
   state.kept->end_pass();
-  embed_backward(x, grad, state.wte_grad, state.wpe_grad);
-  if (last) grads.finish(0, {state.wte_grad, state.wpe_grad}, -1);
+  embed_backward(x, grad, outside.wte, outside.wpe);
+  if (last) grads.finish(0, outside_grad_tensors(state, config_, 0), -1);
   backward.reset();
 }
 
@@ -695,8 +708,7 @@ TrainResult OffloadTrainer::train(const TokenData& train_data, const TokenData& 
     stage.start_step(step, report.lr);  // the optimizer thread starts prefetching states now
     state.blocks->start_training(train_.accum);
     state.in_backward.store(true);
-    for (at::Tensor* g : {&state.wte_grad, &state.wpe_grad, &state.lnf_w_grad, &state.lnf_b_grad})
-      g->zero_();
+    for (auto& [name, g] : state.outside_grads.named()) g->zero_();
     state.block_grads->start_step();
     std::unique_ptr<common::PhaseTimes::Scope> backward;
     // In place (one store slot): no update before the step's gradients are sealed in the store.
@@ -715,7 +727,7 @@ TrainResult OffloadTrainer::train(const TokenData& train_data, const TokenData& 
     report.loss = loss_sum / static_cast<double>(train_.accum);
     state.in_backward.store(false);
     state.block_grads->finish_backward(grads);
-    report.grad_norm = grads.finish_backward(state.wte_grad, state.order);
+    report.grad_norm = grads.finish_backward(state.outside_grads.wte, state.order);
     {
       auto t = cp.scope("optimizer_wait");
       stage.wait_step_done();

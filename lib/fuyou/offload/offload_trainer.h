@@ -36,8 +36,8 @@
 #include <vector>
 
 #include "common/timer.h"
-#include "fuyou/model/gpt_weights.h"
 #include "fuyou/model/model_config.h"
+#include "fuyou/model/model_weights.h"
 #include "fuyou/model/token_data.h"
 #include "fuyou/offload/offload_plan.h"
 #include "fuyou/offload/offload_stats.h"
@@ -92,8 +92,8 @@ OffloadPlan plan_offload_run(const ModelConfig& config, const TrainOptions& trai
 OffloadBudgets offload_budgets_of(const OffloadOptions& options);
 OffloadShape offload_shape_of(const TrainOptions& train, const OffloadOptions& options);
 
-// The initial weights, one tensor at a time in GptWeights::named() order (any dtype, CPU): e.g.
-// for_each_init_gpt_weight (gpt_weights.h). The trainer keeps only what its compute tier holds and
+// The initial weights, one tensor at a time in ModelWeights::named() order (any dtype, CPU): e.g.
+// for_each_init_weight (model_weights.h). The trainer keeps only what its compute tier holds and
 // sends each tensor to the states (store or RAM) as it arrives: no whole-model copy is made, so
 // with the blocks streamed and the states in the store the model never has to fit in memory.
 // The CPU tier may keep a visited fp32 contiguous tensor itself as a resident compute weight: a
@@ -112,7 +112,7 @@ class OffloadTrainer {
                  OffloadOptions options);
   // The same from weights already in memory, their shapes checked first (UsageError naming the
   // tensor); the CPU tier's resident fp32 contiguous ones are updated in place.
-  OffloadTrainer(ModelConfig config, GptWeights initial, TrainOptions train,
+  OffloadTrainer(ModelConfig config, ModelWeights initial, TrainOptions train,
                  OffloadOptions options);
   ~OffloadTrainer();
   OffloadTrainer(const OffloadTrainer&) = delete;
@@ -134,9 +134,9 @@ class OffloadTrainer {
   // The compute weights: on the CPU tier fp32 and equal bit for bit to the master weights in the
   // store; on the CUDA tier bf16 on the GPU. Streamed blocks are shape-only (meta) tensors here:
   // read_master() has every weight.
-  const GptWeights& weights() const { return compute_; }
+  const ModelWeights& weights() const { return compute_; }
   // The fp32 master weights as committed in the store (reads it).
-  GptWeights read_master();
+  ModelWeights read_master();
 
  private:
   // Constructor parts: the compute weights (shapes, or zeros to be loaded), the unit table, the
@@ -177,7 +177,7 @@ class OffloadTrainer {
   double rolled_forward_seconds_ = 0;
   // The placements and buffers the store's I/O points into: destroyed after store_.
   std::unique_ptr<OffloadState> impl_;
-  GptWeights compute_;  // the compute tier's: fp32 CPU, or bf16 GPU; streamed blocks shape-only
+  ModelWeights compute_;  // the compute tier's: fp32 CPU, or bf16 GPU; streamed blocks shape-only
   std::unique_ptr<TensorStore> store_;  // last: its destructor waits for I/O in flight
 };
 

@@ -14,7 +14,7 @@ namespace sparsetrain::fuyou {
 namespace {
 
 // Every tensor of `w` in named() order.
-std::vector<at::Tensor*> tensors_of(GptWeights& w) {
+std::vector<at::Tensor*> tensors_of(ModelWeights& w) {
   std::vector<at::Tensor*> out;
   for (auto& [name, t] : w.named()) out.push_back(t);
   return out;
@@ -22,7 +22,7 @@ std::vector<at::Tensor*> tensors_of(GptWeights& w) {
 
 }  // namespace
 
-InMemoryTrainer::InMemoryTrainer(ModelConfig config, GptWeights initial, TrainOptions options)
+InMemoryTrainer::InMemoryTrainer(ModelConfig config, ModelWeights initial, TrainOptions options)
     : config_(std::move(config)), options_(options), master_(std::move(initial)) {
   config_.validate();
   check_train_options(config_, options_);

@@ -14,8 +14,8 @@
 #include <utility>
 #include <vector>
 
-#include "fuyou/model/gpt_weights.h"
 #include "fuyou/model/model_config.h"
+#include "fuyou/model/model_weights.h"
 #include "fuyou/model/token_data.h"
 #include "fuyou/train/train_options.h"
 
@@ -23,17 +23,17 @@ namespace sparsetrain::fuyou {
 
 class InMemoryTrainer {
  public:
-  // initial: fp32 CPU weights for `config` (from init_gpt_weights or a checkpoint); taken over as
+  // initial: fp32 CPU weights for `config` (from init_model_weights or a checkpoint); taken over as
   // the master copy. Throws UsageError for inconsistent options, EnvironmentError for CUDA without
   // a device.
-  InMemoryTrainer(ModelConfig config, GptWeights initial, TrainOptions options);
+  InMemoryTrainer(ModelConfig config, ModelWeights initial, TrainOptions options);
 
   // Runs options.steps steps; calls on_step after each. Throws RunError on a non-finite loss.
   TrainResult train(const TokenData& train_data, const TokenData& valid_data,
                     const std::function<void(const StepReport&)>& on_step = {});
 
   // The fp32 master weights on the CPU (the trained model).
-  const GptWeights& master() const { return master_; }
+  const ModelWeights& master() const { return master_; }
   // Learning rate at 1-based `step` (warm-up, then cosine).
   double lr_at(std::int64_t step) const;
 
@@ -43,12 +43,12 @@ class InMemoryTrainer {
 
   ModelConfig config_;
   TrainOptions options_;
-  GptWeights master_;     // fp32 CPU
-  GptWeights m_, v_;      // fp32 CPU Adam moments
-  GptWeights compute_;    // CPU: aliases master_; CUDA: bf16 on the GPU
-  GptWeights grads_;      // fp32 accumulators beside compute_
-  GptWeights grads_cpu_;  // CUDA only: fp32 CPU staging for the optimizer
-  GptWeights staged_;     // CUDA only: bf16 CPU weights written by the optimizer
+  ModelWeights master_;     // fp32 CPU
+  ModelWeights m_, v_;      // fp32 CPU Adam moments
+  ModelWeights compute_;    // CPU: aliases master_; CUDA: bf16 on the GPU
+  ModelWeights grads_;      // fp32 accumulators beside compute_
+  ModelWeights grads_cpu_;  // CUDA only: fp32 CPU staging for the optimizer
+  ModelWeights staged_;     // CUDA only: bf16 CPU weights written by the optimizer
 };
 
 }  // namespace sparsetrain::fuyou

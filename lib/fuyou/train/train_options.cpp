@@ -71,7 +71,7 @@ std::pair<at::Tensor, at::Tensor> validation_batch(const TokenData& valid_data,
   return valid_data.batch(options.seed ^ kValidSeedSalt, i, options.micro_batch, options.seq);
 }
 
-double evaluate_loss(const ModelConfig& config, const GptWeights& weights,
+double evaluate_loss(const ModelConfig& config, const ModelWeights& weights,
                      const TokenData& valid_data, const TrainOptions& options) {
   double sum = 0;
   for (std::int64_t i = 0; i < options.eval_batches; ++i) {

@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "common/timer.h"
-#include "fuyou/model/gpt_weights.h"
 #include "fuyou/model/model_config.h"
+#include "fuyou/model/model_weights.h"
 #include "fuyou/model/token_data.h"
 #include "fuyou/optim/cpu_adam.h"
 
@@ -73,7 +73,7 @@ AdamWOptions adam_options_for(const TrainOptions& options, const std::string& na
 std::pair<at::Tensor, at::Tensor> validation_batch(const TokenData& valid_data,
                                                    const TrainOptions& options, std::int64_t i);
 // Mean validation loss over options.eval_batches micro-batches of the validation stream.
-double evaluate_loss(const ModelConfig& config, const GptWeights& weights,
+double evaluate_loss(const ModelConfig& config, const ModelWeights& weights,
                      const TokenData& valid_data, const TrainOptions& options);
 
 // Micro-batch k (0-based) of 1-based `step` in the training stream: (tokens, targets) [B, T].

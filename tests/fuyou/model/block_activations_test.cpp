@@ -13,14 +13,14 @@
 
 #include "common/error.h"
 #include "fuyou/model/gpt_model.h"
-#include "fuyou/model/gpt_weights.h"
+#include "fuyou/model/model_weights.h"
 
 using namespace sparsetrain::fuyou;
 
 namespace {
 
-GptWeights perturbed_weights(const ModelConfig& config, std::uint64_t seed) {
-  GptWeights w = init_gpt_weights(config, seed, at::TensorOptions());
+ModelWeights perturbed_weights(const ModelConfig& config, std::uint64_t seed) {
+  ModelWeights w = init_model_weights(config, seed, at::TensorOptions());
   torch::manual_seed(seed + 1);
   for (auto& [name, t] : w.named()) t->add_(torch::randn_like(*t) * 0.05);
   return w;
@@ -66,7 +66,7 @@ class RecordingSource final : public BlockPieceSource {
 
 TEST_CASE("every kept set gives the bits of recomputing the whole block, kept or copied") {
   const ModelConfig config = model_config_from_name("custom:L=1,C=32,H=4,V=16,T=8");
-  const GptWeights w = perturbed_weights(config, 41);
+  const ModelWeights w = perturbed_weights(config, 41);
   torch::manual_seed(42);
   const at::Tensor x = torch::randn({2, 8, 32});
   const at::Tensor dz = torch::randn({2, 8, 32});
@@ -84,7 +84,7 @@ TEST_CASE("every kept set gives the bits of recomputing the whole block, kept or
       const BlockGrads got = block_backward(config, w.blocks[0], x, dz, given);
       CHECK(at::equal(got.input_grad, want.input_grad));
       for (int i = 0; i < kBlockTensorCount; ++i) {
-        CAPTURE(block_tensor_name(i));
+        CAPTURE(gpt2_block_tensor_name(i));
         CHECK(at::equal(got.weight_grads[i], want.weight_grads[i]));
       }
     }
@@ -93,7 +93,7 @@ TEST_CASE("every kept set gives the bits of recomputing the whole block, kept or
 
 TEST_CASE("in pieces, the recompute acquires only the pieces whose weights it reads") {
   const ModelConfig config = model_config_from_name("custom:L=1,C=16,H=2,V=16,T=8");
-  const GptWeights w = perturbed_weights(config, 51);
+  const ModelWeights w = perturbed_weights(config, 51);
   torch::manual_seed(52);
   const at::Tensor x = torch::randn({1, 8, 16});
   const at::Tensor dz = torch::randn({1, 8, 16});
@@ -131,7 +131,7 @@ TEST_CASE("in pieces, the recompute acquires only the pieces whose weights it re
 
 TEST_CASE("kept tensors have the shapes activation_shapes names, and the floats it counts") {
   const ModelConfig config = model_config_from_name("custom:L=1,C=16,H=2,V=16,T=8");
-  const GptWeights w = perturbed_weights(config, 61);
+  const ModelWeights w = perturbed_weights(config, 61);
   const at::Tensor x = torch::randn({3, 5, 16});
   BlockActivations kept;
   {

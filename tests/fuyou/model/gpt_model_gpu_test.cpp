@@ -28,25 +28,25 @@ double rel_error(const at::Tensor& a, const at::Tensor& b) {
 TEST_CASE(
     "block-wise recompute in CUDA bf16 matches one bf16 autograd graph and the fp32 CPU graph") {
   const ModelConfig config = model_config_from_name("custom:L=3,C=128,H=4,V=256,T=64");
-  GptWeights cpu = init_gpt_weights(config, 7, at::TensorOptions());
+  ModelWeights cpu = init_model_weights(config, 7, at::TensorOptions());
   torch::manual_seed(8);
   for (auto& [name, t] : cpu.named()) t->add_(torch::randn_like(*t) * 0.05);
   const at::Tensor tokens = torch::randint(config.vocab, {4, 64}, torch::kLong);
   const at::Tensor targets = torch::randint(config.vocab, {4, 64}, torch::kLong);
 
-  GptWeights ref32 = weights_to(cpu, at::TensorOptions());
+  ModelWeights ref32 = weights_to(cpu, at::TensorOptions());
   for (auto& [name, t] : ref32.named()) t->requires_grad_(true);
   const at::Tensor loss32 = gpt_loss_full_graph(config, ref32, tokens, targets);
   loss32.backward();
 
   const auto gpu16 = at::TensorOptions().device(at::kCUDA).dtype(at::kBFloat16);
-  GptWeights ref16 = weights_to(cpu, gpu16);
+  ModelWeights ref16 = weights_to(cpu, gpu16);
   for (auto& [name, t] : ref16.named()) t->requires_grad_(true);
   const at::Tensor loss16 = gpt_loss_full_graph(config, ref16, tokens.cuda(), targets.cuda());
   loss16.backward();
 
-  const GptWeights w16 = weights_to(cpu, gpu16);
-  GptWeights grads = zeros_like_weights(w16, gpu16.dtype(at::kFloat));
+  const ModelWeights w16 = weights_to(cpu, gpu16);
+  ModelWeights grads = zeros_like_weights(w16, gpu16.dtype(at::kFloat));
   const double loss = gpt_forward_backward(config, w16, tokens.cuda(), targets.cuda(), 1.0, grads,
                                            /*chunk_rows=*/100);
   MESSAGE("loss fp32 graph " << loss32.item<double>() << ", bf16 graph " << loss16.item<double>()

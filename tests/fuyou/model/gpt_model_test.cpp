@@ -8,8 +8,8 @@
 
 #include <cmath>
 
-#include "fuyou/model/gpt_weights.h"
 #include "fuyou/model/model_config.h"
+#include "fuyou/model/model_weights.h"
 #include "fuyou/model/token_data.h"
 
 using namespace sparsetrain::fuyou;
@@ -24,8 +24,8 @@ double rel_error(const at::Tensor& a, const at::Tensor& b) {
 
 // Initialised weights with every tensor perturbed, so LayerNorm parameters and biases are not the
 // trivial 1/0 and their gradients are exercised.
-GptWeights random_weights(const ModelConfig& config, std::uint64_t seed) {
-  GptWeights w = init_gpt_weights(config, seed, at::TensorOptions());
+ModelWeights random_weights(const ModelConfig& config, std::uint64_t seed) {
+  ModelWeights w = init_model_weights(config, seed, at::TensorOptions());
   torch::manual_seed(seed + 1);
   for (auto& [name, t] : w.named()) t->add_(torch::randn_like(*t) * 0.05);
   return w;
@@ -43,7 +43,7 @@ std::pair<at::Tensor, at::Tensor> random_tokens(const ModelConfig& config, std::
 TEST_CASE(
     "a block equals a hand-written pre-LN block with masked softmax attention and tanh GELU") {
   const ModelConfig config = model_config_from_name("custom:L=1,C=16,H=4,V=32,T=8");
-  const GptWeights w = random_weights(config, 3);
+  const ModelWeights w = random_weights(config, 3);
   const BlockWeights& b = w.blocks[0];
   torch::manual_seed(4);
   const at::Tensor x = torch::randn({2, 8, 16});
@@ -79,18 +79,18 @@ TEST_CASE(
 
 TEST_CASE("block-wise recompute gives the loss and every gradient of one autograd graph (fp32)") {
   const ModelConfig config = model_config_from_name("custom:L=3,C=32,H=4,V=64,T=16");
-  const GptWeights weights = random_weights(config, 7);
+  const ModelWeights weights = random_weights(config, 7);
   auto [tokens, targets] = random_tokens(config, 3, 16, 8);
 
   // Reference: one graph over the whole model, unchunked logits, autograd backward.
-  GptWeights ref = weights_to(weights, at::TensorOptions());
+  ModelWeights ref = weights_to(weights, at::TensorOptions());
   for (auto& [name, t] : ref.named()) t->requires_grad_(true);
   const at::Tensor ref_loss = gpt_loss_full_graph(config, ref, tokens, targets);
   ref_loss.backward();
 
   // Block-wise: forward keeps block inputs, backward recomputes; loss in chunks of 5 rows
   // (48 rows: 9 full chunks and a partial one), gradients scaled by 0.5 then doubled.
-  GptWeights grads = zeros_like_weights(weights, at::TensorOptions());
+  ModelWeights grads = zeros_like_weights(weights, at::TensorOptions());
   const double loss = gpt_forward_backward(config, weights, tokens, targets, /*grad_scale=*/0.5,
                                            grads, /*chunk_rows=*/5);
   const double loss_err = std::abs(loss - ref_loss.item<double>()) / ref_loss.item<double>();
@@ -114,15 +114,15 @@ TEST_CASE("masked targets: the loss and gradients are the mean over the others, 
   // that holds masked ones: block-wise recompute against one graph whose cross-entropy skips them
   // (ignore_index) and averages over the rest. A micro-batch masked whole: loss 0, no gradient.
   const ModelConfig config = model_config_from_name("custom:L=2,C=32,H=4,V=64,T=16");
-  const GptWeights weights = random_weights(config, 9);
+  const ModelWeights weights = random_weights(config, 9);
   auto [tokens, targets] = random_tokens(config, 3, 16, 10);
   at::Tensor masked = targets.clone();
   masked.view(-1).slice(0, 0, masked.numel(), 3).fill_(kIgnoredTarget);
-  GptWeights ref = weights_to(weights, at::TensorOptions());
+  ModelWeights ref = weights_to(weights, at::TensorOptions());
   for (auto& [name, t] : ref.named()) t->requires_grad_(true);
   const at::Tensor ref_loss = gpt_loss_full_graph(config, ref, tokens, masked);
   ref_loss.backward();
-  GptWeights grads = zeros_like_weights(weights, at::TensorOptions());
+  ModelWeights grads = zeros_like_weights(weights, at::TensorOptions());
   const double loss = gpt_forward_backward(config, weights, tokens, masked, 1.0, grads, 5);
   CHECK(std::abs(loss - ref_loss.item<double>()) <= 1e-6 * ref_loss.item<double>());
   CHECK(loss != doctest::Approx(gpt_loss(config, weights, tokens, targets)).epsilon(1e-5));
@@ -134,7 +134,7 @@ TEST_CASE("masked targets: the loss and gradients are the mean over the others, 
     CHECK(rel_error(*got[i].second, want[i].second->grad()) <= 1e-6);
   }
   const at::Tensor none = at::full_like(targets, kIgnoredTarget);
-  GptWeights zero = zeros_like_weights(weights, at::TensorOptions());
+  ModelWeights zero = zeros_like_weights(weights, at::TensorOptions());
   CHECK(gpt_forward_backward(config, weights, tokens, none, 1.0, zero, 5) == 0.0);
   for (const auto& [name, g] : zero.named()) {
     CAPTURE(name);
@@ -145,7 +145,7 @@ TEST_CASE("masked targets: the loss and gradients are the mean over the others, 
 TEST_CASE("block_backward returns the input gradient that chains blocks") {
   // d(sum(block1(block0(x)) * r))/dx from two block_backward calls vs autograd through both.
   const ModelConfig config = model_config_from_name("custom:L=2,C=16,H=2,V=16,T=8");
-  const GptWeights w = random_weights(config, 11);
+  const ModelWeights w = random_weights(config, 11);
   torch::manual_seed(12);
   const at::Tensor x = torch::randn({2, 8, 16});
   const at::Tensor r = torch::randn({2, 8, 16});
@@ -167,7 +167,7 @@ TEST_CASE("block_backward returns the input gradient that chains blocks") {
 
 TEST_CASE("the chunked LM loss and its gradients equal full cross-entropy for any chunk size") {
   const ModelConfig config = model_config_from_name("custom:L=1,C=16,H=2,V=50,T=16");
-  const GptWeights w = random_weights(config, 21);
+  const ModelWeights w = random_weights(config, 21);
   torch::manual_seed(22);
   const at::Tensor x = torch::randn({3, 7, 16});
   const at::Tensor targets = torch::randint(50, {3, 7}, torch::kLong);
@@ -187,7 +187,7 @@ TEST_CASE("the chunked LM loss and its gradients equal full cross-entropy for an
     const LmLossBackward g = lm_loss_backward(config, w, x, targets, /*grad_scale=*/1.0, chunk);
     CHECK(g.loss == doctest::Approx(ref.item<double>()).epsilon(1e-6));
     CHECK(rel_error(g.input_grad, x_leaf.grad()) <= 1e-6);
-    CHECK(rel_error(g.wte_grad, wte_leaf.grad()) <= 1e-6);
+    CHECK(rel_error(g.head_grad, wte_leaf.grad()) <= 1e-6);
   }
 }
 
@@ -199,7 +199,7 @@ TEST_CASE("the default loss chunk keeps fp32 logits at or under 64 MiB") {
 
 TEST_CASE("gpt_loss (validation path) equals the full-graph loss") {
   const ModelConfig config = model_config_from_name("custom:L=2,C=16,H=2,V=40,T=12");
-  const GptWeights w = random_weights(config, 31);
+  const ModelWeights w = random_weights(config, 31);
   auto [tokens, targets] = random_tokens(config, 2, 12, 32);
   torch::NoGradGuard no_grad;
   CHECK(gpt_loss(config, w, tokens, targets, 7) ==
@@ -209,7 +209,7 @@ TEST_CASE("gpt_loss (validation path) equals the full-graph loss") {
 
 TEST_CASE("sequences longer than the position table are refused") {
   const ModelConfig config = model_config_from_name("custom:L=1,C=8,H=2,V=10,T=4");
-  const GptWeights w = init_gpt_weights(config, 0, at::TensorOptions());
+  const ModelWeights w = init_model_weights(config, 0, at::TensorOptions());
   auto [tokens, targets] = random_tokens(config, 1, 5, 0);
   CHECK_THROWS(gpt_loss(config, w, tokens, targets));
 }
@@ -252,7 +252,7 @@ class OnePieceAtATime final : public BlockPieceSource {
 
 TEST_CASE("a block one piece's weights at a time gives block_forward's and block_backward's bits") {
   const ModelConfig config = model_config_from_name("custom:L=1,C=32,H=4,V=16,T=8");
-  const GptWeights w = random_weights(config, 31);
+  const ModelWeights w = random_weights(config, 31);
   torch::manual_seed(32);
   const at::Tensor x = torch::randn({2, 8, 32});
   const at::Tensor dz = torch::randn({2, 8, 32});
@@ -284,7 +284,7 @@ TEST_CASE("a block one piece's weights at a time gives block_forward's and block
   const BlockGrads whole = block_backward(config, w.blocks[0], x, dz);
   CHECK(at::equal(dx, whole.input_grad));
   for (int i = 0; i < kBlockTensorCount; ++i) {
-    CAPTURE(block_tensor_name(i));
+    CAPTURE(gpt2_block_tensor_name(i));
     CHECK(at::equal(piece_grads[i], whole.weight_grads[i]));
   }
 
@@ -297,7 +297,7 @@ TEST_CASE("a block one piece's weights at a time gives block_forward's and block
   (block_forward(config, leaves, x_leaf) * dz).sum().backward();
   CHECK(rel_error(dx, x_leaf.grad()) <= 1e-6);
   for (int i = 0; i < kBlockTensorCount; ++i) {
-    CAPTURE(block_tensor_name(i));
+    CAPTURE(gpt2_block_tensor_name(i));
     CHECK(rel_error(whole.weight_grads[i], leaves[i].grad()) <= 1e-6);
   }
 }

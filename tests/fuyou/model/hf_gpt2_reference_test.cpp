@@ -36,11 +36,11 @@ at::Tensor to_tensor(const nlohmann::json& rows) {
 
 TEST_CASE("a transformers GPT2LMHeadModel loads and gives its loss and gradients") {
   const ModelConfig config = model_config_from_name("custom:L=2,C=32,H=4,V=64,T=16");
-  const GptWeights w =
+  const ModelWeights w =
       load_hf_gpt2(config, (g_dir / "model.safetensors").string(), at::TensorOptions());
   const at::Tensor x = to_tensor(g_reference["inputs"]);
   const at::Tensor y = to_tensor(g_reference["targets"]);
-  GptWeights grads = zeros_like_weights(w, at::TensorOptions());
+  ModelWeights grads = zeros_like_weights(w, at::TensorOptions());
   const double loss = gpt_forward_backward(config, w, x, y, 1.0, grads, /*chunk_rows=*/7);
   const double expected = g_reference["loss"].get<double>();
   MESSAGE("loss: ours " << loss << ", transformers " << expected);
@@ -60,11 +60,11 @@ TEST_CASE("a loss mask gives transformers' loss and gradients for labels -100") 
   // transformers shifts the labels inside (labels[:, 1:] against logits[:, :-1]) and averages
   // over those not -100; ours are the shifted targets with kIgnoredTarget, the last one masked.
   const ModelConfig config = model_config_from_name("custom:L=2,C=32,H=4,V=64,T=16");
-  const GptWeights w =
+  const ModelWeights w =
       load_hf_gpt2(config, (g_dir / "model.safetensors").string(), at::TensorOptions());
   const at::Tensor x = to_tensor(g_reference["inputs"]);
   const at::Tensor y = to_tensor(g_reference["masked_targets"]);
-  GptWeights grads = zeros_like_weights(w, at::TensorOptions());
+  ModelWeights grads = zeros_like_weights(w, at::TensorOptions());
   const double loss = gpt_forward_backward(config, w, x, y, 1.0, grads, /*chunk_rows=*/7);
   const double expected = g_reference["masked_loss"].get<double>();
   MESSAGE("masked loss: ours " << loss << ", transformers " << expected);
@@ -83,7 +83,7 @@ TEST_CASE(
     "the same checkpoint read tensor by tensor gives the same weights, checked the same way") {
   const ModelConfig config = model_config_from_name("custom:L=2,C=32,H=4,V=64,T=16");
   const std::string path = (g_dir / "model.safetensors").string();
-  GptWeights whole = load_hf_gpt2(config, path, at::TensorOptions());
+  ModelWeights whole = load_hf_gpt2(config, path, at::TensorOptions());
   auto want = whole.named();
   std::size_t next = 0;
   for_each_hf_gpt2_weight(config, path, [&](const std::string& name, const at::Tensor& t) {

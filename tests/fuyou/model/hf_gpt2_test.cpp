@@ -18,14 +18,14 @@ const ModelConfig& config() {
   return c;
 }
 
-GptWeights random_weights() {
-  GptWeights w = init_gpt_weights(config(), 5, at::TensorOptions());
+ModelWeights random_weights() {
+  ModelWeights w = init_model_weights(config(), 5, at::TensorOptions());
   torch::manual_seed(6);
   for (auto& [name, t] : w.named()) t->add_(torch::randn_like(*t));
   return w;
 }
 
-void check_equal(const GptWeights& a, const GptWeights& b) {
+void check_equal(const ModelWeights& a, const ModelWeights& b) {
   auto na = a.named();
   auto nb = b.named();
   REQUIRE(na.size() == nb.size());
@@ -38,7 +38,7 @@ void check_equal(const GptWeights& a, const GptWeights& b) {
 }  // namespace
 
 TEST_CASE("HF names carry the transformer prefix and Conv1D weights are [in, out]") {
-  const GptWeights w = random_weights();
+  const ModelWeights w = random_weights();
   const TensorMap hf = gpt_weights_to_hf(w, at::kFloat);
   CHECK(hf.size() == static_cast<std::size_t>(2 + 2 * kBlockTensorCount + 2));
   CHECK(hf.count("lm_head.weight") == 0);
@@ -59,18 +59,18 @@ TEST_CASE("HF names carry the transformer prefix and Conv1D weights are [in, out
 }
 
 TEST_CASE("weights survive a round trip through HF names bit for bit, in fp32 and bf16") {
-  const GptWeights w = random_weights();
+  const ModelWeights w = random_weights();
   check_equal(gpt_weights_from_hf(config(), gpt_weights_to_hf(w, at::kFloat), at::TensorOptions()),
               w);
 
-  const GptWeights w16 = weights_to(w, at::TensorOptions().dtype(at::kBFloat16));
-  const GptWeights back = gpt_weights_from_hf(config(), gpt_weights_to_hf(w, at::kBFloat16),
-                                              at::TensorOptions().dtype(at::kBFloat16));
+  const ModelWeights w16 = weights_to(w, at::TensorOptions().dtype(at::kBFloat16));
+  const ModelWeights back = gpt_weights_from_hf(config(), gpt_weights_to_hf(w, at::kBFloat16),
+                                                at::TensorOptions().dtype(at::kBFloat16));
   check_equal(back, w16);
 }
 
 TEST_CASE("checkpoints without the prefix, with a tied lm_head and with mask buffers load") {
-  const GptWeights w = random_weights();
+  const ModelWeights w = random_weights();
   TensorMap bare;
   for (const auto& [name, t] : gpt_weights_to_hf(w, at::kFloat)) bare[name.substr(12)] = t;
   bare["lm_head.weight"] = bare.at("wte.weight").clone();

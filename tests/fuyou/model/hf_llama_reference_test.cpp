@@ -18,6 +18,7 @@
 
 #include "cli/process.h"
 #include "common/error.h"
+#include "fuyou/model/gpt_model.h"
 #include "fuyou/model/hf_config.h"
 #include "fuyou/model/llama_model.h"
 #include "fuyou/model/safetensors.h"
@@ -29,8 +30,8 @@ namespace {
 
 fs::path g_dir;
 
-const char* const kCases[] = {"llama-gqa1-llama3-rope", "llama-gqa2-tied",
-                              "llama-mha-linear-rope", "qwen2-biases", "mistral"};
+const char* const kCases[] = {"llama-gqa1-llama3-rope", "llama-gqa2-tied", "llama-mha-linear-rope",
+                              "qwen2-biases", "mistral"};
 
 at::Tensor to_tensor(const nlohmann::json& rows) {
   std::vector<std::int64_t> flat;
@@ -75,7 +76,7 @@ TEST_CASE("Llama-family configs read from config.json as transformers wrote them
   for (const char* name : kCases) {
     CAPTURE(name);
     const ModelConfig config = model_config_from_hf((g_dir / name).string());
-    const LlamaWeights w = load_hf_llama(config, (g_dir / name).string(), at::TensorOptions());
+    const ModelWeights w = load_hf_llama(config, (g_dir / name).string(), at::TensorOptions());
     std::int64_t numel = 0;
     for (const auto& [n, t] : w.named()) numel += t->numel();
     CHECK(numel == config.param_count());
@@ -89,7 +90,7 @@ TEST_CASE("the loss, the masked loss and every gradient are transformers'") {
     const fs::path dir = g_dir / name;
     const nlohmann::json ref = reference(dir);
     const ModelConfig config = model_config_from_hf(dir.string());
-    LlamaWeights w = load_hf_llama(config, dir.string(), at::TensorOptions());
+    ModelWeights w = load_hf_llama(config, dir.string(), at::TensorOptions());
     const at::Tensor x = to_tensor(ref["inputs"]);
     {
       torch::NoGradGuard no_grad;
@@ -122,9 +123,27 @@ TEST_CASE("the loss, the masked loss and every gradient are transformers'") {
       ++compared;
     }
     CHECK(compared == grads.size());
+    // The trainers' path: block by block, each block's backward on its own (llama_block_backward),
+    // the chunked loss, the masked mean.
+    for (auto& [n, t] : w.named()) t->requires_grad_(false);
+    ModelWeights acc = zeros_like_weights(w, at::TensorOptions());
+    const double blockwise = gpt_forward_backward(config, w, x, to_tensor(ref["masked_targets"]),
+                                                  1.0, acc, /*chunk_rows=*/5);
+    CHECK(blockwise == doctest::Approx(want).epsilon(1e-5));
+    double worst_blockwise = 0;
+    for (const auto& [n, t] : acc.named()) {
+      CAPTURE(n);
+      const at::Tensor& g = grads.at(n);
+      const double scale = g.abs().max().item<double>();
+      const double err = (*t - g).abs().max().item<double>() / std::max(scale, 1e-30);
+      CHECK(err <= 1e-4);
+      worst_blockwise = std::max(worst_blockwise, err);
+    }
+    CHECK(gpt_loss(config, w, x, to_tensor(ref["masked_targets"]), 3) ==
+          doctest::Approx(want).epsilon(1e-5));
     MESSAGE(std::string(name) << ": masked loss " << masked.item<double>() << " vs " << want
-                 << "; worst gradient relative error " << worst << " over " << compared
-                 << " tensors");
+                              << "; worst gradient relative error " << worst << " (block-wise "
+                              << worst_blockwise << ") over " << compared << " tensors");
   }
 }
 
@@ -173,8 +192,9 @@ TEST_CASE("checkpoint errors name the file, the tensor or the supported architec
   try {
     model_config_from_hf(bad.string());
   } catch (const sparsetrain::common::UsageError& e) {
-    CHECK(e.hint().find("LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, GPT2LMHeadModel") !=
-          std::string::npos);
+    CHECK(
+        e.hint().find("LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, GPT2LMHeadModel") !=
+        std::string::npos);
   }
   cfg["architectures"] = {"LlamaForCausalLM"};
   cfg["num_key_value_heads"] = 3;

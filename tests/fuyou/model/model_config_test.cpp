@@ -6,7 +6,7 @@
 #include <cmath>
 
 #include "common/error.h"
-#include "fuyou/model/gpt_weights.h"
+#include "fuyou/model/model_weights.h"
 
 using namespace sparsetrain::fuyou;
 using sparsetrain::common::UsageError;
@@ -40,7 +40,7 @@ TEST_CASE("the parameter count equals the number of elements of initialised weig
   for (const char* name : {"tiny", "small", "custom:L=3,C=24,H=3,V=100,T=33"}) {
     const ModelConfig config = model_config_from_name(name);
     CAPTURE(name);
-    CHECK(init_gpt_weights(config, 1, at::TensorOptions()).numel() == config.param_count());
+    CHECK(init_model_weights(config, 1, at::TensorOptions()).numel() == config.param_count());
   }
 }
 

@@ -12,7 +12,7 @@
 #include <string>
 
 #include "fuyou/model/demo_text.h"
-#include "fuyou/model/gpt_weights.h"
+#include "fuyou/model/model_weights.h"
 #include "fuyou/offload/offload_test_support.h"
 #include "fuyou/offload/offload_trainer.h"
 #include "fuyou/test_util.h"
@@ -34,7 +34,7 @@ std::pair<TokenData, TokenData> demo_data() {
   return TokenData::from_bytes(std::string(demo_text())).split(0.1);
 }
 
-GptWeights initial_weights() { return init_gpt_weights(kConfig, 3, at::TensorOptions()); }
+ModelWeights initial_weights() { return init_model_weights(kConfig, 3, at::TensorOptions()); }
 
 // 20 steps, clipping, K = 2: every update waits for the norm and each block's gradients add up
 // over two micro-batches.
@@ -72,7 +72,7 @@ struct Reference {
   TrainResult result;
 };
 
-bool bitwise_equal(const GptWeights& a, const GptWeights& b) {
+bool bitwise_equal(const ModelWeights& a, const ModelWeights& b) {
   auto na = a.named();
   auto nb = b.named();
   for (std::size_t i = 0; i < na.size(); ++i) {

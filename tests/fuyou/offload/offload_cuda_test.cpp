@@ -29,7 +29,7 @@
 
 #include "common/error.h"
 #include "fuyou/model/demo_text.h"
-#include "fuyou/model/gpt_weights.h"
+#include "fuyou/model/model_weights.h"
 #include "fuyou/offload/offload_test_support.h"
 #include "fuyou/offload/offload_trainer.h"
 #include "fuyou/train/in_memory_trainer.h"
@@ -115,9 +115,10 @@ std::uint64_t smallest_gpu_budget(const TrainOptions& options, OffloadOptions of
 OffloadStats compare_with_in_memory(const TrainOptions& options, OffloadOptions offload,
                                     bool states_in_cpu = false) {
   Fixture f;
-  InMemoryTrainer reference(f.config, init_gpt_weights(f.config, 3, at::TensorOptions()), options);
+  InMemoryTrainer reference(f.config, init_model_weights(f.config, 3, at::TensorOptions()),
+                            options);
   const TrainResult want = reference.train(f.data.first, f.data.second);
-  OffloadTrainer trainer(f.config, init_gpt_weights(f.config, 3, at::TensorOptions()), options,
+  OffloadTrainer trainer(f.config, init_model_weights(f.config, 3, at::TensorOptions()), options,
                          offload);
   CHECK(trainer.plan().states_in_cpu == states_in_cpu);
   const TrainResult got = trainer.train(f.data.first, f.data.second);
@@ -165,16 +166,17 @@ TEST_CASE("a CUDA run stopped after step 10 resumes from the store") {
   Fixture f;
   TrainOptions options = small_options();
   options.grad_clip = 1.0;
-  InMemoryTrainer reference(f.config, init_gpt_weights(f.config, 3, at::TensorOptions()), options);
+  InMemoryTrainer reference(f.config, init_model_weights(f.config, 3, at::TensorOptions()),
+                            options);
   const TrainResult want = reference.train(f.data.first, f.data.second);
   OffloadOptions offload = offload_options("resume", 8 << 20);
   {
-    OffloadTrainer first(f.config, init_gpt_weights(f.config, 3, at::TensorOptions()), options,
+    OffloadTrainer first(f.config, init_model_weights(f.config, 3, at::TensorOptions()), options,
                          offload);
     train_and_stop_after(first, f.data.first, f.data.second, 10);
   }
   offload.resume = true;
-  OffloadTrainer second(f.config, GptWeights{}, options, offload);
+  OffloadTrainer second(f.config, ModelWeights{}, options, offload);
   CHECK(second.first_step() == 11);
   check_resumed_run(second, f, reference, want, "resumed run's final master");
 }
@@ -258,16 +260,17 @@ TEST_CASE("a streamed CUDA run stopped after step 10 resumes from the store") {
   Fixture f;
   TrainOptions options = small_options();
   options.grad_clip = 1.0;
-  InMemoryTrainer reference(f.config, init_gpt_weights(f.config, 3, at::TensorOptions()), options);
+  InMemoryTrainer reference(f.config, init_model_weights(f.config, 3, at::TensorOptions()),
+                            options);
   const TrainResult want = reference.train(f.data.first, f.data.second);
   OffloadOptions offload = streamed_options("stream-resume", options);
   {
-    OffloadTrainer first(f.config, init_gpt_weights(f.config, 3, at::TensorOptions()), options,
+    OffloadTrainer first(f.config, init_model_weights(f.config, 3, at::TensorOptions()), options,
                          offload);
     train_and_stop_after(first, f.data.first, f.data.second, 10);
   }
   offload.resume = true;
-  OffloadTrainer second(f.config, GptWeights{}, options, offload);
+  OffloadTrainer second(f.config, ModelWeights{}, options, offload);
   CHECK(second.first_step() == 11);
   REQUIRE(second.plan().stream_slots == 2);
   check_resumed_run(second, f, reference, want, "resumed streamed run's final master");
@@ -372,7 +375,8 @@ TEST_CASE("CUDA with one store slot: updates in place match; a crash mid-update 
   const OffloadStats stats = compare_with_in_memory(options, offload);
   CHECK(stats.units_updated_during_backward == 0);
 
-  InMemoryTrainer reference(f.config, init_gpt_weights(f.config, 3, at::TensorOptions()), options);
+  InMemoryTrainer reference(f.config, init_model_weights(f.config, 3, at::TensorOptions()),
+                            options);
   const TrainResult want = reference.train(f.data.first, f.data.second);
   offload = offload_options("in-place-fault", 8 << 20);
   offload.store_slots = 1;
@@ -382,12 +386,12 @@ TEST_CASE("CUDA with one store slot: updates in place match; a crash mid-update 
     faulty.on_piece_durable = [](std::int64_t step, std::int64_t done) {
       if (step == 10 && done == 2) throw Crash{};
     };
-    OffloadTrainer first(f.config, init_gpt_weights(f.config, 3, at::TensorOptions()), options,
+    OffloadTrainer first(f.config, init_model_weights(f.config, 3, at::TensorOptions()), options,
                          faulty);
     CHECK_THROWS_AS(first.train(f.data.first, f.data.second), Crash);
   }
   offload.resume = true;
-  OffloadTrainer second(f.config, GptWeights{}, options, offload);
+  OffloadTrainer second(f.config, ModelWeights{}, options, offload);
   CHECK(second.first_step() == 11);
   CHECK(second.rolled_forward_step() == 10);
   const TrainResult got = second.train(f.data.first, f.data.second);
@@ -481,7 +485,7 @@ TEST_CASE("CUDA kept activations in pinned memory and the store at once give the
     CHECK(plan.activations.tiers[l] == (l >= 2 ? ActivationTier::kCpu : ActivationTier::kStore));
   }
   auto run = [&](const OffloadOptions& offload) {
-    OffloadTrainer trainer(f.config, init_gpt_weights(f.config, 3, at::TensorOptions()), options,
+    OffloadTrainer trainer(f.config, init_model_weights(f.config, 3, at::TensorOptions()), options,
                            offload);
     TrainResult result = trainer.train(f.data.first, f.data.second);
     return std::make_tuple(result, trainer.read_master(), trainer.stats());

@@ -12,7 +12,7 @@
 #include <cstdint>
 #include <filesystem>
 
-#include "fuyou/model/gpt_weights.h"
+#include "fuyou/model/model_weights.h"
 #include "fuyou/model/token_data.h"
 #include "fuyou/offload/offload_trainer.h"
 #include "fuyou/train/in_memory_trainer.h"
@@ -35,8 +35,8 @@ inline sparsetrain::fuyou::OffloadOptions striped_store_options(const std::files
 
 // Max |a - b| / max |b| over all tensors, compared as fp32 on the CPU (0 when bitwise equal; the
 // conversion is a no-op for fp32 CPU weights).
-inline double max_relative_difference(const sparsetrain::fuyou::GptWeights& a,
-                                      const sparsetrain::fuyou::GptWeights& b) {
+inline double max_relative_difference(const sparsetrain::fuyou::ModelWeights& a,
+                                      const sparsetrain::fuyou::ModelWeights& b) {
   auto na = a.named();
   auto nb = b.named();
   double worst = 0;

@@ -15,7 +15,7 @@
 #include <string>
 
 #include "fuyou/model/demo_text.h"
-#include "fuyou/model/gpt_weights.h"
+#include "fuyou/model/model_weights.h"
 #include "fuyou/offload/offload_test_support.h"
 #include "fuyou/store/tensor_store.h"
 #include "fuyou/test_util.h"
@@ -40,7 +40,9 @@ struct Fixture {
   const TokenData& train_data = data.first;
   const TokenData& valid_data = data.second;
   // The initial weights of every run here (seed 3).
-  GptWeights initial_weights() const { return init_gpt_weights(config, 3, at::TensorOptions()); }
+  ModelWeights initial_weights() const {
+    return init_model_weights(config, 3, at::TensorOptions());
+  }
 };
 
 TrainOptions small_options() {
@@ -66,7 +68,7 @@ OffloadPlan plan_for(const TrainOptions& options, const OffloadOptions& offload)
   return plan_offload_run(f.config, options, offload);
 }
 
-bool bitwise_equal(const GptWeights& a, const GptWeights& b) {
+bool bitwise_equal(const ModelWeights& a, const ModelWeights& b) {
   auto na = a.named();
   auto nb = b.named();
   for (std::size_t i = 0; i < na.size(); ++i) {
@@ -119,7 +121,7 @@ OffloadStats compare_with_in_memory(const TrainOptions& options, OffloadOptions 
     CHECK(got.val_losses[i].second == want.val_losses[i].second);
   }
   CHECK(want.losses.back() < want.losses.front() - 0.1);  // it trained
-  const GptWeights master = trainer.read_master();
+  const ModelWeights master = trainer.read_master();
   INFO("max relative difference " << max_relative_difference(master, reference.trainer.master()));
   CHECK(bitwise_equal(master, reference.trainer.master()));
   // Streamed blocks have no resident compute weights to compare.
@@ -177,14 +179,15 @@ TEST_CASE("a run stopped after step 10 resumes from the store to the uninterrupt
     train_and_stop_after(first, f.train_data, f.valid_data, 10);  // after step 10's commit
   }
   offload.resume = true;
-  OffloadTrainer second(f.config, GptWeights{}, options, offload);
+  OffloadTrainer second(f.config, ModelWeights{}, options, offload);
   check_resumed_run(second, f, reference, 11);
 
   // A resumed run must agree with the stored one.
   TrainOptions other = options;
   other.micro_batch = 2;
-  fuyou_test::check_usage_error([&] { OffloadTrainer bad(f.config, GptWeights{}, other, offload); },
-                                {"--micro-batch", "stored run has --micro-batch 4"});
+  fuyou_test::check_usage_error(
+      [&] { OffloadTrainer bad(f.config, ModelWeights{}, other, offload); },
+      {"--micro-batch", "stored run has --micro-batch 4"});
 }
 
 TEST_CASE("a store that already exists is not overwritten by a new run") {
@@ -213,7 +216,7 @@ TEST_CASE("states in RAM committed every 4 steps: a stop at step 10 resumes from
     CHECK(first.stats().commits == 2);  // after steps 4 and 8
   }
   offload.resume = true;
-  OffloadTrainer second(f.config, GptWeights{}, options, offload);
+  OffloadTrainer second(f.config, ModelWeights{}, options, offload);
   check_resumed_run(second, f, reference, 9);  // steps 9..20
   CHECK(bitwise_equal(second.weights(), reference.trainer.master()));
   // Steps 9..20 commit at 12, 16 and 20: three full writes of the states.
@@ -285,7 +288,7 @@ TEST_CASE("a streamed run stopped after step 10 resumes to the uninterrupted wei
     train_and_stop_after(first, f.train_data, f.valid_data, 10);
   }
   offload.resume = true;
-  OffloadTrainer second(f.config, GptWeights{}, options, offload);
+  OffloadTrainer second(f.config, ModelWeights{}, options, offload);
   check_resumed_run(second, f, reference, 11);
 }
 
@@ -445,16 +448,16 @@ TEST_CASE("a run in pieces resumes bit for bit; another piece size or an old sto
     other.state_piece_floats = 2 * kPieceFloats;
     other.budgets.cpu_bytes = 2 * kTwoPieceSlots;
     fuyou_test::check_usage_error(
-        [&] { OffloadTrainer bad(f.config, GptWeights{}, options, other); },
+        [&] { OffloadTrainer bad(f.config, ModelWeights{}, options, other); },
         {"--state-piece (floats) 16384", "32768"});
     // Pieces that would not fill the store's 64 KiB extents (12 · 5,120 B): refused before use.
     other.store_extent_bytes = 4096;
     other.state_piece_floats = 5120;
-    CHECK_THROWS_WITH_AS(OffloadTrainer(f.config, GptWeights{}, options, other),
+    CHECK_THROWS_WITH_AS(OffloadTrainer(f.config, ModelWeights{}, options, other),
                          doctest::Contains("has extents of 65536 bytes"),
                          sparsetrain::common::RunError);
   }
-  OffloadTrainer second(f.config, GptWeights{}, options, offload);
+  OffloadTrainer second(f.config, ModelWeights{}, options, offload);
   check_resumed_run(second, f, reference, 8);
 
   // A store written before pieces (train.state format 1: eight fields) is refused by its format.
@@ -470,7 +473,7 @@ TEST_CASE("a run in pieces resumes bit for bit; another piece size or an old sto
   }
   old.resume = true;
   try {
-    OffloadTrainer bad(f.config, GptWeights{}, options, old);
+    OffloadTrainer bad(f.config, ModelWeights{}, options, old);
     FAIL("a format 1 store was opened");
   } catch (const sparsetrain::common::RunError& e) {
     CHECK(std::string(e.what()).find("format 1") != std::string::npos);
@@ -541,7 +544,7 @@ TEST_CASE(
     train_and_stop_after(first, f.train_data, f.valid_data, 7);
   }
   again.resume = true;
-  OffloadTrainer second(f.config, GptWeights{}, options, again);
+  OffloadTrainer second(f.config, ModelWeights{}, options, again);
   check_resumed_run(second, f, reference, 8);
 }
 
@@ -581,8 +584,8 @@ TEST_CASE("block gradients add up in the store: K = 2 + clipping, within 1e-6") 
   CHECK(trainer.stats().optimizer_phases.all().count("grad_read_wait") == 1);
 }
 
-// The initial weights one tensor at a time (for_each_init_gpt_weight): nothing holds the whole
-// model, yet the run is the one from init_gpt_weights's weights, bit for bit: states in the store
+// The initial weights one tensor at a time (for_each_init_weight): nothing holds the whole
+// model, yet the run is the one from init_model_weights's weights, bit for bit: states in the store
 // in pieces that cut through tensors (the tensors fill them in turn), blocks streamed (so only the
 // embeddings and ln_f are kept), or states in RAM.
 namespace {
@@ -591,7 +594,7 @@ void check_streamed_init(const TrainOptions& options, const OffloadOptions& offl
   Fixture f;
   const ReferenceRun reference(f, options);
   OffloadTrainer trainer(
-      f.config, [&](const WeightVisitor& visit) { for_each_init_gpt_weight(f.config, 3, visit); },
+      f.config, [&](const WeightVisitor& visit) { for_each_init_weight(f.config, 3, visit); },
       options, offload);
   const TrainResult got = trainer.train(f.train_data, f.valid_data);
   REQUIRE(got.losses.size() == reference.result.losses.size());
@@ -617,7 +620,7 @@ TEST_CASE("a weight source that skips, reorders or misshapes a tensor is refused
   const TrainOptions options = small_options();
   const OffloadOptions offload = offload_options("init-bad", 64 << 20);
   const std::string manifest = offload.ssd_dirs[0] + "/" + TensorStore::kManifestName;
-  const GptWeights w = f.initial_weights();
+  const ModelWeights w = f.initial_weights();
   const auto named = w.named();
   auto run = [&](const WeightSource& source, const std::vector<std::string>& parts) {
     fuyou_test::check_usage_error([&] { OffloadTrainer bad(f.config, source, options, offload); },
@@ -682,7 +685,7 @@ OffloadOptions in_pieces(const TrainOptions& options, OffloadOptions offload) {
 
 struct OffloadedRun {
   TrainResult result;
-  GptWeights master;
+  ModelWeights master;
   OffloadStats stats;
 };
 
@@ -771,7 +774,7 @@ TEST_CASE("blocks in pieces with gradients in the store: the whole-block run's b
     train_and_stop_after(first, f.train_data, f.valid_data, 10);
   }
   stopped.resume = true;
-  OffloadTrainer second(f.config, GptWeights{}, options, stopped);
+  OffloadTrainer second(f.config, ModelWeights{}, options, stopped);
   check_resumed_run(second, f, reference, 11);
 }
 
@@ -809,7 +812,7 @@ void check_roll_forward(const Fixture& f, const TrainOptions& options,
     CHECK_THROWS_AS(first.train(f.train_data, f.valid_data), Crash);
   }
   offload.resume = true;
-  OffloadTrainer second(f.config, GptWeights{}, options, offload);
+  OffloadTrainer second(f.config, ModelWeights{}, options, offload);
   CHECK(second.first_step() == step + 1);
   std::vector<std::int64_t> reported;
   const TrainResult got = second.train(f.train_data, f.valid_data,
@@ -885,7 +888,7 @@ TEST_CASE("a crash mid-update in place rolls the step forward on resume, bit for
   TrainOptions longer = options;
   longer.steps = 40;
   REQUIRE(lr_at_step(longer, 6) != lr_at_step(options, 6));
-  OffloadTrainer second(f.config, GptWeights{}, longer, offload);
+  OffloadTrainer second(f.config, ModelWeights{}, longer, offload);
   REQUIRE(second.rolled_forward_step() == 6);
   // The weights after step 6 of the 20-step schedule (a run stopped there).
   OffloadTrainer six(f.config, f.initial_weights(), options, in_place("in-place-six"));
@@ -907,12 +910,13 @@ TEST_CASE("a run in place stopped after a step resumes; the other slot count is 
   {
     OffloadOptions two = offload;
     two.store_slots = 2;
-    fuyou_test::check_usage_error([&] { OffloadTrainer bad(f.config, GptWeights{}, options, two); },
-                                  {"stored run has --store-slots 1, this run 2"});
+    fuyou_test::check_usage_error(
+        [&] { OffloadTrainer bad(f.config, ModelWeights{}, options, two); },
+        {"stored run has --store-slots 1, this run 2"});
   }
   OffloadOptions automatic = offload;
   automatic.store_slots = 0;  // auto takes the store's
-  OffloadTrainer second(f.config, GptWeights{}, options, automatic);
+  OffloadTrainer second(f.config, ModelWeights{}, options, automatic);
   CHECK(second.plan().store_slots == 1);
   check_resumed_run(second, f, reference, 10);
 
@@ -927,6 +931,6 @@ TEST_CASE("a run in place stopped after a step resumes; the other slot count is 
   copy_on_write.resume = true;
   copy_on_write.store_slots = 1;
   fuyou_test::check_usage_error(
-      [&] { OffloadTrainer bad(f.config, GptWeights{}, options, copy_on_write); },
+      [&] { OffloadTrainer bad(f.config, ModelWeights{}, options, copy_on_write); },
       {"stored run has --store-slots 2, this run 1"});
 }
