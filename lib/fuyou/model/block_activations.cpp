@@ -96,6 +96,7 @@ std::int64_t activation_set_floats_per_token(const ModelConfig& config, Activati
 
 double activation_recompute_flops_per_token(const ModelConfig& config, std::int64_t seq,
                                             int activation, bool cuda) {
+  if (config.llama()) return 0;  // the sets are GPT-2 blocks' tensors
   const double c = static_cast<double>(config.n_embd);
   switch (activation) {
     case kQkv:
@@ -113,6 +114,10 @@ double activation_recompute_flops_per_token(const ModelConfig& config, std::int6
 
 double block_recompute_flops_per_token(const ModelConfig& config, std::int64_t seq,
                                        ActivationSet kept, bool cuda) {
+  if (config.llama()) {  // the whole forward again, under autograd (llama_model.h)
+    return 2 * static_cast<double>(config.block_param_count()) +
+           4 * static_cast<double>(config.n_head * config.head_dim() * seq);
+  }
   // CUDA: the attention's autograd graph records its forward once more, whatever is kept.
   double flops = cuda ? 4 * static_cast<double>(config.n_embd * seq) : 0;
   for (int a = 0; a < kBlockActivations; ++a) {

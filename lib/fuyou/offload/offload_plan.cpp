@@ -120,6 +120,7 @@ Sizes derive_sizes(const ModelConfig& config, const OffloadShape& shape,
   // The stream's loader converts and uploads a block piece by piece, and block gradients in the
   // store go through buffers of one piece.
   s.block_state_piece_floats = std::min<std::int64_t>(shape.state_piece_floats, s.block_padded);
+  if (config.llama()) return s;  // Llama blocks stream whole (no pieces yet)
   s.piece_params = config.max_block_piece_param_count();
   s.mlp_out_params = u64(config.block_piece_param_count(kMlpOutPiece));
   for (int p = 0; p < kBlockPieces; ++p)
@@ -164,15 +165,24 @@ ComputeItems size_resident_compute(const ModelConfig& config, const OffloadShape
   ComputeItems items;
   items.weights = {shape.cuda ? "bf16 compute weights" : "fp32 compute weights",
                    s.act * u64(config.param_count())};
-  items.outside_grads = {"embedding + ln_f gradient accumulators",
-                         kF32 * u64(unit_params(config, 0) + 2 * s.c)};
+  items.outside_grads = {
+      config.llama() ? "embedding + norm + head gradient accumulators"
+                     : "embedding + ln_f gradient accumulators",
+      kF32 * u64(unit_params(config, 0) + unit_params(config, config.n_layer + 1))};
   items.grad_buffers = size_grad_buffers(grad_block_slots,
                                          kF32 * u64(grad_block_slots * config.block_param_count()));
   items.inputs = {"block inputs (L + 1)", s.act * u64((s.l + 1) * s.tokens * s.c)};
   // Estimate of one block's backward: its tensors (block_activations.h: 15·C + H + 4 floats a
   // token) and the gradients in flight, ~24 of [B, T, C]; the flash attention kernels (CPU and
   // CUDA) never hold the [T, T] matrix.
-  items.recompute = {"one block's recompute (estimate)", s.act * u64(24 * s.tokens * s.c)};
+  // A Llama block's backward runs under autograd: its forward's tensors (norms with their fp32
+  // copies, q, k, v and their rotations, the repeated K/V heads, attention out, gate, up, their
+  // product) and the gradients in flight, ~8·C + 8·H·d + 6·I floats a token.
+  const std::uint64_t recompute_floats =
+      config.llama()
+          ? u64(8 * s.c + 8 * config.n_head * config.head_dim() + 6 * config.intermediate)
+          : u64(24 * s.c);
+  items.recompute = {"one block's recompute (estimate)", s.act * u64(s.tokens) * recompute_floats};
   // A block's backward makes its weight gradients (compute dtype) before they are added into a
   // buffer or leave: one block's at a time.
   items.grads_in_flight = {"one block's weight gradients in flight", s.act * s.block_params};
@@ -277,6 +287,10 @@ void stream_pieces(const OffloadShape& shape, const OffloadBudgets& budgets, con
 // are asked for (the refusal then names the whole-block layout).
 void stream_blocks(const OffloadShape& shape, const OffloadBudgets& budgets, const Sizes& s,
                    OffloadPlan& plan, ComputeItems& items) {
+  if (s.piece_params == 0) {  // no pieces (Llama): whole blocks, refused whole if they do not fit
+    stream_whole_blocks(shape, budgets, s, plan, items);
+    return;
+  }
   if (shape.pieces_per_block != kBlockPieces) {
     const OffloadPlan before = plan;
     const ComputeItems resident = items;
@@ -952,6 +966,11 @@ void pick_binding(OffloadPlan& plan) {
 std::int64_t unit_count(const ModelConfig& config) { return config.n_layer + 2; }
 
 std::int64_t unit_params(const ModelConfig& config, std::int64_t unit) {
+  if (config.llama()) {  // embed | blocks | norm (+ lm_head unless tied)
+    if (unit == 0) return config.vocab * config.n_embd;
+    if (unit <= config.n_layer) return config.block_param_count();
+    return config.n_embd + (config.tie_word_embeddings ? 0 : config.vocab * config.n_embd);
+  }
   if (unit == 0) return (config.vocab + config.n_positions) * config.n_embd;
   if (unit <= config.n_layer) return config.block_param_count();
   return 2 * config.n_embd;
@@ -1136,6 +1155,22 @@ OffloadPlan plan_layout(const ModelConfig& config, const OffloadShape& shape,
   const auto layers = static_cast<std::size_t>(config.n_layer);
   using Mode = ActivationRequest::Mode;
   const ActivationRequest& asked = shape.activations;
+  if (config.llama()) {  // block_activations.h's sets are GPT-2's: Llama blocks keep their inputs
+    const bool keeps = asked.mode == Mode::kKeepAll ||
+                       std::any_of(asked.sets.begin(), asked.sets.end(),
+                                   [](const ActivationSet& set) { return !set.empty(); });
+    if (keeps) {
+      throw common::UsageError(
+          "Llama-family blocks keep only their inputs so far (no activation sets)",
+          "pass --activations auto or recompute");
+    }
+    OffloadPlan out = finish_layout(config, shape, budgets, rates, sizes, plan,
+                                    std::vector<ActivationSet>(layers));
+    out.activations.mode = asked.mode == Mode::kAuto ? "auto" : "recompute";
+    out.activations.recompute_seconds = out.bound_seconds;
+    out.activations.keep_all_refusal = "Llama-family blocks keep only their inputs so far";
+    return out;
+  }
   if (asked.mode == Mode::kAuto) {
     return choose_activations(config, shape, budgets, rates, sizes, plan);
   }
@@ -1167,6 +1202,10 @@ OffloadPlan plan_offload(const ModelConfig& config, const OffloadShape& shape,
                          const OffloadBudgets& budgets, const OffloadRates& rates) {
   config.validate();
   check_shape(shape);
+  if (config.llama() && shape.pieces_per_block == kBlockPieces) {
+    throw common::UsageError("Llama-family blocks stream whole, not in pieces (yet)",
+                             "drop --stream piece");
+  }
   // Two slots per extent where they fit (or when asked), else one; refused when the asked or the
   // smaller layout does not fit either, naming the other's need.
   const std::uint64_t have = budgets.ssd_free_bytes + budgets.ssd_used_bytes;

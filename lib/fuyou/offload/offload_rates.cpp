@@ -49,10 +49,11 @@ double block_flops_per_s(const ModelConfig& config, const TrainOptions& train,
     if (cuda) torch::cuda::synchronize();
   };
   pass();
-  const double per_pass = static_cast<double>(train.micro_batch * train.seq) *
-                          (6.0 * static_cast<double>(config.block_param_count()) +
-                           12.0 * static_cast<double>(config.n_embd * train.seq) +
-                           block_recompute_flops_per_token(config, train.seq, {}, cuda));
+  const double per_pass =
+      static_cast<double>(train.micro_batch * train.seq) *
+      (6.0 * static_cast<double>(config.block_param_count()) +
+       12.0 * static_cast<double>(config.n_head * config.head_dim() * train.seq) +
+       block_recompute_flops_per_token(config, train.seq, {}, cuda));
   std::vector<double> seconds;
   common::Timer total;
   while (seconds.size() < 5 || total.seconds() < kComputeProbeSeconds) {

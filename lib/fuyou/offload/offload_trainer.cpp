@@ -402,7 +402,7 @@ void OffloadTrainer::init_store(const WeightSource& initial) {
           "initial weights: got tensor '" + name + "' where '" +
               (next < named.size() ? named[next].first : std::string("nothing more")) +
               "' was expected",
-          "pass every GPT weight once, in ModelWeights::named() order");
+          "pass every weight once, in ModelWeights::named() order");
     }
     at::Tensor* compute = named[next].second;
     if (!given.defined() || given.sizes() != compute->sizes()) {
@@ -450,7 +450,7 @@ void OffloadTrainer::init_store(const WeightSource& initial) {
   });
   if (next != named.size()) {
     throw common::UsageError("initial weights: '" + named[next].first + "' is missing",
-                             "pass every GPT weight once, in ModelWeights::named() order");
+                             "pass every weight once, in ModelWeights::named() order");
   }
   auto* meta = reinterpret_cast<std::int64_t*>(state.meta.data());
   meta[kMetaFormat] = kMetaFormatVersion;

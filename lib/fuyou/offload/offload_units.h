@@ -1,7 +1,8 @@
 // The offloaded trainer's optimizer units and the store's layout of a training run, shared by the
 // trainer, its placements and its optimizer thread (internal: not included outside offload/).
 //  - Units (offload_plan.h numbers them): 0 = embeddings (wte, wpe), 1 + l = block l, L + 1 =
-//    ln_f; processed ln_f, blocks L-1 … 0, embeddings, the order the backward finishes them.
+//    the final norm (and Llama's untied head); processed L + 1, blocks L-1 … 0, embeddings, the
+//    order the backward finishes them.
 //  - Store tensors: "states.<unit>" (f32, the unit's state pieces, state_pieces.h), "train.state"
 //    (i64 [kMetaLen]), "inputs.<l>" (block inputs, plan inputs_in_store), "grads.<l>" (block
 //    gradient accumulators, plan block_grads_in_store: pieces 4·P bytes apart), "step_grads.<u>"
@@ -59,10 +60,12 @@ inline std::string step_grad_store_name(std::int64_t unit) {
   return "step_grads." + std::to_string(unit);
 }
 
-// The optimizer unit of a canonical tensor name.
+// The optimizer unit of a canonical tensor name (model_weights.h: either family's).
 inline std::int64_t unit_of(const ModelConfig& config, const std::string& name) {
   if (name.rfind("h.", 0) == 0) return 1 + std::stoll(name.substr(2));
-  if (name.rfind("ln_f.", 0) == 0) return config.n_layer + 1;
+  if (name.rfind("model.layers.", 0) == 0) return 1 + std::stoll(name.substr(13));
+  if (name.rfind("ln_f.", 0) == 0 || name == "model.norm.weight" || name == "lm_head.weight")
+    return config.n_layer + 1;
   return 0;
 }
 
