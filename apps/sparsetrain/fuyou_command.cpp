@@ -4,6 +4,7 @@
 //                     memory, or with --ssd offloaded (master weights and Adam states in the store)
 // CLI wiring only: the model and trainer live in lib/fuyou.
 #include <ATen/Context.h>
+#include <ATen/ops/empty.h>
 #include <torch/cuda.h>
 
 #include <cinttypes>
@@ -13,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -27,7 +29,10 @@
 #include "common/units.h"
 #include "fuyou/model/demo_text.h"
 #include "fuyou/model/gpt_model.h"
+#include "fuyou/model/hf_config.h"
+#include "fuyou/model/hf_export.h"
 #include "fuyou/model/hf_gpt2.h"
+#include "fuyou/model/llama_model.h"
 #include "fuyou/model/model_config.h"
 #include "fuyou/model/token_data.h"
 #include "fuyou/offload/offload_plan_json.h"
@@ -93,7 +98,8 @@ nlohmann::json model_json(const fy::ModelConfig& c) {
 
 struct DescribeOptions {
   std::string model = "gpt3-125m";
-  std::int64_t seq = 0;  // 0 = the model's positions
+  std::string model_dir;  // a Hugging Face model directory's config.json instead of a preset
+  std::int64_t seq = 0;   // 0 = the model's positions
 };
 
 void describe_one(const fy::ModelConfig& c, std::int64_t seq, nlohmann::json& out) {
@@ -155,6 +161,8 @@ void run_describe(const DescribeOptions& options, CommandContext& context) {
       first = false;
       describe_one(fy::model_config_from_name(name), options.seq, models);
     }
+  } else if (!options.model_dir.empty()) {
+    describe_one(fy::model_config_from_hf(options.model_dir), options.seq, models);
   } else {
     describe_one(fy::model_config_from_name(options.model), options.seq, models);
   }
@@ -165,9 +173,13 @@ void add_describe_command(CLI::App& fuyou) {
   auto options = std::make_shared<DescribeOptions>();
   CLI::App* sub = fuyou.add_subcommand(
       "describe", "Print a model's parameters, FLOPs per token and bytes of model states");
-  sub->add_option(
-      "--model", options->model,
-      "Preset (tiny, small, gpt2, gpt3-125m … gpt3-175b), custom:L=..,C=..,H=.., or all");
+  CLI::Option* model = sub->add_option("--model", options->model,
+                                       "Preset (tiny, small, gpt2, gpt3-125m … gpt3-175b, "
+                                       "llama3.2-1b … llama3.1-405b, mistral-7b-v0.3, qwen2.5-7b, "
+                                       "qwen2.5-72b), custom:L=..,C=..,H=.., or all");
+  sub->add_option("--model-dir", options->model_dir,
+                  "A Hugging Face model directory (its config.json) instead of --model")
+      ->excludes(model);
   sub->add_option("--seq", options->seq, "Sequence length for FLOPs (0 = the model's positions)")
       ->check(CLI::NonNegativeNumber);
   sub->footer(
@@ -183,11 +195,13 @@ void add_describe_command(CLI::App& fuyou) {
 struct FinetuneOptions {
   std::string model = "tiny";
   std::string init;       // HF GPT-2 safetensors
+  std::string model_dir;  // a Hugging Face model directory: config.json and its weights
   std::string data;       // llm.c .bin or text; empty = built-in text
   std::string loss_mask;  // a loss mask file, "none", or empty: the data's sibling .mask if any
   std::string device = "auto";
   std::string export_path;
-  std::string export_dtype = "fp32";
+  std::string export_dtype = "auto";  // fp32 for one .safetensors file, bf16 for a directory
+  std::string export_shard = "5GB";   // a directory's shards
   double valid_fraction = 0.1;
   fy::TrainOptions train;
   // Offload (Fuyou): on with --ssd.
@@ -443,15 +457,132 @@ std::function<void(const fy::StepReport&)> progress_callback(common::Progress& p
   };
 }
 
+// ---- Where the weights come from and go -----------------------------------------------------
+
+fy::ModelConfig model_of(const FinetuneOptions& options) {
+  return options.model_dir.empty() ? fy::model_config_from_name(options.model)
+                                   : fy::model_config_from_hf(options.model_dir);
+}
+
+bool has_checkpoint(const std::string& dir) {
+  return fs::is_regular_file(fs::path(dir) / "model.safetensors") ||
+         fs::is_regular_file(fs::path(dir) / "model.safetensors.index.json");
+}
+
+// The GPT-2 safetensors file the run starts from: --init, or a GPT-2 --model-dir's; "" = none.
+std::string gpt2_checkpoint(const FinetuneOptions& options, const fy::ModelConfig& config) {
+  if (!options.init.empty()) return options.init;
+  if (options.model_dir.empty() || config.llama() || !has_checkpoint(options.model_dir)) return "";
+  const fs::path file = fs::path(options.model_dir) / "model.safetensors";
+  if (!fs::is_regular_file(file)) {
+    throw common::UsageError("model directory '" + options.model_dir +
+                                 "' holds a sharded GPT-2 checkpoint, which is not read",
+                             "save it as one model.safetensors (GPT-2 sizes fit one file)");
+  }
+  return file.string();
+}
+
+// The initial weights' checks (from the checkpoint's headers), before anything is made. A model
+// directory without weights only plans (--dry-run) or resumes: its config.json alone describes it.
+void check_initial_weights(const FinetuneOptions& options, const fy::ModelConfig& config,
+                           bool dry_run) {
+  if (options.resume) return;
+  if (!options.model_dir.empty() && !has_checkpoint(options.model_dir)) {
+    if (dry_run) return;
+    throw common::UsageError("model directory '" + options.model_dir +
+                                 "' has no weights (model.safetensors or "
+                                 "model.safetensors.index.json)",
+                             "save the model there with save_pretrained, or add --dry-run to plan");
+  }
+  if (config.llama() && !options.model_dir.empty()) {
+    fy::check_hf_llama(config, options.model_dir);
+    return;
+  }
+  const std::string file = gpt2_checkpoint(options, config);
+  if (!file.empty()) fy::check_hf_gpt2(config, file);
+}
+
+// The initial weights one fp32 tensor at a time (ModelWeights::named() order): the checkpoint's,
+// or a random init from `seed`.
+void for_each_initial_weight(const FinetuneOptions& options, const fy::ModelConfig& config,
+                             std::uint64_t seed, const fy::WeightVisitor& visit) {
+  if (config.llama() && !options.model_dir.empty()) {
+    fy::for_each_hf_llama_weight(config, options.model_dir, visit);
+    return;
+  }
+  const std::string file = gpt2_checkpoint(options, config);
+  if (file.empty()) {
+    fy::for_each_init_weight(config, seed, visit);
+  } else {
+    fy::for_each_hf_gpt2_weight(config, file, visit);
+  }
+}
+
+bool exports_one_file(const std::string& path) {
+  const std::string suffix = ".safetensors";
+  return path.size() >= suffix.size() &&
+         path.compare(path.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// --export's path, checked before the run: one .safetensors file (GPT-2) or a model directory.
+void check_export(const FinetuneOptions& options, const fy::ModelConfig& config) {
+  if (options.export_path.empty()) return;
+  if (exports_one_file(options.export_path)) {
+    if (config.llama()) {
+      throw common::UsageError("--export '" + options.export_path +
+                                   "': a Llama-family model exports as a Hugging Face model "
+                                   "directory, not one .safetensors file",
+                               "pass --export DIR (config.json, shards and their index)");
+    }
+    const fs::path parent = fs::absolute(options.export_path).parent_path();
+    if (!fs::is_directory(parent)) {
+      throw common::UsageError("--export '" + options.export_path + "': directory '" +
+                                   parent.string() + "' does not exist",
+                               "create it first");
+    }
+    return;
+  }
+  if (!options.model_dir.empty() && fs::exists(options.export_path) &&
+      fs::equivalent(options.export_path, options.model_dir)) {
+    throw common::UsageError("--export is the --model-dir trained from",
+                             "export to a new directory: the source stays as it was");
+  }
+  fy::check_hf_export_dir(options.export_path);
+  if (common::parse_bytes(options.export_shard) == 0) {
+    throw common::UsageError("--export-shard of 0 bytes", "pass e.g. --export-shard 5GB");
+  }
+}
+
+void export_weights(const FinetuneOptions& options, const fy::ModelConfig& config,
+                    const fy::ModelWeights& weights, const std::string& produced_by) {
+  const bool one_file = exports_one_file(options.export_path);
+  const std::string dtype = options.export_dtype != "auto" ? options.export_dtype
+                            : one_file                     ? "fp32"
+                                                           : "bf16";
+  const at::ScalarType type = dtype == "bf16"   ? at::kBFloat16
+                              : dtype == "fp16" ? at::kHalf
+                                                : at::kFloat;
+  const std::map<std::string, std::string> metadata = {{"model", config.name},
+                                                       {"produced_by", produced_by}};
+  if (one_file) {
+    fy::export_hf_gpt2(options.export_path, weights, type, metadata);
+  } else {
+    fy::HfExportOptions o;
+    o.dtype = type;
+    o.shard_bytes = common::parse_bytes(options.export_shard);
+    o.source_dir = options.model_dir;
+    o.metadata = metadata;
+    fy::export_hf_model_dir(options.export_path, config, weights, o);
+  }
+  common::log_info("wrote ", options.export_path, " (", dtype, ")");
+}
+
 void run_offloaded(const FinetuneOptions& options, const fy::ModelConfig& config,
                    const fy::TokenData& train_data, const fy::TokenData& valid_data,
                    CommandContext& context) {
   nlohmann::json& metrics = context.record.metrics();
   const bool cuda = options.train.device == fy::TrainDevice::kCuda;
   fy::OffloadOptions offload = offload_options_of(options, config);
-  // A checkpoint that does not fit the model is refused before anything is measured or made (the
-  // store reads it tensor by tensor later).
-  if (!options.resume && !options.init.empty()) fy::check_hf_gpt2(config, options.init);
   // A run that cannot fit is refused before the rate probes, which run one block of the model
   // (a 175B block alone is 7 GiB of fp32 weights). The rates change the bound, not the fit.
   fy::plan_offload_run(config, options.train, offload);
@@ -543,11 +674,7 @@ void run_offloaded(const FinetuneOptions& options, const fy::ModelConfig& config
     auto t = context.record.timings().scope("store_init");
     const std::uint64_t seed = context.global.seed;
     const fy::WeightSource initial = [&config, &options, seed](const fy::WeightVisitor& visit) {
-      if (options.init.empty()) {
-        fy::for_each_init_weight(config, seed, visit);
-      } else {
-        fy::for_each_hf_gpt2_weight(config, options.init, visit);
-      }
+      for_each_initial_weight(options, config, seed, visit);
     };
     trainer = std::make_unique<fy::OffloadTrainer>(config, initial, options.train, offload);
   }
@@ -583,23 +710,19 @@ void run_offloaded(const FinetuneOptions& options, const fy::ModelConfig& config
   if (!options.export_path.empty()) {
     auto t = context.record.timings().scope("export");
     // The fp32 master weights as committed (the compute weights may be bf16 or streamed).
-    fy::export_hf_gpt2(
-        options.export_path, trainer->read_master(),
-        options.export_dtype == "bf16" ? at::kBFloat16 : at::kFloat,
-        {{"model", config.name}, {"produced_by", "sparsetrain fuyou finetune --ssd"}});
-    common::log_info("wrote ", options.export_path);
+    export_weights(options, config, trainer->read_master(), "sparsetrain fuyou finetune --ssd");
   }
 }
 
 void run_finetune(FinetuneOptions options, CommandContext& context) {
   nlohmann::json& metrics = context.record.metrics();
-  const fy::ModelConfig config = fy::model_config_from_name(options.model);
-  if (config.llama()) {
-    throw common::UsageError("model '" + config.name +
-                                 "' has Llama blocks, which fuyou finetune does not train yet "
-                                 "(the model layer computes them: llama_model.h)",
-                             "fuyou describe --model " + config.name +
-                                 " shows its shape; fine-tune a GPT-2-family model for now");
+  const fy::ModelConfig config = model_of(options);
+  check_export(options, config);
+  check_initial_weights(options, config, context.global.dry_run);
+  if (!options.model_dir.empty()) {
+    common::log_info("fuyou finetune: model ", config.name, " (",
+                     fy::model_family_name(config.family), ") from ", options.model_dir,
+                     has_checkpoint(options.model_dir) ? " with its weights" : " (config only)");
   }
   options.train.seed = context.global.seed;
   options.train.device = resolve_device(options.device, context.global.dry_run);
@@ -615,7 +738,9 @@ void run_finetune(FinetuneOptions options, CommandContext& context) {
     throw common::UsageError(
         "data '" + source + "' has token ids up to " + std::to_string(all.vocab_needed() - 1) +
             " but model '" + config.name + "' has a vocabulary of " + std::to_string(config.vocab),
-        "pick a model with vocab 50257 (gpt2, gpt3-*) for GPT-2 tokens");
+        "prepare the data with the model's own tokenizer (scripts/prepare_tokens.py "
+        "--tokenizer DIR/tokenizer.json), or pick a model with vocab 50257 (gpt2, gpt3-*) for "
+        "GPT-2 tokens");
   }
   const auto [train_data, valid_data] = all.split(options.valid_fraction);
   load_scope.reset();
@@ -674,9 +799,15 @@ void run_finetune(FinetuneOptions options, CommandContext& context) {
   fy::ModelWeights weights;
   {
     auto t = context.record.timings().scope("init");
-    weights = options.init.empty()
-                  ? fy::init_model_weights(config, context.global.seed, at::TensorOptions())
-                  : fy::load_hf_gpt2(config, options.init, at::TensorOptions());
+    weights = fy::empty_weights(config);
+    std::map<std::string, at::Tensor*> slots;
+    if (config.llama() && !config.tie_word_embeddings) weights.lm_head = at::empty({0});
+    for (auto& [name, t] : weights.named()) slots[name] = t;
+    for_each_initial_weight(options, config, context.global.seed,
+                            [&](const std::string& name, const at::Tensor& t) {
+                              ST_ASSERT(slots.count(name), "an initial weight not of the model");
+                              *slots.at(name) = t;
+                            });
   }
   fy::InMemoryTrainer trainer(config, std::move(weights), options.train);
 
@@ -694,10 +825,7 @@ void run_finetune(FinetuneOptions options, CommandContext& context) {
 
   if (!options.export_path.empty()) {
     auto t = context.record.timings().scope("export");
-    fy::export_hf_gpt2(options.export_path, trainer.master(),
-                       options.export_dtype == "bf16" ? at::kBFloat16 : at::kFloat,
-                       {{"model", config.name}, {"produced_by", "sparsetrain fuyou finetune"}});
-    common::log_info("wrote ", options.export_path);
+    export_weights(options, config, trainer.master(), "sparsetrain fuyou finetune");
   }
 }
 
@@ -707,12 +835,24 @@ void add_finetune_command(CLI::App& fuyou) {
   CLI::App* sub = fuyou.add_subcommand(
       "finetune", "Fine-tune a GPT in memory (CPU fp32 or CUDA bf16) on tokens or built-in text");
   const std::string kModel = "Model and data";
-  sub->add_option(
-         "--model", options->model,
-         "Preset (tiny, small, gpt2, gpt3-125m … gpt3-175b) or custom:L=..,C=..,H=..[,V=..][,T=..]")
-      ->group(kModel);
-  sub->add_option("--init", options->init, "Start from this Hugging Face GPT-2 safetensors file")
-      ->check(CLI::ExistingFile)
+  CLI::Option* model =
+      sub->add_option("--model", options->model,
+                      "Preset (tiny, small, gpt2, gpt3-125m … gpt3-175b, llama3.2-1b … "
+                      "llama3.1-405b, mistral-7b-v0.3, qwen2.5-7b, qwen2.5-72b; random init) or "
+                      "custom:L=..,C=..,H=..[,V=..][,T=..] (GPT-2 blocks)")
+          ->group(kModel);
+  CLI::Option* init = sub->add_option("--init", options->init,
+                                      "Start from this Hugging Face GPT-2 safetensors file")
+                          ->check(CLI::ExistingFile)
+                          ->group(kModel);
+  sub->add_option("--model-dir", options->model_dir,
+                  "A Hugging Face model directory (LlamaForCausalLM, MistralForCausalLM, "
+                  "Qwen2ForCausalLM, GPT2LMHeadModel): its config.json, and its weights "
+                  "(model.safetensors or shards with their index) to start from; config.json alone "
+                  "plans with --dry-run")
+      ->check(CLI::ExistingDirectory)
+      ->excludes(model)
+      ->excludes(init)
       ->group(kModel);
   sub->add_option("--data", options->data,
                   "llm.c .bin token file (GPT-2 uint16 or Llama 3 uint32; "
@@ -834,10 +974,19 @@ void add_finetune_command(CLI::App& fuyou) {
       ->group(kAssume);
   const std::string kOutput = "Output";
   sub->add_option("--export", options->export_path,
-                  "Write the trained weights as Hugging Face GPT-2 safetensors")
+                  "Write the trained weights: a DIR becomes a Hugging Face model directory "
+                  "(config.json, safetensors shards and their index, --model-dir's tokenizer "
+                  "files) that transformers' from_pretrained loads; a FILE.safetensors, GPT-2's "
+                  "weights alone")
       ->group(kOutput);
-  sub->add_option("--export-dtype", options->export_dtype, "Precision of --export")
-      ->check(CLI::IsMember({"fp32", "bf16"}))
+  sub->add_option("--export-dtype", options->export_dtype,
+                  "Precision of --export: auto (bf16 for a directory, fp32 for a file)")
+      ->check(CLI::IsMember({"auto", "fp32", "bf16", "fp16"}))
+      ->capture_default_str()
+      ->group(kOutput);
+  sub->add_option("--export-shard", options->export_shard,
+                  "Largest safetensors shard of an exported directory")
+      ->capture_default_str()
       ->group(kOutput);
   sub->footer(
       "The loss is the mean next-token cross-entropy (nats); the built-in text starts near\n"
@@ -848,6 +997,8 @@ void add_finetune_command(CLI::App& fuyou) {
       "--steps 100 --out offload.json\n"
       "  sparsetrain fuyou finetune --model gpt2 --init gpt2.safetensors --data train.bin "
       "--seq 1024 --micro-batch 4 --accum 8 --lr 6e-5 --export tuned.safetensors\n"
+      "  sparsetrain fuyou finetune --model-dir Llama-3.2-1B --data chat.bin --ssd /mnt/a "
+      "--cpu-mem 8GiB --device cuda --gpu-mem 20GiB --export tuned/\n"
       "  sparsetrain fuyou finetune --model gpt3-175b --device cuda --gpu-mem 24GiB --cpu-mem "
       "64GiB --seq 2048 --micro-batch 1 --assume-ssd 12x4TB@2GB/s --dry-run");
   set_command_runner(sub, [options](CommandContext& context) { run_finetune(*options, context); });

@@ -182,4 +182,67 @@ ModelConfig model_config_from_hf(const std::string& path) {
   return config;
 }
 
+std::string hf_config_json(const ModelConfig& config, const std::string& dtype) {
+  nlohmann::json j;
+  if (!config.llama()) {
+    j = {{"architectures", {"GPT2LMHeadModel"}},
+         {"model_type", "gpt2"},
+         {"n_layer", config.n_layer},
+         {"n_embd", config.n_embd},
+         {"n_head", config.n_head},
+         {"vocab_size", config.vocab},
+         {"n_positions", config.n_positions},
+         {"n_ctx", config.n_positions},
+         {"layer_norm_epsilon", config.layer_norm_eps},
+         {"activation_function", "gelu_new"},
+         {"tie_word_embeddings", true}};
+  } else {
+    const bool qwen = config.qkv_bias;
+    const bool mistral = !qwen && config.name.rfind("mistral", 0) == 0;
+    j = {{"architectures",
+          {qwen      ? "Qwen2ForCausalLM"
+           : mistral ? "MistralForCausalLM"
+                     : "LlamaForCausalLM"}},
+         {"model_type", qwen      ? "qwen2"
+                        : mistral ? "mistral"
+                                  : "llama"},
+         {"num_hidden_layers", config.n_layer},
+         {"hidden_size", config.n_embd},
+         {"num_attention_heads", config.n_head},
+         {"num_key_value_heads", config.n_kv_head},
+         {"head_dim", config.head_dim()},
+         {"intermediate_size", config.intermediate},
+         {"vocab_size", config.vocab},
+         {"max_position_embeddings", config.n_positions},
+         {"rms_norm_eps", config.layer_norm_eps},
+         {"rope_theta", config.rope_theta},
+         {"hidden_act", "silu"},
+         {"tie_word_embeddings", config.tie_word_embeddings},
+         {"initializer_range", 0.02}};
+    if (qwen) {
+      j["use_sliding_window"] = false;
+      j["sliding_window"] = nullptr;
+    } else {
+      j["attention_bias"] = false;
+      j["mlp_bias"] = false;
+      if (mistral) j["sliding_window"] = nullptr;
+    }
+    const RopeScaling& r = config.rope_scaling;
+    if (r.type == "linear") {
+      j["rope_scaling"] = {{"rope_type", "linear"}, {"factor", r.factor}};
+    } else if (r.type == "llama3") {
+      j["rope_scaling"] = {{"rope_type", "llama3"},
+                           {"factor", r.factor},
+                           {"low_freq_factor", r.low_freq_factor},
+                           {"high_freq_factor", r.high_freq_factor},
+                           {"original_max_position_embeddings", r.original_max_positions}};
+    } else {
+      j["rope_scaling"] = nullptr;
+    }
+  }
+  j["torch_dtype"] = dtype;  // transformers 4's key; 5 reads "dtype"
+  j["dtype"] = dtype;
+  return j.dump(2) + "\n";
+}
+
 }  // namespace sparsetrain::fuyou

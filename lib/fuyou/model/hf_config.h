@@ -21,4 +21,10 @@ std::vector<std::string> supported_hf_architectures();
 // (linear and llama3 are), a sliding window that is on, or a shape validate() refuses.
 ModelConfig model_config_from_hf(const std::string& path);
 
+// The config.json text transformers reads back to `config` (model_config_from_hf(it) == config in
+// every field it reads): GPT2LMHeadModel; for Llama blocks Qwen2ForCausalLM where q, k, v have
+// biases, MistralForCausalLM for a "mistral*" name, else LlamaForCausalLM. `dtype`: the weights'
+// torch dtype name ("bfloat16", "float16", "float32").
+std::string hf_config_json(const ModelConfig& config, const std::string& dtype);
+
 }  // namespace sparsetrain::fuyou

@@ -122,8 +122,8 @@ OffloadStats compare(const ModelConfig& config, const TrainOptions& options,
     CHECK(got.val_losses[i].second == want.val_losses[i].second);
   CHECK(want.losses.back() < want.losses.front() - 0.1);  // it trained
   const ModelWeights master = trainer.read_master();
-  INFO("max relative difference "
-       << offload_test::max_relative_difference(master, reference.master()));
+  INFO("max relative difference " << offload_test::max_relative_difference(master,
+                                                                           reference.master()));
   CHECK(bitwise_equal(master, reference.master()));
   return trainer.stats();
 }
