@@ -1,5 +1,5 @@
 """A Hugging Face Llama (and Qwen2) model directory through `sparsetrain fuyou finetune` and back:
-a random Llama built and saved sharded with transformers (no download), instruction data prepared
+random models built and saved with transformers (no download: a sharded Llama, a one-file Qwen2), instruction data prepared
 by scripts/prepare_tokens.py with the directory's tokenizer, fine-tuned offloaded (states in the
 store) and in memory — the same losses bit for bit —, exported as a model directory that
 transformers' from_pretrained loads unchanged and whose loss on our validation window is our final
@@ -148,6 +148,21 @@ class HfLlamaFinetune(unittest.TestCase):
             self.assertEqual(json.load(f)["torch_dtype"], "bfloat16")
         bf16, _ = transformers_loss(exported + "-bf16", tokens, mask, torch.bfloat16)
         self.assertAlmostEqual(bf16, memory["final_val_loss"], delta=0.03 * bf16)
+
+    def test_qwen2_tied_head_single_file_round_trip(self):
+        model = os.path.join(self.dir, "qwen")
+        save_model(model, qwen=True, shard="5GB")
+        tokens, mask = prepare_chat(model, os.path.join(self.dir, "chat"), n=120)
+        exported = os.path.join(self.dir, "tuned")
+        memory = finetune(model, os.path.join(self.dir, "chat.bin"),
+                          os.path.join(self.dir, "m.json"), "--export", exported,
+                          "--export-dtype", "fp32")
+        self.assertEqual(sorted(f for f in os.listdir(exported) if f.endswith(".safetensors")),
+                         ["model.safetensors"])  # one shard: no index
+        final, hf = transformers_loss(exported, tokens, mask)
+        self.assertIsInstance(hf, transformers.Qwen2ForCausalLM)
+        self.assertAlmostEqual(final, memory["final_val_loss"],
+                               delta=1e-5 * memory["final_val_loss"])
 
     def test_config_only_plans_and_bad_directories_exit_2_writing_nothing(self):
         model = os.path.join(self.dir, "llama")

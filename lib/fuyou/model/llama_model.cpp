@@ -113,7 +113,8 @@ CheckpointIndex index_checkpoint(const ModelConfig& config, const std::string& m
       where[name] = shard.string();
     }
   } else if (fs::is_regular_file(single)) {
-    for (const auto& info : SafetensorsReader(single.string()).tensors()) {
+    const SafetensorsReader reader(single.string());  // alive while its tensors() are read
+    for (const auto& info : reader.tensors()) {
       where[info.name] = single.string();
     }
   } else {
