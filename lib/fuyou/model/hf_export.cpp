@@ -22,10 +22,15 @@ namespace fs = std::filesystem;
 namespace {
 
 // Files of a model directory besides its config and weights that a user loads it with.
-constexpr const char* kCompanionFiles[] = {
-    "tokenizer.json",          "tokenizer_config.json", "special_tokens_map.json",
-    "generation_config.json",  "tokenizer.model",       "vocab.json",
-    "merges.txt",              "chat_template.jinja",   "added_tokens.json"};
+constexpr const char* kCompanionFiles[] = {"tokenizer.json",
+                                           "tokenizer_config.json",
+                                           "special_tokens_map.json",
+                                           "generation_config.json",
+                                           "tokenizer.model",
+                                           "vocab.json",
+                                           "merges.txt",
+                                           "chat_template.jinja",
+                                           "added_tokens.json"};
 
 const char* torch_dtype_name(at::ScalarType dtype) {
   switch (dtype) {
@@ -82,9 +87,9 @@ void check_hf_export_dir(const std::string& dir) {
   }
   const fs::path parent = fs::absolute(path).parent_path();
   if (!fs::is_directory(parent)) {
-    throw common::UsageError("--export '" + dir + "': directory '" + parent.string() +
-                                 "' does not exist",
-                             "create it first");
+    throw common::UsageError(
+        "--export '" + dir + "': directory '" + parent.string() + "' does not exist",
+        "create it first");
   }
 }
 
@@ -119,11 +124,11 @@ void export_hf_model_dir(const std::string& dir, const ModelConfig& config,
     const std::string file = shards.size() == 1 ? "model.safetensors" : name;
     TensorMap shard;  // one shard's tensors converted at a time
     for (const std::size_t i : shards[s]) {
-      shard[tensors[i].first] =
-          tensors[i]
-              .second.to(at::TensorOptions().device(at::kCPU).dtype(options.dtype),
-                         /*non_blocking=*/false, /*copy=*/true)
-              .contiguous();
+      shard[tensors[i].first] = tensors[i]
+                                    .second
+                                    .to(at::TensorOptions().device(at::kCPU).dtype(options.dtype),
+                                        /*non_blocking=*/false, /*copy=*/true)
+                                    .contiguous();
       weight_map[tensors[i].first] = file;
     }
     write_safetensors((tmp / file).string(), shard, meta);

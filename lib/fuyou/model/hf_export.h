@@ -23,7 +23,7 @@
 namespace sparsetrain::fuyou {
 
 struct HfExportOptions {
-  at::ScalarType dtype = at::kBFloat16;  // bf16, fp16 or fp32
+  at::ScalarType dtype = at::kBFloat16;       // bf16, fp16 or fp32
   std::uint64_t shard_bytes = 5'000'000'000;  // save_pretrained's 5 GB
   std::string source_dir;  // the model directory trained from ("" = none): config and tokenizer
   std::map<std::string, std::string> metadata;  // into each shard's "__metadata__"
