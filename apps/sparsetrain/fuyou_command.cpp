@@ -330,7 +330,7 @@ fy::OffloadOptions offload_options_of(const FinetuneOptions& options,
     o.state_piece_floats = static_cast<std::int64_t>(bytes / 4);
   }
   o.pieces_per_block = options.stream == "block"   ? 1
-                       : options.stream == "piece" ? fy::kBlockPieces
+                       : options.stream == "piece" ? config.block_piece_count()
                                                    : 0;
   o.store_slots = options.store_slots == "auto" ? 0 : std::stoll(options.store_slots);
   if (!options.assume_ssd.empty()) o.assumed_ssds = parse_assumed_ssds(options.assume_ssd);

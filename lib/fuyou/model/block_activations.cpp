@@ -168,9 +168,10 @@ std::uint64_t activation_set_bytes(const ModelConfig& config, ActivationSet set,
   return bytes;
 }
 
-std::array<bool, kBlockPieces> recompute_pieces(ActivationSet kept) {
+PieceFlags recompute_pieces(const ModelConfig& config, ActivationSet kept) {
+  if (config.llama()) return {true, true, true, true, false};
   return {!kept.has(kLn1Out) || !kept.has(kQkv), !kept.has(kAttnResidual),
-          !kept.has(kLn2Out) || !kept.has(kMlpPreGelu), false};
+          !kept.has(kLn2Out) || !kept.has(kMlpPreGelu), false, false};
 }
 
 }  // namespace sparsetrain::fuyou

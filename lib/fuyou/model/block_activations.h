@@ -103,7 +103,8 @@ std::uint64_t activation_set_bytes(const ModelConfig& config, ActivationSet set,
                                    std::int64_t seq, bool cuda);
 
 // The pieces (model_config.h) whose weights the recompute of a block keeping `kept` reads, in
-// the order it reads them: piece 0 for ln1 or qkv, piece 1 for resid, piece 2 for ln2 or fc.
-std::array<bool, kBlockPieces> recompute_pieces(ActivationSet kept);
+// the order it reads them: GPT-2 piece 0 for ln1 or qkv, piece 1 for resid, piece 2 for ln2 or
+// fc; Llama (which keeps nothing) every piece but down_proj.
+PieceFlags recompute_pieces(const ModelConfig& config, ActivationSet kept);
 
 }  // namespace sparsetrain::fuyou

@@ -161,16 +161,6 @@ at::Tensor attention_backward(const ModelConfig& config, const Internals& in, co
   return at::cat({merge_heads(dq), merge_heads(dk), merge_heads(dv)}, /*dim=*/2);
 }
 
-// The whole block's weights for every piece.
-class WholeBlockSource final : public BlockPieceSource {
- public:
-  explicit WholeBlockSource(const BlockWeights& block) : block_(block) {}
-  const BlockWeights& acquire(int) override { return block_; }
-
- private:
-  const BlockWeights& block_;
-};
-
 void keep_tensors(BlockActivations* kept, ActivationSet keep, int activation,
                   std::vector<at::Tensor> tensors) {
   if (kept && keep.has(activation)) kept->tensors[activation] = std::move(tensors);
@@ -228,7 +218,7 @@ Internals materialize(const ModelConfig& config, BlockPieceSource& source, const
   const ActivationSet has = kept.set;
   Internals in;
   in.x = x;
-  const std::array<bool, kBlockPieces> reads = recompute_pieces(has);
+  const PieceFlags reads = recompute_pieces(config, has);
   if (has.has(kLn1Out)) {
     in.ln1 = kept_tensor(kept, kLn1Out, 0);
     in.ln1_mean = kept_tensor(kept, kLn1Out, 1);
@@ -331,7 +321,7 @@ bool adds_to_residual(int piece) { return piece == kAttnOutPiece || piece == kMl
 at::Tensor walk_backward(const at::Tensor& output_grad,
                          const std::function<at::Tensor(int, const at::Tensor&)>& input_grad) {
   at::Tensor residual = output_grad, next = output_grad;
-  for (int p = kBlockPieces - 1; p >= 0; --p) {
+  for (int p = kMlpOutPiece; p >= 0; --p) {
     at::Tensor g = input_grad(p, adds_to_residual(p) ? residual : next);
     if (adds_to_residual(p)) {
       next = std::move(g);
@@ -389,7 +379,10 @@ at::Tensor block_forward(const ModelConfig& config, const BlockWeights& w, const
 
 at::Tensor block_forward_pieces(const ModelConfig& config, BlockPieceSource& source,
                                 const at::Tensor& x, ActivationSet keep, BlockActivations* kept) {
-  ST_ASSERT(!config.llama(), "Llama blocks do not stream in pieces");
+  if (config.llama()) {
+    ST_ASSERT(keep.empty(), "Llama blocks keep no activations (block_activations.h is GPT-2's)");
+    return llama_block_forward_pieces(config, source, x);
+  }
   return forward_from(config, source, x, keep, kept);
 }
 
@@ -416,7 +409,10 @@ BlockGrads block_backward(const ModelConfig& config, const BlockWeights& block,
 at::Tensor block_backward_pieces(const ModelConfig& config, BlockPieceSource& source,
                                  const at::Tensor& input, const at::Tensor& output_grad,
                                  const BlockActivations& kept, const PieceGradsFn& take) {
-  ST_ASSERT(!config.llama(), "Llama blocks do not stream in pieces");
+  if (config.llama()) {
+    ST_ASSERT(kept.set.empty(), "Llama blocks keep no activations");
+    return llama_block_backward_pieces(config, source, input, output_grad, take);
+  }
   check_kept(config, kept, input);
   Internals in = materialize(config, source, input.detach(), kept);
   torch::NoGradGuard no_grad;

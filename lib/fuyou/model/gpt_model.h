@@ -4,8 +4,8 @@
 //   targets a loss mask keeps (all B·T without one).
 // These entry points are the one interface the trainers compute through, for either family
 // (config.family): GPT-2 blocks here; Llama blocks (RMSNorm, rotary, GQA, SwiGLU) in
-// llama_model.h, whose blocks keep only their inputs (no activation sets, no pieces yet) and whose
-// backward is the block's forward recomputed under autograd. The rest of this comment is GPT-2's.
+// llama_model.h, whose blocks keep only their inputs (no activation sets yet) and whose backward
+// recomputes the block's forward but its last matmul. The rest of this comment is GPT-2's.
 // Blocks are pre-LN GPT-2 blocks: x += proj(causal_attention(LN1(x))); x += mlp(LN2(x)), with
 // scaled_dot_product_attention (scale 1/sqrt(head_dim)) and GELU, tanh approximation.
 //
@@ -83,6 +83,16 @@ class BlockPieceSource {
   virtual void release() {}
 };
 
+// The whole block's weights for every piece.
+class WholeBlockSource final : public BlockPieceSource {
+ public:
+  explicit WholeBlockSource(const BlockWeights& block) : block_(block) {}
+  const BlockWeights& acquire(int) override { return block_; }
+
+ private:
+  const BlockWeights& block_;
+};
+
 // block_forward piece by piece, the same bits: each piece's weights acquired in turn and released
 // after it.
 at::Tensor block_forward_pieces(const ModelConfig& config, BlockPieceSource& source,
@@ -92,7 +102,7 @@ at::Tensor block_forward_pieces(const ModelConfig& config, BlockPieceSource& sou
 // Piece p's weight gradients (only its tensors set), as soon as its backward has made them.
 using PieceGradsFn = std::function<void(int piece, const BlockWeights& grads)>;
 // block_backward with only one piece's weights at a time: the recompute acquires the pieces it
-// reads (block_activations.h: recompute_pieces, in order), then the backward pieces 3 … 0, each
+// reads (block_activations.h: recompute_pieces, in order), then the backward pieces last … 0, each
 // released before its gradients go to `take`; returns d(loss)/d(block input). Bit for bit
 // block_backward's gradients.
 at::Tensor block_backward_pieces(const ModelConfig& config, BlockPieceSource& source,

@@ -233,49 +233,222 @@ at::Tensor rope_inverse_frequencies(const ModelConfig& config) {
   return at::where(medium, smoothed, scaled);
 }
 
-at::Tensor llama_block_forward(const ModelConfig& config, const BlockWeights& block,
-                               const at::Tensor& x) {
-  const BlockLayout at = block_layout(config);
+namespace {
+
+at::Tensor bias_of(const BlockWeights& w, int index) {
+  return index >= 0 ? w[index] : at::Tensor();
+}
+
+// Piece 0 up to the attention: n1 = RMSNorm(x) [B, T, C] and q [B, H, T, d], k and v [B, KV, T, d]
+// before the rotary embedding.
+struct AttentionInputs {
+  at::Tensor n1, q, k, v;
+};
+AttentionInputs attention_inputs(const ModelConfig& config, const BlockLayout& at,
+                                 const BlockWeights& w, const at::Tensor& x) {
   const std::int64_t b = x.size(0), t = x.size(1), h = config.n_head, kvh = config.n_kv_head,
                      d = config.head_dim();
-  const auto [cos, sin] = rotary_tables(config, t, x.scalar_type(), x.device());  // [T, d]
-  const at::Tensor n1 = llama_rms_norm(x, block[at.ln1], config.layer_norm_eps);
-  const auto bias = [&](int index) { return index >= 0 ? block[index] : at::Tensor(); };
-  // [B, heads, T, d]
-  at::Tensor q = project(n1, block[at.q], bias(at.q_bias)).view({b, t, h, d}).transpose(1, 2);
-  at::Tensor k = project(n1, block[at.k], bias(at.k_bias)).view({b, t, kvh, d}).transpose(1, 2);
-  at::Tensor v = project(n1, block[at.v], bias(at.v_bias)).view({b, t, kvh, d}).transpose(1, 2);
+  AttentionInputs in;
+  in.n1 = llama_rms_norm(x, w[at.ln1], config.layer_norm_eps);
+  in.q = project(in.n1, w[at.q], bias_of(w, at.q_bias)).view({b, t, h, d}).transpose(1, 2);
+  in.k = project(in.n1, w[at.k], bias_of(w, at.k_bias)).view({b, t, kvh, d}).transpose(1, 2);
+  in.v = project(in.n1, w[at.v], bias_of(w, at.v_bias)).view({b, t, kvh, d}).transpose(1, 2);
+  return in;
+}
+
+// The attention, no weights: rotary on q and k (cos, sin [T, d]), each K/V head serving
+// H / KV query heads (transformers' repeat_kv), causal SDPA -> [B, T, H·d].
+at::Tensor attention(const ModelConfig& config, const at::Tensor& cos, const at::Tensor& sin,
+                     at::Tensor q, at::Tensor k, at::Tensor v) {
+  const std::int64_t h = config.n_head, kvh = config.n_kv_head;
   q = q * cos + rotate_half(q) * sin;
   k = k * cos + rotate_half(k) * sin;
-  if (kvh != h) {  // each K/V head serves h / kvh query heads (transformers' repeat_kv)
+  if (kvh != h) {
     k = k.repeat_interleave(h / kvh, 1);
     v = v.repeat_interleave(h / kvh, 1);
   }
   const at::Tensor a = at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/true);
-  const at::Tensor hidden = x + project(a.transpose(1, 2).reshape({b, t, h * d}), block[at.o]);
-  const at::Tensor n2 = llama_rms_norm(hidden, block[at.ln2], config.layer_norm_eps);
-  return hidden +
-         project(at::silu(project(n2, block[at.gate])) * project(n2, block[at.up]), block[at.down]);
+  return a.transpose(1, 2).reshape({q.size(0), q.size(2), h * q.size(3)});
+}
+
+// Every tensor the block's backward reads, recomputed from its input x.
+struct Internals {
+  at::Tensor x, n1;            // [B, T, C]
+  at::Tensor q, k, v;          // leaves of the attention's graph (before the rotary)
+  at::Tensor attn;             // [B, T, H·d]: that graph's output
+  at::Tensor hidden, n2;       // [B, T, C]: after the attention's residual add; RMSNorm of it
+  at::Tensor gate, up, mixed;  // [B, T, I]: gate(n2), up(n2), silu(gate) · up
+};
+
+// Pieces 0 … 3 (down_proj's output is the next block's input: not needed), one at a time. The
+// attention's graph is recorded from leaves of q, k, v: its backward is autograd's, and it holds
+// no weights, so the pieces' buffers can be reused under it.
+Internals recompute(const ModelConfig& config, BlockPieceSource& source, const at::Tensor& x) {
+  torch::NoGradGuard no_grad;
+  const BlockLayout at = block_layout(config);
+  Internals in;
+  in.x = x;
+  {
+    AttentionInputs a = attention_inputs(config, at, source.acquire(kLlamaAttnInPiece), x);
+    source.release();
+    in.n1 = std::move(a.n1);
+    torch::AutoGradMode enable(true);
+    in.q = a.q.detach().requires_grad_(true);
+    in.k = a.k.detach().requires_grad_(true);
+    in.v = a.v.detach().requires_grad_(true);
+    const auto [cos, sin] = rotary_tables(config, x.size(1), x.scalar_type(), x.device());
+    in.attn = attention(config, cos, sin, in.q, in.k, in.v);
+  }
+  in.hidden = x + project(in.attn.detach(), source.acquire(kLlamaAttnOutPiece)[at.o]);
+  source.release();
+  {
+    const BlockWeights& w = source.acquire(kLlamaGatePiece);
+    in.n2 = llama_rms_norm(in.hidden, w[at.ln2], config.layer_norm_eps);
+    in.gate = project(in.n2, w[at.gate]);
+    source.release();
+  }
+  in.up = project(in.n2, source.acquire(kLlamaUpPiece)[at.up]);
+  source.release();
+  in.mixed = at::silu(in.gate) * in.up;
+  return in;
+}
+
+// Linear backward: d(input) for g [..., out], input [..., in], weight [out, in]; the weight's
+// gradient into dw, the bias's into db where db points somewhere.
+at::Tensor linear_backward(const at::Tensor& g, const at::Tensor& input, const at::Tensor& weight,
+                           at::Tensor& dw, at::Tensor* db = nullptr) {
+  const at::Tensor g2 = g.reshape({-1, g.size(-1)});
+  dw = g2.t().mm(input.reshape({-1, input.size(-1)}));
+  if (db) *db = g2.sum(0);
+  return g2.mm(weight).view(input.sizes());
+}
+
+// llama_rms_norm's backward for y = w · (x32 · r).to(dtype), r = rsqrt(mean(x32²) + eps):
+// dw = Σ_rows g · normed; dx = r · gn − x · r³ · mean(gn · x) with gn = (g · w) in fp32.
+at::Tensor rms_norm_backward(const at::Tensor& g, const at::Tensor& x, const at::Tensor& weight,
+                             double eps, at::Tensor& dw) {
+  const at::Tensor x32 = x.to(at::kFloat);
+  const at::Tensor r = at::rsqrt(x32.pow(2).mean(-1, /*keepdim=*/true) + eps);
+  const at::Tensor normed = (x32 * r).to(x.scalar_type());
+  dw = (g * normed).reshape({-1, x.size(-1)}).sum(0);
+  const at::Tensor gn = (g * weight).to(at::kFloat);
+  const at::Tensor dx = r * gn - x32 * r.pow(3) * (gn * x32).mean(-1, /*keepdim=*/true);
+  return dx.to(x.scalar_type());
+}
+
+// [B, heads, T, d] -> [B, T, heads·d]
+at::Tensor merge(const at::Tensor& g) {
+  return g.transpose(1, 2).reshape({g.size(0), g.size(2), g.size(1) * g.size(3)});
+}
+
+}  // namespace
+
+at::Tensor llama_block_forward_pieces(const ModelConfig& config, BlockPieceSource& source,
+                                      const at::Tensor& x) {
+  const BlockLayout at = block_layout(config);
+  at::Tensor a;
+  {
+    AttentionInputs in = attention_inputs(config, at, source.acquire(kLlamaAttnInPiece), x);
+    source.release();
+    const auto [cos, sin] = rotary_tables(config, x.size(1), x.scalar_type(), x.device());
+    a = attention(config, cos, sin, in.q, in.k, in.v);
+  }
+  const at::Tensor hidden = x + project(a, source.acquire(kLlamaAttnOutPiece)[at.o]);
+  source.release();
+  at::Tensor n2, gate;
+  {
+    const BlockWeights& w = source.acquire(kLlamaGatePiece);
+    n2 = llama_rms_norm(hidden, w[at.ln2], config.layer_norm_eps);
+    gate = project(n2, w[at.gate]);
+    source.release();
+  }
+  const at::Tensor mixed = at::silu(gate) * project(n2, source.acquire(kLlamaUpPiece)[at.up]);
+  source.release();
+  at::Tensor out = hidden + project(mixed, source.acquire(kLlamaDownPiece)[at.down]);
+  source.release();
+  return out;
+}
+
+at::Tensor llama_block_backward_pieces(const ModelConfig& config, BlockPieceSource& source,
+                                       const at::Tensor& input, const at::Tensor& output_grad,
+                                       const PieceGradsFn& take) {
+  const BlockLayout at = block_layout(config);
+  const double eps = config.layer_norm_eps;
+  Internals in = recompute(config, source, input.detach());
+  torch::NoGradGuard no_grad;
+  const int count = block_tensor_count(config);
+  const at::Tensor g_out = output_grad.to(input.options());
+  // Piece p's weight gradients, handed over once its weights are released.
+  const auto finish = [&](int piece, BlockWeights& grads) {
+    source.release();
+    take(piece, grads);
+  };
+  at::Tensor g_mixed;  // down: z = h + down(m)
+  {
+    BlockWeights grads(static_cast<std::size_t>(count));
+    g_mixed =
+        linear_backward(g_out, in.mixed, source.acquire(kLlamaDownPiece)[at.down], grads[at.down]);
+    in.mixed = at::Tensor();
+    finish(kLlamaDownPiece, grads);
+  }
+  at::Tensor g_n2, g_gate;  // up: m = silu(g) · up(n2)
+  {
+    BlockWeights grads(static_cast<std::size_t>(count));
+    g_gate = at::silu_backward(g_mixed * in.up, in.gate);
+    const at::Tensor g_up = g_mixed * at::silu(in.gate);
+    g_mixed = in.up = at::Tensor();
+    g_n2 = linear_backward(g_up, in.n2, source.acquire(kLlamaUpPiece)[at.up], grads[at.up]);
+    finish(kLlamaUpPiece, grads);
+  }
+  at::Tensor g_hidden;  // gate: n2 = RMSNorm(h), g = gate(n2); h's gradient adds z's
+  {
+    BlockWeights grads(static_cast<std::size_t>(count));
+    const BlockWeights& w = source.acquire(kLlamaGatePiece);
+    g_n2 = g_n2 + linear_backward(g_gate, in.n2, w[at.gate], grads[at.gate]);
+    g_hidden = g_out + rms_norm_backward(g_n2, in.hidden, w[at.ln2], eps, grads[at.ln2]);
+    in.gate = in.n2 = in.hidden = g_gate = g_n2 = at::Tensor();
+    finish(kLlamaGatePiece, grads);
+  }
+  at::Tensor g_attn;  // attention out: h = x + o(a)
+  {
+    BlockWeights grads(static_cast<std::size_t>(count));
+    g_attn = linear_backward(g_hidden, in.attn.detach(), source.acquire(kLlamaAttnOutPiece)[at.o],
+                             grads[at.o]);
+    finish(kLlamaAttnOutPiece, grads);
+  }
+  // attention in: the attention's graph, then q, k, v and the norm; x's gradient adds h's
+  std::vector<at::Tensor> g_qkv =
+      torch::autograd::grad({in.attn}, {in.q, in.k, in.v}, {g_attn.view(in.attn.sizes())});
+  in.attn = in.q = in.k = in.v = at::Tensor();
+  BlockWeights grads(static_cast<std::size_t>(count));
+  const BlockWeights& w = source.acquire(kLlamaAttnInPiece);
+  const auto bias_grad = [&](int index) { return index >= 0 ? &grads[index] : nullptr; };
+  at::Tensor g_n1 =
+      linear_backward(merge(g_qkv[0]), in.n1, w[at.q], grads[at.q], bias_grad(at.q_bias));
+  g_n1 = g_n1 + linear_backward(merge(g_qkv[1]), in.n1, w[at.k], grads[at.k], bias_grad(at.k_bias));
+  g_n1 = g_n1 + linear_backward(merge(g_qkv[2]), in.n1, w[at.v], grads[at.v], bias_grad(at.v_bias));
+  at::Tensor g_x = g_hidden + rms_norm_backward(g_n1, in.x, w[at.ln1], eps, grads[at.ln1]);
+  finish(kLlamaAttnInPiece, grads);
+  return g_x;
+}
+
+at::Tensor llama_block_forward(const ModelConfig& config, const BlockWeights& block,
+                               const at::Tensor& x) {
+  WholeBlockSource source(block);
+  return llama_block_forward_pieces(config, source, x);
 }
 
 BlockGrads llama_block_backward(const ModelConfig& config, const BlockWeights& block,
                                 const at::Tensor& input, const at::Tensor& output_grad) {
-  torch::AutoGradMode enable(true);
-  // Leaves sharing the caller's storage: no copy of the weights.
-  std::vector<at::Tensor> wrt = {input.detach().requires_grad_(true)};
-  BlockWeights leaves(block.tensors.size());
-  for (int i = 0; i < block.size(); ++i) {
-    leaves[i] = block[i].detach().requires_grad_(true);
-    wrt.push_back(leaves[i]);
-  }
-  const at::Tensor out = llama_block_forward(config, leaves, wrt[0]);
-  std::vector<at::Tensor> g = torch::autograd::grad({out}, wrt, {output_grad.to(out.options())});
-  BlockGrads grads;
-  grads.input_grad = std::move(g[0]);
-  grads.weight_grads = BlockWeights(block.tensors.size());
-  for (int i = 0; i < block.size(); ++i)
-    grads.weight_grads[i] = std::move(g[1 + static_cast<std::size_t>(i)]);
-  return grads;
+  WholeBlockSource source(block);
+  BlockGrads out;
+  out.weight_grads = BlockWeights(static_cast<std::size_t>(block_tensor_count(config)));
+  out.input_grad = llama_block_backward_pieces(
+      config, source, input, output_grad, [&](int piece, const BlockWeights& grads) {
+        const TensorRange range = block_piece_tensors(config, piece);
+        for (int i = range.first; i < range.last; ++i) out.weight_grads[i] = grads[i];
+      });
+  return out;
 }
 
 at::Tensor llama_loss_full_graph(const ModelConfig& config, const ModelWeights& weights,

@@ -51,13 +51,24 @@ at::Tensor rope_inverse_frequencies(const ModelConfig& config);
 at::Tensor llama_rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps);
 
 // Block `block` on x [B, T, C] (positions 0 … T-1), differentiable (autograd records it when
-// enabled and the inputs require grad).
+// enabled and the inputs require grad): the reference the backward below is checked against.
 at::Tensor llama_block_forward(const ModelConfig& config, const BlockWeights& block,
                                const at::Tensor& x);
-// The block's backward: its forward recomputed from `input` under autograd, then
-// d(out)/d(input, weights) against `output_grad` [B, T, C]: input_grad and one gradient per
-// block tensor (block_tensors order), in the weights' dtype and device. Deterministic on the CPU,
-// so every placement of the same weights gives the same bits.
+// The same, its five pieces (model_config.h: LlamaBlockPiece) acquired in turn: the same bits.
+at::Tensor llama_block_forward_pieces(const ModelConfig& config, BlockPieceSource& source,
+                                      const at::Tensor& x);
+
+// The block's backward against `output_grad` [B, T, C]: its forward recomputed from `input` but
+// the down projection (pieces 0 … 3, no gradients; the attention's graph recorded from leaves of
+// q, k, v), then the pieces' backwards by hand, down … attention in (linear, SiLU·up, RMSNorm;
+// the rotary, GQA and SDPA through that graph), one piece's weights acquired at a time, each
+// piece's gradients to `take` after its release. Returns d(loss)/d(input). Deterministic on the
+// CPU, so every placement of the same weights gives the same bits.
+at::Tensor llama_block_backward_pieces(const ModelConfig& config, BlockPieceSource& source,
+                                       const at::Tensor& input, const at::Tensor& output_grad,
+                                       const PieceGradsFn& take);
+// The same over a whole block: input_grad and one gradient per block tensor (block_tensors
+// order), in the weights' dtype and device.
 BlockGrads llama_block_backward(const ModelConfig& config, const BlockWeights& block,
                                 const at::Tensor& input, const at::Tensor& output_grad);
 

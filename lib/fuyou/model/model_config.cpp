@@ -10,6 +10,7 @@
 //    Llama-3.1-8B, -70B, -405B, mistralai/Mistral-7B-v0.3, Qwen/Qwen2.5-7B, -72B.
 #include "fuyou/model/model_config.h"
 
+#include <algorithm>
 #include <map>
 #include <sstream>
 
@@ -189,9 +190,26 @@ std::int64_t ModelConfig::block_param_count() const {
   return layer_norms + attn + mlp;
 }
 
+int ModelConfig::block_piece_count() const {
+  return llama() ? kLlamaBlockPieces : kGpt2BlockPieces;
+}
+
 std::int64_t ModelConfig::block_piece_param_count(int piece) const {
-  ST_ASSERT(!llama(), "block pieces are GPT-2 blocks' (model '" + name + "')");
+  ST_ASSERT(piece >= 0 && piece < block_piece_count(), "block piece " + std::to_string(piece));
   const std::int64_t c = n_embd;
+  if (llama()) {
+    const std::int64_t q = n_head * head_dim(), kv = n_kv_head * head_dim();
+    switch (piece) {
+      case kLlamaAttnInPiece:
+        return c + c * (q + 2 * kv) + (qkv_bias ? q + 2 * kv : 0);  // norm, q, k, v
+      case kLlamaAttnOutPiece:
+        return q * c;  // o
+      case kLlamaGatePiece:
+        return c + intermediate * c;  // norm, gate
+      default:
+        return intermediate * c;  // up, down
+    }
+  }
   switch (piece) {
     case kAttnInPiece:
       return 2 * c + 3 * c * c + 3 * c;  // ln_1, c_attn
@@ -199,16 +217,15 @@ std::int64_t ModelConfig::block_piece_param_count(int piece) const {
       return c * c + c;  // attn.c_proj
     case kMlpInPiece:
       return 2 * c + 4 * c * c + 4 * c;  // ln_2, c_fc
-    case kMlpOutPiece:
-      return 4 * c * c + c;  // mlp.c_proj
     default:
-      ST_ASSERT(false, "block piece " + std::to_string(piece));
-      return 0;
+      return 4 * c * c + c;  // mlp.c_proj
   }
 }
 
 std::int64_t ModelConfig::max_block_piece_param_count() const {
-  return block_piece_param_count(kMlpInPiece);
+  std::int64_t most = 0;
+  for (int p = 0; p < block_piece_count(); ++p) most = std::max(most, block_piece_param_count(p));
+  return most;
 }
 
 std::int64_t ModelConfig::block_piece_first_param(int piece) const {
@@ -217,9 +234,16 @@ std::int64_t ModelConfig::block_piece_first_param(int piece) const {
   return first;
 }
 
-TensorRange block_piece_tensors(int piece) {
-  static constexpr TensorRange kRanges[kBlockPieces] = {{0, 4}, {4, 6}, {6, 10}, {10, 12}};
-  ST_ASSERT(piece >= 0 && piece < kBlockPieces, "block piece " + std::to_string(piece));
+TensorRange block_piece_tensors(const ModelConfig& config, int piece) {
+  ST_ASSERT(piece >= 0 && piece < config.block_piece_count(),
+            "block piece " + std::to_string(piece));
+  if (config.llama()) {
+    const int o = config.qkv_bias ? 7 : 4;  // o_proj's index; the norm, gate, up, down follow
+    static constexpr int kAfterO[] = {0, 1, 3, 4, 5};
+    if (piece == kLlamaAttnInPiece) return {0, o};
+    return {o + kAfterO[piece - 1], o + kAfterO[piece]};
+  }
+  static constexpr TensorRange kRanges[] = {{0, 4}, {4, 6}, {6, 10}, {10, 12}};
   return kRanges[piece];
 }
 
@@ -242,10 +266,11 @@ double ModelConfig::train_flops_per_token(std::int64_t seq) const {
 }
 
 double ModelConfig::train_flops_per_token_recompute(std::int64_t seq) const {
-  if (llama()) {  // every block's forward again: its matmuls and attention
+  if (llama()) {  // every block's forward again but down_proj: its matmuls and attention
+    const double recomputed = static_cast<double>(block_param_count() - intermediate * n_embd);
     return train_flops_per_token(seq) +
-           static_cast<double>(n_layer) * (2.0 * static_cast<double>(block_param_count()) +
-                                           4.0 * static_cast<double>(n_head * head_dim() * seq));
+           static_cast<double>(n_layer) *
+               (2.0 * recomputed + 4.0 * static_cast<double>(n_head * head_dim() * seq));
   }
   const double c = static_cast<double>(n_embd);
   return train_flops_per_token(seq) +

@@ -6,6 +6,7 @@
 // llama_model.h.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -58,11 +59,13 @@ struct ModelConfig {
   // with their biases; Llama: 2 RMSNorms, q [H·d, C], k and v [KV·d, C] (with Qwen2's biases),
   // o [C, H·d], gate and up [I, C], down [C, I].
   std::int64_t block_param_count() const;
-  // Parameters of block piece `piece` (kBlockPieces below); the four add up to
-  // block_param_count().
+  // A block's pieces (block_piece_tensors below): GPT-2 4, Llama 5.
+  int block_piece_count() const;
+  // Parameters of block piece `piece`; the pieces add up to block_param_count().
   std::int64_t block_piece_param_count(int piece) const;
-  std::int64_t max_block_piece_param_count() const;  // the MLP-in piece's: 4·C² + 6·C
-  // Where piece `piece` starts in the block's flat parameters (BlockTensor order).
+  // The largest piece's: GPT-2's MLP in (4·C² + 6·C), Llama's gate, up or down (I·C, + C).
+  std::int64_t max_block_piece_param_count() const;
+  // Where piece `piece` starts in the block's flat parameters (block_tensors order).
   std::int64_t block_piece_first_param(int piece) const;
   // GPT-2: wte [V, C] + wpe [T_max, C] + blocks + final LayerNorm; the LM head is tied to wte
   // (0 extra). Llama: embed [V, C] + blocks + final RMSNorm + lm_head [V, C] unless tied.
@@ -75,30 +78,44 @@ struct ModelConfig {
   //   A = H·d, the attention width: C for GPT-2).
   double train_flops_per_token(std::int64_t seq) const;
   // The same with every block's forward recomputed in backward (block-wise recompute), GPT-2:
-  //   6·N + 12·L·C·seq + L·(16·C² + 4·C·seq) (the MLP out projection is not recomputed: its output
-  //   is the next block's input); Llama: + L·(2·block parameters + 4·H·d·seq).
+  //   6·N + 12·L·C·seq + L·(16·C² + 4·C·seq); Llama: + L·(2·(block parameters − I·C) + 4·H·d·seq).
+  // The last matmul (GPT-2's MLP out, Llama's down) is not recomputed: its output is the next
+  // block's input. Whole blocks and pieces recompute the same (each piece's forward once).
   double train_flops_per_token_recompute(std::int64_t seq) const;
-  // Streaming in pieces: each block's backward recomputes its forward twice (the pieces' inputs,
-  // without the MLP out piece, then each piece under autograd, gpt_model.h):
-  //   10·N − 2·L·(4·C² + C) + 20·L·C·seq.
-  double train_flops_per_token_piece_recompute(std::int64_t seq) const;
 };
 
-// A block's four pieces, in the order its forward runs them: one matmul each with the tensors
-// around it, contiguous in BlockTensor order (model_weights.h). They are what a block streams in
-// when a whole one does not fit the compute tier (offload_plan.h), and what gpt_model.h's block
-// backward runs one at a time.
+// A block's pieces, in the order its forward runs them: one or two matmuls each with the tensors
+// around them, contiguous in block_tensors order (model_weights.h). They are what a block streams
+// in when a whole one does not fit the compute tier (offload_plan.h), and what the block backward
+// runs one at a time (gpt_model.h, llama_model.h). GPT-2, 4 pieces:
 //   0 attention in  (ln_1, attn.c_attn)   x -> a = attention(qkv(LN1(x)))   [B, T, C]
 //   1 attention out (attn.c_proj)         a -> proj(a); y = x + proj(a)
 //   2 MLP in        (ln_2, mlp.c_fc)      y -> h = gelu(fc(LN2(y)))         [B, T, 4C]
 //   3 MLP out       (mlp.c_proj)          h -> proj(h); z = y + proj(h)
+// Llama, 5 pieces (its MLP's three matrices apart: each is as large as GPT-2's MLP in):
+//   0 attention in  (input_layernorm, q, k, v[, biases])   x -> a = attention(rope(q, k), v)
+//   1 attention out (o_proj)                               h = x + o(a)
+//   2 MLP gate      (post_attention_layernorm, gate_proj)  n2 = RMSNorm(h), g = gate(n2) [B, T, I]
+//   3 MLP up        (up_proj)                              m = silu(g) · up(n2)          [B, T, I]
+//   4 MLP down      (down_proj)                            z = h + down(m)
 enum BlockPiece : int { kAttnInPiece = 0, kAttnOutPiece, kMlpInPiece, kMlpOutPiece };
-inline constexpr int kBlockPieces = 4;
-// The BlockTensor indices [first, last) of a piece: 0-4, 4-6, 6-10, 10-12.
+enum LlamaBlockPiece : int {
+  kLlamaAttnInPiece = 0,
+  kLlamaAttnOutPiece,
+  kLlamaGatePiece,
+  kLlamaUpPiece,
+  kLlamaDownPiece
+};
+inline constexpr int kGpt2BlockPieces = 4, kLlamaBlockPieces = 5;
+inline constexpr int kMaxBlockPieces = 5;  // of either family: the size of per-piece arrays
+// One flag per piece (pieces past block_piece_count() false).
+using PieceFlags = std::array<bool, kMaxBlockPieces>;
+// The block_tensors indices [first, last) of a piece: GPT-2 0-4, 4-6, 6-10, 10-12; Llama
+// 0-4, 4-5, 5-7, 7-8, 8-9 (with Qwen2's biases 0-7, 7-8, 8-10, 10-11, 11-12).
 struct TensorRange {
   int first = 0, last = 0;
 };
-TensorRange block_piece_tensors(int piece);
+TensorRange block_piece_tensors(const ModelConfig& config, int piece);
 
 // Bytes of model states per parameter in mixed-precision training as Fuyou/ZeRO count them:
 // bf16 weights 2 + bf16 gradients 2 + fp32 master 4 + Adam m 4 + Adam v 4 = 16.

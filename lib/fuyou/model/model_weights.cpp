@@ -130,8 +130,10 @@ BlockPieceViews block_piece_views(const ModelConfig& config, const at::Tensor& f
   TORCH_CHECK(flat.dim() == 1 && flat.numel() >= config.max_block_piece_param_count(),
               "a block piece buffer of ", flat.numel(), " elements");
   BlockPieceViews views;
-  for (int p = 0; p < kBlockPieces; ++p) {
-    const TensorRange range = block_piece_tensors(p);
+  for (int p = 0; p < config.block_piece_count(); ++p) {
+    views[static_cast<std::size_t>(p)] =
+        BlockWeights(static_cast<std::size_t>(block_tensor_count(config)));
+    const TensorRange range = block_piece_tensors(config, p);
     std::int64_t offset = 0;
     for (int i = range.first; i < range.last; ++i) {
       const std::vector<std::int64_t> shape = block_tensor_shape(config, i);

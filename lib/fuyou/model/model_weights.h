@@ -67,10 +67,11 @@ struct BlockWeights {
   int size() const { return static_cast<int>(tensors.size()); }
 };
 
-// One buffer that holds any one block piece (model_config.h: BlockPiece; GPT-2 only): per piece,
-// its tensors as views of `flat` (at least max_block_piece_param_count() elements, any dtype and
-// device), one after another from element 0; the other pieces' tensors undefined.
-using BlockPieceViews = std::array<BlockWeights, kBlockPieces>;
+// One buffer that holds any one block piece (model_config.h: BlockPiece, LlamaBlockPiece): per
+// piece, its tensors as views of `flat` (at least max_block_piece_param_count() elements, any
+// dtype and device), one after another from element 0; the other pieces' tensors undefined.
+// Entries past config.block_piece_count() are empty.
+using BlockPieceViews = std::array<BlockWeights, kMaxBlockPieces>;
 BlockPieceViews block_piece_views(const ModelConfig& config, const at::Tensor& flat);
 
 // The weights of a decoder of either family. Canonical names (named()): GPT-2 "wte.weight",

@@ -203,31 +203,33 @@ class DrainedBlockGrads final : public BlockGradients {
   DrainedBlockGrads(const ModelConfig& config, const at::TensorOptions& fp32, std::int64_t buffers,
                     std::int64_t accum, std::int64_t pieces_per_block,
                     GradAccumulators& accumulators)
-      : layers_(config.n_layer),
+      : config_(config),
+        layers_(config.n_layer),
         accum_(accum),
-        drains_per_block_(pieces_per_block > 1 ? kBlockPieces : 1),
+        drains_per_block_(pieces_per_block > 1 ? config.block_piece_count() : 1),
+        pieces_(config.block_piece_count()),
         accumulators_(accumulators),
         tensors_(block_tensor_count(config)),
         norm_terms_(static_cast<std::size_t>(tensors_)) {
     if (pieces_per_block > 1) {
       piece_pool_ = make_piece_buffers(config, fp32, buffers);
-      next_piece_ = kBlockPieces - 1;
+      next_piece_ = pieces_ - 1;
     } else {
       pool_ = make_buffers(config, fp32, buffers);
     }
   }
   void take(std::int64_t l, std::int64_t k, bool last, int piece, const BlockWeights& grads,
             StepGradients& step) override {
-    // Pieces come 3 … 0 (gpt_model.h: block_backward_pieces): the block is done at piece 0.
+    // Pieces come last … 0 (gpt_model.h: block_backward_pieces): the block is done at piece 0.
     ST_ASSERT((piece == kWholeBlock) == piece_pool_.empty() && piece == next_piece_,
               "block piece gradients out of order");
-    if (piece != kWholeBlock) next_piece_ = piece == 0 ? kBlockPieces - 1 : piece - 1;
+    if (piece != kWholeBlock) next_piece_ = piece == 0 ? pieces_ - 1 : piece - 1;
     const int slot = step.acquire_pool_slot();
     const auto s = static_cast<std::size_t>(slot);
     BlockWeights& acc =
         piece == kWholeBlock ? pool_[s] : piece_pool_[s][static_cast<std::size_t>(piece)];
     const TensorRange range =
-        piece == kWholeBlock ? TensorRange{0, tensors_} : block_piece_tensors(piece);
+        piece == kWholeBlock ? TensorRange{0, tensors_} : block_piece_tensors(config_, piece);
     std::vector<at::Tensor> slot_grads(static_cast<std::size_t>(tensors_));  // others undefined
     for (int i = range.first; i < range.last; ++i) {
       const at::Tensor& g = grads[i];
@@ -267,7 +269,9 @@ class DrainedBlockGrads final : public BlockGradients {
  private:
   std::vector<BlockWeights> pool_;           // whole blocks: 2, by turns
   std::vector<BlockPieceViews> piece_pool_;  // pieces: 2, by turns
+  const ModelConfig config_;
   const std::int64_t layers_, accum_, drains_per_block_;
+  const int pieces_;   // per block (model_config.h: block_piece_count)
   const int tensors_;  // per block (model_weights.h: block_tensor_count)
   GradAccumulators& accumulators_;
   std::vector<at::Tensor> norm_terms_;  // K = 1: the block's, by tensor

@@ -66,9 +66,9 @@ class HostPieceSlots final : public BlockStream::Slots {
   std::int64_t count() const override { return static_cast<std::int64_t>(memory_.size()); }
   std::uint64_t fill(std::int64_t slot, std::int64_t access) override {
     const auto s = static_cast<std::size_t>(slot);
-    const int piece = static_cast<int>(access % kBlockPieces);
+    const int piece = BlockStream::access_piece(access);
     const std::int64_t floats = config_.block_piece_param_count(piece);
-    read_(access / kBlockPieces, config_.block_piece_first_param(piece), floats,
+    read_(BlockStream::access_block(access), config_.block_piece_first_param(piece), floats,
           reinterpret_cast<float*>(memory_[s].data()));
     pieces_[s] = piece;  // read by use(): BlockStream's mutex orders the two
     return 4 * static_cast<std::uint64_t>(floats);
@@ -132,32 +132,31 @@ std::vector<std::int64_t> BlockStream::forward_sequence(std::int64_t layers, std
 }
 
 std::vector<std::int64_t> BlockStream::training_piece_sequence(
-    std::int64_t layers, std::int64_t accum,
-    const std::vector<std::array<bool, kBlockPieces>>& recompute) {
+    std::int64_t layers, std::int64_t accum, const std::vector<PieceFlags>& recompute, int pieces) {
   ST_ASSERT(static_cast<std::int64_t>(recompute.size()) == layers, "a recompute per block");
   std::vector<std::int64_t> sequence;
   for (std::int64_t k = 0; k < accum; ++k) {
     for (std::int64_t l = 0; l < layers; ++l) {
-      for (int p = 0; p < kBlockPieces; ++p) sequence.push_back(piece_access(l, p));
+      for (int p = 0; p < pieces; ++p) sequence.push_back(piece_access(l, p));
     }
     for (std::int64_t l = layers; l-- > 0;) {
       // What the recompute reads (gpt_model.h: block_backward_pieces), then each piece's
       // backward.
-      for (int p = 0; p < kBlockPieces; ++p) {
+      for (int p = 0; p < pieces; ++p) {
         if (recompute[static_cast<std::size_t>(l)][static_cast<std::size_t>(p)])
           sequence.push_back(piece_access(l, p));
       }
-      for (int p = kBlockPieces; p-- > 0;) sequence.push_back(piece_access(l, p));
+      for (int p = pieces; p-- > 0;) sequence.push_back(piece_access(l, p));
     }
   }
   return sequence;
 }
 
 std::vector<std::int64_t> BlockStream::forward_piece_sequence(std::int64_t layers,
-                                                              std::int64_t passes) {
+                                                              std::int64_t passes, int pieces) {
   std::vector<std::int64_t> sequence;
   for (std::int64_t i = 0; i < passes * layers; ++i) {
-    for (int p = 0; p < kBlockPieces; ++p) sequence.push_back(piece_access(i % layers, p));
+    for (int p = 0; p < pieces; ++p) sequence.push_back(piece_access(i % layers, p));
   }
   return sequence;
 }

@@ -67,8 +67,13 @@ class BlockStream {
   // weights [first, first + floats) (one piece); blocking; may throw.
   using RangeReadFn =
       std::function<void(std::int64_t block, std::int64_t first, std::int64_t floats, float* dst)>;
+  // (the stride is the most pieces of either family, so an id alone names block and piece)
   static std::int64_t piece_access(std::int64_t block, int piece) {
-    return block * kBlockPieces + piece;
+    return block * kMaxBlockPieces + piece;
+  }
+  static std::int64_t access_block(std::int64_t access) { return access / kMaxBlockPieces; }
+  static int access_piece(std::int64_t access) {
+    return static_cast<int>(access % kMaxBlockPieces);
   }
   // CPU tier in pieces: `slots` >= 2 fp32 host slots of the largest piece each; use() gives the
   // weights of the piece in the slot (its tensors only, the others undefined).
@@ -86,13 +91,14 @@ class BlockStream {
   static std::vector<std::int64_t> training_sequence(std::int64_t layers, std::int64_t accum);
   // `passes` forwards (validation batches).
   static std::vector<std::int64_t> forward_sequence(std::int64_t layers, std::int64_t passes);
-  // The same in pieces: a forward uses pieces 0 … 3 of each block; block l's backward uses the
-  // pieces its recompute reads (recompute[l], block_activations.h: recompute_pieces; 0 … 2 with
-  // nothing kept), then 3 … 0 (each piece's backward).
-  static std::vector<std::int64_t> training_piece_sequence(
-      std::int64_t layers, std::int64_t accum,
-      const std::vector<std::array<bool, kBlockPieces>>& recompute);
-  static std::vector<std::int64_t> forward_piece_sequence(std::int64_t layers, std::int64_t passes);
+  // The same in `pieces` pieces a block: a forward uses pieces 0 … pieces-1 of each block; block
+  // l's backward uses the pieces its recompute reads (recompute[l], block_activations.h:
+  // recompute_pieces; GPT-2 0 … 2 with nothing kept), then pieces-1 … 0 (each piece's backward).
+  static std::vector<std::int64_t> training_piece_sequence(std::int64_t layers, std::int64_t accum,
+                                                           const std::vector<PieceFlags>& recompute,
+                                                           int pieces);
+  static std::vector<std::int64_t> forward_piece_sequence(std::int64_t layers, std::int64_t passes,
+                                                          int pieces);
 
   // Starts a pass; the previous one must be over (every access acquired and released).
   void start(std::vector<std::int64_t> sequence);

@@ -131,12 +131,15 @@ class StreamedPieces final : public Streamed {
  public:
   using Streamed::Streamed;
   void start_training(std::int64_t accum) override {
-    std::vector<std::array<bool, kBlockPieces>> recompute;
-    for (const ActivationSet& kept : kept_sets()) recompute.push_back(recompute_pieces(kept));
-    stream_->start(BlockStream::training_piece_sequence(config_.n_layer, accum, recompute));
+    std::vector<PieceFlags> recompute;
+    for (const ActivationSet& kept : kept_sets())
+      recompute.push_back(recompute_pieces(config_, kept));
+    stream_->start(BlockStream::training_piece_sequence(config_.n_layer, accum, recompute,
+                                                        config_.block_piece_count()));
   }
   void start_forward(std::int64_t passes) override {
-    stream_->start(BlockStream::forward_piece_sequence(config_.n_layer, passes));
+    stream_->start(
+        BlockStream::forward_piece_sequence(config_.n_layer, passes, config_.block_piece_count()));
   }
   at::Tensor forward(std::int64_t l, const at::Tensor& x, BlockActivations* kept) override {
     StreamPieceSource source(*stream_, l);

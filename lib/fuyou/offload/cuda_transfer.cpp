@@ -276,8 +276,8 @@ class CudaPieceSlots final : public BlockStream::Slots {
   // upload waits, on the GPU, for the slot's last release, as CudaBlockSlots::fill does.
   std::uint64_t fill(std::int64_t slot, std::int64_t access) override {
     const auto s = static_cast<std::size_t>(slot);
-    const int piece = static_cast<int>(access % kBlockPieces);
-    const std::int64_t block = access / kBlockPieces;
+    const int piece = BlockStream::access_piece(access);
+    const std::int64_t block = BlockStream::access_block(access);
     const std::int64_t first = config_.block_piece_first_param(piece);
     const std::int64_t floats = config_.block_piece_param_count(piece);
     auto* scratch = reinterpret_cast<float*>(scratch_.data());

@@ -78,23 +78,25 @@ struct Sizes {
   std::uint64_t outside_params = 0;           // wte, wpe, ln_f
   std::int64_t block_state_piece_floats = 0;  // a block's largest state piece (not a block piece)
   std::int64_t piece_params = 0;              // a block's largest piece (model_config.h: MLP in)
-  std::uint64_t mlp_out_params = 0;           // the MLP out piece's, which no recompute needs
-  std::array<std::uint64_t, kBlockPieces> piece_param_counts{};  // each piece's parameters
+  std::int64_t pieces = 0;                    // a block's pieces (GPT-2 4, Llama 5)
+  ModelConfig config;                         // the model these sizes are of
+  std::array<std::uint64_t, kMaxBlockPieces> piece_param_counts{};  // each piece's parameters
 };
 
 // UsageError unless P is a positive multiple of 1024 (4096-byte segments) and the granularity and
 // store slots are ones the planner knows.
-void check_shape(const OffloadShape& shape) {
+void check_shape(const ModelConfig& config, const OffloadShape& shape) {
   if (shape.state_piece_floats < kPadFloats || shape.state_piece_floats % kPadFloats != 0) {
     throw common::UsageError("state piece of " + std::to_string(shape.state_piece_floats) +
                                  " floats is not a positive multiple of 1024",
                              "leave the state piece size at its default");
   }
+  const int pieces = config.block_piece_count();
   if (shape.pieces_per_block != 0 && shape.pieces_per_block != 1 &&
-      shape.pieces_per_block != kBlockPieces) {
+      shape.pieces_per_block != pieces) {
     throw common::UsageError(
         "streaming in " + std::to_string(shape.pieces_per_block) + " pieces per block",
-        "stream whole blocks (1) or the block's " + std::to_string(kBlockPieces) + " pieces");
+        "stream whole blocks (1) or the block's " + std::to_string(pieces) + " pieces");
   }
   if (shape.store_slots < 0 || shape.store_slots > 2) {
     throw common::UsageError(
@@ -120,10 +122,10 @@ Sizes derive_sizes(const ModelConfig& config, const OffloadShape& shape,
   // The stream's loader converts and uploads a block piece by piece, and block gradients in the
   // store go through buffers of one piece.
   s.block_state_piece_floats = std::min<std::int64_t>(shape.state_piece_floats, s.block_padded);
-  if (config.llama()) return s;  // Llama blocks stream whole (no pieces yet)
+  s.config = config;
   s.piece_params = config.max_block_piece_param_count();
-  s.mlp_out_params = u64(config.block_piece_param_count(kMlpOutPiece));
-  for (int p = 0; p < kBlockPieces; ++p)
+  s.pieces = config.block_piece_count();
+  for (int p = 0; p < s.pieces; ++p)
     s.piece_param_counts[static_cast<std::size_t>(p)] = u64(config.block_piece_param_count(p));
   return s;
 }
@@ -277,21 +279,16 @@ void stream_pieces(const OffloadShape& shape, const OffloadBudgets& budgets, con
   items.grad_buffers = {"2 block-piece gradient buffers (fp32)", 2 * kF32 * u64(s.piece_params)};
   items.grads_in_flight = {"one piece's weight gradients in flight", s.act * u64(s.piece_params)};
   const std::uint64_t room = make_room_for_slots(shape, budgets, s, slot_bytes, plan, items);
-  plan.pieces_per_block = kBlockPieces;
+  plan.pieces_per_block = static_cast<int>(s.pieces);
   plan.stream_slot_floats = s.piece_params;
-  size_stream_slots(s, room, slot_bytes, kBlockPieces * s.l, "streamed block-piece slots", plan,
-                    items);
+  size_stream_slots(s, room, slot_bytes, s.pieces * s.l, "streamed block-piece slots", plan, items);
 }
 
 // Whole blocks unless they do not fit (or pieces are asked for): then pieces, unless whole blocks
 // are asked for (the refusal then names the whole-block layout).
 void stream_blocks(const OffloadShape& shape, const OffloadBudgets& budgets, const Sizes& s,
                    OffloadPlan& plan, ComputeItems& items) {
-  if (s.piece_params == 0) {  // no pieces (Llama): whole blocks, refused whole if they do not fit
-    stream_whole_blocks(shape, budgets, s, plan, items);
-    return;
-  }
-  if (shape.pieces_per_block != kBlockPieces) {
+  if (shape.pieces_per_block != s.pieces) {
     const OffloadPlan before = plan;
     const ComputeItems resident = items;
     stream_whole_blocks(shape, budgets, s, plan, items);
@@ -764,7 +761,7 @@ StreamTraffic stream_traffic(const Sizes& s, const OffloadPlan& plan) {
     std::uint64_t loaded = 0;
     for (const ActivationSet& kept : plan.activations.kept) {
       loaded += 2 * s.block_params;
-      const std::array<bool, kBlockPieces> reads = recompute_pieces(kept);
+      const PieceFlags reads = recompute_pieces(s.config, kept);
       for (std::size_t p = 0; p < reads.size(); ++p) {
         if (reads[p]) loaded += s.piece_param_counts[p];
       }
@@ -802,7 +799,7 @@ DrainTraffic count_block_drains(const ModelConfig& config, const OffloadShape& s
       every += piece.master_bytes();
       continue;
     }
-    for (int p = 0; p < kBlockPieces; ++p) {
+    for (int p = 0; p < config.block_piece_count(); ++p) {
       const std::int64_t first = config.block_piece_first_param(p);
       const std::int64_t last = first + config.block_piece_param_count(p);
       if (std::max(lo, first) >= std::min(hi, last)) continue;  // they do not meet
@@ -1201,11 +1198,7 @@ OffloadShape with_store_slots(OffloadShape shape, std::int64_t slots) {
 OffloadPlan plan_offload(const ModelConfig& config, const OffloadShape& shape,
                          const OffloadBudgets& budgets, const OffloadRates& rates) {
   config.validate();
-  check_shape(shape);
-  if (config.llama() && shape.pieces_per_block == kBlockPieces) {
-    throw common::UsageError("Llama-family blocks stream whole, not in pieces (yet)",
-                             "drop --stream piece");
-  }
+  check_shape(config, shape);
   // Two slots per extent where they fit (or when asked), else one; refused when the asked or the
   // smaller layout does not fit either, naming the other's need.
   const std::uint64_t have = budgets.ssd_free_bytes + budgets.ssd_used_bytes;

@@ -118,7 +118,7 @@ struct OffloadShape {
   // unit's master, m, v at a time. plan_offload_run derives it from the store's extent.
   std::int64_t state_piece_floats = kDefaultStatePieceFloats;
   // Streaming granularity (--stream): 0 = the planner decides (whole blocks wherever two block
-  // slots fit, else pieces), 1 = whole blocks only, kBlockPieces = pieces.
+  // slots fit, else pieces), 1 = whole blocks only, config.block_piece_count() = pieces.
   std::int64_t pieces_per_block = 0;
   // The store's slots per extent (--store-slots): 0 = the planner decides (two where they fit the
   // SSDs, else one), 1 (updates in place) or 2 (copy-on-write).
@@ -168,10 +168,11 @@ struct OffloadPlan {
   // store or in RAM, in the order of use (forward 0 … L-1, backward L-1 … 0).
   std::int64_t resident_blocks = 0;
   std::int64_t stream_slots = 0;
-  // Streaming granularity: 1 = whole blocks; kBlockPieces = each block streams as its four pieces
-  // (model_config.h: one matmul each), so the compute tier holds slots and two gradient buffers
-  // of the largest piece instead of a block's, and every block's gradients leave it piece by
-  // piece to add up on the CPU side. Chosen only where whole blocks do not fit:
+  // Streaming granularity: 1 = whole blocks; block_piece_count() = each block streams as its
+  // pieces (model_config.h: one or two matmuls each; GPT-2 4, Llama 5), so the compute tier
+  // holds slots and two gradient buffers of the largest piece instead of a block's, and every
+  // block's gradients leave it piece by piece to add up on the CPU side. Chosen only where whole
+  // blocks do not fit:
   // pieces load each block's weights almost three times per micro-batch instead of twice
   // (3·N_b − N_3 with nothing kept: the recompute reads pieces 0-2; 2·N_b when the activations
   // that need weights are kept) and the same FLOPs as whole blocks.

@@ -67,7 +67,8 @@ struct OffloadOptions {
   // default (2^24). A store keeps the piece size it was created with: --resume checks it.
   std::int64_t state_piece_floats = 0;
   // The planner's choices when asked for (OffloadShape): streaming granularity (0 = it decides, 1
-  // whole blocks, kBlockPieces pieces) and the store's slots per extent (0 = it decides, 1, 2).
+  // whole blocks, block_piece_count() pieces) and the store's slots per extent (0 = it decides,
+  // 1, 2).
   std::int64_t pieces_per_block = 0;
   std::int64_t store_slots = 0;
   // What each block's forward keeps for its backward, and where (--activations, --activations-in).

@@ -110,23 +110,23 @@ TEST_CASE("in pieces, the recompute acquires only the pieces whose weights it re
     BlockWeights grads;
     const at::Tensor dx =
         block_backward_pieces(config, source, x, dz, kept, [&](int p, const BlockWeights& g) {
-          const TensorRange r = block_piece_tensors(p);
+          const TensorRange r = block_piece_tensors(config, p);
           for (int i = r.first; i < r.last; ++i) grads[i] = g[i];
         });
     std::vector<int> expected;
-    const std::array<bool, kBlockPieces> reads = recompute_pieces(set);
-    for (int p = 0; p < kBlockPieces; ++p) {
+    const PieceFlags reads = recompute_pieces(config, set);
+    for (int p = 0; p < kGpt2BlockPieces; ++p) {
       if (reads[static_cast<std::size_t>(p)]) expected.push_back(p);
     }
-    for (int p = kBlockPieces; p-- > 0;) expected.push_back(p);
+    for (int p = kGpt2BlockPieces; p-- > 0;) expected.push_back(p);
     CHECK(source.order == expected);
     CHECK(at::equal(dx, want.input_grad));
     for (int i = 0; i < kBlockTensorCount; ++i) CHECK(at::equal(grads[i], want.weight_grads[i]));
   }
   // Hand-checked ends: nothing kept reads pieces 0-2; everything that needs weights kept, none.
-  CHECK(recompute_pieces({}) == std::array<bool, kBlockPieces>{true, true, true, false});
+  CHECK(recompute_pieces(config, {}) == PieceFlags{true, true, true, false, false});
   const ActivationSet weighted = parse_activation_set("ln1,qkv,resid,ln2,fc");
-  CHECK(recompute_pieces(weighted) == std::array<bool, kBlockPieces>{false, false, false, false});
+  CHECK(recompute_pieces(config, weighted) == PieceFlags{});
 }
 
 TEST_CASE("kept tensors have the shapes activation_shapes names, and the floats it counts") {

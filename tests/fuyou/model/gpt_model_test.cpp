@@ -225,7 +225,7 @@ class OnePieceAtATime final : public BlockPieceSource {
     REQUIRE(held_ == -1);  // the previous piece was released
     held_ = piece;
     current_ = BlockWeights{};
-    const TensorRange range = block_piece_tensors(piece);
+    const TensorRange range = block_piece_tensors(ModelConfig{}, piece);
     for (int i = range.first; i < range.last; ++i) current_[i] = block_[i].clone();
     order.push_back(piece);
     return current_;
@@ -271,7 +271,7 @@ TEST_CASE("a block one piece's weights at a time gives block_forward's and block
   const at::Tensor dx =
       block_backward_pieces(config, source, x, dz, {}, [&](int p, const BlockWeights& g) {
         taken.push_back(p);
-        const TensorRange range = block_piece_tensors(p);
+        const TensorRange range = block_piece_tensors(config, p);
         for (int i = 0; i < kBlockTensorCount; ++i) {
           CHECK(g[i].defined() == (i >= range.first && i < range.last));
           if (g[i].defined()) piece_grads[i] = g[i];

@@ -290,21 +290,21 @@ TEST_CASE("streaming in pieces where the SSD binds, auto keeps what spares the p
   // States in the store and blocks streamed in pieces from it: each block's recompute reloads
   // pieces 0-2 unless ln1 + qkv, resid, ln2 + fc are kept (block_activations.h: recompute_pieces).
   OffloadShape s = shape_keeping("recompute");
-  s.pieces_per_block = kBlockPieces;
+  s.pieces_per_block = kGpt2BlockPieces;
   OffloadBudgets b = roomy();
   b.compute_bytes = plan_offload(kTiny, s, roomy()).compute_total - 1;
   b.cpu_bytes = 3 * 602112;  // under the states' 1.5 MB: they and the stream read the store
   OffloadRates r;
   r.ssd_read_bytes_per_s = 1e6;  // the store's reads bind by far
   const OffloadPlan recompute = plan_offload(kTiny, s, b, r);
-  REQUIRE(recompute.pieces_per_block == kBlockPieces);
+  REQUIRE(recompute.pieces_per_block == kGpt2BlockPieces);
   REQUIRE_FALSE(recompute.states_in_cpu);
   CHECK(recompute.binding.rfind("ssd_read", 0) == 0);
   s.activations = parse_activation_request("auto", kTiny.n_layer);
   const OffloadPlan chosen = plan_offload(kTiny, s, b, r);
   INFO(chosen.describe());
   for (const ActivationSet& set : chosen.activations.kept) {
-    CHECK(recompute_pieces(set) == std::array<bool, kBlockPieces>{false, false, false, false});
+    CHECK(recompute_pieces(kTiny, set) == PieceFlags{});
   }
   // No recompute reloads: 2·N_b of each block per micro-batch, K = 2, 2 blocks, fp32.
   const std::uint64_t block = static_cast<std::uint64_t>(kTiny.block_param_count());

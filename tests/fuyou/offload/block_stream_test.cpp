@@ -86,18 +86,26 @@ TEST_CASE("a training step's sequence is forward 0..L-1 then backward L-1..0, pe
 }
 
 TEST_CASE("in pieces, a block's backward uses the pieces its recompute reads, then 3..0") {
-  // Access ids l · 4 + p: block 0's pieces are 0-3, block 1's 4-7. Block 1 keeps nothing (its
-  // recompute reads pieces 0-2), block 0 keeps resid (pieces 0 and 2).
-  const std::array<bool, kBlockPieces> all = recompute_pieces({});
-  const std::array<bool, kBlockPieces> resid =
-      recompute_pieces(ActivationSet().with(kAttnResidual));
-  CHECK(BlockStream::training_piece_sequence(2, 1, {resid, all}) ==
-        std::vector<std::int64_t>{0, 1, 2, 3, 4, 5, 6, 7,  // forward
-                                  4, 5, 6, 7, 6, 5, 4,     // block 1's backward
+  // Access ids l · 5 + p (5: the most pieces of either family): GPT-2 block 0's pieces are 0-3,
+  // block 1's 5-8. Block 1 keeps nothing (its recompute reads pieces 0-2), block 0 keeps resid
+  // (pieces 0 and 2).
+  const ModelConfig gpt2;
+  const PieceFlags all = recompute_pieces(gpt2, {});
+  const PieceFlags resid = recompute_pieces(gpt2, ActivationSet().with(kAttnResidual));
+  CHECK(BlockStream::training_piece_sequence(2, 1, {resid, all}, kGpt2BlockPieces) ==
+        std::vector<std::int64_t>{0, 1, 2, 3, 5, 6, 7, 8,  // forward
+                                  5, 6, 7, 8, 7, 6, 5,     // block 1's backward
                                   0, 2, 3, 2, 1, 0});      // block 0's
-  CHECK(BlockStream::forward_piece_sequence(2, 2) ==
-        std::vector<std::int64_t>{0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 3, 4, 5, 6, 7});
-  CHECK(BlockStream::piece_access(3, kMlpOutPiece) == 15);
+  CHECK(BlockStream::forward_piece_sequence(2, 2, kGpt2BlockPieces) ==
+        std::vector<std::int64_t>{0, 1, 2, 3, 5, 6, 7, 8, 0, 1, 2, 3, 5, 6, 7, 8});
+  CHECK(BlockStream::piece_access(3, kMlpOutPiece) == 18);
+  CHECK(BlockStream::access_block(18) == 3);
+  CHECK(BlockStream::access_piece(18) == kMlpOutPiece);
+  // Llama: 5 pieces, the recompute reads all but down_proj.
+  ModelConfig llama = model_config_from_name("llama3.2-1b");
+  CHECK(BlockStream::training_piece_sequence(1, 1, {recompute_pieces(llama, {})},
+                                             kLlamaBlockPieces) ==
+        std::vector<std::int64_t>{0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 3, 2, 1, 0});
 }
 
 TEST_CASE("blocks are filled in the order of use, round-robin, never over a slot in use") {

@@ -191,12 +191,12 @@ TEST_CASE("streamed in pieces, the kept activations spare the recompute's piece 
   const Reference reference(options, train, valid);
   // A compute budget that streams pieces; keep-all in the store.
   OffloadOptions offload = store_options("acts-pieces", "keep-all", ActivationTier::kStore);
-  offload.pieces_per_block = kBlockPieces;
+  offload.pieces_per_block = kGpt2BlockPieces;
   OffloadOptions recompute = offload;
   recompute.activations = {};
   offload.budgets.compute_bytes = plan_offload_run(kConfig, options, recompute).compute_total - 1;
   const auto [stats, plan] = check_against(reference, options, offload);
-  REQUIRE(plan.pieces_per_block == kBlockPieces);
+  REQUIRE(plan.pieces_per_block == kGpt2BlockPieces);
   // The store's two slots for the kept activations took the place of extra stream slots.
   CHECK(plan.stream_slots >= 2);
   CHECK(plan.compute_total <= offload.budgets.compute_bytes);
@@ -238,7 +238,7 @@ TEST_CASE("at the planned limit, the tensors a run makes stay within the plan's 
     if (c.stream) {
       OffloadOptions recompute = offload;
       recompute.activations = {};
-      offload.pieces_per_block = kBlockPieces;
+      offload.pieces_per_block = kGpt2BlockPieces;
       offload.budgets.compute_bytes =
           plan_offload_run(kConfig, options, recompute).compute_total - 1;
     }

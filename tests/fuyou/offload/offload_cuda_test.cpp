@@ -343,7 +343,8 @@ TEST_CASE("CUDA blocks streamed in pieces, K = 2 + clipping, states in the store
   TrainOptions options = small_options();
   options.grad_clip = 0.5;
   options.accum = 2;
-  const OffloadOptions offload = streamed_options("pieces", options, 12 << 20, false, kBlockPieces);
+  const OffloadOptions offload =
+      streamed_options("pieces", options, 12 << 20, false, kGpt2BlockPieces);
   const OffloadStats stats = compare_with_in_memory(options, offload);
   // Up, bf16: per micro-batch each block's pieces for the forward and the backward, and all but MLP
   // out (4 · 128² + 128 parameters) for the pieces' inputs; validation at steps 0, 10, 20 (2
@@ -358,7 +359,7 @@ TEST_CASE("CUDA blocks streamed in pieces, K = 1, overlapped updates, states in 
   TrainOptions options = small_options();
   options.grad_clip = 0;
   const OffloadOptions offload =
-      streamed_options("pieces-ram", options, 64 << 20, false, kBlockPieces);
+      streamed_options("pieces-ram", options, 64 << 20, false, kGpt2BlockPieces);
   const OffloadStats stats = compare_with_in_memory(options, offload, /*states_in_cpu=*/true);
   CHECK(stats.units_updated_during_backward > 0);
 }

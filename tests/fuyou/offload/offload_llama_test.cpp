@@ -2,8 +2,8 @@
 // tensors, model_weights.h), so every placement must again give the in-memory trainer's bits —
 // states in the store under a CPU budget below them, blocks streamed through two slots, block
 // inputs through the store, clipping and accumulation, a stop and --resume — for a grouped-query
-// Llama with an untied head and a Qwen2-style block (q, k, v biases) with a tied one. What Llama
-// blocks cannot do yet (keep activation sets, stream in pieces) is refused before anything runs.
+// Llama with an untied head and a Qwen2-style block (q, k, v biases) with a tied one, whole or in
+// pieces. What Llama blocks cannot do yet (keep activation sets) is refused before anything runs.
 #include <c10/util/Logging.h>  // before doctest, whose CHECK must replace c10's
 #include <doctest/doctest.h>
 #include <torch/torch.h>
@@ -205,6 +205,39 @@ TEST_CASE("a Llama run stopped after step 6 resumes to the uninterrupted weights
   CHECK(bitwise_equal(second.read_master(), reference.master()));
 }
 
+// Pieces (model_config.h: LlamaBlockPiece): here the largest is attention in (64 + 64 · (64 + 32
+// + 32) = 8,256 floats; gate 6,208, up and down 6,144; a whole block is 30,848), two slots of it
+// in the compute tier with the block gradients leaving piece by piece; the backward's pieces are
+// llama_block_backward's own arithmetic.
+TEST_CASE(
+    "Llama blocks streamed in five pieces, states in the store, K = 2: in-memory bit for bit") {
+  TrainOptions options = small_options();
+  options.grad_clip = 0.5;
+  options.accum = 2;
+  const ModelConfig config = tiny_llama(false);
+  REQUIRE(config.max_block_piece_param_count() == 8256);
+  CHECK(config.block_param_count() == 30848);
+  std::int64_t sum = 0;
+  for (int p = 0; p < config.block_piece_count(); ++p) sum += config.block_piece_param_count(p);
+  CHECK(sum == config.block_param_count());
+  OffloadOptions offload = store_options("llama-pieces", 1200 << 10);
+  offload.budgets.compute_bytes = 0;
+  const std::uint64_t resident = plan_offload_run(config, options, offload).compute_total;
+  offload.budgets.compute_bytes = resident - 1;
+  offload.pieces_per_block = kLlamaBlockPieces;
+  const OffloadPlan many = plan_offload_run(config, options, offload);
+  REQUIRE(many.pieces_per_block == kLlamaBlockPieces);
+  offload.budgets.compute_bytes =
+      many.compute_total - 4ull * 8256 * static_cast<std::uint64_t>(many.stream_slots - 2);
+  offload.pieces_per_block = 0;  // the planner's choice: whole blocks do not fit, pieces do
+  const OffloadPlan plan = plan_offload_run(config, options, offload);
+  INFO(plan.describe());
+  CHECK(plan.pieces_per_block == kLlamaBlockPieces);
+  CHECK(plan.stream_slots == 2);
+  const OffloadStats stats = compare(config, options, offload, /*expect_states_in_cpu=*/false);
+  CHECK(stats.stream_read_bytes > 0);
+}
+
 TEST_CASE("what Llama blocks cannot do yet is refused before a store is made") {
   const ModelConfig config = tiny_llama(false);
   TrainOptions options = small_options();
@@ -215,6 +248,6 @@ TEST_CASE("what Llama blocks cannot do yet is refused before a store is made") {
   const OffloadPlan plan = plan_offload_run(config, options, offload);
   CHECK(plan.activations.mode == "auto");
   for (const ActivationSet& set : plan.activations.kept) CHECK(set.empty());
-  offload.pieces_per_block = kBlockPieces;
+  offload.pieces_per_block = kGpt2BlockPieces;  // not a Llama block's count
   CHECK_THROWS_AS(plan_offload_run(config, options, offload), sparsetrain::common::UsageError);
 }

@@ -488,7 +488,7 @@ TEST_CASE(
   // Left to choose, the planner streams the blocks' pieces there instead.
   s.pieces_per_block = 0;
   const OffloadPlan pieces = plan_offload(c, s, b);
-  CHECK(pieces.pieces_per_block == kBlockPieces);
+  CHECK(pieces.pieces_per_block == kGpt2BlockPieces);
   CHECK(pieces.compute_total <= b.compute_bytes);
 }
 
@@ -595,18 +595,18 @@ TEST_CASE("blocks too large for two whole slots stream in pieces; whole blocks w
   constexpr std::uint64_t kPiece = 16768;
   REQUIRE(static_cast<std::uint64_t>(c.max_block_piece_param_count()) == kPiece);
   std::int64_t sum = 0;
-  for (int p = 0; p < kBlockPieces; ++p) sum += c.block_piece_param_count(p);
+  for (int p = 0; p < c.block_piece_count(); ++p) sum += c.block_piece_param_count(p);
   CHECK(sum == c.block_param_count());
-  CHECK(block_piece_tensors(kMlpInPiece).first == 6);
-  CHECK(block_piece_tensors(kMlpOutPiece).last == 12);
+  CHECK(block_piece_tensors(c, kMlpInPiece).first == 6);
+  CHECK(block_piece_tensors(c, kMlpOutPiece).last == 12);
 
   OffloadBudgets b = roomy();
   const OffloadPlan all = plan_offload(c, small_shape(), b);
   REQUIRE(all.stream_slots == 0);
   // Pieces through as many slots as fit: what stays beside them, then exactly two slots.
   b.compute_bytes = all.compute_total - 1;
-  const OffloadPlan many = plan_offload(c, shape_with_pieces(kBlockPieces), b);
-  REQUIRE(many.pieces_per_block == kBlockPieces);
+  const OffloadPlan many = plan_offload(c, shape_with_pieces(kGpt2BlockPieces), b);
+  REQUIRE(many.pieces_per_block == kGpt2BlockPieces);
   const std::uint64_t beside =
       many.compute_total - 4 * kPiece * static_cast<std::uint64_t>(many.stream_slots);
   // Left to choose at that budget, the planner streams whole blocks: they fit.
@@ -616,7 +616,7 @@ TEST_CASE("blocks too large for two whole slots stream in pieces; whole blocks w
 
   b.compute_bytes = beside + 2 * 4 * kPiece;
   const OffloadPlan p = plan_offload(c, small_shape(), b);
-  CHECK(p.pieces_per_block == kBlockPieces);
+  CHECK(p.pieces_per_block == kGpt2BlockPieces);
   CHECK(p.stream_slots == 2);
   CHECK(p.stream_slot_floats == static_cast<std::int64_t>(kPiece));
   CHECK(p.compute_total <= b.compute_bytes);
@@ -650,7 +650,7 @@ TEST_CASE(
   b.compute_bytes = plan_offload(c, small_shape(), roomy()).compute_total - 1;
   b.cpu_bytes = 3 << 20;  // the states (4.8 MiB) go to the store; the accumulators stay in RAM
   const OffloadPlan whole = plan_offload(c, shape_with_pieces(1), b);
-  const OffloadPlan pieces = plan_offload(c, shape_with_pieces(kBlockPieces), b);
+  const OffloadPlan pieces = plan_offload(c, shape_with_pieces(kGpt2BlockPieces), b);
   REQUIRE_FALSE(pieces.states_in_cpu);
   REQUIRE_FALSE(whole.states_in_cpu);
   // states [master | m | v]: (20,480 + 8 · 50,176 + 1,024) floats · 12 B = 5,074,944 B.
@@ -751,7 +751,7 @@ TEST_CASE("GPT-3 175B plans on a 24 GiB GPU with pieces, and not with whole bloc
   CHECK(rates.ssd_mixed_bytes_per_s == 0);
   const OffloadPlan p = plan_offload(c, s, b, rates);
   INFO(p.describe());
-  CHECK(p.pieces_per_block == kBlockPieces);
+  CHECK(p.pieces_per_block == kGpt2BlockPieces);
   CHECK(p.compute_total <= b.compute_bytes);
   CHECK(p.block_grads_in_store);  // 4 B per block parameter do not fit 64 GiB
   CHECK(p.store_slots == 2);

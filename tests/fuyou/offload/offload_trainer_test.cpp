@@ -663,9 +663,9 @@ std::uint64_t piece_budget(const TrainOptions& options, OffloadOptions offload) 
   offload.budgets.compute_bytes = 0;
   const std::uint64_t resident = plan_offload_run(f.config, options, offload).compute_total;
   offload.budgets.compute_bytes = resident - 1;
-  offload.pieces_per_block = kBlockPieces;
+  offload.pieces_per_block = kGpt2BlockPieces;
   const OffloadPlan many = plan_offload_run(f.config, options, offload);
-  REQUIRE(many.pieces_per_block == kBlockPieces);
+  REQUIRE(many.pieces_per_block == kGpt2BlockPieces);
   REQUIRE(many.stream_slot_floats == 16768);
   return many.compute_total - 4ull * 16768 * static_cast<std::uint64_t>(many.stream_slots - 2);
 }
@@ -674,7 +674,7 @@ std::uint64_t piece_budget(const TrainOptions& options, OffloadOptions offload) 
 OffloadOptions in_pieces(const TrainOptions& options, OffloadOptions offload) {
   offload.budgets.compute_bytes = piece_budget(options, offload);
   const OffloadPlan plan = plan_for(options, offload);
-  REQUIRE(plan.pieces_per_block == kBlockPieces);
+  REQUIRE(plan.pieces_per_block == kGpt2BlockPieces);
   CHECK(plan.stream_slots == 2);
   CHECK(plan.block_grads_in_cpu);
   OffloadOptions whole = offload;
