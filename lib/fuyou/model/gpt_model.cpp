@@ -449,41 +449,75 @@ double lm_loss(const ModelConfig& config, const ModelWeights& weights, const at:
   return (sum / counted_targets(t)).item<double>();
 }
 
+std::int64_t loss_vocab_slice_rows(const ModelConfig& config, std::int64_t rows) {
+  constexpr std::int64_t kLogitBytes = 64ll << 20, kHeadSliceFloats = 16ll << 20;
+  const std::int64_t by_logits = kLogitBytes / (4 * std::max<std::int64_t>(rows, 1));
+  const std::int64_t by_head = kHeadSliceFloats / config.n_embd;
+  return std::clamp<std::int64_t>(std::min(by_logits, by_head), 1, config.vocab);
+}
+
 LmLossBackward lm_loss_backward(const ModelConfig& config, const ModelWeights& weights,
                                 const at::Tensor& x_final, const at::Tensor& targets,
-                                double grad_scale, std::int64_t chunk_rows) {
-  torch::AutoGradMode enable(true);
+                                double grad_scale, const HeadGradFn& take_head,
+                                std::int64_t chunk_rows, std::int64_t vocab_slice_rows) {
   const std::int64_t c = config.n_embd;
   const at::Tensor x = x_final.detach().reshape({-1, c});
   const at::Tensor t = targets.reshape({-1}).to(x.device());
   const std::int64_t rows = x.size(0), step = resolve_chunk_rows(config, chunk_rows);
-  LmLossBackward out;
-  out.input_grad = at::empty_like(x);
   const bool bias = weights.ln_f_bias.defined();  // GPT-2's LayerNorm; Llama's RMSNorm has none
-  out.ln_f_weight_grad = at::zeros_like(weights.ln_f_weight);
-  if (bias) out.ln_f_bias_grad = at::zeros_like(weights.ln_f_bias);
-  out.head_grad = at::zeros_like(weights.head());
+  const at::Tensor& head = weights.head();        // [V, C]
+  // The final norm over all rows under autograd (B·T·C: small); h [rows, C] without it.
+  std::vector<at::Tensor> wrt = {grad_leaf(x), grad_leaf(weights.ln_f_weight)};
+  if (bias) wrt.push_back(grad_leaf(weights.ln_f_bias));
+  at::Tensor normed;
+  {
+    torch::AutoGradMode enable(true);
+    normed = final_norm(config, wrt[0], wrt[1], bias ? wrt[2] : at::Tensor());
+  }
+  torch::NoGradGuard no_grad;
+  const at::Tensor h = normed.detach();
   const at::Tensor counted = counted_targets(t);
+  // Pass 1, chunks of rows: each row's log-sum-exp over the vocabulary [rows] and the loss.
+  at::Tensor lse = at::empty({rows}, x.options().dtype(at::kFloat));
   at::Tensor sum = at::zeros({}, x.options().dtype(at::kDouble));
-  const at::Tensor scale = (grad_scale / counted).to(at::kFloat);
   for (std::int64_t r = 0; r < rows; r += step) {
     const std::int64_t end = std::min(rows, r + step);
-    // x, the head, the norm's weight (and bias)
-    std::vector<at::Tensor> wrt = {grad_leaf(x.slice(0, r, end)), grad_leaf(weights.head()),
-                                   grad_leaf(weights.ln_f_weight)};
-    if (bias) wrt.push_back(grad_leaf(weights.ln_f_bias));
-    at::Tensor h = final_norm(config, wrt[0], wrt[2], bias ? wrt[3] : at::Tensor());
-    at::Tensor logits = at::matmul(h, wrt[1].t()).to(at::kFloat);  // [rows, V]
-    at::Tensor loss = at::cross_entropy_loss(logits, t.slice(0, r, end), {}, at::Reduction::Sum);
-    auto g = torch::autograd::grad({loss * scale}, wrt);
-    out.input_grad.slice(0, r, end).copy_(g[0]);
-    out.head_grad += g[1];
-    out.ln_f_weight_grad += g[2];
-    if (bias) out.ln_f_bias_grad += g[3];
-    sum += loss.detach().to(at::kDouble);
+    const at::Tensor logits = at::matmul(h.slice(0, r, end), head.t()).to(at::kFloat);  // [R, V]
+    lse.slice(0, r, end).copy_(at::logsumexp(logits, {1}));
+    sum +=
+        at::cross_entropy_loss(logits, t.slice(0, r, end), {}, at::Reduction::Sum).to(at::kDouble);
   }
+  // Pass 2, slices of the vocabulary: d(loss)/d(logits) = (softmax − onehot) · scale on the
+  // counted rows; the head's slice of gradient in one matmul over every row, h's summed in fp32.
+  const at::Tensor scale = (grad_scale / counted).to(at::kFloat);
+  const at::Tensor row_scale = t.ne(kIgnoredTarget).to(at::kFloat).mul_(scale).unsqueeze(1);
+  const at::Tensor lse_col = lse.unsqueeze(1);
+  at::Tensor h_grad = at::zeros({rows, c}, x.options().dtype(at::kFloat));
+  const std::int64_t slice =
+      vocab_slice_rows > 0 ? vocab_slice_rows : loss_vocab_slice_rows(config, rows);
+  for (std::int64_t v = 0; v < config.vocab; v += slice) {
+    const std::int64_t end = std::min(config.vocab, v + slice);
+    const at::Tensor w = head.slice(0, v, end);             // [S, C]
+    at::Tensor g = at::matmul(h, w.t()).to(at::kFloat);     // logits [rows, S]
+    g.sub_(lse_col).exp_();                                 // softmax
+    const at::Tensor hit = (t >= v).logical_and_(t < end);  // rows whose target is here
+    const at::Tensor hit_rows = hit.nonzero().squeeze(1);
+    g.index_put_({hit_rows, t.index_select(0, hit_rows) - v}, at::scalar_tensor(-1.0, g.options()),
+                 /*accumulate=*/true);
+    g.mul_(row_scale);
+    const at::Tensor g_c = g.to(head.scalar_type());
+    take_head(v, at::matmul(g_c.t(), h));  // [S, C]
+    h_grad.add_(at::matmul(g_c, w).to(at::kFloat));
+  }
+  LmLossBackward out;
   out.loss = (sum / counted).item<double>();
-  out.input_grad = out.input_grad.view(x_final.sizes());
+  {
+    torch::AutoGradMode enable(true);
+    auto g = torch::autograd::grad({normed}, wrt, {h_grad.to(normed.scalar_type())});
+    out.input_grad = std::move(g[0]).view(x_final.sizes());
+    out.ln_f_weight_grad = std::move(g[1]);
+    if (bias) out.ln_f_bias_grad = std::move(g[2]);
+  }
   return out;
 }
 
@@ -504,10 +538,15 @@ double gpt_forward_backward(const ModelConfig& config, const ModelWeights& weigh
       x = block_forward(config, block, x);
     }
   }
-  LmLossBackward head = lm_loss_backward(config, weights, x, targets, grad_scale, chunk_rows);
+  LmLossBackward head = lm_loss_backward(
+      config, weights, x, targets, grad_scale,
+      [&](std::int64_t first, const at::Tensor& g) {
+        at::Tensor rows = grads.head().slice(0, first, first + g.size(0));
+        accumulate(rows, g);
+      },
+      chunk_rows);
   accumulate(grads.ln_f_weight, head.ln_f_weight_grad);
   accumulate(grads.ln_f_bias, head.ln_f_bias_grad);
-  accumulate(grads.head(), head.head_grad);
   at::Tensor grad = std::move(head.input_grad);
   x = at::Tensor();
   for (std::size_t l = weights.blocks.size(); l-- > 0;) {

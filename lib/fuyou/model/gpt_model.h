@@ -122,14 +122,22 @@ struct LmLossBackward {
   double loss = 0;                              // mean cross-entropy (unscaled)
   at::Tensor input_grad;                        // [B, T, C]: d(grad_scale·loss)/d(xL)
   at::Tensor ln_f_weight_grad, ln_f_bias_grad;  // [C]; the bias's undefined for Llama
-  // [V, C]: the gradient of ModelWeights::head() — lm_head's, or the head's share of the tied
-  // embedding's.
-  at::Tensor head_grad;
 };
-// lm_loss and its gradients, scaled by `grad_scale` (e.g. 1/accum), chunk by chunk.
+// The gradient of rows [first, first + S) of ModelWeights::head() [V, C] (lm_head's, or the
+// head's share of the tied embedding's): [S, C] in the head's dtype and device, each row once.
+using HeadGradFn = std::function<void(std::int64_t first, const at::Tensor& grad)>;
+// lm_loss and its gradients, scaled by `grad_scale` (e.g. 1/accum), the head's to `take_head`
+// slice by slice: pass 1 over chunks of rows gives each row's log-sum-exp and the loss; pass 2
+// over slices of the vocabulary (loss_vocab_slice_rows) recomputes the slice's logits for every
+// row, so the head's gradient never exists whole ([V, C] would be 4 GiB of bf16 for Llama 405B)
+// and each of its rows is one matmul over all rows (no accumulation in the compute dtype).
 LmLossBackward lm_loss_backward(const ModelConfig& config, const ModelWeights& weights,
                                 const at::Tensor& x_final, const at::Tensor& targets,
-                                double grad_scale, std::int64_t chunk_rows = 0);
+                                double grad_scale, const HeadGradFn& take_head,
+                                std::int64_t chunk_rows = 0, std::int64_t vocab_slice_rows = 0);
+// Vocabulary rows per slice of lm_loss_backward's pass 2 (vocab_slice_rows = 0) for `rows` rows
+// of B·T: at most 64 MiB of fp32 logits and 16 Mi elements of the head's gradient per slice.
+std::int64_t loss_vocab_slice_rows(const ModelConfig& config, std::int64_t rows);
 
 // Forward and backward of the whole model with block-wise recompute: returns the mean loss and adds
 // the gradients of grad_scale·loss into `grads` (accumulators shaped like `weights`, e.g. fp32

@@ -646,13 +646,17 @@ void OffloadTrainer::run_micro_batch(const TokenData& train_data, std::int64_t s
   }
   backward = std::make_unique<common::PhaseTimes::Scope>(stats_.compute_phases, "backward");
   const double grad_scale = 1.0 / static_cast<double>(train_.accum);
-  LmLossBackward head =
-      lm_loss_backward(config_, compute_, h, y, grad_scale, train_.loss_chunk_rows);
-  h = at::Tensor();
   ModelWeights& outside = state.outside_grads;
+  LmLossBackward head = lm_loss_backward(
+      config_, compute_, h, y, grad_scale,
+      [&](std::int64_t first, const at::Tensor& g) {
+        at::Tensor rows = outside.head().slice(0, first, first + g.size(0));
+        accumulate(rows, g);
+      },
+      train_.loss_chunk_rows);
+  h = at::Tensor();
   accumulate(outside.ln_f_weight, head.ln_f_weight_grad);
   accumulate(outside.ln_f_bias, head.ln_f_bias_grad);
-  accumulate(outside.head(), head.head_grad);
   loss_sum += head.loss;
   if (last) {
     // Checked before any update is handed over, so a diverged step never reaches the store.

@@ -561,7 +561,7 @@ TEST_CASE("block gradients add up in the store: K = 3, overlapped, bit for bit")
   CHECK(stats.ssd_read_bytes == 20 * (kStateBytes + grad_bytes) + stats.stream_read_bytes);
 }
 
-TEST_CASE("block gradients add up in the store: K = 2 + clipping, within 1e-6") {
+TEST_CASE("block gradients add up in the store: K = 2 + clipping, within 1e-5") {
   // The pieces cut through the block tensors: the sum is still bit for bit, but a
   // tensor's norm term adds its pieces' sums, a reduction order of its own, so the clipping
   // factor (hence the weights) may differ in the last bits.
@@ -578,9 +578,25 @@ TEST_CASE("block gradients add up in the store: K = 2 + clipping, within 1e-6") 
     CHECK(std::abs(got.losses[i] - reference.result.losses[i]) <=
           1e-6 * std::abs(reference.result.losses[i]));
   }
-  const double diff = max_relative_difference(trainer.read_master(), reference.trainer.master());
-  INFO("max relative difference " << diff);
-  CHECK(diff <= 1e-6);
+  // The clipping factor differs in its last bits, and the K part of each attention bias turns
+  // that into more: its true gradient is 0 (softmax does not see a shift of every key), so what
+  // it gets is rounding noise, and where it drifts (at the lr's scale) depends on every last bit
+  // of the run (even on the alignment of the buffers a reduction reads), not continuously on the
+  // factor — and the other weights see it, slightly (seen: relative L2 1.9e-6, the K bias 2.5e-4
+  // of its tensor's largest weight; a missing or doubled gradient piece moves them by O(1)). So
+  // the model within 1e-5 (relative L2) and each tensor within 1e-3 of its largest weight.
+  const ModelWeights got_master = trainer.read_master(), want_master = reference.trainer.master();
+  double diff_sq = 0, norm_sq = 0;
+  auto got_named = got_master.named();
+  auto want_named = want_master.named();
+  for (std::size_t i = 0; i < got_named.size(); ++i) {
+    diff_sq += (*got_named[i].second - *want_named[i].second).pow(2).sum().item<double>();
+    norm_sq += want_named[i].second->pow(2).sum().item<double>();
+  }
+  const double diff = max_relative_difference(got_master, want_master);
+  INFO("max relative difference " << diff << ", relative L2 " << std::sqrt(diff_sq / norm_sq));
+  CHECK(std::sqrt(diff_sq / norm_sq) <= 1e-5);
+  CHECK(diff <= 1e-3);
   CHECK(trainer.stats().optimizer_phases.all().count("grad_read_wait") == 1);
 }
 
