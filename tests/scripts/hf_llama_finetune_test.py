@@ -164,6 +164,43 @@ class HfLlamaFinetune(unittest.TestCase):
         self.assertAlmostEqual(final, memory["final_val_loss"],
                                delta=1e-5 * memory["final_val_loss"])
 
+    def test_llama_3_1_70b_and_405b_config_json_plan_for_a_24_gib_gpu(self):
+        """The published shapes, config.json as transformers writes it (no weights): a dry run
+        plans each for a 24 GiB GPU, 64 GiB of RAM and four assumed 4 TB SSDs, naming the binding
+        term; 405B streams its blocks in pieces and adds the head's gradients up in RAM."""
+        rope = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}
+        shapes = {"70b": (8192, 28672, 80, 64), "405b": (16384, 53248, 126, 128)}
+        data = os.path.join(self.dir, "tokens.txt")
+        with open(data, "w") as f:
+            f.write("plain text, bytes as tokens. " * 2000)
+        plans = {}
+        for name, (hidden, inter, layers, heads) in shapes.items():
+            d = os.path.join(self.dir, "llama3.1-" + name)
+            config = transformers.LlamaConfig(
+                hidden_size=hidden, intermediate_size=inter, num_hidden_layers=layers,
+                num_attention_heads=heads, num_key_value_heads=8, vocab_size=128256,
+                max_position_embeddings=131072, rope_theta=500000.0, rms_norm_eps=1e-5,
+                rope_scaling=rope, tie_word_embeddings=False)
+            config.architectures = ["LlamaForCausalLM"]
+            config.save_pretrained(d)
+            out = os.path.join(self.dir, name + ".json")
+            r = run("fuyou", "finetune", "--model-dir", d, "--data", data, "--device", "cuda",
+                    "--gpu-mem", "24GiB", "--cpu-mem", "64GiB", "--seq", "1024",
+                    "--micro-batch", "1", "--assume-ssd", "4x4TB@2GB/s", "--dry-run",
+                    "--out", out)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("bound by ssd_read", r.stdout)
+            with open(out) as f:
+                record = json.load(f)
+            plans[name] = record["metrics"]["offload"]
+            self.assertLessEqual(plans[name]["compute_bytes"], 24 << 30)
+            self.assertLessEqual(plans[name]["cpu_bytes"], 64 << 30)
+            self.assertEqual(record["run"]["offload_bound"]["binding"], "ssd_read")
+        self.assertEqual(plans["405b"]["pieces_per_block"], 5)
+        self.assertTrue(plans["405b"]["outside_grads_in_cpu"])
+        self.assertFalse(plans["70b"]["outside_grads_in_cpu"])
+
     def test_config_only_plans_and_bad_directories_exit_2_writing_nothing(self):
         model = os.path.join(self.dir, "llama")
         save_model(model)

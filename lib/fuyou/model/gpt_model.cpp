@@ -449,13 +449,6 @@ double lm_loss(const ModelConfig& config, const ModelWeights& weights, const at:
   return (sum / counted_targets(t)).item<double>();
 }
 
-std::int64_t loss_vocab_slice_rows(const ModelConfig& config, std::int64_t rows) {
-  constexpr std::int64_t kLogitBytes = 64ll << 20, kHeadSliceFloats = 16ll << 20;
-  const std::int64_t by_logits = kLogitBytes / (4 * std::max<std::int64_t>(rows, 1));
-  const std::int64_t by_head = kHeadSliceFloats / config.n_embd;
-  return std::clamp<std::int64_t>(std::min(by_logits, by_head), 1, config.vocab);
-}
-
 LmLossBackward lm_loss_backward(const ModelConfig& config, const ModelWeights& weights,
                                 const at::Tensor& x_final, const at::Tensor& targets,
                                 double grad_scale, const HeadGradFn& take_head,

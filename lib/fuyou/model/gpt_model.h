@@ -135,9 +135,6 @@ LmLossBackward lm_loss_backward(const ModelConfig& config, const ModelWeights& w
                                 const at::Tensor& x_final, const at::Tensor& targets,
                                 double grad_scale, const HeadGradFn& take_head,
                                 std::int64_t chunk_rows = 0, std::int64_t vocab_slice_rows = 0);
-// Vocabulary rows per slice of lm_loss_backward's pass 2 (vocab_slice_rows = 0) for `rows` rows
-// of B·T: at most 64 MiB of fp32 logits and 16 Mi elements of the head's gradient per slice.
-std::int64_t loss_vocab_slice_rows(const ModelConfig& config, std::int64_t rows);
 
 // Forward and backward of the whole model with block-wise recompute: returns the mean loss and adds
 // the gradients of grad_scale·loss into `grads` (accumulators shaped like `weights`, e.g. fp32

@@ -277,6 +277,13 @@ double ModelConfig::train_flops_per_token_recompute(std::int64_t seq) const {
          static_cast<double>(n_layer) * (16 * c * c + 4 * c * static_cast<double>(seq));
 }
 
+std::int64_t loss_vocab_slice_rows(const ModelConfig& config, std::int64_t rows) {
+  constexpr std::int64_t kLogitBytes = 64ll << 20, kHeadSliceFloats = 16ll << 20;
+  const std::int64_t by_logits = kLogitBytes / (4 * std::max<std::int64_t>(rows, 1));
+  const std::int64_t by_head = kHeadSliceFloats / config.n_embd;
+  return std::clamp<std::int64_t>(std::min(by_logits, by_head), 1, config.vocab);
+}
+
 ModelConfig model_config_from_name(const std::string& name) {
   if (name.rfind("custom:", 0) == 0) {
     ModelConfig config = parse_custom(name);

@@ -117,6 +117,11 @@ struct TensorRange {
 };
 TensorRange block_piece_tensors(const ModelConfig& config, int piece);
 
+// Vocabulary rows per slice of the LM loss backward's second pass (gpt_model.h: lm_loss_backward)
+// for `rows` rows of B·T: at most 64 MiB of fp32 logits and 16 Mi elements of the head's
+// gradient per slice.
+std::int64_t loss_vocab_slice_rows(const ModelConfig& config, std::int64_t rows);
+
 // Bytes of model states per parameter in mixed-precision training as Fuyou/ZeRO count them:
 // bf16 weights 2 + bf16 gradients 2 + fp32 master 4 + Adam m 4 + Adam v 4 = 16.
 constexpr std::int64_t kMixedPrecisionStateBytesPerParam = 16;

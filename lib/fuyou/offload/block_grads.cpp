@@ -101,8 +101,8 @@ double StepGradients::finish_backward(const at::Tensor& like,
     }
   }
   at::Tensor sq = at::zeros({}, like.options().dtype(at::kDouble));
-  for (const auto& terms : norm_terms_) {
-    for (const at::Tensor& term : terms) sq += term;
+  for (const auto& terms : norm_terms_) {  // on the compute tier or in CPU memory
+    for (const at::Tensor& term : terms) sq += term.to(sq.device());
   }
   const double norm = std::sqrt(sq.item<double>());
   if (!defer_) return norm;

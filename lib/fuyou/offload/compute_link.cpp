@@ -45,6 +45,9 @@ class CudaLink final : public ComputeTierLink {
   }
   bool fetch(std::vector<at::Tensor>& grads, const std::vector<TensorSpan>& spans, float* slot,
              const CudaMark& ready, common::PhaseTimes* phases) override {
+    // Accumulated in CPU memory (offload_plan.h: outside_grads_in_cpu), synchronously: nothing to
+    // download or wait for.
+    if (!grads.empty() && !grads.front().is_cuda()) return false;
     std::vector<at::Tensor> gpu = std::move(grads);
     grads.clear();
     for (const TensorSpan& span : spans) {

@@ -29,8 +29,9 @@ class ComputeTierLink {
   // compute stream reaches `ready`. Blocking.
   virtual void copy(const std::vector<at::Tensor>& src, std::vector<at::Tensor>& dst,
                     const CudaMark& ready) = 0;
-  // A piece's gradients `grads` (compute-tier views, one per span) made readable on the CPU: left
-  // as they are (returns false: they still alias the compute tier), or downloaded into `slot`
+  // A piece's gradients `grads` (views, one per span) made readable on the CPU: left as they are
+  // (returns false: they alias the CPU tier's compute memory, or CPU memory already), or
+  // downloaded from the GPU into `slot`
   // (one piece of floats) and replaced by views of it (returns true: the compute tier's buffer is
   // free of them). `phases`, when given, times the download.
   virtual bool fetch(std::vector<at::Tensor>& grads, const std::vector<TensorSpan>& spans,

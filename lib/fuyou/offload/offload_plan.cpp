@@ -135,19 +135,19 @@ Sizes derive_sizes(const ModelConfig& config, const OffloadShape& shape,
 // The compute tier's items by role; list() gives them in the plan's order.
 struct ComputeItems {
   PlanItem weights;  // every compute weight, or (streaming) the embeddings + ln_f
-  std::optional<PlanItem> stream_slots;  // streaming only
-  PlanItem outside_grads;                // embedding + ln_f gradient accumulators
-  PlanItem grad_buffers;                 // block gradient buffers
-  PlanItem inputs;                       // block inputs (activation checkpoints)
-  PlanItem recompute;                    // one block's recompute
-  PlanItem grads_in_flight;              // one block's (or piece's) weight gradients as made
-  PlanItem logits;                       // one logits chunk + its gradient
+  std::optional<PlanItem> stream_slots;   // streaming only
+  std::optional<PlanItem> outside_grads;  // embedding + ln_f (+ head) gradient accumulators
+  PlanItem grad_buffers;                  // block gradient buffers
+  PlanItem inputs;                        // block inputs (activation checkpoints)
+  PlanItem recompute;                     // one block's recompute
+  PlanItem grads_in_flight;               // one block's (or piece's) weight gradients as made
+  PlanItem logits;                        // one logits chunk + its gradient
 
   std::vector<PlanItem> list() const {
     std::vector<PlanItem> items{weights};
     append_if(items, stream_slots);
-    items.insert(items.end(),
-                 {outside_grads, grad_buffers, inputs, recompute, grads_in_flight, logits});
+    append_if(items, outside_grads);
+    items.insert(items.end(), {grad_buffers, inputs, recompute, grads_in_flight, logits});
     return items;
   }
   std::uint64_t total() const { return sum_items(list()); }
@@ -167,28 +167,36 @@ ComputeItems size_resident_compute(const ModelConfig& config, const OffloadShape
   ComputeItems items;
   items.weights = {shape.cuda ? "bf16 compute weights" : "fp32 compute weights",
                    s.act * u64(config.param_count())};
-  items.outside_grads = {
-      config.llama() ? "embedding + norm + head gradient accumulators"
-                     : "embedding + ln_f gradient accumulators",
-      kF32 * u64(unit_params(config, 0) + unit_params(config, config.n_layer + 1))};
+  items.outside_grads =
+      PlanItem{config.llama() ? "embedding + norm + head gradient accumulators"
+                              : "embedding + ln_f gradient accumulators",
+               kF32 * u64(unit_params(config, 0) + unit_params(config, config.n_layer + 1))};
   items.grad_buffers = size_grad_buffers(grad_block_slots,
                                          kF32 * u64(grad_block_slots * config.block_param_count()));
   items.inputs = {"block inputs (L + 1)", s.act * u64((s.l + 1) * s.tokens * s.c)};
   // Estimate of one block's backward: its tensors (block_activations.h: 15·C + H + 4 floats a
   // token) and the gradients in flight, ~24 of [B, T, C]; the flash attention kernels (CPU and
   // CUDA) never hold the [T, T] matrix.
-  // A Llama block's backward runs under autograd: its forward's tensors (norms with their fp32
-  // copies, q, k, v and their rotations, the repeated K/V heads, attention out, gate, up, their
-  // product) and the gradients in flight, ~8·C + 8·H·d + 6·I floats a token.
+  // A Llama block's backward (llama_model.h): the recomputed tensors (the norms with their fp32
+  // copies, q, k, v, the attention's graph with its rotations and repeated K/V heads, attention
+  // out, gate, up, their product) and the gradients in flight, ~8·C + 8·H·d + 7·I floats a token.
   const std::uint64_t recompute_floats =
       config.llama()
-          ? u64(8 * s.c + 8 * config.n_head * config.head_dim() + 6 * config.intermediate)
+          ? u64(8 * s.c + 8 * config.n_head * config.head_dim() + 7 * config.intermediate)
           : u64(24 * s.c);
   items.recompute = {"one block's recompute (estimate)", s.act * u64(s.tokens) * recompute_floats};
   // A block's backward makes its weight gradients (compute dtype) before they are added into a
   // buffer or leave: one block's at a time.
   items.grads_in_flight = {"one block's weight gradients in flight", s.act * s.block_params};
-  items.logits = {"logits chunk + its gradient", kF32 * u64(3 * rows * config.vocab)};
+  // The loss backward's larger pass (gpt_model.h: lm_loss_backward): a chunk of rows' fp32
+  // logits with the cross-entropy's and log-sum-exp's temporaries; or a vocabulary slice's
+  // logits and softmax gradient for every row (fp32 and compute dtype), the head slice's
+  // gradient, and h's gradient (fp32) with its slice's share.
+  const std::int64_t slice = loss_vocab_slice_rows(config, s.tokens);
+  const std::uint64_t by_rows = kF32 * u64(3 * rows * config.vocab);
+  const std::uint64_t by_slice = (kF32 + s.act) * u64(s.tokens * slice) + s.act * u64(slice * s.c) +
+                                 2 * kF32 * u64(s.tokens * s.c);
+  items.logits = {"loss backward (logits chunk or vocabulary slice)", std::max(by_rows, by_slice)};
   return items;
 }
 
@@ -221,14 +229,21 @@ bool decide_grad_pool(const OffloadShape& shape, const OffloadBudgets& budgets, 
 // CudaInputStash). Returns the room left for the slots.
 std::uint64_t make_room_for_slots(const OffloadShape& shape, const OffloadBudgets& budgets,
                                   const Sizes& s, std::uint64_t slot_bytes, OffloadPlan& plan,
-                                  ComputeItems& items) {
-  const std::uint64_t fixed = size_beside_blocks(items, s);
-  std::uint64_t room = room_left(budgets.compute_bytes, fixed);
+                                  ComputeItems& items, bool last_resort) {
+  std::uint64_t room = room_left(budgets.compute_bytes, size_beside_blocks(items, s));
   if (room < 2 * slot_bytes) {
-    const std::uint64_t kept = size_kept_inputs(s);
-    room = room_left(budgets.compute_bytes, fixed - items.inputs.bytes + kept);
-    items.inputs = {"2 block-input slots + the running activation", kept};
+    items.inputs = {"2 block-input slots + the running activation", size_kept_inputs(s)};
     (shape.cuda ? plan.inputs_in_cpu : plan.inputs_in_store) = true;
+    room = room_left(budgets.compute_bytes, size_beside_blocks(items, s));
+  }
+  // The last resort (pieces, on CUDA), still no room: the embedding and head gradients add up in
+  // CPU memory instead (fp32, 8 GiB each for Llama 405B): the embedding's rows from each
+  // micro-batch's x0 gradient, the head's vocabulary slice by slice as the loss backward makes
+  // them.
+  if (room < 2 * slot_bytes && last_resort && shape.cuda && items.outside_grads) {
+    items.outside_grads.reset();
+    plan.outside_grads_in_cpu = true;
+    room = room_left(budgets.compute_bytes, size_beside_blocks(items, s));
   }
   return room;
 }
@@ -241,8 +256,11 @@ void size_stream_slots(const Sizes& s, std::uint64_t room, std::uint64_t slot_by
   plan.stream_slots = std::max<std::int64_t>(
       2, std::min<std::int64_t>(most, static_cast<std::int64_t>(room / slot_bytes)));
   plan.resident_blocks = 0;
-  items.weights = {s.act == kBF16 ? "bf16 embeddings + ln_f" : "fp32 embeddings + ln_f",
-                   s.act * s.outside_params};
+  const std::string outside = s.config.llama()
+                                  ? (s.config.tie_word_embeddings ? " embedding + norm (tied head)"
+                                                                  : " embedding + norm + head")
+                                  : " embeddings + ln_f";
+  items.weights = {(s.act == kBF16 ? "bf16" : "fp32") + outside, s.act * s.outside_params};
   items.stream_slots =
       PlanItem{std::to_string(plan.stream_slots) + " " + what, u64(plan.stream_slots) * slot_bytes};
 }
@@ -261,7 +279,7 @@ void stream_whole_blocks(const OffloadShape& shape, const OffloadBudgets& budget
     items.grad_buffers = size_grad_buffers(plan.grad_block_slots,
                                            kF32 * u64(plan.grad_block_slots) * s.block_params);
   }
-  const std::uint64_t room = make_room_for_slots(shape, budgets, s, slot_bytes, plan, items);
+  const std::uint64_t room = make_room_for_slots(shape, budgets, s, slot_bytes, plan, items, false);
   plan.pieces_per_block = 1;
   plan.stream_slot_floats = s.block_padded;
   size_stream_slots(s, room, slot_bytes, s.l, "streamed block slots", plan, items);
@@ -278,7 +296,7 @@ void stream_pieces(const OffloadShape& shape, const OffloadBudgets& budgets, con
   plan.block_grads_in_cpu = true;
   items.grad_buffers = {"2 block-piece gradient buffers (fp32)", 2 * kF32 * u64(s.piece_params)};
   items.grads_in_flight = {"one piece's weight gradients in flight", s.act * u64(s.piece_params)};
-  const std::uint64_t room = make_room_for_slots(shape, budgets, s, slot_bytes, plan, items);
+  const std::uint64_t room = make_room_for_slots(shape, budgets, s, slot_bytes, plan, items, true);
   plan.pieces_per_block = static_cast<int>(s.pieces);
   plan.stream_slot_floats = s.piece_params;
   size_stream_slots(s, room, slot_bytes, s.pieces * s.l, "streamed block-piece slots", plan, items);
@@ -329,6 +347,7 @@ struct CpuItems {
   std::optional<PlanItem> upload_buffers;      // CUDA streaming: bf16 conversion of a piece
   std::optional<PlanItem> grad_accumulators;   // block_grads_in_cpu, in RAM
   std::optional<PlanItem> pinned_inputs;       // inputs_in_cpu
+  std::optional<PlanItem> outside_grads;       // outside_grads_in_cpu
   std::optional<PlanItem> grad_piece_buffers;  // block_grads_in_store, CPU tier
   std::optional<PlanItem> grad_piece_read;     // block_grads_in_store
 
@@ -336,7 +355,7 @@ struct CpuItems {
     std::vector<PlanItem> items{states};
     for (const auto* item :
          {&piece_read, &pinned_grads, &pinned_weights, &upload_buffers, &grad_accumulators,
-          &pinned_inputs, &grad_piece_buffers, &grad_piece_read}) {
+          &pinned_inputs, &outside_grads, &grad_piece_buffers, &grad_piece_read}) {
       append_if(items, *item);
     }
     return items;
@@ -380,6 +399,10 @@ CpuItems size_cpu_buffers(const OffloadShape& shape, const Sizes& s, OffloadPlan
         PlanItem{std::to_string(s.l) + " pinned bf16 block inputs",
                  u64(s.l) * u64(common::io::align_up(kBF16 * u64(s.tokens * s.c)))};
   }
+  if (plan.outside_grads_in_cpu) {
+    items.outside_grads =
+        PlanItem{"fp32 embedding + norm + head gradient accumulators", kF32 * s.outside_params};
+  }
   return items;
 }
 
@@ -391,7 +414,8 @@ void place_states(const OffloadShape& shape, const OffloadBudgets& budgets, cons
   const std::uint64_t pinned_bytes =
       shape.cuda ? items.pinned_grads->bytes + items.pinned_weights->bytes : 0;
   std::uint64_t stream_bytes = 0;
-  for (const auto* item : {&items.upload_buffers, &items.grad_accumulators, &items.pinned_inputs}) {
+  for (const auto* item : {&items.upload_buffers, &items.grad_accumulators, &items.pinned_inputs,
+                           &items.outside_grads}) {
     if (*item) stream_bytes += (*item)->bytes;
   }
   plan.states_in_cpu =
@@ -841,9 +865,14 @@ void count_pcie_traffic(const OffloadShape& shape, const Sizes& s, OffloadPlan& 
     const StreamTraffic traffic = stream_traffic(s, plan);
     plan.pcie_h2d_bytes =
         kBF16 * s.outside_params + u64(shape.accum) * kBF16 * traffic.upload_params + token_bytes;
-    plan.pcie_d2h_bytes =
-        kF32 * s.outside_params +
-        u64((plan.block_grads_in_cpu ? shape.accum : 1) * s.l) * kF32 * s.block_params;
+    // The other units' gradients: in CPU memory, each micro-batch's bf16 head gradient (every
+    // row) and x0 gradient come down instead.
+    const std::uint64_t outside_down =
+        plan.outside_grads_in_cpu
+            ? u64(shape.accum) * kBF16 * (u64(s.outside_params) + u64(s.tokens * s.c))
+            : kF32 * s.outside_params;
+    plan.pcie_d2h_bytes = outside_down + u64((plan.block_grads_in_cpu ? shape.accum : 1) * s.l) *
+                                             kF32 * s.block_params;
     if (plan.inputs_in_cpu) {  // each micro-batch's L block inputs go down and come back up
       plan.pcie_d2h_bytes += u64(shape.accum * s.l) * kBF16 * u64(s.tokens * s.c);
       plan.pcie_h2d_bytes += u64(shape.accum * s.l) * kBF16 * u64(s.tokens * s.c);
@@ -1436,14 +1465,14 @@ std::string OffloadPlan::describe() const {
   if (stream_slots > 0) {
     const bool pieces = pieces_per_block > 1;
     out << "blocks        streamed "
-        << (pieces ? "in pieces (" + std::to_string(pieces_per_block) +
-                         " a block, one matmul each; the largest " +
+        << (pieces ? "in pieces (" + std::to_string(pieces_per_block) + " a block; the largest " +
                          std::to_string(stream_slot_floats) + " parameters)"
                    : std::string("whole"))
         << " through " << stream_slots << " compute-tier slots from their fp32 master ("
         << (states_in_cpu ? "in RAM" : "read from the store") << "), "
-        << (pieces ? "for the forward, the pieces the recompute reads (0-2 with nothing kept) "
-                     "and each piece's backward"
+        << (pieces ? std::string("for the forward, the pieces the recompute reads (") +
+                         (pieces_per_block == kLlamaBlockPieces ? "0-3" : "0-2 with nothing kept") +
+                         ") and each piece's backward"
                    : "before each forward and each backward (recompute)")
         << (pinned_slots > 0 ? ", converted to bf16 in pinned memory and uploaded on a copy stream"
                              : "")
@@ -1451,7 +1480,9 @@ std::string OffloadPlan::describe() const {
             : block_grads_in_cpu ? "; block gradients add up in CPU memory"
                                  : "")
         << (inputs_in_store ? "; block inputs go through the store" : "")
-        << (inputs_in_cpu ? "; block inputs go to pinned CPU memory and back" : "") << "\n";
+        << (inputs_in_cpu ? "; block inputs go to pinned CPU memory and back" : "")
+        << (outside_grads_in_cpu ? "; embedding and head gradients add up in CPU memory" : "")
+        << "\n";
   }
   out << "activations   " << describe_activations(activations) << "\n";
   out << "compute tier  " << bytes(compute_total) << ": " << list_items(compute_items) << "\n";

@@ -184,6 +184,10 @@ struct OffloadPlan {
   // CUDA tier, likewise: the block inputs go to pinned CPU memory (counted in --cpu-mem) as the
   // forward makes them and come back ahead of the backward, over PCIe.
   bool inputs_in_cpu = false;
+  // CUDA tier, when two stream slots still do not fit: the fp32 gradient accumulators of the
+  // embeddings, final norm and head live in CPU memory (counted in --cpu-mem): the loss
+  // backward's head gradient slices and each micro-batch's x0 gradient come down and add there.
+  bool outside_grads_in_cpu = false;
   // Streaming with accumulation (K > 1) or clipping, on CUDA (or on the CPU tier when its compute
   // budget cannot hold a buffer per block): each block's fp32 gradients are summed over the
   // micro-batches (and kept for the norm) on the CPU side, one accumulator per block; the compute

@@ -43,6 +43,7 @@ void to_json(nlohmann::json& j, const OffloadPlan& plan) {
        {"block_grads_in_cpu", plan.block_grads_in_cpu},
        {"block_grads_in_store", plan.block_grads_in_store},
        {"inputs_in_cpu", plan.inputs_in_cpu},
+       {"outside_grads_in_cpu", plan.outside_grads_in_cpu},
        {"grad_block_buffers", plan.grad_block_slots},
        {"state_staging_slots", plan.state_slots},
        {"state_piece_floats", plan.state_piece_floats},

@@ -116,7 +116,8 @@ WeightSource source_of(const ModelConfig& config, ModelWeights weights, bool res
   };
 }
 
-// An outside unit's gradient accumulators (compute tier, fp32), in its tensor order.
+// An outside unit's gradient accumulators (fp32: compute tier, or CPU memory with
+// plan().outside_grads_in_cpu), in its tensor order.
 std::vector<at::Tensor*> outside_grads(OffloadState& state, const ModelConfig& config,
                                        std::int64_t unit) {
   ST_ASSERT(!is_block_unit(config, unit), "block gradients are not the compute tier's");
@@ -329,7 +330,10 @@ void OffloadTrainer::make_placements() {
   }
   ModelWeights outside = compute_;
   outside.blocks.clear();
-  state.outside_grads = zeros_like_weights(outside, fp32);
+  // The embedding, norm and head gradients: beside the compute weights, or (CUDA, no room there)
+  // in CPU memory, where the loss backward's slices and the embedding rows add up.
+  state.outside_grads = zeros_like_weights(
+      outside, plan_.outside_grads_in_cpu ? at::TensorOptions().dtype(at::kFloat) : fp32);
   if (plan_.block_grads_in_store) {
     if (!state.cuda) {  // CUDA has its pinned slots
       for (auto& slot : state.grad_slots)
@@ -651,6 +655,7 @@ void OffloadTrainer::run_micro_batch(const TokenData& train_data, std::int64_t s
       config_, compute_, h, y, grad_scale,
       [&](std::int64_t first, const at::Tensor& g) {
         at::Tensor rows = outside.head().slice(0, first, first + g.size(0));
+        if (g.is_cuda() && !rows.is_cuda()) stats_.pcie_d2h_bytes += g.nbytes();  // down to RAM
         accumulate(rows, g);
       },
       train_.loss_chunk_rows);
@@ -675,6 +680,7 @@ void OffloadTrainer::run_micro_batch(const TokenData& train_data, std::int64_t s
   }
   state.inputs->end_pass();
   state.kept->end_pass();
+  if (grad.is_cuda() && !outside.wte.is_cuda()) stats_.pcie_d2h_bytes += grad.nbytes();
   embed_backward(x, grad, outside.wte, outside.wpe);
   if (last) grads.finish(0, outside_grad_tensors(state, config_, 0), -1);
   backward.reset();

@@ -94,7 +94,7 @@ void check_resumed_run(OffloadTrainer& second, const Fixture& f, const InMemoryT
 // (inputs_out) in CPU memory: the one that streams the blocks through 2 slots (found by bisection
 // over the pure-arithmetic plan).
 std::uint64_t smallest_gpu_budget(const TrainOptions& options, OffloadOptions offload,
-                                  bool inputs_out = false) {
+                                  bool inputs_out = false, bool outside_grads_out = false) {
   Fixture f;
   offload.budgets.compute_bytes = 0;
   std::uint64_t hi = plan_offload_run(f.config, options, offload).compute_total, lo = 1;
@@ -103,7 +103,9 @@ std::uint64_t smallest_gpu_budget(const TrainOptions& options, OffloadOptions of
     offload.budgets.compute_bytes = mid;
     bool fits = false;
     try {
-      fits = inputs_out || !plan_offload_run(f.config, options, offload).inputs_in_cpu;
+      const OffloadPlan plan = plan_offload_run(f.config, options, offload);
+      fits =
+          (inputs_out || !plan.inputs_in_cpu) && (outside_grads_out || !plan.outside_grads_in_cpu);
     } catch (const sparsetrain::common::UsageError&) {
     }
     (fits ? hi : lo) = fits ? mid : mid + 1;
@@ -191,10 +193,11 @@ constexpr std::uint64_t kBlock = 198272, kOutside = 49408;
 // the store; above the staging, pinned and (K > 1) CPU gradient buffers the streamed plan needs.
 OffloadOptions streamed_options(const std::string& name, const TrainOptions& options,
                                 std::uint64_t cpu_bytes = 12 << 20, bool inputs_out = false,
-                                std::int64_t pieces_per_block = 1) {
+                                std::int64_t pieces_per_block = 1, bool outside_grads_out = false) {
   OffloadOptions offload = offload_options(name, cpu_bytes);
   offload.pieces_per_block = pieces_per_block;  // whole blocks, unless pieces are asked for
-  offload.budgets.compute_bytes = smallest_gpu_budget(options, offload, inputs_out);
+  offload.budgets.compute_bytes =
+      smallest_gpu_budget(options, offload, inputs_out, outside_grads_out);
   Fixture f;
   const OffloadPlan plan = plan_offload_run(f.config, options, offload);
   MESSAGE("--gpu-mem " << offload.budgets.compute_bytes << " B:\n" << plan.describe());
@@ -202,6 +205,7 @@ OffloadOptions streamed_options(const std::string& name, const TrainOptions& opt
   CHECK(plan.pieces_per_block == pieces_per_block);
   CHECK(plan.resident_blocks == 0);
   CHECK(plan.inputs_in_cpu == inputs_out);
+  CHECK(plan.outside_grads_in_cpu == outside_grads_out);
   return offload;
 }
 
@@ -353,6 +357,19 @@ TEST_CASE("CUDA blocks streamed in pieces, K = 2 + clipping, states in the store
   CHECK(stats.pcie_h2d_bytes ==
         2 * (20 * 2 * 4 * (3 * kBlock - mlp_out) + 3 * 2 * 4 * kBlock) + 20 * 2 * kOutside);
   MESSAGE("compute thread waited " << stats.stream_wait_seconds << " s for streamed pieces");
+}
+
+// The smallest GPU budget of all: pieces, the block inputs in pinned memory and the embeddings'
+// and ln_f's fp32 gradients in CPU memory (the loss backward's head slices and each micro-batch's
+// x0 gradient come down and add up there).
+TEST_CASE("CUDA with the embedding and head gradients in CPU memory, K = 2 + clipping, match") {
+  TrainOptions options = small_options();
+  options.grad_clip = 0.5;
+  options.accum = 2;
+  const OffloadOptions offload = streamed_options("outside-cpu", options, 16 << 20, true,
+                                                  kGpt2BlockPieces, /*outside_grads_out=*/true);
+  const OffloadStats stats = compare_with_in_memory(options, offload);
+  MESSAGE("pcie down " << stats.pcie_d2h_bytes << " B");
 }
 
 TEST_CASE("CUDA blocks streamed in pieces, K = 1, overlapped updates, states in RAM, match") {

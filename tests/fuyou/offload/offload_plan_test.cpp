@@ -8,6 +8,7 @@
 
 #include "common/error.h"
 #include "fuyou/model/model_config.h"
+#include "fuyou/offload/offload_rates.h"
 
 using namespace sparsetrain::fuyou;
 
@@ -764,6 +765,45 @@ TEST_CASE("GPT-3 175B plans on a 24 GiB GPU with pieces, and not with whole bloc
   CHECK(one.store_slots == 1);
   CHECK(one.ssd_bytes_per_param > 12);
   CHECK(one.ssd_bytes_per_param < 16.5);  // + 4 B per block parameter of stored gradients
+}
+
+// Llama 3.1 405B (C = 16384, I = 53248, V = 128256, untied): a block is 6.0 GiB of bf16 and its
+// largest piece (gate, up or down) 1.6 GiB; the embedding and head gradients would take 15.7 GiB of
+// fp32 on the GPU, so they add up in CPU memory; 70B fits with them on the GPU.
+TEST_CASE("Llama 3.1 405B plans on a 24 GiB GPU and 64 GiB of RAM: pieces, head gradients in RAM") {
+  OffloadShape s;
+  s.cuda = true;
+  s.micro_batch = 1;
+  s.seq = 1024;
+  s.grad_clip = true;
+  OffloadBudgets b;
+  b.compute_bytes = std::uint64_t{24} << 30;
+  b.cpu_bytes = std::uint64_t{64} << 30;
+  AssumedSsds ssds{4, 4000000000000ull, 2e9, 2e9};
+  b.ssd_free_bytes = ssds.total_bytes();
+  // The H200 machine's measured compute and PCIe rates (what a --dry-run without a GPU assumes).
+  const OffloadRates rates = with_assumed_ssds(reference_cuda_rates(), ssds);
+  const ModelConfig big = model_config_from_name("llama3.1-405b");
+  CHECK(big.max_block_piece_param_count() == 16384 + 53248ll * 16384);  // gate + its norm
+  const OffloadPlan p = plan_offload(big, s, b, rates);
+  INFO(p.describe());
+  CHECK(p.pieces_per_block == kLlamaBlockPieces);
+  CHECK(p.outside_grads_in_cpu);
+  CHECK(p.inputs_in_cpu);
+  CHECK(p.compute_total <= b.compute_bytes);
+  CHECK(p.cpu_total <= b.cpu_bytes);
+  CHECK(p.binding == "ssd_read");
+  CHECK(p.describe().find("embedding and head gradients add up in CPU memory") !=
+        std::string::npos);
+  // Without room in RAM for them (16 GiB), refused by --cpu-mem, not --gpu-mem.
+  OffloadBudgets tight = b;
+  tight.cpu_bytes = std::uint64_t{16} << 30;
+  CHECK(usage_message(big, s, tight).find("--cpu-mem does not fit") != std::string::npos);
+  const OffloadPlan seventy = plan_offload(model_config_from_name("llama3.1-70b"), s, b, rates);
+  INFO(seventy.describe());
+  CHECK(seventy.compute_total <= b.compute_bytes);
+  CHECK_FALSE(seventy.outside_grads_in_cpu);
+  CHECK(seventy.binding == "ssd_read");
 }
 
 TEST_CASE("the largest micro-batch fits and one more does not") {
