@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Sets up if needed, builds, and shows what sparsetrain does on built-in and shipped data.
+# Sets up if needed, builds, and shows what sparsetrain does on built-in data and on Cora (fetched
+# into data/cora with `sparsetrain data fetch cora`; offline: SPARSETRAIN_DATA, ../shared/data, or
+# the synthetic graph).
 # Results (run records, pruned graphs, an exported model) land in demo-out/ (SPARSETRAIN_DEMO_OUT).
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 "$ROOT/scripts/setup.sh" default
 st=$ROOT/build/apps/sparsetrain/sparsetrain
 out=${SPARSETRAIN_DEMO_OUT:-$ROOT/demo-out}
-data=${SPARSETRAIN_DATA:-$ROOT/../shared/data}
 mkdir -p "$out"
 
 say "teddy run: TEDDY tickets on the embedded Cora-sized csbm graph (dense teacher; k=5 prunes 22.6 % of edges and 67 % of weights, k=10 40.1 % / 89 %)"
@@ -20,14 +21,16 @@ say "sparsetrain env: what this machine offers"
 
 say "graph generate: a Cora-sized contextual SBM with features, labels and a split"
 "$st" graph generate csbm --seed 1 --overwrite --out-graph "$out/csbm" --out "$out/graph-generate.json"
-if [ -d "$data/cora" ]; then
+say "data fetch: Cora into data/cora (Planetoid files from github.com/kimiyoung/planetoid, checked)"
+cora=$(planetoid_graph cora "$st")
+if [ -n "$cora" ]; then
   say "graph stats: Cora"
-  "$st" graph stats "$data/cora"
+  "$st" graph stats "$cora"
   say "teddy prune: Cora at the 20 paper levels (1 - 0.95^k), nested, in one pass"
-  "$st" teddy prune --graph "$data/cora" --levels paper --overwrite --out-graph "$out/cora-levels" \
+  "$st" teddy prune --graph "$cora" --levels paper --overwrite --out-graph "$out/cora-levels" \
     --out "$out/teddy-prune-cora.json"
 else
-  say "teddy prune: the generated graph at 30 % (no ../shared/data here)"
+  say "teddy prune: the generated graph at 30 % (no Cora here; see above how to get it)"
   "$st" teddy prune --graph "$out/csbm" --graph-sparsity 0.3 --overwrite --out-graph "$out/csbm-30" \
     --out "$out/teddy-prune-csbm.json"
 fi

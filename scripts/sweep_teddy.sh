@@ -3,8 +3,9 @@
 # (JSON) per run, for scripts/plot_sweep.py. Runs one after another (the machine has 2 cores).
 #   scripts/sweep_teddy.sh OUT_DIR
 # Environment (space-separated lists):
-#   DATASETS  graph directories, or "csbm" for the embedded synthetic one (default: cora citeseer
-#             under ../shared/data when present, else csbm)
+#   DATASETS  graph directories, or "csbm" for the embedded synthetic one (default: cora and
+#             citeseer in data/, fetched with `sparsetrain data fetch` when missing, or from
+#             SPARSETRAIN_DATA / ../shared/data offline; csbm when neither can be had)
 #   MODELS    default "gcn gat gin";  METHODS  default "teddy ugs random"
 #   LEVELS    paper level numbers, default "1 2 3 5 7 10 15 20";  SEEDS  default 3
 #   EXTRA     further flags for every run, e.g. "--epochs 100 --lambda 10"
@@ -14,10 +15,13 @@ source "$(dirname "$0")/common.sh"
 out=$1
 st=${SPARSETRAIN_BIN:-$ROOT/build/apps/sparsetrain/sparsetrain}
 [ -x "$st" ] || die "no sparsetrain binary at $st" "run scripts/setup.sh first" 3
-data=$ROOT/../shared/data
-default_sets=csbm
-[ -d "$data/cora" ] && default_sets="$data/cora $data/citeseer"
-DATASETS=${DATASETS:-$default_sets}
+if [ -z "${DATASETS:-}" ]; then
+  for name in cora citeseer; do
+    dir=$(planetoid_graph "$name" "$st")
+    [ -n "$dir" ] && DATASETS="${DATASETS:-} $dir"
+  done
+  DATASETS=${DATASETS:-csbm}
+fi
 MODELS=${MODELS:-gcn gat gin}
 METHODS=${METHODS:-teddy ugs random}
 LEVELS=${LEVELS:-1 2 3 5 7 10 15 20}

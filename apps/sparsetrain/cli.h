@@ -46,6 +46,8 @@ CLI::Option* add_gzip_level_option(CLI::App* command, int& level);
 
 // Command groups; each adds its subcommands to `app`.
 void add_env_command(CLI::App& app);
+// sparsetrain data fetch|list (data_command.cpp): scripts/data_fetch.py, run with the venv.
+void add_data_commands(CLI::App& app);
 void add_graph_commands(CLI::App& app);
 void add_teddy_commands(CLI::App& app);
 void add_fuyou_commands(CLI::App& app);

@@ -140,12 +140,14 @@ int main(int argc, char** argv) {
       "Exit codes: 0 ok, 1 run failed, 2 usage or config error (nothing run), 3 environment\n"
       "unavailable (CUDA, io_uring, O_DIRECT), 70 internal bug, 130 interrupted.\n\n"
       "Examples:\n"
-      "  sparsetrain teddy prune --graph ../shared/data/cora --levels paper --out-graph "
-      "cora-levels --out prune.json\n"
+      "  sparsetrain data fetch cora\n"
+      "  sparsetrain teddy prune --graph data/cora --levels paper --out-graph cora-levels "
+      "--out prune.json\n"
       "  sparsetrain fuyou finetune --model small --steps 400 --out finetune.json\n"
       "  sparsetrain env --dir /mnt/nvme --out env.json");
 
   st::cli::add_env_command(app);
+  st::cli::add_data_commands(app);
   st::cli::add_graph_commands(app);
   st::cli::add_teddy_commands(app);
   st::cli::add_fuyou_commands(app);
