@@ -65,7 +65,7 @@ void add_verb(CLI::App* data, const std::string& verb, const std::string& what) 
   command->set_help_flag();  // --help is the script's, with every option it has
   command->allow_extras();
   command->fallthrough(false);  // not even the global flags: the script has its own
-  command->prefix_command();  // everything after the verb goes to the script as it is
+  command->prefix_command();    // everything after the verb goes to the script as it is
   set_command_runner(command, [command, verb](CommandContext& context) {
     exec_script(verb, command->remaining(), context);
   });
