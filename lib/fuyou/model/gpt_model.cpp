@@ -490,13 +490,12 @@ LmLossBackward lm_loss_backward(const ModelConfig& config, const ModelWeights& w
       vocab_slice_rows > 0 ? vocab_slice_rows : loss_vocab_slice_rows(config, rows);
   for (std::int64_t v = 0; v < config.vocab; v += slice) {
     const std::int64_t end = std::min(config.vocab, v + slice);
-    const at::Tensor w = head.slice(0, v, end);             // [S, C]
-    at::Tensor g = at::matmul(h, w.t()).to(at::kFloat);     // logits [rows, S]
-    g.sub_(lse_col).exp_();                                 // softmax
-    const at::Tensor hit = (t >= v).logical_and_(t < end);  // rows whose target is here
-    const at::Tensor hit_rows = hit.nonzero().squeeze(1);
-    g.index_put_({hit_rows, t.index_select(0, hit_rows) - v}, at::scalar_tensor(-1.0, g.options()),
-                 /*accumulate=*/true);
+    const at::Tensor w = head.slice(0, v, end);          // [S, C]
+    at::Tensor g = at::matmul(h, w.t()).to(at::kFloat);  // logits [rows, S]
+    g.sub_(lse_col).exp_();                              // softmax
+    // − onehot on the rows whose target is in the slice (a scatter: no host sync on CUDA)
+    const at::Tensor hit = (t >= v).logical_and_(t < end).unsqueeze(1);
+    g.scatter_add_(1, (t - v).clamp_(0, end - v - 1).unsqueeze(1), hit.to(at::kFloat).neg_());
     g.mul_(row_scale);
     const at::Tensor g_c = g.to(head.scalar_type());
     take_head(v, at::matmul(g_c.t(), h));  // [S, C]
