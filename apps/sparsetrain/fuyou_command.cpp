@@ -799,15 +799,9 @@ void run_finetune(FinetuneOptions options, CommandContext& context) {
   fy::ModelWeights weights;
   {
     auto t = context.record.timings().scope("init");
-    weights = fy::empty_weights(config);
-    std::map<std::string, at::Tensor*> slots;
-    if (config.llama() && !config.tie_word_embeddings) weights.lm_head = at::empty({0});
-    for (auto& [name, t] : weights.named()) slots[name] = t;
-    for_each_initial_weight(options, config, context.global.seed,
-                            [&](const std::string& name, const at::Tensor& t) {
-                              ST_ASSERT(slots.count(name), "an initial weight not of the model");
-                              *slots.at(name) = t;
-                            });
+    weights = fy::collect_weights(config, [&](const fy::WeightVisitor& visit) {
+      for_each_initial_weight(options, config, context.global.seed, visit);
+    });
   }
   fy::InMemoryTrainer trainer(config, std::move(weights), options.train);
 

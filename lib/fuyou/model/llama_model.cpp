@@ -201,14 +201,11 @@ void for_each_hf_llama_weight(const ModelConfig& config, const std::string& mode
 
 ModelWeights load_hf_llama(const ModelConfig& config, const std::string& model_dir,
                            const c10::TensorOptions& options) {
-  ModelWeights weights = empty_weights(config);
-  if (!config.tie_word_embeddings) weights.lm_head = at::empty({0});  // named() lists it
-  std::map<std::string, at::Tensor*> slots;
-  for (auto& [name, t] : weights.named()) slots[name] = t;
-  for_each_hf_llama_weight(config, model_dir, [&](const std::string& name, const at::Tensor& t) {
-    *slots.at(name) = t.to(options, /*non_blocking=*/false, /*copy=*/true).contiguous();
+  return collect_weights(config, [&](const WeightVisitor& visit) {
+    for_each_hf_llama_weight(config, model_dir, [&](const std::string& name, const at::Tensor& t) {
+      visit(name, t.to(options, /*non_blocking=*/false, /*copy=*/true).contiguous());
+    });
   });
-  return weights;
 }
 
 at::Tensor rope_inverse_frequencies(const ModelConfig& config) {

@@ -4,6 +4,8 @@
 #include <ATen/ATen.h>
 
 #include <cmath>
+#include <map>
+#include <set>
 
 #include "common/error.h"
 
@@ -265,20 +267,32 @@ void for_each_init_weight(const ModelConfig& config, std::uint64_t seed,
   visit("ln_f.bias", at::zeros({c}, cpu));
 }
 
+ModelWeights collect_weights(const ModelConfig& config, const WeightProducer& produce) {
+  ModelWeights w = empty_weights(config);
+  if (config.llama() && !config.tie_word_embeddings)
+    w.lm_head = at::empty({0});  // a placeholder, so that named() lists the head's slot
+  std::map<std::string, at::Tensor*> slots;
+  for (auto& [name, t] : w.named()) slots[name] = t;
+  std::set<std::string> visited;
+  produce([&](const std::string& name, const at::Tensor& t) {
+    ST_ASSERT(slots.count(name),
+              "weight '" + name + "' is not part of model '" + config.name + "'");
+    ST_ASSERT(visited.insert(name).second, "weight '" + name + "' produced twice");
+    *slots.at(name) = t;
+  });
+  ST_ASSERT(visited.size() == slots.size(),
+            "the producer left weights of '" + config.name + "' unset");
+  return w;
+}
+
 ModelWeights init_model_weights(const ModelConfig& config, std::uint64_t seed,
                                 const c10::TensorOptions& options) {
   config.validate();
-  ModelWeights w = empty_weights(config);
-  if (config.llama() && !config.tie_word_embeddings)
-    w.lm_head = at::empty({0});  // named() lists it
-  auto named = w.named();
-  std::size_t next = 0;
-  for_each_init_weight(config, seed, [&](const std::string& name, const at::Tensor& t) {
-    ST_ASSERT(next < named.size() && name == named[next].first, "init order differs from named()");
-    *named[next++].second = t.to(options);
+  return collect_weights(config, [&](const WeightVisitor& visit) {
+    for_each_init_weight(config, seed, [&](const std::string& name, const at::Tensor& t) {
+      visit(name, t.to(options));
+    });
   });
-  ST_ASSERT(next == named.size(), "init visited fewer tensors than named()");
-  return w;
 }
 
 ModelWeights zeros_like_weights(const ModelWeights& like, const c10::TensorOptions& options) {

@@ -119,6 +119,11 @@ using WeightVisitor = std::function<void(const std::string& name, const at::Tens
 // that a model larger than RAM can be initialised into an offloaded trainer (offload_trainer.h).
 void for_each_init_weight(const ModelConfig& config, std::uint64_t seed,
                           const WeightVisitor& visit);
+// A model's weights from a producer that visits each of them once by canonical name, in any
+// order (for_each_init_weight, for_each_hf_llama_weight, a checkpoint reader), each tensor kept as
+// given. Asserts every name is visited exactly once (producers are ours, not user input).
+using WeightProducer = std::function<void(const WeightVisitor& visit)>;
+ModelWeights collect_weights(const ModelConfig& config, const WeightProducer& produce);
 // Zero tensors of the same shapes, on `options` (gradient accumulators, Adam moments).
 ModelWeights zeros_like_weights(const ModelWeights& like, const c10::TensorOptions& options);
 // Copies of every tensor converted to `options` (device and dtype).
