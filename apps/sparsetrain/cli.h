@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "common/run/run_record.h"
 
@@ -43,6 +44,20 @@ bool is_plumbing_option(const std::string& name);
 // Options more than one command takes, with one help text. `--gzip-level` (1..9) of the graph
 // files a command writes (teddy/graph/graph_io.h: SaveOptions).
 CLI::Option* add_gzip_level_option(CLI::App* command, int& level);
+
+// Every option of `app` and its subcommands that takes a value refuses an empty one: CLI11
+// reads '' as 0 for a number (`--graph-sparsity ''` ran as sparsity 0) and as a path nobody
+// meant. Call once all commands are added.
+void refuse_empty_values(CLI::App& app);
+
+// A parse error as the user should read it: one from the TOML `--config` file (CLI11 calls it
+// "INI was not able to parse …") names TOML, the file and the line of the offending item, with
+// a hint on the layout; any other error as CLI11 words it. `args` is argv.
+struct ParseErrorText {
+  std::string message, hint;
+};
+ParseErrorText describe_parse_error(const CLI::ParseError& error,
+                                    const std::vector<std::string>& args);
 
 // Command groups; each adds its subcommands to `app`.
 void add_env_command(CLI::App& app);

@@ -440,9 +440,22 @@ void report_result(const fy::TrainResult& result, const fy::ModelConfig& config,
 }
 
 // Progress line per step, shared by both trainers.
+// Each step also goes into the record's metrics as it ends (losses, validation losses, the last
+// step done), so that a run stopped by SIGTERM or Ctrl-C, or one that fails, leaves the metrics of
+// the steps it did; report_result replaces them with the whole run's at the end.
 std::function<void(const fy::StepReport&)> progress_callback(common::Progress& progress,
-                                                             double& last_val) {
-  return [&progress, &last_val](const fy::StepReport& r) {
+                                                             double& last_val,
+                                                             nlohmann::json& metrics) {
+  metrics["losses"] = nlohmann::json::array();
+  metrics["val_losses"] = nlohmann::json::array();
+  return [&progress, &last_val, &metrics](const fy::StepReport& r) {
+    metrics["losses"].push_back(r.loss);
+    metrics["final_loss"] = r.loss;
+    metrics["last_step"] = r.step;
+    if (r.val_loss) {
+      metrics["val_losses"].push_back({{"step", r.step}, {"loss", *r.val_loss}});
+      metrics["final_val_loss"] = *r.val_loss;
+    }
     if (r.val_loss) last_val = *r.val_loss;
     char val[32] = "";
     if (!std::isnan(last_val)) std::snprintf(val, sizeof val, "  val %.4f", last_val);
@@ -687,12 +700,12 @@ void run_offloaded(const FinetuneOptions& options, const fy::ModelConfig& config
                      ", which the stopped run had sealed and was updating in place");
   }
   progress.advance(static_cast<std::uint64_t>(trainer->first_step() - 1 - (rolled ? 1 : 0)));
+  metrics["first_step"] = trainer->first_step();
   double last_val = NAN;
-  const fy::TrainResult result =
-      trainer->train(train_data, valid_data, progress_callback(progress, last_val));
+  const fy::TrainResult result = trainer->train(
+      train_data, valid_data, progress_callback(progress, last_val, context.record.metrics()));
   progress.finish();
   report_result(result, config, options, context);
-  metrics["first_step"] = trainer->first_step();
   if (rolled) metrics["rolled_forward_step"] = *rolled;
   const fy::OffloadStats& stats = trainer->stats();
   nlohmann::json measured = stats;
@@ -808,8 +821,8 @@ void run_finetune(FinetuneOptions options, CommandContext& context) {
   common::Progress progress("finetune", static_cast<std::uint64_t>(options.train.steps), "steps",
                             /*interval_s=*/10.0);
   double last_val = NAN;  // shown from the first evaluation on
-  const fy::TrainResult result =
-      trainer.train(train_data, valid_data, progress_callback(progress, last_val));
+  const fy::TrainResult result = trainer.train(
+      train_data, valid_data, progress_callback(progress, last_val, context.record.metrics()));
   progress.finish();
   report_result(result, config, options, context);
   common::log_info("fuyou finetune: loss ", result.losses.front(), " -> ", result.losses.back(),

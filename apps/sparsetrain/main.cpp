@@ -152,6 +152,9 @@ int main(int argc, char** argv) {
   st::cli::add_teddy_commands(app);
   st::cli::add_fuyou_commands(app);
 
+  st::cli::refuse_empty_values(app);
+
+  std::vector<std::string> args(argv, argv + argc);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -161,7 +164,8 @@ int main(int argc, char** argv) {
   } catch (const CLI::CallForVersion& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    return print_error(ExitCode::kUsage, e.what(), std::string("see '") + kProgram + " --help'");
+    const st::cli::ParseErrorText text = st::cli::describe_parse_error(e, args);
+    return print_error(ExitCode::kUsage, text.message, text.hint);
   }
 
   // The deepest subcommand chosen is the command to run: "teddy prune", "env", ...
@@ -177,7 +181,6 @@ int main(int argc, char** argv) {
                        "see '" + std::string(kProgram) + " " + command_path + " --help'");
   }
 
-  std::vector<std::string> args(argv, argv + argc);
   st::common::RunRecord record(command_path, args);
   nlohmann::json plumbing = nlohmann::json::object();
   for (const CLI::App* a = command; a != nullptr; a = a->get_parent()) {

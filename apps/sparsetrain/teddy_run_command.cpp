@@ -157,6 +157,8 @@ void run_teddy_run(const RunOptions& o, CommandContext& ctx) {
     auto timer = ctx.record.timings().scope("load");
     return load_dataset(o, &dataset);
   }();
+  // Before any training (make_graph_tensors checks it again, for every caller of the library).
+  if (g.splits.count(o.split)) teddy::check_node_split(g.splits.at(o.split), g.num_nodes, o.split);
   common::Progress bar("train", static_cast<std::uint64_t>(teddy::count_trainings(t)), "runs");
   teddy::TicketReport r;
   {

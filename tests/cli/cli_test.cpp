@@ -84,6 +84,29 @@ TEST_CASE("an unknown key in the config file exits 2") {
   CHECK(r.err.find("sead") != std::string::npos);
 }
 
+TEST_CASE("a malformed TOML config names TOML, the file and the line") {
+  struct Case {
+    std::string text, expect;
+  };
+  const std::vector<Case> cases = {
+      {"seed = 3\n[teddy.run\nepochs = 2\n", "line 2: '[teddy.run' is not an option"},
+      {"seed = 3\n\nsead = 4\n", "line 3: 'sead' is not an option"},
+      {"seed = \"x\n", "line 1: bad value in 'seed = \"x'"},
+  };
+  for (const Case& c : cases) {
+    const fs::path config = scratch_dir() / "malformed.toml";
+    std::ofstream(config) << c.text;
+    auto r = run_sparsetrain({"--config", config.string(), "env"});
+    CAPTURE(r.err);
+    CHECK(r.exit_code == 2);
+    CHECK(r.err.find("TOML config '" + config.string() + "' " + c.expect) != std::string::npos);
+    CHECK(r.err.find("INI") == std::string::npos);
+  }
+  auto missing = run_sparsetrain({"--config", (scratch_dir() / "none.toml").string(), "env"});
+  CHECK(missing.exit_code == 2);
+  CHECK(missing.err.find("cannot be read") != std::string::npos);
+}
+
 TEST_CASE("run records are valid JSON and identical across seeded runs once 'run' is removed") {
   const fs::path a = scratch_dir() / "a.json";
   const fs::path b = scratch_dir() / "b.json";

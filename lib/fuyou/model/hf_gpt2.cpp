@@ -162,12 +162,13 @@ void for_each_hf_gpt2_weight(const ModelConfig& config, const std::string& path,
                              const WeightVisitor& visit) {
   const SafetensorsReader reader(path);
   std::map<std::string, std::string> file_name = checked_hf_names(config, reader);
+  const WeightVisitor checked = finite_weights_only(path, visit);
   ModelWeights order;
   order.blocks.resize(static_cast<std::size_t>(config.n_layer));
   for (const auto& [name, tensor] : order.named()) {
     (void)tensor;
     const at::Tensor value = reader.read(file_name[name]);
-    visit(name, (is_conv1d_name(name) ? value.t() : value).to(at::kFloat).contiguous());
+    checked(name, (is_conv1d_name(name) ? value.t() : value).to(at::kFloat).contiguous());
   }
 }
 

@@ -195,7 +195,7 @@ void for_each_hf_llama_weight(const ModelConfig& config, const std::string& mode
     const std::string& file = index.file_of.at(name);
     auto& reader = readers[file];
     if (!reader) reader = std::make_unique<SafetensorsReader>(file);
-    visit(name, reader->read(name).to(at::kFloat).contiguous());
+    finite_weights_only(file, visit)(name, reader->read(name).to(at::kFloat).contiguous());
   }
 }
 

@@ -267,6 +267,23 @@ void for_each_init_weight(const ModelConfig& config, std::uint64_t seed,
   visit("ln_f.bias", at::zeros({c}, cpu));
 }
 
+WeightVisitor finite_weights_only(const std::string& source, WeightVisitor visit) {
+  return [source, visit = std::move(visit)](const std::string& name, const at::Tensor& t) {
+    if (t.is_floating_point()) {
+      const std::int64_t bad = at::isfinite(t).logical_not().sum().item<std::int64_t>();
+      if (bad > 0) {
+        throw common::UsageError("checkpoint '" + source + "': tensor '" + name + "' holds " +
+                                     std::to_string(bad) + " non-finite value" +
+                                     (bad == 1 ? "" : "s") + " (inf or NaN) of " +
+                                     std::to_string(t.numel()),
+                                 "the checkpoint is corrupt or from a diverged run; start from "
+                                 "another one");
+      }
+    }
+    visit(name, t);
+  };
+}
+
 ModelWeights collect_weights(const ModelConfig& config, const WeightProducer& produce) {
   ModelWeights w = empty_weights(config);
   if (config.llama() && !config.tie_word_embeddings)

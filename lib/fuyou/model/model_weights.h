@@ -115,6 +115,10 @@ ModelWeights init_model_weights(const ModelConfig& config, std::uint64_t seed,
                                 const c10::TensorOptions& options);
 // One weight at a time: its canonical name and tensor, in ModelWeights::named() order.
 using WeightVisitor = std::function<void(const std::string& name, const at::Tensor& tensor)>;
+// `visit` behind a check that each tensor is finite: a checkpoint's inf or NaN would train to a
+// "loss became nan" at step 1. UsageError naming `source`, the tensor and its count of non-finite
+// values. The checkpoint readers (hf_gpt2.h, llama_model.h) visit through it.
+WeightVisitor finite_weights_only(const std::string& source, WeightVisitor visit);
 // init_model_weights one fp32 CPU tensor at a time (the same generator, order and numbers), so
 // that a model larger than RAM can be initialised into an offloaded trainer (offload_trainer.h).
 void for_each_init_weight(const ModelConfig& config, std::uint64_t seed,

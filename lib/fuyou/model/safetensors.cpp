@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <vector>
 
 #include "common/atomic_file.h"
@@ -147,11 +148,24 @@ Header read_header(const common::InputFile& file) {
   std::string text(header_bytes, '\0');
   file.read_exact(8, text.data(), text.size());
   nlohmann::json json;
+  // The format forbids a name twice (JSON parsers would keep one of them silently, and two
+  // readers could then disagree on what the file holds): the parser's callback sees every key.
+  std::set<std::string> names;
+  std::string repeated;
+  const nlohmann::json::parser_callback_t note_keys =
+      [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
+        if (depth == 1 && event == nlohmann::json::parse_event_t::key && repeated.empty() &&
+            !names.insert(parsed.get<std::string>()).second) {
+          repeated = parsed.get<std::string>();
+        }
+        return true;
+      };
   try {
-    json = nlohmann::json::parse(text);
+    json = nlohmann::json::parse(text, note_keys);
   } catch (const nlohmann::json::parse_error& e) {
     fail(path, std::string("header is not valid JSON (") + e.what() + ")");
   }
+  if (!repeated.empty()) fail(path, "header names tensor '" + repeated + "' twice");
   if (!json.is_object()) fail(path, "header is JSON but not an object of tensors");
 
   Header header;

@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstring>
 #include <exception>
+#include <filesystem>
 #include <future>
 #include <sstream>
 #include <tuple>
@@ -231,10 +232,18 @@ void OffloadTrainer::open_resumed_store() {
   OffloadState& state = *impl_;
   StoreOptions store_options;
   store_options.extent_bytes = options_.store_extent_bytes;
+  const std::string first_dir = options_.ssd_dirs[0];
+  const std::string start_over = "run the same command without --resume to start a new run";
+  if (!std::filesystem::exists(first_dir + "/" + TensorStore::kManifestName)) {
+    throw common::UsageError("nothing to resume in '" + first_dir + "': no tensor store there",
+                             start_over + " (or pass --ssd the run's directories, first first)");
+  }
   store_ = TensorStore::open(options_.ssd_dirs, store_options);
   if (!store_->contains(kMetaName)) {
-    throw common::UsageError("the store in '" + options_.ssd_dirs[0] + "' holds no training run",
-                             "drop --resume to start a new run");
+    throw common::UsageError("nothing to resume in '" + first_dir +
+                                 "': its store holds no committed step (the run that made it "
+                                 "stopped before its first commit)",
+                             start_over + ", which replaces the empty store");
   }
   // Refused by its format, not its size: format 1 had a shorter train.state; format 2 lacks only
   // the store slots (then two: every store before format 3 copied on write).

@@ -1,5 +1,7 @@
 #include "fuyou/store/tensor_store.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -129,7 +131,55 @@ TensorStore::TensorStore(std::vector<std::string> dirs, StoreOptions options)
                                "pass --ssd a directory");
     }
   }
+  lock_store();
   engine_ = io::IoEngine::create(options_.io, dirs_);
+}
+
+TensorStore::LockFile::~LockFile() {
+  if (fd >= 0) ::close(fd);
+}
+
+void TensorStore::lock_store() {
+  const std::string path = dirs_[0] + "/" + kLockName;
+  lock_.fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (lock_.fd < 0) {
+    common::throw_path_error("cannot create the store's lock file", path, errno,
+                             "make the store directory writable");
+  }
+  if (::flock(lock_.fd, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    if (err != EWOULDBLOCK) {
+      common::throw_path_error("cannot lock the store", path, err,
+                               "put the store on a local file system that supports flock");
+    }
+    std::string holder;
+    try {
+      holder = common::read_file(path);
+    } catch (const std::exception&) {
+    }
+    while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' ')) holder.pop_back();
+    throw UsageError(cat("the tensor store in '", dirs_[0], "' is in use by ",
+                         holder.empty() ? std::string("another process") : "process " + holder),
+                     "one process per store: wait for that run to finish (or stop it), or give "
+                     "this one other --ssd directories");
+  }
+  const std::string pid = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(lock_.fd, 0) != 0 ||
+      ::pwrite(lock_.fd, pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size())) {
+    common::throw_path_error("cannot write the store's lock file", path, errno,
+                             "check the store directory's free space");
+  }
+  // Holding the lock, no commit is in flight: a manifest temp file is a killed commit's.
+  const std::string stale = std::string(kManifestName) + ".tmp.";
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(dirs_[0], ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind(stale, 0) != 0) continue;
+    std::error_code failed;
+    if (std::filesystem::remove(entry.path(), failed))
+      common::log_info("tensor store: removed '", entry.path().string(),
+                       "', left by a commit that did not finish");
+  }
 }
 
 TensorStore::~TensorStore() {
@@ -160,8 +210,25 @@ std::unique_ptr<TensorStore> TensorStore::create(const std::vector<std::string>&
                                                  StoreOptions options) {
   std::unique_ptr<TensorStore> store(new TensorStore(dirs, options));
   if (::access(store->manifest_path().c_str(), F_OK) == 0) {
-    throw UsageError(cat("a tensor store already exists in '", dirs[0], "'"),
-                     "open it instead, or remove its files to start over");
+    // An empty store over the same directories (its creator stopped before its first commit)
+    // holds nothing to lose: it is replaced. Anything else is refused.
+    bool empty = false;
+    try {
+      const nlohmann::json m = nlohmann::json::parse(common::read_file(store->manifest_path()));
+      empty = m.at("version").get<std::uint64_t>() == 0 && m.at("tensors").empty() &&
+              m.at("dirs").get<std::vector<std::string>>() == dirs;
+    } catch (const std::exception&) {
+    }
+    if (!empty) {
+      throw UsageError(cat("a tensor store already exists in '", dirs[0], "'"),
+                       "open it instead, or remove its files to start over");
+    }
+    common::log_info("tensor store: replacing the empty store in '", dirs[0],
+                     "' (its run stopped before its first commit)");
+    std::error_code ignored;
+    std::filesystem::remove(store->manifest_path(), ignored);
+    for (std::size_t i = 0; i < dirs.size(); ++i)
+      std::filesystem::remove(dirs[i] + "/" + data_file_name(i), ignored);
   }
   for (std::size_t i = 0; i < dirs.size(); ++i) {  // another store's data, listed elsewhere first
     const std::string path = dirs[i] + "/" + data_file_name(i);

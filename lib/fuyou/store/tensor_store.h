@@ -22,8 +22,12 @@
 // Layout: manifest `<dirs[0]>/sparsetrain-store.json`; data `<dirs[i]>/sparsetrain-store.<i>.dat`.
 // Extent k of a tensor lives in dir (first_dir + k) % N at byte base[dir] + ((k / N) * S + slot) *
 // extent_bytes, S = 2 slots per extent (1 for scratch tensors). Not a database: no deletion, no
-// free-space reuse, one writer process at a time, and concurrent calls must not write the same
-// tensor range at once. No torch here.
+// free-space reuse, and concurrent calls must not write the same tensor range at once.
+//
+// One process per store: an open store holds an exclusive flock on `<dirs[0]>/sparsetrain-store.
+// lock` (which names its pid) for its lifetime; the kernel drops it when the process dies, however
+// it dies. A second open or create, in another process or this one, is refused naming the holder.
+// Holding it, open and create remove the manifest temp files a killed commit left. No torch here.
 #pragma once
 
 #include <cstdint>
@@ -77,12 +81,14 @@ class TensorStore {
  public:
   static constexpr std::uint64_t kWhole = ~std::uint64_t{0};
   static constexpr const char* kManifestName = "sparsetrain-store.json";
+  static constexpr const char* kLockName = "sparsetrain-store.lock";
   // The data file of directory `index` (in --ssd order): "sparsetrain-store.<index>.dat".
   static std::string data_file_name(std::size_t index);
 
   // A new, empty store at version 0 in `dirs` (existing directories). UsageError when a store
   // already exists there (its manifest, or a data file this store would overwrite) or a directory
-  // is missing/unwritable.
+  // is missing/unwritable. A store that holds nothing (version 0, no tensor: its creator stopped
+  // before its first commit) over the same directories is replaced.
   static std::unique_ptr<TensorStore> create(const std::vector<std::string>& dirs,
                                              StoreOptions options = {});
   // Deletes the files of the store create(dirs) made (manifest, data files), for a caller that
@@ -143,6 +149,9 @@ class TensorStore {
   struct Tensor;
   struct Layout;
   TensorStore(std::vector<std::string> dirs, StoreOptions options);
+  // Takes the store's lock (UsageError naming the holder's pid when another holds it) and removes
+  // stale manifest temp files.
+  void lock_store();
   void open_files(bool create);
   void load_manifest();
   std::string manifest_json() const;
@@ -152,7 +161,18 @@ class TensorStore {
   // The tensor called `name` (mutex_ held); UsageError naming the store when there is none.
   std::shared_ptr<Tensor> find_locked(const std::string& name) const;
 
+  // The lock file's descriptor, closed (the lock released) when the store goes, also when its
+  // constructor throws.
+  struct LockFile {
+    int fd = -1;
+    LockFile() = default;
+    LockFile(const LockFile&) = delete;
+    LockFile& operator=(const LockFile&) = delete;
+    ~LockFile();
+  };
+
   std::vector<std::string> dirs_;
+  LockFile lock_;
   StoreOptions options_;
   std::uint64_t extent_bytes_;
   std::unique_ptr<common::io::IoEngine> engine_;

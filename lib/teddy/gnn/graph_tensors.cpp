@@ -184,6 +184,7 @@ GraphTensors make_graph_tensors(const Graph& graph, const std::vector<std::uint8
     throw common::UsageError("graph has no split '" + split + "'",
                              "GNN training needs split/" + split + "/{train,valid,test}.csv.gz");
   }
+  check_node_split(s->second, graph.num_nodes, split);
   const std::int64_t n = graph.num_nodes;
   const std::int64_t f = graph.feature_dim;
   GraphTensors t;

@@ -151,4 +151,32 @@ Graph filter_edges(const Graph& graph, const std::vector<std::uint8_t>& keep) {
   return g;
 }
 
+void check_node_split(const NodeSplit& split, std::uint32_t num_nodes, const std::string& name) {
+  const std::string hint = "fix split/" + name +
+                           "/{train,valid,test}.csv.gz: each part non-empty, "
+                           "every node in one part at most, once";
+  const std::pair<const char*, const std::vector<std::uint32_t>*> parts[] = {
+      {"train", &split.train}, {"valid", &split.valid}, {"test", &split.test}};
+  std::vector<std::uint8_t> part_of(num_nodes, 0);  // 0: none, else 1 + the part's index
+  for (std::size_t p = 0; p < 3; ++p) {
+    const auto& [part, ids] = parts[p];
+    if (ids->empty()) {
+      throw common::UsageError("split '" + name + "' has an empty " + part + " part", hint);
+    }
+    for (const std::uint32_t v : *ids) {
+      ST_ASSERT(v < num_nodes, "split node id beyond the node count");  // the loader checks
+      if (part_of[v] == p + 1) {
+        throw common::UsageError(
+            "split '" + name + "' lists node " + std::to_string(v) + " twice in " + part, hint);
+      }
+      if (part_of[v] != 0) {
+        throw common::UsageError("split '" + name + "' puts node " + std::to_string(v) +
+                                     " in both " + parts[part_of[v] - 1].first + " and " + part,
+                                 hint);
+      }
+      part_of[v] = static_cast<std::uint8_t>(p + 1);
+    }
+  }
+}
+
 }  // namespace sparsetrain::teddy

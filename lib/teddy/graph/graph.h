@@ -73,6 +73,11 @@ struct Graph {
 Graph build_graph(std::uint32_t num_nodes, std::vector<Edge> pairs, const BuildOptions& options,
                   BuildReport* report = nullptr);
 
+// Refuses a split that would train or score on nothing, or on the same node twice: UsageError
+// naming split `name` for an empty train, valid or test part, a node id listed twice in a part,
+// or a node in two parts (a test node also trained on), with the first such node.
+void check_node_split(const NodeSplit& split, std::uint32_t num_nodes, const std::string& name);
+
 // The subgraph of the edges with keep[e] != 0, on the same nodes, edge ids renumbered in order;
 // features, labels and splits are copied.
 Graph filter_edges(const Graph& graph, const std::vector<std::uint8_t>& keep);

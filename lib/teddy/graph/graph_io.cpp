@@ -13,6 +13,7 @@
 
 #include "common/atomic_file.h"
 #include "common/error.h"
+#include "common/memory_check.h"
 #include "common/timer.h"
 #include "teddy/graph/gzip_file.h"
 #include "teddy/graph/text_parse.h"
@@ -218,8 +219,8 @@ std::vector<Edge> read_edge_file(const std::string& path, bool whitespace, std::
 // A file of one integer per line, exactly `rows` lines (rows = 0: any count).
 template <typename T>
 std::vector<T> read_int_column(const std::string& path, std::uint64_t rows, std::int64_t min_value,
-                               std::int64_t max_value, const std::string& what,
-                               LoadReport& report) {
+                               std::int64_t max_value, const std::string& what, LoadReport& report,
+                               const std::string& range_hint = "fix or regenerate the file") {
   TextFileReader reader(path);
   std::vector<T> values;
   if (rows > 0) values.reserve(rows);
@@ -236,9 +237,10 @@ std::vector<T> read_int_column(const std::string& path, std::uint64_t rows, std:
       fail_at(reader.where(), "not an integer " + what + ": " + show(line));
     }
     if (v < min_value || v > max_value) {
-      fail_at(reader.where(), what + " " + std::to_string(v) + " is out of range [" +
-                                  std::to_string(min_value) + ", " + std::to_string(max_value) +
-                                  "]");
+      fail_at(reader.where(),
+              what + " " + std::to_string(v) + " is out of range [" + std::to_string(min_value) +
+                  ", " + std::to_string(max_value) + "]",
+              range_hint);
     }
     values.push_back(static_cast<T>(v));
   }
@@ -271,6 +273,11 @@ void read_features(const std::string& path, Graph& g, LoadReport& report) {
       const std::size_t dim = count.count_fields();
       if (dim == 0) fail_at(reader.where(), "empty feature row");
       g.feature_dim = static_cast<std::uint32_t>(dim);
+      const std::uint64_t bytes = std::uint64_t{g.num_nodes} * dim * sizeof(float);
+      common::require_memory(bytes,
+                             "'" + path + "': " + std::to_string(g.num_nodes) + " nodes x " +
+                                 std::to_string(dim) + " features (fp32)",
+                             "check raw/num-node-list.csv.gz and the feature rows' width");
       g.features.resize(std::uint64_t{g.num_nodes} * dim);
     }
     if (row >= g.num_nodes) {
@@ -415,6 +422,11 @@ Graph load_graph(const std::string& dir, const LoadOptions& options, LoadReport*
   }
   const std::uint64_t n =
       read_single_count(raw + "num-node-list.csv.gz", UINT32_MAX - 1, "node count", rep);
+  // Per node at least: the CSR row offset (8 B), and the label (8 B) where there are labels.
+  common::require_memory(
+      (n + 1) * (sizeof(std::uint64_t) + (exists(raw + "node-label.csv.gz") ? 8 : 0)),
+      "node count " + std::to_string(n) + " (" + raw + "num-node-list.csv.gz)",
+      "the count must be the graph's number of nodes; fix or regenerate the file");
   std::uint64_t expected_lines = 0;
   if (exists(raw + "num-edge-list.csv.gz")) {
     expected_lines = read_single_count(raw + "num-edge-list.csv.gz", INT64_MAX, "edge count", rep);
@@ -439,8 +451,13 @@ Graph load_graph(const std::string& dir, const LoadOptions& options, LoadReport*
   if (options.load_features && exists(raw + "node-feat.csv.gz"))
     read_features(raw + "node-feat.csv.gz", g, rep);
   if (exists(raw + "node-label.csv.gz")) {
-    g.labels = read_int_column<std::int64_t>(raw + "node-label.csv.gz", n, 0, INT32_MAX,
-                                             "class label", rep);
+    // Classes are 0 … C-1 with C at most the node count: a larger label would size the
+    // classifier by it (2^31 classes: terabytes).
+    g.labels = read_int_column<std::int64_t>(
+        raw + "node-label.csv.gz", n, 0, std::max<std::int64_t>(std::int64_t(n) - 1, 0),
+        "class label", rep,
+        "class labels are 0 .. C-1 with C at most the node count (" + std::to_string(n) +
+            "); renumber the classes");
   }
   read_splits(dir, g, rep);
   rep.node_data_seconds = timer.seconds();

@@ -5,6 +5,10 @@
 #include <c10/util/Logging.h>  // before doctest, whose CHECK must replace c10's
 #include <doctest/doctest.h>
 #include <torch/torch.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <limits>
 
 #include "common/error.h"
 
@@ -100,4 +104,26 @@ TEST_CASE("foreign, incomplete, mis-shaped or untied checkpoints are usage error
   TensorMap twice = good;
   twice["wpe.weight"] = good.at("transformer.wpe.weight");
   CHECK_THROWS_AS(gpt_weights_from_hf(config(), twice, at::TensorOptions()), UsageError);
+}
+
+TEST_CASE("a checkpoint holding inf or NaN is refused at load, naming the tensor and the count") {
+  ModelWeights w = random_weights();
+  w.blocks[1][kMlpFcWeight].view({-1})[3] = std::numeric_limits<float>::quiet_NaN();
+  w.blocks[1][kMlpFcWeight].view({-1})[7] = std::numeric_limits<float>::infinity();
+  const std::string path = (std::filesystem::temp_directory_path() /
+                            ("st-nonfinite-" + std::to_string(::getpid()) + ".safetensors"))
+                               .string();
+  export_hf_gpt2(path, w, at::kFloat, {});
+  int visited = 0;
+  try {
+    for_each_hf_gpt2_weight(config(), path,
+                            [&](const std::string&, const at::Tensor&) { ++visited; });
+    FAIL("no UsageError for a NaN in the checkpoint");
+  } catch (const UsageError& e) {
+    const std::string message = e.what();
+    CHECK(message.find(path) != std::string::npos);
+    CHECK(message.find("'h.1.mlp.c_fc.weight' holds 2 non-finite values") != std::string::npos);
+  }
+  CHECK(visited > 0);  // the tensors before it went through
+  std::filesystem::remove(path);
 }

@@ -194,6 +194,12 @@ TEST_CASE("every kind of malformed file is a usage error naming the file and the
     expect(st_bytes(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})", data8),
            {"4 bytes of data after the last tensor"});
   }
+  SUBCASE("a tensor name twice (the format forbids it; JSON readers would keep one)") {
+    expect(st_bytes(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
+                    R"("a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
+                    data8),
+           {"header names tensor 'a' twice"});
+  }
   SUBCASE("metadata that is not strings") {
     expect(st_bytes(R"({"__metadata__":{"step":3}})", ""), {"__metadata__", "'step'"});
   }

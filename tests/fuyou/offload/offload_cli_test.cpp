@@ -165,6 +165,35 @@ TEST_CASE("an offloaded run records the in-memory run's losses and reports bytes
 
 namespace {
 
+// Starts `sparsetrain args…` in the background, its output to /dev/null; returns its pid.
+pid_t spawn_sparsetrain(std::vector<std::string> args) {
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    const int null_fd = ::open("/dev/null", O_WRONLY);
+    ::dup2(null_fd, STDOUT_FILENO);
+    ::dup2(null_fd, STDERR_FILENO);
+    std::vector<char*> argv{const_cast<char*>(SPARSETRAIN_BINARY)};
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ::execv(SPARSETRAIN_BINARY, argv.data());
+    ::_exit(127);
+  }
+  return pid;
+}
+
+// Waits (up to 30 s) until the store whose manifest is `manifest` has committed `version`.
+bool wait_for_version(const fs::path& manifest, int version) {
+  for (int i = 0; i < 6000; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    if (!fs::exists(manifest)) continue;
+    try {
+      if (read_json(manifest)["version"].get<int>() >= version) return true;
+    } catch (const nlohmann::json::exception&) {
+    }
+  }
+  return false;
+}
+
 // Runs `base` + --ssd uninterrupted (exporting its weights), then again killed (SIGKILL) once
 // `kill_after` steps are committed and a random 0 … `jitter_ms` later (mid-step: forward, backward
 // or the updates), resumes it with --resume and checks the export is the uninterrupted one, byte
@@ -182,32 +211,11 @@ nlohmann::json kill_and_resume(const fs::path& d, const std::vector<std::string>
   const int delay_ms = jitter_ms > 0 ? static_cast<int>(rng() % jitter_ms) : 0;
   MESSAGE("killing " << delay_ms << " ms after step " << kill_after << " is committed");
   std::vector<std::string> args = base + std::vector<std::string>{"--ssd", ssd_of(d)};
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    const int null_fd = ::open("/dev/null", O_WRONLY);
-    ::dup2(null_fd, STDOUT_FILENO);
-    ::dup2(null_fd, STDERR_FILENO);
-    std::vector<char*> argv{const_cast<char*>(SPARSETRAIN_BINARY)};
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    ::execv(SPARSETRAIN_BINARY, argv.data());
-    ::_exit(127);
-  }
+  const pid_t pid = spawn_sparsetrain(args);
   // Store version 1 = the initial commit; step k commits version k + 1.
-  const fs::path manifest = d / "a" / "sparsetrain-store.json";
-  bool killed = false;
-  for (int i = 0; i < 6000 && !killed; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    if (!fs::exists(manifest)) continue;
-    try {
-      if (read_json(manifest)["version"].get<int>() >= kill_after + 1) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
-        ::kill(pid, SIGKILL);
-        killed = true;
-      }
-    } catch (const nlohmann::json::exception&) {
-    }
-  }
+  const bool killed = wait_for_version(d / "a" / "sparsetrain-store.json", kill_after + 1);
+  if (killed) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+  ::kill(pid, SIGKILL);
   int status = 0;
   ::waitpid(pid, &status, 0);
   REQUIRE(killed);
@@ -405,4 +413,48 @@ TEST_CASE(
   r = run_sparsetrain(tiny_args("5") + std::vector<std::string>{"--activations", "keep-all"});
   CHECK(r.exit_code == 2);
   CHECK(r.err.find("--activations") != std::string::npos);
+}
+
+TEST_CASE("SIGTERM mid-run exits 130 and its record holds the metrics of the steps done") {
+  const fs::path d = scratch("sigterm");
+  const fs::path record = d / "record.json";
+  const pid_t pid = spawn_sparsetrain(
+      tiny_args("1000000") + std::vector<std::string>{"--ssd", ssd_of(d), "--cpu-mem", "1200KiB",
+                                                      "--out", record.string()});
+  REQUIRE(wait_for_version(d / "a" / "sparsetrain-store.json", 4));  // step 3 committed
+  ::kill(pid, SIGTERM);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 130);
+  const nlohmann::json r = read_json(record);
+  CHECK(r["status"] == "interrupted");
+  const auto& losses = r["metrics"]["losses"];
+  REQUIRE(losses.is_array());
+  CHECK(losses.size() >= 3);
+  CHECK(r["metrics"]["last_step"].get<std::size_t>() == losses.size());
+  CHECK(r["metrics"]["final_loss"] == losses.back());
+}
+
+TEST_CASE("a second process on the same store is refused with exit 2 naming the first one's pid") {
+  const fs::path d = scratch("two-writers");
+  const std::vector<std::string> args =
+      tiny_args("1000000") + std::vector<std::string>{"--ssd", ssd_of(d), "--cpu-mem", "1200KiB"};
+  const pid_t first = spawn_sparsetrain(args);
+  REQUIRE(wait_for_version(d / "a" / "sparsetrain-store.json", 2));
+  const auto fresh = run_sparsetrain(args);
+  const auto resumed = run_sparsetrain(args + std::vector<std::string>{"--resume"});
+  ::kill(first, SIGKILL);
+  int status = 0;
+  ::waitpid(first, &status, 0);
+  for (const auto& second : {fresh, resumed}) {
+    INFO(second.err);
+    CHECK(second.exit_code == 2);
+    CHECK(second.err.find("is in use by process " + std::to_string(first)) != std::string::npos);
+  }
+  // Killed, the first run holds the lock no more: the store opens.
+  const auto after =
+      run_sparsetrain({"fuyou", "store", "verify", (d / "a").string(), (d / "b").string()});
+  INFO(after.err);
+  CHECK(after.exit_code == 0);
 }

@@ -179,8 +179,14 @@ TEST_CASE("a run stopped after step 10 resumes from the store to the uninterrupt
     train_and_stop_after(first, f.train_data, f.valid_data, 10);  // after step 10's commit
   }
   offload.resume = true;
-  OffloadTrainer second(f.config, ModelWeights{}, options, offload);
-  check_resumed_run(second, f, reference, 11);
+  {
+    OffloadTrainer second(f.config, ModelWeights{}, options, offload);
+    check_resumed_run(second, f, reference, 11);
+    // One process per store, in this process too: the store's lock is held while it is open.
+    fuyou_test::check_usage_error(
+        [&] { OffloadTrainer again(f.config, ModelWeights{}, options, offload); },
+        {"is in use by process " + std::to_string(::getpid())});
+  }
 
   // A resumed run must agree with the stored one.
   TrainOptions other = options;
@@ -198,6 +204,30 @@ TEST_CASE("a store that already exists is not overwritten by a new run") {
   { OffloadTrainer first(f.config, f.initial_weights(), options, offload); }
   CHECK_THROWS_AS(OffloadTrainer(f.config, f.initial_weights(), options, offload),
                   sparsetrain::common::UsageError);
+}
+
+TEST_CASE("--resume with nothing committed says so; the fresh run then replaces the empty store") {
+  Fixture f;
+  TrainOptions options = small_options();
+  options.steps = 2;
+  OffloadOptions offload = offload_options("nothing-committed", 1200 << 10);
+  offload.resume = true;
+  // Killed before it created the store: no manifest at all.
+  fuyou_test::check_usage_error(
+      [&] { OffloadTrainer t(f.config, ModelWeights{}, options, offload); },
+      {
+          "nothing to resume in '" + offload.ssd_dirs[0] + "': no tensor store there",
+      });
+  // Killed after creating it, before its first commit: an empty store (version 0, no tensor).
+  { TensorStore::create(offload.ssd_dirs); }
+  fuyou_test::check_usage_error(
+      [&] { OffloadTrainer t(f.config, ModelWeights{}, options, offload); },
+      {"holds no committed step"});
+  // Following the hint works: the new run takes the empty store's place.
+  offload.resume = false;
+  OffloadTrainer fresh(f.config, f.initial_weights(), options, offload);
+  const TrainResult result = fresh.train(f.train_data, f.valid_data);
+  CHECK(result.losses.size() == 2);
 }
 
 TEST_CASE("states in RAM committed every 4 steps: a stop at step 10 resumes from step 8") {

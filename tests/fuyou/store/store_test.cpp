@@ -448,3 +448,79 @@ TEST_CASE("in-place tensors keep one slot and their checksums; a stopped writer'
   store = TensorStore::open(dirs, small_extents());
   CHECK(store->verify().ok());
 }
+
+TEST_CASE("one process per store: a second open or create is refused naming the holder's pid") {
+  TempDir root;
+  const auto dirs = two_dirs(root);
+  const std::string self = "is in use by process " + std::to_string(::getpid());
+  {
+    auto store = TensorStore::create(dirs, small_extents());
+    store->define("w", StoreDType::kF32, {1000});
+    store->commit();
+    // In this process too: a second object would write the same slots.
+    CHECK_THROWS_WITH_AS(TensorStore::open(dirs, small_extents()), doctest::Contains(self.c_str()),
+                         sparsetrain::common::UsageError);
+    CHECK_THROWS_WITH_AS(TensorStore::create(dirs, small_extents()),
+                         doctest::Contains(self.c_str()), sparsetrain::common::UsageError);
+  }
+  // Another process holds it until it exits, however it exits.
+  int ready[2], release[2];
+  REQUIRE(::pipe(ready) == 0);
+  REQUIRE(::pipe(release) == 0);
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {  // child: no doctest from here on
+    try {
+      auto store = TensorStore::open(dirs, small_extents());
+      char c = 1;
+      if (::write(ready[1], &c, 1) != 1) ::_exit(2);
+      if (::read(release[0], &c, 1) < 0) ::_exit(2);  // returns when the parent kills us
+    } catch (...) {
+      ::_exit(1);
+    }
+    ::_exit(0);
+  }
+  char c = 0;
+  REQUIRE(::read(ready[0], &c, 1) == 1);
+  const std::string other = "is in use by process " + std::to_string(pid);
+  CHECK_THROWS_WITH_AS(TensorStore::open(dirs, small_extents()), doctest::Contains(other.c_str()),
+                       sparsetrain::common::UsageError);
+  ::kill(pid, SIGKILL);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  CHECK(WIFSIGNALED(status));
+  auto reopened = TensorStore::open(dirs, small_extents());  // the kernel dropped the lock
+  CHECK(reopened->version() == 1);
+}
+
+TEST_CASE("a killed commit's manifest temp file is removed at the next open") {
+  TempDir root;
+  const auto dirs = two_dirs(root);
+  { TensorStore::create(dirs, small_extents())->commit(); }
+  // What a process killed between writing the temp manifest and renaming it leaves.
+  const std::string stale = dirs[0] + "/sparsetrain-store.json.tmp.4242";
+  std::ofstream(stale) << "{ half a manifest";
+  REQUIRE(std::filesystem::exists(stale));
+  auto store = TensorStore::open(dirs, small_extents());
+  CHECK_FALSE(std::filesystem::exists(stale));
+  CHECK(std::filesystem::exists(dirs[0] + "/sparsetrain-store.json"));
+}
+
+TEST_CASE("an empty store (stopped before its first commit) is replaced by create; others stay") {
+  TempDir root;
+  const auto dirs = two_dirs(root);
+  { TensorStore::create(dirs, small_extents()); }  // version 0, no tensors
+  {
+    auto store = TensorStore::create(dirs, small_extents());
+    store->define("w", StoreDType::kU8, {100});
+    store->commit();
+  }
+  CHECK_THROWS_WITH_AS(TensorStore::create(dirs, small_extents()),
+                       doctest::Contains("already exists"), sparsetrain::common::UsageError);
+  CHECK(TensorStore::open(dirs, small_extents())->contains("w"));
+  // An empty store over other directories is not this one's to replace.
+  const auto first_only = std::vector<std::string>{root.sub("c")};
+  { TensorStore::create({first_only[0], root.sub("d")}, small_extents()); }
+  CHECK_THROWS_AS(TensorStore::create(first_only, small_extents()),
+                  sparsetrain::common::UsageError);
+}

@@ -1,8 +1,10 @@
 // `sparsetrain teddy run` as a user sees it: a short run on the embedded dataset writes a record
 // with the requested levels; bad input exits 2 with a one-line error and a hint.
 #include <doctest/doctest.h>
+#include <unistd.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
@@ -37,10 +39,53 @@ TEST_CASE("teddy run refuses unpaired sparsities, mixed level flags and graphs w
   CHECK(r.exit_code == 2);
   r = run_process(SPARSETRAIN_BINARY, {"teddy", "run", "--levels", "5,x"});
   CHECK(r.exit_code == 2);
+  // CLI11 reads '' as 0 for a number: an empty value is refused, not run as sparsity 0.
+  r = run_process(SPARSETRAIN_BINARY,
+                  {"teddy", "run", "--graph-sparsity", "", "--weight-sparsity", "0"});
+  CHECK(r.exit_code == 2);
+  CHECK(r.err.find("--graph-sparsity: an empty value") != std::string::npos);
   const std::string pubmed = std::string(SPARSETRAIN_SHARED_DATA) + "/pubmed";
   if (std::filesystem::exists(pubmed)) {
     r = run_process(SPARSETRAIN_BINARY, {"teddy", "run", "--graph", pubmed, "--levels", "1"});
     CHECK(r.exit_code == 2);
     CHECK(r.err.find("feature") != std::string::npos);
   }
+}
+
+TEST_CASE("teddy run refuses a split that trains on test nodes or on nothing, before training") {
+  const std::string cora = std::string(SPARSETRAIN_SHARED_DATA) + "/cora";
+  if (!std::filesystem::exists(cora)) {
+    MESSAGE("skipped: no " << cora);
+    return;
+  }
+  namespace fs = std::filesystem;
+  const fs::path root = fs::temp_directory_path() / ("st-split-" + std::to_string(::getpid()));
+  struct Case {
+    std::string name, command, expect;
+  };
+  const std::vector<Case> cases = {
+      {"overlap", "zcat train.csv.gz | gzip > test.csv.gz", "puts node"},
+      {"empty", "printf '' | gzip > train.csv.gz", "has an empty train part"},
+      {"twice", "(zcat valid.csv.gz; zcat valid.csv.gz | head -1) | gzip > v && mv v valid.csv.gz",
+       "twice in valid"},
+  };
+  for (const Case& c : cases) {
+    CAPTURE(c.name);
+    const fs::path dir = root / c.name;
+    fs::remove_all(dir);
+    fs::create_directories(root);
+    fs::copy(cora, dir, fs::copy_options::recursive);
+    for (const auto& entry : fs::recursive_directory_iterator(dir))
+      fs::permissions(entry.path(), fs::perms::owner_write, fs::perm_options::add);
+    const std::string edit = "cd '" + (dir / "split" / "public").string() + "' && " + c.command;
+    REQUIRE(std::system(edit.c_str()) == 0);
+    auto r =
+        run_process(SPARSETRAIN_BINARY, {"teddy", "run", "--graph", dir.string(), "--epochs", "1"});
+    CAPTURE(r.err);
+    CHECK(r.exit_code == 2);
+    CHECK(r.err.find("split 'public' ") != std::string::npos);
+    CHECK(r.err.find(c.expect) != std::string::npos);
+    CHECK(r.err.find(" runs") == std::string::npos);  // no progress bar: nothing trained
+  }
+  fs::remove_all(root);
 }

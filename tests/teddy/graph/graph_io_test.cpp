@@ -12,6 +12,7 @@
 
 #include "common/atomic_file.h"
 #include "common/error.h"
+#include "common/memory_check.h"
 #include "teddy/graph/graph_generator.h"
 #include "teddy/graph/gzip_file.h"
 #include "teddy/test_graphs.h"
@@ -87,6 +88,9 @@ TEST_CASE("every malformed input is a usage error naming the file and line") {
       {"raw/num-node-list.csv.gz", "four\n", "num-node-list.csv.gz:1"},
       {"raw/node-label.csv.gz", "0\n1\n0\n", "3 rows, expected 4"},
       {"raw/node-label.csv.gz", "0\n1\n0\n1\n1\n", "5 rows, expected 4"},
+      // A label sizes the classifier: 2^31 - 1 would make 2^31 classes (terabytes).
+      {"raw/node-label.csv.gz", "0\n1\n2147483647\n1\n",
+       "node-label.csv.gz:3': class label 2147483647 is out of range [0, 3]"},
       {"raw/node-feat.csv.gz", "1,0\n0,1\n0.5\n-1,0\n", "node-feat.csv.gz:3"},
       {"raw/node-feat.csv.gz", "1,0\n0,1\n0.5,nan\n-1,0\n", "node-feat.csv.gz:3"},
       {"raw/node-feat.csv.gz", "1,0\n0,1\n", "2 feature rows, expected 4"},
@@ -410,4 +414,21 @@ TEST_CASE("GzipWriter writes line-aligned indexed members that zlib reads as one
   }
   CHECK(teddy::gunzip_buffer(common::read_file(root / "empty.gz"), "e").empty());
   CHECK(teddy::parse_edge_file_bytes(common::read_file(root / "empty.gz"), false, "e", 0).empty());
+}
+
+TEST_CASE("a node count beyond this machine's memory is refused before anything is allocated") {
+  test::ScratchDir root("io-huge");
+  constexpr std::uint64_t kNodes = 4'000'000'000;
+  // 8 B of CSR offsets and 8 B of label per node: 64 GB; where the machine has more, the check
+  // passes (rightly) and this case cannot be made without allocating it, so it is skipped.
+  if (common::physical_memory_bytes() >= 16 * kNodes) {
+    MESSAGE("skipped: this machine has room for " << kNodes << " nodes");
+    return;
+  }
+  const std::string msg = load_error(
+      make_dir(root, "huge", {{"raw/num-node-list.csv.gz", std::to_string(kNodes) + "\n"}}));
+  CAPTURE(msg);
+  CHECK(msg.find("node count 4000000000") != std::string::npos);
+  CHECK(msg.find("num-node-list.csv.gz") != std::string::npos);
+  CHECK(msg.find("more than this machine's") != std::string::npos);
 }

@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <set>
+#include <string>
 #include <tuple>
+#include <vector>
 
 #include "common/error.h"
 #include "teddy/graph/graph_generator.h"
@@ -205,4 +207,27 @@ TEST_CASE("statistics through a keep mask equal those of the filtered graph") {
   const auto masked = teddy::compute_graph_stats(g, &keep);
   const auto built = teddy::compute_graph_stats(teddy::filter_edges(g, keep));
   CHECK(teddy::to_json(masked) == teddy::to_json(built));
+}
+
+TEST_CASE("a split with an empty part, a node twice or a node in two parts is refused") {
+  const teddy::NodeSplit good{{0, 1}, {2}, {3, 4}};
+  CHECK_NOTHROW(teddy::check_node_split(good, 6, "public"));
+  struct Case {
+    teddy::NodeSplit split;
+    std::string expect;
+  };
+  const std::vector<Case> cases = {
+      {{{}, {2}, {3}}, "split 'public' has an empty train part"},
+      {{{0}, {}, {3}}, "has an empty valid part"},
+      {{{0}, {2}, {}}, "has an empty test part"},
+      {{{}, {}, {}}, "has an empty train part"},
+      {{{0, 1, 1}, {2}, {3}}, "lists node 1 twice in train"},
+      {{{0, 1}, {2}, {3, 0}}, "puts node 0 in both train and test"},
+      {{{0, 1}, {2, 5}, {5}}, "puts node 5 in both valid and test"},
+  };
+  for (const Case& c : cases) {
+    CAPTURE(c.expect);
+    CHECK_THROWS_WITH_AS(teddy::check_node_split(c.split, 6, "public"),
+                         doctest::Contains(c.expect.c_str()), common::UsageError);
+  }
 }
