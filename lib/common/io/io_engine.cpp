@@ -116,6 +116,7 @@ std::unique_ptr<IoEngine> IoEngine::create(IoOptions options,
                      "pass --qd between 1 and 4096");
   }
   options.threads = std::max(1u, options.threads);
+  arm_io_fault_from_env();
   IoBackend backend = options.backend;
   if (backend == IoBackend::kAuto) backend = io_backend_from_env();
   if (backend == IoBackend::kAuto) {
@@ -220,6 +221,13 @@ std::uint64_t IoEngine::file_size(FileId file) const {
 
 void IoEngine::sync(FileId file) {
   const FileEntry entry = file_entry(file);
+  const FaultKind fault = options_.faults ? count_io_op(FaultOp::kSync) : FaultKind::kNone;
+  if (fault == FaultKind::kNoSync) return;  // injected: a disk that acknowledges and keeps nothing
+  if (fault != FaultKind::kNone) {
+    const int err = fault == FaultKind::kEnospc ? ENOSPC : EIO;
+    throw IoError(cat("cannot sync '", entry.path, "': ", std::strerror(err), " (injected fault)"),
+                  io_hint(err), err, entry.path);
+  }
   if (::fdatasync(entry.fd) != 0) {
     const int err = errno;
     throw IoError(cat("cannot sync '", entry.path, "': ", std::strerror(err)), io_hint(err), err,
@@ -271,6 +279,14 @@ std::future<void> IoEngine::submit(std::vector<IoRequest> requests) {
   requests.erase(std::remove_if(requests.begin(), requests.end(),
                                 [](const IoRequest& r) { return r.bytes == 0; }),
                  requests.end());
+  // Injected faults (fault_injection.h): each request counts as one read or write.
+  for (const IoRequest& req : requests) {
+    if (!options_.faults) break;
+    const FaultKind fault = count_io_op(req.op == IoOp::kRead ? FaultOp::kRead : FaultOp::kWrite);
+    if (fault == FaultKind::kNone) continue;
+    job->done.set_exception(std::make_exception_ptr(injected_failure(req, fault)));
+    return future;
+  }
   job->requests = std::move(requests);
   if (job->requests.empty()) {
     job->done.set_value();
@@ -278,6 +294,29 @@ std::future<void> IoEngine::submit(std::vector<IoRequest> requests) {
   }
   enqueue(std::move(job));
   return future;
+}
+
+IoError IoEngine::injected_failure(const IoRequest& req, FaultKind fault) {
+  const FileEntry entry = file_entry(req.file);
+  const bool read = req.op == IoOp::kRead;
+  const char* verb = read ? "cannot read" : "cannot write";
+  if (fault != FaultKind::kShort) {
+    const int err = fault == FaultKind::kEnospc ? ENOSPC : EIO;
+    return IoError(cat(verb, " '", entry.path, "' at byte ", req.offset, ": ", std::strerror(err),
+                       " (injected fault)"),
+                   io_hint(err), err, entry.path);
+  }
+  // Half of it, in whole pages (O_DIRECT), moves before the device fails: a torn transfer.
+  const std::size_t half = req.bytes / 2 / kIoAlignment * kIoAlignment;
+  ssize_t moved = 0;
+  if (half > 0) {
+    moved = read ? ::pread(entry.fd, req.buffer, half, static_cast<off_t>(req.offset))
+                 : ::pwrite(entry.fd, req.buffer, half, static_cast<off_t>(req.offset));
+  }
+  return IoError(cat(read ? "short read of '" : "short write to '", entry.path, "' at byte ",
+                     req.offset, ": ", std::max<ssize_t>(moved, 0), " of ", req.bytes,
+                     " bytes, then ", std::strerror(EIO), " (injected fault)"),
+                 io_hint(EIO), EIO, entry.path);
 }
 
 IoStats IoEngine::stats() const {

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "common/io/fault_injection.h"
 
 namespace sparsetrain::common::io {
 
@@ -44,6 +45,9 @@ struct IoOptions {
   unsigned queue_depth = 32;                       // blocks in flight (ring entries)
   unsigned threads = 4;                            // kThreads: worker threads
   bool require_direct = false;  // refuse (EnvironmentError) files whose filesystem lacks O_DIRECT
+  // Injected faults (fault_injection.h) apply to this engine's requests and syncs: off for a
+  // measurement that moves no data (the SSD rate probe), so the counts are the data's own.
+  bool faults = true;
 };
 
 // An I/O failure: RunError with the errno and the file's path (exit 1; ENOENT/EACCES at open time
@@ -139,6 +143,9 @@ class IoEngine {
     int fd = -1;
     bool direct = false;
   };
+  // The IoError an injected fault (fault_injection.h) makes of `req`; a short one moves half of
+  // it first, synchronously.
+  IoError injected_failure(const IoRequest& req, FaultKind fault);
   // Hands a validated job to the backend.
   virtual void enqueue(std::shared_ptr<IoJob> job) = 0;
   // Opens and records a file; returns its id (index into files_, reused after close).

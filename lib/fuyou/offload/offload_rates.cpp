@@ -166,7 +166,9 @@ OffloadRates measure_ssd_rates(const std::vector<std::string>& dirs, OffloadRate
     return base;
   }
   try {
-    auto engine = io::IoEngine::create({}, dirs);
+    io::IoOptions probe_options;
+    probe_options.faults = false;  // a measurement: injected faults are for the store's data
+    auto engine = io::IoEngine::create(probe_options, dirs);
     const io::SsdProbeShape shape =
         io::fit_ssd_probe(bytes, io::kDefaultProbeStripeBytes, engine->options().block_bytes);
     io::SsdProbe probe(*engine, dirs, shape, "rate-probe");

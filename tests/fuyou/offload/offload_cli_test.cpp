@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -457,4 +458,25 @@ TEST_CASE("a second process on the same store is refused with exit 2 naming the 
       run_sparsetrain({"fuyou", "store", "verify", (d / "a").string(), (d / "b").string()});
   INFO(after.err);
   CHECK(after.exit_code == 0);
+}
+
+TEST_CASE("SPARSETRAIN_IO_FAULT fails a run's n-th write: one line, exit 1; --resume finishes it") {
+  const fs::path d = scratch("io-fault");
+  const std::vector<std::string> args =
+      tiny_args("6") + std::vector<std::string>{"--ssd", ssd_of(d), "--cpu-mem", "1200KiB"};
+  ::setenv("SPARSETRAIN_IO_FAULT", "write:30:eio", 1);
+  const auto failed = run_sparsetrain(args);
+  ::setenv("SPARSETRAIN_IO_FAULT", "write:1:bogus", 1);
+  const auto bad_spec = run_sparsetrain(args);
+  ::unsetenv("SPARSETRAIN_IO_FAULT");
+  INFO(failed.err);
+  CHECK(failed.exit_code == 1);
+  CHECK(failed.err.find("error: cannot write '" + d.string()) != std::string::npos);
+  CHECK(failed.err.find(std::strerror(EIO)) != std::string::npos);
+  CHECK(failed.err.find("injected fault") != std::string::npos);
+  CHECK(bad_spec.exit_code == 2);
+  CHECK(bad_spec.err.find("OP:N:KIND") != std::string::npos);
+  const auto resumed = run_sparsetrain(args + std::vector<std::string>{"--resume"});
+  INFO(resumed.err);
+  CHECK(resumed.exit_code == 0);
 }
