@@ -107,6 +107,9 @@ class TorchWarningsToLog final : public c10::WarningHandler {
 };
 
 int main(int argc, char** argv) {
+  // First: a SIGTERM or Ctrl-C from here on ends the run through its record (exit 130).
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
   static TorchWarningsToLog torch_warnings;
   c10::WarningUtils::set_warning_handler(&torch_warnings);
   CLI::App app{
@@ -193,8 +196,6 @@ int main(int argc, char** argv) {
     st::common::set_log_level(st::common::parse_log_level(global.log_level));
     st::common::set_progress_mode(st::common::parse_progress_mode(global.progress));
     st::common::open_event_stream(global.jsonl);
-    std::signal(SIGINT, on_signal);
-    std::signal(SIGTERM, on_signal);
     st::cli::CommandContext context{global, record};
     (*run)(context);
     record.set_ok();

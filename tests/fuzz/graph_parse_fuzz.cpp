@@ -3,7 +3,7 @@
 // members inflated and parsed in parallel, or any gzip inflated whole) plus zlib's gunzip_buffer.
 // The contract under test: any input either parses or throws common::UsageError — never a crash,
 // hang, sanitizer report or other exception. Built only with a compiler that supports
-// -fsanitize=fuzzer (clang); see run_graph_parse_fuzz.sh.
+// -fsanitize=fuzzer (clang); see run_fuzz.sh.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>

@@ -91,9 +91,7 @@ std::string io_fault_name(const IoFault& fault) {
          kind_name(fault.kind);
 }
 
-IoOpCounts io_op_counts() {
-  return {g_counts[0].load(), g_counts[1].load(), g_counts[2].load()};
-}
+IoOpCounts io_op_counts() { return {g_counts[0].load(), g_counts[1].load(), g_counts[2].load()}; }
 
 void set_io_fault(const IoFault& fault) {
   std::lock_guard<std::mutex> lock(g_mutex);

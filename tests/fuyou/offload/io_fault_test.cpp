@@ -102,7 +102,8 @@ std::uint64_t per_kind_from_env() {
 
 }  // namespace
 
-TEST_CASE("every injected I/O fault leaves the store at its last commit; resuming ends bit for bit") {
+TEST_CASE(
+    "every injected I/O fault leaves the store at its last commit; resuming ends bit for bit") {
   Run run;
   SUBCASE("two store slots (copy on write)") { run.store_slots = 2; }
   SUBCASE("one store slot (in place)") { run.store_slots = 1; }
@@ -148,8 +149,8 @@ TEST_CASE("every injected I/O fault leaves the store at its last commit; resumin
       const io::IoFault fault{k.op, n, k.kind};
       const std::string name = io::io_fault_name(fault);
       CAPTURE(name);
-      const std::string kind_name = name.substr(0, name.find(':')) + ":" +
-                                    name.substr(name.rfind(':') + 1);
+      const std::string kind_name =
+          name.substr(0, name.find(':')) + ":" + name.substr(name.rfind(':') + 1);
       ++tried[kind_name];
       const fs::path root = fuyou_test::fresh_dir("fault");
       const OffloadOptions fresh = run.offload(root, false);
@@ -197,6 +198,7 @@ TEST_CASE("every injected I/O fault leaves the store at its last commit; resumin
     }
   }
   for (const auto& [kind, n] : tried)
-    MESSAGE(run.store_slots << " slot(s), " << kind << ": " << n << " faults, " << intact[kind] << " ended at the same weights");
+    MESSAGE(run.store_slots << " slot(s), " << kind << ": " << n << " faults, " << intact[kind]
+                            << " ended at the same weights");
   fs::remove_all(clean);
 }
