@@ -48,9 +48,11 @@ cd "$dir"
 log=$dir/last.log
 set +e
 # -rss_limit_mb and -malloc_limit_mb: an input may not make us allocate what its sizes do not
-# justify; -timeout 1: no input may take a second.
+# justify; -timeout 1: no input may take a second. A finding exits 1 (libFuzzer's default, 77, is
+# the test command's "skipped").
 "$bin" -max_total_time="$seconds" -max_len=4096 -timeout=1 -rss_limit_mb=2048 \
-  -malloc_limit_mb=1024 -print_final_stats=1 corpus "$root/tests/fuzz/corpus/$target" >"$log" 2>&1
+  -malloc_limit_mb=1024 -error_exitcode=1 -timeout_exitcode=1 -print_final_stats=1 \
+  corpus "$root/tests/fuzz/corpus/$target" >"$log" 2>&1
 rc=$?
 set -e
 execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo 0)

@@ -118,7 +118,7 @@ ModelConfig model_config_from_hf(const std::string& path) {
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {
     throw common::UsageError("model config '" + file.string() + "' is not JSON: " + e.what(),
                              "pass the config.json the checkpoint was saved with");
   }

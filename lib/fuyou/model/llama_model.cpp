@@ -91,7 +91,7 @@ CheckpointIndex index_checkpoint(const ModelConfig& config, const std::string& m
     nlohmann::json j;
     try {
       j = nlohmann::json::parse(in);
-    } catch (const nlohmann::json::parse_error& e) {
+    } catch (const nlohmann::json::exception& e) {
       throw common::UsageError("checkpoint index '" + index.string() + "' is not JSON: " + e.what(),
                                hint);
     }

@@ -162,7 +162,7 @@ Header read_header(const common::InputFile& file) {
       };
   try {
     json = nlohmann::json::parse(text, note_keys);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {
     fail(path, std::string("header is not valid JSON (") + e.what() + ")");
   }
   if (!repeated.empty()) fail(path, "header names tensor '" + repeated + "' twice");

@@ -4,9 +4,12 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <filesystem>
 
 #include "common/error.h"
+#include "fuyou/model/hf_config.h"
 #include "fuyou/model/model_weights.h"
+#include "fuyou/test_util.h"
 
 using namespace sparsetrain::fuyou;
 using sparsetrain::common::UsageError;
@@ -74,4 +77,15 @@ TEST_CASE("custom specs parse, and bad names or shapes are usage errors") {
   CHECK_THROWS_AS(model_config_from_name("custom:L=4,C=12x,H=2"), UsageError);
   CHECK_THROWS_AS(model_config_from_name("custom:L=0,C=8,H=2"), UsageError);
   CHECK_THROWS_AS(model_config_from_name("custom:L=1,C=8,H=2,Q=1"), UsageError);
+}
+
+TEST_CASE(
+    "a config.json number beyond double is a usage error, not an internal one (fuzz finding)") {
+  // nlohmann throws out_of_range (not parse_error) for 1e455887: it escaped as exit 70.
+  const auto dir = fuyou_test::fresh_dir("hf-overflow");
+  fuyou_test::write_bytes(dir / "config.json",
+                          R"({"architectures": ["LlamaForCausalLM"], "rms_norm_eps": 1e455887})");
+  fuyou_test::check_usage_error([&] { model_config_from_hf(dir.string()); },
+                                {"config.json", "is not JSON", "number overflow"});
+  std::filesystem::remove_all(dir);
 }
