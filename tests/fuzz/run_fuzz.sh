@@ -38,7 +38,8 @@ mkdir -p "$dir/corpus"
 bin=$dir/${target}_fuzz
 # Rebuilt only when a source is newer than the binary.
 if [ ! -x "$bin" ] || [ -n "$(find "$root/tests/fuzz/${target}_fuzz.cpp" "${sources[@]}" \
-      "$root/lib" -name '*.h' -newer "$bin" -print -quit 2>/dev/null)" ]; then
+      "$root/lib" "$root/apps/sparsetrain" \( -name '*.h' -o -name '*.cpp' \) -newer "$bin" \
+      -print -quit 2>/dev/null)" ]; then
   "$cxx" -std=c++17 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
     -I"$root/lib" -I"$root/apps/sparsetrain" "$root/tests/fuzz/${target}_fuzz.cpp" "${sources[@]}" \
     "${libs[@]}" -o "$bin.tmp"
