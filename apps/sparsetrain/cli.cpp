@@ -1,5 +1,6 @@
 #include "cli.h"
 
+#include <cctype>
 #include <fstream>
 #include <map>
 
@@ -58,13 +59,20 @@ std::string trimmed(const std::string& s) {
   return s.substr(b, s.find_last_not_of(" \t\r") - b + 1);
 }
 
-// 1-based line of `file` whose text starts with `item` (as CLI11 quotes it), or 0.
+// 1-based line of `file` whose text starts with `item` (as CLI11 quotes it) as a whole word
+// ("seed" is not the line "seeds = 2"), or 0.
 int line_of(const std::string& file, const std::string& item) {
+  if (item.empty()) return 0;
+  const auto word = [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-';
+  };
   std::ifstream in(file);
   std::string line;
   for (int n = 1; std::getline(in, line); ++n) {
     const std::string t = trimmed(line);
-    if (!item.empty() && t.rfind(item, 0) == 0) return n;
+    if (t.rfind(item, 0) != 0) continue;
+    if (t.size() > item.size() && word(item.back()) && word(t[item.size()])) continue;
+    return n;
   }
   return 0;
 }

@@ -13,6 +13,7 @@ namespace {
 
 std::mutex g_mutex;  // guards the fault; the counts are atomics
 IoFault g_fault;
+std::atomic<bool> g_armed{false};  // g_fault.active(), read without the lock on every operation
 bool g_set_by_hand = false;
 std::atomic<std::uint64_t> g_counts[3];
 
@@ -96,6 +97,7 @@ IoOpCounts io_op_counts() { return {g_counts[0].load(), g_counts[1].load(), g_co
 void set_io_fault(const IoFault& fault) {
   std::lock_guard<std::mutex> lock(g_mutex);
   g_fault = fault;
+  g_armed.store(fault.active());
   g_set_by_hand = true;
   for (auto& c : g_counts) c.store(0);
 }
@@ -107,16 +109,20 @@ void arm_io_fault_from_env() {
     if (text == nullptr || *text == '\0') return;
     const IoFault fault = parse_io_fault(text);
     std::lock_guard<std::mutex> lock(g_mutex);
-    if (!g_set_by_hand) g_fault = fault;
+    if (g_set_by_hand) return;
+    g_fault = fault;
+    g_armed.store(fault.active());
   });
 }
 
 FaultKind count_io_op(FaultOp op) {
   const std::uint64_t n = g_counts[static_cast<int>(op)].fetch_add(1) + 1;
+  if (!g_armed.load(std::memory_order_relaxed)) return FaultKind::kNone;  // the usual case
   std::lock_guard<std::mutex> lock(g_mutex);
   if (!g_fault.active() || g_fault.op != op || g_fault.index != n) return FaultKind::kNone;
   const FaultKind kind = g_fault.kind;
   g_fault = IoFault{};  // once
+  g_armed.store(false);
   return kind;
 }
 

@@ -46,7 +46,8 @@ struct IoOptions {
   unsigned threads = 4;                            // kThreads: worker threads
   bool require_direct = false;  // refuse (EnvironmentError) files whose filesystem lacks O_DIRECT
   // Injected faults (fault_injection.h) apply to this engine's requests and syncs: off for a
-  // measurement that moves no data (the SSD rate probe), so the counts are the data's own.
+  // measurement whose scratch I/O is not the data's (the SSD rate probe), so that the counts
+  // are the run's own.
   bool faults = true;
 };
 

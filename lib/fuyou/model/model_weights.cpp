@@ -287,7 +287,7 @@ WeightVisitor finite_weights_only(const std::string& source, WeightVisitor visit
 ModelWeights collect_weights(const ModelConfig& config, const WeightProducer& produce) {
   ModelWeights w = empty_weights(config);
   if (config.llama() && !config.tie_word_embeddings)
-    w.lm_head = at::empty({0});  // a placeholder, so that named() lists the head's slot
+    w.lm_head = at::empty({0});  // defined, so that named() lists the head; produce() fills it
   std::map<std::string, at::Tensor*> slots;
   for (auto& [name, t] : w.named()) slots[name] = t;
   std::set<std::string> visited;

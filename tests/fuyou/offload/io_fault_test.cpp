@@ -32,6 +32,7 @@
 #include "fuyou/train/in_memory_trainer.h"
 
 using namespace sparsetrain::fuyou;
+using offload_test::bitwise_equal;
 namespace io = sparsetrain::common::io;
 namespace fs = std::filesystem;
 
@@ -71,16 +72,6 @@ struct Run {
     return o;
   }
 };
-
-bool bitwise_equal(const ModelWeights& a, const ModelWeights& b) {
-  auto na = a.named();
-  auto nb = b.named();
-  if (na.size() != nb.size()) return false;
-  for (std::size_t i = 0; i < na.size(); ++i) {
-    if (!at::equal(*na[i].second, *nb[i].second)) return false;
-  }
-  return true;
-}
 
 // Indices 1 … total spread evenly, `per_kind` of them (all with 0), first and last included.
 std::vector<std::uint64_t> spread(std::uint64_t total, std::uint64_t per_kind) {

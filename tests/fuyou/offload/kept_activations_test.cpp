@@ -19,6 +19,7 @@
 #include "fuyou/train/in_memory_trainer.h"
 
 using namespace sparsetrain::fuyou;
+using offload_test::bitwise_equal;
 
 namespace {
 
@@ -71,15 +72,6 @@ struct Reference {
   InMemoryTrainer trainer;
   TrainResult result;
 };
-
-bool bitwise_equal(const ModelWeights& a, const ModelWeights& b) {
-  auto na = a.named();
-  auto nb = b.named();
-  for (std::size_t i = 0; i < na.size(); ++i) {
-    if (!at::equal(*na[i].second, *nb[i].second)) return false;
-  }
-  return true;
-}
 
 // Trains with `offload` and checks the run against the reference; returns the trainer's stats
 // and plan.

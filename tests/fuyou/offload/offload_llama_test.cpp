@@ -21,6 +21,7 @@
 #include "fuyou/train/in_memory_trainer.h"
 
 using namespace sparsetrain::fuyou;
+using offload_test::bitwise_equal;
 
 namespace {
 
@@ -71,16 +72,6 @@ struct Data {
   std::pair<TokenData, TokenData> split =
       TokenData::from_bytes(std::string(demo_text())).split(0.1);
 };
-
-bool bitwise_equal(const ModelWeights& a, const ModelWeights& b) {
-  auto na = a.named();
-  auto nb = b.named();
-  if (na.size() != nb.size()) return false;
-  for (std::size_t i = 0; i < na.size(); ++i) {
-    if (na[i].first != nb[i].first || !at::equal(*na[i].second, *nb[i].second)) return false;
-  }
-  return true;
-}
 
 // The states' bytes: master, m and v of every unit, padded (state_pieces.h), 12 B a float.
 std::uint64_t state_bytes(const ModelConfig& config) {

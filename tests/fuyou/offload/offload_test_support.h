@@ -33,6 +33,18 @@ inline sparsetrain::fuyou::OffloadOptions striped_store_options(const std::files
   return o;
 }
 
+// Whether two sets of weights hold the same tensors, by name, bit for bit.
+inline bool bitwise_equal(const sparsetrain::fuyou::ModelWeights& a,
+                          const sparsetrain::fuyou::ModelWeights& b) {
+  auto na = a.named();
+  auto nb = b.named();
+  if (na.size() != nb.size()) return false;
+  for (std::size_t i = 0; i < na.size(); ++i) {
+    if (na[i].first != nb[i].first || !at::equal(*na[i].second, *nb[i].second)) return false;
+  }
+  return true;
+}
+
 // Max |a - b| / max |b| over all tensors, compared as fp32 on the CPU (0 when bitwise equal; the
 // conversion is a no-op for fp32 CPU weights).
 inline double max_relative_difference(const sparsetrain::fuyou::ModelWeights& a,

@@ -22,6 +22,7 @@
 #include "fuyou/train/in_memory_trainer.h"
 
 using namespace sparsetrain::fuyou;
+using offload_test::bitwise_equal;
 using offload_test::max_relative_difference;
 using offload_test::train_and_stop_after;
 
@@ -66,15 +67,6 @@ OffloadOptions offload_options(const std::string& name, std::uint64_t cpu_bytes)
 OffloadPlan plan_for(const TrainOptions& options, const OffloadOptions& offload) {
   Fixture f;
   return plan_offload_run(f.config, options, offload);
-}
-
-bool bitwise_equal(const ModelWeights& a, const ModelWeights& b) {
-  auto na = a.named();
-  auto nb = b.named();
-  for (std::size_t i = 0; i < na.size(); ++i) {
-    if (!at::equal(*na[i].second, *nb[i].second)) return false;
-  }
-  return true;
 }
 
 // The reference: the fixture's model trained in memory with `options`, uninterrupted.
