@@ -12,6 +12,7 @@
 
 #include "cli.h"
 #include "common/error.h"
+#include "common/fault_injection.h"
 #include "common/log.h"
 #include "common/progress.h"
 #include "common/run/build_info.h"
@@ -196,6 +197,7 @@ int main(int argc, char** argv) {
     st::common::set_log_level(st::common::parse_log_level(global.log_level));
     st::common::set_progress_mode(st::common::parse_progress_mode(global.progress));
     st::common::open_event_stream(global.jsonl);
+    st::common::arm_io_fault_from_env();  // SPARSETRAIN_IO_FAULT, for the fault tests
     st::cli::CommandContext context{global, record};
     (*run)(context);
     record.set_ok();

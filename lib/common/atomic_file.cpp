@@ -11,6 +11,7 @@
 #include <system_error>
 
 #include "common/error.h"
+#include "common/fault_injection.h"
 
 namespace sparsetrain::common {
 
@@ -26,6 +27,21 @@ std::string temp_sibling(const std::string& path) {
 std::string parent_dir(const std::string& path) {
   std::string parent = fs::path(path).parent_path().string();
   return parent.empty() ? "." : parent;
+}
+
+// fsync(2), counted (and failed or skipped on request) by the fault injection: 0 or the errno.
+int sync_errno(int fd, const std::string& path) {
+  const FaultKind fault = count_io_op(FaultOp::kFileSync);
+  if (fault == FaultKind::kNoSync) return 0;  // injected: a disk that acknowledges, keeps nothing
+  if (fault != FaultKind::kNone) throw_injected_fault("cannot sync", path, fault);
+  return ::fsync(fd) == 0 ? 0 : errno;
+}
+
+// rename(2) `from` over `to`, counted (and failed on request) by the fault injection.
+void rename_into_place(const std::string& from, const std::string& to) {
+  const FaultKind fault = count_io_op(FaultOp::kRename);
+  if (fault != FaultKind::kNone) throw_injected_fault("cannot replace", to, fault);
+  if (::rename(from.c_str(), to.c_str()) != 0) throw_path_error("cannot replace", to, errno);
 }
 
 }  // namespace
@@ -47,7 +63,13 @@ void AtomicFile::write(const void* data, std::size_t bytes) {
   ST_ASSERT(fd_ >= 0, "write after commit");
   const auto* in = static_cast<const char*>(data);
   std::size_t done = 0;
-  while (done < bytes) {
+  std::size_t end = bytes;
+  const FaultKind fault = count_io_op(FaultOp::kFileWrite);
+  if (fault == FaultKind::kShort)
+    end = bytes / 2;  // a torn write: half lands, then EIO
+  else if (fault != FaultKind::kNone)
+    throw_injected_fault("cannot write", path_, fault);
+  while (done < end) {
     const ssize_t n = ::write(fd_, in + done, bytes - done);
     if (n < 0) {
       if (errno == EINTR) continue;
@@ -56,17 +78,16 @@ void AtomicFile::write(const void* data, std::size_t bytes) {
     }
     done += static_cast<std::size_t>(n);
   }
+  if (fault == FaultKind::kShort) throw_injected_fault("cannot write", path_, fault);
 }
 
 void AtomicFile::commit() {
   ST_ASSERT(fd_ >= 0, "commit twice");
-  if (::fsync(fd_) != 0) throw_path_error("cannot write", path_, errno);
+  if (const int err = sync_errno(fd_, path_)) throw_path_error("cannot write", path_, err);
   const int fd = fd_;
   fd_ = -1;  // closed below whatever happens: the destructor must not close it again
   if (::close(fd) != 0) throw_path_error("cannot write", path_, errno);
-  if (::rename(tmp_path_.c_str(), path_.c_str()) != 0) {
-    throw_path_error("cannot replace", path_, errno);
-  }
+  rename_into_place(tmp_path_, path_);
   committed_ = true;
   fsync_parent_dir(path_);
 }
@@ -86,28 +107,45 @@ AtomicDirectory::~AtomicDirectory() {
 void AtomicDirectory::commit() {
   ST_ASSERT(!committed_, "commit twice");
   std::error_code ec;
-  // rename(2) replaces only an empty directory: the old tree goes first (not atomic for readers
-  // of PATH in between; a reader never sees a half-written new tree).
-  if (fs::exists(path_, ec)) {
-    fs::remove_all(path_, ec);
-    if (ec) throw_path_error("cannot replace", path_, ec.value());
+  // rename(2) replaces only an empty directory: an old tree steps aside to PATH.old.<pid> first
+  // and is removed once the new one is in place (put back if that fails), so a failure at any
+  // point leaves the old tree or the new one under PATH, never neither and never half of one.
+  // Readers of PATH see no directory for the instant between the two renames.
+  const std::string aside = path_ + ".old." + std::to_string(::getpid());
+  const bool replacing = fs::exists(path_, ec);
+  if (replacing) {
+    fs::remove_all(aside, ec);  // a crashed run's (same pid), older than PATH: garbage
+    rename_into_place(path_, aside);
   }
-  if (::rename(tmp_path_.c_str(), path_.c_str()) != 0) {
-    throw_path_error("cannot replace", path_, errno);
+  try {
+    rename_into_place(tmp_path_, path_);
+  } catch (...) {
+    if (replacing) ::rename(aside.c_str(), path_.c_str());
+    throw;
   }
   committed_ = true;
+  if (replacing) fs::remove_all(aside, ec);  // the old tree; a failure here loses nothing
   fsync_parent_dir(path_);
+}
+
+void sync_file(int fd, const std::string& path) {
+  if (const int err = sync_errno(fd, path)) throw_path_error("cannot sync", path, err);
 }
 
 void fsync_parent_dir(const std::string& path) {
   const std::string dir = parent_dir(path);
   int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) throw_path_error("cannot open directory", dir, errno);
-  const int rc = ::fsync(fd);
-  const int err = errno;
+  int err = 0;
+  try {
+    err = sync_errno(fd, dir);
+  } catch (...) {
+    ::close(fd);
+    throw;
+  }
   ::close(fd);
   // Some filesystems (tmpfs on old kernels, FUSE) refuse fsync on directories: not an error.
-  if (rc != 0 && err != EINVAL && err != ENOTSUP)
+  if (err != 0 && err != EINVAL && err != ENOTSUP)
     throw_path_error("cannot sync directory", dir, err);
 }
 

@@ -1,7 +1,8 @@
 // Writing a file, or a directory tree, so that readers see either the old content or the whole
 // new content, never a half-written one: write `PATH.tmp.<pid>`, fsync it, rename it over PATH,
 // fsync the parent directory. The one implementation of that dance: run records, manifests,
-// safetensors checkpoints, token files and saved graphs all go through it.
+// safetensors checkpoints, token files and saved graphs all go through it. Every write, sync and
+// rename here is counted, and can be failed on purpose, by fault_injection.h.
 // Not for the SSD tensor store's data files (io_engine.h: O_DIRECT, extents, its own commits).
 #pragma once
 
@@ -66,6 +67,11 @@ void write_file_atomic(const std::string& path, std::string_view content);
 
 // fsync of the directory holding `path` (makes a rename durable).
 void fsync_parent_dir(const std::string& path);
+
+// fsync of an output file open as `fd` (writers outside AtomicFile, e.g. teddy's GzipWriter);
+// RunError naming `path`. Like every write and sync here, counted by the fault injection
+// (fault_injection.h: file-sync).
+void sync_file(int fd, const std::string& path);
 
 // Whole file as bytes; throws UsageError naming the path when it cannot be read.
 std::string read_file(const std::string& path);

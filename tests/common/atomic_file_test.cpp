@@ -7,6 +7,8 @@
 #include <filesystem>
 
 #include "common/error.h"
+#include "common/fault_injection.h"
+#include "common/file_fault_sweep.h"
 
 using namespace sparsetrain::common;
 namespace fs = std::filesystem;
@@ -126,5 +128,60 @@ TEST_CASE("an atomic directory replaces the old tree on commit and leaves nothin
   CHECK(read_file((target / "raw" / "new.txt").string()) == "new");
   CHECK_FALSE(fs::exists(target / "raw" / "old.txt"));
   CHECK(count_entries(dir) == 1);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("an injected write, sync or rename fault leaves the old file or the new one, whole") {
+  fs::path dir = fresh_dir("faults");
+  const std::string path = (dir / "record.json").string();
+  const std::string old_content = "old record", new_content(100000, 'n');
+  write_file_atomic(path, old_content);
+  const auto write = [&] {
+    AtomicFile file(path);
+    file.write(new_content.substr(0, 60000));  // two write calls, so a torn one can be the second
+    file.write(std::string_view(new_content).substr(60000));
+    file.commit();
+  };
+  const int tried = sparsetrain::test::sweep_file_faults(write, [&](bool failed) {
+    const std::string now = read_file(path);
+    // The parent directory's fsync comes after the rename: its failure leaves the new file.
+    CHECK((now == old_content || (now == new_content)));
+    if (!failed) CHECK(now == new_content);
+    CHECK(count_entries(dir) == 1);  // no temporary left behind
+    write_file_atomic(path, old_content);
+  });
+  CHECK(tried == 2 * 3 + 2 * 2 + 2 * 1);  // 2 writes, 2 syncs (file, directory), 1 rename
+  fs::remove_all(dir);
+}
+
+TEST_CASE("an injected fault while replacing a directory tree leaves the old tree or the new one") {
+  fs::path dir = fresh_dir("tree-faults");
+  const fs::path target = dir / "graph";
+  const auto tree_text = [&] {
+    return read_file((target / "raw" / "a.txt").string()) + "|" +
+           read_file((target / "raw" / "b.txt").string());
+  };
+  const auto write_tree = [&](const std::string& text) {
+    AtomicDirectory out(target.string());
+    fs::create_directories(fs::path(out.temp_path()) / "raw");
+    write_file_atomic((fs::path(out.temp_path()) / "raw" / "a.txt").string(), text + "-a");
+    write_file_atomic((fs::path(out.temp_path()) / "raw" / "b.txt").string(), text + "-b");
+    out.commit();
+  };
+  write_tree("old");
+  const int tried =
+      sparsetrain::test::sweep_file_faults([&] { write_tree("new"); },
+                                           [&](bool failed) {
+                                             REQUIRE(fs::exists(target));  // never neither
+                                             const std::string now = tree_text();
+                                             CHECK((now == "old-a|old-b" || now == "new-a|new-b"));
+                                             if (!failed) CHECK(now == "new-a|new-b");
+                                             CHECK(count_entries(dir) == 1);  // no .tmp, no .old
+                                             set_io_fault({});
+                                             write_tree("old");
+                                           });
+  // 2 file writes, 5 syncs (2 files, their directory twice, the tree's parent), 4 renames (2
+  // files, the old tree aside, the new one in)
+  CHECK(tried == 2 * 3 + 5 * 2 + 4 * 2);
   fs::remove_all(dir);
 }

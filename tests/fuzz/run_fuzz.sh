@@ -20,7 +20,7 @@ fi
 cxx=${CXX_FUZZ:-$(command -v clang++-14 || command -v clang++ || true)}
 [ -n "$cxx" ] || { echo "run_fuzz.sh: no clang++ with libFuzzer found; skipping" >&2; exit 77; }
 
-common=("$root"/lib/common/{error,atomic_file,log,units,progress,input_file,mapped_file,memory_check}.cpp)
+common=("$root"/lib/common/{error,fault_injection,atomic_file,log,units,progress,input_file,mapped_file,memory_check}.cpp)
 graph=("$root"/lib/teddy/graph/{text_parse,gzip_file,graph_io,graph}.cpp)
 libs=(-lz -ldeflate -lpthread)
 case "$target" in

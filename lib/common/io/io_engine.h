@@ -28,7 +28,7 @@
 #include <vector>
 
 #include "common/error.h"
-#include "common/io/fault_injection.h"
+#include "common/fault_injection.h"
 
 namespace sparsetrain::common::io {
 

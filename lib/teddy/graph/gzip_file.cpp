@@ -17,7 +17,9 @@
 #include <mutex>
 #include <thread>
 
+#include "common/atomic_file.h"
 #include "common/error.h"
+#include "common/fault_injection.h"
 
 namespace sparsetrain::teddy {
 
@@ -469,6 +471,9 @@ void GzipWriter::write_member(std::string_view text) {
   unsigned char* trailer = o + kHeaderBytes + packed;
   store_u32(trailer, libdeflate_crc32(0, text.data(), text.size()));
   store_u32(trailer + 4, static_cast<std::uint32_t>(text.size()));
+  const common::FaultKind fault = common::count_io_op(common::FaultOp::kFileWrite);
+  if (fault == common::FaultKind::kShort) std::fwrite(o, 1, bytes / 2, file_);  // torn: half lands
+  if (fault != common::FaultKind::kNone) common::throw_injected_fault("cannot write", path_, fault);
   if (std::fwrite(o, 1, bytes, file_) != bytes)
     common::throw_path_error("cannot write", path_, errno);
   bytes_written_ += bytes;
@@ -480,9 +485,14 @@ void GzipWriter::close() {
   pending_.clear();
   std::FILE* f = file_;
   file_ = nullptr;
-  const bool ok = std::fflush(f) == 0 && ::fsync(fileno(f)) == 0;
-  const int err = errno;
-  if (std::fclose(f) != 0 || !ok) common::throw_path_error("cannot write", path_, ok ? errno : err);
+  try {
+    if (std::fflush(f) != 0) common::throw_path_error("cannot write", path_, errno);
+    common::sync_file(fileno(f), path_);
+  } catch (...) {
+    std::fclose(f);
+    throw;
+  }
+  if (std::fclose(f) != 0) common::throw_path_error("cannot write", path_, errno);
 }
 
 }  // namespace sparsetrain::teddy

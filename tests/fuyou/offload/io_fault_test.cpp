@@ -1,4 +1,4 @@
-// A failing disk loses nothing (common/io/fault_injection.h): a small offloaded fine-tune (states
+// A failing disk loses nothing (common/fault_injection.h): a small offloaded fine-tune (states
 // in the store under a CPU budget below them, --accum 2, clipping) is run once per injected fault
 // — the n-th read or write failing with EIO, ENOSPC or a torn (short) transfer, the n-th sync
 // failing or silently dropped — and after each:
@@ -22,7 +22,7 @@
 #include <vector>
 
 #include "common/error.h"
-#include "common/io/fault_injection.h"
+#include "common/fault_injection.h"
 #include "fuyou/model/demo_text.h"
 #include "fuyou/model/model_weights.h"
 #include "fuyou/offload/offload_test_support.h"
@@ -33,6 +33,7 @@
 
 using namespace sparsetrain::fuyou;
 using offload_test::bitwise_equal;
+namespace common = sparsetrain::common;
 namespace io = sparsetrain::common::io;
 namespace fs = std::filesystem;
 
@@ -103,14 +104,14 @@ TEST_CASE(
   reference.train(run.data.first, run.data.second);
 
   // The uninterrupted offloaded run: the same weights, and the operations to fail.
-  io::set_io_fault({});
+  common::set_io_fault({});
   const fs::path clean = fuyou_test::fresh_dir("fault-clean");
-  io::IoOpCounts counts;
+  common::IoOpCounts counts;
   {
     OffloadTrainer t(run.config, run.initial(), run.options, run.offload(clean, false));
     REQUIRE_FALSE(t.plan().states_in_cpu);
     t.train(run.data.first, run.data.second);
-    counts = io::io_op_counts();  // the run's own, before read_master reads the store
+    counts = common::io_op_counts();  // the run's own, before read_master reads the store
     REQUIRE(bitwise_equal(t.read_master(), reference.master()));
   }
   MESSAGE("a whole run: " << counts.reads << " reads, " << counts.writes << " writes, "
@@ -119,33 +120,33 @@ TEST_CASE(
   REQUIRE(counts.syncs > 0);
 
   struct Kind {
-    io::FaultOp op;
-    io::FaultKind kind;
+    common::FaultOp op;
+    common::FaultKind kind;
     std::uint64_t total;
     const char* errno_text;
   };
   const std::vector<Kind> kinds = {
-      {io::FaultOp::kWrite, io::FaultKind::kEio, counts.writes, std::strerror(EIO)},
-      {io::FaultOp::kWrite, io::FaultKind::kEnospc, counts.writes, std::strerror(ENOSPC)},
-      {io::FaultOp::kWrite, io::FaultKind::kShort, counts.writes, std::strerror(EIO)},
-      {io::FaultOp::kRead, io::FaultKind::kEio, counts.reads, std::strerror(EIO)},
-      {io::FaultOp::kRead, io::FaultKind::kShort, counts.reads, std::strerror(EIO)},
-      {io::FaultOp::kSync, io::FaultKind::kEio, counts.syncs, std::strerror(EIO)},
-      {io::FaultOp::kSync, io::FaultKind::kNoSync, counts.syncs, nullptr},
+      {common::FaultOp::kWrite, common::FaultKind::kEio, counts.writes, std::strerror(EIO)},
+      {common::FaultOp::kWrite, common::FaultKind::kEnospc, counts.writes, std::strerror(ENOSPC)},
+      {common::FaultOp::kWrite, common::FaultKind::kShort, counts.writes, std::strerror(EIO)},
+      {common::FaultOp::kRead, common::FaultKind::kEio, counts.reads, std::strerror(EIO)},
+      {common::FaultOp::kRead, common::FaultKind::kShort, counts.reads, std::strerror(EIO)},
+      {common::FaultOp::kSync, common::FaultKind::kEio, counts.syncs, std::strerror(EIO)},
+      {common::FaultOp::kSync, common::FaultKind::kNoSync, counts.syncs, nullptr},
   };
   const std::uint64_t per_kind = per_kind_from_env();
   std::map<std::string, int> tried, intact;
   for (const Kind& k : kinds) {
     for (const std::uint64_t n : spread(k.total, per_kind)) {
-      const io::IoFault fault{k.op, n, k.kind};
-      const std::string name = io::io_fault_name(fault);
+      const common::IoFault fault{k.op, n, k.kind};
+      const std::string name = common::io_fault_name(fault);
       CAPTURE(name);
       const std::string kind_name =
           name.substr(0, name.find(':')) + ":" + name.substr(name.rfind(':') + 1);
       ++tried[kind_name];
       const fs::path root = fuyou_test::fresh_dir("fault");
       const OffloadOptions fresh = run.offload(root, false);
-      io::set_io_fault(fault);
+      common::set_io_fault(fault);
       bool failed = false;
       try {
         OffloadTrainer t(run.config, run.initial(), run.options, fresh);
@@ -159,9 +160,9 @@ TEST_CASE(
         CHECK(message.find(root.string()) != std::string::npos);  // the file
         if (k.errno_text) CHECK(message.find(k.errno_text) != std::string::npos);
       }
-      io::set_io_fault({});
+      common::set_io_fault({});
       // A dropped sync is invisible without a power cut: the run goes on.
-      CHECK(failed == (k.kind != io::FaultKind::kNoSync));
+      CHECK(failed == (k.kind != common::FaultKind::kNoSync));
 
       // The store opens at its last commit, every checksum valid; the run goes on from there.
       // In place (one slot), the states' bytes since that commit are the step journal's to vouch

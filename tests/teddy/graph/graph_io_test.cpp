@@ -12,6 +12,7 @@
 
 #include "common/atomic_file.h"
 #include "common/error.h"
+#include "common/file_fault_sweep.h"
 #include "common/memory_check.h"
 #include "teddy/graph/graph_generator.h"
 #include "teddy/graph/gzip_file.h"
@@ -229,6 +230,39 @@ TEST_CASE("an edge list whose ids are far sparser than its edges is refused befo
   CHECK_THROWS_WITH_AS(teddy::infer_node_count(pairs, "t.txt"), doctest::Contains("far beyond"),
                        common::UsageError);
   CHECK(teddy::infer_node_count(teddy::parse_edge_text("0 1\n1 7\n", true, "t", 0), "t") == 8);
+}
+
+TEST_CASE("an injected fault while saving over a graph leaves the old graph or the new one") {
+  // teddy prune --out-graph --overwrite: every write, sync and rename of the save fails once.
+  test::ScratchDir root("io-faults");
+  teddy::CsbmOptions o;
+  o.nodes = 200;
+  o.edges = 600;
+  o.classes = 3;
+  o.feature_dim = 4;
+  o.seed = 5;
+  const auto g = teddy::generate_csbm(o);
+  std::vector<std::uint8_t> keep(g.num_edges());
+  for (std::size_t e = 0; e < keep.size(); ++e) keep[e] = e % 3 != 0;
+  const std::size_t kept = static_cast<std::size_t>(std::count(keep.begin(), keep.end(), 1));
+  teddy::SaveOptions over;
+  over.overwrite = true;
+  const fs::path dir = root.path / "g";
+  teddy::save_graph(g, dir, {});
+  const int tried = test::sweep_file_faults(
+      [&] { teddy::save_graph(g, dir, over, nullptr, &keep); },
+      [&](bool failed) {
+        const auto now = teddy::load_graph(dir, {});  // whole: it loads, checksums and all
+        CHECK((now.num_edges() == g.num_edges() || now.num_edges() == kept));
+        if (!failed) CHECK(now.num_edges() == kept);
+        CHECK(now.features == g.features);
+        CHECK(now.labels == g.labels);
+        int entries = 0;
+        for ([[maybe_unused]] const auto& e : fs::directory_iterator(root.path)) ++entries;
+        CHECK(entries == 1);  // no g.tmp.<pid>, no g.old.<pid>
+        teddy::save_graph(g, dir, over);
+      });
+  CHECK(tried > 40);
 }
 
 TEST_CASE("saving through a keep mask writes the same bytes as saving the filtered graph") {

@@ -1,13 +1,14 @@
 // Injected I/O faults (see fault_injection.h).
-#include "common/io/fault_injection.h"
+#include "common/fault_injection.h"
 
 #include <atomic>
+#include <cerrno>
 #include <cstdlib>
 #include <mutex>
 
 #include "common/error.h"
 
-namespace sparsetrain::common::io {
+namespace sparsetrain::common {
 
 namespace {
 
@@ -15,7 +16,7 @@ std::mutex g_mutex;  // guards the fault; the counts are atomics
 IoFault g_fault;
 std::atomic<bool> g_armed{false};  // g_fault.active(), read without the lock on every operation
 bool g_set_by_hand = false;
-std::atomic<std::uint64_t> g_counts[3];
+std::atomic<std::uint64_t> g_counts[kFaultOps];
 
 const char* op_name(FaultOp op) {
   switch (op) {
@@ -25,6 +26,12 @@ const char* op_name(FaultOp op) {
       return "write";
     case FaultOp::kSync:
       return "sync";
+    case FaultOp::kFileWrite:
+      return "file-write";
+    case FaultOp::kFileSync:
+      return "file-sync";
+    case FaultOp::kRename:
+      return "rename";
   }
   return "?";
 }
@@ -49,8 +56,8 @@ const char* kind_name(FaultKind kind) {
 
 IoFault parse_io_fault(std::string_view text) {
   const std::string hint =
-      "SPARSETRAIN_IO_FAULT is OP:N:KIND with OP read, write or sync, N >= 1 and KIND eio, enospc, "
-      "short (read/write) or nosync (sync), e.g. write:12:eio";
+      "SPARSETRAIN_IO_FAULT is OP:N:KIND with OP read, write, sync, file-write, file-sync or "
+      "rename, N >= 1 and KIND eio, enospc, short (writes) or nosync (syncs), e.g. write:12:eio";
   const auto bad = [&] {
     return UsageError("bad I/O fault '" + std::string(text) + "' (the form is OP:N:KIND)", hint);
   };
@@ -60,15 +67,16 @@ IoFault parse_io_fault(std::string_view text) {
   const std::string_view op = text.substr(0, a), n = text.substr(a + 1, b - a - 1),
                          kind = text.substr(b + 1);
   IoFault f;
-  if (op == "read") {
-    f.op = FaultOp::kRead;
-  } else if (op == "write") {
-    f.op = FaultOp::kWrite;
-  } else if (op == "sync") {
-    f.op = FaultOp::kSync;
-  } else {
-    throw bad();
+  bool known = false;
+  for (int i = 0; i < kFaultOps && !known; ++i) {
+    if (op == op_name(static_cast<FaultOp>(i))) {
+      f.op = static_cast<FaultOp>(i);
+      known = true;
+    }
   }
+  if (!known) throw bad();
+  const bool sync = f.op == FaultOp::kSync || f.op == FaultOp::kFileSync;
+  const bool write = f.op == FaultOp::kWrite || f.op == FaultOp::kFileWrite;
   if (n.empty() || n.size() > 18 || n.find_first_not_of("0123456789") != std::string_view::npos)
     throw bad();
   f.index = std::stoull(std::string(n));
@@ -77,9 +85,9 @@ IoFault parse_io_fault(std::string_view text) {
     f.kind = FaultKind::kEio;
   } else if (kind == "enospc") {
     f.kind = FaultKind::kEnospc;
-  } else if (kind == "short" && f.op != FaultOp::kSync) {
+  } else if (kind == "short" && (write || f.op == FaultOp::kRead)) {
     f.kind = FaultKind::kShort;
-  } else if (kind == "nosync" && f.op == FaultOp::kSync) {
+  } else if (kind == "nosync" && sync) {
     f.kind = FaultKind::kNoSync;
   } else {
     throw bad();
@@ -92,7 +100,28 @@ std::string io_fault_name(const IoFault& fault) {
          kind_name(fault.kind);
 }
 
-IoOpCounts io_op_counts() { return {g_counts[0].load(), g_counts[1].load(), g_counts[2].load()}; }
+IoOpCounts io_op_counts() {
+  return {g_counts[0].load(), g_counts[1].load(), g_counts[2].load(),
+          g_counts[3].load(), g_counts[4].load(), g_counts[5].load()};
+}
+
+std::uint64_t IoOpCounts::of(FaultOp op) const {
+  switch (op) {
+    case FaultOp::kRead:
+      return reads;
+    case FaultOp::kWrite:
+      return writes;
+    case FaultOp::kSync:
+      return syncs;
+    case FaultOp::kFileWrite:
+      return file_writes;
+    case FaultOp::kFileSync:
+      return file_syncs;
+    case FaultOp::kRename:
+      return renames;
+  }
+  return 0;
+}
 
 void set_io_fault(const IoFault& fault) {
   std::lock_guard<std::mutex> lock(g_mutex);
@@ -126,4 +155,10 @@ FaultKind count_io_op(FaultOp op) {
   return kind;
 }
 
-}  // namespace sparsetrain::common::io
+void throw_injected_fault(const char* what, const std::string& path, FaultKind kind) {
+  const int err = kind == FaultKind::kEnospc ? ENOSPC : EIO;
+  throw RunError(std::string(what) + " '" + path + "': " + errno_text(err) + " (injected fault)",
+                 err == ENOSPC ? "free some space or choose another directory" : "");
+}
+
+}  // namespace sparsetrain::common
