@@ -3,7 +3,8 @@
 # needs only torch-free sources, listed below) and runs it from its committed seed corpus.
 #   tests/fuzz/run_fuzz.sh TARGET [SECONDS=60] [WORKDIR=/tmp/sparsetrain-fuzz]
 #   tests/fuzz/run_fuzz.sh all 5      # every target, 5 s each (the test command's smoke run)
-# TARGET: graph_parse, graph_dir, hf_config, store_manifest, toml_config. New inputs found go to
+# TARGET: graph_parse, graph_dir, hf_config, safetensors_header, token_file, store_manifest,
+# toml_config. New inputs found go to
 # WORKDIR/TARGET/corpus (the committed seeds in tests/fuzz/corpus/TARGET are only read); a crash
 # leaves WORKDIR/TARGET/crash-* and the script exits non-zero. Exit 77 (skip) without clang++.
 # Prints one JSON line per target: executions, seconds, new corpus size.
@@ -12,7 +13,7 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 target=${1:?usage: run_fuzz.sh TARGET|all [SECONDS] [WORKDIR]}
 seconds=${2:-60}
 work=${3:-/tmp/sparsetrain-fuzz}
-targets=(graph_parse graph_dir hf_config store_manifest toml_config)
+targets=(graph_parse graph_dir hf_config safetensors_header token_file store_manifest toml_config)
 if [ "$target" = all ]; then
   for t in "${targets[@]}"; do "$0" "$t" "$seconds" "$work"; done
   exit 0
@@ -26,6 +27,8 @@ libs=(-lz -ldeflate -lpthread)
 case "$target" in
   graph_parse | graph_dir) sources=("${graph[@]}" "${common[@]}") ;;
   hf_config) sources=("$root"/lib/fuyou/model/{model_config,hf_config}.cpp "${common[@]}") ;;
+  safetensors_header) sources=("$root/lib/fuyou/model/safetensors_header.cpp" "${common[@]}") ;;
+  token_file) sources=("$root/lib/fuyou/model/token_data.cpp" "${common[@]}") ;;
   store_manifest)
     sources=("$root"/lib/fuyou/store/*.cpp "$root"/lib/common/io/*.cpp "${common[@]}")
     libs+=(-luring) ;;

@@ -11,6 +11,7 @@
 // no two tensors overlapping, and the tensors covering the data section exactly (no gaps, no
 // trailing bytes; the Python package refuses those files too). Not handled: other dtypes,
 // memory-mapping (tensors are read into fresh CPU memory), big-endian hosts.
+// The header is read and checked by safetensors_header.h (torch-free).
 // Writing matches the Python package's layout: header padded with spaces to a multiple of 8 bytes,
 // data ordered by element size (largest first) then name, so every tensor is aligned.
 #pragma once
