@@ -41,6 +41,7 @@ struct RunOptions {
   std::int64_t heads = 8;
   double ugs_s1 = 1e-2;
   double ugs_s2 = 1e-2;
+  double wd_lambda = 0.1;
   std::string split = "public";
 };
 
@@ -119,10 +120,11 @@ void run_teddy_run(const RunOptions& o, CommandContext& ctx) {
           "pass fractions such as --graph-sparsity 0.3 --weight-sparsity 0.67");
     }
   }
-  // UGS is iterative: a paper level k is reached by rounds 1..k (5 % / 20 % per round), so all
-  // rounds up to the largest requested level run and the requested ones are reported.
+  // UGS and WD-GLT are iterative: a paper level k is reached by rounds 1..k (5 % / 20 % per
+  // round), so all rounds up to the largest requested level run and the requested ones are
+  // reported.
   std::vector<int> requested_ks = ks;
-  if (o.method == "ugs" && !ks.empty() && ks.front() > 0) {
+  if ((o.method == "ugs" || o.method == "wdglt") && !ks.empty() && ks.front() > 0) {
     t.levels.clear();
     ks.clear();
     for (int k = 1; k <= requested_ks.back(); ++k) {
@@ -145,6 +147,7 @@ void run_teddy_run(const RunOptions& o, CommandContext& ctx) {
   t.train.kd_temperature = o.temperature;
   t.ugs_s1 = o.ugs_s1;
   t.ugs_s2 = o.ugs_s2;
+  t.wdglt.lambda = o.wd_lambda;
   t.split = o.split;
   if (ctx.global.dry_run) {
     std::printf("would train %s with %s on %s at %zu level(s) x %d seed(s), %d epochs each\n",
@@ -225,16 +228,17 @@ void run_teddy_run(const RunOptions& o, CommandContext& ctx) {
 void add_teddy_run_command(CLI::App& teddy) {
   auto o = std::make_shared<RunOptions>();
   CLI::App* r = teddy.add_subcommand(
-      "run", "Find and train graph lottery tickets: TEDDY, UGS or random pruning");
+      "run", "Find and train graph lottery tickets: TEDDY, UGS, WD-GLT or random pruning");
   r->add_option("--graph", o->graph,
                 "OGB raw graph directory with features, labels and a split (default: the "
                 "embedded Cora-sized contextual SBM)");
-  r->add_option("--model", o->model, "GNN: gcn, gat, gin")
+  r->add_option("--model", o->model, "GNN: gcn, gat, gin, sage (GraphSAGE, mean aggregation)")
       ->check(CLI::IsMember(teddy::gnn_model_names()));
   r->add_option("--method", o->method,
                 "teddy: one-shot TEDDY edges + l0 weights + distillation; ugs: iterative "
-                "learnable masks; random: random edges and weights")
-      ->check(CLI::IsMember({"teddy", "ugs", "random"}));
+                "learnable masks with L1 penalties; wdglt: the same rounds with WD-GLT's "
+                "Wasserstein term; random: random edges and weights")
+      ->check(CLI::IsMember({"teddy", "ugs", "wdglt", "random"}));
   r->add_option(
       "--graph-sparsity", o->graph_sparsity,
       "Fraction of undirected edges to prune (repeatable, paired with --weight-sparsity)");
@@ -255,19 +259,23 @@ void add_teddy_run_command(CLI::App& teddy) {
   r->add_option("--lr", o->lr, "Adam learning rate")->check(CLI::PositiveNumber);
   r->add_option("--weight-decay", o->weight_decay, "Adam weight decay")
       ->check(CLI::NonNegativeNumber);
-  r->add_option("--hidden", o->hidden, "Hidden width (0: gcn 512, gat 8 per head, gin 512)")
+  r->add_option("--hidden", o->hidden,
+                "Hidden width (0: gcn 512, gat 8 per head, gin 512, sage 512)")
       ->check(CLI::NonNegativeNumber);
-  r->add_option("--dropout", o->dropout, "Dropout (negative: gcn 0.5, gat 0.6, gin 0.5)");
+  r->add_option("--dropout", o->dropout, "Dropout (negative: gcn 0.5, gat 0.6, gin 0.5, sage 0.5)");
   r->add_option("--heads", o->heads, "GAT attention heads")->check(CLI::Range(1, 64));
   r->add_option("--ugs-s1", o->ugs_s1, "UGS: L1 weight on the edge mask")
       ->check(CLI::NonNegativeNumber);
   r->add_option("--ugs-s2", o->ugs_s2, "UGS: L1 weight on the weight masks")
       ->check(CLI::NonNegativeNumber);
+  r->add_option("--wd-lambda", o->wd_lambda,
+                "WD-GLT: weight of the Wasserstein term between predicted classes")
+      ->check(CLI::NonNegativeNumber);
   r->add_option("--split", o->split, "Node split under split/ of the graph directory");
   r->footer(
       "Per level: achieved graph and weight sparsity, test/valid accuracy at the best-validation\n"
       "epoch (mean ± std over seeds), inference MACs against the dense model, wall time of\n"
-      "finding the ticket (teddy: teacher + score + student; ugs: all rounds so far).\n\n"
+      "finding the ticket (teddy: teacher + score + student; ugs, wdglt: all rounds so far).\n\n"
       "Examples:\n"
       "  sparsetrain teddy run --graph ../shared/data/cora --model gcn --method teddy --levels "
       "5,10 "

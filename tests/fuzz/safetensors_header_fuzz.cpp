@@ -27,8 +27,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         if (d < 0) std::abort();
         numel *= static_cast<std::uint64_t>(d);  // the parser refused overflow already
       }
-      if (numel * e.dtype->bytes != e.end - e.begin || e.begin % e.dtype->bytes != 0)
-        std::abort();
+      if (numel * e.dtype->bytes != e.end - e.begin || e.begin % e.dtype->bytes != 0) std::abort();
       if (e.name == fuyou::kSafetensorsMetadataKey) std::abort();
       covered = e.end;
     }

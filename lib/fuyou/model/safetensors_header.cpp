@@ -93,9 +93,11 @@ Entry parse_entry(const std::string& path, const std::string& name, const nlohma
 
 // The header of the `file_size`-byte file `path`; read(offset, dst, bytes) reads its bytes.
 using ReadFn = std::function<void(std::uint64_t offset, void* dst, std::size_t bytes)>;
-SafetensorsHeader read_header(const std::string& path, std::uint64_t file_size, const ReadFn& read) {
+SafetensorsHeader read_header(const std::string& path, std::uint64_t file_size,
+                              const ReadFn& read) {
   if (file_size < 8)
-    fail(path, "has " + std::to_string(file_size) + " bytes, too short for the 8-byte header length");
+    fail(path,
+         "has " + std::to_string(file_size) + " bytes, too short for the 8-byte header length");
   unsigned char length_bytes[8];
   read(0, length_bytes, 8);
   std::uint64_t header_bytes = 0;
@@ -188,9 +190,10 @@ const SafetensorsDtype* find_safetensors_dtype(std::string_view name) {
 }
 
 SafetensorsHeader read_safetensors_header(const common::InputFile& file) {
-  return read_header(file.path(), file.size(), [&](std::uint64_t offset, void* dst, std::size_t bytes) {
-    file.read_exact(offset, dst, bytes);
-  });
+  return read_header(file.path(), file.size(),
+                     [&](std::uint64_t offset, void* dst, std::size_t bytes) {
+                       file.read_exact(offset, dst, bytes);
+                     });
 }
 
 SafetensorsHeader parse_safetensors_header(std::string_view file, const std::string& name) {

@@ -34,7 +34,7 @@ struct SafetensorsEntry {
 };
 
 struct SafetensorsHeader {
-  std::vector<SafetensorsEntry> entries;  // sorted by (begin, end)
+  std::vector<SafetensorsEntry> entries;        // sorted by (begin, end)
   std::map<std::string, std::string> metadata;  // "__metadata__"
   std::uint64_t data_start = 0;                 // file offset of the data section
 };

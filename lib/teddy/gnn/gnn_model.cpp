@@ -10,10 +10,11 @@
 #include "teddy/gnn/gat.h"
 #include "teddy/gnn/gcn.h"
 #include "teddy/gnn/gin.h"
+#include "teddy/gnn/sage.h"
 
 namespace sparsetrain::teddy {
 
-std::vector<std::string> gnn_model_names() { return {"gcn", "gat", "gin"}; }
+std::vector<std::string> gnn_model_names() { return {"gcn", "gat", "gin", "sage"}; }
 
 std::shared_ptr<GnnModelImpl> make_gnn_model(const std::string& name, std::int64_t in_features,
                                              std::int64_t classes, const GnnOptions& o) {
@@ -29,7 +30,11 @@ std::shared_ptr<GnnModelImpl> make_gnn_model(const std::string& name, std::int64
     return std::make_shared<GinImpl>(in_features, classes, o.hidden > 0 ? o.hidden : 512,
                                      o.dropout >= 0 ? o.dropout : 0.5);
   }
-  throw common::UsageError("unknown model '" + name + "'", "choose gcn, gat or gin");
+  if (name == "sage") {
+    return std::make_shared<SageImpl>(in_features, classes, o.hidden > 0 ? o.hidden : 512,
+                                      o.dropout >= 0 ? o.dropout : 0.5);
+  }
+  throw common::UsageError("unknown model '" + name + "'", "choose gcn, gat, gin or sage");
 }
 
 namespace {

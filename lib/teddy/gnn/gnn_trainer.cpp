@@ -69,7 +69,7 @@ TrainResult train_node_classifier(GnnModelImpl& model, const GraphTensors& g,
     if (o.teacher_logits.defined() && o.kd_lambda != 0) {
       loss = loss + o.kd_lambda * distillation_loss(logits, o.teacher_logits, o.kd_temperature);
     }
-    if (o.extra_loss) loss = loss + o.extra_loss();
+    if (o.extra_loss) loss = loss + o.extra_loss(logits);
     clock.lap(r.phases.forward);
     loss.backward();
     clock.lap(r.phases.backward);

@@ -34,11 +34,12 @@ struct TrainOptions {
   double kd_lambda = 0;
   double kd_temperature = 1;
 
-  // UGS mask search: an edge mask passed to forward, extra trained tensors, an extra loss term,
-  // a hook after each step, and one called when a new best-validation epoch is taken.
+  // UGS / WD-GLT mask search: an edge mask passed to forward, extra trained tensors, an extra
+  // loss term (of the step's training-mode logits, [N, classes]), a hook after each step, and one
+  // called when a new best-validation epoch is taken.
   at::Tensor edge_mask;
   std::vector<at::Tensor> extra_parameters;
-  std::function<at::Tensor()> extra_loss;
+  std::function<at::Tensor(const at::Tensor& logits)> extra_loss;
   std::function<void()> after_step;
   std::function<void()> on_best;
 };

@@ -88,7 +88,8 @@ void set_features(const Graph& graph, GraphTensors& t) {
   }
 }
 
-// t.edge_*, t.src/dst, t.gcn_norm, the CSR index tensors: the kept edges plus self loops.
+// t.edge_*, t.src/dst, t.gcn_norm, t.mean_norm, the CSR index tensors: the kept edges plus self
+// loops.
 void set_adjacency(const Graph& graph, const std::vector<std::uint8_t>* keep, GraphTensors& t) {
   const std::int64_t n = t.num_nodes;
   // Entries in CSR row order (row = dst), then an added self loop for nodes that lack one.
@@ -138,6 +139,14 @@ void set_adjacency(const Graph& graph, const std::vector<std::uint8_t>* keep, Gr
     norm[i] = static_cast<float>(1.0 / std::sqrt(static_cast<double>(deg[dst[i]])) /
                                  std::sqrt(static_cast<double>(deg[src[i]])));
   }
+  // GraphSAGE's mean over the graph's own entries (the added loops weigh 0): 1 / their count.
+  std::vector<std::int64_t> own_deg(deg);
+  for (std::size_t i = 0; i < src.size(); ++i)
+    own_deg[static_cast<std::size_t>(dst[i])] -= added[i];
+  std::vector<float> mean(src.size());
+  for (std::size_t i = 0; i < src.size(); ++i) {
+    mean[i] = added[i] ? 0.0f : static_cast<float>(1.0 / static_cast<double>(own_deg[dst[i]]));
+  }
   for (std::uint8_t k : kept_edge) t.kept_edges += k;
   std::vector<std::int64_t> row_ptr(static_cast<std::size_t>(n) + 1, 0), t_row_ptr(row_ptr);
   for (std::size_t i = 0; i < src.size(); ++i) {
@@ -163,6 +172,7 @@ void set_adjacency(const Graph& graph, const std::vector<std::uint8_t>* keep, Gr
   t.added_loop = torch::tensor(std::vector<std::int64_t>(added.begin(), added.end()), torch::kInt64)
                      .to(torch::kBool);
   t.gcn_norm = torch::tensor(norm);
+  t.mean_norm = torch::tensor(mean);
   const at::ScalarType index_type =
       csr_index_type(std::max(static_cast<std::int64_t>(src.size()), n));
   t.csr_row_ptr = t.row_ptr.to(index_type);
@@ -220,6 +230,7 @@ GraphTensors GraphTensors::to(at::ScalarType dtype) const {
   t.x_t = csr_to(x_t, dtype);
   if (x_dense.defined()) t.x_dense = x_dense.to(dtype);
   t.gcn_norm = gcn_norm.to(dtype);
+  t.mean_norm = mean_norm.to(dtype);
   return t;
 }
 

@@ -56,11 +56,15 @@ struct GraphTensors {
   at::Tensor edge_id;     // [E'] int64 undirected edge id of each entry, -1 for added loops
   at::Tensor added_loop;  // [E'] bool
   at::Tensor gcn_norm;    // [E'] float32: d_dst^-1/2 · d_src^-1/2, d counted with all E' entries
+  // [E'] float32: 1 / (own entries of dst), 0 on added loops — GraphSAGE's mean aggregation
+  // (PyG's SAGEConv divides by the row's stored entries, a raw self loop being one of them).
+  at::Tensor mean_norm;
   std::int64_t kept_edges = 0;  // undirected edges kept by the mask
 
   // Dense copy of x (PyG-style), for comparisons only.
   at::Tensor dense_features() const;
-  // The same tensors with floating ones (x, gcn_norm) cast to `dtype` (tests use float64).
+  // The same tensors with floating ones (x, gcn_norm, mean_norm) cast to `dtype` (tests use
+  // float64).
   GraphTensors to(at::ScalarType dtype) const;
 };
 

@@ -33,7 +33,8 @@ double stddev(const std::vector<double>& v) {
 
 int count_trainings(const TicketOptions& options) {
   const int levels = static_cast<int>(options.levels.size());
-  return options.seeds * (1 + levels * (options.method == "ugs" ? 2 : 1));
+  const bool rounds = options.method == "ugs" || options.method == "wdglt";
+  return options.seeds * (1 + levels * (rounds ? 2 : 1));
 }
 
 namespace {
@@ -134,10 +135,12 @@ struct Search {
       } else if (o.method == "random") {
         run_random(report, sparsities, level_index, seed);
       } else if (o.method == "ugs") {
-        run_ugs(report, seed);
+        run_rounds(report, seed, l1_mask_objective(o.ugs_s1, o.ugs_s2));
+      } else if (o.method == "wdglt") {
+        run_rounds(report, seed, wasserstein_mask_objective(o.wdglt));
       } else {
         throw common::UsageError("unknown method '" + o.method + "'",
-                                 "choose teddy, random or ugs");
+                                 "choose teddy, random, ugs or wdglt");
       }
     }
     report.phases = phases;
@@ -182,20 +185,22 @@ struct Search {
     }
   }
 
-  // UGS rounds (ugs.h), one per level in order: a level is reached by pruning the previous one's
-  // ticket further, so its ticket time is the sum of the rounds so far.
-  void run_ugs(TicketReport& report, std::uint64_t seed) {
+  // UGS / WD-GLT rounds (ugs.h), one per level in order: a level is reached by pruning the
+  // previous one's ticket further, so its ticket time is the sum of the rounds so far.
+  void run_rounds(TicketReport& report, std::uint64_t seed,
+                  std::shared_ptr<const MaskSearchObjective> objective) {
     for (std::size_t i = 1; i < o.levels.size(); ++i) {
       if (o.levels[i].graph < o.levels[i - 1].graph ||
           o.levels[i].weight < o.levels[i - 1].weight) {
-        throw common::UsageError("UGS levels must be ascending in graph and weight sparsity",
-                                 "list --levels from the sparsest to the densest");
+        throw common::UsageError(
+            o.method + " levels must be ascending in graph and weight sparsity",
+            "list --levels from the sparsest to the densest");
       }
     }
     const UgsTrainFn train_fn = [this](GnnModelImpl& model, const GraphTensors& g,
                                        const TrainOptions& t) { return train(model, g, t); };
     UgsPruner ugs(graph, new_model(seed, make_graph_tensors(graph, nullptr, o.split)),
-                  {o.ugs_s1, o.ugs_s2, o.train, o.split}, seed);
+                  {std::move(objective), o.train, o.split}, seed);
     double elapsed = 0;
     for (std::size_t i = 0; i < o.levels.size(); ++i) {
       common::Timer round_timer;

@@ -12,10 +12,12 @@
 //           edges and 20 % of the remaining weights per round) — learnable edge and weight masks
 //           trained with L1 penalties (s1, s2) from the rewound init, the lowest |mask| pruned to
 //           the level, the ticket rewound and retrained with the fixed masks.
+//   wdglt   WD-GLT (Hui et al. 2023; wd_glt.h): UGS's rounds with the mask search's L1 penalties
+//           replaced by a Wasserstein term that pushes the predicted classes apart.
 //
 // Graph sparsity counts pruned undirected edges over all of them (self loops included, as
 // `teddy prune` does); weight sparsity is the zero fraction of the projection set (teddy,
-// random) or of the weight matrices (ugs).
+// random) or of the weight matrices (ugs, wdglt).
 #pragma once
 
 #include <cstdint>
@@ -25,6 +27,7 @@
 
 #include "teddy/gnn/gnn_model.h"
 #include "teddy/gnn/gnn_trainer.h"
+#include "teddy/gnn/wd_glt.h"
 #include "teddy/graph/graph.h"
 
 namespace sparsetrain::teddy {
@@ -39,14 +42,15 @@ SparsityLevel paper_level(int k);
 
 struct TicketOptions {
   std::string model = "gcn";
-  std::string method = "teddy";  // teddy | random | ugs
+  std::string method = "teddy";  // teddy | random | ugs | wdglt
   GnnOptions gnn;
   TrainOptions train;                 // epochs, lr, weight decay, projection set, λ, T
-  std::vector<SparsityLevel> levels;  // ascending in both components for ugs; empty = dense only
+  std::vector<SparsityLevel> levels;  // ascending for ugs and wdglt; empty = dense only
   int seeds = 1;
   std::uint64_t seed = 0;  // seed i uses seed + i
   double ugs_s1 = 1e-2;    // L1 weight on the edge mask
   double ugs_s2 = 1e-2;    // L1 weight on the weight masks
+  WdGltOptions wdglt;      // λ and the Sinkhorn iterations of method wdglt
   std::string split = "public";
 };
 
@@ -72,7 +76,7 @@ TicketReport find_tickets(const Graph& graph, const TicketOptions& options,
                           const std::function<void(int, int)>& progress = {});
 
 // The trainings find_tickets runs (progress's `total`): per seed the dense one, then one per level
-// (two for ugs: mask search and retraining).
+// (two for ugs and wdglt: mask search and retraining).
 int count_trainings(const TicketOptions& options);
 
 double mean(const std::vector<double>& v);

@@ -10,6 +10,28 @@
 
 namespace sparsetrain::teddy {
 
+namespace {
+
+class L1MaskObjective : public MaskSearchObjective {
+ public:
+  L1MaskObjective(double s1, double s2) : s1_(s1), s2_(s2) {}
+  at::Tensor loss(const at::Tensor& /*logits*/, const at::Tensor& edge_mask,
+                  const std::vector<at::Tensor>& weight_masks) const override {
+    at::Tensor l1 = s1_ * edge_mask.abs().sum();
+    for (const at::Tensor& w : weight_masks) l1 = l1 + s2_ * w.abs().sum();
+    return l1;
+  }
+
+ private:
+  double s1_, s2_;
+};
+
+}  // namespace
+
+std::shared_ptr<const MaskSearchObjective> l1_mask_objective(double s1, double s2) {
+  return std::make_shared<L1MaskObjective>(s1, s2);
+}
+
 UgsPruner::UgsPruner(const Graph& graph, std::shared_ptr<GnnModelImpl> model, UgsOptions options,
                      std::uint64_t seed)
     : graph_(graph),
@@ -17,6 +39,7 @@ UgsPruner::UgsPruner(const Graph& graph, std::shared_ptr<GnnModelImpl> model, Ug
       options_(std::move(options)),
       seed_(seed),
       keep_(graph.num_edges(), 1) {
+  if (!options_.objective) options_.objective = l1_mask_objective(1e-2, 1e-2);
   for (const at::Tensor& p : model_->parameters()) init_.push_back(p.detach().clone());
   for (const at::Tensor& w : model_->weight_matrices()) binary_.push_back(torch::ones_like(w));
 }
@@ -52,14 +75,15 @@ void UgsPruner::search_masks(std::size_t round, const UgsTrainFn& train) {
   search.edge_mask = edge_mask;
   search.extra_parameters = weight_masks;
   search.extra_parameters.push_back(edge_mask);
-  search.extra_loss = [&] {
-    at::Tensor l1 = options_.s1 * edge_mask.abs().sum();
-    for (const at::Tensor& w : weight_masks) l1 = l1 + options_.s2 * w.abs().sum();
-    return l1;
+  search.extra_loss = [&](const at::Tensor& logits) {
+    return options_.objective->loss(logits, edge_mask, weight_masks);
   };
-  search.after_step = [&] {  // pruned weights stay pruned
+  search.after_step = [&] {
     torch::NoGradGuard no_grad;
-    for (std::size_t j = 0; j < binary_.size(); ++j) weight_masks[j].mul_(binary_[j]);
+    options_.objective->after_step(edge_mask);
+    for (std::size_t j = 0; j < binary_.size(); ++j) {
+      weight_masks[j].mul_(binary_[j]);  // pruned weights stay pruned
+    }
   };
   search.on_best = [&] {
     best_edge_mask_ = edge_mask.detach().clone();

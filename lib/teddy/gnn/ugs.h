@@ -1,8 +1,10 @@
 // UGS, Unified GNN Sparsification (Chen et al., "A Unified Lottery Ticket Hypothesis for Graph
-// Neural Networks", ICML 2021): the iterative baseline of `teddy run --method ugs`. One round:
+// Neural Networks", ICML 2021): the iterative baseline of `teddy run --method ugs`, and the rounds
+// WD-GLT (wd_glt.h, `--method wdglt`) shares with it. One round:
 //   1. mask search: from the rewound init, on the current ticket, train learnable masks on the
 //      edges (one per undirected edge: both directions share it) and on the weight matrices, with
-//      L1 penalties s1 · |edge mask|_1 + s2 · Σ |weight mask|_1 (pruned weights stay pruned);
+//      the objective's extra loss — UGS: L1 penalties s1 · |edge mask|_1 + s2 · Σ |weight mask|_1
+//      (pruned weights stay pruned);
 //   2. prune the lowest |mask| (of the best-validation epoch) down to the round's level: edges to
 //      the graph sparsity (self loops never), weights to the weight sparsity;
 //   3. rewind to the init and retrain with the fixed masks: the round's ticket.
@@ -25,9 +27,24 @@
 
 namespace sparsetrain::teddy {
 
+// What the mask search adds to the cross-entropy, and does after each step: UGS's L1 penalties
+// (l1_mask_objective) or WD-GLT's Wasserstein term (wd_glt.h). The one difference between the two
+// methods; everything else in a round is shared.
+class MaskSearchObjective {
+ public:
+  virtual ~MaskSearchObjective() = default;
+  // The extra loss of one training step. logits: [N, classes] of its (training-mode) forward.
+  virtual at::Tensor loss(const at::Tensor& logits, const at::Tensor& edge_mask,
+                          const std::vector<at::Tensor>& weight_masks) const = 0;
+  // After each optimizer step, under NoGradGuard (WD-GLT clamps the edge mask to [0, 1]).
+  virtual void after_step(at::Tensor& /*edge_mask*/) const {}
+};
+
+// UGS: s1 · Σ |edge mask| + s2 · Σ_matrices Σ |weight mask|.
+std::shared_ptr<const MaskSearchObjective> l1_mask_objective(double s1, double s2);
+
 struct UgsOptions {
-  double s1 = 1e-2;    // L1 weight on the edge mask
-  double s2 = 1e-2;    // L1 weight on the weight masks
+  std::shared_ptr<const MaskSearchObjective> objective;  // null: l1_mask_objective(1e-2, 1e-2)
   TrainOptions train;  // epochs, lr, weight decay of both trainings (sparsity, KD fields unused)
   std::string split = "public";
 };

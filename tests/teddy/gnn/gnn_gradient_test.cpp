@@ -1,6 +1,6 @@
 // GNN layers on a tiny graph: GCN normalisation against a dense hand formula, and the gradients
-// of every parameter (and of the UGS edge mask) of GCN, GAT and GIN against central finite
-// differences in float64.
+// of every parameter (and of the UGS edge mask) of GCN, GAT, GIN and GraphSAGE against central
+// finite differences in float64; GraphSAGE's forward against a dense formula.
 #include <c10/util/Logging.h>  // before doctest, whose CHECK must replace c10's
 #include <doctest/doctest.h>
 #include <torch/torch.h>
@@ -139,6 +139,9 @@ void check_gradients(const std::string& name, bool with_edge_mask, bool dense_fe
 TEST_CASE("GCN gradients match finite differences (float64)") { check_gradients("gcn", false); }
 TEST_CASE("GAT gradients match finite differences (float64)") { check_gradients("gat", false); }
 TEST_CASE("GIN gradients match finite differences (float64)") { check_gradients("gin", false); }
+TEST_CASE("GraphSAGE gradients match finite differences (float64)") {
+  check_gradients("sage", false);
+}
 TEST_CASE("gradients match finite differences with dense features too (float64)") {
   check_gradients("gcn", false, /*dense_features=*/true);
   check_gradients("gat", false, /*dense_features=*/true);
@@ -148,6 +151,48 @@ TEST_CASE("edge-mask gradients match finite differences for every model (float64
   check_gradients("gcn", true);
   check_gradients("gat", true);
   check_gradients("gin", true);
+  check_gradients("sage", true);
+}
+
+TEST_CASE(
+    "GraphSAGE equals mean_N(X)·Wl + X·Wr with a dense mean over the kept neighbours (a raw self "
+    "loop one of them, an isolated node 0), edge-masked messages over the unmasked count") {
+  const teddy::Graph graph = teddy::test::tiny_graph();
+  // Edge ids in input order: 5 = {5,6} and 6 = {0,6} dropped leave node 6 without neighbours.
+  const std::vector<std::uint8_t> keep = {1, 1, 1, 1, 1, 0, 0, 1, 1, 1};
+  const teddy::GraphTensors g = teddy::make_graph_tensors(graph, &keep).to(torch::kFloat64);
+  torch::manual_seed(3);
+  teddy::GnnOptions o;
+  o.hidden = 6;
+  o.dropout = 0.5;  // eval mode: no dropout
+  auto model = teddy::make_gnn_model("sage", g.num_features, g.num_classes, o);
+  model->to(torch::kFloat64);
+  model->eval();
+  const at::Tensor mask =
+      torch::rand({static_cast<std::int64_t>(graph.num_edges())}, torch::kFloat64);
+  // The dense reference: masked adjacency over the kept edges, divided by the kept count.
+  at::Tensor a = torch::zeros({7, 7}, torch::kFloat64);
+  at::Tensor count = torch::zeros({7, 1}, torch::kFloat64);
+  for (std::size_t e = 0; e < graph.num_edges(); ++e) {
+    if (!keep[e]) continue;
+    const teddy::Edge& edge = graph.edges[e];
+    const double m = mask[static_cast<std::int64_t>(e)].item<double>();
+    a[edge.dst][edge.src] = m;
+    a[edge.src][edge.dst] = m;
+    count[edge.dst] += 1;
+    if (edge.src != edge.dst) count[edge.src] += 1;
+  }
+  const at::Tensor mean = a / count.clamp_min(1.0);
+  const at::Tensor x = g.dense_features();
+  const auto w = model->weight_matrices();  // Wl1, Wr1, Wl2, Wr2
+  const at::Tensor h1 = torch::relu(mean.mm(x).mm(w[0]) + x.mm(w[1]));
+  const at::Tensor want = mean.mm(h1).mm(w[2]) + h1.mm(w[3]);
+  torch::NoGradGuard no_grad;
+  const at::Tensor got = model->forward(g, mask);
+  CHECK(count[6].item<double>() == 0);
+  CHECK(count[3].item<double>() == 3);  // neighbours 2, 4 and itself
+  INFO("got " << got << " want " << want);
+  CHECK(torch::allclose(got, want, /*rtol=*/1e-6, /*atol=*/1e-9));  // mean_norm is float32
 }
 
 TEST_CASE(
@@ -206,4 +251,8 @@ TEST_CASE("models have no biases and the expected weight shapes") {
   CHECK(gat->parameters().size() == 6);  // 2 weights + 4 attention vectors
   auto gin = teddy::make_gnn_model("gin", 10, 3, o);
   CHECK(gin->parameters().size() == 5);  // 3 weights + 2 ε
+  auto sage = teddy::make_gnn_model("sage", 10, 3, o);
+  CHECK(sage->parameters().size() == 4);  // lin_l and lin_r of both layers
+  CHECK(sage->weight_matrices()[1].sizes() == at::IntArrayRef({10, 512}));
+  CHECK(sage->weight_matrices()[3].sizes() == at::IntArrayRef({512, 3}));
 }

@@ -48,24 +48,41 @@ double expected_graph_sparsity(const teddy::Graph& g, double s) {
 
 }  // namespace
 
-TEST_CASE("UGS prunes to the exact edge and weight counts in every round") {
+TEST_CASE("UGS and WD-GLT prune to the exact edge and weight counts in every round") {
   const teddy::Graph g = small_csbm();
   REQUIRE(g.num_self_loops == 0);
-  const teddy::TicketOptions o = small_options("ugs");
-  const teddy::TicketReport r = teddy::find_tickets(g, o);
-  REQUIRE(r.levels.size() == 3);
-  const std::int64_t n = 24 * 16 + 16 * 3;  // GCN weight matrices
-  for (int k = 1; k <= 3; ++k) {
-    const teddy::LevelResult& l = r.levels[static_cast<std::size_t>(k - 1)];
-    INFO("round " << k);
-    CHECK(l.graph_sparsity == doctest::Approx(expected_graph_sparsity(g, 1 - std::pow(0.95, k))));
-    CHECK(l.weight_sparsity ==
-          doctest::Approx(static_cast<double>(teddy::zero_count(n, 1 - std::pow(0.8, k))) / n));
-    CHECK(l.ticket_seconds[0] > 0);
+  for (const std::string method : {"ugs", "wdglt"}) {
+    INFO(method);
+    const teddy::TicketOptions o = small_options(method);
+    const teddy::TicketReport r = teddy::find_tickets(g, o);
+    REQUIRE(r.levels.size() == 3);
+    const std::int64_t n = 24 * 16 + 16 * 3;  // GCN weight matrices
+    for (int k = 1; k <= 3; ++k) {
+      const teddy::LevelResult& l = r.levels[static_cast<std::size_t>(k - 1)];
+      INFO("round " << k);
+      CHECK(l.graph_sparsity == doctest::Approx(expected_graph_sparsity(g, 1 - std::pow(0.95, k))));
+      CHECK(l.weight_sparsity ==
+            doctest::Approx(static_cast<double>(teddy::zero_count(n, 1 - std::pow(0.8, k))) / n));
+      CHECK(l.ticket_seconds[0] > 0);
+    }
+    // Round counts grow: ≈ 5 % of the remaining edges, 20 % of the remaining weights.
+    CHECK(r.levels[1].graph_sparsity > r.levels[0].graph_sparsity);
+    CHECK(r.levels[2].weight_sparsity > r.levels[1].weight_sparsity);
   }
-  // Round counts grow: ≈ 5 % of the remaining edges, 20 % of the remaining weights.
-  CHECK(r.levels[1].graph_sparsity > r.levels[0].graph_sparsity);
-  CHECK(r.levels[2].weight_sparsity > r.levels[1].weight_sparsity);
+}
+
+TEST_CASE("SAGE tickets reach the requested sparsities with every method") {
+  const teddy::Graph g = small_csbm();
+  for (const std::string method : {"teddy", "random", "ugs", "wdglt"}) {
+    teddy::TicketOptions o = small_options(method, "sage");
+    o.levels = {teddy::paper_level(1), teddy::paper_level(2)};
+    const teddy::TicketReport r = teddy::find_tickets(g, o);
+    INFO(method);
+    CHECK(r.levels[1].graph_sparsity ==
+          doctest::Approx(expected_graph_sparsity(g, 1 - std::pow(0.95, 2))));
+    CHECK(r.levels[1].macs < r.dense_macs);
+    CHECK(r.levels[1].test[0] > 0.34);  // three classes: better than chance after 6 epochs
+  }
 }
 
 TEST_CASE("TEDDY and random tickets reach the requested sparsities exactly") {
