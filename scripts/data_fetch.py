@@ -119,7 +119,7 @@ class Dataset:
     files: tuple
     counts: Counts
     split: str  # the folder under split/
-    directed: bool  # edge.csv.gz lists directed edges (pass --directed to teddy/graph commands)
+    directed: bool  # edge.csv.gz lists directed edges (pass --symmetrize to teddy/graph commands)
     licence: str
     source: str
     checksum_source: str
@@ -213,8 +213,8 @@ DATASETS = {d.name: d for d in [
                "master.csv URL",
         checksum_source="not published by OGB; size and SHA-256 as pinned by several independent "
                         "public projects that downloaded the archive (they agree)",
-        notes=("directed citations: pass --directed to teddy/graph commands",
-               "OGB's split is split/time: pass --split time")),
+        notes=("directed citations: pass --symmetrize to teddy/graph commands",
+               "OGB's split is split/time (teddy run picks it)")),
     Dataset(
         name="ogbn-products", kind="ogb", url_base=OGB_URL, archive_dir="products",
         files=(SourceFile("products.zip", 1480993786,
@@ -227,7 +227,7 @@ DATASETS = {d.name: d for d in [
                "co-purchasing network, Bhatia et al. 2016), from OGB's master.csv URL",
         checksum_source="not published by OGB; size and SHA-256 as pinned by independent public "
                         "projects that downloaded the archive (they agree)",
-        notes=("OGB's split is split/sales_ranking: pass --split sales_ranking",)),
+        notes=("OGB's split is split/sales_ranking (teddy run picks it)",)),
 ]}
 
 

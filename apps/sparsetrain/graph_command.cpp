@@ -7,6 +7,7 @@
 #include "cli.h"
 #include "common/log.h"
 #include "common/run/system_info.h"
+#include "graph_read_flags.h"
 #include "teddy/graph/graph_generator.h"
 #include "teddy/graph/graph_io.h"
 #include "teddy/graph/graph_stats.h"
@@ -16,34 +17,6 @@ namespace sparsetrain::cli {
 namespace {
 
 namespace teddy = sparsetrain::teddy;
-
-// Flags that control how a graph is read; shared in shape with `teddy prune`.
-struct GraphReadFlags {
-  std::string duplicates = "merge";
-  std::string self_loops = "keep";
-  bool directed = false;
-
-  void add_to(CLI::App* app) {
-    app->add_option("--duplicates", duplicates,
-                    "Repeated pairs: merge (keep the first), keep, error")
-        ->check(CLI::IsMember({"merge", "keep", "error"}));
-    app->add_option("--self-loops", self_loops, "Self loops: keep (never pruned), drop, error")
-        ->check(CLI::IsMember({"keep", "drop", "error"}));
-    app->add_flag("--directed", directed,
-                  "The edge file lists directed entries (both directions); make it undirected");
-  }
-  teddy::LoadOptions options() const {
-    teddy::LoadOptions o;
-    o.build.duplicates = duplicates == "keep"    ? teddy::DuplicatePolicy::kKeep
-                         : duplicates == "error" ? teddy::DuplicatePolicy::kError
-                                                 : teddy::DuplicatePolicy::kMerge;
-    o.build.self_loops = self_loops == "drop"    ? teddy::SelfLoopPolicy::kDrop
-                         : self_loops == "error" ? teddy::SelfLoopPolicy::kError
-                                                 : teddy::SelfLoopPolicy::kKeep;
-    o.directed_input = directed;
-    return o;
-  }
-};
 
 void print_stats(const std::string& title, const teddy::GraphStats& s) {
   std::cout << title << "\n"

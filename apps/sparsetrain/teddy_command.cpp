@@ -10,6 +10,7 @@
 #include "cli.h"
 #include "common/log.h"
 #include "common/run/system_info.h"
+#include "graph_read_flags.h"
 #include "teddy/graph/graph_io.h"
 #include "teddy/graph/graph_stats.h"
 #include "teddy/prune/edge_scorer.h"
@@ -28,23 +29,9 @@ struct PruneOptions {
   std::string scorer = "teddy";
   std::string out_graph;
   bool overwrite = false;
-  std::string duplicates = "merge";
-  std::string self_loops = "keep";
-  bool directed = false;
+  GraphReadFlags read;
   int gzip_level = 1;
 };
-
-teddy::LoadOptions load_options(const PruneOptions& o) {
-  teddy::LoadOptions l;
-  l.build.duplicates = o.duplicates == "keep"    ? teddy::DuplicatePolicy::kKeep
-                       : o.duplicates == "error" ? teddy::DuplicatePolicy::kError
-                                                 : teddy::DuplicatePolicy::kMerge;
-  l.build.self_loops = o.self_loops == "drop"    ? teddy::SelfLoopPolicy::kDrop
-                       : o.self_loops == "error" ? teddy::SelfLoopPolicy::kError
-                                                 : teddy::SelfLoopPolicy::kKeep;
-  l.directed_input = o.directed;
-  return l;
-}
 
 std::vector<double> requested_levels(const PruneOptions& o) {
   if (o.levels == "paper") {
@@ -102,7 +89,7 @@ void run_prune(const PruneOptions& o, CommandContext& ctx) {
   teddy::LoadReport load;
   teddy::Graph g = [&] {
     auto t = ctx.record.timings().scope("load");
-    return teddy::load_graph_any(o.graph, load_options(o), &load);
+    return teddy::load_graph_any(o.graph, o.read.options(), &load);
   }();
   ctx.record.timings().add("load.parse", load.parse_seconds);
   ctx.record.timings().add("load.build_csr", load.build_seconds);
@@ -209,12 +196,7 @@ void add_teddy_commands(CLI::App& app) {
       "Write the pruned graph here (OGB raw layout, features/labels/splits carried over);\n"
       "with several levels, one subdirectory level-KK per level");
   p->add_flag("--overwrite", o->overwrite, "Replace existing output graph directories");
-  p->add_option("--duplicates", o->duplicates,
-                "Repeated input pairs: merge (keep the first), keep, error")
-      ->check(CLI::IsMember({"merge", "keep", "error"}));
-  p->add_option("--self-loops", o->self_loops, "Input self loops: keep (never pruned), drop, error")
-      ->check(CLI::IsMember({"keep", "drop", "error"}));
-  p->add_flag("--directed", o->directed, "The edge file lists both directions of each edge");
+  o->read.add_to(p);
   add_gzip_level_option(p, o->gzip_level);
   p->footer(
       "Selection: k = floor(S * m) undirected pairs (m counts self loops, as the official code "

@@ -6,12 +6,14 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <sstream>
 
 #include "cli.h"
 #include "common/error.h"
 #include "common/log.h"
 #include "common/progress.h"
+#include "graph_read_flags.h"
 #include "teddy/gnn/ticket_search.h"
 #include "teddy/graph/graph_generator.h"
 #include "teddy/graph/graph_io.h"
@@ -42,7 +44,8 @@ struct RunOptions {
   double ugs_s1 = 1e-2;
   double ugs_s2 = 1e-2;
   double wd_lambda = 0.1;
-  std::string split = "public";
+  std::string split;  // empty: the dataset's own (dataset_info), else "public", else the only one
+  GraphReadFlags read;
 };
 
 // "paper" → k = 1..20; "5,10" → those paper levels; else the paired explicit sparsities.
@@ -99,9 +102,21 @@ teddy::Graph load_dataset(const RunOptions& o, std::string* name) {
     return teddy::generate_csbm(c);
   }
   *name = o.graph;
-  teddy::Graph g = teddy::load_graph_any(o.graph, teddy::LoadOptions{});
+  teddy::Graph g = teddy::load_graph_any(o.graph, o.read.options());
   teddy::require_features(g, o.graph, "teddy run");
   return g;
+}
+
+// The split to train on: --split, else the one the dataset names (OGB: time, sales_ranking),
+// else "public" (the Planetoid graphs), else the graph's only split.
+std::string chosen_split(const RunOptions& o, const teddy::Graph& g) {
+  if (!o.split.empty()) return o.split;
+  if (!o.graph.empty() && std::filesystem::is_directory(o.graph)) {
+    const std::string own = teddy::dataset_info(o.graph).split;
+    if (!own.empty() && g.splits.count(own)) return own;
+  }
+  if (g.splits.count("public") || g.splits.size() != 1) return "public";
+  return g.splits.begin()->first;
 }
 
 nlohmann::json stats_json(const std::vector<double>& v) {
@@ -148,7 +163,6 @@ void run_teddy_run(const RunOptions& o, CommandContext& ctx) {
   t.ugs_s1 = o.ugs_s1;
   t.ugs_s2 = o.ugs_s2;
   t.wdglt.lambda = o.wd_lambda;
-  t.split = o.split;
   if (ctx.global.dry_run) {
     std::printf("would train %s with %s on %s at %zu level(s) x %d seed(s), %d epochs each\n",
                 o.model.c_str(), o.method.c_str(), o.graph.empty() ? "csbm" : o.graph.c_str(),
@@ -160,8 +174,9 @@ void run_teddy_run(const RunOptions& o, CommandContext& ctx) {
     auto timer = ctx.record.timings().scope("load");
     return load_dataset(o, &dataset);
   }();
+  t.split = chosen_split(o, g);
   // Before any training (make_graph_tensors checks it again, for every caller of the library).
-  if (g.splits.count(o.split)) teddy::check_node_split(g.splits.at(o.split), g.num_nodes, o.split);
+  if (g.splits.count(t.split)) teddy::check_node_split(g.splits.at(t.split), g.num_nodes, t.split);
   common::Progress bar("train", static_cast<std::uint64_t>(teddy::count_trainings(t)), "runs");
   teddy::TicketReport r;
   {
@@ -179,6 +194,7 @@ void run_teddy_run(const RunOptions& o, CommandContext& ctx) {
 
   nlohmann::json& m = ctx.record.metrics();
   m["dataset"] = dataset;
+  m["split"] = t.split;
   m["model"] = o.model;
   m["method"] = o.method;
   m["seeds"] = o.seeds;
@@ -271,7 +287,10 @@ void add_teddy_run_command(CLI::App& teddy) {
   r->add_option("--wd-lambda", o->wd_lambda,
                 "WD-GLT: weight of the Wasserstein term between predicted classes")
       ->check(CLI::NonNegativeNumber);
-  r->add_option("--split", o->split, "Node split under split/ of the graph directory");
+  r->add_option("--split", o->split,
+                "Node split under split/ of the graph directory (default: the dataset's own, "
+                "e.g. OGB's time or sales_ranking, else public, else the only one)");
+  o->read.add_to(r);
   r->footer(
       "Per level: achieved graph and weight sparsity, test/valid accuracy at the best-validation\n"
       "epoch (mean ± std over seeds), inference MACs against the dense model, wall time of\n"

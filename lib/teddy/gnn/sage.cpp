@@ -26,10 +26,12 @@ at::Tensor SageImpl::forward(const GraphTensors& g, const at::Tensor& edge_mask)
   // X·[Wl1 | Wr1]: one sparse product for both ([N, 2·hidden])
   const at::Tensor xw =
       feature_matmul(g, torch::cat({masked_weight(wl1_, 0), masked_weight(wr1_, 1)}, 1), 0, false);
-  at::Tensor h1 = torch::relu(propagate(g, xw.narrow(1, 0, hidden), w) + xw.narrow(1, hidden, hidden));
+  at::Tensor h1 =
+      torch::relu(propagate(g, xw.narrow(1, 0, hidden), w) + xw.narrow(1, hidden, hidden));
   h1 = fast_dropout(h1, dropout_, is_training());
   const std::int64_t classes = wl2_.size(1);
-  const at::Tensor hw = torch::mm(h1, torch::cat({masked_weight(wl2_, 2), masked_weight(wr2_, 3)}, 1));
+  const at::Tensor hw =
+      torch::mm(h1, torch::cat({masked_weight(wl2_, 2), masked_weight(wr2_, 3)}, 1));
   return propagate(g, hw.narrow(1, 0, classes), w) + hw.narrow(1, classes, classes);
 }
 

@@ -230,11 +230,13 @@ void sinkhorn_backward(const T* cost, const T* cost_t, std::int64_t n, std::int6
   const T* v = it.v[last].data();
   for_row_chunks(n, [&](std::int64_t, std::int64_t lo, std::int64_t hi) {
     for (std::int64_t i = lo; i < hi; ++i)
-      gu[static_cast<std::size_t>(i)] = row_plan(cost + i * m, v, m, inv_eps, u[i], g_cost + i * m) * inv_eps;
+      gu[static_cast<std::size_t>(i)] =
+          row_plan(cost + i * m, v, m, inv_eps, u[i], g_cost + i * m) * inv_eps;
   });
   for_row_chunks(m, [&](std::int64_t, std::int64_t lo, std::int64_t hi) {
     for (std::int64_t j = lo; j < hi; ++j)
-      gv[static_cast<std::size_t>(j)] = row_plan(cost_t + j * n, u, n, inv_eps, v[j], static_cast<T*>(nullptr)) * inv_eps;
+      gv[static_cast<std::size_t>(j)] =
+          row_plan(cost_t + j * n, u, n, inv_eps, v[j], static_cast<T*>(nullptr)) * inv_eps;
   });
   // Back through the iterations: v^k = f(u^k, C) over the transpose, u^k = f(v^{k-1}, C).
   for (std::size_t k = last; k >= 1; --k) {
@@ -295,9 +297,8 @@ struct SinkhornFunction : torch::autograd::Function<SinkhornFunction> {
 
   template <class T>
   static at::Tensor pack(const std::vector<std::vector<T>>& rows, at::ScalarType dtype) {
-    at::Tensor t = torch::empty({static_cast<std::int64_t>(rows.size()),
-                                 static_cast<std::int64_t>(rows[0].size())},
-                                dtype);
+    at::Tensor t = torch::empty(
+        {static_cast<std::int64_t>(rows.size()), static_cast<std::int64_t>(rows[0].size())}, dtype);
     for (std::size_t k = 0; k < rows.size(); ++k) {
       std::copy(rows[k].begin(), rows[k].end(), t.data_ptr<T>() + k * rows[k].size());
     }
@@ -316,11 +317,10 @@ struct SinkhornFunction : torch::autograd::Function<SinkhornFunction> {
 
 }  // namespace
 
-at::Tensor sinkhorn_distance(const at::Tensor& x, const at::Tensor& y,
-                             const SinkhornOptions& o) {
-  ST_ASSERT(x.dim() == 2 && y.dim() == 2 && x.size(1) == y.size(1) && x.size(0) > 0 &&
-                y.size(0) > 0,
-            "sinkhorn_distance takes [n, d] and [m, d] with n, m >= 1");
+at::Tensor sinkhorn_distance(const at::Tensor& x, const at::Tensor& y, const SinkhornOptions& o) {
+  ST_ASSERT(
+      x.dim() == 2 && y.dim() == 2 && x.size(1) == y.size(1) && x.size(0) > 0 && y.size(0) > 0,
+      "sinkhorn_distance takes [n, d] and [m, d] with n, m >= 1");
   // cdist's backward is 0 where a distance is 0 (the sqrt's derivative would be infinite there).
   const at::Tensor cost = torch::cdist(x, y, 2.0);  // [n, m]
   return SinkhornFunction::apply(cost, o.eps, static_cast<std::int64_t>(o.max_iters), o.stop);

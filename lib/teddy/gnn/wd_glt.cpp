@@ -28,8 +28,8 @@ std::shared_ptr<const MaskSearchObjective> wasserstein_mask_objective(const WdGl
 
 at::Tensor class_separation_loss(const at::Tensor& logits, const SinkhornOptions& options) {
   const std::int64_t n = logits.size(0), classes = logits.size(1);
-  const at::Tensor probs = torch::softmax(logits, 1);   // [N, classes]
-  const at::Tensor predicted = logits.argmax(1);        // [N], no gradient
+  const at::Tensor probs = torch::softmax(logits, 1);  // [N, classes]
+  const at::Tensor predicted = logits.argmax(1);       // [N], no gradient
   at::Tensor total = torch::zeros({}, logits.options());
   for (std::int64_t c = 0; c < classes; ++c) {
     const at::Tensor in_c = predicted.eq(c);
@@ -37,8 +37,8 @@ at::Tensor class_separation_loss(const at::Tensor& logits, const SinkhornOptions
     if (count == 0 || count == n) continue;
     const at::Tensor inside = torch::nonzero(in_c).squeeze(1);
     const at::Tensor outside = torch::nonzero(~in_c).squeeze(1);
-    total = total - sinkhorn_distance(probs.index_select(0, inside),
-                                      probs.index_select(0, outside), options);
+    total = total - sinkhorn_distance(probs.index_select(0, inside), probs.index_select(0, outside),
+                                      options);
   }
   return total;
 }

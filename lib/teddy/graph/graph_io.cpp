@@ -9,6 +9,7 @@
 #include <exception>
 #include <filesystem>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <system_error>
 
 #include "common/atomic_file.h"
@@ -441,10 +442,22 @@ Graph load_graph(const std::string& dir, const LoadOptions& options, LoadReport*
             "the files do not belong together; regenerate the directory");
   }
   rep.parse_seconds = timer.seconds();
+  const DatasetInfo info = dataset_info(dir);
+  if (info.directed && !options.symmetrize) {
+    const std::uint64_t missing = count_missing_reverse(pairs);
+    throw common::UsageError(
+        "'" + raw + "edge.csv.gz' lists directed edges (" +
+            (info.name.empty() ? std::string("so its .sparsetrain-dataset.json says")
+                               : info.name + ": OGB's add_inverse_edge is False") +
+            "): " + std::to_string(missing) + " of its " + std::to_string(pairs.size()) +
+            " edges have no reverse",
+        "pass --symmetrize to take each edge both ways (to_undirected, as the official TEDDY "
+        "script does)");
+  }
   timer.reset();
   BuildOptions build = options.build;
   build.source = raw + "edge.csv.gz";
-  if (options.directed_input) build.duplicates = DuplicatePolicy::kMerge;
+  if (options.symmetrize) build.duplicates = DuplicatePolicy::kMerge;
   Graph g = build_graph(static_cast<std::uint32_t>(n), std::move(pairs), build, &rep.build);
   rep.build_seconds = timer.seconds();
   timer.reset();
@@ -462,6 +475,52 @@ Graph load_graph(const std::string& dir, const LoadOptions& options, LoadReport*
   read_splits(dir, g, rep);
   rep.node_data_seconds = timer.seconds();
   return g;
+}
+
+DatasetInfo dataset_info(const std::string& dir) {
+  DatasetInfo info;
+  const std::string marker = (fs::path(dir) / ".sparsetrain-dataset.json").string();
+  if (exists(marker)) {
+    const std::string hint = "refetch the dataset (sparsetrain data fetch NAME --force)";
+    try {
+      const nlohmann::json j = nlohmann::json::parse(common::read_file(marker));
+      info.name = j.value("name", "");
+      info.directed = j.value("directed", false);
+      info.split = j.value("split", "");
+    } catch (const nlohmann::json::exception& e) {
+      throw common::UsageError("'" + marker + "' is not a dataset marker (" + e.what() + ")", hint);
+    }
+    return info;
+  }
+  std::string base = fs::path(dir).filename().string();
+  if (base.empty()) base = fs::path(dir).parent_path().filename().string();  // "…/ogbn_arxiv/"
+  if (base == "ogbn_arxiv" || base == "ogbn_papers100M") {
+    info = {"ogbn-" + base.substr(5), true, "time"};
+  } else if (base == "ogbn_products") {
+    info = {"ogbn-products", false, "sales_ranking"};
+  } else if (base == "ogbn_proteins" || base == "ogbn_mag") {
+    throw common::UsageError(
+        "'" + dir + "' is OGB's " +
+            (base == "ogbn_mag" ? "ogbn-mag, a heterogeneous graph"
+                                : "ogbn-proteins, 112 binary labels per node (ROC-AUC)"),
+        "sparsetrain trains single-label node classification: ogbn-arxiv, ogbn-products, "
+        "ogbn-papers100M, the Planetoid graphs, or your own in the same layout");
+  }
+  return info;
+}
+
+std::uint64_t count_missing_reverse(const std::vector<Edge>& pairs) {
+  std::vector<std::uint64_t> keys(pairs.size());
+  for (std::size_t i = 0; i < pairs.size(); ++i) {
+    keys[i] = (std::uint64_t{pairs[i].src} << 32) | pairs[i].dst;
+  }
+  std::sort(keys.begin(), keys.end());
+  std::uint64_t missing = 0;
+  for (const Edge& e : pairs) {
+    const std::uint64_t reverse = (std::uint64_t{e.dst} << 32) | e.src;
+    if (e.src != e.dst && !std::binary_search(keys.begin(), keys.end(), reverse)) ++missing;
+  }
+  return missing;
 }
 
 std::uint32_t infer_node_count(const std::vector<Edge>& pairs, const std::string& source) {
@@ -493,7 +552,7 @@ Graph load_edge_list(const std::string& path, const LoadOptions& options, std::u
   const std::uint32_t n = num_nodes > 0 ? num_nodes : infer_node_count(pairs, path);
   BuildOptions build = options.build;
   build.source = path;
-  if (options.directed_input) build.duplicates = DuplicatePolicy::kMerge;
+  if (options.symmetrize) build.duplicates = DuplicatePolicy::kMerge;
   Graph g = build_graph(n, std::move(pairs), build, &rep.build);
   rep.build_seconds = timer.seconds();
   return g;

@@ -9,6 +9,11 @@
 //   raw/node-feat.csv.gz       optional: one row of float32 per node
 //   raw/node-label.csv.gz      optional: one integer class per node
 //   split/<name>/{train,valid,test}.csv.gz   optional: node ids
+//   .sparsetrain-dataset.json  optional (`data fetch` writes it): the dataset's name, whether its
+//                              edges are directed, its split
+// A directory exactly as OGB's NodePropPredDataset leaves it (ROOT/ogbn_arxiv with raw/, split/,
+// processed/, mapping/) is this layout too: its name tells which OGB dataset it is
+// (dataset_info).
 // Every malformed input — bad number, wrong column count, id out of range, truncated gzip, a row
 // count that disagrees with the node count — throws UsageError naming FILE:LINE.
 #pragma once
@@ -22,9 +27,11 @@ namespace sparsetrain::teddy {
 
 struct LoadOptions {
   BuildOptions build;
-  // The edge file lists directed entries (both directions of an undirected edge, as OGB files with
-  // add_inverse_edge=False do): each entry is taken as an undirected pair and the repeats merged.
-  bool directed_input = false;
+  // The edge file lists directed edges (OGB's add_inverse_edge = False datasets, e.g. ogbn-arxiv's
+  // citations): each is taken as an undirected pair and the two directions of a pair merged —
+  // PyG's to_undirected / torch_sparse's to_symmetric, as the official TEDDY arxiv script does.
+  // A directory whose dataset_info says `directed` is refused without it.
+  bool symmetrize = false;
   bool load_features = true;  // false skips node-feat.csv.gz (it is the largest file)
 };
 
@@ -36,6 +43,23 @@ struct LoadReport {
   double build_seconds = 0;      // CSR construction
   double node_data_seconds = 0;  // features, labels, splits
 };
+
+// What a graph directory says about itself: its .sparsetrain-dataset.json, else (a directory
+// named ogbn_NAME, as OGB's NodePropPredDataset names it) OGB's metadata for NAME (master.csv):
+//   ogbn_arxiv, ogbn_papers100M   directed citations, split "time"
+//   ogbn_products                 undirected (each pair once), split "sales_ranking"
+// Anything else: unknown (undirected, no preferred split). UsageError for the OGB node datasets
+// this trainer cannot use as they are (ogbn_proteins: 112 binary labels per node, scored by
+// ROC-AUC; ogbn_mag: heterogeneous), and for a malformed .sparsetrain-dataset.json.
+struct DatasetInfo {
+  std::string name;       // "ogbn-arxiv"; empty when unknown
+  bool directed = false;  // edge.csv.gz lists directed edges: load it with symmetrize
+  std::string split;      // the split to train on under split/; empty when unknown
+};
+DatasetInfo dataset_info(const std::string& dir);
+
+// Directed edges (src != dst) of `pairs` whose reverse is not among them.
+std::uint64_t count_missing_reverse(const std::vector<Edge>& pairs);
 
 // Loads an OGB raw graph directory. A missing node-feat.csv.gz leaves features empty (PubMed);
 // commands that need features call require_features().

@@ -89,3 +89,68 @@ TEST_CASE("teddy run refuses a split that trains on test nodes or on nothing, be
   }
   fs::remove_all(root);
 }
+
+namespace {
+
+// A tiny ogbn-arxiv as OGB's NodePropPredDataset leaves it on disk (ROOT/ogbn_arxiv: raw/ with
+// directed citations and node_year, split/time, processed/, mapping/, RELEASE_v1.txt), written
+// with gzip(1) as OGB's files are. 12 nodes, 2 classes, 4 features; 14 citations, two pairs of
+// which cite each other (0↔1, 3↔4).
+std::filesystem::path write_ogb_arxiv(const std::filesystem::path& root) {
+  namespace fs = std::filesystem;
+  const fs::path d = root / "ogbn_arxiv";
+  fs::remove_all(d);
+  for (const char* sub : {"raw", "split/time", "processed", "mapping"})
+    fs::create_directories(d / sub);
+  auto gz = [](const fs::path& path, const std::string& text) {
+    const std::string plain = path.string().substr(0, path.string().size() - 3);
+    FILE* f = std::fopen(plain.c_str(), "w");
+    std::fputs(text.c_str(), f);
+    std::fclose(f);
+    REQUIRE(std::system(("gzip -nf '" + plain + "'").c_str()) == 0);
+  };
+  gz(d / "raw/edge.csv.gz",
+     "1,0\n2,0\n2,1\n3,2\n4,3\n5,4\n6,5\n7,6\n8,7\n9,8\n10,9\n0,1\n3,4\n11,10\n");
+  gz(d / "raw/num-node-list.csv.gz", "12\n");
+  gz(d / "raw/num-edge-list.csv.gz", "14\n");
+  std::string feat, label, year;
+  for (int v = 0; v < 12; ++v) {
+    feat += std::to_string(v % 3) + ",0.5," + std::to_string(v % 2) + ",1\n";
+    label += std::to_string(v % 2) + "\n";
+    year += std::to_string(2010 + v) + "\n";
+  }
+  gz(d / "raw/node-feat.csv.gz", feat);
+  gz(d / "raw/node-label.csv.gz", label);
+  gz(d / "raw/node_year.csv.gz", year);
+  gz(d / "split/time/train.csv.gz", "0\n1\n2\n3\n4\n5\n");
+  gz(d / "split/time/valid.csv.gz", "6\n7\n8\n");
+  gz(d / "split/time/test.csv.gz", "9\n10\n11\n");
+  std::fclose(std::fopen((d / "RELEASE_v1.txt").c_str(), "w"));
+  std::fclose(std::fopen((d / "processed/geometric_data_processed.pt").c_str(), "w"));
+  return d;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "an ogbn-arxiv directory as OGB leaves it trains with --symmetrize on its time split, "
+    "and without it stops naming the edges that lack their reverse") {
+  const auto root =
+      std::filesystem::temp_directory_path() / ("st-ogb-" + std::to_string(::getpid()));
+  const std::string dir = write_ogb_arxiv(root).string();
+  auto r = run_process(SPARSETRAIN_BINARY, {"teddy", "run", "--graph", dir, "--epochs", "2"});
+  INFO(r.err);
+  CHECK(r.exit_code == 2);
+  CHECK(r.err.find("lists directed edges (ogbn-arxiv: OGB's add_inverse_edge is False): 10 of its "
+                   "14 edges have no reverse") != std::string::npos);
+  CHECK(r.err.find("--symmetrize") != std::string::npos);
+  r = run_process(SPARSETRAIN_BINARY,
+                  {"teddy", "run", "--graph", dir, "--symmetrize", "--epochs", "3", "--hidden", "8",
+                   "--model", "sage", "--levels", "1", "--progress", "never", "--out", "-"});
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  const auto rec = nlohmann::json::parse(r.out.substr(r.out.find('{')));
+  CHECK(rec["metrics"]["split"] == "time");
+  CHECK(rec["metrics"]["edges"] == 14 - 2);  // two citations answered: 0↔1 and 3↔4 merge
+  std::filesystem::remove_all(root);
+}

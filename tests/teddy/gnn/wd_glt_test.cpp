@@ -57,8 +57,9 @@ at::Tensor autograd_sinkhorn(const at::Tensor& x, const at::Tensor& y, double ep
 
 }  // namespace
 
-TEST_CASE("at the official ε = 1e-3 the distance and its gradient equal autograd through torch's "
-          "logsumexp (float64)") {
+TEST_CASE(
+    "at the official ε = 1e-3 the distance and its gradient equal autograd through torch's "
+    "logsumexp (float64)") {
   torch::manual_seed(6);
   const at::Tensor x = torch::softmax(torch::randn({40, 7}, torch::kFloat64) * 3, 1);
   const at::Tensor y = torch::softmax(torch::randn({90, 7}, torch::kFloat64) * 3, 1);
@@ -98,8 +99,9 @@ TEST_CASE("the log-domain Sinkhorn distance equals the scaling form, iteration f
   }
 }
 
-TEST_CASE("one point against one is their Euclidean distance; a small ε finds the optimal "
-          "assignment") {
+TEST_CASE(
+    "one point against one is their Euclidean distance; a small ε finds the optimal "
+    "assignment") {
   const at::Tensor p = torch::tensor({{0.0, 0.0}}, torch::kFloat64);
   const at::Tensor q = torch::tensor({{3.0, 4.0}}, torch::kFloat64);
   CHECK(teddy::sinkhorn_distance(p, q).item<double>() == doctest::Approx(5.0));
@@ -110,7 +112,8 @@ TEST_CASE("one point against one is their Euclidean distance; a small ε finds t
   double best = 1e9;
   do {
     double c = 0;
-    for (int i = 0; i < 3; ++i) c += (x[i] - y[perm[static_cast<std::size_t>(i)]]).norm().item<double>();
+    for (int i = 0; i < 3; ++i)
+      c += (x[i] - y[perm[static_cast<std::size_t>(i)]]).norm().item<double>();
     best = std::min(best, c / 3);
   } while (std::next_permutation(perm.begin(), perm.end()));
   teddy::SinkhornOptions o;
@@ -142,21 +145,23 @@ TEST_CASE("the Sinkhorn distance's gradient matches finite differences (float64)
   }
 }
 
-TEST_CASE("the class-separation loss is minus the Sinkhorn distance of each predicted class to "
-          "the rest, classes predicted for none or all nodes skipped") {
+TEST_CASE(
+    "the class-separation loss is minus the Sinkhorn distance of each predicted class to "
+    "the rest, classes predicted for none or all nodes skipped") {
   // Five nodes, four classes: argmax 0, 0, 2, 2, 2 (classes 1 and 3 predicted for none).
-  const at::Tensor logits = torch::tensor(
-      {{2.0, 0.0, 1.0, 0.0}, {1.5, 0.2, 0.1, 0.0}, {0.0, 0.5, 3.0, 0.0}, {0.1, 0.0, 0.9, 0.2},
-       {0.0, 0.0, 2.0, 1.0}},
-      torch::kFloat64);
+  const at::Tensor logits = torch::tensor({{2.0, 0.0, 1.0, 0.0},
+                                           {1.5, 0.2, 0.1, 0.0},
+                                           {0.0, 0.5, 3.0, 0.0},
+                                           {0.1, 0.0, 0.9, 0.2},
+                                           {0.0, 0.0, 2.0, 1.0}},
+                                          torch::kFloat64);
   const at::Tensor p = torch::softmax(logits, 1);
   const at::Tensor first = torch::tensor({0, 1}), rest = torch::tensor({2, 3, 4});
   const teddy::SinkhornOptions o;
-  const double want = -(teddy::sinkhorn_distance(p.index_select(0, first), p.index_select(0, rest),
-                                                 o) +
-                        teddy::sinkhorn_distance(p.index_select(0, rest), p.index_select(0, first),
-                                                 o))
-                           .item<double>();
+  const double want =
+      -(teddy::sinkhorn_distance(p.index_select(0, first), p.index_select(0, rest), o) +
+        teddy::sinkhorn_distance(p.index_select(0, rest), p.index_select(0, first), o))
+           .item<double>();
   CHECK(teddy::class_separation_loss(logits, o).item<double>() == doctest::Approx(want));
   const at::Tensor one_class = torch::tensor({{1.0, 0.0}, {2.0, 0.5}}, torch::kFloat64);
   CHECK(teddy::class_separation_loss(one_class, o).item<double>() == 0.0);
@@ -178,17 +183,17 @@ TEST_CASE("the WD-GLT mask search keeps the edge mask in [0, 1] and prunes to th
   teddy::UgsPruner pruner(graph, model, options, 1);
   at::Tensor mask_seen;
   double lowest = 1, highest = 0;
-  pruner.search_masks(0, [&](teddy::GnnModelImpl& m, const teddy::GraphTensors& g,
-                             teddy::TrainOptions t) {
-    const auto inner = t.after_step;
-    t.after_step = [&, inner] {
-      inner();
-      lowest = std::min(lowest, t.edge_mask.min().item<double>());
-      highest = std::max(highest, t.edge_mask.max().item<double>());
-      mask_seen = t.edge_mask;
-    };
-    return teddy::train_node_classifier(m, g, t);
-  });
+  pruner.search_masks(
+      0, [&](teddy::GnnModelImpl& m, const teddy::GraphTensors& g, teddy::TrainOptions t) {
+        const auto inner = t.after_step;
+        t.after_step = [&, inner] {
+          inner();
+          lowest = std::min(lowest, t.edge_mask.min().item<double>());
+          highest = std::max(highest, t.edge_mask.max().item<double>());
+          mask_seen = t.edge_mask;
+        };
+        return teddy::train_node_classifier(m, g, t);
+      });
   REQUIRE(mask_seen.defined());
   CHECK(lowest >= 0.0);
   CHECK(highest <= 1.0);

@@ -192,7 +192,7 @@ TEST_CASE("directed input files are made undirected") {
       root, "g",
       {{"raw/edge.csv.gz", "0,1\n1,0\n1,2\n2,1\n2,3\n3,2\n"}, {"raw/num-edge-list.csv.gz", "6\n"}});
   teddy::LoadOptions o;
-  o.directed_input = true;
+  o.symmetrize = true;
   o.build.duplicates = teddy::DuplicatePolicy::kError;  // overridden: reverse entries are expected
   const auto g = teddy::load_graph(dir, o);
   CHECK(g.num_edges() == 3);
@@ -465,4 +465,33 @@ TEST_CASE("a node count beyond this machine's memory is refused before anything 
   CHECK(msg.find("node count 4000000000") != std::string::npos);
   CHECK(msg.find("num-node-list.csv.gz") != std::string::npos);
   CHECK(msg.find("more than this machine's") != std::string::npos);
+}
+
+TEST_CASE("dataset_info knows OGB's node datasets by directory name, and a fetched marker") {
+  test::ScratchDir root("io-info");
+  CHECK(teddy::dataset_info(root / "cora").name.empty());
+  const auto arxiv = teddy::dataset_info(root / "ogbn_arxiv");
+  CHECK(arxiv.name == "ogbn-arxiv");
+  CHECK(arxiv.directed);
+  CHECK(arxiv.split == "time");
+  CHECK(teddy::dataset_info(root / "ogbn_arxiv/").name == "ogbn-arxiv");
+  const auto products = teddy::dataset_info(root / "ogbn_products");
+  CHECK_FALSE(products.directed);
+  CHECK(products.split == "sales_ranking");
+  CHECK_THROWS_WITH_AS(teddy::dataset_info(root / "ogbn_proteins"), doctest::Contains("ROC-AUC"),
+                       common::UsageError);
+  CHECK_THROWS_WITH_AS(teddy::dataset_info(root / "ogbn_mag"), doctest::Contains("heterogeneous"),
+                       common::UsageError);
+  fs::create_directories(root / "fetched");
+  common::write_file_atomic(root / "fetched/.sparsetrain-dataset.json",
+                            R"({"name": "ogbn-arxiv", "directed": true, "split": "time"})");
+  CHECK(teddy::dataset_info(root / "fetched").directed);
+  common::write_file_atomic(root / "fetched/.sparsetrain-dataset.json", "{\"name\": ");
+  CHECK_THROWS_WITH_AS(teddy::dataset_info(root / "fetched"), doctest::Contains("dataset marker"),
+                       common::UsageError);
+}
+
+TEST_CASE("count_missing_reverse counts directed edges whose reverse is absent, loops aside") {
+  CHECK(teddy::count_missing_reverse({{0, 1}, {1, 0}, {1, 2}, {3, 3}, {2, 3}, {2, 3}}) == 3);
+  CHECK(teddy::count_missing_reverse({}) == 0);
 }
