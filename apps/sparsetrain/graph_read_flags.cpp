@@ -3,7 +3,9 @@
 namespace sparsetrain::cli {
 
 void GraphReadFlags::add_to(CLI::App* command) {
-  command->add_option("--duplicates", duplicates, "Repeated pairs: merge (keep the first), keep, error")
+  command
+      ->add_option("--duplicates", duplicates,
+                   "Repeated pairs: merge (keep the first), keep, error")
       ->check(CLI::IsMember({"merge", "keep", "error"}));
   command->add_option("--self-loops", self_loops, "Self loops: keep (never pruned), drop, error")
       ->check(CLI::IsMember({"keep", "drop", "error"}));

@@ -4,17 +4,24 @@
 //                 levels
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <iostream>
+#include <memory>
 
 #include "cli.h"
+#include "common/error.h"
 #include "common/log.h"
+#include "common/progress.h"
 #include "common/run/system_info.h"
+#include "common/units.h"
 #include "graph_read_flags.h"
 #include "teddy/graph/graph_io.h"
 #include "teddy/graph/graph_stats.h"
+#include "teddy/graph/gzip_file.h"
 #include "teddy/prune/edge_scorer.h"
 #include "teddy/prune/edge_selection.h"
+#include "teddy/prune/streaming_prune.h"
 
 namespace sparsetrain::cli {
 
@@ -31,7 +38,40 @@ struct PruneOptions {
   bool overwrite = false;
   GraphReadFlags read;
   int gzip_level = 1;
+  std::string mem;           // --mem: budget; the prune goes out of core when memory would not fit
+  bool out_of_core = false;  // --out-of-core: always stream (teddy/prune/streaming_prune.h)
 };
+
+// Bytes the in-memory prune of `graph` would take: the compressed edge file while it is parsed,
+// 31 per edge (bench/results/README.md: 29-31 measured) and 16 per node. The edge count is
+// num-edge-list.csv.gz's when there is one, else estimated from the file (4 compressed or 12
+// plain bytes per edge: short lines, so an overestimate for large ids).
+std::uint64_t in_memory_prune_bytes(const std::string& graph) {
+  namespace fs = std::filesystem;
+  const bool dir = fs::is_directory(graph);
+  const std::string edges_path = dir ? (fs::path(graph) / "raw" / "edge.csv.gz").string() : graph;
+  std::error_code ec;
+  const std::uint64_t file_bytes = fs::file_size(edges_path, ec);
+  if (ec) return 0;  // the loader names the missing file
+  std::uint64_t nodes = dir ? teddy::read_node_count(graph) : 0;
+  std::uint64_t edges = 0;
+  if (dir && fs::exists(fs::path(graph) / "raw" / "num-edge-list.csv.gz")) {
+    const std::string text(
+        teddy::read_text_file((fs::path(graph) / "raw" / "num-edge-list.csv.gz").string()).view());
+    edges = std::strtoull(text.c_str(), nullptr, 10);
+  }
+  if (edges == 0) {
+    std::FILE* f = std::fopen(edges_path.c_str(), "rb");
+    unsigned char magic[2] = {0, 0};
+    if (f != nullptr) {
+      if (std::fread(magic, 1, 2, f) != 2) magic[0] = 0;
+      std::fclose(f);
+    }
+    edges = file_bytes / (magic[0] == 0x1f && magic[1] == 0x8b ? 4 : 12);
+  }
+  if (nodes == 0) nodes = edges;  // an edge list: at most 2 per edge, usually fewer
+  return file_bytes + 31 * edges + 16 * nodes;
+}
 
 std::vector<double> requested_levels(const PruneOptions& o) {
   if (o.levels == "paper") {
@@ -75,6 +115,97 @@ void prepare_output(const PruneOptions& o, std::size_t levels) {
   }
 }
 
+// True when --mem is given and the in-memory prune would not fit it (then the streaming one must).
+bool out_of_core_needed(const PruneOptions& o) {
+  if (o.mem.empty()) return false;
+  const std::uint64_t budget = common::parse_bytes(o.mem);
+  const std::uint64_t need = in_memory_prune_bytes(o.graph);
+  if (need <= budget) return false;
+  common::log_info("the in-memory prune needs about ", common::format_bytes(double(need)),
+                   ", more than --mem ", common::format_bytes(double(budget)),
+                   ": pruning out of core (passes over the edge file)");
+  return true;
+}
+
+void run_streaming_prune(const PruneOptions& o, const std::vector<double>& levels,
+                         CommandContext& ctx) {
+  teddy::StreamingPruneOptions so;
+  so.scorer = o.scorer;
+  so.sparsities = levels;
+  so.overwrite = o.overwrite;
+  so.gzip_level = o.gzip_level;
+  for (std::size_t i = 0; !o.out_graph.empty() && i < levels.size(); ++i)
+    so.out_dirs.push_back(level_dir(o.out_graph, i, levels.size()));
+  if (o.read.options().symmetrize) {
+    throw common::UsageError(
+        "--symmetrize needs the in-memory prune (merging a pair's two "
+        "directions needs memory per edge)",
+        "drop --out-of-core, or raise --mem");
+  }
+  // O(nodes) must fit the budget: checked once the node count is known (pass 1), and before it
+  // for a directory, whose count is on file.
+  const std::uint64_t budget = o.mem.empty() ? 0 : common::parse_bytes(o.mem);
+  const auto check_budget = [&](std::uint64_t nodes) {
+    const std::uint64_t need = teddy::streaming_prune_bytes(nodes, levels.size());
+    if (budget > 0 && need > budget) {
+      throw common::UsageError(
+          "--mem " + common::format_bytes(double(budget)) +
+              " is too small even for the out-of-core prune: " + std::to_string(nodes) +
+              " nodes need " + common::format_bytes(double(need)),
+          "raise --mem to at least " + common::format_bytes(double(need)));
+    }
+  };
+  if (std::filesystem::is_directory(o.graph)) check_budget(teddy::read_node_count(o.graph));
+  std::unique_ptr<common::Progress> bar;
+  teddy::StreamingPruneResult r;
+  {
+    auto t = ctx.record.timings().scope("stream");
+    r = teddy::prune_streaming(o.graph, so, [&](const std::string& name, int index) {
+      if (bar) bar->finish();
+      bar = std::make_unique<common::Progress>("pass " + std::to_string(index) + " " + name, 0,
+                                               "passes");
+      common::check_interrupt();
+    });
+    if (bar) bar->finish();
+  }
+  check_budget(r.num_nodes);
+  nlohmann::json& m = ctx.record.metrics();
+  m["mode"] = "out-of-core";
+  m["scorer"] = o.scorer;
+  m["edges_before"] = r.num_edges;
+  m["nodes"] = r.num_nodes;
+  m["self_loops"] = r.self_loops;
+  m["passes"] = r.passes;
+  m["tie_break"] = "score as float32 ascending, then edge id ascending; self loops never pruned";
+  nlohmann::json out_levels = nlohmann::json::array();
+  for (std::size_t i = 0; i < levels.size(); ++i) {
+    const double achieved =
+        r.num_edges ? static_cast<double>(r.pruned[i]) / static_cast<double>(r.num_edges) : 0.0;
+    nlohmann::json level = {{"level", i + 1},
+                            {"graph_sparsity", levels[i]},
+                            {"edges_pruned", r.pruned[i]},
+                            {"edges_after", r.num_edges - r.pruned[i]},
+                            {"achieved_sparsity", achieved},
+                            {"threshold_score", r.threshold[i]}};
+    if (!o.out_graph.empty() && levels.size() > 1)
+      level["dir"] = level_dir("", i, levels.size()).substr(1);
+    std::printf("level %2zu  sparsity %.4f  edges %llu -> %llu (achieved %.4f)\n", i + 1, levels[i],
+                static_cast<unsigned long long>(r.num_edges),
+                static_cast<unsigned long long>(r.num_edges - r.pruned[i]), achieved);
+    out_levels.push_back(std::move(level));
+  }
+  if (levels.size() == 1) {
+    m["graph_sparsity"] = levels[0];
+    m["edges_after"] = out_levels[0]["edges_after"];
+    m["achieved_sparsity"] = out_levels[0]["achieved_sparsity"];
+  }
+  m["levels"] = std::move(out_levels);
+  m["bytes_written"] = r.bytes_written;
+  ctx.record.run_extra()["bytes_read"] = r.bytes_read;
+  ctx.record.run_extra()["memory_planned_bytes"] = r.memory_bytes;
+  ctx.record.run_extra()["peak_rss_bytes"] = common::peak_rss_bytes();
+}
+
 void run_prune(const PruneOptions& o, CommandContext& ctx) {
   const std::vector<double> levels = requested_levels(o);
   const auto scorer = teddy::make_edge_scorer(o.scorer, ctx.global.seed);
@@ -85,6 +216,10 @@ void run_prune(const PruneOptions& o, CommandContext& ctx) {
     return;
   }
   if (!o.out_graph.empty()) prepare_output(o, levels.size());
+  if (o.out_of_core || out_of_core_needed(o)) {
+    run_streaming_prune(o, levels, ctx);
+    return;
+  }
   const std::uint64_t rss_before = common::peak_rss_bytes();
   teddy::LoadReport load;
   teddy::Graph g = [&] {
@@ -198,6 +333,11 @@ void add_teddy_commands(CLI::App& app) {
   p->add_flag("--overwrite", o->overwrite, "Replace existing output graph directories");
   o->read.add_to(p);
   add_gzip_level_option(p, o->gzip_level);
+  p->add_option("--mem", o->mem,
+                "Memory budget (e.g. 8GiB): when the in-memory prune would need more, prune out "
+                "of core (passes over the edge file, O(nodes) memory, the same kept edges)");
+  p->add_flag("--out-of-core", o->out_of_core,
+              "Always prune out of core (teddy and degree scorers; no graph statistics)");
   p->footer(
       "Selection: k = floor(S * m) undirected pairs (m counts self loops, as the official code "
       "counts\n"

@@ -477,6 +477,31 @@ Graph load_graph(const std::string& dir, const LoadOptions& options, LoadReport*
   return g;
 }
 
+std::uint64_t stream_edge_file(const std::string& path, bool whitespace, std::uint32_t num_nodes,
+                               const std::function<void(const Edge*, std::size_t)>& block) {
+  constexpr std::size_t kBlock = std::size_t{1} << 16;
+  TextFileReader reader(path);
+  std::vector<Edge> edges(kBlock);
+  std::size_t n = 0;
+  std::string_view line;
+  const auto where = [&] { return reader.where(); };
+  while (reader.next_line(line)) {
+    if (parse_edge_line(line, whitespace, num_nodes, edges[n], where) && ++n == kBlock) {
+      block(edges.data(), n);
+      n = 0;
+    }
+  }
+  if (n > 0) block(edges.data(), n);
+  return reader.file_bytes();
+}
+
+std::uint32_t read_node_count(const std::string& dir) {
+  LoadReport report;
+  return static_cast<std::uint32_t>(
+      read_single_count((fs::path(dir) / "raw" / "num-node-list.csv.gz").string(), UINT32_MAX - 1,
+                        "node count", report));
+}
+
 DatasetInfo dataset_info(const std::string& dir) {
   DatasetInfo info;
   const std::string marker = (fs::path(dir) / ".sparsetrain-dataset.json").string();

@@ -19,6 +19,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "teddy/graph/graph.h"
@@ -101,6 +102,16 @@ struct SaveReport {
 // data unchanged) without building it in memory.
 void save_graph(const Graph& graph, const std::string& dir, const SaveOptions& options,
                 SaveReport* report = nullptr, const std::vector<std::uint8_t>* keep = nullptr);
+
+// Streams the edges of an edge file (gzip or plain; edge-list syntax when `whitespace`) in file
+// order, in blocks of up to 64 Ki edges: block(edges, count). Memory: the block and zlib's
+// window, not the file. The same syntax and FILE:LINE errors as the readers above; ids must be
+// below `num_nodes` (0: below 2^32 - 1). Returns the on-disk bytes of the file.
+std::uint64_t stream_edge_file(const std::string& path, bool whitespace, std::uint32_t num_nodes,
+                               const std::function<void(const Edge*, std::size_t)>& block);
+
+// The node count of an OGB raw directory (raw/num-node-list.csv.gz); UsageError naming the file.
+std::uint32_t read_node_count(const std::string& dir);
 
 // Parses edge CSV / edge-list text held in memory (the fuzz harness and tests): the same code
 // path as the file readers. `whitespace` selects edge-list syntax. Returns the pairs. Runs on all

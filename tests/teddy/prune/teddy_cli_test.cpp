@@ -177,3 +177,36 @@ TEST_CASE("a disk fault while writing --out-graph or the record: one line, exit 
   for ([[maybe_unused]] const auto& e : fs::directory_iterator(dir)) ++entries;
   CHECK(entries == 1);  // the old record only: no temporary file or tree
 }
+
+TEST_CASE(
+    "--mem picks the out-of-core prune when memory would not fit, with the same edges; a "
+    "--mem too small even for it is exit 2 with nothing written") {
+  const fs::path dir = scratch() / "mem";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  REQUIRE(run_sparsetrain({"graph", "generate", "powerlaw", "--edges", "200000", "--out-graph",
+                           (dir / "g").string()})
+              .exit_code == 0);
+  const std::vector<std::string> prune = {
+      "teddy", "prune", "--graph", (dir / "g").string(), "--graph-sparsity", "0.4"};
+  auto with = [&](std::vector<std::string> extra) {
+    std::vector<std::string> args = prune;
+    args.insert(args.end(), extra.begin(), extra.end());
+    return run_sparsetrain(args);
+  };
+  REQUIRE(with({"--out-graph", (dir / "mem").string()}).exit_code == 0);
+  const auto streamed = with(
+      {"--out-graph", (dir / "ooc").string(), "--mem", "4MiB", "--out", (dir / "r.json").string()});
+  INFO(streamed.err);
+  REQUIRE(streamed.exit_code == 0);
+  CHECK(streamed.err.find("pruning out of core") != std::string::npos);
+  CHECK(read_json(dir / "r.json")["metrics"]["mode"] == "out-of-core");
+  CHECK(read_bytes(dir / "mem/raw/edge.csv.gz") == read_bytes(dir / "ooc/raw/edge.csv.gz"));
+  const auto tiny = with({"--out-graph", (dir / "none").string(), "--mem", "64KiB"});
+  CHECK(tiny.exit_code == 2);
+  CHECK(tiny.err.find("too small even for the out-of-core prune") != std::string::npos);
+  CHECK_FALSE(fs::exists(dir / "none"));
+  const auto sym = with({"--out-of-core", "--symmetrize"});
+  CHECK(sym.exit_code == 2);
+  CHECK(sym.err.find("--symmetrize needs the in-memory prune") != std::string::npos);
+}
