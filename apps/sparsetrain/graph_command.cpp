@@ -82,6 +82,7 @@ struct GenerateOptions {
   std::uint32_t classes = 7;
   std::uint32_t feature_dim = 1433;
   double homophily = 0.81;
+  double degree_exponent = 0;
   double signal = 1.0;
   std::string features = "gaussian";
   std::uint32_t words = 18;
@@ -104,6 +105,7 @@ void run_generate(const GenerateOptions& o, CommandContext& ctx) {
       c.classes = o.classes;
       c.feature_dim = o.feature_dim;
       c.homophily = o.homophily;
+      c.degree_exponent = o.degree_exponent;
       c.signal = o.signal;
       c.features =
           o.features == "words" ? teddy::CsbmFeatures::kWords : teddy::CsbmFeatures::kGaussian;
@@ -179,6 +181,9 @@ void add_graph_commands(CLI::App& app) {
                 "Undirected edges, exact (csbm default 5278; powerlaw default 1e6)");
   g->add_option("--classes", gen->classes, "csbm: classes")->check(CLI::Range(2, 1000));
   g->add_option("--feature-dim", gen->feature_dim, "csbm: feature dimension (0 = none)");
+  g->add_option("--degree-exponent", gen->degree_exponent,
+                "csbm: power-law tail exponent of the degrees (degree-corrected SBM, > 2; about "
+                "2.5 for ogbn-products); 0: Poisson degrees");
   g->add_option("--homophily", gen->homophily, "csbm: fraction of edges inside a class")
       ->check(CLI::Range(0.0, 1.0));
   g->add_option("--signal", gen->signal,

@@ -130,13 +130,46 @@ Graph generate_csbm(const CsbmOptions& o) {
   std::vector<std::vector<std::uint32_t>> members(o.classes);
   for (std::uint32_t v = 0; v < o.nodes; ++v)
     members[static_cast<std::size_t>(g.labels[v])].push_back(v);
+  if (o.degree_exponent != 0 && !(o.degree_exponent > 2)) {
+    throw common::UsageError("--degree-exponent must exceed 2 (or be 0 for Poisson degrees)",
+                             "ogbn-products-like skew is about 2.5");
+  }
+  // Degree correction: cumulative θ over all nodes (the first end) and per class (the second).
+  const bool skewed = o.degree_exponent > 2;
+  std::vector<double> all_cum, weight;
+  std::vector<std::vector<double>> class_cum(o.classes);
+  if (skewed) {
+    weight.resize(o.nodes);
+    double total = 0;
+    for (double& w : weight) {
+      w = std::pow(1.0 - rng.uniform(), -1.0 / (o.degree_exponent - 1.0));  // Pareto, θ >= 1
+      total += w;
+    }
+    // Expected degree 2·edges·θ/Σθ at most sqrt(2·edges): clip once (it barely moves Σθ).
+    const double cap = total * std::sqrt(2.0 * static_cast<double>(o.edges)) /
+                       (2.0 * static_cast<double>(o.edges));
+    for (double& w : weight) w = std::min(w, cap);
+    all_cum.resize(o.nodes);
+    double run = 0;
+    for (std::uint32_t v = 0; v < o.nodes; ++v) all_cum[v] = run += weight[v];
+    for (std::uint32_t c = 0; c < o.classes; ++c) {
+      double r = 0;
+      for (const std::uint32_t v : members[c]) class_cum[c].push_back(r += weight[v]);
+    }
+  }
+  // Index drawn ∝ the weights whose running sums are `cum`.
+  const auto draw = [&](const std::vector<double>& cum) {
+    const double x = rng.uniform() * cum.back();
+    const auto at = std::upper_bound(cum.begin(), cum.end(), x) - cum.begin();
+    return static_cast<std::size_t>(std::min<std::ptrdiff_t>(at, std::ptrdiff_t(cum.size()) - 1));
+  };
 
   std::unordered_set<std::uint64_t> seen;
   seen.reserve(o.edges * 2);
   std::vector<Edge> edges;
   edges.reserve(o.edges);
   while (edges.size() < o.edges) {
-    const auto u = static_cast<std::uint32_t>(rng.below(o.nodes));
+    const auto u = static_cast<std::uint32_t>(skewed ? draw(all_cum) : rng.below(o.nodes));
     const auto cu = static_cast<std::uint32_t>(g.labels[u]);
     std::uint32_t cv = cu;
     if (rng.uniform() >= o.homophily) {
@@ -144,7 +177,7 @@ Graph generate_csbm(const CsbmOptions& o) {
       if (cv >= cu) ++cv;
     }
     const auto& pool = members[cv];
-    const std::uint32_t v = pool[rng.below(pool.size())];
+    const std::uint32_t v = pool[skewed ? draw(class_cum[cv]) : rng.below(pool.size())];
     if (u == v) continue;
     const Edge e{std::min(u, v), std::max(u, v)};
     if (!seen.insert((std::uint64_t{e.src} << 32) | e.dst).second) continue;

@@ -11,7 +11,12 @@
 //              probability signal / (1 + signal), else uniform over all d; ~1.3 % non-zero at
 //              Cora's size, so GNNs train at Cora's speed); labels; and a Planetoid-style "public"
 //              split (20 train nodes per class, 500 valid, 1000 test, or 5/18/37 % of the nodes
-//              when the graph is too small). Cora-sized by default.
+//              when the graph is too small). Cora-sized by default. With `degree_exponent` γ > 2
+//              the model is degree-corrected (Karrer & Newman 2011): node v carries a weight
+//              θ_v ~ Pareto with tail exponent γ (P(θ > t) ~ t^-(γ-1), capped so no expected
+//              degree exceeds sqrt(2·edges)), and both ends of an edge are drawn ∝ θ (within the
+//              chosen class for the second), so degrees follow a power law like real graphs'
+//              (ogbn-products: mean 51, max 17k) instead of being Poisson.
 //   powerlaw   R-MAT (Graph500 quadrant probabilities a=0.57, b=c=0.19, d=0.05) over 2^scale
 //              nodes, node ids scrambled by a seeded permutation, self loops dropped and
 //              duplicates removed until exactly `edges` distinct pairs remain. Structure only.
@@ -36,6 +41,7 @@ struct CsbmOptions {
                             // of a word coming from the class topic
   CsbmFeatures features = CsbmFeatures::kGaussian;
   std::uint32_t words = 18;  // kWords: distinct words (1-entries) per node (Cora: 18.2 on average)
+  double degree_exponent = 0;  // 0: uniform endpoints (Poisson degrees); > 2: power-law degrees
   std::uint64_t seed = 0;
 };
 

@@ -76,9 +76,9 @@ std::uint64_t streaming_prune_bytes(std::uint64_t num_nodes, std::size_t levels)
 StreamingPruneResult prune_streaming(const std::string& graph, const StreamingPruneOptions& o,
                                      const std::function<void(const std::string&, int)>& pass) {
   if (o.scorer != "teddy" && o.scorer != "degree") {
-    throw common::UsageError("the out-of-core prune scores with teddy or degree, not '" +
-                                 o.scorer + "'",
-                             "use --scorer teddy or degree, or a --mem the in-memory prune fits");
+    throw common::UsageError(
+        "the out-of-core prune scores with teddy or degree, not '" + o.scorer + "'",
+        "use --scorer teddy or degree, or a --mem the in-memory prune fits");
   }
   ST_ASSERT(o.out_dirs.empty() || o.out_dirs.size() == o.sparsities.size(),
             "one output directory per level");
@@ -111,8 +111,10 @@ StreamingPruneResult prune_streaming(const std::string& graph, const StreamingPr
       const std::uint32_t hi = std::max(e[i].src, e[i].dst);
       if (hi >= degree.size()) degree.resize(std::size_t{hi} + 1, 0);  // edge lists only
       ++degree[e[i].src];
-      if (e[i].src != e[i].dst) ++degree[e[i].dst];
-      else ++r.self_loops;
+      if (e[i].src != e[i].dst)
+        ++degree[e[i].dst];
+      else
+        ++r.self_loops;
     }
     r.num_edges += n;
   });
@@ -144,8 +146,8 @@ StreamingPruneResult prune_streaming(const std::string& graph, const StreamingPr
   const auto score = [&](const Edge& e) -> float {
     if (e.src == e.dst) return std::numeric_limits<float>::infinity();
     if (teddy) return static_cast<float>(factor[e.src] * factor[e.dst]);
-    return static_cast<float>(1.0 / (static_cast<double>(degree[e.src]) *
-                                     static_cast<double>(degree[e.dst])));
+    return static_cast<float>(
+        1.0 / (static_cast<double>(degree[e.src]) * static_cast<double>(degree[e.dst])));
   };
 
   const std::size_t levels = o.sparsities.size();
@@ -181,8 +183,8 @@ StreamingPruneResult prune_streaming(const std::string& graph, const StreamingPr
       }
     }
   });
-  std::vector<std::uint32_t> cut(levels, 0);      // threshold bits
-  std::vector<std::uint64_t> quota(levels, 0);    // edges scoring exactly the threshold to prune
+  std::vector<std::uint32_t> cut(levels, 0);    // threshold bits
+  std::vector<std::uint64_t> quota(levels, 0);  // edges scoring exactly the threshold to prune
   r.threshold.assign(levels, 0.0f);
   for (std::size_t l = 0; l < levels; ++l) {
     if (r.pruned[l] == 0) continue;

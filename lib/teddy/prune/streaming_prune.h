@@ -23,8 +23,8 @@
 namespace sparsetrain::teddy {
 
 struct StreamingPruneOptions {
-  std::string scorer = "teddy";     // teddy | degree
-  std::vector<double> sparsities;   // ascending fractions of the undirected edges to prune
+  std::string scorer = "teddy";       // teddy | degree
+  std::vector<double> sparsities;     // ascending fractions of the undirected edges to prune
   std::vector<std::string> out_dirs;  // one OGB directory per level, or empty: count only
   bool overwrite = false;
   int gzip_level = 1;
@@ -32,11 +32,11 @@ struct StreamingPruneOptions {
 
 struct StreamingPruneResult {
   std::uint64_t num_nodes = 0, num_edges = 0, self_loops = 0;
-  std::vector<std::uint64_t> pruned;    // per level: k = floor(s · m), capped at the non-loops
-  std::vector<float> threshold;         // per level: the score of its k-th pruned edge
-  std::uint64_t bytes_read = 0;         // on disk, over all passes
+  std::vector<std::uint64_t> pruned;  // per level: k = floor(s · m), capped at the non-loops
+  std::vector<float> threshold;       // per level: the score of its k-th pruned edge
+  std::uint64_t bytes_read = 0;       // on disk, over all passes
   std::uint64_t bytes_written = 0;
-  std::uint64_t memory_bytes = 0;       // what the passes allocate (streaming_prune_bytes)
+  std::uint64_t memory_bytes = 0;  // what the passes allocate (streaming_prune_bytes)
   int passes = 0;
 };
 

@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <set>
 #include <string>
 #include <tuple>
@@ -230,4 +231,30 @@ TEST_CASE("a split with an empty part, a node twice or a node in two parts is re
     CHECK_THROWS_WITH_AS(teddy::check_node_split(c.split, 6, "public"),
                          doctest::Contains(c.expect.c_str()), common::UsageError);
   }
+}
+
+TEST_CASE("a degree-corrected csbm has power-law degrees, the exact edge count and its homophily") {
+  teddy::CsbmOptions o;
+  o.nodes = 20000;
+  o.edges = 200000;
+  o.classes = 5;
+  o.feature_dim = 0;
+  const teddy::Graph flat = teddy::generate_csbm(o);
+  o.degree_exponent = 2.5;
+  const teddy::Graph skewed = teddy::generate_csbm(o);
+  CHECK(skewed.num_edges() == o.edges);
+  auto max_degree = [](const teddy::Graph& g) {
+    std::uint64_t best = 0;
+    for (std::uint32_t v = 0; v < g.num_nodes; ++v) best = std::max(best, g.degree(v));
+    return best;
+  };
+  const double mean = 2.0 * static_cast<double>(o.edges) / o.nodes;  // 20
+  CHECK(static_cast<double>(max_degree(flat)) < 3 * mean);           // Poisson: max ≈ 40
+  CHECK(static_cast<double>(max_degree(skewed)) > 10 * mean);        // power law: hubs
+  CHECK(static_cast<double>(max_degree(skewed)) <= 1.5 * std::sqrt(2.0 * o.edges));  // the cap
+  std::uint64_t inside = 0;
+  for (const teddy::Edge& e : skewed.edges) inside += skewed.labels[e.src] == skewed.labels[e.dst];
+  CHECK(static_cast<double>(inside) / o.edges == doctest::Approx(0.81).epsilon(0.02));
+  o.degree_exponent = 1.5;
+  CHECK_THROWS_AS(teddy::generate_csbm(o), common::UsageError);
 }

@@ -33,8 +33,8 @@ std::vector<std::string> in_memory(const teddy::Graph& g, const std::string& sco
     for (std::size_t e = 0; e < g.num_edges(); ++e) {
       if (!keep[e]) continue;
       const teddy::Edge x = g.edges[e];
-      text += std::to_string(std::min(x.src, x.dst)) + "," + std::to_string(std::max(x.src, x.dst)) +
-              "\n";
+      text += std::to_string(std::min(x.src, x.dst)) + "," +
+              std::to_string(std::max(x.src, x.dst)) + "\n";
     }
     out.push_back(text);
   }
@@ -51,7 +51,8 @@ std::string ring_edge_list(std::uint32_t n) {
   std::string text = "# a ring with chords\n";
   for (std::uint32_t v = 0; v < n; ++v) {
     text += std::to_string(v) + " " + std::to_string((v + 1) % n) + "\n";
-    if (v % 2 == 0 && v < n / 2) text += std::to_string(v) + "\t" + std::to_string(v + n / 2) + "\n";
+    if (v % 2 == 0 && v < n / 2)
+      text += std::to_string(v) + "\t" + std::to_string(v + n / 2) + "\n";
     if (v % 7 == 0) text += std::to_string(v) + " " + std::to_string(v) + "\n";
     if (v == n / 3) text += "\n% a comment\n";
   }
@@ -92,8 +93,9 @@ TEST_CASE("the out-of-core prune keeps the in-memory prune's edges at every leve
   }
 }
 
-TEST_CASE("an OGB directory prunes out of core with its node data copied, and bad input is "
-          "refused before anything is written") {
+TEST_CASE(
+    "an OGB directory prunes out of core with its node data copied, and bad input is "
+    "refused before anything is written") {
   test::ScratchDir root("stream-dir");
   auto g = test::triangle_pendant();
   g.labels = {0, 1, 0, 1};
