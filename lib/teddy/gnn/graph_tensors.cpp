@@ -1,6 +1,7 @@
 // Graph → tensors for GNN training (see graph_tensors.h).
 #include "teddy/gnn/graph_tensors.h"
 
+#include <ATen/Parallel.h>
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -37,6 +38,27 @@ void set_features(const Graph& graph, GraphTensors& t) {
   float shift = 0;
   if (!graph.features.empty()) {
     shift = *std::min_element(graph.features.begin(), graph.features.end());
+  }
+  std::int64_t nonzero = 0;
+  for (const float x : graph.features) nonzero += x != shift;
+  if (n * f > 0 && nonzero > kCsrFeatureLimit &&
+      static_cast<double>(nonzero) / static_cast<double>(n * f) > kDenseFeatureDensity) {
+    // Large and dense (ogbn-products: 2.4·10^8 values): the dense matrix only, filled row by row
+    // (the CSR copy with its int64 triplets would take 5x the memory for nothing).
+    t.x_dense = torch::empty({n, f}, torch::kFloat32);
+    float* out = t.x_dense.data_ptr<float>();
+    at::parallel_for(0, n, 1024, [&](std::int64_t lo, std::int64_t hi) {
+      for (std::int64_t v = lo; v < hi; ++v) {
+        const float* row = graph.features.data() + v * f;
+        double sum = 0;
+        for (std::int64_t j = 0; j < f; ++j) sum += static_cast<double>(row[j] - shift);
+        const double scale = 1.0 / std::max(sum, 1.0);
+        for (std::int64_t j = 0; j < f; ++j) {
+          out[v * f + j] = static_cast<float>((row[j] - shift) * scale);
+        }
+      }
+    });
+    return;
   }
   std::vector<std::int64_t> rows, cols;
   std::vector<float> vals;
@@ -89,92 +111,101 @@ void set_features(const Graph& graph, GraphTensors& t) {
 }
 
 // t.edge_*, t.src/dst, t.gcn_norm, t.mean_norm, the CSR index tensors: the kept edges plus self
-// loops.
+// loops. Rows (one per dst, in node order) hold the node's kept CSR entries sorted by src (ties
+// in edge-id order) with an added self loop where the node has none; each row is filled on its
+// own, in parallel, straight into the tensors (a graph of 10^8 entries: no per-entry vectors,
+// no global sort).
 void set_adjacency(const Graph& graph, const std::vector<std::uint8_t>* keep, GraphTensors& t) {
   const std::int64_t n = t.num_nodes;
-  // Entries in CSR row order (row = dst), then an added self loop for nodes that lack one.
-  std::vector<std::int64_t> src, dst, eid;
-  std::vector<std::uint8_t> added;
-  std::vector<std::int64_t> deg(static_cast<std::size_t>(n), 0);
-  std::vector<std::uint8_t> kept_edge(graph.num_edges(), 0);
-  for (std::int64_t v = 0; v < n; ++v) {
-    bool has_loop = false;
-    for (std::uint64_t k = graph.offsets[v]; k < graph.offsets[v + 1]; ++k) {
-      const std::uint32_t e = graph.neighbor_edges[k];
-      if (keep && !(*keep)[e]) continue;
-      kept_edge[e] = 1;
-      const std::uint32_t u = graph.neighbors[k];
-      has_loop |= u == static_cast<std::uint32_t>(v);
-      src.push_back(u);
-      dst.push_back(v);
-      eid.push_back(e);
-      added.push_back(0);
+  const auto kept = [&](std::uint32_t e) { return keep == nullptr || (*keep)[e] != 0; };
+  // Row sizes: the kept entries, plus the added loop.
+  at::Tensor row_ptr = torch::empty({n + 1}, torch::kInt64);
+  std::int64_t* rp = row_ptr.data_ptr<std::int64_t>();
+  std::vector<std::uint8_t> needs_loop(static_cast<std::size_t>(n));
+  rp[0] = 0;
+  at::parallel_for(0, n, 4096, [&](std::int64_t lo, std::int64_t hi) {
+    for (std::int64_t v = lo; v < hi; ++v) {
+      std::int64_t count = 0;
+      bool has_loop = false;
+      for (std::uint64_t k = graph.offsets[v]; k < graph.offsets[v + 1]; ++k) {
+        if (!kept(graph.neighbor_edges[k])) continue;
+        ++count;
+        has_loop |= graph.neighbors[k] == static_cast<std::uint32_t>(v);
+      }
+      needs_loop[static_cast<std::size_t>(v)] = !has_loop;
+      rp[v + 1] = count + (has_loop ? 0 : 1);
     }
-    if (!has_loop) {
-      src.push_back(v);
-      dst.push_back(v);
-      eid.push_back(-1);
-      added.push_back(1);
+  });
+  for (std::int64_t v = 0; v < n; ++v) rp[v + 1] += rp[v];
+  const std::int64_t entries = rp[n];
+  at::Tensor src = torch::empty({entries}, torch::kInt64),
+             dst = torch::empty({entries}, torch::kInt64);
+  at::Tensor eid = torch::empty({entries}, torch::kInt64);
+  at::Tensor added = torch::empty({entries}, torch::kBool);
+  std::int64_t* sp = src.data_ptr<std::int64_t>();
+  std::int64_t* dp = dst.data_ptr<std::int64_t>();
+  std::int64_t* ep = eid.data_ptr<std::int64_t>();
+  bool* ap = added.data_ptr<bool>();
+  at::parallel_for(0, n, 4096, [&](std::int64_t lo, std::int64_t hi) {
+    std::vector<std::pair<std::int64_t, std::int64_t>> row;  // (src, edge id), -1 = added loop
+    for (std::int64_t v = lo; v < hi; ++v) {
+      row.clear();
+      for (std::uint64_t k = graph.offsets[v]; k < graph.offsets[v + 1]; ++k) {
+        const std::uint32_t e = graph.neighbor_edges[k];
+        if (kept(e)) row.emplace_back(graph.neighbors[k], e);
+      }
+      if (needs_loop[static_cast<std::size_t>(v)]) row.emplace_back(v, -1);
+      // by src; CSR rows are in edge-id order already and the loop last: stable keeps that
+      std::stable_sort(row.begin(), row.end(),
+                       [](const auto& a, const auto& b) { return a.first < b.first; });
+      std::int64_t at = rp[v];
+      for (const auto& [u, e] : row) {
+        sp[at] = u;
+        dp[at] = v;
+        ep[at] = e;
+        ap[at] = e < 0;
+        ++at;
+      }
     }
-  }
-  // Sort each row by src (CSR rows need not be sorted; the added loop was appended last).
+  });
+  std::vector<std::uint8_t>().swap(needs_loop);
+  // Degrees: every entry (GCN, with the added loops); own entries (GraphSAGE's mean, without).
+  // Computed as (1 / sqrt(d_dst)) / sqrt(d_src) in float64, then rounded once to float32.
+  const at::Tensor deg = row_ptr.slice(0, 1).sub(row_ptr.slice(0, 0, n)).to(torch::kFloat64);
+  const at::Tensor added_per_row =
+      torch::zeros({n}, torch::kFloat64).index_add_(0, dst, added.to(torch::kFloat64));
+  const at::Tensor own = deg - added_per_row;
+  const at::Tensor sqrt_deg = deg.sqrt();
+  t.gcn_norm = (sqrt_deg.reciprocal().index_select(0, dst) / sqrt_deg.index_select(0, src))
+                   .to(torch::kFloat32);
+  t.mean_norm =
+      torch::where(added, torch::zeros({}, torch::kFloat64), own.reciprocal().index_select(0, dst))
+          .to(torch::kFloat32);
+  // The transpose: entries ordered by (src, dst), a stable counting sort by src.
+  at::Tensor t_row_ptr = torch::zeros({n + 1}, torch::kInt64);
+  std::int64_t* tp = t_row_ptr.data_ptr<std::int64_t>();
+  for (std::int64_t i = 0; i < entries; ++i) ++tp[sp[i] + 1];
+  for (std::int64_t v = 0; v < n; ++v) tp[v + 1] += tp[v];
+  at::Tensor t_perm = torch::empty({entries}, torch::kInt64);
   {
-    std::vector<std::size_t> order(src.size());
-    for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
-    std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
-      return dst[a] != dst[b] ? dst[a] < dst[b] : src[a] < src[b];
-    });
-    auto permute = [&](auto& v) {
-      auto copy = v;
-      for (std::size_t i = 0; i < order.size(); ++i) v[i] = copy[order[i]];
-    };
-    permute(src);
-    permute(dst);
-    permute(eid);
-    permute(added);
+    std::int64_t* pp = t_perm.data_ptr<std::int64_t>();
+    std::vector<std::int64_t> next(tp, tp + n);
+    for (std::int64_t i = 0; i < entries; ++i) pp[next[static_cast<std::size_t>(sp[i])]++] = i;
   }
-  for (std::int64_t d : dst) ++deg[static_cast<std::size_t>(d)];
-  std::vector<float> norm(src.size());
-  for (std::size_t i = 0; i < src.size(); ++i) {
-    norm[i] = static_cast<float>(1.0 / std::sqrt(static_cast<double>(deg[dst[i]])) /
-                                 std::sqrt(static_cast<double>(deg[src[i]])));
+  t.kept_edges = 0;
+  if (keep == nullptr) {
+    t.kept_edges = static_cast<std::int64_t>(graph.num_edges());
+  } else {
+    for (const std::uint8_t k : *keep) t.kept_edges += k != 0;
   }
-  // GraphSAGE's mean over the graph's own entries (the added loops weigh 0): 1 / their count.
-  std::vector<std::int64_t> own_deg(deg);
-  for (std::size_t i = 0; i < src.size(); ++i)
-    own_deg[static_cast<std::size_t>(dst[i])] -= added[i];
-  std::vector<float> mean(src.size());
-  for (std::size_t i = 0; i < src.size(); ++i) {
-    mean[i] = added[i] ? 0.0f : static_cast<float>(1.0 / static_cast<double>(own_deg[dst[i]]));
-  }
-  for (std::uint8_t k : kept_edge) t.kept_edges += k;
-  std::vector<std::int64_t> row_ptr(static_cast<std::size_t>(n) + 1, 0), t_row_ptr(row_ptr);
-  for (std::size_t i = 0; i < src.size(); ++i) {
-    ++row_ptr[static_cast<std::size_t>(dst[i]) + 1];
-    ++t_row_ptr[static_cast<std::size_t>(src[i]) + 1];
-  }
-  for (std::size_t i = 1; i < row_ptr.size(); ++i) {
-    row_ptr[i] += row_ptr[i - 1];
-    t_row_ptr[i] += t_row_ptr[i - 1];
-  }
-  std::vector<std::int64_t> t_perm(src.size());
-  {
-    std::vector<std::int64_t> next(t_row_ptr.begin(), t_row_ptr.end() - 1);
-    for (std::size_t i = 0; i < src.size(); ++i)
-      t_perm[next[src[i]]++] = static_cast<std::int64_t>(i);
-  }
-  t.row_ptr = torch::tensor(row_ptr);
-  t.t_row_ptr = torch::tensor(t_row_ptr);
-  t.t_perm = torch::tensor(t_perm);
-  t.src = torch::tensor(src, torch::kInt64);
-  t.dst = torch::tensor(dst, torch::kInt64);
-  t.edge_id = torch::tensor(eid, torch::kInt64);
-  t.added_loop = torch::tensor(std::vector<std::int64_t>(added.begin(), added.end()), torch::kInt64)
-                     .to(torch::kBool);
-  t.gcn_norm = torch::tensor(norm);
-  t.mean_norm = torch::tensor(mean);
-  const at::ScalarType index_type =
-      csr_index_type(std::max(static_cast<std::int64_t>(src.size()), n));
+  t.row_ptr = row_ptr;
+  t.t_row_ptr = t_row_ptr;
+  t.t_perm = t_perm;
+  t.src = src;
+  t.dst = dst;
+  t.edge_id = eid;
+  t.added_loop = added;
+  const at::ScalarType index_type = csr_index_type(std::max(entries, n));
   t.csr_row_ptr = t.row_ptr.to(index_type);
   t.csr_col = t.src.to(index_type);
   t.csr_t_row_ptr = t.t_row_ptr.to(index_type);
@@ -214,7 +245,7 @@ GraphTensors make_graph_tensors(const Graph& graph, const std::vector<std::uint8
   return t;
 }
 
-at::Tensor GraphTensors::dense_features() const { return x.to_dense(); }
+at::Tensor GraphTensors::dense_features() const { return x.defined() ? x.to_dense() : x_dense; }
 
 namespace {
 at::Tensor csr_to(const at::Tensor& a, at::ScalarType dtype) {
@@ -226,8 +257,10 @@ at::Tensor csr_to(const at::Tensor& a, at::ScalarType dtype) {
 
 GraphTensors GraphTensors::to(at::ScalarType dtype) const {
   GraphTensors t = *this;
-  t.x = csr_to(x, dtype);
-  t.x_t = csr_to(x_t, dtype);
+  if (x.defined()) {
+    t.x = csr_to(x, dtype);
+    t.x_t = csr_to(x_t, dtype);
+  }
   if (x_dense.defined()) t.x_dense = x_dense.to(dtype);
   t.gcn_norm = gcn_norm.to(dtype);
   t.mean_norm = mean_norm.to(dtype);

@@ -27,6 +27,9 @@ namespace sparsetrain::teddy {
 // [2708, 1433]·[1433, 512] took 4.6 ms as CSR vs 29 ms dense at 1.3 % non-zeros (Cora), about
 // even at 15-20 %, and 573 ms vs 44 ms fully dense (csbm's Gaussian features).
 constexpr double kDenseFeatureDensity = 0.15;
+// Dense features with more non-zeros than this are kept dense only (x, x_t, x_t_perm
+// undefined); below it the CSR copy is kept too (it costs little, and tests compare the paths).
+constexpr std::int64_t kCsrFeatureLimit = std::int64_t{1} << 24;
 
 struct GraphTensors {
   std::int64_t num_nodes = 0;
@@ -35,6 +38,7 @@ struct GraphTensors {
   std::int64_t num_edges = 0;  // undirected edges of the source graph (before the keep mask)
 
   // Features normalised as PyG's NormalizeFeatures (x - min(x), rows divided by max(sum, 1)).
+  // x, x_t, x_t_perm are undefined for large dense features (kCsrFeatureLimit): x_dense only.
   at::Tensor x;         // [N, F] sparse CSR float32 (int32 indices unless nnz exceeds them)
   at::Tensor x_t;       // [F, N] sparse CSR, the transpose of x
   at::Tensor x_t_perm;  // [nnz] int64: x_t.values() == x.values()[x_t_perm]
