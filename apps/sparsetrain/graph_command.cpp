@@ -5,8 +5,10 @@
 #include <iostream>
 
 #include "cli.h"
+#include "common/error.h"
 #include "common/log.h"
 #include "common/run/system_info.h"
+#include "common/units.h"
 #include "graph_read_flags.h"
 #include "teddy/graph/graph_generator.h"
 #include "teddy/graph/graph_io.h"
@@ -87,6 +89,7 @@ struct GenerateOptions {
   std::string features = "gaussian";
   std::uint32_t words = 18;
   int gzip_level = 1;
+  bool stream = false;
 };
 
 void run_generate(const GenerateOptions& o, CommandContext& ctx) {
@@ -94,6 +97,22 @@ void run_generate(const GenerateOptions& o, CommandContext& ctx) {
   if (ctx.global.dry_run) {
     std::cout << "would generate a " << o.kind << " graph (seed " << ctx.global.seed << ") into '"
               << o.out_graph << "'\n";
+    return;
+  }
+  if (o.stream) {
+    if (o.kind != "powerlaw") {
+      throw common::UsageError("--stream writes powerlaw graphs only", "drop --stream for csbm");
+    }
+    teddy::PowerLawOptions p;
+    p.nodes = o.nodes;
+    if (o.edges) p.edges = o.edges;
+    p.seed = ctx.global.seed;
+    auto t = ctx.record.timings().scope("generate");
+    const std::uint64_t bytes = teddy::stream_power_law(p, o.out_graph, o.gzip_level, o.overwrite);
+    ctx.record.metrics()["bytes_written"] = bytes;
+    ctx.record.metrics()["edges"] = p.edges;
+    common::log_info(common::cat("streamed ", p.edges, " edges (repeats kept) to '", o.out_graph,
+                                 "', ", common::format_bytes(double(bytes))));
     return;
   }
   teddy::Graph g = [&] {
@@ -181,6 +200,9 @@ void add_graph_commands(CLI::App& app) {
                 "Undirected edges, exact (csbm default 5278; powerlaw default 1e6)");
   g->add_option("--classes", gen->classes, "csbm: classes")->check(CLI::Range(2, 1000));
   g->add_option("--feature-dim", gen->feature_dim, "csbm: feature dimension (0 = none)");
+  g->add_flag("--stream", gen->stream,
+              "powerlaw: write the pairs as they are drawn, O(nodes) memory (for graphs beyond "
+              "memory; repeated pairs are kept, no statistics)");
   g->add_option("--degree-exponent", gen->degree_exponent,
                 "csbm: power-law tail exponent of the degrees (degree-corrected SBM, > 2; about "
                 "2.5 for ogbn-products); 0: Poisson degrees");

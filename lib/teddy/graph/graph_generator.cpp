@@ -2,11 +2,20 @@
 #include "teddy/graph/graph_generator.h"
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
+#include <filesystem>
 #include <numeric>
+#include <string>
 #include <unordered_set>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "common/atomic_file.h"
 #include "common/error.h"
+#include "teddy/graph/gzip_file.h"
 
 namespace sparsetrain::teddy {
 
@@ -18,6 +27,14 @@ double SplitMix64::normal() {
 }
 
 namespace {
+
+int omp_threads() {
+#ifdef _OPENMP
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
 
 std::uint64_t mix(std::uint64_t a, std::uint64_t b) {
   SplitMix64 r(a ^ (b * 0xd1b54a32d192ed03ULL));
@@ -303,6 +320,77 @@ Graph generate_power_law(const PowerLawOptions& o) {
   build.source = "powerlaw";
   build.duplicates = DuplicatePolicy::kKeep;  // distinct by construction; skip the check
   return build_graph(static_cast<std::uint32_t>(n), std::move(edges), build);
+}
+
+std::uint64_t stream_power_law(const PowerLawOptions& o, const std::string& dir, int gzip_level,
+                               bool overwrite) {
+  std::uint64_t n = o.nodes;
+  if (n == 0) {
+    n = 1;
+    while (n < std::max<std::uint64_t>(o.edges / 8, 2)) n <<= 1;
+  }
+  if (n > UINT32_MAX - 1) throw common::UsageError("powerlaw: too many nodes for 32-bit node ids");
+  int scale = 0;
+  while ((std::uint64_t{1} << scale) < n) ++scale;
+  namespace fs = std::filesystem;
+  if (fs::exists(dir) && !overwrite) {
+    throw common::UsageError("output graph directory '" + dir + "' already exists",
+                             "pass --overwrite to replace it, or choose another directory");
+  }
+  std::vector<std::uint32_t> perm(n);
+  std::iota(perm.begin(), perm.end(), 0u);
+  SplitMix64 prng(mix(o.seed, 0x7065726d));
+  for (std::uint64_t i = n - 1; i > 0; --i) std::swap(perm[i], perm[prng.below(i + 1)]);
+
+  common::AtomicDirectory out(dir);
+  const fs::path raw = fs::path(out.temp_path()) / "raw";
+  fs::create_directories(raw);
+  GzipWriter edges((raw / "edge.csv.gz").string(), gzip_level);
+  // Chunks of 2^20 pairs, each from its own stream, drawn on all threads and written in order.
+  constexpr std::uint64_t kChunk = std::uint64_t{1} << 20;
+  const int threads = std::max(1, omp_threads());
+  std::vector<std::string> text(static_cast<std::size_t>(threads));
+  for (std::uint64_t first = 0; first < o.edges; first += kChunk * threads) {
+#pragma omp parallel for schedule(static, 1) num_threads(threads)
+    for (int t = 0; t < threads; ++t) {
+      std::string& buf = text[static_cast<std::size_t>(t)];
+      buf.clear();
+      const std::uint64_t begin = first + static_cast<std::uint64_t>(t) * kChunk;
+      if (begin >= o.edges) continue;
+      const std::uint64_t count = std::min(kChunk, o.edges - begin);
+      SplitMix64 rng(mix(mix(o.seed, 0x73747265616dULL), begin / kChunk));
+      char line[32];
+      for (std::uint64_t i = 0; i < count;) {
+        std::uint64_t u = 0, v = 0;
+        for (int level = 0; level < scale; ++level) {
+          const double r = rng.uniform();
+          u = (u << 1) | (r >= 0.76 ? 1 : 0);                               // c + d = 0.24
+          v = (v << 1) | (((r >= 0.57 && r < 0.76) || r >= 0.95) ? 1 : 0);  // b, d
+        }
+        if (u == v || u >= n || v >= n) continue;  // redrawn
+        const std::uint32_t a = perm[u], b = perm[v];
+        char* p = std::to_chars(line, line + 16, std::min(a, b)).ptr;
+        *p++ = ',';
+        p = std::to_chars(p, p + 16, std::max(a, b)).ptr;
+        *p++ = '\n';
+        buf.append(line, p);
+        ++i;
+      }
+    }
+    for (const std::string& buf : text) edges.write(buf);
+  }
+  edges.close();
+  std::uint64_t bytes = edges.bytes_written();
+  for (const auto& [name, value] :
+       {std::pair<const char*, std::uint64_t>{"num-node-list.csv.gz", n},
+        {"num-edge-list.csv.gz", o.edges}}) {
+    GzipWriter w((raw / name).string(), gzip_level);
+    w.write(std::to_string(value) + "\n");
+    w.close();
+    bytes += w.bytes_written();
+  }
+  out.commit();
+  return bytes;
 }
 
 }  // namespace sparsetrain::teddy

@@ -20,10 +20,14 @@
 //   powerlaw   R-MAT (Graph500 quadrant probabilities a=0.57, b=c=0.19, d=0.05) over 2^scale
 //              nodes, node ids scrambled by a seeded permutation, self loops dropped and
 //              duplicates removed until exactly `edges` distinct pairs remain. Structure only.
-//              Memory ~ 20 bytes per edge while generating; scales to 1e8 edges.
+//              Memory ~ 20 bytes per edge while generating; scales to 1e8 edges. Beyond memory,
+//              stream_power_law writes the sampled pairs straight to an OGB directory without
+//              removing repeats (O(nodes) memory; at average degree 16 a few % of the pairs are
+//              repeats, each kept as its own edge line).
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include "teddy/graph/graph.h"
 
@@ -54,6 +58,13 @@ struct PowerLawOptions {
 // Throws UsageError when the parameters cannot be met (e.g. more edges than node pairs).
 Graph generate_csbm(const CsbmOptions& options);
 Graph generate_power_law(const PowerLawOptions& options);
+// R-MAT as above, `options.edges` pairs (self loops redrawn, repeats kept) written to the OGB
+// directory `dir` (raw/edge.csv.gz, num-node-list, num-edge-list) as they are drawn, through a
+// temporary sibling renamed at the end. Memory: the node permutation (4 bytes per node) and one
+// chunk of text per thread. Returns the bytes written. UsageError as generate_power_law, or when
+// `dir` exists and `overwrite` is false.
+std::uint64_t stream_power_law(const PowerLawOptions& options, const std::string& dir,
+                               int gzip_level, bool overwrite);
 
 // Deterministic random stream (splitmix64) shared by the generators and tests.
 class SplitMix64 {

@@ -9,8 +9,10 @@
 #include <tuple>
 #include <vector>
 
+#include "common/atomic_file.h"
 #include "common/error.h"
 #include "teddy/graph/graph_generator.h"
+#include "teddy/graph/graph_io.h"
 #include "teddy/graph/graph_stats.h"
 #include "teddy/test_graphs.h"
 
@@ -257,4 +259,29 @@ TEST_CASE("a degree-corrected csbm has power-law degrees, the exact edge count a
   CHECK(static_cast<double>(inside) / o.edges == doctest::Approx(0.81).epsilon(0.02));
   o.degree_exponent = 1.5;
   CHECK_THROWS_AS(teddy::generate_csbm(o), common::UsageError);
+}
+
+TEST_CASE(
+    "a streamed powerlaw graph has the exact edge count, no self loops, and its seed's bytes") {
+  test::ScratchDir root("stream-gen");
+  teddy::PowerLawOptions o;
+  o.edges = 300000;
+  o.seed = 3;
+  teddy::stream_power_law(o, root / "a", 1, false);
+  teddy::stream_power_law(o, root / "b", 1, false);
+  o.seed = 4;
+  teddy::stream_power_law(o, root / "c", 1, false);
+  teddy::LoadOptions keep;
+  keep.build.duplicates = teddy::DuplicatePolicy::kKeep;
+  const teddy::Graph g = teddy::load_graph(root / "a", keep);
+  CHECK(g.num_edges() == o.edges);
+  CHECK(g.num_nodes == 65536);  // edges / 8, rounded up to a power of 2
+  CHECK(g.num_self_loops == 0);
+  const teddy::GraphStats s = teddy::compute_graph_stats(g);
+  CHECK(static_cast<double>(s.degree_max) > 20 * s.degree_mean);  // R-MAT's hubs
+  CHECK(common::read_file(root / "a/raw/edge.csv.gz") ==
+        common::read_file(root / "b/raw/edge.csv.gz"));
+  CHECK(common::read_file(root / "a/raw/edge.csv.gz") !=
+        common::read_file(root / "c/raw/edge.csv.gz"));
+  CHECK_THROWS_AS(teddy::stream_power_law(o, root / "a", 1, false), common::UsageError);
 }
