@@ -5,12 +5,18 @@
 # (environment or -D) instead.
 
 set(SPARSETRAIN_LIBTORCH "$ENV{SPARSETRAIN_LIBTORCH}" CACHE PATH "Root of a LibTorch to use instead of the venv wheel")
+# The project venv: scripts/common.sh's VENV (SPARSETRAIN_VENV, default .venv in the checkout).
+if(DEFINED ENV{SPARSETRAIN_VENV} AND NOT "$ENV{SPARSETRAIN_VENV}" STREQUAL "")
+  set(SPARSETRAIN_VENV_DIR "$ENV{SPARSETRAIN_VENV}")
+else()
+  set(SPARSETRAIN_VENV_DIR "${CMAKE_SOURCE_DIR}/.venv")
+endif()
 if(SPARSETRAIN_LIBTORCH)
   list(PREPEND CMAKE_PREFIX_PATH "${SPARSETRAIN_LIBTORCH}")
-elseif(EXISTS "${CMAKE_SOURCE_DIR}/.venv/bin/python")
+elseif(EXISTS "${SPARSETRAIN_VENV_DIR}/bin/python")
   # The project venv that scripts/setup.sh makes: ask its torch where the CMake config lives.
   execute_process(
-    COMMAND "${CMAKE_SOURCE_DIR}/.venv/bin/python" -c "import torch; print(torch.utils.cmake_prefix_path)"
+    COMMAND "${SPARSETRAIN_VENV_DIR}/bin/python" -c "import torch; print(torch.utils.cmake_prefix_path)"
     OUTPUT_VARIABLE _venv_torch_prefix OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET)
   if(_venv_torch_prefix)
     list(APPEND CMAKE_PREFIX_PATH "${_venv_torch_prefix}")
