@@ -208,8 +208,8 @@ class DrainedBlockGrads final : public BlockGradients {
         accum_(accum),
         drains_per_block_(pieces_per_block > 1 ? config.block_piece_count() : 1),
         pieces_(config.block_piece_count()),
-        accumulators_(accumulators),
         tensors_(block_tensor_count(config)),
+        accumulators_(accumulators),
         norm_terms_(static_cast<std::size_t>(tensors_)) {
     if (pieces_per_block > 1) {
       piece_pool_ = make_piece_buffers(config, fp32, buffers);
