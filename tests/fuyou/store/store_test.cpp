@@ -89,7 +89,8 @@ TEST_CASE(
     store->read(specs[i].name, got.data(), 0, TensorStore::kWhole, /*verify=*/true).get();
     // (std::equal, not memcmp: a 0-byte tensor's buffers may be null, and memcmp(null, …, 0) is
     // undefined — UBSan's finding)
-    CHECK_MESSAGE(std::equal(expect.begin(), expect.end(), reinterpret_cast<const unsigned char*>(got.data())),
+    CHECK_MESSAGE(std::equal(expect.begin(), expect.end(),
+                             reinterpret_cast<const unsigned char*>(got.data())),
                   specs[i].name);
   }
   CHECK(store->verify().ok());
