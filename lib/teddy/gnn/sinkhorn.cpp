@@ -59,7 +59,13 @@ inline double exp_of(double x) { return std::exp(x); }
 // The row primitives, on one row c[0, cols) of the cost; 16 partial sums let the compiler
 // vectorize the reductions (and make them independent of the vector width). The float versions
 // are compiled for AVX2 too, chosen at run time (target_clones).
+// Not under ThreadSanitizer: the clones' ifunc resolvers run before its runtime is up and crash
+// the process at load (the TSan preset).
+#if defined(__SANITIZE_THREAD__)
+#define SPARSETRAIN_ROW_KERNEL
+#else
 #define SPARSETRAIN_ROW_KERNEL __attribute__((target_clones("avx2", "default")))
+#endif
 
 // LSE_j((in_j − c_j)/ε) with the row maximum taken out first.
 template <class T>
