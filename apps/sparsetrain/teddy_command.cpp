@@ -4,7 +4,6 @@
 //                 levels
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
 #include <filesystem>
 #include <iostream>
 #include <memory>
@@ -18,7 +17,6 @@
 #include "graph_read_flags.h"
 #include "teddy/graph/graph_io.h"
 #include "teddy/graph/graph_stats.h"
-#include "teddy/graph/gzip_file.h"
 #include "teddy/prune/edge_scorer.h"
 #include "teddy/prune/edge_selection.h"
 #include "teddy/prune/streaming_prune.h"
@@ -54,12 +52,7 @@ std::uint64_t in_memory_prune_bytes(const std::string& graph) {
   const std::uint64_t file_bytes = fs::file_size(edges_path, ec);
   if (ec) return 0;  // the loader names the missing file
   std::uint64_t nodes = dir ? teddy::read_node_count(graph) : 0;
-  std::uint64_t edges = 0;
-  if (dir && fs::exists(fs::path(graph) / "raw" / "num-edge-list.csv.gz")) {
-    const std::string text(
-        teddy::read_text_file((fs::path(graph) / "raw" / "num-edge-list.csv.gz").string()).view());
-    edges = std::strtoull(text.c_str(), nullptr, 10);
-  }
+  std::uint64_t edges = dir ? teddy::read_edge_count(graph) : 0;
   if (edges == 0) {
     std::FILE* f = std::fopen(edges_path.c_str(), "rb");
     unsigned char magic[2] = {0, 0};

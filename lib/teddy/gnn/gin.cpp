@@ -8,13 +8,7 @@ namespace sparsetrain::teddy {
 GinImpl::GinImpl(std::int64_t in_features, std::int64_t classes, std::int64_t hidden,
                  double dropout)
     : dropout_(dropout) {
-  // torch.nn.Linear's default init (kaiming_uniform, a = sqrt(5)) on [out, in], stored as [in,
-  // out].
-  auto linear = [](std::int64_t in, std::int64_t out) {
-    at::Tensor w = torch::empty({out, in});
-    torch::nn::init::kaiming_uniform_(w, std::sqrt(5.0));
-    return w.t().contiguous();
-  };
+  const auto linear = linear_weight;  // torch / PyG Linear's init
   w1_ = register_parameter("w1", linear(in_features, hidden));
   w2_ = register_parameter("w2", linear(hidden, classes));
   w3_ = register_parameter("w3", linear(hidden, classes));

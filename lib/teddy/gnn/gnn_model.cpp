@@ -103,6 +103,12 @@ at::Tensor fast_dropout(const at::Tensor& x, double p, bool training) {
   return x * keep.to(x.scalar_type()) * (1.0 / (1.0 - p));
 }
 
+at::Tensor linear_weight(std::int64_t in, std::int64_t out) {
+  at::Tensor w = torch::empty({out, in});
+  torch::nn::init::kaiming_uniform_(w, std::sqrt(5.0));
+  return w.t().contiguous();
+}
+
 at::Tensor feature_matmul(const GraphTensors& g, const at::Tensor& w, double dropout,
                           bool training) {
   if (g.x_dense.defined()) return torch::mm(fast_dropout(g.x_dense, dropout, training), w);

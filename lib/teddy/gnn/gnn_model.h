@@ -78,6 +78,9 @@ at::Tensor fast_dropout(const at::Tensor& x, double p, bool training);
 // training (inverted scaling).
 at::Tensor feature_matmul(const GraphTensors& graph, const at::Tensor& w, double dropout,
                           bool training);
+// A [in, out] weight initialised as torch.nn.Linear / PyG's Linear initialise their [out, in]
+// one (kaiming_uniform, a = sqrt(5)), from torch's default generator.
+at::Tensor linear_weight(std::int64_t in, std::int64_t out);
 // Kept entries (non-zero mask, or all), for MACs.
 double kept_entries(const GraphTensors& graph, const at::Tensor& edge_mask, bool with_added_loops);
 double nonzeros(const at::Tensor& t);

@@ -8,12 +8,7 @@ namespace sparsetrain::teddy {
 SageImpl::SageImpl(std::int64_t in_features, std::int64_t classes, std::int64_t hidden,
                    double dropout)
     : dropout_(dropout) {
-  // PyG's Linear default init (kaiming_uniform, a = sqrt(5), on [out, in]), stored as [in, out].
-  auto linear = [](std::int64_t in, std::int64_t out) {
-    at::Tensor w = torch::empty({out, in});
-    torch::nn::init::kaiming_uniform_(w, std::sqrt(5.0));
-    return w.t().contiguous();
-  };
+  const auto linear = linear_weight;  // torch / PyG Linear's init
   wl1_ = register_parameter("wl1", linear(in_features, hidden));
   wr1_ = register_parameter("wr1", linear(in_features, hidden));
   wl2_ = register_parameter("wl2", linear(hidden, classes));

@@ -502,6 +502,13 @@ std::uint32_t read_node_count(const std::string& dir) {
                         "node count", report));
 }
 
+std::uint64_t read_edge_count(const std::string& dir) {
+  const std::string path = (fs::path(dir) / "raw" / "num-edge-list.csv.gz").string();
+  if (!exists(path)) return 0;
+  LoadReport report;
+  return read_single_count(path, INT64_MAX, "edge count", report);
+}
+
 DatasetInfo dataset_info(const std::string& dir) {
   DatasetInfo info;
   const std::string marker = (fs::path(dir) / ".sparsetrain-dataset.json").string();

@@ -112,6 +112,8 @@ std::uint64_t stream_edge_file(const std::string& path, bool whitespace, std::ui
 
 // The node count of an OGB raw directory (raw/num-node-list.csv.gz); UsageError naming the file.
 std::uint32_t read_node_count(const std::string& dir);
+// Its edge line count (raw/num-edge-list.csv.gz), or 0 when that optional file is absent.
+std::uint64_t read_edge_count(const std::string& dir);
 
 // Parses edge CSV / edge-list text held in memory (the fuzz harness and tests): the same code
 // path as the file readers. `whitespace` selects edge-list syntax. Returns the pairs. Runs on all
