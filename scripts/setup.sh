@@ -12,7 +12,8 @@ preset=${1:-default}
 # 1. System packages (Debian names). Everything C/C++ except LibTorch comes from here.
 apt_packages=(cmake ninja-build ccache g++ pkg-config python3-venv liburing-dev libcli11-dev
               nlohmann-json3-dev doctest-dev libboost-dev libboost-graph-dev zlib1g-dev
-              libdeflate-dev clang-format clang libclang-rt-dev)  # clang: the fuzz harnesses
+              libdeflate-dev clang-format clang libclang-rt-dev
+              libgloo-dev)  # clang: the fuzz harnesses; libgloo-dev: c10d's Gloo headers
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -28,6 +28,9 @@ struct GlobalOptions {
 struct CommandContext {
   const GlobalOptions& global;
   common::RunRecord& record;
+  // Where main writes the record: --out, unless the command moves it (a data-parallel rank > 0
+  // writes beside it, fuyou_command.cpp); empty = nowhere.
+  std::string& record_path;
 };
 
 using CommandFn = std::function<void(CommandContext&)>;

@@ -23,6 +23,7 @@
 #include <utility>
 
 #include "cli.h"
+#include "common/atomic_file.h"
 #include "common/error.h"
 #include "common/log.h"
 #include "common/progress.h"
@@ -40,6 +41,7 @@
 #include "fuyou/offload/offload_stats.h"
 #include "fuyou/offload/offload_trainer.h"
 #include "fuyou/train/in_memory_trainer.h"
+#include "fuyou_ranks.h"
 
 namespace sparsetrain::cli {
 
@@ -219,6 +221,7 @@ struct FinetuneOptions {
   std::string assume_ssd;   // COUNTxSIZE@READ[,WRITE]
   std::string assume_pcie;  // H2D[,D2H]
   double assume_tflops = 0;
+  RankFlags ranks;  // data parallel (fuyou_ranks.h)
   bool assumes() const { return !assume_ssd.empty() || !assume_pcie.empty() || assume_tflops > 0; }
 };
 
@@ -312,7 +315,7 @@ nlohmann::json per_step_json(const fy::OffloadPlan& plan, const fy::OffloadStats
 fy::OffloadOptions offload_options_of(const FinetuneOptions& options,
                                       const fy::ModelConfig& config) {
   fy::OffloadOptions o;
-  o.ssd_dirs = options.ssd;
+  o.ssd_dirs = options.ssd;  // a rank's own (run_finetune: fy::rank_path)
   if (options.cpu_mem.empty()) {
     throw common::UsageError("--ssd needs --cpu-mem (the CPU budget for optimizer states)",
                              "add e.g. --cpu-mem 8GiB");
@@ -590,12 +593,56 @@ void export_weights(const FinetuneOptions& options, const fy::ModelConfig& confi
   common::log_info("wrote ", options.export_path, " (", dtype, ")");
 }
 
+// Each rank's --ssd directories (fy::rank_path): made when their parent exists.
+void make_rank_dirs(const std::vector<std::string>& dirs) {
+  for (const std::string& dir : dirs) {
+    std::error_code ec;
+    if (fs::exists(dir) || !fs::is_directory(fs::path(dir).parent_path())) continue;
+    if (!fs::create_directory(dir, ec) && ec) {
+      common::throw_path_error("cannot create this rank's store directory", dir, ec.value(),
+                               "pass --ssd writable directories");
+    }
+  }
+}
+
+// A rank's store remembers the world it belongs to (kStoredWorldName beside the store in its first
+// --ssd directory); a store without it belongs to one process.
+constexpr const char* kStoredWorldName = "sparsetrain-ranks.json";
+
+void write_stored_world(const std::string& dir, const fy::World& world) {
+  common::AtomicFile file(dir + "/" + kStoredWorldName);
+  file.write(nlohmann::json{{"world_size", world.size}, {"rank", world.rank}}.dump() + "\n");
+  file.commit();
+}
+
+// --resume across ranks: every rank's store was made by a run of this world size (checked on
+// every rank alike, so that all of them stop together when one store differs).
+void check_stored_world(const std::string& dir, const JoinedRanks& ranks) {
+  int stored = 1;
+  try {
+    std::ifstream in(dir + "/" + kStoredWorldName);
+    if (in) stored = nlohmann::json::parse(in).at("world_size").get<int>();
+  } catch (const std::exception&) {
+    stored = -1;  // unreadable: no rank resumes
+  }
+  ranks.group->check_same("stored world size (" + std::string(kStoredWorldName) + ")",
+                          std::to_string(stored));
+  if (stored != ranks.world.size) {
+    throw common::UsageError(
+        "--resume with " + std::to_string(ranks.world.size) + " ranks: the stored run has " +
+            (stored < 0 ? std::string("an unreadable ") + kStoredWorldName
+                        : std::to_string(stored) + " rank" + (stored == 1 ? "" : "s")),
+        "resume with the world size the run was started with");
+  }
+}
+
 void run_offloaded(const FinetuneOptions& options, const fy::ModelConfig& config,
                    const fy::TokenData& train_data, const fy::TokenData& valid_data,
-                   CommandContext& context) {
+                   const JoinedRanks& ranks, CommandContext& context) {
   nlohmann::json& metrics = context.record.metrics();
   const bool cuda = options.train.device == fy::TrainDevice::kCuda;
   fy::OffloadOptions offload = offload_options_of(options, config);
+  offload.ranks = ranks.group;
   // A run that cannot fit is refused before the rate probes, which run one block of the model
   // (a 175B block alone is 7 GiB of fp32 weights). The rates change the bound, not the fit.
   fy::plan_offload_run(config, options.train, offload);
@@ -689,7 +736,13 @@ void run_offloaded(const FinetuneOptions& options, const fy::ModelConfig& config
     const fy::WeightSource initial = [&config, &options, seed](const fy::WeightVisitor& visit) {
       for_each_initial_weight(options, config, seed, visit);
     };
+    if (ranks.group && options.resume) check_stored_world(options.ssd[0], ranks);
     trainer = std::make_unique<fy::OffloadTrainer>(config, initial, options.train, offload);
+    if (ranks.group) {
+      if (!options.resume) write_stored_world(options.ssd[0], ranks.world);
+      ranks.group->check_same("resumed step (the step after each rank's last commit)",
+                              std::to_string(trainer->first_step()));
+    }
   }
   common::Progress progress("finetune", static_cast<std::uint64_t>(options.train.steps), "steps",
                             /*interval_s=*/10.0);
@@ -720,15 +773,32 @@ void run_offloaded(const FinetuneOptions& options, const fy::ModelConfig& config
                    plan.bound_seconds > 0 ? stats.step_seconds / plan.bound_seconds : 0,
                    "; store read ", common::format_bytes(static_cast<double>(stats.ssd_read_bytes)),
                    ", written ", common::format_bytes(static_cast<double>(stats.ssd_write_bytes)));
-  if (!options.export_path.empty()) {
+  if (!options.export_path.empty() && ranks.world.rank == 0) {  // every rank has the same weights
     auto t = context.record.timings().scope("export");
     // The fp32 master weights as committed (the compute weights may be bf16 or streamed).
     export_weights(options, config, trainer->read_master(), "sparsetrain fuyou finetune --ssd");
   }
 }
 
+void run_rank(FinetuneOptions options, const JoinedRanks& ranks, CommandContext& context);
+
 void run_finetune(FinetuneOptions options, CommandContext& context) {
+  if (spawns_local_ranks(options.ranks)) {
+    run_local_ranks(options.ranks, context);
+    return;
+  }
+  // A dry run plans this rank without meeting the others.
+  const JoinedRanks ranks = context.global.dry_run ? JoinedRanks{fy::world_from_env(), nullptr}
+                                                   : join_ranks(options.ranks, context);
+  run_rank(std::move(options), ranks, context);
+  merge_rank_records(ranks, context);
+}
+
+void run_rank(FinetuneOptions options, const JoinedRanks& ranks, CommandContext& context) {
   nlohmann::json& metrics = context.record.metrics();
+  options.train.ranks = ranks.world.size;
+  options.train.rank = ranks.world.rank;
+  for (std::string& dir : options.ssd) dir = fy::rank_path(dir, ranks.world);
   const fy::ModelConfig config = model_of(options);
   check_export(options, config);
   check_initial_weights(options, config, context.global.dry_run);
@@ -740,6 +810,13 @@ void run_finetune(FinetuneOptions options, CommandContext& context) {
   options.train.seed = context.global.seed;
   options.train.device = resolve_device(options.device, context.global.dry_run);
   const bool cuda = options.train.device == fy::TrainDevice::kCuda;
+  if (cuda && ranks.world.distributed()) {
+    throw common::EnvironmentError("--device cuda with " + std::to_string(ranks.world.size) +
+                                       " ranks: several ranks on CUDA need NCCL, which this build "
+                                       "has no process group for yet",
+                                   "run the ranks with --device cpu, or one process on the GPU");
+  }
+  if (ranks.world.distributed() && !context.global.dry_run) make_rank_dirs(options.ssd);
   if (!(options.valid_fraction > 0 && options.valid_fraction < 1)) {
     throw common::UsageError("--valid-fraction must lie in (0, 1)", "try --valid-fraction 0.1");
   }
@@ -789,7 +866,7 @@ void run_finetune(FinetuneOptions options, CommandContext& context) {
         "add --dry-run, or drop them to train on this machine");
   }
   if (!options.ssd.empty() || !options.assume_ssd.empty()) {
-    run_offloaded(options, config, train_data, valid_data, context);
+    run_offloaded(options, config, train_data, valid_data, ranks, context);
     return;
   }
   if (options.resume || !options.cpu_mem.empty() || !options.gpu_mem.empty() ||
@@ -816,7 +893,7 @@ void run_finetune(FinetuneOptions options, CommandContext& context) {
       for_each_initial_weight(options, config, context.global.seed, visit);
     });
   }
-  fy::InMemoryTrainer trainer(config, std::move(weights), options.train);
+  fy::InMemoryTrainer trainer(config, std::move(weights), options.train, ranks.group);
 
   common::Progress progress("finetune", static_cast<std::uint64_t>(options.train.steps), "steps",
                             /*interval_s=*/10.0);
@@ -830,7 +907,7 @@ void run_finetune(FinetuneOptions options, CommandContext& context) {
                    result.val_losses.back().second, "; ", format_si(result.tokens_per_s),
                    " tokens/s, ", result.tflops, " TFLOPS (6N + 12LCT)");
 
-  if (!options.export_path.empty()) {
+  if (!options.export_path.empty() && ranks.world.rank == 0) {  // every rank has the same weights
     auto t = context.record.timings().scope("export");
     export_weights(options, config, trainer.master(), "sparsetrain fuyou finetune");
   }
@@ -1008,6 +1085,7 @@ void add_finetune_command(CLI::App& fuyou) {
       "--cpu-mem 8GiB --device cuda --gpu-mem 20GiB --export tuned/\n"
       "  sparsetrain fuyou finetune --model gpt3-175b --device cuda --gpu-mem 24GiB --cpu-mem "
       "64GiB --seq 2048 --micro-batch 1 --assume-ssd 12x4TB@2GB/s --dry-run");
+  add_rank_flags(*sub, options->ranks);
   set_command_runner(sub, [options](CommandContext& context) { run_finetune(*options, context); });
 }
 

@@ -193,12 +193,13 @@ int main(int argc, char** argv) {
   record.run_extra()["output"] = plumbing;
 
   ExitCode code = ExitCode::kOk;
+  std::string record_path = global.out;
   try {
     st::common::set_log_level(st::common::parse_log_level(global.log_level));
     st::common::set_progress_mode(st::common::parse_progress_mode(global.progress));
     st::common::open_event_stream(global.jsonl);
     st::common::arm_io_fault_from_env();  // SPARSETRAIN_IO_FAULT, for the fault tests
-    st::cli::CommandContext context{global, record};
+    st::cli::CommandContext context{global, record, record_path};
     (*run)(context);
     record.set_ok();
   } catch (const st::common::Error& e) {
@@ -225,9 +226,9 @@ int main(int argc, char** argv) {
   }
 
   // The record is written even when the run failed: partial metrics are kept, status says why.
-  if (!global.out.empty()) {
+  if (!record_path.empty()) {
     try {
-      record.write(global.out);
+      record.write(record_path);
     } catch (const st::common::Error& e) {
       print_error(e.code(), e.what(), e.hint());
       if (code == ExitCode::kOk) code = e.code();

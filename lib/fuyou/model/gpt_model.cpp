@@ -515,7 +515,8 @@ LmLossBackward lm_loss_backward(const ModelConfig& config, const ModelWeights& w
 
 double gpt_forward_backward(const ModelConfig& config, const ModelWeights& weights,
                             const at::Tensor& tokens, const at::Tensor& targets, double grad_scale,
-                            ModelWeights& grads, std::int64_t chunk_rows) {
+                            ModelWeights& grads, std::int64_t chunk_rows,
+                            at::Tensor* embedding_scratch) {
   check_tokens(config, tokens, "tokens");
   ST_ASSERT(weights.blocks.size() == grads.blocks.size(), "grads shaped unlike the weights");
   std::vector<at::Tensor>
@@ -530,10 +531,13 @@ double gpt_forward_backward(const ModelConfig& config, const ModelWeights& weigh
       x = block_forward(config, block, x);
     }
   }
+  // The micro-batch's wte gradient: in the scratch from zero, or straight into the accumulator.
+  at::Tensor wte = embedding_scratch ? embedding_scratch->zero_() : grads.wte;
+  at::Tensor head_acc = grads.lm_head.defined() ? grads.lm_head : wte;
   LmLossBackward head = lm_loss_backward(
       config, weights, x, targets, grad_scale,
       [&](std::int64_t first, const at::Tensor& g) {
-        at::Tensor rows = grads.head().slice(0, first, first + g.size(0));
+        at::Tensor rows = head_acc.slice(0, first, first + g.size(0));
         accumulate(rows, g);
       },
       chunk_rows);
@@ -548,7 +552,8 @@ double gpt_forward_backward(const ModelConfig& config, const ModelWeights& weigh
     grad = std::move(block.input_grad);
     inputs[l] = at::Tensor();  // free as we go
   }
-  embed_backward(tokens, grad, grads.wte, grads.wpe);
+  embed_backward(tokens, grad, wte, grads.wpe);
+  if (embedding_scratch) grads.wte.add_(wte);
   return head.loss;
 }
 

@@ -140,9 +140,15 @@ LmLossBackward lm_loss_backward(const ModelConfig& config, const ModelWeights& w
 // the gradients of grad_scale·loss into `grads` (accumulators shaped like `weights`, e.g. fp32
 // zeros_like_weights). Peak activation memory: the L block inputs plus one block's internals plus
 // one logits chunk.
+// `embedding_scratch` (a buffer shaped and typed like grads.wte, or none): the micro-batch's wte
+// gradient (the token rows, and a tied head's) is formed there from zero and added to grads.wte
+// in one addition, so that over K micro-batches grads.wte is the sum of their gradients — the
+// same additions as a data-parallel sum over ranks (train/data_parallel.h). Without it the rows
+// add up token by token into the accumulator (the same up to rounding).
 double gpt_forward_backward(const ModelConfig& config, const ModelWeights& weights,
                             const at::Tensor& tokens, const at::Tensor& targets, double grad_scale,
-                            ModelWeights& grads, std::int64_t chunk_rows = 0);
+                            ModelWeights& grads, std::int64_t chunk_rows = 0,
+                            at::Tensor* embedding_scratch = nullptr);
 
 // Mean loss without gradients (validation), block by block, chunked.
 double gpt_loss(const ModelConfig& config, const ModelWeights& weights, const at::Tensor& tokens,

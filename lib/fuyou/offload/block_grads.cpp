@@ -9,6 +9,7 @@
 #include "fuyou/offload/compute_blocks.h"
 #include "fuyou/offload/grad_accumulators.h"
 #include "fuyou/offload/optimizer_stage.h"
+#include "fuyou/train/data_parallel.h"
 
 namespace sparsetrain::fuyou {
 
@@ -35,7 +36,24 @@ void StepGradients::set_norm_terms(std::int64_t unit, std::vector<at::Tensor> te
   norm_terms_[static_cast<std::size_t>(unit)] = std::move(terms);
 }
 
+void StepGradients::sum_over_ranks(const std::vector<at::Tensor>& grads) {
+  if (!ranks_) return;
+  backward_.reset();
+  {
+    auto t = phases_.scope("rank_sum");
+    ranks_->sum(grads);
+  }
+  backward_ = std::make_unique<common::PhaseTimes::Scope>(phases_, "backward");
+}
+
+double StepGradients::sum_over_ranks(double value) {
+  if (!ranks_) return value;
+  auto t = phases_.scope("rank_sum");
+  return ranks_->sum(value);
+}
+
 void StepGradients::finish(std::int64_t unit, std::vector<at::Tensor> grads, int pool_slot) {
+  sum_over_ranks(grads);
   if (defer_) {
     ST_ASSERT(pool_slot < 0, "deferred gradients cannot hold a pool slot until the norm");
     deferred_[static_cast<std::size_t>(unit)] = std::move(grads);
@@ -245,12 +263,14 @@ class DrainedBlockGrads final : public BlockGradients {
         accumulate(acc[i], g);
       }
       slot_grads[static_cast<std::size_t>(i)] = acc[i];
-      // K = 1: the pool slot holds the final gradient; its norm terms come from the compute tier,
-      // as in the in-memory trainer (in tensor order, whatever order the pieces came in). K > 1:
-      // the drain computes them from the CPU-side sum.
-      if (last && accum_ == 1) {
+    }
+    // K = 1: the pool slot holds the final gradient (data parallel: once summed over the ranks);
+    // its norm terms come from the compute tier, as in the in-memory trainer (in tensor order,
+    // whatever order the pieces came in). K > 1: the drain computes them from the CPU-side sum.
+    if (last && accum_ == 1) {
+      step.sum_over_ranks(slot_grads);
+      for (int i = range.first; i < range.last; ++i)
         norm_terms_[static_cast<std::size_t>(i)] = acc[i].pow(2).sum().to(at::kDouble);
-      }
     }
     // A block's backward ends with its whole gradient, or with its first piece's.
     const bool block_done = piece == kWholeBlock || piece == 0;

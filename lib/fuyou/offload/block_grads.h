@@ -28,6 +28,7 @@ namespace sparsetrain::fuyou {
 
 class GradAccumulators;
 class OptimizerStage;
+class RankReduction;
 
 class StepGradients {
  public:
@@ -41,6 +42,13 @@ class StepGradients {
   // applied) before any update is handed over.
   using SealFn = std::function<void(double norm, double scale, bool scaled)>;
   void set_seal(SealFn seal) { seal_ = std::move(seal); }
+  // Data parallel (train/data_parallel.h): every unit's final gradients are summed over `ranks`
+  // before their norm terms are taken and before they go to the optimizer.
+  void set_ranks(RankReduction* ranks) { ranks_ = ranks; }
+  // Sums `grads` (defined ones) over the ranks, in place, outside the backward's time (phase
+  // rank_sum); nothing without ranks. Every rank calls it for the same units in the same order.
+  void sum_over_ranks(const std::vector<at::Tensor>& grads);
+  double sum_over_ranks(double value);
 
   // Unit's final gradients in the compute tier (in `pool_slot` of the block pool, or -1).
   void finish(std::int64_t unit, std::vector<at::Tensor> grads, int pool_slot);
@@ -66,6 +74,7 @@ class StepGradients {
   const bool defer_;  // clipping or deferral
   std::function<CudaMark()> mark_;
   SealFn seal_;
+  RankReduction* ranks_ = nullptr;
   common::PhaseTimes& phases_;
   std::unique_ptr<common::PhaseTimes::Scope>& backward_;
   std::vector<std::vector<at::Tensor>> norm_terms_;  // by unit, in the order they came

@@ -52,6 +52,9 @@ struct OffloadState {
   // The gradient accumulators of the tensors outside the blocks (the embeddings, the final norm,
   // an untied head; `blocks` empty), fp32, compute tier.
   ModelWeights outside_grads;
+  // K > 1: micro-batch k > 0's wte gradient, formed from zero and then added (gpt_model.h), beside
+  // outside_grads.wte.
+  at::Tensor embedding_scratch;
   std::function<CudaMark()> mark_compute;  // CUDA: a mark on the compute stream; CPU: none
   std::atomic<bool> in_backward{false};    // the compute thread is inside a step's backward passes
 };

@@ -157,6 +157,12 @@ PlanItem size_grad_buffers(std::int64_t slots, std::uint64_t bytes) {
   return {std::to_string(slots) + " block gradient buffers", bytes};
 }
 
+// With K > 1 the micro-batches k > 0 form their wte gradient in a scratch of wte's shape, added
+// once (gpt_model.h: exact sums, as data parallel's); K = 1 adds straight into the accumulator.
+std::int64_t embedding_scratch_params(const ModelConfig& config, const OffloadShape& shape) {
+  return shape.accum > 1 ? config.vocab * config.n_embd : 0;
+}
+
 // Every block resident: the compute tier before any streaming decision.
 ComputeItems size_resident_compute(const ModelConfig& config, const OffloadShape& shape,
                                    const Sizes& s, std::int64_t grad_block_slots) {
@@ -168,9 +174,11 @@ ComputeItems size_resident_compute(const ModelConfig& config, const OffloadShape
   items.weights = {shape.cuda ? "bf16 compute weights" : "fp32 compute weights",
                    s.act * u64(config.param_count())};
   items.outside_grads =
-      PlanItem{config.llama() ? "embedding + norm + head gradient accumulators"
-                              : "embedding + ln_f gradient accumulators",
-               kF32 * u64(unit_params(config, 0) + unit_params(config, config.n_layer + 1))};
+      PlanItem{std::string(config.llama() ? "embedding + norm + head gradient accumulators"
+                                          : "embedding + ln_f gradient accumulators") +
+                   (shape.accum > 1 ? " + the micro-batch wte scratch" : ""),
+               kF32 * u64(unit_params(config, 0) + unit_params(config, config.n_layer + 1) +
+                          embedding_scratch_params(config, shape))};
   items.grad_buffers = size_grad_buffers(grad_block_slots,
                                          kF32 * u64(grad_block_slots * config.block_param_count()));
   items.inputs = {"block inputs (L + 1)", s.act * u64((s.l + 1) * s.tokens * s.c)};
@@ -401,7 +409,9 @@ CpuItems size_cpu_buffers(const OffloadShape& shape, const Sizes& s, OffloadPlan
   }
   if (plan.outside_grads_in_cpu) {
     items.outside_grads =
-        PlanItem{"fp32 embedding + norm + head gradient accumulators", kF32 * s.outside_params};
+        PlanItem{std::string("fp32 embedding + norm + head gradient accumulators") +
+                     (shape.accum > 1 ? " + the micro-batch wte scratch" : ""),
+                 kF32 * (s.outside_params + u64(embedding_scratch_params(s.config, shape)))};
   }
   return items;
 }

@@ -25,6 +25,7 @@
 #include "fuyou/offload/offload_internals.h"
 #include "fuyou/offload/optimizer_stage.h"
 #include "fuyou/store/tensor_store.h"
+#include "fuyou/train/data_parallel.h"
 
 namespace sparsetrain::fuyou {
 
@@ -152,6 +153,7 @@ OffloadTrainer::OffloadTrainer(ModelConfig config, WeightSource initial, TrainOp
       impl_(std::make_unique<OffloadState>()) {
   config_.validate();
   check_train_options(config_, train_);
+  check_rank_options(train_, options_.ranks.get());
   impl_->cuda = train_.device == TrainDevice::kCuda;
   if (impl_->cuda && !torch::cuda::is_available()) {
     throw common::EnvironmentError("--device cuda: no CUDA device is visible",
@@ -163,6 +165,13 @@ OffloadTrainer::OffloadTrainer(ModelConfig config, WeightSource initial, TrainOp
   }
   if (options_.resume) open_resumed_store();
   plan_ = plan_offload_run(config_, train_, options_);
+  if (options_.ranks && plan_.block_grads_in_cpu && train_.accum > 1) {
+    throw common::UsageError(
+        "data parallel with the block gradients drained to the CPU side and --accum " +
+            std::to_string(train_.accum) + " is not supported yet",
+        "run --accum 1 per rank (more ranks instead), or give the compute tier room for the "
+        "block gradients");
+  }
   make_compute_weights();
   make_unit_table();
   open_or_create_store(initial);
@@ -343,6 +352,7 @@ void OffloadTrainer::make_placements() {
   // in CPU memory, where the loss backward's slices and the embedding rows add up.
   state.outside_grads = zeros_like_weights(
       outside, plan_.outside_grads_in_cpu ? at::TensorOptions().dtype(at::kFloat) : fp32);
+  if (train_.accum > 1) state.embedding_scratch = at::empty_like(state.outside_grads.wte);
   if (plan_.block_grads_in_store) {
     if (!state.cuda) {  // CUDA has its pinned slots
       for (auto& slot : state.grad_slots)
@@ -658,12 +668,16 @@ void OffloadTrainer::run_micro_batch(const TokenData& train_data, std::int64_t s
     }
   }
   backward = std::make_unique<common::PhaseTimes::Scope>(stats_.compute_phases, "backward");
-  const double grad_scale = 1.0 / static_cast<double>(train_.accum);
+  const double grad_scale = 1.0 / static_cast<double>(step_micro_batches(train_));
   ModelWeights& outside = state.outside_grads;
+  // The micro-batch's wte gradient: from zero in the scratch for k > 0 (gpt_model.h), else
+  // straight into the accumulator.
+  at::Tensor wte = k > 0 ? state.embedding_scratch.zero_() : outside.wte;
+  at::Tensor head_acc = outside.lm_head.defined() ? outside.lm_head : wte;
   LmLossBackward head = lm_loss_backward(
       config_, compute_, h, y, grad_scale,
       [&](std::int64_t first, const at::Tensor& g) {
-        at::Tensor rows = outside.head().slice(0, first, first + g.size(0));
+        at::Tensor rows = head_acc.slice(0, first, first + g.size(0));
         if (g.is_cuda() && !rows.is_cuda()) stats_.pcie_d2h_bytes += g.nbytes();  // down to RAM
         accumulate(rows, g);
       },
@@ -673,8 +687,9 @@ void OffloadTrainer::run_micro_batch(const TokenData& train_data, std::int64_t s
   accumulate(outside.ln_f_bias, head.ln_f_bias_grad);
   loss_sum += head.loss;
   if (last) {
+    if (options_.ranks) loss_sum = grads.sum_over_ranks(loss_sum);
     // Checked before any update is handed over, so a diverged step never reaches the store.
-    check_loss_finite(loss_sum / static_cast<double>(train_.accum), step,
+    check_loss_finite(loss_sum / static_cast<double>(step_micro_batches(train_)), step,
                       "lower --lr or raise --warmup; --resume continues from the last committed "
                       "step");
     grads.finish(layers + 1, outside_grad_tensors(state, config_, layers + 1), -1);
@@ -690,7 +705,8 @@ void OffloadTrainer::run_micro_batch(const TokenData& train_data, std::int64_t s
   state.inputs->end_pass();
   state.kept->end_pass();
   if (grad.is_cuda() && !outside.wte.is_cuda()) stats_.pcie_d2h_bytes += grad.nbytes();
-  embed_backward(x, grad, outside.wte, outside.wpe);
+  embed_backward(x, grad, wte, outside.wpe);
+  if (k > 0) outside.wte.add_(wte);
   if (last) grads.finish(0, outside_grad_tensors(state, config_, 0), -1);
   backward.reset();
 }
@@ -734,6 +750,7 @@ TrainResult OffloadTrainer::train(const TokenData& train_data, const TokenData& 
     const bool in_place = state.states->in_place();
     StepGradients grads(stage, state.units.size(), train_.grad_clip, in_place, state.mark_compute,
                         cp, backward);
+    grads.set_ranks(options_.ranks.get());
     if (in_place) {
       grads.set_seal([&](double norm, double scale, bool scaled) {
         stage.submit(seal_job(SealedStep{step, 0, scale, scaled, report.loss, norm, report.lr}));
@@ -743,7 +760,7 @@ TrainResult OffloadTrainer::train(const TokenData& train_data, const TokenData& 
     for (std::int64_t k = 0; k < train_.accum; ++k) {
       run_micro_batch(train_data, step, k, loss_sum, grads, backward, result.phases);
     }
-    report.loss = loss_sum / static_cast<double>(train_.accum);
+    report.loss = loss_sum / static_cast<double>(step_micro_batches(train_));
     state.in_backward.store(false);
     state.block_grads->finish_backward(grads);
     report.grad_norm = grads.finish_backward(state.outside_grads.wte, state.order);

@@ -45,6 +45,7 @@
 
 namespace sparsetrain::fuyou {
 
+class RankReduction;
 class StepGradients;
 class TensorStore;
 struct OffloadState;
@@ -81,6 +82,11 @@ struct OffloadOptions {
   // them, in processing order); what it throws ends train() as a crash there would (nothing of the
   // step is committed), for --resume to roll the step forward.
   std::function<void(std::int64_t step, std::int64_t pieces_done)> on_piece_durable;
+  // Data parallel (train/data_parallel.h): this process's rank group, or none. Each rank has its
+  // own store (ssd_dirs) with the full states; every unit's gradients are summed over the ranks
+  // as they become final, before the norm and the update. TrainOptions::ranks and ::rank must
+  // match it.
+  std::shared_ptr<RankReduction> ranks;
 };
 
 // The plan a run with these options would get: fills the free space of options.ssd_dirs (and, for

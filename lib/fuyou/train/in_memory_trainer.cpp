@@ -22,10 +22,15 @@ std::vector<at::Tensor*> tensors_of(ModelWeights& w) {
 
 }  // namespace
 
-InMemoryTrainer::InMemoryTrainer(ModelConfig config, ModelWeights initial, TrainOptions options)
-    : config_(std::move(config)), options_(options), master_(std::move(initial)) {
+InMemoryTrainer::InMemoryTrainer(ModelConfig config, ModelWeights initial, TrainOptions options,
+                                 std::shared_ptr<RankReduction> ranks)
+    : config_(std::move(config)),
+      options_(options),
+      master_(std::move(initial)),
+      ranks_(std::move(ranks)) {
   config_.validate();
   check_train_options(config_, options_);
+  check_rank_options(options_, ranks_.get());
   check_weight_shapes(config_, master_);
   const auto cpu32 = at::TensorOptions().dtype(at::kFloat).device(at::kCPU);
   for (auto& [name, t] : master_.named()) *t = t->to(cpu32).contiguous();
@@ -45,6 +50,7 @@ InMemoryTrainer::InMemoryTrainer(ModelConfig config, ModelWeights initial, Train
     compute_ = master_;  // shares storage: AdamW updates the compute weights in place
     grads_ = zeros_like_weights(master_, cpu32);
   }
+  if (options_.accum > 1) embedding_scratch_ = at::empty_like(grads_.wte);
 }
 
 double InMemoryTrainer::lr_at(std::int64_t step) const { return lr_at_step(options_, step); }
@@ -93,13 +99,20 @@ TrainResult InMemoryTrainer::train(const TokenData& train_data, const TokenData&
         std::tie(x, y) = training_batch(train_data, options_, step, k);
       }
       auto t = result.phases.scope("forward_backward");
-      loss_sum +=
-          gpt_forward_backward(config_, compute_, x, y, 1.0 / static_cast<double>(options_.accum),
-                               grads_, options_.loss_chunk_rows);
+      loss_sum += gpt_forward_backward(
+          config_, compute_, x, y, 1.0 / static_cast<double>(step_micro_batches(options_)), grads_,
+          options_.loss_chunk_rows, k > 0 ? &embedding_scratch_ : nullptr);
+    }
+    if (ranks_) {  // the step's sums over every rank's micro-batches
+      auto t = result.phases.scope("rank_sum");
+      loss_sum = ranks_->sum(loss_sum);
+      std::vector<at::Tensor> grads;
+      for (at::Tensor* g : all_grads) grads.push_back(*g);
+      ranks_->sum(grads);
     }
     StepReport report;
     report.step = step;
-    report.loss = loss_sum / static_cast<double>(options_.accum);
+    report.loss = loss_sum / static_cast<double>(step_micro_batches(options_));
     check_loss_finite(report.loss, step, "lower --lr or raise --warmup");
     report.lr = lr_at(step);
     {

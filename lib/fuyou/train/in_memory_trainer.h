@@ -11,12 +11,14 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <utility>
 #include <vector>
 
 #include "fuyou/model/model_config.h"
 #include "fuyou/model/model_weights.h"
 #include "fuyou/model/token_data.h"
+#include "fuyou/train/data_parallel.h"
 #include "fuyou/train/train_options.h"
 
 namespace sparsetrain::fuyou {
@@ -25,8 +27,10 @@ class InMemoryTrainer {
  public:
   // initial: fp32 CPU weights for `config` (from init_model_weights or a checkpoint); taken over as
   // the master copy. Throws UsageError for inconsistent options, EnvironmentError for CUDA without
-  // a device.
-  InMemoryTrainer(ModelConfig config, ModelWeights initial, TrainOptions options);
+  // a device. `ranks`: this process's data-parallel group (data_parallel.h; options.ranks and
+  // .rank must match it), or none.
+  InMemoryTrainer(ModelConfig config, ModelWeights initial, TrainOptions options,
+                  std::shared_ptr<RankReduction> ranks = nullptr);
 
   // Runs options.steps steps; calls on_step after each. Throws RunError on a non-finite loss.
   TrainResult train(const TokenData& train_data, const TokenData& valid_data,
@@ -43,12 +47,14 @@ class InMemoryTrainer {
 
   ModelConfig config_;
   TrainOptions options_;
-  ModelWeights master_;     // fp32 CPU
-  ModelWeights m_, v_;      // fp32 CPU Adam moments
-  ModelWeights compute_;    // CPU: aliases master_; CUDA: bf16 on the GPU
-  ModelWeights grads_;      // fp32 accumulators beside compute_
-  ModelWeights grads_cpu_;  // CUDA only: fp32 CPU staging for the optimizer
-  ModelWeights staged_;     // CUDA only: bf16 CPU weights written by the optimizer
+  ModelWeights master_;           // fp32 CPU
+  ModelWeights m_, v_;            // fp32 CPU Adam moments
+  ModelWeights compute_;          // CPU: aliases master_; CUDA: bf16 on the GPU
+  ModelWeights grads_;            // fp32 accumulators beside compute_
+  ModelWeights grads_cpu_;        // CUDA only: fp32 CPU staging for the optimizer
+  ModelWeights staged_;           // CUDA only: bf16 CPU weights written by the optimizer
+  at::Tensor embedding_scratch_;  // K > 1: micro-batch k > 0's wte gradient (gpt_model.h)
+  std::shared_ptr<RankReduction> ranks_;
 };
 
 }  // namespace sparsetrain::fuyou

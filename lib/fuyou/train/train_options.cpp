@@ -8,6 +8,7 @@
 
 #include "common/error.h"
 #include "fuyou/model/gpt_model.h"
+#include "fuyou/train/data_parallel.h"
 
 namespace sparsetrain::fuyou {
 
@@ -31,6 +32,11 @@ void check_train_options(const ModelConfig& config, const TrainOptions& o) {
   positive("--seq", o.seq);
   positive("--accum", o.accum);
   positive("--eval-batches", o.eval_batches);
+  if (o.ranks < 1 || o.rank < 0 || o.rank >= o.ranks) {
+    throw common::UsageError(
+        "rank " + std::to_string(o.rank) + " of a world of " + std::to_string(o.ranks) + " ranks",
+        "set RANK in [0, WORLD_SIZE)");
+  }
   if (o.seq > config.n_positions) {
     throw common::UsageError("--seq " + std::to_string(o.seq) + " exceeds model '" + config.name +
                                  "' positions (" + std::to_string(config.n_positions) + ")",
@@ -84,8 +90,9 @@ double evaluate_loss(const ModelConfig& config, const ModelWeights& weights,
 std::pair<at::Tensor, at::Tensor> training_batch(const TokenData& train_data,
                                                  const TrainOptions& options, std::int64_t step,
                                                  std::int64_t k) {
-  return train_data.batch(options.seed, (step - 1) * options.accum + k, options.micro_batch,
-                          options.seq);
+  const std::int64_t per_step = step_micro_batches(options);
+  return train_data.batch(options.seed, (step - 1) * per_step + options.rank * options.accum + k,
+                          options.micro_batch, options.seq);
 }
 
 void check_loss_finite(double loss, std::int64_t step, const char* hint) {
@@ -102,10 +109,24 @@ bool is_eval_step(const TrainOptions& options, std::int64_t step) {
 void record_step(TrainResult& result, StepReport& report, double seconds, const ModelConfig& config,
                  const TrainOptions& options) {
   result.train_seconds += seconds;
-  result.tokens += options.micro_batch * options.seq * options.accum;
+  result.tokens += options.micro_batch * options.seq * step_micro_batches(options);  // all ranks'
   result.losses.push_back(report.loss);
   report.tokens_per_s = static_cast<double>(result.tokens) / result.train_seconds;
   report.tflops = report.tokens_per_s * config.train_flops_per_token(options.seq) / 1e12;
+}
+
+void check_rank_options(const TrainOptions& options, const RankReduction* ranks) {
+  const std::int64_t size = ranks ? ranks->size() : 1, rank = ranks ? ranks->rank() : 0;
+  if (options.ranks != size || options.rank != rank) {
+    throw common::UsageError("the training options name rank " + std::to_string(options.rank) +
+                                 " of " + std::to_string(options.ranks) + ", the group rank " +
+                                 std::to_string(rank) + " of " + std::to_string(size),
+                             "set TrainOptions::ranks and ::rank from the rank group");
+  }
+}
+
+std::int64_t step_micro_batches(const TrainOptions& options) {
+  return options.ranks * options.accum;
 }
 
 void finish_train_result(TrainResult& result, const ModelConfig& config,

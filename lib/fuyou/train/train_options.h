@@ -17,16 +17,22 @@
 
 namespace sparsetrain::fuyou {
 
+class RankReduction;  // data_parallel.h
+
 enum class TrainDevice { kCpu, kCuda };
 
 struct TrainOptions {
   std::int64_t steps = 200;      // optimizer steps
   std::int64_t micro_batch = 8;  // B: sequences per forward/backward
   std::int64_t seq = 128;        // T: tokens per sequence
-  std::int64_t accum = 1;        // K: micro-batches per optimizer step
-  double lr = 1e-3;              // peak learning rate
-  std::int64_t warmup = 0;       // steps of linear warm-up to lr
-  double min_lr_ratio = 0.1;     // cosine decay from lr to lr·min_lr_ratio at the last step
+  std::int64_t accum = 1;        // K: micro-batches per optimizer step (per rank)
+  // Data parallel (data_parallel.h): R ranks, this one r; a step is R·K micro-batches, rank r
+  // running r·K … r·K + K - 1 of them.
+  std::int64_t ranks = 1;
+  std::int64_t rank = 0;
+  double lr = 1e-3;           // peak learning rate
+  std::int64_t warmup = 0;    // steps of linear warm-up to lr
+  double min_lr_ratio = 0.1;  // cosine decay from lr to lr·min_lr_ratio at the last step
   AdamWOptions adam{1e-3, 0.9, 0.95, 1e-8, 0.1};  // lr is overwritten per step by the schedule
   double grad_clip = 1.0;                         // global L2 norm; 0 = off
   // Validation every N steps (and after the last); 0 = only at the end.
@@ -76,7 +82,8 @@ std::pair<at::Tensor, at::Tensor> validation_batch(const TokenData& valid_data,
 double evaluate_loss(const ModelConfig& config, const ModelWeights& weights,
                      const TokenData& valid_data, const TrainOptions& options);
 
-// Micro-batch k (0-based) of 1-based `step` in the training stream: (tokens, targets) [B, T].
+// Micro-batch k (0-based, of this rank's K) of 1-based `step` in the training stream: the step's
+// micro-batch rank·K + k of ranks·K; (tokens, targets) [B, T].
 std::pair<at::Tensor, at::Tensor> training_batch(const TokenData& train_data,
                                                  const TrainOptions& options, std::int64_t step,
                                                  std::int64_t k);
@@ -90,5 +97,9 @@ void record_step(TrainResult& result, StepReport& report, double seconds, const 
 // At the end of a run: its rates from its totals.
 void finish_train_result(TrainResult& result, const ModelConfig& config,
                          const TrainOptions& options);
+// UsageError unless options.ranks and .rank are those of `ranks` (none: one rank).
+void check_rank_options(const TrainOptions& options, const RankReduction* ranks);
+// The micro-batches of one step over every rank: R·K; a micro-batch's gradient scale is 1 / it.
+std::int64_t step_micro_batches(const TrainOptions& options);
 
 }  // namespace sparsetrain::fuyou
