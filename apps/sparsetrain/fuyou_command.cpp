@@ -738,8 +738,22 @@ void run_offloaded(const FinetuneOptions& options, const fy::ModelConfig& config
     };
     if (ranks.group && options.resume) check_stored_world(options.ssd[0], ranks);
     trainer = std::make_unique<fy::OffloadTrainer>(config, initial, options.train, offload);
-    if (ranks.group) {
-      if (!options.resume) write_stored_world(options.ssd[0], ranks.world);
+    if (ranks.group && !options.resume) write_stored_world(options.ssd[0], ranks.world);
+    if (ranks.group && options.resume) {
+      // The ranks commit each step one after another: a rank killed between them leaves the
+      // others one commit ahead of it. Those fall back to their previous commit (whose data no
+      // rank can have overwritten: the next step's writes need every rank's gradients).
+      std::int64_t first = trainer->first_step();
+      for (const std::string& step : ranks.group->exchange("resumed step", std::to_string(first)))
+        first = std::min<std::int64_t>(first, std::stoll(step));
+      if (trainer->first_step() == first + 1) {
+        common::log_info("fuyou finetune: rank ", ranks.world.rank,
+                         " falls back to its previous commit (step ", first - 1,
+                         "), where the other ranks stopped");
+        trainer.reset();
+        offload.resume_previous_commit = true;
+        trainer = std::make_unique<fy::OffloadTrainer>(config, initial, options.train, offload);
+      }
       ranks.group->check_same("resumed step (the step after each rank's last commit)",
                               std::to_string(trainer->first_step()));
     }
@@ -844,7 +858,7 @@ void run_rank(FinetuneOptions options, const JoinedRanks& ranks, CommandContext&
   }
 
   const std::int64_t tokens_per_step =
-      options.train.micro_batch * options.train.seq * options.train.accum;
+      options.train.micro_batch * options.train.seq * fy::step_micro_batches(options.train);
   common::log_info("fuyou finetune: model ", config.name, " (",
                    format_si(static_cast<double>(config.param_count())), " parameters), ",
                    cuda ? "CUDA bf16" : "CPU fp32", ", ", options.train.steps, " steps of ",

@@ -1,21 +1,21 @@
 // The ranks of `fuyou finetune` (see fuyou_ranks.h).
 #include "fuyou_ranks.h"
 
+#include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
-#include <netinet/in.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
-#include <cstdlib>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <iostream>
 #include <sstream>
 #include <thread>
-#include <algorithm>
 
 #include "common/error.h"
 #include "common/log.h"
@@ -78,8 +78,7 @@ void add_rank_flags(CLI::App& sub, RankFlags& flags) {
   sub.add_option("--nproc", flags.nproc, "Spawn this many ranks on this machine (loopback)")
       ->check(CLI::Range(1, 1024))
       ->group(kRanks);
-  sub.add_option("--dist-backend", flags.backend, "c10d process group of the ranks")
-      ->group(kRanks);
+  sub.add_option("--dist-backend", flags.backend, "c10d process group of the ranks")->group(kRanks);
   sub.add_option("--dist-timeout", flags.timeout_s,
                  "Seconds the rendezvous and each collective wait for the other ranks")
       ->check(CLI::PositiveNumber)
@@ -111,8 +110,8 @@ void run_local_ranks(const RankFlags& flags, CommandContext& context) {
     }
   }
   const int port = free_loopback_port();
-  common::log_info("fuyou finetune: ", flags.nproc, " ranks on this machine (Gloo over 127.0.0.1:",
-                   port, ")");
+  common::log_info("fuyou finetune: ", flags.nproc,
+                   " ranks on this machine (Gloo over 127.0.0.1:", port, ")");
   std::vector<pid_t> pids;
   for (int r = 0; r < flags.nproc; ++r) {
     std::vector<std::string> env;
@@ -179,7 +178,8 @@ JoinedRanks join_ranks(const RankFlags& flags, CommandContext& context) {
   if (!out.world.distributed()) return out;
   const int rank = out.world.rank;
   if (rank > 0 && flags.log_ranks == "0") {  // warnings and errors still
-    if (common::log_enabled(common::LogLevel::kInfo)) common::set_log_level(common::LogLevel::kWarn);
+    if (common::log_enabled(common::LogLevel::kInfo))
+      common::set_log_level(common::LogLevel::kWarn);
     common::set_progress_mode(common::ProgressMode::kNever);
   }
   if (rank > 0 && !context.record_path.empty() && context.record_path != "-") {

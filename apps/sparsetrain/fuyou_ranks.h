@@ -14,10 +14,10 @@
 namespace sparsetrain::cli {
 
 struct RankFlags {
-  int nproc = 1;                  // --nproc: ranks to spawn on this machine (1: none)
-  std::string backend = "gloo";   // --dist-backend
-  double timeout_s = 300;         // --dist-timeout: rendezvous and each collective
-  std::string log_ranks = "0";    // --log-ranks: 0 (rank 0 logs and shows progress) or all
+  int nproc = 1;                 // --nproc: ranks to spawn on this machine (1: none)
+  std::string backend = "gloo";  // --dist-backend
+  double timeout_s = 300;        // --dist-timeout: rendezvous and each collective
+  std::string log_ranks = "0";   // --log-ranks: 0 (rank 0 logs and shows progress) or all
 };
 
 void add_rank_flags(CLI::App& sub, RankFlags& flags);

@@ -8,11 +8,11 @@
 // so only libtorch's own Gloo ever runs and the layouts of the two versions never meet.
 #include "fuyou/dist/rank_group.h"
 
-#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
-#include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/torch.h>
 
 #include <map>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 #include "common/error.h"
 
@@ -56,8 +56,7 @@ struct RankGroup::Impl {
 RankGroup::RankGroup(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 RankGroup::~RankGroup() = default;
 
-std::shared_ptr<RankGroup> RankGroup::connect(const World& world,
-                                              const RankGroupOptions& options) {
+std::shared_ptr<RankGroup> RankGroup::connect(const World& world, const RankGroupOptions& options) {
   if (options.backend == "nccl") {
     throw common::EnvironmentError(
         "--dist-backend nccl: this build has no NCCL process group",
@@ -83,8 +82,9 @@ std::shared_ptr<RankGroup> RankGroup::connect(const World& world,
     const double seconds = static_cast<double>(options.timeout.count()) / 1000.0;
     throw common::EnvironmentError(
         world.rank == 0
-            ? "rank 0 cannot serve the rendezvous at " + where + " (or not every rank came within " +
-                  std::to_string(seconds) + " s): " + first_line(e.what())
+            ? "rank 0 cannot serve the rendezvous at " + where +
+                  " (or not every rank came within " + std::to_string(seconds) +
+                  " s): " + first_line(e.what())
             : "rank " + std::to_string(world.rank) + " cannot reach the master at " + where +
                   " within " + std::to_string(seconds) + " s: " + first_line(e.what()),
         "check MASTER_ADDR and MASTER_PORT, that rank 0 runs and that the port is free; "
@@ -147,19 +147,27 @@ double RankGroup::sum(double value) {
   return t.item<double>();
 }
 
-void RankGroup::check_same(const std::string& what, const std::string& value) {
-  const std::vector<std::string> all = [&] {
-    const std::string prefix = "sparsetrain/same/" + what + "/";
+std::vector<std::string> RankGroup::exchange(const std::string& what, const std::string& value) {
+  const std::string prefix = "sparsetrain/exchange/" + what + "/";
+  std::vector<std::string> out;
+  try {
     impl_->store->set(prefix + std::to_string(rank()), bytes_of(value));
-    std::vector<std::string> out;
-    for (int r = 0; r < size(); ++r) out.push_back(string_of(impl_->store->get(prefix + std::to_string(r))));
-    return out;
-  }();
+    for (int r = 0; r < size(); ++r)
+      out.push_back(string_of(impl_->store->get(prefix + std::to_string(r))));
+  } catch (const std::exception& e) {
+    impl_->collective_failed(e);
+  }
+  return out;
+}
+
+void RankGroup::check_same(const std::string& what, const std::string& value) {
+  const std::vector<std::string> all = exchange(what, value);
   for (int r = 1; r < size(); ++r) {
     if (all[static_cast<std::size_t>(r)] != all[0]) {
-      throw common::UsageError("rank " + std::to_string(r) + "'s " + what + " differs from rank 0's",
-                               "start every rank with the same command (per-rank paths through "
-                               "{rank} in --ssd)");
+      throw common::UsageError(
+          "rank " + std::to_string(r) + "'s " + what + " differs from rank 0's",
+          "start every rank with the same command (per-rank paths through "
+          "{rank} in --ssd)");
     }
   }
 }
@@ -167,10 +175,15 @@ void RankGroup::check_same(const std::string& what, const std::string& value) {
 std::vector<std::string> RankGroup::gather_to_first(const std::string& what,
                                                     const std::string& value) {
   const std::string prefix = "sparsetrain/gather/" + what + "/";
-  impl_->store->set(prefix + std::to_string(rank()), bytes_of(value));
   std::vector<std::string> out;
-  if (rank() != 0) return out;
-  for (int r = 0; r < size(); ++r) out.push_back(string_of(impl_->store->get(prefix + std::to_string(r))));
+  try {
+    impl_->store->set(prefix + std::to_string(rank()), bytes_of(value));
+    if (rank() != 0) return out;
+    for (int r = 0; r < size(); ++r)
+      out.push_back(string_of(impl_->store->get(prefix + std::to_string(r))));
+  } catch (const std::exception& e) {
+    impl_->collective_failed(e);
+  }
   return out;
 }
 

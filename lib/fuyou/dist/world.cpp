@@ -42,13 +42,14 @@ bool World::loopback() const {
 }
 
 World world_from_env(const Getenv& getenv_arg) {
-  const Getenv getenv = getenv_arg ? getenv_arg : Getenv([](const char* n) { return std::getenv(n); });
+  const Getenv getenv =
+      getenv_arg ? getenv_arg : Getenv([](const char* n) { return std::getenv(n); });
   constexpr long kMaxRanks = 1 << 20;
   World world;
-  const auto [size_name, size_value] = first_set(
-      getenv, {"WORLD_SIZE", "SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE"});
-  const auto [rank_name, rank_value] = first_set(
-      getenv, {"RANK", "SLURM_PROCID", "OMPI_COMM_WORLD_RANK", "PMI_RANK"});
+  const auto [size_name, size_value] =
+      first_set(getenv, {"WORLD_SIZE", "SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE"});
+  const auto [rank_name, rank_value] =
+      first_set(getenv, {"RANK", "SLURM_PROCID", "OMPI_COMM_WORLD_RANK", "PMI_RANK"});
   if (!size_name) {
     if (rank_name && parse_int(rank_name, rank_value, 0, kMaxRanks) != 0) {
       throw common::UsageError(std::string(rank_name) + "=" + rank_value + " but no WORLD_SIZE",
@@ -63,9 +64,9 @@ World world_from_env(const Getenv& getenv_arg) {
                              "set RANK for each process, or start them with torchrun or --nproc");
   }
   if (world.rank >= world.size) {
-    throw common::UsageError(std::string(rank_name) + "=" + rank_value + " is not below " +
-                                 size_name + "=" + size_value,
-                             "ranks run from 0 to WORLD_SIZE - 1");
+    throw common::UsageError(
+        std::string(rank_name) + "=" + rank_value + " is not below " + size_name + "=" + size_value,
+        "ranks run from 0 to WORLD_SIZE - 1");
   }
   const auto [local_name, local_value] =
       first_set(getenv, {"LOCAL_RANK", "SLURM_LOCALID", "OMPI_COMM_WORLD_LOCAL_RANK"});
@@ -73,10 +74,10 @@ World world_from_env(const Getenv& getenv_arg) {
   if (const char* addr = getenv("MASTER_ADDR"); addr && *addr) {
     world.master_addr = addr;
   } else if (world.size > 1) {
-    throw common::UsageError("a world of " + std::to_string(world.size) +
-                                 " ranks without MASTER_ADDR",
-                             "set MASTER_ADDR (and MASTER_PORT) to rank 0's host, as torchrun "
-                             "does; on one machine --nproc N sets them");
+    throw common::UsageError(
+        "a world of " + std::to_string(world.size) + " ranks without MASTER_ADDR",
+        "set MASTER_ADDR (and MASTER_PORT) to rank 0's host, as torchrun "
+        "does; on one machine --nproc N sets them");
   }
   if (const char* port = getenv("MASTER_PORT"); port && *port) {
     world.master_port = parse_int("MASTER_PORT", port, 1, 65535);

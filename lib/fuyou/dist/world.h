@@ -15,8 +15,8 @@ namespace sparsetrain::fuyou {
 struct World {
   int rank = 0;
   int size = 1;
-  int local_rank = 0;                    // this machine's rank of it: the GPU it uses
-  std::string master_addr = "127.0.0.1"; // rank 0's host: the TCPStore and the rendezvous
+  int local_rank = 0;                     // this machine's rank of it: the GPU it uses
+  std::string master_addr = "127.0.0.1";  // rank 0's host: the TCPStore and the rendezvous
   int master_port = 29500;
   bool distributed() const { return size > 1; }
   bool loopback() const;  // master_addr is 127.x, ::1 or localhost: every rank on this machine

@@ -241,6 +241,8 @@ void OffloadTrainer::open_resumed_store() {
   OffloadState& state = *impl_;
   StoreOptions store_options;
   store_options.extent_bytes = options_.store_extent_bytes;
+  store_options.keep_previous = options_.ranks != nullptr;
+  store_options.open_previous = options_.resume_previous_commit;
   const std::string first_dir = options_.ssd_dirs[0];
   const std::string start_over = "run the same command without --resume to start a new run";
   if (!std::filesystem::exists(first_dir + "/" + TensorStore::kManifestName)) {
@@ -282,6 +284,12 @@ void OffloadTrainer::open_resumed_store() {
   }
   // A store keeps the slots it was made with: --store-slots auto takes them.
   if (options_.store_slots == 0) options_.store_slots = meta[kMetaStoreSlots];
+  if (options_.resume_previous_commit && options_.store_slots == 1) {
+    throw common::UsageError("the store in '" + first_dir +
+                                 "' updates in place (--store-slots 1): it cannot fall back to "
+                                 "its previous commit",
+                             "data-parallel runs that may need to resume: --store-slots 2");
+  }
 }
 
 void OffloadTrainer::open_or_create_store(const WeightSource& initial) {
@@ -317,6 +325,7 @@ void OffloadTrainer::open_or_create_store(const WeightSource& initial) {
   } else {
     StoreOptions store_options;
     store_options.extent_bytes = options_.store_extent_bytes;
+    store_options.keep_previous = options_.ranks != nullptr;
     store_ = TensorStore::create(options_.ssd_dirs, store_options);
     new_store.created = true;
   }

@@ -87,6 +87,10 @@ struct OffloadOptions {
   // as they become final, before the norm and the update. TrainOptions::ranks and ::rank must
   // match it.
   std::shared_ptr<RankReduction> ranks;
+  // With ranks the store keeps its previous commit too (tensor_store.h: keep_previous), and
+  // --resume may open it instead of the last: for a rank that committed one step more than the
+  // others before a rank stopped (the app compares the ranks' first steps).
+  bool resume_previous_commit = false;
 };
 
 // The plan a run with these options would get: fills the free space of options.ssd_dirs (and, for

@@ -248,6 +248,7 @@ void TensorStore::remove_new(const std::vector<std::string>& dirs) {
   if (dirs.empty()) return;
   std::error_code ignored;
   std::filesystem::remove(dirs[0] + "/" + kManifestName, ignored);
+  std::filesystem::remove(dirs[0] + "/" + kPreviousManifestName, ignored);
   for (std::size_t i = 0; i < dirs.size(); ++i)
     std::filesystem::remove(dirs[i] + "/" + data_file_name(i), ignored);
 }
@@ -261,7 +262,17 @@ std::unique_ptr<TensorStore> TensorStore::open(const std::vector<std::string>& d
                      "give the directories of an existing store (--ssd or the command line), first "
                      "directory first");
   }
-  store->committed_manifest_ = common::read_file(path);
+  if (options.open_previous) {
+    const std::string previous = dirs[0] + "/" + kPreviousManifestName;
+    if (::access(previous.c_str(), F_OK) != 0) {
+      throw UsageError(cat("the store in '", dirs[0], "' kept no previous commit (no ",
+                           kPreviousManifestName, ")"),
+                       "only data-parallel runs keep one; resume from the last commit");
+    }
+    store->committed_manifest_ = common::read_file(previous);
+  } else {
+    store->committed_manifest_ = common::read_file(path);
+  }
   store->load_manifest();
   store->open_files(/*create=*/false);
   for (std::size_t i = 0; i < dirs.size(); ++i) {
@@ -700,6 +711,9 @@ void TensorStore::commit() {
     for (const auto& t : tensors_)
       if (t->dirty) t->info.version = version_;
     const std::string manifest = manifest_json();
+    if (options_.keep_previous && !committed_manifest_.empty()) {
+      common::write_file_atomic(dirs_[0] + "/" + kPreviousManifestName, committed_manifest_);
+    }
     common::write_file_atomic(manifest_path(), manifest);
     committed_manifest_ = manifest;
   } catch (...) {

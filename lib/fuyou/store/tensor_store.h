@@ -51,6 +51,13 @@ std::size_t store_dtype_size(StoreDType dtype);       // bytes per element
 struct StoreOptions {
   common::io::IoOptions io;
   std::uint64_t extent_bytes = std::uint64_t{4} << 20;  // striping unit; multiple of 4096
+  // Each commit first keeps the commit it replaces as kPreviousManifestName. Its data stays valid
+  // until the next commit's first write (copy-on-write writes go to the slots it references): a
+  // data-parallel rank that committed one step more than another rank, which cannot have written
+  // anything of the step after it, opens it to fall back to the others' step.
+  bool keep_previous = false;
+  // open(): the previous commit instead of the last (UsageError when none was kept).
+  bool open_previous = false;
 };
 
 // Durable: copy-on-write, two slots per extent (the crash guarantee). Scratch: one slot, in place,
@@ -81,6 +88,7 @@ class TensorStore {
  public:
   static constexpr std::uint64_t kWhole = ~std::uint64_t{0};
   static constexpr const char* kManifestName = "sparsetrain-store.json";
+  static constexpr const char* kPreviousManifestName = "sparsetrain-store.prev.json";
   static constexpr const char* kLockName = "sparsetrain-store.lock";
   // The data file of directory `index` (in --ssd order): "sparsetrain-store.<index>.dat".
   static std::string data_file_name(std::size_t index);

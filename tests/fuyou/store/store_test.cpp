@@ -185,6 +185,49 @@ TEST_CASE("uncommitted writes are dropped at reopen and by rollback; the committ
   CHECK(std::memcmp(got.data(), v1.data(), bytes) == 0);
 }
 
+TEST_CASE("keep_previous keeps the commit before the last, and open_previous opens it intact") {
+  TempDir root;
+  const auto dirs = two_dirs(root);
+  const std::uint64_t bytes = 2 * 64 * 1024 + 7;
+  io::AlignedBuffer v1(bytes), v2(bytes), got(bytes);
+  fill_pattern(v1.data(), bytes, 1);
+  fill_pattern(v2.data(), bytes, 2);
+  StoreOptions keep = small_extents();
+  keep.keep_previous = true;
+  {
+    auto store = TensorStore::create(dirs, keep);
+    store->define("w", StoreDType::kU8, {static_cast<std::int64_t>(bytes)});
+    store->write("w", v1.data()).get();
+    store->commit();  // version 1
+    store->write("w", v2.data()).get();
+    store->commit();  // version 2: v2 in the other slots, v1's untouched
+  }
+  StoreOptions previous = keep;
+  previous.open_previous = true;
+  {
+    auto store = TensorStore::open(dirs, previous);
+    CHECK(store->version() == 1);
+    store->read("w", got.data(), 0, bytes, /*verify=*/true).get();
+    CHECK(std::memcmp(got.data(), v1.data(), bytes) == 0);
+    CHECK(store->verify().problems.empty());
+  }
+  auto last = TensorStore::open(dirs, small_extents());  // the last commit is still there
+  CHECK(last->version() == 2);
+  last->read("w", got.data()).get();
+  CHECK(std::memcmp(got.data(), v2.data(), bytes) == 0);
+  last.reset();
+  // A store that kept nothing says so.
+  TempDir other;
+  const auto plain = two_dirs(other);
+  {
+    auto store = TensorStore::create(plain, small_extents());
+    store->define("w", StoreDType::kU8, {1});
+    store->commit();
+  }
+  CHECK_THROWS_WITH_AS(TensorStore::open(plain, previous), doctest::Contains("no previous commit"),
+                       sparsetrain::common::UsageError);
+}
+
 TEST_CASE("a flipped byte on disk is found by verify() and by read(verify)") {
   TempDir root;
   const auto dirs = two_dirs(root);
