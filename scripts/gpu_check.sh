@@ -1,7 +1,7 @@
 #!/bin/bash
 # The GPU machine's check, in one go (run there from the project root, after
-# `EXTRA_DEBS="libdeflate-dev libdeflate0" bash ../shared/device/stage-deps.sh` here — libdeflate is
-# ours beyond the packages that script stages — and with `.devdeps` carried):
+# `EXTRA_DEBS="libdeflate-dev libdeflate0 libgloo-dev" bash ../shared/device/stage-deps.sh` here — libdeflate
+# and Gloo's headers are ours beyond the packages that script stages — and with `.devdeps` carried):
 #   1. unpacks the staged Debian packages and builds only what the check needs (build-gpu/);
 #   2. runs the `gpu` tests (CUDA tier vs the in-memory CUDA trainer, smoke tests);
 #   3. fine-tunes GPT-3 1.3B offloaded (--gpu-mem 24GiB --cpu-mem 32GiB, store on the machine's
