@@ -51,9 +51,9 @@ std::string read_bytes(const fs::path& path) {
 
 // A tiny seeded run; the micro-batch is per rank.
 std::vector<std::string> tiny(const std::string& steps) {
-  return {"fuyou",        "finetune", "--model",        "tiny", "--steps",   steps,
-          "--micro-batch", "2",       "--seq",          "32",   "--eval-every", "0",
-          "--eval-batches", "1",      "--seed",         "3",    "--progress", "never"};
+  return {"fuyou",          "finetune", "--model", "tiny", "--steps",      steps,
+          "--micro-batch",  "2",        "--seq",   "32",   "--eval-every", "0",
+          "--eval-batches", "1",        "--seed",  "3",    "--progress",   "never"};
 }
 
 // States in the store (CPU budget of two staging slots), global-norm clipping on.
@@ -128,16 +128,16 @@ bool wait_for_version(const fs::path& manifest, int version) {
 
 TEST_CASE("two ranks in memory equal one process with --accum 2, bit for bit") {
   const fs::path d = scratch("memory");
-  auto one = run_sparsetrain(tiny("3") + std::vector<std::string>{
-                                             "--accum", "2", "--export",
-                                             (d / "one.safetensors").string(), "--out",
-                                             (d / "one.json").string()});
+  auto one =
+      run_sparsetrain(tiny("3") + std::vector<std::string>{"--accum", "2", "--export",
+                                                           (d / "one.safetensors").string(),
+                                                           "--out", (d / "one.json").string()});
   INFO(one.err);
   REQUIRE(one.exit_code == 0);
-  auto two = run_sparsetrain(tiny("3") + std::vector<std::string>{
-                                             "--nproc", "2", "--export",
-                                             (d / "two.safetensors").string(), "--out",
-                                             (d / "two.json").string()});
+  auto two =
+      run_sparsetrain(tiny("3") + std::vector<std::string>{"--nproc", "2", "--export",
+                                                           (d / "two.safetensors").string(),
+                                                           "--out", (d / "two.json").string()});
   INFO(two.err);
   REQUIRE(two.exit_code == 0);
   CHECK(read_bytes(d / "one.safetensors") == read_bytes(d / "two.safetensors"));
@@ -154,24 +154,26 @@ TEST_CASE("two ranks in memory equal one process with --accum 2, bit for bit") {
   CHECK(b["metrics"]["ranks"][1]["rank"] == 1);
 }
 
-TEST_CASE("offloaded ranks (states in their stores, clipping) equal --accum: 2 bit for bit, 3 "
-          "within 1e-6") {
+TEST_CASE(
+    "offloaded ranks (states in their stores, clipping) equal --accum: 2 bit for bit, 3 "
+    "within 1e-6") {
   const fs::path d = scratch("offload");
   for (const int ranks : {2, 3}) {
     const std::string r = std::to_string(ranks);
     fs::create_directories(d / ("one" + r));
     fs::create_directories(d / ("many" + r));
-    auto one = run_sparsetrain(tiny("3") + offloaded(d / ("one" + r)) +
-                               std::vector<std::string>{"--accum", r, "--export",
-                                                        (d / ("one" + r + ".safetensors")).string(),
-                                                        "--out", (d / ("one" + r + ".json")).string()});
+    const std::string one_export = (d / ("one" + r + ".safetensors")).string();
+    const std::string one_record = (d / ("one" + r + ".json")).string();
+    auto one = run_sparsetrain(
+        tiny("3") + offloaded(d / ("one" + r)) +
+        std::vector<std::string>{"--accum", r, "--export", one_export, "--out", one_record});
     INFO(one.err);
     REQUIRE(one.exit_code == 0);
-    auto many = run_sparsetrain(
-        tiny("3") + offloaded(d / ("many" + r)) +
-        std::vector<std::string>{"--nproc", r, "--export",
-                                 (d / ("many" + r + ".safetensors")).string(), "--out",
-                                 (d / ("many" + r + ".json")).string()});
+    auto many =
+        run_sparsetrain(tiny("3") + offloaded(d / ("many" + r)) +
+                        std::vector<std::string>{"--nproc", r, "--export",
+                                                 (d / ("many" + r + ".safetensors")).string(),
+                                                 "--out", (d / ("many" + r + ".json")).string()});
     INFO(many.err);
     REQUIRE(many.exit_code == 0);
     const auto a = read_json(d / ("one" + r + ".json"));
@@ -179,7 +181,8 @@ TEST_CASE("offloaded ranks (states in their stores, clipping) equal --accum: 2 b
     REQUIRE(a["metrics"]["offload"]["states"] == "store");
     REQUIRE(b["metrics"]["offload"]["states"] == "store");
     for (int k = 0; k < ranks; ++k) {  // each rank its own store
-      CHECK(fs::exists(d / ("many" + r) / ("rank-" + std::to_string(k)) / "sparsetrain-store.json"));
+      const fs::path store = d / ("many" + r) / ("rank-" + std::to_string(k));
+      CHECK(fs::exists(store / "sparsetrain-store.json"));
     }
     if (ranks == 2) {  // a sum of two is the same addition
       CHECK(read_bytes(d / "one2.safetensors") == read_bytes(d / "many2.safetensors"));
@@ -198,9 +201,9 @@ TEST_CASE("a rank killed mid-step stops the other, and --resume continues bit fo
   fs::create_directories(d / "whole");
   fs::create_directories(d / "run");
   const std::vector<std::string> base = tiny("10");
-  auto whole = run_sparsetrain(base + offloaded(d / "whole") +
-                               std::vector<std::string>{"--nproc", "2", "--export",
-                                                        (d / "whole.safetensors").string()});
+  auto whole = run_sparsetrain(
+      base + offloaded(d / "whole") +
+      std::vector<std::string>{"--nproc", "2", "--export", (d / "whole.safetensors").string()});
   INFO(whole.err);
   REQUIRE(whole.exit_code == 0);
 
@@ -243,8 +246,8 @@ TEST_CASE("launch errors: mismatched flags, no master, unknown backends, a chang
   SUBCASE("ranks started with different flags all stop with exit 2, naming the rank") {
     const int port = free_port();
     const pid_t a = spawn_rank(tiny("2"), 0, 2, port, d / "a.err");
-    const pid_t b = spawn_rank(tiny("2") + std::vector<std::string>{"--lr", "1e-4"}, 1, 2, port,
-                               d / "b.err");
+    const pid_t b =
+        spawn_rank(tiny("2") + std::vector<std::string>{"--lr", "1e-4"}, 1, 2, port, d / "b.err");
     CHECK(wait_exit(a, 60) == 2);
     CHECK(wait_exit(b, 60) == 2);
     CHECK(read_bytes(d / "a.err").find("rank 1's command line differs from rank 0's") !=
@@ -255,8 +258,9 @@ TEST_CASE("launch errors: mismatched flags, no master, unknown backends, a chang
     const pid_t a = spawn_rank(tiny("2") + std::vector<std::string>{"--dist-timeout", "2"}, 1, 2,
                                port, d / "a.err");
     CHECK(wait_exit(a, 60) == 3);
-    CHECK(read_bytes(d / "a.err").find("cannot reach the master at 127.0.0.1:" +
-                                       std::to_string(port)) != std::string::npos);
+    CHECK(read_bytes(d / "a.err")
+              .find("cannot reach the master at 127.0.0.1:" + std::to_string(port)) !=
+          std::string::npos);
   }
   SUBCASE("unknown and unavailable backends") {
     auto r = run_sparsetrain(tiny("2") +
@@ -270,8 +274,8 @@ TEST_CASE("launch errors: mismatched flags, no master, unknown backends, a chang
   }
   SUBCASE("--resume with another world size is refused on every rank") {
     fs::create_directories(d / "s");
-    auto r = run_sparsetrain(tiny("2") + offloaded(d / "s") +
-                             std::vector<std::string>{"--nproc", "2"});
+    auto r =
+        run_sparsetrain(tiny("2") + offloaded(d / "s") + std::vector<std::string>{"--nproc", "2"});
     INFO(r.err);
     REQUIRE(r.exit_code == 0);
     // Three ranks: the stores of ranks 0 and 1 say two.

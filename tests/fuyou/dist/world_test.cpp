@@ -53,9 +53,8 @@ TEST_CASE("srun's and mpirun's variables stand in for torchrun's") {
   CHECK(slurm.size == 2);
   CHECK(slurm.local_rank == 1);
   CHECK(slurm.loopback());
-  const World mpi = world_of({{"OMPI_COMM_WORLD_RANK", "2"},
-                              {"OMPI_COMM_WORLD_SIZE", "3"},
-                              {"MASTER_ADDR", "localhost"}});
+  const World mpi = world_of(
+      {{"OMPI_COMM_WORLD_RANK", "2"}, {"OMPI_COMM_WORLD_SIZE", "3"}, {"MASTER_ADDR", "localhost"}});
   CHECK(mpi.rank == 2);
   CHECK(mpi.size == 3);
   CHECK(mpi.local_rank == 2);  // no local rank given: the rank
@@ -73,9 +72,9 @@ TEST_CASE("inconsistent launcher variables are usage errors naming the variable"
   CHECK_THROWS_WITH_AS(world_of({{"RANK", "1"}}), doctest::Contains("no WORLD_SIZE"), UsageError);
   CHECK_THROWS_WITH_AS(world_of({{"RANK", "0"}, {"WORLD_SIZE", "2"}}),
                        doctest::Contains("without MASTER_ADDR"), UsageError);
-  CHECK_THROWS_WITH_AS(
-      world_of({{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "a"}, {"MASTER_PORT", "70000"}}),
-      doctest::Contains("MASTER_PORT='70000'"), UsageError);
+  const std::map<std::string, std::string> bad_port = {
+      {"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "a"}, {"MASTER_PORT", "70000"}};
+  CHECK_THROWS_WITH_AS(world_of(bad_port), doctest::Contains("MASTER_PORT='70000'"), UsageError);
   // One rank of one needs no master.
   CHECK(world_of({{"RANK", "0"}, {"WORLD_SIZE", "1"}}).size == 1);
 }
