@@ -755,7 +755,9 @@ void run_offloaded(const FinetuneOptions& options, const fy::ModelConfig& config
         trainer = std::make_unique<fy::OffloadTrainer>(config, initial, options.train, offload);
       }
       ranks.group->check_same("resumed step (the step after each rank's last commit)",
-                              std::to_string(trainer->first_step()));
+                              std::to_string(trainer->first_step()),
+                              "the ranks' stores are more than one commit apart (or one fell "
+                              "back and another could not): start the run anew");
     }
   }
   common::Progress progress("finetune", static_cast<std::uint64_t>(options.train.steps), "steps",

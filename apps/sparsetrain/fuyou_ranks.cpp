@@ -39,7 +39,11 @@ std::vector<std::string> own_args() {
 // A loopback TCP port free now (the kernel's choice), for the ranks' rendezvous.
 int free_loopback_port() {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) common::throw_path_error("cannot open a socket for", "the rendezvous", errno, "");
+  if (fd < 0) {
+    throw common::EnvironmentError(
+        "cannot open a socket for the ranks' rendezvous: " + common::errno_text(errno),
+        "run the ranks with torchrun and a MASTER_PORT instead");
+  }
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -162,12 +166,14 @@ void run_local_ranks(const RankFlags& flags, CommandContext& context) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   if (first_failed >= 0) {
-    throw common::Error(static_cast<common::ExitCode>(first_code),
-                        "rank " + std::to_string(first_failed) + " of " +
-                            std::to_string(flags.nproc) + " failed (exit " +
-                            std::to_string(first_code) + "); the others were stopped",
-                        "its error is above; --resume continues every rank from the last "
-                        "committed step");
+    throw common::Error(
+        static_cast<common::ExitCode>(first_code),
+        "rank " + std::to_string(first_failed) + " of " + std::to_string(flags.nproc) +
+            " failed (exit " + std::to_string(first_code) + "); the others were stopped",
+        first_code == static_cast<int>(common::ExitCode::kRunFailed) || first_code > 128
+            ? "its error is above; --resume continues every rank from the last "
+              "committed step"
+            : "its error is above");
   }
   if (common::interrupt_requested()) throw common::InterruptedError();
 }

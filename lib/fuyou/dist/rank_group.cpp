@@ -160,14 +160,13 @@ std::vector<std::string> RankGroup::exchange(const std::string& what, const std:
   return out;
 }
 
-void RankGroup::check_same(const std::string& what, const std::string& value) {
+void RankGroup::check_same(const std::string& what, const std::string& value,
+                           const std::string& hint) {
   const std::vector<std::string> all = exchange(what, value);
   for (int r = 1; r < size(); ++r) {
     if (all[static_cast<std::size_t>(r)] != all[0]) {
       throw common::UsageError(
-          "rank " + std::to_string(r) + "'s " + what + " differs from rank 0's",
-          "start every rank with the same command (per-rank paths through "
-          "{rank} in --ssd)");
+          "rank " + std::to_string(r) + "'s " + what + " differs from rank 0's", hint);
     }
   }
 }

@@ -41,8 +41,12 @@ class RankGroup final : public RankReduction {
   double sum(double value) override;
 
   // Every rank publishes `value` under `what`; UsageError on every rank when any rank's differs
-  // from rank 0's, naming the first such rank (e.g. the flags each rank was started with).
-  void check_same(const std::string& what, const std::string& value);
+  // from rank 0's, naming the first such rank (e.g. the flags each rank was started with), with
+  // `hint`.
+  void check_same(const std::string& what, const std::string& value,
+                  const std::string& hint =
+                      "start every rank with the same command (per-rank "
+                      "paths through {rank} in --ssd)");
   // Every rank's `value` for `what`, in rank order, on every rank.
   std::vector<std::string> exchange(const std::string& what, const std::string& value);
   // Every rank's `value` for `what`, in rank order, on rank 0; empty on the others.

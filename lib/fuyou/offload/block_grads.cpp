@@ -37,19 +37,21 @@ void StepGradients::set_norm_terms(std::int64_t unit, std::vector<at::Tensor> te
 }
 
 void StepGradients::sum_over_ranks(const std::vector<at::Tensor>& grads) {
-  if (!ranks_) return;
-  backward_.reset();
-  {
-    auto t = phases_.scope("rank_sum");
-    ranks_->sum(grads);
-  }
-  backward_ = std::make_unique<common::PhaseTimes::Scope>(phases_, "backward");
+  if (ranks_) outside_backward("rank_sum", [&] { ranks_->sum(grads); });
 }
 
 double StepGradients::sum_over_ranks(double value) {
-  if (!ranks_) return value;
-  auto t = phases_.scope("rank_sum");
-  return ranks_->sum(value);
+  if (ranks_) outside_backward("rank_sum", [&] { value = ranks_->sum(value); });
+  return value;
+}
+
+void StepGradients::outside_backward(const char* phase, const std::function<void()>& wait) {
+  backward_.reset();
+  {
+    auto t = phases_.scope(phase);
+    wait();
+  }
+  backward_ = std::make_unique<common::PhaseTimes::Scope>(phases_, "backward");
 }
 
 void StepGradients::finish(std::int64_t unit, std::vector<at::Tensor> grads, int pool_slot) {
@@ -83,13 +85,8 @@ void StepGradients::finish_drained(std::int64_t unit, std::vector<at::Tensor> gr
 }
 
 int StepGradients::acquire_pool_slot() {
-  backward_.reset();
   int slot = -1;
-  {
-    auto t = phases_.scope("grad_slot_wait");
-    slot = stage_.acquire_pool_slot();
-  }
-  backward_ = std::make_unique<common::PhaseTimes::Scope>(phases_, "backward");
+  outside_backward("grad_slot_wait", [&] { slot = stage_.acquire_pool_slot(); });
   return slot;
 }
 

@@ -69,6 +69,9 @@ class StepGradients {
   double finish_backward(const at::Tensor& like, const std::vector<std::int64_t>& order);
 
  private:
+  // Runs `wait` in phase `phase`, with the open "backward" scope closed meanwhile.
+  void outside_backward(const char* phase, const std::function<void()>& wait);
+
   OptimizerStage& stage_;
   const double grad_clip_;
   const bool defer_;  // clipping or deferral

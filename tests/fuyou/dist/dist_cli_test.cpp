@@ -24,7 +24,11 @@
 
 #include "cli/cli_support.h"
 
+using sparsetrain::test::read_bytes;
 using sparsetrain::test::read_json;
+using sparsetrain::test::wait_for_store_version;
+using sparsetrain::test::wait_process;
+using sparsetrain::test::operator+;
 using sparsetrain::test::run_sparsetrain;
 namespace fs = std::filesystem;
 
@@ -37,16 +41,6 @@ fs::path scratch(const std::string& name) {
   fs::remove_all(d);
   fs::create_directories(d);
   return d;
-}
-
-std::vector<std::string> operator+(std::vector<std::string> a, const std::vector<std::string>& b) {
-  a.insert(a.end(), b.begin(), b.end());
-  return a;
-}
-
-std::string read_bytes(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
 // A tiny seeded run; the micro-batch is per rank.
@@ -74,54 +68,15 @@ int free_port() {
 }
 
 // Starts rank `rank` of `world` as torchrun would (its environment), stderr to `err`.
-pid_t spawn_rank(std::vector<std::string> args, int rank, int world, int port,
+pid_t spawn_rank(const std::vector<std::string>& args, int rank, int world, int port,
                  const fs::path& err) {
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    ::setenv("RANK", std::to_string(rank).c_str(), 1);
-    ::setenv("WORLD_SIZE", std::to_string(world).c_str(), 1);
-    ::setenv("LOCAL_RANK", std::to_string(rank).c_str(), 1);
-    ::setenv("MASTER_ADDR", "127.0.0.1", 1);
-    ::setenv("MASTER_PORT", std::to_string(port).c_str(), 1);
-    const int null_fd = ::open("/dev/null", O_WRONLY);
-    const int err_fd = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    ::dup2(null_fd, STDOUT_FILENO);
-    ::dup2(err_fd, STDERR_FILENO);
-    std::vector<char*> argv{const_cast<char*>(SPARSETRAIN_BINARY)};
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    ::execv(SPARSETRAIN_BINARY, argv.data());
-    ::_exit(127);
-  }
-  return pid;
-}
-
-// Waits for `pid` up to `seconds`: its exit code (128 + signal), or -1 (then it is killed).
-int wait_exit(pid_t pid, double seconds) {
-  const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
-  while (std::chrono::steady_clock::now() < end) {
-    int status = 0;
-    if (::waitpid(pid, &status, WNOHANG) == pid) {
-      return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  ::kill(pid, SIGKILL);
-  ::waitpid(pid, nullptr, 0);
-  return -1;
-}
-
-// Waits (up to 60 s) until the store whose manifest is `manifest` has committed `version`.
-bool wait_for_version(const fs::path& manifest, int version) {
-  for (int i = 0; i < 12000; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    if (!fs::exists(manifest)) continue;
-    try {
-      if (read_json(manifest)["version"].get<int>() >= version) return true;
-    } catch (const nlohmann::json::exception&) {
-    }
-  }
-  return false;
+  return sparsetrain::test::start_sparsetrain(args,
+                                              {{"RANK", std::to_string(rank)},
+                                               {"WORLD_SIZE", std::to_string(world)},
+                                               {"LOCAL_RANK", std::to_string(rank)},
+                                               {"MASTER_ADDR", "127.0.0.1"},
+                                               {"MASTER_PORT", std::to_string(port)}},
+                                              err.string());
 }
 
 }  // namespace
@@ -217,13 +172,13 @@ TEST_CASE("a rank killed mid-step stops the other, and --resume continues bit fo
   const pid_t r0 = spawn_rank(args, 0, 2, port, d / "r0.err");
   const pid_t r1 = spawn_rank(args, 1, 2, port, d / "r1.err");
   const bool reached =
-      wait_for_version(d / "run" / "rank-1" / "sparsetrain-store.json", kill_after + 1);
+      wait_for_store_version(d / "run" / "rank-1" / "sparsetrain-store.json", kill_after + 1);
   if (reached) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
   ::kill(r1, SIGKILL);
   ::waitpid(r1, nullptr, 0);
   REQUIRE(reached);
   // Rank 0 fails within its collective timeout (10 s) instead of waiting forever.
-  const int code0 = wait_exit(r0, 40);
+  const int code0 = wait_process(r0, 40);
   INFO(read_bytes(d / "r0.err"));
   CHECK(code0 != 0);
   CHECK(code0 != -1);
@@ -233,7 +188,7 @@ TEST_CASE("a rank killed mid-step stops the other, and --resume continues bit fo
       args + std::vector<std::string>{"--resume", "--export", (d / "resumed.safetensors").string()};
   const pid_t q0 = spawn_rank(resume, 0, 2, port2, d / "q0.err");
   const pid_t q1 = spawn_rank(resume, 1, 2, port2, d / "q1.err");
-  const int c0 = wait_exit(q0, 120), c1 = wait_exit(q1, 120);
+  const int c0 = wait_process(q0, 120), c1 = wait_process(q1, 120);
   INFO(read_bytes(d / "q0.err"));
   INFO(read_bytes(d / "q1.err"));
   REQUIRE(c0 == 0);
@@ -248,8 +203,8 @@ TEST_CASE("launch errors: mismatched flags, no master, unknown backends, a chang
     const pid_t a = spawn_rank(tiny("2"), 0, 2, port, d / "a.err");
     const pid_t b =
         spawn_rank(tiny("2") + std::vector<std::string>{"--lr", "1e-4"}, 1, 2, port, d / "b.err");
-    CHECK(wait_exit(a, 60) == 2);
-    CHECK(wait_exit(b, 60) == 2);
+    CHECK(wait_process(a, 60) == 2);
+    CHECK(wait_process(b, 60) == 2);
     CHECK(read_bytes(d / "a.err").find("rank 1's command line differs from rank 0's") !=
           std::string::npos);
   }
@@ -257,7 +212,7 @@ TEST_CASE("launch errors: mismatched flags, no master, unknown backends, a chang
     const int port = free_port();
     const pid_t a = spawn_rank(tiny("2") + std::vector<std::string>{"--dist-timeout", "2"}, 1, 2,
                                port, d / "a.err");
-    CHECK(wait_exit(a, 60) == 3);
+    CHECK(wait_process(a, 60) == 3);
     CHECK(read_bytes(d / "a.err")
               .find("cannot reach the master at 127.0.0.1:" + std::to_string(port)) !=
           std::string::npos);

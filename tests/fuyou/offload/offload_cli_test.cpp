@@ -22,7 +22,11 @@
 
 using sparsetrain::test::run_sparsetrain;
 namespace fs = std::filesystem;
+using sparsetrain::test::read_bytes;
 using sparsetrain::test::read_json;
+using sparsetrain::test::start_sparsetrain;
+using sparsetrain::test::wait_for_store_version;
+using sparsetrain::test::operator+;
 
 namespace {
 
@@ -40,23 +44,11 @@ fs::path scratch(const std::string& name) {
 
 std::string ssd_of(const fs::path& d) { return (d / "a").string() + "," + (d / "b").string(); }
 
-std::string read_bytes(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 std::vector<std::string> tiny_args(const std::string& steps) {
   return {"fuyou",          "finetune", "--model", "tiny", "--steps",      steps,
           "--micro-batch",  "4",        "--seq",   "32",   "--eval-every", "0",
           "--eval-batches", "1",        "--seed",  "5",    "--progress",   "never",
           "--device",       "cpu"};
-}
-
-std::vector<std::string> operator+(std::vector<std::string> a, const std::vector<std::string>& b) {
-  a.insert(a.end(), b.begin(), b.end());
-  return a;
 }
 
 }  // namespace
@@ -166,35 +158,6 @@ TEST_CASE("an offloaded run records the in-memory run's losses and reports bytes
 
 namespace {
 
-// Starts `sparsetrain args…` in the background, its output to /dev/null; returns its pid.
-pid_t spawn_sparsetrain(std::vector<std::string> args) {
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    const int null_fd = ::open("/dev/null", O_WRONLY);
-    ::dup2(null_fd, STDOUT_FILENO);
-    ::dup2(null_fd, STDERR_FILENO);
-    std::vector<char*> argv{const_cast<char*>(SPARSETRAIN_BINARY)};
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    ::execv(SPARSETRAIN_BINARY, argv.data());
-    ::_exit(127);
-  }
-  return pid;
-}
-
-// Waits (up to 30 s) until the store whose manifest is `manifest` has committed `version`.
-bool wait_for_version(const fs::path& manifest, int version) {
-  for (int i = 0; i < 6000; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    if (!fs::exists(manifest)) continue;
-    try {
-      if (read_json(manifest)["version"].get<int>() >= version) return true;
-    } catch (const nlohmann::json::exception&) {
-    }
-  }
-  return false;
-}
-
 // Runs `base` + --ssd uninterrupted (exporting its weights), then again killed (SIGKILL) once
 // `kill_after` steps are committed and a random 0 … `jitter_ms` later (mid-step: forward, backward
 // or the updates), resumes it with --resume and checks the export is the uninterrupted one, byte
@@ -212,9 +175,9 @@ nlohmann::json kill_and_resume(const fs::path& d, const std::vector<std::string>
   const int delay_ms = jitter_ms > 0 ? static_cast<int>(rng() % jitter_ms) : 0;
   MESSAGE("killing " << delay_ms << " ms after step " << kill_after << " is committed");
   std::vector<std::string> args = base + std::vector<std::string>{"--ssd", ssd_of(d)};
-  const pid_t pid = spawn_sparsetrain(args);
+  const pid_t pid = start_sparsetrain(args);
   // Store version 1 = the initial commit; step k commits version k + 1.
-  const bool killed = wait_for_version(d / "a" / "sparsetrain-store.json", kill_after + 1);
+  const bool killed = wait_for_store_version(d / "a" / "sparsetrain-store.json", kill_after + 1);
   if (killed) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
   ::kill(pid, SIGKILL);
   int status = 0;
@@ -419,10 +382,10 @@ TEST_CASE(
 TEST_CASE("SIGTERM mid-run exits 130 and its record holds the metrics of the steps done") {
   const fs::path d = scratch("sigterm");
   const fs::path record = d / "record.json";
-  const pid_t pid = spawn_sparsetrain(
+  const pid_t pid = start_sparsetrain(
       tiny_args("1000000") + std::vector<std::string>{"--ssd", ssd_of(d), "--cpu-mem", "1200KiB",
                                                       "--out", record.string()});
-  REQUIRE(wait_for_version(d / "a" / "sparsetrain-store.json", 4));  // step 3 committed
+  REQUIRE(wait_for_store_version(d / "a" / "sparsetrain-store.json", 4));  // step 3 committed
   ::kill(pid, SIGTERM);
   int status = 0;
   ::waitpid(pid, &status, 0);
@@ -441,8 +404,8 @@ TEST_CASE("a second process on the same store is refused with exit 2 naming the 
   const fs::path d = scratch("two-writers");
   const std::vector<std::string> args =
       tiny_args("1000000") + std::vector<std::string>{"--ssd", ssd_of(d), "--cpu-mem", "1200KiB"};
-  const pid_t first = spawn_sparsetrain(args);
-  REQUIRE(wait_for_version(d / "a" / "sparsetrain-store.json", 2));
+  const pid_t first = start_sparsetrain(args);
+  REQUIRE(wait_for_store_version(d / "a" / "sparsetrain-store.json", 2));
   const auto fresh = run_sparsetrain(args);
   const auto resumed = run_sparsetrain(args + std::vector<std::string>{"--resume"});
   ::kill(first, SIGKILL);

@@ -16,18 +16,12 @@
 
 using sparsetrain::test::run_sparsetrain;
 namespace fs = std::filesystem;
+using sparsetrain::test::read_bytes;
 using sparsetrain::test::read_json;
 
 namespace {
 
 fs::path scratch() { return sparsetrain::test::scratch_dir("st-teddy-cli"); }
-
-std::string read_bytes(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 void write_gz(const fs::path& path, const std::string& text) {
   fs::create_directories(path.parent_path());
